@@ -1,0 +1,213 @@
+/**
+ * The Backend interface: every numeric operation GPT-2 training and inference needs, as a thin connector
+ * that the CPU reference (`cpu.ts`) and the WebGPU backend (`webgpu.ts`) both implement.
+ *
+ * Shape vocabulary (used in every doc comment here and in every kernel header):
+ * B batch, T time (sequence), C channels (n_embd), NH heads, HS head size (C / NH), V vocab,
+ * N = B·T rows, OC output channels. All float data is float32, row-major. Token ids and masks are int32.
+ *
+ * Conventions:
+ * - Outputs named `out`/`d…` are written with `=` unless the option `accumulate` is true, in which case
+ *   they are `+=`. Parameter gradients accumulate; activation gradients are assigned.
+ * - No operation reads back to the host; only `read()` does.
+ * - Ops are issued in order; a backend may queue them (WebGPU) or run them at once (CPU).
+ *
+ * @module
+ */
+
+/** Element type of a buffer. */
+export type DType = "f32" | "i32";
+
+/** An opaque handle to backend memory holding `length` elements of `dtype`. */
+export interface Buf {
+  readonly length: number;
+  readonly dtype: DType;
+}
+
+/** `out[M,N] (=|+=) op(A)[M,K] · op(B)[K,N] (+ bias[N])`. */
+export interface MatmulArgs {
+  out: Buf;
+  a: Buf;
+  b: Buf;
+  bias?: Buf;
+  M: number;
+  N: number;
+  K: number;
+  /** When true, `a` is stored [K, M] (so A(m,k) = a[k·M + m]); else [M, K]. */
+  transA?: boolean;
+  /** When true, `b` is stored [N, K] (so B(k,n) = b[n·K + k]); else [K, N]. */
+  transB?: boolean;
+  accumulate?: boolean;
+}
+
+/** Which training-time numeric ops a backend offers. Every one is required. */
+export interface Backend {
+  /** "cpu" or "webgpu". */
+  readonly name: string;
+  /** A one-line description of the device (adapter name, threads, …). */
+  readonly description: string;
+
+  // ---- memory ----
+  /** A new zero-filled buffer. `label` names it in errors (out of memory, limits). */
+  alloc(length: number, dtype?: DType, label?: string): Buf;
+  /** A new buffer holding a copy of `data`. */
+  upload(data: Float32Array | Int32Array, label?: string): Buf;
+  /** Overwrite `buf[offset … offset+data.length)` with `data`. */
+  write(buf: Buf, data: Float32Array | Int32Array, offset?: number): void;
+  /** Copy the buffer to the host (waits for queued work). */
+  read(buf: Buf): Promise<Float32Array | Int32Array>;
+  /** Fill with zeros. */
+  zero(buf: Buf): void;
+  /** `dst[dstOffset + i] = src[srcOffset + i]` for i < length (element offsets). */
+  copy(dst: Buf, src: Buf, length?: number, dstOffset?: number, srcOffset?: number): void;
+  /** Release the buffer (it may go back to a pool). */
+  free(buf: Buf): void;
+  /** Wait until queued work is done. */
+  sync(): Promise<void>;
+  /** Release every resource. */
+  dispose(): void;
+
+  // ---- elementwise ----
+  /** `out[i] = a[i] + b[i]` (residual add) for i < n; with accumulate `out[i] += a[i] + b[i]`. */
+  add(args: { out: Buf; a: Buf; b: Buf; n: number; accumulate?: boolean }): void;
+  /** `buf[i] *= s` for i < n. */
+  scale(args: { buf: Buf; n: number; s: number }): void;
+  /** `out[i] = gelu_new(inp[i])`, the tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+  geluForward(args: { out: Buf; inp: Buf; n: number }): void;
+  /** `dinp[i] (=|+=) gelu_new'(inp[i]) · dout[i]`. */
+  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean }): void;
+
+  // ---- embedding ----
+  /** `out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]`; out [B,T,C], ids i32 [B,T], wte [V,C], wpe [P,C]. */
+  embeddingForward(
+    args: { out: Buf; ids: Buf; wte: Buf; wpe: Buf; B: number; T: number; C: number; pos0?: number },
+  ): void;
+  /**
+   * `dwte[ids[b,t],:] += dout[b,t,:]`, `dwpe[t,:] += dout[b,t,:]`, deterministically (the order of
+   * the additions does not depend on scheduling).
+   */
+  embeddingBackward(
+    args: { dwte: Buf; dwpe: Buf; dout: Buf; ids: Buf; B: number; T: number; C: number; V: number },
+  ): void;
+
+  // ---- layernorm ----
+  /**
+   * Per row n < N: `mean = Σx/C`, `rstd = 1/√(Σ(x−mean)²/C + eps)`, `out = (x−mean)·rstd·weight + bias`.
+   * out, inp [N,C]; mean, rstd [N] (saved for backward; may be omitted at inference); weight, bias [C].
+   */
+  layernormForward(
+    args: {
+      out: Buf;
+      mean?: Buf;
+      rstd?: Buf;
+      inp: Buf;
+      weight: Buf;
+      bias: Buf;
+      N: number;
+      C: number;
+      eps: number;
+    },
+  ): void;
+  /**
+   * Layernorm gradient. dinp [N,C] (=|+= by `accumulate`); dweight, dbias [C] always `+=`.
+   * With x̂ = (x−mean)·rstd and g = dout·weight: dinp = rstd·(g − mean(g) − x̂·mean(g·x̂)).
+   */
+  layernormBackward(
+    args: {
+      dinp: Buf;
+      dweight: Buf;
+      dbias: Buf;
+      dout: Buf;
+      inp: Buf;
+      weight: Buf;
+      mean: Buf;
+      rstd: Buf;
+      N: number;
+      C: number;
+      accumulate?: boolean;
+    },
+  ): void;
+
+  // ---- matmul ----
+  /** See {@link MatmulArgs}. */
+  matmul(args: MatmulArgs): void;
+  /** `out[j] (=|+=) Σ_i inp[i,j]` over M rows: the bias gradient of a linear layer. inp [M,N], out [N]. */
+  sumRows(args: { out: Buf; inp: Buf; M: number; N: number; accumulate?: boolean }): void;
+
+  // ---- attention ----
+  /**
+   * Causal multi-head softmax attention with a key padding mask, as GPT-2 computes it.
+   * qkv [B,T,3C] (q, k, v concatenated on the channel axis, heads of HS contiguous within each);
+   * mask i32 [B,T] (1 = real token, 0 = padding) or omitted; out [B,T,C]; att [B,NH,T,T] (the softmax
+   * probabilities, saved for backward). Key s is visible to query t when s ≤ t and mask[b,s] = 1.
+   * Scores are q·k / √HS. A query row that sees no key gets probabilities 0 and output 0.
+   */
+  attentionForward(
+    args: { out: Buf; att: Buf; qkv: Buf; mask?: Buf; B: number; T: number; C: number; NH: number },
+  ): void;
+  /** Gradient of attentionForward: dqkv [B,T,3C] assigned (=). */
+  attentionBackward(
+    args: { dqkv: Buf; dout: Buf; qkv: Buf; att: Buf; B: number; T: number; C: number; NH: number },
+  ): void;
+  /**
+   * Inference attention with a KV cache. qkv [B,Tn,3C] for the Tn new tokens at positions pos0…pos0+Tn−1;
+   * kcache, vcache [B,NH,Tmax,HS]; the new keys and values are written into the caches at pos0…, then
+   * each new query attends causally to cache positions ≤ its own (mask i32 [B,Tmax] optional, as above).
+   * out [B,Tn,C].
+   */
+  attentionCached(
+    args: {
+      out: Buf;
+      qkv: Buf;
+      kcache: Buf;
+      vcache: Buf;
+      mask?: Buf;
+      B: number;
+      Tn: number;
+      pos0: number;
+      Tmax: number;
+      C: number;
+      NH: number;
+    },
+  ): void;
+
+  // ---- loss ----
+  /**
+   * Fused softmax + masked cross-entropy. logits [N,V]; targets i32 [N] (−100 = ignored).
+   * losses [N]: `−log softmax(logits[n])[targets[n]]`, 0 where ignored.
+   * dlogits [N,V]: `(softmax(logits[n]) − onehot(targets[n])) · scale`, 0 for ignored rows; it may be the
+   * same buffer as `logits` (computed in place). `scale` is usually 1/(number of supervised rows).
+   */
+  crossEntropy(
+    args: { losses: Buf; dlogits?: Buf; logits: Buf; targets: Buf; N: number; V: number; scale: number },
+  ): void;
+  /** `out[0] (=|+=) Σ_i inp[i] · s` for i < n (s default 1). */
+  sum(args: { out: Buf; inp: Buf; n: number; s?: number; accumulate?: boolean }): void;
+
+  // ---- optimizer ----
+  /** `out[0] = √(Σ over all bufs of Σ x²)`: the global L2 norm of many buffers (grad-norm for clipping). */
+  globalNorm(args: { out: Buf; bufs: readonly Buf[] }): void;
+  /**
+   * One AdamW step, exactly as torch.optim.AdamW, with gradient clipping folded in:
+   * `g = grad · min(1, maxNorm / (norm[0] + 1e-6))` (torch.nn.utils.clip_grad_norm_; no clipping when
+   * `norm` is omitted), `param −= lr·weightDecay·param`, `m = β1·m + (1−β1)·g`, `v = β2·v + (1−β2)·g²`,
+   * `param −= lr · (m / (1−β1^step)) / (√(v / (1−β2^step)) + eps)`. `step` counts from 1.
+   */
+  adamw(
+    args: {
+      param: Buf;
+      grad: Buf;
+      m: Buf;
+      v: Buf;
+      n: number;
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      step: number;
+      norm?: Buf;
+      maxNorm?: number;
+    },
+  ): void;
+}
