@@ -68,7 +68,11 @@ export interface Backend {
   dispose(): void;
 
   // ---- elementwise ----
-  /** `out[i] = a[i] + b[i]` (residual add) for i < n; with accumulate `out[i] += a[i] + b[i]`. */
+  /**
+   * `out[i] = a[i] + b[i]` (residual add) for i < n; with accumulate `out[i] += a[i] + b[i]`.
+   * `out` may be the same buffer as `a` (in-place `out += b`); no other op's output aliases an input
+   * unless its doc says so.
+   */
   add(args: { out: Buf; a: Buf; b: Buf; n: number; accumulate?: boolean }): void;
   /** `buf[i] *= s` for i < n. */
   scale(args: { buf: Buf; n: number; s: number }): void;

@@ -1,0 +1,264 @@
+/**
+ * The differentiable ops GPT-2 needs, fused where it helps as llm.c does (linear with bias, layernorm,
+ * attention, softmax + cross-entropy), and their backward rules in one table ({@link rules}).
+ *
+ * Each op runs its forward on the backend at once and, when a {@link Tape} is given, pushes a record whose
+ * `backward` calls the op's rule with the context the forward saved. Every rule accumulates (`+=`) into
+ * the gradient buffers of its inputs ({@link Tensor.gradBuf}), which start at zero.
+ * @module
+ */
+
+import type { Backend, Buf } from "../backend/backend.ts";
+import { type Tape, Tensor } from "./tensor.ts";
+
+/** What each op's forward saves for its backward, keyed by op name. */
+export interface OpContexts {
+  linear: { x: Tensor; w: Tensor; b?: Tensor; out: Tensor; M: number; K: number; N: number; transW: boolean };
+  layernorm: { x: Tensor; w: Tensor; b: Tensor; out: Tensor; mean: Buf; rstd: Buf; N: number; C: number };
+  gelu: { x: Tensor; out: Tensor };
+  add: { a: Tensor; b: Tensor; out: Tensor };
+  attention: { qkv: Tensor; out: Tensor; att: Buf; B: number; T: number; C: number; NH: number };
+  embedding: { ids: Buf; wte: Tensor; wpe: Tensor; out: Tensor; B: number; T: number; C: number };
+  crossEntropy: { logits: Tensor; dlogits: Buf };
+}
+
+/** A backward rule: propagate `out`'s gradient to the inputs' gradients. */
+type Rule<K extends keyof OpContexts> = (be: Backend, c: OpContexts[K]) => void;
+
+/**
+ * The backward rules, one per op. The type makes a missing rule a compile error.
+ */
+export const rules: { [K in keyof OpContexts]: Rule<K> } = {
+  // y = x·W + b  (W stored [K,N], HF Conv1D), or y = x·Wᵀ (transW: W stored [N,K], the tied LM head)
+  //   dx = dy·Wᵀ            [M,K]
+  //   dW = xᵀ·dy            [K,N]   (transW: dW = dyᵀ·x  [N,K])
+  //   db = Σ_rows dy        [N]
+  linear(be, { x, w, b, out, M, K, N, transW }) {
+    const dy = out.grad;
+    if (!dy) return;
+    if (x.requiresGrad) {
+      be.matmul({ out: x.gradBuf(), a: dy, b: w.buf, M, N: K, K: N, transB: !transW, accumulate: true });
+    }
+    if (w.requiresGrad) {
+      if (transW) be.matmul({ out: w.gradBuf(), a: dy, b: x.buf, M: N, N: K, K: M, transA: true, accumulate: true });
+      else be.matmul({ out: w.gradBuf(), a: x.buf, b: dy, M: K, N, K: M, transA: true, accumulate: true });
+    }
+    if (b?.requiresGrad) be.sumRows({ out: b.gradBuf(), inp: dy, M, N, accumulate: true });
+  },
+
+  // y = (x − μ)·rstd·w + b ; with x̂ = (x − μ)·rstd and g = dy·w:
+  //   dx = rstd·(g − mean(g) − x̂·mean(g·x̂)),  dw = Σ_rows dy·x̂,  db = Σ_rows dy
+  layernorm(be, { x, w, b, out, mean, rstd, N, C }) {
+    const dy = out.grad;
+    if (!dy) return;
+    be.layernormBackward({
+      dinp: x.gradBuf(),
+      dweight: w.gradBuf(),
+      dbias: b.gradBuf(),
+      dout: dy,
+      inp: x.buf,
+      weight: w.buf,
+      mean,
+      rstd,
+      N,
+      C,
+      accumulate: true,
+    });
+  },
+
+  // y = gelu_new(x):  dx = gelu_new'(x)·dy
+  gelu(be, { x, out }) {
+    if (!out.grad) return;
+    be.geluBackward({ dinp: x.gradBuf(), inp: x.buf, dout: out.grad, n: x.size, accumulate: true });
+  },
+
+  // y = a + b:  da = dy, db = dy
+  add(be, { a, b, out }) {
+    const dy = out.grad;
+    if (!dy) return;
+    for (const t of [a, b]) {
+      if (!t.requiresGrad) continue;
+      if (t.grad) be.add({ out: t.grad, a: t.grad, b: dy, n: t.size });
+      else {
+        t.grad = be.alloc(t.size, "f32", `grad ${t.name}`);
+        be.copy(t.grad, dy);
+      }
+    }
+  },
+
+  // y = softmax(q·kᵀ/√HS + causal/padding mask)·v : see the attention_backward kernel for the maths.
+  // The backend assigns dqkv, so it goes straight into a fresh gradient or through a temporary.
+  attention(be, { qkv, out, att, B, T, C, NH }) {
+    const dy = out.grad;
+    if (!dy) return;
+    if (!qkv.grad) {
+      qkv.grad = be.alloc(qkv.size, "f32", `grad ${qkv.name}`);
+      be.attentionBackward({ dqkv: qkv.grad, dout: dy, qkv: qkv.buf, att, B, T, C, NH });
+    } else {
+      const tmp = be.alloc(qkv.size, "f32", "attention dqkv");
+      be.attentionBackward({ dqkv: tmp, dout: dy, qkv: qkv.buf, att, B, T, C, NH });
+      be.add({ out: qkv.grad, a: qkv.grad, b: tmp, n: qkv.size });
+      be.free(tmp);
+    }
+  },
+
+  // y[b,t] = wte[ids[b,t]] + wpe[t]:  dwte[ids[b,t]] += dy[b,t],  dwpe[t] += dy[b,t]
+  embedding(be, { ids, wte, wpe, out, B, T, C }) {
+    if (!out.grad) return;
+    be.embeddingBackward({
+      dwte: wte.gradBuf(),
+      dwpe: wpe.gradBuf(),
+      dout: out.grad,
+      ids,
+      B,
+      T,
+      C,
+      V: wte.shape[0]!,
+    });
+  },
+
+  // loss = mean over supervised rows of −log softmax(logits)[target]:
+  //   dlogits = (softmax(logits) − onehot(target)) / count, computed in the forward (fused, in place).
+  crossEntropy(be, { logits, dlogits }) {
+    if (logits.grad) be.add({ out: logits.grad, a: logits.grad, b: dlogits, n: logits.size });
+    else logits.grad = dlogits; // the logits buffer now holds its own gradient
+  },
+};
+
+/** Where an op runs: the backend and, while training, the tape that records it. */
+export interface OpContext {
+  be: Backend;
+  tape?: Tape;
+}
+
+function record<K extends keyof OpContexts>(
+  ctx: OpContext,
+  op: K,
+  c: OpContexts[K],
+  outputs: Tensor[],
+  saved: Buf[] = [],
+): void {
+  if (!ctx.tape) {
+    for (const b of saved) ctx.be.free(b);
+    return;
+  }
+  const rule = rules[op] as Rule<K>;
+  ctx.tape.push({ op, backward: () => rule(ctx.be, c), outputs, saved });
+}
+
+function newTensor(ctx: OpContext, shape: number[], name: string, requiresGrad: boolean): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(ctx.be, ctx.be.alloc(n, "f32", name), shape, { requiresGrad: requiresGrad && !!ctx.tape, name });
+}
+
+/**
+ * y[M,N] = x[M,K]·W[K,N] + b[N]; with `transW`, W is stored [N,K] (y = x·Wᵀ, the tied LM head).
+ * `x` may have any leading shape; its last dimension is K.
+ */
+export function linear(ctx: OpContext, x: Tensor, w: Tensor, b?: Tensor, opts: { transW?: boolean } = {}): Tensor {
+  const transW = opts.transW ?? false;
+  const K = x.shape[x.shape.length - 1]!;
+  const M = x.size / K;
+  const [wr, wc] = [w.shape[0]!, w.shape[1]!];
+  const N = transW ? wr : wc;
+  if ((transW ? wc : wr) !== K) {
+    throw new Error(`Cannot apply linear ${w.name}: input has ${K} features, weight is [${w.shape}]`);
+  }
+  const out = newTensor(ctx, [...x.shape.slice(0, -1), N], `${w.name}:out`, x.requiresGrad || w.requiresGrad);
+  ctx.be.matmul({ out: out.buf, a: x.buf, b: w.buf, bias: b?.buf, M, N, K, transB: transW });
+  record(ctx, "linear", { x, w, b, out, M, K, N, transW }, [out]);
+  return out;
+}
+
+/** Layernorm over the last dimension. */
+export function layernorm(ctx: OpContext, x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+  const C = x.shape[x.shape.length - 1]!;
+  const N = x.size / C;
+  const out = newTensor(ctx, [...x.shape], `${w.name}:out`, true);
+  const training = !!ctx.tape;
+  const mean = training ? ctx.be.alloc(N, "f32", "layernorm mean") : undefined;
+  const rstd = training ? ctx.be.alloc(N, "f32", "layernorm rstd") : undefined;
+  ctx.be.layernormForward({ out: out.buf, mean, rstd, inp: x.buf, weight: w.buf, bias: b.buf, N, C, eps });
+  if (training) record(ctx, "layernorm", { x, w, b, out, mean: mean!, rstd: rstd!, N, C }, [out], [mean!, rstd!]);
+  return out;
+}
+
+/** gelu_new, elementwise. */
+export function gelu(ctx: OpContext, x: Tensor): Tensor {
+  const out = newTensor(ctx, [...x.shape], `${x.name}:gelu`, x.requiresGrad);
+  ctx.be.geluForward({ out: out.buf, inp: x.buf, n: x.size });
+  record(ctx, "gelu", { x, out }, [out]);
+  return out;
+}
+
+/** a + b, elementwise (the residual connection). */
+export function add(ctx: OpContext, a: Tensor, b: Tensor): Tensor {
+  if (a.size !== b.size) throw new Error(`Cannot add tensors of shapes [${a.shape}] and [${b.shape}]`);
+  const out = newTensor(ctx, [...a.shape], "residual", a.requiresGrad || b.requiresGrad);
+  ctx.be.add({ out: out.buf, a: a.buf, b: b.buf, n: a.size });
+  record(ctx, "add", { a, b, out }, [out]);
+  return out;
+}
+
+/** Causal multi-head attention over qkv [B,T,3C] with an optional key padding mask (i32 [B,T]). */
+export function attention(
+  ctx: OpContext,
+  qkv: Tensor,
+  opts: { B: number; T: number; C: number; NH: number; mask?: Buf },
+): Tensor {
+  const { B, T, C, NH, mask } = opts;
+  const out = newTensor(ctx, [B, T, C], "attention:out", qkv.requiresGrad);
+  const att = ctx.be.alloc(B * NH * T * T, "f32", "attention probabilities");
+  ctx.be.attentionForward({ out: out.buf, att, qkv: qkv.buf, mask, B, T, C, NH });
+  record(ctx, "attention", { qkv, out, att, B, T, C, NH }, [out], [att]);
+  return out;
+}
+
+/** Token + position embedding: out[b,t] = wte[ids[b,t]] + wpe[t]. `ids` is i32 [B,T]. */
+export function embedding(
+  ctx: OpContext,
+  ids: Buf,
+  wte: Tensor,
+  wpe: Tensor,
+  opts: { B: number; T: number },
+): Tensor {
+  const { B, T } = opts;
+  const C = wte.shape[1]!;
+  const out = newTensor(ctx, [B, T, C], "embedding:out", true);
+  ctx.be.embeddingForward({ out: out.buf, ids, wte: wte.buf, wpe: wpe.buf, B, T, C });
+  record(ctx, "embedding", { ids, wte, wpe, out, B, T, C }, [out]);
+  return out;
+}
+
+/**
+ * Fused softmax + masked mean cross-entropy over logits [N,V] and targets i32 [N] (−100 ignored).
+ * `count` is the number of supervised rows (known on the host). Returns a 1-element buffer with the mean
+ * loss that the caller owns. When recording, the logits' gradient is computed in the same pass, in place
+ * (the logits are not needed afterwards).
+ */
+export function crossEntropy(
+  ctx: OpContext,
+  logits: Tensor,
+  targets: Buf,
+  count: number,
+): Buf {
+  if (count <= 0) throw new Error("Cannot compute the loss: the batch has no supervised token (all labels are -100)");
+  const V = logits.shape[logits.shape.length - 1]!;
+  const N = logits.size / V;
+  const losses = ctx.be.alloc(N, "f32", "losses");
+  const loss = ctx.be.alloc(1, "f32", "loss");
+  const training = !!ctx.tape && logits.requiresGrad;
+  ctx.be.crossEntropy({
+    losses,
+    dlogits: training ? logits.buf : undefined,
+    logits: logits.buf,
+    targets,
+    N,
+    V,
+    scale: 1 / count,
+  });
+  ctx.be.sum({ out: loss, inp: losses, n: N, s: 1 / count });
+  ctx.be.free(losses);
+  if (training) record(ctx, "crossEntropy", { logits, dlogits: logits.buf }, []);
+  return loss;
+}

@@ -1,0 +1,38 @@
+/**
+ * Choosing a backend: `cpu` (the plain TypeScript reference), `webgpu` (WGSL kernels), or `auto`, which
+ * takes WebGPU when a hardware adapter exists and the CPU otherwise (a software adapter such as Mesa's
+ * lavapipe is slower than the CPU backend, so `auto` passes it over; name `webgpu` to use it anyway).
+ * @module
+ */
+
+import type { Backend } from "./backend.ts";
+import { CpuBackend } from "./cpu.ts";
+
+export type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+
+/** Backend names accepted by `--backend`. */
+export const BACKEND_NAMES = ["auto", "cpu", "webgpu"] as const;
+/** A backend name. */
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** Parse a `--backend` value, with an error that lists the choices. */
+export function parseBackendName(value: string | undefined): BackendName {
+  const v = value ?? "auto";
+  if (!(BACKEND_NAMES as readonly string[]).includes(v)) {
+    throw new Error(`Unknown backend: "${v}" (expected one of ${BACKEND_NAMES.join(", ")})`);
+  }
+  return v as BackendName;
+}
+
+/** Create the named backend. `auto` prefers a hardware WebGPU adapter, then the CPU. */
+export async function createBackend(name: BackendName = "auto"): Promise<Backend> {
+  if (name === "cpu") return new CpuBackend();
+  const { WebGpuBackend } = await import("./webgpu.ts");
+  if (name === "webgpu") return await WebGpuBackend.create();
+  try {
+    const gpu = await WebGpuBackend.create({ rejectSoftware: true });
+    return gpu;
+  } catch {
+    return new CpuBackend();
+  }
+}

@@ -1,0 +1,451 @@
+/**
+ * GPT-2 (`GPT2LMHeadModel`) with Hugging Face parameter names and layouts: pre-layernorm blocks, learned
+ * positions, `gelu_new`, Conv1D weights stored [in, out] (`transformer.h.{i}.attn.c_attn.weight` is
+ * [C, 3C]) and the LM head tied to `transformer.wte.weight`.
+ *
+ * Two forward paths: {@link GPT2.forward} records on a tape for training; {@link GPT2.forwardCached} is
+ * the inference path with a KV cache (generation, label scoring).
+ * @module
+ */
+
+import type { Backend, Buf } from "../backend/backend.ts";
+import * as ops from "../autograd/ops.ts";
+import { Tape, Tensor } from "../autograd/tensor.ts";
+import type { GPT2Config } from "./config.ts";
+
+/** A named host tensor (what the I/O layer reads and writes). */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** One batch for the training forward: row-major [B,T] int32 arrays. */
+export interface Batch {
+  B: number;
+  T: number;
+  inputIds: Int32Array;
+  /** 1 = real token, 0 = padding. Omitted: all ones. */
+  attentionMask?: Int32Array;
+  /** HF labels (−100 = not supervised), NOT shifted: position t's label is the token at t. */
+  labels: Int32Array;
+}
+
+/** The HF names of the parameters of one config, in `model.named_parameters()` order, with their shapes. */
+export function parameterShapes(cfg: GPT2Config): Map<string, number[]> {
+  const C = cfg.nEmbd, m = new Map<string, number[]>();
+  m.set("transformer.wte.weight", [cfg.vocabSize, C]);
+  m.set("transformer.wpe.weight", [cfg.nPositions, C]);
+  for (let i = 0; i < cfg.nLayer; i++) {
+    const h = `transformer.h.${i}`;
+    m.set(`${h}.ln_1.weight`, [C]);
+    m.set(`${h}.ln_1.bias`, [C]);
+    m.set(`${h}.attn.c_attn.weight`, [C, 3 * C]);
+    m.set(`${h}.attn.c_attn.bias`, [3 * C]);
+    m.set(`${h}.attn.c_proj.weight`, [C, C]);
+    m.set(`${h}.attn.c_proj.bias`, [C]);
+    m.set(`${h}.ln_2.weight`, [C]);
+    m.set(`${h}.ln_2.bias`, [C]);
+    m.set(`${h}.mlp.c_fc.weight`, [C, 4 * C]);
+    m.set(`${h}.mlp.c_fc.bias`, [4 * C]);
+    m.set(`${h}.mlp.c_proj.weight`, [4 * C, C]);
+    m.set(`${h}.mlp.c_proj.bias`, [C]);
+  }
+  m.set("transformer.ln_f.weight", [C]);
+  m.set("transformer.ln_f.bias", [C]);
+  return m;
+}
+
+/** A deterministic normal generator (mulberry32 + Box–Muller) for initialisation. */
+export function normalRng(seed: number): () => number {
+  let a = seed >>> 0;
+  const uniform = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  let spare: number | undefined;
+  return () => {
+    if (spare !== undefined) {
+      const s = spare;
+      spare = undefined;
+      return s;
+    }
+    const r = Math.sqrt(-2 * Math.log(uniform())), th = 2 * Math.PI * uniform();
+    spare = r * Math.sin(th);
+    return r * Math.cos(th);
+  };
+}
+
+/** Per-layer KV cache for inference: [B, NH, Tmax, HS] keys and values per layer. */
+export class KvCache {
+  readonly k: Buf[] = [];
+  readonly v: Buf[] = [];
+  constructor(readonly be: Backend, cfg: GPT2Config, readonly B: number, readonly Tmax: number) {
+    for (let l = 0; l < cfg.nLayer; l++) {
+      this.k.push(be.alloc(B * Tmax * cfg.nEmbd, "f32", `kv cache k ${l}`));
+      this.v.push(be.alloc(B * Tmax * cfg.nEmbd, "f32", `kv cache v ${l}`));
+    }
+  }
+  dispose(): void {
+    for (const b of [...this.k, ...this.v]) this.be.free(b);
+    this.k.length = 0;
+    this.v.length = 0;
+  }
+}
+
+/** GPT-2 language model on a backend. */
+export class GPT2 {
+  #params: Map<string, Tensor>;
+
+  private constructor(readonly be: Backend, public config: GPT2Config, params: Map<string, Tensor>) {
+    this.#params = params;
+  }
+
+  /** Build from host tensors by HF name (as `loadModelDir` returns them). Every parameter must be there. */
+  static fromTensors(be: Backend, config: GPT2Config, tensors: Map<string, HostTensor>): GPT2 {
+    const params = new Map<string, Tensor>();
+    const problems: string[] = [];
+    for (const [name, shape] of parameterShapes(config)) {
+      const t = tensors.get(name);
+      if (!t) problems.push(`missing ${name}`);
+      else if (t.shape.join(",") !== shape.join(",")) problems.push(`${name} is [${t.shape}], expected [${shape}]`);
+      else params.set(name, new Tensor(be, be.upload(t.data, name), shape, { requiresGrad: true, name }));
+    }
+    if (problems.length) throw new Error(`Cannot build GPT-2: ${problems.join("; ")}`);
+    return new GPT2(be, config, params);
+  }
+
+  /**
+   * A randomly initialised model, as `GPT2LMHeadModel(config)` initialises one: weights N(0, 0.02),
+   * the residual projections (`c_proj`) N(0, 0.02/√(2·n_layer)), biases 0, layernorms 1 and 0.
+   */
+  static random(be: Backend, config: GPT2Config, seed = 0): GPT2 {
+    const rng = normalRng(seed);
+    const tensors = new Map<string, HostTensor>();
+    for (const [name, shape] of parameterShapes(config)) {
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      if (name.includes(".ln_")) {
+        if (name.endsWith(".weight")) data.fill(1);
+      } else if (name.endsWith(".weight")) {
+        const std = name.endsWith("c_proj.weight") ? 0.02 / Math.sqrt(2 * config.nLayer) : 0.02;
+        for (let i = 0; i < data.length; i++) data[i] = rng() * std;
+      }
+      tensors.set(name, { shape, data });
+    }
+    return GPT2.fromTensors(be, config, tensors);
+  }
+
+  /** Parameters by HF name, in `named_parameters()` order. */
+  get params(): ReadonlyMap<string, Tensor> {
+    return this.#params;
+  }
+
+  /** One parameter by HF name. */
+  param(name: string): Tensor {
+    const t = this.#params.get(name);
+    if (!t) throw new Error(`Unknown parameter: ${name}`);
+    return t;
+  }
+
+  /** Number of parameters (the tied head counted once, as HF does). */
+  get numParams(): number {
+    let n = 0;
+    for (const t of this.#params.values()) n += t.size;
+    return n;
+  }
+
+  /** Copy every parameter to the host. */
+  async toTensors(): Promise<Map<string, HostTensor>> {
+    const out = new Map<string, HostTensor>();
+    for (const [name, t] of this.#params) out.set(name, { shape: [...t.shape], data: await t.read() });
+    return out;
+  }
+
+  /** Release every gradient buffer. */
+  zeroGrad(): void {
+    for (const t of this.#params.values()) t.freeGrad();
+  }
+
+  /** Release all backend memory of the model. */
+  dispose(): void {
+    for (const t of this.#params.values()) {
+      t.freeGrad();
+      this.be.free(t.buf);
+    }
+    this.#params.clear();
+  }
+
+  /**
+   * Grow (or shrink) the vocabulary, as `resize_token_embeddings` does with its default mean resizing:
+   * new rows are drawn from a normal distribution with the old rows' mean and 1e-5 times their covariance
+   * (falling back to the mean alone when the covariance is not positive definite). The LM head is tied, so
+   * it follows.
+   */
+  async resizeTokenEmbeddings(newVocab: number, seed = 0): Promise<void> {
+    const old = this.param("transformer.wte.weight");
+    const [V, C] = [old.shape[0]!, old.shape[1]!];
+    if (newVocab === V) return;
+    const src = await old.read();
+    const data = new Float32Array(newVocab * C);
+    data.set(src.subarray(0, Math.min(V, newVocab) * C));
+    if (newVocab > V) {
+      const rows = sampleLikeRows(src, V, C, newVocab - V, seed);
+      data.set(rows, V * C);
+    }
+    old.freeGrad();
+    this.be.free(old.buf);
+    const name = "transformer.wte.weight";
+    this.#params.set(
+      name,
+      new Tensor(this.be, this.be.upload(data, name), [newVocab, C], { requiresGrad: true, name }),
+    );
+    this.config = { ...this.config, vocabSize: newVocab };
+  }
+
+  /**
+   * The training forward: logits [B,T,V] recorded on `tape` (or not recorded when `tape` is omitted).
+   * `ids` and `mask` are i32 [B,T] buffers on the backend.
+   */
+  forward(
+    args: { ids: Buf; mask?: Buf; B: number; T: number; tape?: Tape },
+  ): Tensor {
+    const { ids, mask, B, T, tape } = args;
+    const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon;
+    if (T > cfg.nPositions) {
+      throw new Error(`Cannot run GPT-2: sequence length ${T} exceeds n_positions ${cfg.nPositions}`);
+    }
+    const ctx: ops.OpContext = { be: this.be, tape };
+    const p = (n: string) => this.param(n);
+    let x = ops.embedding(ctx, ids, p("transformer.wte.weight"), p("transformer.wpe.weight"), { B, T });
+    for (let l = 0; l < cfg.nLayer; l++) {
+      const h = `transformer.h.${l}`;
+      const ln1 = ops.layernorm(ctx, x, p(`${h}.ln_1.weight`), p(`${h}.ln_1.bias`), eps);
+      const qkv = ops.linear(ctx, ln1, p(`${h}.attn.c_attn.weight`), p(`${h}.attn.c_attn.bias`));
+      const att = ops.attention(ctx, qkv, { B, T, C, NH, mask });
+      const proj = ops.linear(ctx, att, p(`${h}.attn.c_proj.weight`), p(`${h}.attn.c_proj.bias`));
+      const x2 = ops.add(ctx, x, proj);
+      const ln2 = ops.layernorm(ctx, x2, p(`${h}.ln_2.weight`), p(`${h}.ln_2.bias`), eps);
+      const fc = ops.linear(ctx, ln2, p(`${h}.mlp.c_fc.weight`), p(`${h}.mlp.c_fc.bias`));
+      const act = ops.gelu(ctx, fc);
+      const mlp = ops.linear(ctx, act, p(`${h}.mlp.c_proj.weight`), p(`${h}.mlp.c_proj.bias`));
+      const xIn = x;
+      x = ops.add(ctx, x2, mlp);
+      // without a tape nothing needs the intermediates any more
+      if (!tape) { for (const t of [xIn, ln1, qkv, att, proj, x2, ln2, fc, act, mlp]) this.be.free(t.buf); }
+    }
+    const xf = ops.layernorm(ctx, x, p("transformer.ln_f.weight"), p("transformer.ln_f.bias"), eps);
+    const logits = ops.linear(ctx, xf, p("transformer.wte.weight"), undefined, { transW: true });
+    if (!tape) { for (const t of [x, xf]) this.be.free(t.buf); }
+    return logits;
+  }
+
+  /**
+   * Mean cross-entropy over supervised positions, labels shifted by one as Hugging Face does
+   * (the logits at t predict the token at t+1). With `backward`, gradients accumulate into the
+   * parameters' `.grad`. Returns the loss as a 1-element backend buffer (read it only when needed) and the
+   * number of supervised tokens.
+   */
+  loss(batch: Batch, opts: { backward?: boolean } = {}): { loss: Buf; supervised: number } {
+    const { B, T } = batch;
+    const { targets, count } = shiftLabels(batch.labels, B, T);
+    if (count === 0) {
+      throw new Error("Cannot compute the loss: the batch has no supervised token (every label is -100)");
+    }
+    const be = this.be;
+    const ids = be.upload(batch.inputIds, "input ids");
+    const mask = batch.attentionMask ? be.upload(batch.attentionMask, "attention mask") : undefined;
+    const tgt = be.upload(targets, "targets");
+    const tape = opts.backward ? new Tape(be) : undefined;
+    const logits = this.forward({ ids, mask, B, T, tape });
+    const loss = ops.crossEntropy({ be, tape }, logits, tgt, count);
+    if (tape) tape.backward();
+    else be.free(logits.buf);
+    for (const b of [ids, mask, tgt]) if (b) be.free(b);
+    return { loss, supervised: count };
+  }
+
+  /**
+   * Inference forward with a KV cache: runs `ids` (i32 host array [B,Tn]) at positions pos0…pos0+Tn−1,
+   * appending to `cache`, and returns the logits [B,Tn,V] (or only the last position's, [B,V], with
+   * `lastOnly`) on the host.
+   */
+  async forwardCached(
+    args: {
+      ids: Int32Array;
+      B: number;
+      Tn: number;
+      pos0: number;
+      cache: KvCache;
+      mask?: Int32Array;
+      lastOnly?: boolean;
+    },
+  ): Promise<Float32Array> {
+    const { B, Tn, pos0, cache, lastOnly } = args;
+    const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon, V = cfg.vocabSize;
+    if (pos0 + Tn > cache.Tmax) {
+      throw new Error(`Cannot run GPT-2: position ${pos0 + Tn} exceeds the cache (${cache.Tmax})`);
+    }
+    if (pos0 + Tn > cfg.nPositions) {
+      throw new Error(`Cannot run GPT-2: position ${pos0 + Tn} exceeds n_positions ${cfg.nPositions}`);
+    }
+    const be = this.be, N = B * Tn;
+    const p = (n: string) => this.param(n).buf;
+    const ids = be.upload(args.ids, "input ids");
+    const mask = args.mask ? be.upload(args.mask, "attention mask") : undefined;
+    const x = be.alloc(N * C, "f32", "residual");
+    const h = be.alloc(N * C, "f32", "layernorm out");
+    const qkv = be.alloc(N * 3 * C, "f32", "qkv");
+    const att = be.alloc(N * C, "f32", "attention out");
+    const fc = be.alloc(N * 4 * C, "f32", "mlp hidden");
+    const act = be.alloc(N * 4 * C, "f32", "mlp activation");
+    const tmp = be.alloc(N * C, "f32", "projection out");
+    be.embeddingForward({
+      out: x,
+      ids,
+      wte: p("transformer.wte.weight"),
+      wpe: p("transformer.wpe.weight"),
+      B,
+      T: Tn,
+      C,
+      pos0,
+    });
+    for (let l = 0; l < cfg.nLayer; l++) {
+      const L = `transformer.h.${l}`;
+      be.layernormForward({ out: h, inp: x, weight: p(`${L}.ln_1.weight`), bias: p(`${L}.ln_1.bias`), N, C, eps });
+      be.matmul({
+        out: qkv,
+        a: h,
+        b: p(`${L}.attn.c_attn.weight`),
+        bias: p(`${L}.attn.c_attn.bias`),
+        M: N,
+        N: 3 * C,
+        K: C,
+      });
+      be.attentionCached({
+        out: att,
+        qkv,
+        kcache: cache.k[l]!,
+        vcache: cache.v[l]!,
+        mask,
+        B,
+        Tn,
+        pos0,
+        Tmax: cache.Tmax,
+        C,
+        NH,
+      });
+      be.matmul({
+        out: tmp,
+        a: att,
+        b: p(`${L}.attn.c_proj.weight`),
+        bias: p(`${L}.attn.c_proj.bias`),
+        M: N,
+        N: C,
+        K: C,
+      });
+      be.add({ out: x, a: x, b: tmp, n: N * C });
+      be.layernormForward({ out: h, inp: x, weight: p(`${L}.ln_2.weight`), bias: p(`${L}.ln_2.bias`), N, C, eps });
+      be.matmul({ out: fc, a: h, b: p(`${L}.mlp.c_fc.weight`), bias: p(`${L}.mlp.c_fc.bias`), M: N, N: 4 * C, K: C });
+      be.geluForward({ out: act, inp: fc, n: N * 4 * C });
+      be.matmul({
+        out: tmp,
+        a: act,
+        b: p(`${L}.mlp.c_proj.weight`),
+        bias: p(`${L}.mlp.c_proj.bias`),
+        M: N,
+        N: C,
+        K: 4 * C,
+      });
+      be.add({ out: x, a: x, b: tmp, n: N * C });
+    }
+    be.layernormForward({
+      out: h,
+      inp: x,
+      weight: p("transformer.ln_f.weight"),
+      bias: p("transformer.ln_f.bias"),
+      N,
+      C,
+      eps,
+    });
+    let rows = N, src = h;
+    if (lastOnly) {
+      // gather each row's last position: [B,C]
+      rows = B;
+      src = be.alloc(B * C, "f32", "last hidden");
+      for (let b = 0; b < B; b++) be.copy(src, h, C, b * C, (b * Tn + Tn - 1) * C);
+    }
+    const logits = be.alloc(rows * V, "f32", "logits");
+    be.matmul({ out: logits, a: src, b: p("transformer.wte.weight"), M: rows, N: V, K: C, transB: true });
+    const out = (await be.read(logits)) as Float32Array;
+    for (const b of [ids, mask, x, h, qkv, att, fc, act, tmp, logits]) if (b) be.free(b);
+    if (src !== h) be.free(src);
+    return out;
+  }
+}
+
+/**
+ * Shift HF labels by one: `targets[b,t] = labels[b,t+1]`, `targets[b,T−1] = −100`. Returns the targets
+ * and the number of supervised positions.
+ */
+export function shiftLabels(labels: Int32Array, B: number, T: number): { targets: Int32Array; count: number } {
+  const targets = new Int32Array(B * T).fill(-100);
+  let count = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T - 1; t++) {
+      const y = labels[b * T + t + 1]!;
+      targets[b * T + t] = y;
+      if (y !== -100) count++;
+    }
+  }
+  return { targets, count };
+}
+
+/**
+ * `n` new rows like the `V` rows of `src` [V,C]: mean + L·z with L the Cholesky factor of 1e-5·cov
+ * (Hugging Face's mean resizing); the mean alone when the covariance is not positive definite.
+ */
+function sampleLikeRows(src: Float32Array, V: number, C: number, n: number, seed: number): Float32Array {
+  const mean = new Float64Array(C);
+  for (let r = 0; r < V; r++) for (let c = 0; c < C; c++) mean[c]! += src[r * C + c]! / V;
+  const cov = new Float64Array(C * C);
+  const d = new Float64Array(C);
+  for (let r = 0; r < V; r++) {
+    for (let c = 0; c < C; c++) d[c] = src[r * C + c]! - mean[c]!;
+    for (let i = 0; i < C; i++) {
+      const di = d[i]!;
+      for (let j = 0; j <= i; j++) cov[i * C + j]! += di * d[j]!;
+    }
+  }
+  for (let i = 0; i < C; i++) for (let j = 0; j <= i; j++) cov[i * C + j]! *= 1e-5 / V;
+  // Cholesky (lower), in place on the lower triangle
+  let pd = true;
+  for (let j = 0; j < C && pd; j++) {
+    let s = cov[j * C + j]!;
+    for (let k = 0; k < j; k++) s -= cov[j * C + k]! ** 2;
+    if (!(s > 0)) {
+      pd = false;
+      break;
+    }
+    const ljj = Math.sqrt(s);
+    cov[j * C + j] = ljj;
+    for (let i = j + 1; i < C; i++) {
+      let t = cov[i * C + j]!;
+      for (let k = 0; k < j; k++) t -= cov[i * C + k]! * cov[j * C + k]!;
+      cov[i * C + j] = t / ljj;
+    }
+  }
+  const rng = normalRng(seed);
+  const out = new Float32Array(n * C);
+  const z = new Float64Array(C);
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < C; c++) z[c] = rng();
+    for (let i = 0; i < C; i++) {
+      let v = mean[i]!;
+      if (pd) { for (let k = 0; k <= i; k++) v += cov[i * C + k]! * z[k]!; }
+      out[r * C + i] = v;
+    }
+  }
+  return out;
+}
