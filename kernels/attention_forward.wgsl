@@ -1,0 +1,136 @@
+// attention_forward.wgsl — causal multi-head softmax attention with a key padding mask (GPT-2).
+//
+// For batch b, head h, query t (HS = C / NH channels per head, scale = 1/√HS):
+//   q_t = qkv[b, t, h·HS … h·HS+HS−1]            k_s = qkv[b, s, C + h·HS …]      v_s = qkv[b, s, 2C + h·HS …]
+//   visible(t, s) = s ≤ t and mask[b, s] ≠ 0   (no mask: s ≤ t)
+//   att[b, h, t, s] = softmax_s(q_t·k_s · scale) over visible s, and 0 where not visible
+//   out[b, t, h·HS + d] = Σ_s att[b, h, t, s] · v_s[d]
+// A query row with no visible key (e.g. a padded position at the start) gets att = 0 and out = 0.
+//
+// Bindings:
+//   0 p     uniform { B, T, C, NH }
+//   1 qkv   [B,T,3C]   read
+//   2 mask  [B,T] i32  read (ignored unless HAS_MASK; bind any buffer)
+//   3 att   [B,NH,T,T] `=` (every element of the row is written: probabilities, 0 where not visible)
+//   4 out   [B,T,C]    `=`
+// Overrides: HAS_MASK (bool).
+// Dispatch: one workgroup of 64 per query row r = (b·NH + h)·T + t, r = wg.x + wg.y · num_workgroups.x
+// (2D grid when B·NH·T > 65535). Invocations split the keys s (j, j+64, …) for the scores and the
+// channels d for the output; the max and the sum are tree reductions in shared memory (deterministic).
+// The row of `att` doubles as scratch for the scores (written then read back by the same invocation;
+// storageBarrier makes the probabilities visible to the whole workgroup before the weighted sum).
+// Matches: CpuBackend.attentionForward.
+
+struct Params {
+  B: u32,
+  T: u32,
+  C: u32,
+  NH: u32,
+}
+
+override HAS_MASK: bool = false;
+
+const WG = 64u;
+const NEG_BIG = -3.0e38; // below any real score; stands for −∞ (WGSL has no infinity literal)
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> mask: array<i32>;
+@group(0) @binding(3) var<storage, read_write> att: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+fn workgroup_max(j: u32, v: f32) -> f32 {
+  red[j] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (j < s) { red[j] = max(red[j], red[j + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn workgroup_sum(j: u32, v: f32) -> f32 {
+  red[j] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (j < s) { red[j] += red[j + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn visible(b: u32, t: u32, s: u32) -> bool {
+  if (s > t) { return false; }
+  if (HAS_MASK) { return mask[b * p.T + s] != 0; }
+  return true;
+}
+
+@compute @workgroup_size(64)
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+  let r = wg.x + wg.y * nwg.x;
+  if (r >= p.B * p.NH * p.T) { return; } // uniform across the workgroup
+  let j = lid.x;
+  let t = r % p.T;
+  let h = (r / p.T) % p.NH;
+  let b = r / (p.T * p.NH);
+  let HS = p.C / p.NH;
+  let C3 = 3u * p.C;
+  let scale = 1.0 / sqrt(f32(HS));
+  let q_off = (b * p.T + t) * C3 + h * HS;
+  let arow = r * p.T;
+
+  // 1. scores q·k·scale for the visible keys, and their max
+  var mx = NEG_BIG;
+  for (var s = j; s <= t; s += WG) {
+    if (visible(b, t, s)) {
+      let k_off = (b * p.T + s) * C3 + p.C + h * HS;
+      var dot = 0.0;
+      for (var d = 0u; d < HS; d++) { dot += qkv[q_off + d] * qkv[k_off + d]; }
+      let score = dot * scale;
+      att[arow + s] = score;
+      mx = max(mx, score);
+    }
+  }
+  mx = workgroup_max(j, mx);
+
+  // 2. exponentials and their sum (subtracting the max keeps exp ≤ 1)
+  var sum = 0.0;
+  for (var s = j; s <= t; s += WG) {
+    if (visible(b, t, s)) {
+      let e = exp(att[arow + s] - mx);
+      att[arow + s] = e;
+      sum += e;
+    }
+  }
+  sum = workgroup_sum(j, sum);
+  var inv = 0.0;
+  if (sum > 0.0) { inv = 1.0 / sum; } // no visible key: everything stays 0
+
+  // 3. normalise; 0 for keys that are not visible (including the future s > t)
+  for (var s = j; s < p.T; s += WG) {
+    if (visible(b, t, s)) { att[arow + s] = att[arow + s] * inv; } else { att[arow + s] = 0.0; }
+  }
+  storageBarrier();
+  workgroupBarrier();
+
+  // 4. out = Σ_s att · v, each invocation owning channels d = j, j + 64, …
+  let o_off = (b * p.T + t) * p.C + h * HS;
+  for (var d = j; d < HS; d += WG) {
+    var acc = 0.0;
+    for (var s = 0u; s <= t; s++) {
+      let v_off = (b * p.T + s) * C3 + 2u * p.C + h * HS;
+      acc += att[arow + s] * qkv[v_off + d];
+    }
+    out[o_off + d] = acc;
+  }
+}

@@ -1,0 +1,108 @@
+// layernorm_backward.wgsl — gradient of layernorm_forward.wgsl, in two entry points.
+//
+// With x̂ = (x − mean)·rstd (per row) and g = dout·weight (per element):
+//   dinp[n, c]  = rstd·(g[c] − mean_c(g) − x̂[c]·mean_c(g·x̂))
+//   dweight[c] += Σ_n dout[n, c]·x̂[n, c]
+//   dbias[c]   += Σ_n dout[n, c]
+// (Derivation: out = x̂·w + b, and x̂ depends on every x of its row through mean and rstd; the two means
+// in dinp are the projections that remove those dependencies.)
+//
+// Bindings (shared by both entry points):
+//   0 p        uniform { N, C }
+//   1 dout     [N,C]  read
+//   2 inp      [N,C]  read  (the forward's input)
+//   3 weight   [C]    read
+//   4 mean     [N]    read  (saved by the forward)
+//   5 rstd     [N]    read  (saved by the forward)
+//   6 dinp     [N,C]  `=`, or `+=` with ACCUMULATE (an activation gradient)
+//   7 dweight  [C]    `+=` always (a parameter gradient)
+//   8 dbias    [C]    `+=` always
+// Overrides: ACCUMULATE (bool, for dinp).
+// Entry points and dispatch:
+//   dinp_main:    one workgroup of 128 per row n = wg.x + wg.y · num_workgroups.x; invocation j handles
+//                 channels j, j + 128, …; the two row means are tree reductions in shared memory.
+//   dparams_main: one invocation per channel c (workgroups of 64 along x), looping over rows n = 0…N−1
+//                 in order: deterministic without float atomics, and the same order as the CPU loop.
+// Matches: CpuBackend.layernormBackward.
+
+struct Params {
+  N: u32,
+  C: u32,
+}
+
+override ACCUMULATE: bool = false;
+
+const WG = 128u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> rstd: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dweight: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dbias: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+fn workgroup_sum(j: u32, v: f32) -> f32 {
+  red[j] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (j < s) { red[j] += red[j + s]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(128)
+fn dinp_main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+  let n = wg.x + wg.y * nwg.x;
+  if (n >= p.N) { return; } // uniform across the workgroup
+  let j = lid.x;
+  let row = n * p.C;
+  let mu = mean[n];
+  let rs = rstd[n];
+
+  // mean(g) and mean(g·x̂) over the row
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var c = j; c < p.C; c += WG) {
+    let g = dout[row + c] * weight[c];
+    let xhat = (inp[row + c] - mu) * rs;
+    sg += g;
+    sgx += g * xhat;
+  }
+  let mean_g = workgroup_sum(j, sg) / f32(p.C);
+  let mean_gx = workgroup_sum(j, sgx) / f32(p.C);
+
+  for (var c = j; c < p.C; c += WG) {
+    let g = dout[row + c] * weight[c];
+    let xhat = (inp[row + c] - mu) * rs;
+    var v = rs * (g - mean_g - xhat * mean_gx);
+    if (ACCUMULATE) { v += dinp[row + c]; }
+    dinp[row + c] = v;
+  }
+}
+
+@compute @workgroup_size(64)
+fn dparams_main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  var dw = dweight[c];
+  var db = dbias[c];
+  for (var n = 0u; n < p.N; n++) {
+    let d = dout[n * p.C + c];
+    dw += d * (inp[n * p.C + c] - mean[n]) * rstd[n];
+    db += d;
+  }
+  dweight[c] = dw;
+  dbias[c] = db;
+}

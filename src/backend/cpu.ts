@@ -1,0 +1,785 @@
+/**
+ * The CPU reference backend: every {@link Backend} op as plain loops over `Float32Array`, written to be read.
+ * This file is the spec that the WGSL kernels must match, in the spirit of llm.c's `train_gpt2.c`: each op
+ * states its maths, its shapes (B batch, T time, C channels, NH heads, HS = C/NH head size, V vocab,
+ * N = B·T rows) and which outputs are assigned (`=`) and which accumulate (`+=`).
+ *
+ * Numerics: buffers hold float32; the arithmetic is JavaScript's float64, so every reduction (dot
+ * products, means, sums, softmax denominators) accumulates in float64 and is rounded to float32 once, when
+ * it is stored. A float32 GPU kernel therefore matches this backend to float32 rounding, not bit for bit.
+ *
+ * Everything runs at once on the calling thread; `sync()` has nothing to wait for.
+ *
+ * @example
+ * ```ts
+ * import { CpuBackend, cpuData } from "./cpu.ts";
+ * const be = new CpuBackend();
+ * const a = be.upload(new Float32Array([1, 2, 3, 4])); // [2,2]
+ * const out = be.alloc(4);
+ * be.matmul({ out, a, b: a, M: 2, N: 2, K: 2 });
+ * console.log(cpuData(out)); // Float32Array [7, 10, 15, 22]
+ * ```
+ * @module
+ */
+
+import type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+
+/** √(2/π), the constant in the tanh form of GELU. */
+const GELU_SCALE = Math.sqrt(2 / Math.PI);
+/** The cubic coefficient of the tanh form of GELU. */
+const GELU_CUBIC = 0.044715;
+/** The target id that cross-entropy ignores (PyTorch's `ignore_index`). */
+const IGNORE_INDEX = -100;
+
+/** A CPU buffer: a plain typed array. `data` is the live storage (not a copy). */
+export class CpuBuf implements Buf {
+  readonly dtype: DType;
+  readonly label: string;
+  #data: Float32Array | Int32Array;
+  #freed = false;
+
+  constructor(data: Float32Array | Int32Array, label = "buffer") {
+    this.#data = data;
+    this.dtype = data instanceof Int32Array ? "i32" : "f32";
+    this.label = label;
+  }
+
+  /** Number of elements. */
+  get length(): number {
+    return this.#data.length;
+  }
+
+  /** The live storage. Throws once the buffer has been freed (a use-after-free in the caller). */
+  get data(): Float32Array | Int32Array {
+    if (this.#freed) throw new Error(`Cannot use CPU buffer: "${this.label}" was freed`);
+    return this.#data;
+  }
+
+  /** Marks the buffer freed; later use throws. */
+  release(): void {
+    this.#freed = true;
+  }
+}
+
+/** The typed array behind a CPU buffer (the live storage, not a copy). Throws for another backend's buffer. */
+export function cpuData(buf: Buf): Float32Array | Int32Array {
+  if (!(buf instanceof CpuBuf)) throw new Error("Cannot use buffer on the CPU backend: it belongs to another backend");
+  return buf.data;
+}
+
+/** The float32 data of `buf`, checked to hold at least `need` elements. */
+function f32(buf: Buf, need: number, what: string): Float32Array {
+  const d = cpuData(buf);
+  if (!(d instanceof Float32Array)) throw new Error(`Cannot run CPU op: ${what} must be f32, got i32`);
+  if (d.length < need) throw new Error(`Cannot run CPU op: ${what} has ${d.length} elements, needs ${need}`);
+  return d;
+}
+
+/** The int32 data of `buf`, checked to hold at least `need` elements. */
+function i32(buf: Buf, need: number, what: string): Int32Array {
+  const d = cpuData(buf);
+  if (!(d instanceof Int32Array)) throw new Error(`Cannot run CPU op: ${what} must be i32, got f32`);
+  if (d.length < need) throw new Error(`Cannot run CPU op: ${what} has ${d.length} elements, needs ${need}`);
+  return d;
+}
+
+/** The reference backend: synchronous loops over typed arrays on the calling thread. */
+export class CpuBackend implements Backend {
+  readonly name = "cpu";
+  readonly description = "CPU reference (plain TypeScript loops, 1 thread)";
+
+  // ------------------------------------------------------------------------------------------------
+  // memory
+  // ------------------------------------------------------------------------------------------------
+
+  alloc(length: number, dtype: DType = "f32", label?: string): Buf {
+    if (!Number.isInteger(length) || length < 0) {
+      throw new Error(`Cannot allocate CPU buffer${label ? ` "${label}"` : ""}: bad length ${length}`);
+    }
+    return new CpuBuf(dtype === "i32" ? new Int32Array(length) : new Float32Array(length), label);
+  }
+
+  upload(data: Float32Array | Int32Array, label?: string): Buf {
+    return new CpuBuf(data.slice(), label);
+  }
+
+  write(buf: Buf, data: Float32Array | Int32Array, offset = 0): void {
+    const d = cpuData(buf);
+    if (d.constructor !== data.constructor) {
+      throw new Error(`Cannot write to CPU buffer: dtype differs (buffer ${buf.dtype}, data ${data.constructor.name})`);
+    }
+    if (offset < 0 || offset + data.length > d.length) {
+      throw new Error(`Cannot write to CPU buffer: ${data.length} elements at ${offset} exceed length ${d.length}`);
+    }
+    d.set(data, offset);
+  }
+
+  read(buf: Buf): Promise<Float32Array | Int32Array> {
+    return Promise.resolve(cpuData(buf).slice());
+  }
+
+  zero(buf: Buf): void {
+    cpuData(buf).fill(0);
+  }
+
+  copy(dst: Buf, src: Buf, length?: number, dstOffset = 0, srcOffset = 0): void {
+    const d = cpuData(dst), s = cpuData(src);
+    if (d.constructor !== s.constructor) throw new Error(`Cannot copy: dtypes differ (${src.dtype} to ${dst.dtype})`);
+    const n = length ?? s.length - srcOffset;
+    if (srcOffset < 0 || dstOffset < 0 || srcOffset + n > s.length || dstOffset + n > d.length) {
+      throw new Error(
+        `Cannot copy: ${n} elements from ${srcOffset} (of ${s.length}) to ${dstOffset} (of ${d.length}) out of range`,
+      );
+    }
+    d.set(s.subarray(srcOffset, srcOffset + n), dstOffset);
+  }
+
+  free(buf: Buf): void {
+    if (buf instanceof CpuBuf) buf.release();
+  }
+
+  sync(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  dispose(): void {}
+
+  // ------------------------------------------------------------------------------------------------
+  // elementwise
+  // ------------------------------------------------------------------------------------------------
+
+  /** out (=|+=) a + b. `out` may alias `a` (or `b`): each element is read before it is written. */
+  add(args: { out: Buf; a: Buf; b: Buf; n: number; accumulate?: boolean }): void {
+    const { n } = args;
+    const out = f32(args.out, n, "add out"), a = f32(args.a, n, "add a"), b = f32(args.b, n, "add b");
+    if (args.accumulate) { for (let i = 0; i < n; i++) out[i] = out[i]! + a[i]! + b[i]!; }
+    else for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
+  }
+
+  /** buf *= s. */
+  scale(args: { buf: Buf; n: number; s: number }): void {
+    const { n, s } = args;
+    const x = f32(args.buf, n, "scale buf");
+    for (let i = 0; i < n; i++) x[i] = x[i]! * s;
+  }
+
+  /** out = gelu_new(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+  geluForward(args: { out: Buf; inp: Buf; n: number }): void {
+    const { n } = args;
+    const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
+    for (let i = 0; i < n; i++) {
+      const x = inp[i]!;
+      out[i] = 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x)));
+    }
+  }
+
+  /**
+   * dinp (=|+=) gelu_new'(x)·dout. With u = √(2/π)·(x + 0.044715·x³) and th = tanh(u):
+   *   d/dx [0.5·x·(1 + th)] = 0.5·(1 + th) + 0.5·x·(1 − th²)·du/dx,  du/dx = √(2/π)·(1 + 3·0.044715·x²)
+   * (1 − th² = sech²(u); this form cannot overflow, unlike 1/cosh²).
+   */
+  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean }): void {
+    const { n } = args;
+    const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
+    const dout = f32(args.dout, n, "gelu dout");
+    for (let i = 0; i < n; i++) {
+      const x = inp[i]!;
+      const th = Math.tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x));
+      const dudx = GELU_SCALE * (1 + 3 * GELU_CUBIC * x * x);
+      const local = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * dudx;
+      const g = local * dout[i]!;
+      dinp[i] = args.accumulate ? dinp[i]! + g : g;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // embedding
+  // ------------------------------------------------------------------------------------------------
+
+  /** out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]. Token ids outside [0, V) are an error. */
+  embeddingForward(
+    args: { out: Buf; ids: Buf; wte: Buf; wpe: Buf; B: number; T: number; C: number; pos0?: number },
+  ): void {
+    const { B, T, C } = args;
+    const pos0 = args.pos0 ?? 0;
+    const out = f32(args.out, B * T * C, "embedding out"), ids = i32(args.ids, B * T, "embedding ids");
+    const wte = f32(args.wte, 0, "embedding wte"), wpe = f32(args.wpe, (pos0 + T) * C, "embedding wpe");
+    const V = Math.floor(wte.length / C);
+    for (let bt = 0; bt < B * T; bt++) {
+      const t = bt % T;
+      const id = ids[bt]!;
+      if (id < 0 || id >= V) throw new Error(`Cannot embed token: id ${id} at row ${bt} is outside [0, ${V})`);
+      const o = bt * C, e = id * C, p = (pos0 + t) * C;
+      for (let c = 0; c < C; c++) out[o + c] = wte[e + c]! + wpe[p + c]!;
+    }
+  }
+
+  /**
+   * dwte[ids[b,t],:] += dout[b,t,:];  dwpe[t,:] += dout[b,t,:]  (both accumulate).
+   * Deterministic: rows are added in the fixed order b = 0…B−1, t = 0…T−1, so repeated token ids sum in
+   * the same order every time. (A GPU kernel gets the same property by grouping rows by token id.)
+   */
+  embeddingBackward(
+    args: { dwte: Buf; dwpe: Buf; dout: Buf; ids: Buf; B: number; T: number; C: number; V: number },
+  ): void {
+    const { B, T, C, V } = args;
+    const dwte = f32(args.dwte, V * C, "embedding dwte"), dwpe = f32(args.dwpe, T * C, "embedding dwpe");
+    const dout = f32(args.dout, B * T * C, "embedding dout"), ids = i32(args.ids, B * T, "embedding ids");
+    for (let bt = 0; bt < B * T; bt++) {
+      const t = bt % T;
+      const id = ids[bt]!;
+      if (id < 0 || id >= V) throw new Error(`Cannot backprop embedding: id ${id} at row ${bt} is outside [0, ${V})`);
+      const o = bt * C, e = id * C, p = t * C;
+      for (let c = 0; c < C; c++) {
+        const d = dout[o + c]!;
+        dwte[e + c] = dwte[e + c]! + d;
+        dwpe[p + c] = dwpe[p + c]! + d;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // layernorm
+  // ------------------------------------------------------------------------------------------------
+
+  /**
+   * Per row n: mean = Σx/C, var = Σ(x − mean)²/C (biased, as torch), rstd = 1/√(var + eps),
+   * out = (x − mean)·rstd·weight + bias. Saves mean and rstd [N] for the backward when given.
+   */
+  layernormForward(
+    args: {
+      out: Buf;
+      mean?: Buf;
+      rstd?: Buf;
+      inp: Buf;
+      weight: Buf;
+      bias: Buf;
+      N: number;
+      C: number;
+      eps: number;
+    },
+  ): void {
+    const { N, C, eps } = args;
+    const out = f32(args.out, N * C, "layernorm out"), inp = f32(args.inp, N * C, "layernorm inp");
+    const weight = f32(args.weight, C, "layernorm weight"), bias = f32(args.bias, C, "layernorm bias");
+    const meanOut = args.mean ? f32(args.mean, N, "layernorm mean") : undefined;
+    const rstdOut = args.rstd ? f32(args.rstd, N, "layernorm rstd") : undefined;
+    for (let n = 0; n < N; n++) {
+      const o = n * C;
+      // mean over the channels
+      let sum = 0;
+      for (let c = 0; c < C; c++) sum += inp[o + c]!;
+      const mean = sum / C;
+      // biased variance, two-pass (subtract the mean first: no cancellation)
+      let sq = 0;
+      for (let c = 0; c < C; c++) {
+        const d = inp[o + c]! - mean;
+        sq += d * d;
+      }
+      const rstd = 1 / Math.sqrt(sq / C + eps);
+      // normalise, then scale and shift
+      for (let c = 0; c < C; c++) out[o + c] = (inp[o + c]! - mean) * rstd * weight[c]! + bias[c]!;
+      if (meanOut) meanOut[n] = mean;
+      if (rstdOut) rstdOut[n] = rstd;
+    }
+  }
+
+  /**
+   * With x̂ = (x − mean)·rstd, y = x̂·w + b and g = dout·w (all per row n, per channel c):
+   *   dbias   += Σ_n dout                                   (always +=)
+   *   dweight += Σ_n dout·x̂                                 (always +=)
+   *   dinp    (=|+=) rstd·(g − mean_c(g) − x̂·mean_c(g·x̂))
+   * The last line is the chain rule through x̂: ∂x̂_c/∂x_j = rstd·(δ_cj − 1/C − x̂_c·x̂_j/C).
+   * Uses the mean and rstd the forward saved (x̂ is recomputed from inp).
+   */
+  layernormBackward(
+    args: {
+      dinp: Buf;
+      dweight: Buf;
+      dbias: Buf;
+      dout: Buf;
+      inp: Buf;
+      weight: Buf;
+      mean: Buf;
+      rstd: Buf;
+      N: number;
+      C: number;
+      accumulate?: boolean;
+    },
+  ): void {
+    const { N, C } = args;
+    const dinp = f32(args.dinp, N * C, "layernorm dinp"), dout = f32(args.dout, N * C, "layernorm dout");
+    const dweight = f32(args.dweight, C, "layernorm dweight"), dbias = f32(args.dbias, C, "layernorm dbias");
+    const inp = f32(args.inp, N * C, "layernorm inp"), weight = f32(args.weight, C, "layernorm weight");
+    const meanA = f32(args.mean, N, "layernorm mean"), rstdA = f32(args.rstd, N, "layernorm rstd");
+    for (let n = 0; n < N; n++) {
+      const o = n * C;
+      const mean = meanA[n]!, rstd = rstdA[n]!;
+      // first pass: the two row means the formula needs
+      let gSum = 0, gxSum = 0;
+      for (let c = 0; c < C; c++) {
+        const xhat = (inp[o + c]! - mean) * rstd;
+        const g = dout[o + c]! * weight[c]!;
+        gSum += g;
+        gxSum += g * xhat;
+      }
+      const gMean = gSum / C, gxMean = gxSum / C;
+      // second pass: parameter gradients and the input gradient
+      for (let c = 0; c < C; c++) {
+        const xhat = (inp[o + c]! - mean) * rstd;
+        const dy = dout[o + c]!;
+        dbias[c] = dbias[c]! + dy;
+        dweight[c] = dweight[c]! + dy * xhat;
+        const d = rstd * (dy * weight[c]! - gMean - xhat * gxMean);
+        dinp[o + c] = args.accumulate ? dinp[o + c]! + d : d;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // matmul
+  // ------------------------------------------------------------------------------------------------
+
+  /**
+   * out[M,N] (=|+=) op(A)[M,K]·op(B)[K,N] (+ bias[N]), i.e. out[i,j] = Σ_k A(i,k)·B(k,j) + bias[j].
+   * Storage: A(i,k) = a[i·K + k], or a[k·M + i] with transA; B(k,j) = b[k·N + j], or b[j·K + k] with transB.
+   * Each output row is summed in float64 (a scratch row), then rounded once when stored.
+   * Loop orders keep the innermost loop contiguous in memory:
+   * - B not transposed: i-k-j, `acc[j] += A(i,k)·b[k,j]` runs along a row of b.
+   * - B transposed: i-j-k, a dot product of row i of A with row j of b (both contiguous over k).
+   * A transposed row i is first gathered into a contiguous scratch row.
+   */
+  matmul(args: MatmulArgs): void {
+    const { M, N, K } = args;
+    const out = f32(args.out, M * N, "matmul out");
+    const a = f32(args.a, M * K, "matmul a"), b = f32(args.b, K * N, "matmul b");
+    const bias = args.bias ? f32(args.bias, N, "matmul bias") : undefined;
+    if (out === a || out === b) throw new Error("Cannot run matmul: out must not alias a or b");
+    const arow = new Float64Array(K); // row i of A, contiguous
+    const acc = new Float64Array(N); // row i of the product, in float64
+    for (let i = 0; i < M; i++) {
+      // gather A(i, :)
+      if (args.transA) { for (let k = 0; k < K; k++) arow[k] = a[k * M + i]!; }
+      else for (let k = 0; k < K; k++) arow[k] = a[i * K + k]!;
+      // acc = A(i, :)·B
+      if (args.transB) rowTimesBt(acc, arow, b, N, K);
+      else rowTimesB(acc, arow, b, N, K);
+      // store, adding the bias and (when accumulating) what was there
+      const o = i * N;
+      for (let j = 0; j < N; j++) {
+        let v = acc[j]!;
+        if (bias) v += bias[j]!;
+        out[o + j] = args.accumulate ? out[o + j]! + v : v;
+      }
+    }
+  }
+
+  /** out[j] (=|+=) Σ_i inp[i,j] over M rows (the bias gradient of a linear layer), summed in float64. */
+  sumRows(args: { out: Buf; inp: Buf; M: number; N: number; accumulate?: boolean }): void {
+    const { M, N } = args;
+    const out = f32(args.out, N, "sumRows out"), inp = f32(args.inp, M * N, "sumRows inp");
+    const acc = new Float64Array(N);
+    for (let i = 0; i < M; i++) {
+      const o = i * N;
+      for (let j = 0; j < N; j++) acc[j] = acc[j]! + inp[o + j]!;
+    }
+    for (let j = 0; j < N; j++) out[j] = args.accumulate ? out[j]! + acc[j]! : acc[j]!;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // attention
+  // ------------------------------------------------------------------------------------------------
+
+  /**
+   * Causal softmax attention with a key padding mask. For batch b, head h, query t (HS = C/NH; q, k, v
+   * of head h are qkv[b,t, h·HS …], qkv[b,t, C + h·HS …], qkv[b,t, 2C + h·HS …]):
+   *   visible(s)  = s ≤ t and mask[b,s] = 1           (no mask: every s ≤ t)
+   *   score[s]    = q_t·k_s / √HS                      for visible s
+   *   att[b,h,t,s] = exp(score[s] − max) / Σ_visible exp(score − max)   for visible s, else 0
+   *   out[b,t,h]  = Σ_s att[b,h,t,s]·v_s
+   * A query that sees no key (its whole row masked) gets att 0 and out 0. att is written in full
+   * (masked and future entries = 0); it is saved for the backward.
+   */
+  attentionForward(
+    args: { out: Buf; att: Buf; qkv: Buf; mask?: Buf; B: number; T: number; C: number; NH: number },
+  ): void {
+    const { B, T, C, NH } = args;
+    const HS = headSize(C, NH);
+    const out = f32(args.out, B * T * C, "attention out"), att = f32(args.att, B * NH * T * T, "attention att");
+    const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv");
+    const mask = args.mask ? i32(args.mask, B * T, "attention mask") : undefined;
+    const scale = 1 / Math.sqrt(HS);
+    const scores = new Float64Array(T);
+    const acc = new Float64Array(HS); // one output head row, in float64
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < NH; h++) {
+        for (let t = 0; t < T; t++) {
+          const q = (b * T + t) * 3 * C + h * HS;
+          const arow = ((b * NH + h) * T + t) * T;
+          // pass 1: scores of the visible keys and their max
+          let max = -Infinity;
+          for (let s = 0; s <= t; s++) {
+            if (mask && mask[b * T + s] === 0) continue;
+            const k = (b * T + s) * 3 * C + C + h * HS;
+            let dot = 0;
+            for (let i = 0; i < HS; i++) dot += qkv[q + i]! * qkv[k + i]!;
+            scores[s] = dot * scale;
+            if (scores[s]! > max) max = scores[s]!;
+          }
+          // pass 2: softmax over the visible keys (subtracting the max keeps exp ≤ 1)
+          let sum = 0;
+          for (let s = 0; s < T; s++) {
+            const visible = s <= t && !(mask && mask[b * T + s] === 0);
+            const e = visible ? Math.exp(scores[s]! - max) : 0;
+            scores[s] = e;
+            sum += e;
+          }
+          const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
+          for (let s = 0; s < T; s++) att[arow + s] = scores[s]! * inv;
+          // pass 3: out = Σ_s att·v_s (probabilities as stored, so the backward sees the same numbers)
+          acc.fill(0);
+          for (let s = 0; s <= t; s++) {
+            const p = att[arow + s]!;
+            if (p === 0) continue; // masked key
+            const v = (b * T + s) * 3 * C + 2 * C + h * HS;
+            for (let i = 0; i < HS; i++) acc[i] = acc[i]! + p * qkv[v + i]!;
+          }
+          const o = (b * T + t) * C + h * HS;
+          for (let i = 0; i < HS; i++) out[o + i] = acc[i]!;
+        }
+      }
+    }
+  }
+
+  /**
+   * Gradient of attentionForward; dqkv [B,T,3C] is assigned (=). With P = att (probabilities), for each
+   * b, h, query t and key s ≤ t:
+   *   dv_s   += P[t,s]·dout_t
+   *   dP[t,s] = dout_t·v_s
+   *   dS[t,s] = P[t,s]·(dP[t,s] − Σ_r P[t,r]·dP[t,r])       (softmax backward; S = score before softmax)
+   *   dq_t   += dS[t,s]·k_s / √HS,   dk_s += dS[t,s]·q_t / √HS
+   * Masked entries have P = 0, hence dS = 0: the mask needs no separate handling here.
+   */
+  attentionBackward(
+    args: { dqkv: Buf; dout: Buf; qkv: Buf; att: Buf; B: number; T: number; C: number; NH: number },
+  ): void {
+    const { B, T, C, NH } = args;
+    const HS = headSize(C, NH);
+    const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
+    const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
+    const scale = 1 / Math.sqrt(HS);
+    const dP = new Float64Array(T);
+    dqkv.fill(0, 0, B * T * 3 * C);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < NH; h++) {
+        for (let t = 0; t < T; t++) {
+          const arow = ((b * NH + h) * T + t) * T;
+          const q = (b * T + t) * 3 * C + h * HS;
+          const dO = (b * T + t) * C + h * HS;
+          // dP[s] = dout_t·v_s, and Σ_r P[t,r]·dP[t,r]; dv_s += P[t,s]·dout_t
+          let pdp = 0;
+          for (let s = 0; s <= t; s++) {
+            const p = att[arow + s]!;
+            if (p === 0) {
+              dP[s] = 0; // masked key (or underflow): contributes nothing
+              continue;
+            }
+            const v = (b * T + s) * 3 * C + 2 * C + h * HS;
+            let dot = 0;
+            for (let i = 0; i < HS; i++) {
+              dot += dout[dO + i]! * qkv[v + i]!;
+              dqkv[v + i] = dqkv[v + i]! + p * dout[dO + i]!;
+            }
+            dP[s] = dot;
+            pdp += p * dot;
+          }
+          // dS and its flow into q and k
+          for (let s = 0; s <= t; s++) {
+            const p = att[arow + s]!;
+            if (p === 0) continue;
+            const dS = p * (dP[s]! - pdp) * scale;
+            const k = (b * T + s) * 3 * C + C + h * HS;
+            for (let i = 0; i < HS; i++) {
+              dqkv[q + i] = dqkv[q + i]! + dS * qkv[k + i]!;
+              dqkv[k + i] = dqkv[k + i]! + dS * qkv[q + i]!;
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Attention with a KV cache (inference). The Tn new tokens sit at positions p = pos0 … pos0+Tn−1.
+   * 1. Write each new token's k and v (from qkv [B,Tn,3C]) into kcache, vcache [B,NH,Tmax,HS] at p.
+   * 2. Each new query at position p attends to cache positions s ≤ p with mask[b,s] = 1 (mask [B,Tmax]),
+   *    exactly as attentionForward: softmax of q·k/√HS, output Σ att·v, 0 for a row with no visible key.
+   * out [B,Tn,C] (=).
+   */
+  attentionCached(
+    args: {
+      out: Buf;
+      qkv: Buf;
+      kcache: Buf;
+      vcache: Buf;
+      mask?: Buf;
+      B: number;
+      Tn: number;
+      pos0: number;
+      Tmax: number;
+      C: number;
+      NH: number;
+    },
+  ): void {
+    const { B, Tn, pos0, Tmax, C, NH } = args;
+    const HS = headSize(C, NH);
+    if (pos0 < 0 || pos0 + Tn > Tmax) {
+      throw new Error(
+        `Cannot run cached attention: positions ${pos0}…${pos0 + Tn - 1} exceed the cache (Tmax ${Tmax})`,
+      );
+    }
+    const out = f32(args.out, B * Tn * C, "attentionCached out");
+    const qkv = f32(args.qkv, B * Tn * 3 * C, "attentionCached qkv");
+    const kc = f32(args.kcache, B * NH * Tmax * HS, "attentionCached kcache");
+    const vc = f32(args.vcache, B * NH * Tmax * HS, "attentionCached vcache");
+    const mask = args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined;
+    const scale = 1 / Math.sqrt(HS);
+    // 1. append the new keys and values
+    for (let b = 0; b < B; b++) {
+      for (let tn = 0; tn < Tn; tn++) {
+        const src = (b * Tn + tn) * 3 * C;
+        for (let h = 0; h < NH; h++) {
+          const dst = ((b * NH + h) * Tmax + pos0 + tn) * HS;
+          for (let i = 0; i < HS; i++) {
+            kc[dst + i] = qkv[src + C + h * HS + i]!;
+            vc[dst + i] = qkv[src + 2 * C + h * HS + i]!;
+          }
+        }
+      }
+    }
+    // 2. attend
+    const probs = new Float64Array(Tmax);
+    const acc = new Float64Array(HS);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < NH; h++) {
+        const head = (b * NH + h) * Tmax;
+        for (let tn = 0; tn < Tn; tn++) {
+          const p = pos0 + tn;
+          const q = (b * Tn + tn) * 3 * C + h * HS;
+          let max = -Infinity;
+          for (let s = 0; s <= p; s++) {
+            if (mask && mask[b * Tmax + s] === 0) continue;
+            const k = (head + s) * HS;
+            let dot = 0;
+            for (let i = 0; i < HS; i++) dot += qkv[q + i]! * kc[k + i]!;
+            probs[s] = dot * scale;
+            if (probs[s]! > max) max = probs[s]!;
+          }
+          let sum = 0;
+          for (let s = 0; s <= p; s++) {
+            const e = mask && mask[b * Tmax + s] === 0 ? 0 : Math.exp(probs[s]! - max);
+            probs[s] = e;
+            sum += e;
+          }
+          const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
+          acc.fill(0);
+          for (let s = 0; s <= p; s++) {
+            // rounded to float32 like attentionForward's stored att, so both paths agree closely
+            const w = Math.fround(probs[s]! * inv);
+            if (w === 0) continue; // masked key
+            const v = (head + s) * HS;
+            for (let i = 0; i < HS; i++) acc[i] = acc[i]! + w * vc[v + i]!;
+          }
+          const o = (b * Tn + tn) * C + h * HS;
+          for (let i = 0; i < HS; i++) out[o + i] = acc[i]!;
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // loss
+  // ------------------------------------------------------------------------------------------------
+
+  /**
+   * Fused softmax + masked cross-entropy, per row n with target y = targets[n]:
+   *   lse       = max + log Σ_v exp(logits[n,v] − max)            (log-sum-exp, stable)
+   *   losses[n] = lse − logits[n,y]                               (= −log softmax(logits[n])[y])
+   *   dlogits[n,v] = (exp(logits[n,v] − lse) − [v = y])·scale
+   * Rows with y = −100 are ignored: loss 0, dlogits row 0. dlogits may be the logits buffer itself: each
+   * row's loss is taken before the row is overwritten, and each element is read before it is written.
+   */
+  crossEntropy(
+    args: { losses: Buf; dlogits?: Buf; logits: Buf; targets: Buf; N: number; V: number; scale: number },
+  ): void {
+    const { N, V, scale } = args;
+    const losses = f32(args.losses, N, "crossEntropy losses"), logits = f32(args.logits, N * V, "crossEntropy logits");
+    const targets = i32(args.targets, N, "crossEntropy targets");
+    const dlogits = args.dlogits ? f32(args.dlogits, N * V, "crossEntropy dlogits") : undefined;
+    for (let n = 0; n < N; n++) {
+      const o = n * V;
+      const y = targets[n]!;
+      if (y === IGNORE_INDEX) {
+        losses[n] = 0;
+        if (dlogits) dlogits.fill(0, o, o + V);
+        continue;
+      }
+      if (y < 0 || y >= V) {
+        throw new Error(`Cannot compute cross-entropy: target ${y} at row ${n} is outside [0, ${V})`);
+      }
+      // log-sum-exp with the max subtracted
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) if (logits[o + v]! > max) max = logits[o + v]!;
+      let sum = 0;
+      for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v]! - max);
+      const lse = max + Math.log(sum);
+      losses[n] = lse - logits[o + y]!;
+      if (!dlogits) continue;
+      // gradient: softmax minus one-hot, scaled (in place is safe: logits[o+v] is read before the write)
+      for (let v = 0; v < V; v++) {
+        const prob = Math.exp(logits[o + v]! - lse);
+        dlogits[o + v] = (prob - (v === y ? 1 : 0)) * scale;
+      }
+    }
+  }
+
+  /** out[0] (=|+=) s·Σ_i inp[i], summed in float64. */
+  sum(args: { out: Buf; inp: Buf; n: number; s?: number; accumulate?: boolean }): void {
+    const { n } = args;
+    const out = f32(args.out, 1, "sum out"), inp = f32(args.inp, n, "sum inp");
+    let acc = 0;
+    for (let i = 0; i < n; i++) acc += inp[i]!;
+    acc *= args.s ?? 1;
+    out[0] = args.accumulate ? out[0]! + acc : acc;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // optimizer
+  // ------------------------------------------------------------------------------------------------
+
+  /** out[0] = √(Σ_bufs Σ_i x²), summed in float64 over every element of every buffer. */
+  globalNorm(args: { out: Buf; bufs: readonly Buf[] }): void {
+    const out = f32(args.out, 1, "globalNorm out");
+    let sq = 0;
+    for (const [j, buf] of args.bufs.entries()) {
+      const x = f32(buf, 0, `globalNorm bufs[${j}]`);
+      for (let i = 0; i < x.length; i++) sq += x[i]! * x[i]!;
+    }
+    out[0] = Math.sqrt(sq);
+  }
+
+  /**
+   * One AdamW step in torch.optim.AdamW's order of operations (single-tensor path), with
+   * torch.nn.utils.clip_grad_norm_ folded in:
+   *   clip       = min(1, maxNorm / (norm + 1e-6))       (1 when no norm is given)
+   *   g          = grad·clip
+   *   param     *= 1 − lr·weightDecay                    (decoupled weight decay, before the moments)
+   *   m          = lerp(m, g, 1 − β1)                     (= β1·m + (1 − β1)·g)
+   *   v          = β2·v + (1 − β2)·g²
+   *   stepSize   = lr / (1 − β1^step)
+   *   denom      = √v / √(1 − β2^step) + eps
+   *   param     −= stepSize · m / denom
+   * grad is not modified. `step` counts from 1.
+   */
+  adamw(
+    args: {
+      param: Buf;
+      grad: Buf;
+      m: Buf;
+      v: Buf;
+      n: number;
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      step: number;
+      norm?: Buf;
+      maxNorm?: number;
+    },
+  ): void {
+    const { n, lr, beta1, beta2, eps, weightDecay, step } = args;
+    if (!Number.isInteger(step) || step < 1) throw new Error(`Cannot run AdamW: step must count from 1, got ${step}`);
+    const param = f32(args.param, n, "adamw param"), grad = f32(args.grad, n, "adamw grad");
+    const m = f32(args.m, n, "adamw m"), v = f32(args.v, n, "adamw v");
+    let clip = 1;
+    if (args.norm) {
+      if (args.maxNorm === undefined) throw new Error("Cannot run AdamW: norm is given without maxNorm");
+      const norm = f32(args.norm, 1, "adamw norm")[0]!;
+      clip = Math.min(1, args.maxNorm / (norm + 1e-6));
+    }
+    const decay = 1 - lr * weightDecay;
+    const stepSize = lr / (1 - beta1 ** step);
+    const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
+    const w1 = 1 - beta1; // the lerp weight
+    for (let i = 0; i < n; i++) {
+      const g = grad[i]! * clip;
+      const p = param[i]! * decay;
+      // torch.lerp(start, end, w): start + w·(end − start) for w < 0.5, else end − (end − start)·(1 − w)
+      const mi = w1 < 0.5 ? m[i]! + w1 * (g - m[i]!) : g - (g - m[i]!) * (1 - w1);
+      const vi = v[i]! * beta2 + (1 - beta2) * g * g;
+      m[i] = mi;
+      v[i] = vi;
+      // the moments as stored (float32), as torch reads them back
+      const denom = Math.sqrt(v[i]!) / bc2Sqrt + eps;
+      param[i] = p - stepSize * (m[i]! / denom);
+    }
+  }
+}
+
+/** HS = C / NH, checked. */
+function headSize(C: number, NH: number): number {
+  if (!Number.isInteger(NH) || NH < 1 || C % NH !== 0) {
+    throw new Error(`Cannot run attention: C ${C} is not divisible by NH ${NH}`);
+  }
+  return C / NH;
+}
+
+/**
+ * acc[j] = Σ_k arow[k]·b[k·N + j] (b stored [K,N]): k outer, j inner, so the inner loop runs along a
+ * contiguous row of b. Four k at a time, so acc is loaded and stored a quarter as often.
+ */
+function rowTimesB(acc: Float64Array, arow: Float64Array, b: Float32Array, N: number, K: number): void {
+  acc.fill(0);
+  let k = 0;
+  for (; k + 3 < K; k += 4) {
+    const a0 = arow[k]!, a1 = arow[k + 1]!, a2 = arow[k + 2]!, a3 = arow[k + 3]!;
+    const b0 = k * N, b1 = b0 + N, b2 = b1 + N, b3 = b2 + N;
+    for (let j = 0; j < N; j++) {
+      acc[j] = acc[j]! + a0 * b[b0 + j]! + a1 * b[b1 + j]! + a2 * b[b2 + j]! + a3 * b[b3 + j]!;
+    }
+  }
+  for (; k < K; k++) {
+    const ak = arow[k]!, bk = k * N;
+    for (let j = 0; j < N; j++) acc[j] = acc[j]! + ak * b[bk + j]!;
+  }
+}
+
+/**
+ * acc[j] = Σ_k arow[k]·b[j·K + k] (b stored [N,K]): one dot product per output, contiguous over k.
+ * Four outputs at a time, so each arow[k] is loaded once for four rows of b.
+ */
+function rowTimesBt(acc: Float64Array, arow: Float64Array, b: Float32Array, N: number, K: number): void {
+  let j = 0;
+  for (; j + 3 < N; j += 4) {
+    const b0 = j * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
+    let d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+    for (let k = 0; k < K; k++) {
+      const ak = arow[k]!;
+      d0 += ak * b[b0 + k]!;
+      d1 += ak * b[b1 + k]!;
+      d2 += ak * b[b2 + k]!;
+      d3 += ak * b[b3 + k]!;
+    }
+    acc[j] = d0;
+    acc[j + 1] = d1;
+    acc[j + 2] = d2;
+    acc[j + 3] = d3;
+  }
+  for (; j < N; j++) {
+    const bj = j * K;
+    let dot = 0;
+    for (let k = 0; k < K; k++) dot += arow[k]! * b[bj + k]!;
+    acc[j] = dot;
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The SFT dataset, as the notebook's `SFTDataset`: each conversation becomes ChatML text, is tokenized
+ * with offsets (truncated to `maxLength`, keeping the `[CLS] … [SEP]` framing), and every token whose
+ * character span overlaps a supervised span keeps its id as label; all others get −100.
+ * Batches are padded to their longest example (default) or to `maxLength` (the notebook's fixed padding).
+ * @module
+ */
+
+import type { Batch } from "../model/gpt2.ts";
+import { chatmlWithSpans, labelsFromOffsets, type Message } from "./chatml.ts";
+
+/** Which tokens carry loss. */
+export type MaskMode = "assistant" | "assistant+eos" | "none";
+/** The mask modes, for flag validation. */
+export const MASK_MODES: readonly MaskMode[] = ["assistant", "assistant+eos", "none"];
+
+/** What the dataset needs of a tokenizer. */
+export interface SftTokenizer {
+  encode(
+    text: string,
+    opts?: { addSpecialTokens?: boolean; maxLength?: number },
+  ): { ids: number[]; offsets: [number, number][]; tokens?: string[] };
+  readonly padTokenId: number;
+}
+
+/** One tokenized, unpadded example. */
+export interface SftExample {
+  inputIds: number[];
+  labels: number[];
+  /** Number of supervised tokens (labels ≠ −100). */
+  supervised: number;
+}
+
+/** The result of {@link buildSftDataset}. */
+export interface SftDataset {
+  examples: SftExample[];
+  /** Conversations given. */
+  total: number;
+  /** Conversations dropped because truncation cut away every supervised token. */
+  dropped: number;
+}
+
+/** Tokenize one conversation and compute its labels. Returns undefined when nothing is supervised. */
+export function processExample(
+  messages: readonly Message[],
+  tok: SftTokenizer,
+  opts: { maxLength: number; mask: MaskMode },
+): SftExample | undefined {
+  const { text, spans } = chatmlWithSpans(messages, opts.mask);
+  const enc = tok.encode(text, { maxLength: opts.maxLength });
+  const labels = opts.mask === "none"
+    ? [...enc.ids] // the notebook's mask_prompt=False: every real token is a target
+    : labelsFromOffsets(enc.ids, enc.offsets, spans);
+  const supervised = labels.filter((l) => l !== -100).length;
+  // HF shifts by one: a label at position 0 is never used, so at least one supervised token past it is needed
+  const usable = labels.slice(1).some((l) => l !== -100);
+  if (!usable) return undefined;
+  return { inputIds: enc.ids, labels, supervised };
+}
+
+/**
+ * Build the dataset. Conversations whose supervised tokens were all cut away by truncation are dropped
+ * and counted; a dataset with no supervised token at all is an error.
+ */
+export function buildSftDataset(
+  conversations: readonly (readonly Message[])[],
+  tok: SftTokenizer,
+  opts: { maxLength: number; mask: MaskMode; source?: string },
+): SftDataset {
+  const examples: SftExample[] = [];
+  for (const messages of conversations) {
+    const ex = processExample(messages, tok, opts);
+    if (ex) examples.push(ex);
+  }
+  if (examples.length === 0) {
+    throw new Error(
+      `Cannot build the SFT dataset${opts.source ? ` from ${opts.source}` : ""}: none of the ${conversations.length} ` +
+        `conversations has a supervised token after truncation to ${opts.maxLength} (mask mode "${opts.mask}")`,
+    );
+  }
+  return { examples, total: conversations.length, dropped: conversations.length - examples.length };
+}
+
+/** Pad a list of examples into one batch: to the longest (default) or to `maxLength`. */
+export function collate(
+  examples: readonly SftExample[],
+  opts: { padId: number; pad?: "longest" | "max_length"; maxLength?: number },
+): Batch & { supervised: number; tokens: number } {
+  const B = examples.length;
+  const longest = Math.max(...examples.map((e) => e.inputIds.length));
+  const T = opts.pad === "max_length" ? Math.max(opts.maxLength ?? longest, longest) : longest;
+  const inputIds = new Int32Array(B * T).fill(opts.padId);
+  const attentionMask = new Int32Array(B * T);
+  const labels = new Int32Array(B * T).fill(-100);
+  let supervised = 0, tokens = 0;
+  for (let b = 0; b < B; b++) {
+    const e = examples[b]!;
+    inputIds.set(e.inputIds, b * T);
+    attentionMask.fill(1, b * T, b * T + e.inputIds.length);
+    labels.set(e.labels, b * T);
+    supervised += e.supervised;
+    tokens += e.inputIds.length;
+  }
+  return { B, T, inputIds, attentionMask, labels, supervised, tokens };
+}

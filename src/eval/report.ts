@@ -1,0 +1,221 @@
+/**
+ * The evaluation report: base vs SFT accuracy per category and overall (as the notebook's
+ * `f"{acc*100:.1f}%"`), three SFT samples, the side-by-side comparison of the first test items, and the
+ * settings of the run. Rendered as Markdown and JSON (written atomically) and as the notebook's console
+ * printout, coloured green/red for correct/wrong unless NO_COLOR is set.
+ * @module
+ */
+
+import process from "node:process";
+import { formatDuration, formatFixed, writeFileAtomic } from "../train/metrics.ts";
+import { pySlice, type Summary } from "./metrics.ts";
+
+/** One of the samples the notebook prints (`samples` holds the first three test items). */
+export interface EvalSample {
+  instruction: string;
+  expected: string;
+  /** The full prediction (renderers truncate it to 80 characters, as the notebook prints `pred[:80]`). */
+  pred: string;
+  correct: boolean;
+}
+
+/** One row of the notebook's "Comparison: Base vs SFT" (first five test items). */
+export interface ComparisonRow {
+  instruction: string;
+  expected: string;
+  /** The base model's output; absent when the base model was not run. */
+  base?: string;
+  baseCorrect?: boolean;
+  sft: string;
+  sftCorrect: boolean;
+}
+
+/** How the evaluation ran (the notebook's EVAL_* constants and where it ran). */
+export interface EvalSettings {
+  /** EVAL_MAX_SAMPLES (the notebook: 200); null: the whole test set. */
+  maxSamples: number | null;
+  /** EVAL_MAX_NEW_TOKENS (120). */
+  maxNewTokens: number;
+  /** EVAL_DO_SAMPLE (false: greedy). */
+  doSample: boolean;
+  /** EVAL_TEMPERATURE (0.0). */
+  temperature: number;
+  /** EVAL_TOP_P (1.0). */
+  topP: number;
+  /** generate_response's repetition_penalty (1.1). */
+  repetitionPenalty: number;
+  /** generate_response's no_repeat_ngram_size (3). */
+  noRepeatNgramSize: number;
+  /** USE_LM_CLASSIFIER: labels scored by log-probability instead of generated. */
+  classifier: boolean;
+  /** USE_PLAIN_EVAL. */
+  plain: boolean;
+  /** TASK_LABELS, when classifying. */
+  labels?: string[];
+  /** Compute backend ("webgpu", "cpu"). */
+  backend?: string;
+  /** Runtime and version ("deno 2.9.6"). */
+  runtime?: string;
+  /** When the evaluation started (ISO 8601). */
+  startedAt: string;
+}
+
+/** Everything an evaluation run reports. */
+export interface EvalReport {
+  /** SFT_TASK ("classification" or "json_extraction"). */
+  task: string;
+  /** The base model (hub id or directory). */
+  model: string;
+  /** The SFT checkpoint directory. */
+  checkpoint: string;
+  /** The base model's summary; absent when EVAL_RUN_BASE is off. */
+  base?: Summary;
+  sft: Summary;
+  /** The first three SFT predictions. */
+  samples: EvalSample[];
+  /** Base vs SFT on the first test items. */
+  comparison: ComparisonRow[];
+  settings: EvalSettings;
+  /** Wall-clock seconds of the whole evaluation. */
+  seconds: number;
+}
+
+/** The notebook's `f"{acc*100:.1f}%"` (Python rounding: half to even on the exact value). */
+export function formatPercent(accuracy: number): string {
+  return `${formatFixed(accuracy * 100, 1)}%`;
+}
+
+/** Python's `text[:80]`, as the notebook prints predictions. */
+function short(text: string): string {
+  return pySlice(text, 80);
+}
+
+/** Categories of both summaries: the SFT order first, then any only the base model has. */
+function categoryNames(report: EvalReport): string[] {
+  const names = report.sft.categories.map((c) => c.category);
+  for (const c of report.base?.categories ?? []) if (!names.includes(c.category)) names.push(c.category);
+  return names;
+}
+
+function cellOf(s: Summary | undefined, category: string): string {
+  const c = s?.categories.find((x) => x.category === category);
+  return c ? `${formatPercent(c.accuracy)} (${c.correct}/${c.total})` : "–";
+}
+
+/** Text made safe for a Markdown table cell. */
+function md(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll("|", "\\|")
+    .replace(/\r?\n/g, "<br>");
+}
+
+function mark(correct: boolean | undefined): string {
+  return correct === undefined ? "" : correct ? "✓" : "✗";
+}
+
+function settingsRows(report: EvalReport): [string, string][] {
+  const s = report.settings;
+  const rows: [string, string][] = [
+    ["Task", report.task],
+    ["Base model", report.model],
+    ["SFT checkpoint", report.checkpoint],
+    ["Test items", s.maxSamples === null ? "all" : `first ${s.maxSamples}`],
+    ["Scoring", s.classifier ? "label log-probability (classifier)" : "generation"],
+    ["Max new tokens", String(s.maxNewTokens)],
+    ["Decoding", s.doSample ? `sampling (temperature ${s.temperature}, top_p ${s.topP})` : "greedy"],
+    ["Repetition penalty", String(s.repetitionPenalty)],
+    ["No-repeat n-gram size", String(s.noRepeatNgramSize)],
+    ["Plain-field scoring", s.plain ? "yes" : "no"],
+  ];
+  if (s.labels) rows.push(["Labels", s.labels.join(" / ")]);
+  if (s.backend) rows.push(["Backend", s.backend]);
+  if (s.runtime) rows.push(["Runtime", s.runtime]);
+  rows.push(["Started", s.startedAt], ["Time", `${formatFixed(report.seconds, 1)} s (${formatDuration(report.seconds)})`]);
+  return rows;
+}
+
+/** The report as Markdown: summary table, samples, comparison, settings. */
+export function renderMarkdown(report: EvalReport): string {
+  const out: string[] = [`# Evaluation: ${md(report.task)}`, ""];
+  const hasBase = report.base !== undefined;
+  out.push(hasBase ? "| Category | Base | SFT |" : "| Category | SFT |", hasBase ? "|---|---:|---:|" : "|---|---:|");
+  const rows = categoryNames(report).map((c) => [md(c), cellOf(report.base, c), cellOf(report.sft, c)]);
+  const overall = (s: Summary | undefined) =>
+    s ? `**${formatPercent(s.overall.accuracy)}** (${s.overall.correct}/${s.overall.total})` : "–";
+  rows.push(["**overall**", overall(report.base), overall(report.sft)]);
+  for (const [name, b, s] of rows) out.push(hasBase ? `| ${name} | ${b} | ${s} |` : `| ${name} | ${s} |`);
+
+  out.push("", "## Samples (SFT)", "", "| # | Question | Expected | Prediction | |", "|---|---|---|---|---|");
+  report.samples.forEach((x, i) => {
+    out.push(`| ${i + 1} | ${md(x.instruction)} | ${md(x.expected)} | ${md(short(x.pred))} | ${mark(x.correct)} |`);
+  });
+
+  if (report.comparison.length > 0) {
+    out.push("", "## Comparison: base vs SFT", "", "| # | Question | Expected | Base | SFT |", "|---|---|---|---|---|");
+    report.comparison.forEach((r, i) => {
+      const base = r.base === undefined ? "–" : `${mark(r.baseCorrect)} ${md(short(r.base))}`.trim();
+      const sft = `${mark(r.sftCorrect)} ${md(short(r.sft))}`.trim();
+      out.push(`| ${i + 1} | ${md(r.instruction)} | ${md(r.expected)} | ${base} | ${sft} |`);
+    });
+  }
+
+  out.push("", "## Settings", "", "| Setting | Value |", "|---|---|");
+  for (const [k, v] of settingsRows(report)) out.push(`| ${k} | ${md(v)} |`);
+  out.push("", "Predictions are shown truncated to 80 characters; the JSON report has them in full.", "");
+  return out.join("\n");
+}
+
+/** Whether to colour console output: the NO_COLOR convention (set and non-empty: no colour). */
+export function colorEnabled(): boolean {
+  try {
+    const v = process.env.NO_COLOR;
+    return v === undefined || v === "";
+  } catch {
+    return false; // no permission to read the environment: play safe
+  }
+}
+
+/** Console rendering options. */
+export interface ConsoleOptions {
+  /** ANSI colours (default: {@link colorEnabled}). */
+  color?: boolean;
+}
+
+/**
+ * The notebook's printout: "Base model:" / "SFT model:" accuracy lines, "Samples (SFT):" and
+ * "Comparison: Base vs SFT", with predictions green when correct and red when wrong.
+ */
+export function renderConsole(report: EvalReport, opts: ConsoleOptions = {}): string {
+  const color = opts.color ?? colorEnabled();
+  const paint = (text: string, ok: boolean | undefined) =>
+    !color || ok === undefined ? text : `\x1b[${ok ? 32 : 31}m${text}\x1b[0m`;
+  const out: string[] = ["Evaluation on held-out test set", "=".repeat(60)];
+  const summary = (title: string, s: Summary) => {
+    out.push("", title);
+    for (const c of s.categories) out.push(`  ${c.category}: ${formatPercent(c.accuracy)}`);
+    out.push(`  overall: ${formatPercent(s.overall.accuracy)}`);
+  };
+  if (report.base) summary("Base model:", report.base);
+  summary("SFT model:", report.sft);
+  out.push("", "Samples (SFT):");
+  for (const x of report.samples) {
+    out.push(`  Q: ${x.instruction}`, `  Expected: ${x.expected}`, paint(`  Pred: ${short(x.pred)}`, x.correct), "  ---");
+  }
+  if (report.comparison.length > 0) {
+    out.push("", "Comparison: Base vs SFT", "=".repeat(60));
+    for (const r of report.comparison) {
+      out.push("", `Q: ${r.instruction}`, `Expected: ${r.expected}`);
+      if (r.base !== undefined) out.push(paint(`Base: ${short(r.base)}`, r.baseCorrect));
+      out.push(paint(`SFT:  ${short(r.sft)}`, r.sftCorrect), "-".repeat(40));
+    }
+  }
+  out.push("", `Evaluated in ${formatDuration(report.seconds)}`);
+  return out.join("\n");
+}
+
+/** Writes `outBase.md` and `outBase.json` (each atomically); returns their paths. */
+export async function writeReport(report: EvalReport, outBase: string): Promise<{ md: string; json: string }> {
+  const paths = { md: `${outBase}.md`, json: `${outBase}.json` };
+  await writeFileAtomic(paths.json, JSON.stringify(report, null, 2) + "\n");
+  await writeFileAtomic(paths.md, renderMarkdown(report));
+  return paths;
+}

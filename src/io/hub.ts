@@ -1,0 +1,698 @@
+/**
+ * Resolves `--model` to a local directory: a local model dir as it is, or a Hugging Face hub repo
+ * (`uer/gpt2-chinese-cluecorpussmall`, `id@revision`) downloaded into the hub cache that Python shares
+ * (layout in ./hf_cache.ts).
+ *
+ * The hub is spoken to through `@huggingface/hub`: `modelInfo` resolves the revision to a commit,
+ * `pathsInfo` says which of the wanted files exist (with size, git oid and LFS sha256), `downloadFile`
+ * gives the file as a ranged web blob. The cache layout, resume, checks and progress are done here,
+ * because the library's `downloadFileToCacheDir`/`snapshotDownload` do not resume, verify, report progress
+ * or fetch a chosen subset of files (see docs in the report of the change that added this module).
+ *
+ * A download goes to `blobs/<etag>.incomplete`, resumes from there with an HTTP Range request after an
+ * interruption (retrying a few times, then on the next run), is checked (size; sha256 for LFS files, git
+ * blob sha1 for small ones), renamed to `blobs/<etag>` and only then linked into `snapshots/<commit>/`: a
+ * snapshot never holds a partial file.
+ * @module
+ */
+
+import { downloadFile, HubApiError, modelInfo, pathsInfo } from "@huggingface/hub";
+import type { PathInfo } from "@huggingface/hub";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { env as processEnv, stderr } from "node:process";
+import {
+  type BlobExpectation,
+  checkBlob,
+  COMMIT_SHA,
+  fileSize,
+  type HubSettings,
+  hubSettingsFromEnv,
+  RepoCache,
+} from "./hf_cache.ts";
+import { ProgressBar } from "./progress.ts";
+
+/** The base model of the notebook. */
+export const DEFAULT_MODEL = "uer/gpt2-chinese-cluecorpussmall";
+
+/**
+ * One thing a model dir needs, with alternatives in order of preference: the first option whose `needs`
+ * all exist in the repo is taken, together with those of its `optional` files that exist.
+ */
+export interface FileChoice {
+  /** What it is, for messages: "weights", "tokenizer". */
+  what: string;
+  /** When no option exists: an error (true) or nothing (false). */
+  required: boolean;
+  options: ReadonlyArray<{ needs: readonly string[]; optional?: readonly string[] }>;
+}
+
+/** A wanted file: a name (required) or a {@link FileChoice}. */
+export type FileSpec = string | FileChoice;
+
+/**
+ * The files of a GPT-2 model dir: config, optional generation config, weights (safetensors preferred, the
+ * real base model has only `pytorch_model.bin`), tokenizer (`tokenizer.json`, else BERT's `vocab.txt`).
+ */
+export const GPT2_MODEL_FILES: readonly FileChoice[] = [
+  { what: "config", required: true, options: [{ needs: ["config.json"] }] },
+  { what: "generation config", required: false, options: [{ needs: ["generation_config.json"] }] },
+  {
+    what: "weights",
+    required: true,
+    options: [{ needs: ["model.safetensors"] }, { needs: ["pytorch_model.bin"] }],
+  },
+  {
+    what: "tokenizer",
+    required: true,
+    options: [
+      { needs: ["tokenizer.json"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
+      { needs: ["vocab.txt"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
+    ],
+  },
+];
+
+/** Progress of a download, reported after each chunk. */
+export interface DownloadProgress {
+  repoId: string;
+  /** The file being downloaded. */
+  file: string;
+  fileDone: number;
+  fileSize: number;
+  /** Bytes done and to do over all files this call downloads. */
+  done: number;
+  total: number;
+}
+
+/** Options of {@link resolveModel}. Unset ones come from the environment ({@link hubSettingsFromEnv}). */
+export interface ResolveModelOptions {
+  /** The files to fetch (default {@link GPT2_MODEL_FILES}). */
+  files?: readonly FileSpec[];
+  /** No network: resolve from the cache only (default HF_HUB_OFFLINE). */
+  offline?: boolean;
+  /** The hub cache (default HF_HUB_CACHE or $HF_HOME/hub). */
+  cacheDir?: string;
+  /** The hub's base URL (default HF_ENDPOINT or https://huggingface.co). */
+  endpoint?: string;
+  /** Access token (default HF_TOKEN). */
+  token?: string;
+  /** Called after each chunk; replaces the progress bar. */
+  onProgress?: (p: DownloadProgress) => void;
+  /** No progress bar and no notices on stderr. */
+  quiet?: boolean;
+  /** Where notices go (default stderr unless quiet). */
+  log?: (message: string) => void;
+  /** Retries of an interrupted download within this call, each resuming where it stopped (default 3). */
+  retries?: number;
+  /** Wait before retry n is n times this (default 1000 ms). */
+  retryDelayMs?: number;
+  /** Environment to read the defaults from (default process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** Why resolving a model failed. */
+export type HubErrorKind =
+  | "bad-spec"
+  | "not-found"
+  | "access-denied"
+  | "not-cached"
+  | "missing-files"
+  | "integrity"
+  | "http"
+  | "network";
+
+/** An error of {@link resolveModel}, with a message meant for the user and a kind for code. */
+export class HubError extends Error {
+  override name = "HubError";
+  constructor(message: string, readonly kind: HubErrorKind, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A hub repo and revision, from `org/name` or `org/name@revision`. */
+export interface ModelSpec {
+  repoId: string;
+  revision: string;
+}
+
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
+
+/** Parses `org/name[@revision]` (revision default "main"); throws a {@link HubError} for a malformed id. */
+export function parseModelSpec(spec: string): ModelSpec {
+  const at = spec.indexOf("@");
+  const repoId = at < 0 ? spec : spec.slice(0, at);
+  const revision = at < 0 ? "main" : spec.slice(at + 1);
+  if (!REPO_ID.test(repoId) || repoId.includes("--") || repoId.includes("..")) {
+    throw new HubError(
+      `Invalid model: ${JSON.stringify(spec)} is neither a local directory nor a hub id like ` +
+        `"${DEFAULT_MODEL}" or "${DEFAULT_MODEL}@main"`,
+      "bad-spec",
+    );
+  }
+  if (revision === "" || revision.includes("..")) {
+    throw new HubError(`Invalid model revision: ${JSON.stringify(spec)}`, "bad-spec");
+  }
+  return { repoId, revision };
+}
+
+/** The resolved settings: options over the environment. */
+export function resolveSettings(opts: ResolveModelOptions = {}): HubSettings {
+  const fromEnv = hubSettingsFromEnv(opts.env ?? processEnv, homedir());
+  const token = opts.token ?? fromEnv.token;
+  return {
+    cacheDir: opts.cacheDir ?? fromEnv.cacheDir,
+    endpoint: (opts.endpoint ?? fromEnv.endpoint).replace(/\/+$/, ""),
+    ...(token !== undefined ? { token } : {}),
+    offline: opts.offline ?? fromEnv.offline,
+  };
+}
+
+/**
+ * Returns a local directory holding the model's files.
+ *
+ * - An existing directory is returned as it is.
+ * - A hub id (`org/name`, `org/name@revision`) is looked up on the hub (unless offline), the wanted files
+ *   missing from the cache are downloaded, and `<cache>/models--org--name/snapshots/<commit>` is returned.
+ * - Offline (option or HF_HUB_OFFLINE=1), or when the hub cannot be reached, the revision is resolved from
+ *   the cache (`refs/<revision>`); with nothing cached it throws a {@link HubError} of kind "not-cached"
+ *   naming the files and the cache path.
+ *
+ * @example
+ * ```ts
+ * const dir = await resolveModel("uer/gpt2-chinese-cluecorpussmall");
+ * // dir = ~/.cache/huggingface/hub/models--uer--gpt2-chinese-cluecorpussmall/snapshots/<sha>
+ * ```
+ */
+export async function resolveModel(spec: string, opts: ResolveModelOptions = {}): Promise<string> {
+  const local = await localModelDir(spec);
+  if (local !== undefined) return local;
+  const { repoId, revision } = parseModelSpec(spec);
+  const settings = resolveSettings(opts);
+  const choices = (opts.files ?? GPT2_MODEL_FILES).map(toChoice);
+  const cache = new RepoCache(settings.cacheDir, repoId);
+  const log = opts.log ?? (opts.quiet ? () => {} : (m: string) => void stderr.write(`${m}\n`));
+
+  if (settings.offline) {
+    const cached = await resolveFromCache(cache, revision, choices);
+    if (typeof cached === "string") return cached;
+    throw notCachedError({ repoId, revision, cache, choices, why: "offline mode is on (HF_HUB_OFFLINE)", cached });
+  }
+  // A commit never changes: when its snapshot is complete there is nothing to ask the hub.
+  if (COMMIT_SHA.test(revision)) {
+    const cached = await resolveFromCache(cache, revision, choices);
+    if (typeof cached === "string") return cached;
+  }
+
+  const session = new HubSession({ settings, repoId, revision, cache, log, opts });
+  let commit: string;
+  try {
+    commit = await session.resolveCommit();
+  } catch (e) {
+    if (!(e instanceof Unreachable)) throw session.explain(e);
+    const cached = await resolveFromCache(cache, revision, choices);
+    if (typeof cached === "string") {
+      log(`Cannot reach ${settings.endpoint} (${e.message}): using the cached snapshot ${cached}`);
+      return cached;
+    }
+    throw notCachedError({
+      repoId,
+      revision,
+      cache,
+      choices,
+      why: `the hub at ${settings.endpoint} cannot be reached (${e.message})`,
+      cached,
+      cause: e,
+    });
+  }
+  return await session.fetchSnapshot(commit, choices);
+}
+
+/** A spec naming an existing directory is that directory; one that looks like a path must exist. */
+async function localModelDir(spec: string): Promise<string | undefined> {
+  let isDir: boolean | undefined;
+  try {
+    isDir = (await stat(spec)).isDirectory();
+  } catch {
+    isDir = undefined;
+  }
+  if (isDir === true) return spec;
+  const idPart = spec.split("@")[0] ?? spec;
+  const looksLikePath = /^(\.|\/|~)/.test(spec) || spec.includes("\\") || idPart.split("/").length > 2;
+  if (isDir === false) throw new HubError(`Invalid model: ${spec} is a file, expected a directory`, "bad-spec");
+  if (looksLikePath) throw new HubError(`Model directory not found: ${spec}`, "bad-spec");
+  return undefined;
+}
+
+function toChoice(f: FileSpec): FileChoice {
+  return typeof f === "string" ? { what: f, required: true, options: [{ needs: [f] }] } : f;
+}
+
+/** Every file name a choice list may take. */
+function candidateFiles(choices: readonly FileChoice[]): string[] {
+  const names = new Set<string>();
+  for (const c of choices) {
+    for (const o of c.options) for (const n of [...o.needs, ...(o.optional ?? [])]) names.add(n);
+  }
+  return [...names];
+}
+
+/** Picks the files given what exists; `missing` lists the required choices that no option satisfies. */
+function selectFiles(
+  choices: readonly FileChoice[],
+  exists: (name: string) => boolean,
+): { files: string[]; missing: FileChoice[] } {
+  const files = new Set<string>();
+  const missing: FileChoice[] = [];
+  for (const c of choices) {
+    const option = c.options.find((o) => o.needs.every(exists));
+    if (option === undefined) {
+      if (c.required) missing.push(c);
+      continue;
+    }
+    for (const n of option.needs) files.add(n);
+    for (const n of option.optional ?? []) if (exists(n)) files.add(n);
+  }
+  return { files: [...files], missing };
+}
+
+/** "config.json; model.safetensors or pytorch_model.bin; …" for the required choices. */
+function describeChoices(choices: readonly FileChoice[], required = true): string {
+  return choices
+    .filter((c) => c.required === required)
+    .map((c) => c.options.map((o) => o.needs.join(" + ")).join(" or "))
+    .join("; ");
+}
+
+function optionalFiles(choices: readonly FileChoice[]): string[] {
+  const names = new Set<string>();
+  for (const c of choices) {
+    for (const o of c.options) {
+      for (const n of c.required ? (o.optional ?? []) : [...o.needs, ...(o.optional ?? [])]) names.add(n);
+    }
+  }
+  return [...names];
+}
+
+/** The snapshot dir when the cache alone satisfies the choices, else the reason it does not. */
+async function resolveFromCache(
+  cache: RepoCache,
+  revision: string,
+  choices: readonly FileChoice[],
+): Promise<string | { reason: string }> {
+  const commit = await cache.readRef(revision);
+  if (commit === undefined) return { reason: `no ${join("refs", revision)} in the cache` };
+  const dir = cache.snapshotDir(commit);
+  const present = new Set<string>();
+  for (const name of candidateFiles(choices)) {
+    if ((await fileSize(join(dir, name))) !== undefined) present.add(name);
+  }
+  const { missing } = selectFiles(choices, (n) => present.has(n));
+  if (missing.length > 0) {
+    return { reason: `snapshot ${commit} lacks ${missing.map((c) => c.what).join(", ")}` };
+  }
+  return dir;
+}
+
+function notCachedError(a: {
+  repoId: string;
+  revision: string;
+  cache: RepoCache;
+  choices: readonly FileChoice[];
+  why: string;
+  cached: { reason: string };
+  cause?: unknown;
+}): HubError {
+  const optional = optionalFiles(a.choices);
+  return new HubError(
+    `Cannot load model ${a.repoId}@${a.revision}: ${a.why} and the model is not in the cache ` +
+      `(${a.cached.reason}).\n` +
+      `  Needed files: ${describeChoices(a.choices)}` +
+      (optional.length > 0 ? ` (optional: ${optional.join(", ")})` : "") + `.\n` +
+      `  Cache: ${a.cache.root}\n` +
+      `  Download it once with network access (HF_HUB_OFFLINE unset), pass a local model directory to ` +
+      `--model, or run \`deno task demo\`, which needs no network.`,
+    "not-cached",
+    a.cause !== undefined ? { cause: a.cause } : undefined,
+  );
+}
+
+/** A fetch that failed before any response: the hub is unreachable (DNS, refused, reset). */
+class Unreachable extends Error {
+  override name = "Unreachable";
+}
+
+/** What the wrapped fetch saw of the last response. */
+interface Observed {
+  status?: number;
+  errorCode?: string;
+}
+
+interface SessionInit {
+  settings: HubSettings;
+  repoId: string;
+  revision: string;
+  cache: RepoCache;
+  log: (m: string) => void;
+  opts: ResolveModelOptions;
+}
+
+/** One resolve against the hub: API calls, downloads, and turning failures into clear errors. */
+class HubSession {
+  #s: SessionInit;
+  #lastError: Observed = {};
+
+  constructor(init: SessionInit) {
+    this.#s = init;
+    const token = init.settings.token;
+    if (token !== undefined && !token.startsWith("hf_")) {
+      throw new HubError(`Invalid HF_TOKEN: a Hugging Face access token starts with "hf_"`, "bad-spec");
+    }
+  }
+
+  get #repo() {
+    return { type: "model" as const, name: this.#s.repoId };
+  }
+
+  get #common() {
+    const { endpoint, token } = this.#s.settings;
+    return { hubUrl: endpoint, ...(token !== undefined ? { accessToken: token } : {}) };
+  }
+
+  /** A fetch that records error codes, and marks failures to connect as {@link Unreachable}. */
+  #fetch(observed?: Observed): typeof fetch {
+    const wrapped = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+      let res: Response;
+      try {
+        res = await fetch(input, init);
+      } catch (e) {
+        throw new Unreachable(e instanceof Error ? e.message : String(e), { cause: e });
+      }
+      const seen: Observed = { status: res.status };
+      const code = res.headers.get("x-error-code");
+      if (code !== null) seen.errorCode = code;
+      if (!res.ok) this.#lastError = seen;
+      if (observed !== undefined) Object.assign(observed, seen);
+      return res;
+    };
+    return wrapped as typeof fetch;
+  }
+
+  /** The commit sha the revision points at now. */
+  async resolveCommit(): Promise<string> {
+    const info = await modelInfo({
+      ...this.#common,
+      name: this.#s.repoId,
+      revision: this.#s.revision,
+      additionalFields: ["sha"],
+      fetch: this.#fetch(),
+    });
+    const sha = info.sha;
+    if (typeof sha !== "string" || !COMMIT_SHA.test(sha)) {
+      throw new HubError(
+        `Cannot resolve ${this.#s.repoId}@${this.#s.revision}: the hub's model info has no commit sha`,
+        "http",
+      );
+    }
+    return sha;
+  }
+
+  /** Makes `snapshots/<commit>` hold the chosen files (downloading what is missing) and returns it. */
+  async fetchSnapshot(commit: string, choices: readonly FileChoice[]): Promise<string> {
+    const { repoId, revision, cache } = this.#s;
+    let infos: PathInfo[];
+    try {
+      infos = await pathsInfo({
+        ...this.#common,
+        repo: this.#repo,
+        paths: candidateFiles(choices),
+        revision: commit,
+        fetch: this.#fetch(),
+      });
+    } catch (e) {
+      throw this.explain(e);
+    }
+    const byName = new Map(infos.filter((i) => i.type === "file").map((i) => [i.path, i]));
+    const { files, missing } = selectFiles(choices, (n) => byName.has(n));
+    if (missing.length > 0) {
+      const what = missing.map((c) => `${c.what} (${describeChoices([c])})`).join(", ");
+      throw new HubError(
+        `Cannot use ${repoId}@${revision}: the repository has no ${what} at commit ${commit}`,
+        "missing-files",
+      );
+    }
+    await cache.writeRef(revision, commit);
+
+    // What each file must be, and which ones are not in the snapshot yet.
+    const plan: Array<{ file: string; etag: string; want: BlobExpectation }> = [];
+    for (const file of files) {
+      const info = byName.get(file)!;
+      const etag = info.lfs?.oid ?? info.oid;
+      if (etag === undefined) {
+        throw new HubError(`Cannot download ${file} from ${repoId}: the hub gave no oid for it`, "http");
+      }
+      const want: BlobExpectation = info.lfs !== undefined
+        ? { size: info.lfs.size, sha256: info.lfs.oid }
+        : { size: info.size, gitOid: etag };
+      const pointer = join(cache.snapshotDir(commit), file);
+      if ((await fileSize(pointer)) === want.size) continue;
+      plan.push({ file, etag, want });
+    }
+
+    const progress = new Progress(this.#s, plan.map((p) => p.want.size));
+    try {
+      for (const { file, etag, want } of plan) {
+        if ((await fileSize(cache.blobPath(etag))) !== want.size) {
+          await this.#downloadBlob(commit, file, etag, want, progress);
+        } else {
+          progress.skip(file, want.size);
+        }
+        await cache.link(commit, file, etag);
+      }
+    } finally {
+      progress.finish();
+    }
+    return cache.snapshotDir(commit);
+  }
+
+  /** Downloads one file into `blobs/<etag>`, resuming and retrying, and checks it. */
+  async #downloadBlob(
+    commit: string,
+    file: string,
+    etag: string,
+    want: BlobExpectation,
+    progress: Progress,
+  ): Promise<void> {
+    const { cache, opts, log } = this.#s;
+    const retries = opts.retries ?? 3;
+    const incomplete = cache.incompletePath(etag);
+    await mkdir(join(cache.root, "blobs"), { recursive: true });
+    for (let attempt = 0;; attempt++) {
+      let offset = (await fileSize(incomplete)) ?? 0;
+      if (offset > want.size) {
+        await rm(incomplete, { force: true });
+        offset = 0;
+      }
+      try {
+        if (offset < want.size || offset === 0) {
+          await this.#fetchInto({ commit, file, path: incomplete, offset, size: want.size, progress });
+        } else {
+          progress.skip(file, want.size);
+        }
+        const bad = await checkBlob(incomplete, want);
+        if (bad !== undefined) {
+          throw new HubError(
+            `Downloaded ${file} of ${this.#s.repoId} does not match the hub: ${bad}; ` +
+              `the download was removed`,
+            "integrity",
+          );
+        }
+        await rename(incomplete, cache.blobPath(etag));
+        return;
+      } catch (e) {
+        const err = this.explain(e, file);
+        const retryable = !(err instanceof HubError) || err.kind === "network" || err.kind === "integrity";
+        // A file that failed its checks is not resumed: the next try starts from zero.
+        if (err instanceof HubError && err.kind === "integrity") await rm(incomplete, { force: true });
+        if (!retryable || attempt >= retries) {
+          if (retryable && err instanceof HubError && err.kind === "network") {
+            const kept = (await fileSize(incomplete)) ?? 0;
+            err.message += kept > 0 ? `; ${kept} bytes kept in ${incomplete}, the next run resumes there` : "";
+          }
+          throw err;
+        }
+        log(`Download of ${file} interrupted (${err.message}); retrying (${attempt + 1}/${retries})`);
+        progress.restart(file, (await fileSize(incomplete)) ?? 0);
+        await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * (attempt + 1)));
+      }
+    }
+  }
+
+  /** Streams the file (from `offset`, with a Range request) onto the end of `path`. */
+  async #fetchInto(a: {
+    commit: string;
+    file: string;
+    path: string;
+    offset: number;
+    size: number;
+    progress: Progress;
+  }): Promise<void> {
+    const observed: Observed = {};
+    const blob = await downloadFile({
+      ...this.#common,
+      repo: this.#repo,
+      path: a.file,
+      revision: a.commit,
+      fetch: this.#fetch(observed),
+      // Plain HTTP (with Range) from the resolve URL; the hub serves Xet-backed files that way too.
+      xet: false,
+    });
+    if (blob === null) {
+      throw new HubError(`Cannot download ${a.file} from ${this.#s.repoId}: file not found (HTTP 404)`, "not-found");
+    }
+    if (blob.size !== a.size) {
+      throw new HubError(
+        `Cannot download ${a.file} from ${this.#s.repoId}: the hub reports ${blob.size} bytes, its file list ${a.size}`,
+        "integrity",
+      );
+    }
+    let offset = a.offset;
+    const reader = (offset > 0 ? blob.slice(offset) : blob).stream().getReader();
+    // "a": every write goes to the end of the file, also after the truncate below.
+    const handle = await open(a.path, offset > 0 ? "a" : "w");
+    let first = true;
+    try {
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          // The web blob turns HTTP errors into a bare message: recover the status seen by our fetch.
+          if (observed.status === 416) {
+            throw new HubError(`Cannot resume ${a.file}: the server refused the range (HTTP 416)`, "integrity");
+          }
+          if (observed.status !== undefined && observed.status >= 400) {
+            throw this.#httpError(observed.status, observed.errorCode, a.file);
+          }
+          throw new HubError(`Connection lost while downloading ${a.file}: ${errorText(e)}`, "network", {
+            cause: e,
+          });
+        }
+        if (first) {
+          first = false;
+          if (offset > 0 && observed.status === 200) {
+            // The server ignored the Range header and sent the whole file: start over.
+            await handle.truncate(0);
+            a.progress.restart(a.file, 0);
+            offset = 0;
+          }
+        }
+        if (chunk.done) break;
+        await handle.write(chunk.value);
+        offset += chunk.value.byteLength;
+        a.progress.advance(a.file, offset, a.size);
+      }
+    } finally {
+      await handle.close();
+      reader.releaseLock();
+    }
+  }
+
+  /** Turns a failure into a {@link HubError} with a message for the user. */
+  explain(e: unknown, file?: string): Error {
+    if (e instanceof HubError) return e;
+    if (e instanceof Unreachable) {
+      return new HubError(`Cannot reach the hub at ${this.#s.settings.endpoint}: ${e.message}`, "network", {
+        cause: e,
+      });
+    }
+    if (e instanceof HubApiError) {
+      const code = this.#lastError.status === e.statusCode ? this.#lastError.errorCode : undefined;
+      return this.#httpError(e.statusCode, code, file, e);
+    }
+    if (e instanceof Error) return new HubError(`Download failed: ${e.message}`, "network", { cause: e });
+    return new HubError(`Download failed: ${String(e)}`, "network");
+  }
+
+  #httpError(status: number, code: string | undefined, file?: string, cause?: unknown): HubError {
+    const { repoId, revision, settings } = this.#s;
+    const opts = cause !== undefined ? { cause } : undefined;
+    const where = `${repoId}@${revision}`;
+    const tokenHint = settings.token === undefined
+      ? "set HF_TOKEN to an access token that can read it"
+      : "the token in HF_TOKEN was refused or cannot read it";
+    if (code === "EntryNotFound" && file !== undefined) {
+      return new HubError(`Cannot download ${file} from ${where}: file not found (HTTP ${status})`, "not-found", opts);
+    }
+    if (code === "GatedRepo" || ((status === 401 || status === 403) && code !== "RepoNotFound")) {
+      return new HubError(
+        `Cannot download ${repoId}: access denied (HTTP ${status}): the repository is gated or private; ` +
+          `accept its conditions at ${settings.endpoint}/${repoId} and ${tokenHint}`,
+        "access-denied",
+        opts,
+      );
+    }
+    if (code === "RepoNotFound" || code === "RevisionNotFound" || status === 404) {
+      return new HubError(
+        `Cannot download ${where}: repository or revision not found (HTTP ${status}${code ? `, ${code}` : ""}) ` +
+          `at ${settings.endpoint}: check the model id and revision` +
+          (settings.token === undefined ? "; if the repository is private, set HF_TOKEN" : ""),
+        "not-found",
+        opts,
+      );
+    }
+    const retryable = status >= 500 || status === 429 || status === 408;
+    return new HubError(
+      `Cannot download ${file ?? where}: the hub answered HTTP ${status}` +
+        (cause instanceof Error ? `: ${cause.message}` : ""),
+      retryable ? "network" : "http",
+      opts,
+    );
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Bytes over all files of one resolve, shown as a bar or passed to `onProgress`. */
+class Progress {
+  #init: SessionInit;
+  #total: number;
+  /** Bytes on disk per file of this resolve. */
+  #perFile = new Map<string, number>();
+  #bar: ProgressBar | undefined;
+
+  constructor(init: SessionInit, sizes: number[]) {
+    this.#init = init;
+    this.#total = sizes.reduce((a, b) => a + b, 0);
+  }
+
+  /** `fileDone` bytes of `file` (of `fileSize`) are on disk. */
+  advance(file: string, fileDone: number, fileSize: number): void {
+    this.#perFile.set(file, fileDone);
+    let done = 0;
+    for (const n of this.#perFile.values()) done += n;
+    const { opts, repoId } = this.#init;
+    if (opts.onProgress !== undefined) {
+      opts.onProgress({ repoId, file, fileDone, fileSize, done, total: this.#total });
+    } else if (opts.quiet !== true) {
+      this.#bar ??= new ProgressBar({ total: this.#total, unit: "bytes", label: `Downloading ${repoId}` });
+      this.#bar.update(done, file);
+    }
+  }
+
+  /** The file was already complete in the cache. */
+  skip(file: string, size: number): void {
+    this.advance(file, size, size);
+  }
+
+  /** A retry of `file` starts with `kept` bytes on disk. */
+  restart(file: string, kept: number): void {
+    this.#perFile.set(file, kept);
+  }
+
+  finish(): void {
+    this.#bar?.finish();
+  }
+}

@@ -1,0 +1,727 @@
+/**
+ * Read `pytorch_model.bin` (a `torch.save`d state dict) without Python.
+ *
+ * Two container formats exist:
+ * - **zip** (torch ≥ 1.6): a zip archive whose single top folder (named after the file, so it varies)
+ *   holds `data.pkl` (the pickled state dict) and `data/<key>` (one raw little-endian storage per key).
+ * - **legacy stream**: five pickles back to back — a magic number, the protocol version (1001), a
+ *   sys_info dict, the state dict, then the list of storage keys — followed by each storage in that
+ *   list's order as an int64 element count and the raw data.
+ *
+ * The state dict pickle is run on a minimal pickle VM that knows the opcodes `pickle` emits for a dict
+ * of tensors and only the globals a state dict needs (`torch._utils._rebuild_tensor_v2` and friends,
+ * `collections.OrderedDict`, the `torch.*Storage` types); anything else fails with its name. Tensors are
+ * materialised after unpickling from (storage, offset, size, stride), so shared storages (a tied
+ * `lm_head.weight`) and non-contiguous views both come out as fresh contiguous arrays.
+ * @module
+ */
+
+import { inflateRawSync } from "node:zlib";
+import { decodeElements, dtypeSize, type ReadTensor } from "./safetensors.ts";
+
+/** Storage classes → safetensors dtype names. */
+const STORAGE_DTYPES: Record<string, string> = {
+  FloatStorage: "F32",
+  DoubleStorage: "F64",
+  HalfStorage: "F16",
+  BFloat16Storage: "BF16",
+  LongStorage: "I64",
+  IntStorage: "I32",
+  ShortStorage: "I16",
+  CharStorage: "I8",
+  ByteStorage: "U8",
+  BoolStorage: "BOOL",
+};
+
+/** The magic number that starts a legacy `torch.save` stream. */
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+
+// ---------------------------------------------------------------------------------------------------
+// Values of the pickle VM
+
+/** A reference to a Python global (`module.name`), as GLOBAL / STACK_GLOBAL push it. */
+class PyGlobal {
+  constructor(readonly module: string, readonly name: string) {}
+  get full(): string {
+    return `${this.module}.${this.name}`;
+  }
+}
+
+/** A storage, as a persistent id names it. `elemOffset` is non-zero only for legacy storage views. */
+class StorageRef {
+  constructor(readonly key: string, readonly dtype: string, readonly numel: number, readonly elemOffset = 0) {}
+}
+
+/** A tensor before materialisation: a strided view of a storage. */
+class TensorRef {
+  constructor(
+    readonly storage: StorageRef,
+    readonly offset: number,
+    readonly shape: number[],
+    readonly stride: number[],
+  ) {}
+}
+
+/** Hooks the container format gives the pickle VM. */
+interface PickleContext {
+  file: string;
+  /** Resolve a persistent id (BINPERSID / PERSID). */
+  persistentLoad(pid: unknown): unknown;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The pickle VM
+
+function asInt(v: unknown, what: string, ctx: PickleContext): number {
+  if (typeof v === "bigint" && v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) {
+    return Number(v);
+  }
+  if (typeof v !== "number" || !Number.isInteger(v)) {
+    throw new Error(`Cannot read ${ctx.file}: ${what} is not an integer (${describe(v)})`);
+  }
+  return v;
+}
+
+function asIntList(v: unknown, what: string, ctx: PickleContext): number[] {
+  if (!Array.isArray(v)) throw new Error(`Cannot read ${ctx.file}: ${what} is not a tuple (${describe(v)})`);
+  return v.map((x, i) => asInt(x, `${what}[${i}]`, ctx));
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "None";
+  if (v instanceof PyGlobal) return v.full;
+  if (v instanceof TensorRef) return "a tensor";
+  if (v instanceof StorageRef) return "a storage";
+  if (v instanceof Map) return "a dict";
+  if (Array.isArray(v)) return "a tuple/list";
+  return typeof v === "string" ? JSON.stringify(v) : String(v);
+}
+
+/** Call a global (REDUCE / NEWOBJ). Only what a state dict needs; anything else names the global. */
+function callGlobal(fn: unknown, args: unknown, ctx: PickleContext): unknown {
+  if (!(fn instanceof PyGlobal)) throw new Error(`Cannot read ${ctx.file}: pickle calls ${describe(fn)}, not a global`);
+  const a = Array.isArray(args) ? args : [];
+  switch (fn.full) {
+    case "collections.OrderedDict":
+    case "builtins.dict":
+      if (a.length > 0) throw new Error(`Cannot read ${ctx.file}: ${fn.full} with arguments is not supported`);
+      return new Map();
+    case "torch._utils._rebuild_tensor":
+    case "torch._utils._rebuild_tensor_v2": {
+      // (storage, storage_offset, size, stride[, requires_grad, backward_hooks[, metadata]])
+      const [storage, offset, size, stride] = a;
+      if (!(storage instanceof StorageRef)) {
+        throw new Error(`Cannot read ${ctx.file}: ${fn.full} got ${describe(storage)} instead of a storage`);
+      }
+      return new TensorRef(
+        storage,
+        asInt(offset, "tensor storage offset", ctx),
+        asIntList(size, "tensor size", ctx),
+        asIntList(stride, "tensor stride", ctx),
+      );
+    }
+    case "torch._utils._rebuild_parameter":
+    case "torch._utils._rebuild_parameter_with_state": {
+      // (data, requires_grad, backward_hooks[, state]): a Parameter is its data for our purposes.
+      const [data] = a;
+      if (!(data instanceof TensorRef)) {
+        throw new Error(`Cannot read ${ctx.file}: ${fn.full} got ${describe(data)} instead of a tensor`);
+      }
+      return data;
+    }
+    case "torch._tensor._rebuild_from_type_v2": {
+      // (func, type, args, state): rebuild with func(*args); the subclass type (e.g. Parameter) is dropped.
+      const [inner, , innerArgs] = a;
+      return callGlobal(inner, innerArgs, ctx);
+    }
+  }
+  throw new Error(`Cannot read ${ctx.file}: unsupported pickle global ${fn.full}`);
+}
+
+/** Run one pickle starting at `bytes[start]`. Returns the unpickled value and the offset after STOP. */
+function unpickle(bytes: Uint8Array, start: number, ctx: PickleContext): { value: unknown; end: number } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  const latin1 = new TextDecoder("latin1");
+  let pos = start;
+  const stack: unknown[] = [];
+  const metastack: unknown[][] = [];
+  const memo = new Map<number, unknown>();
+
+  const fail = (msg: string): never => {
+    throw new Error(`Cannot read ${ctx.file}: ${msg}`);
+  };
+  const need = (n: number): number => {
+    if (pos + n > bytes.length) fail(`pickle is truncated (needs ${n} bytes at offset ${pos}, file is ${bytes.length})`);
+    const p = pos;
+    pos += n;
+    return p;
+  };
+  const u8 = () => bytes[need(1)]!;
+  const u16 = () => view.getUint16(need(2), true);
+  const u32 = () => view.getUint32(need(4), true);
+  const u64 = () => {
+    const v = view.getBigUint64(need(8), true);
+    if (v > BigInt(bytes.length)) fail(`pickle length ${v} exceeds the file`);
+    return Number(v);
+  };
+  const take = (n: number) => bytes.subarray(need(n), pos);
+  const line = (): string => {
+    const nl = bytes.indexOf(0x0a, pos);
+    if (nl < 0) fail(`pickle is truncated (unterminated line at offset ${pos})`);
+    const s = latin1.decode(bytes.subarray(pos, nl));
+    pos = nl + 1;
+    return s;
+  };
+  const pop = (): unknown => {
+    if (stack.length === 0) fail(`pickle stack underflow at offset ${pos - 1}`);
+    return stack.pop();
+  };
+  const top = (): unknown => {
+    if (stack.length === 0) fail(`pickle stack underflow at offset ${pos - 1}`);
+    return stack[stack.length - 1];
+  };
+  const popMark = (): unknown[] => {
+    const items = stack.splice(0);
+    const prev = metastack.pop();
+    if (!prev) fail(`pickle has no MARK at offset ${pos - 1}`);
+    stack.push(...prev!);
+    return items;
+  };
+  const getMemo = (i: number): unknown => {
+    if (!memo.has(i)) fail(`pickle memo key ${i} is undefined`);
+    return memo.get(i);
+  };
+  const signedLE = (b: Uint8Array): bigint => {
+    let v = 0n;
+    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+    if (b.length > 0 && b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
+    return v;
+  };
+  const smallInt = (v: bigint): number | bigint =>
+    v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  const setItems = (target: unknown, kv: unknown[]) => {
+    if (target instanceof Map) {
+      for (let i = 0; i + 1 < kv.length; i += 2) target.set(kv[i], kv[i + 1]);
+    } else fail(`pickle SETITEM(S) on ${describe(target)}`);
+  };
+  const appendItems = (target: unknown, items: unknown[]) => {
+    if (!Array.isArray(target)) fail(`pickle APPEND(S) on ${describe(target)}`);
+    (target as unknown[]).push(...items);
+  };
+
+  for (;;) {
+    const opPos = pos;
+    const op = u8();
+    switch (op) {
+      case 0x80: // PROTO
+        if (u8() > 5) fail(`pickle protocol is newer than 5`);
+        break;
+      case 0x95: // FRAME: a length prefix only
+        u64();
+        break;
+      case 0x2e: // STOP
+        return { value: pop(), end: pos };
+      case 0x28: // MARK
+        metastack.push(stack.splice(0));
+        break;
+      case 0x30: // POP
+        if (stack.length) stack.pop();
+        else popMark();
+        break;
+      case 0x31: // POP_MARK
+        popMark();
+        break;
+      case 0x32: // DUP
+        stack.push(top());
+        break;
+      case 0x7d: // EMPTY_DICT
+        stack.push(new Map());
+        break;
+      case 0x5d: // EMPTY_LIST
+      case 0x29: // EMPTY_TUPLE
+      case 0x8f: // EMPTY_SET (a set as a list: only membership-free uses in state dicts)
+        stack.push([]);
+        break;
+      case 0x90: { // ADDITEMS
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      }
+      case 0x91: // FROZENSET
+      case 0x74: // TUPLE
+      case 0x6c: // LIST
+        stack.push(popMark());
+        break;
+      case 0x85: // TUPLE1
+        stack.push([pop()]);
+        break;
+      case 0x86: { // TUPLE2
+        const b = pop(), a = pop();
+        stack.push([a, b]);
+        break;
+      }
+      case 0x87: { // TUPLE3
+        const c = pop(), b = pop(), a = pop();
+        stack.push([a, b, c]);
+        break;
+      }
+      case 0x64: { // DICT
+        const kv = popMark(), d = new Map();
+        setItems(d, kv);
+        stack.push(d);
+        break;
+      }
+      case 0x73: { // SETITEM
+        const v = pop(), k = pop();
+        setItems(top(), [k, v]);
+        break;
+      }
+      case 0x75: { // SETITEMS
+        const kv = popMark();
+        setItems(top(), kv);
+        break;
+      }
+      case 0x61: { // APPEND
+        const v = pop();
+        appendItems(top(), [v]);
+        break;
+      }
+      case 0x65: { // APPENDS
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      }
+      case 0x58: // BINUNICODE
+        stack.push(utf8.decode(take(u32())));
+        break;
+      case 0x8c: // SHORT_BINUNICODE
+        stack.push(utf8.decode(take(u8())));
+        break;
+      case 0x8d: // BINUNICODE8
+        stack.push(utf8.decode(take(u64())));
+        break;
+      case 0x54: // BINSTRING (Python 2 str)
+        stack.push(latin1.decode(take(view.getInt32(need(4), true))));
+        break;
+      case 0x55: // SHORT_BINSTRING
+        stack.push(latin1.decode(take(u8())));
+        break;
+      case 0x42: // BINBYTES
+        stack.push(take(u32()).slice());
+        break;
+      case 0x43: // SHORT_BINBYTES
+        stack.push(take(u8()).slice());
+        break;
+      case 0x8e: // BINBYTES8
+        stack.push(take(u64()).slice());
+        break;
+      case 0x4a: // BININT
+        stack.push(view.getInt32(need(4), true));
+        break;
+      case 0x4b: // BININT1
+        stack.push(u8());
+        break;
+      case 0x4d: // BININT2
+        stack.push(u16());
+        break;
+      case 0x8a: // LONG1
+        stack.push(smallInt(signedLE(take(u8()))));
+        break;
+      case 0x8b: // LONG4
+        stack.push(smallInt(signedLE(take(u32()))));
+        break;
+      case 0x49: { // INT (text): also encodes True/False as 01/00
+        const s = line();
+        stack.push(s === "01" ? true : s === "00" ? false : Number.parseInt(s, 10));
+        break;
+      }
+      case 0x4c: // LONG (text)
+        stack.push(smallInt(BigInt(line().replace(/L$/, ""))));
+        break;
+      case 0x47: // BINFLOAT: big-endian double
+        stack.push(view.getFloat64(need(8), false));
+        break;
+      case 0x46: // FLOAT (text)
+        stack.push(Number.parseFloat(line()));
+        break;
+      case 0x4e: // NONE
+        stack.push(null);
+        break;
+      case 0x88: // NEWTRUE
+        stack.push(true);
+        break;
+      case 0x89: // NEWFALSE
+        stack.push(false);
+        break;
+      case 0x71: // BINPUT
+        memo.set(u8(), top());
+        break;
+      case 0x72: // LONG_BINPUT
+        memo.set(u32(), top());
+        break;
+      case 0x70: // PUT (text)
+        memo.set(Number.parseInt(line(), 10), top());
+        break;
+      case 0x94: // MEMOIZE
+        memo.set(memo.size, top());
+        break;
+      case 0x68: // BINGET
+        stack.push(getMemo(u8()));
+        break;
+      case 0x6a: // LONG_BINGET
+        stack.push(getMemo(u32()));
+        break;
+      case 0x67: // GET (text)
+        stack.push(getMemo(Number.parseInt(line(), 10)));
+        break;
+      case 0x63: { // GLOBAL: "module\nname\n"
+        const module = line(), name = line();
+        stack.push(new PyGlobal(module, name));
+        break;
+      }
+      case 0x93: { // STACK_GLOBAL
+        const name = pop(), module = pop();
+        if (typeof module !== "string" || typeof name !== "string") fail(`pickle STACK_GLOBAL needs two strings`);
+        stack.push(new PyGlobal(module as string, name as string));
+        break;
+      }
+      case 0x52: { // REDUCE
+        const args = pop(), fn = pop();
+        stack.push(callGlobal(fn, args, ctx));
+        break;
+      }
+      case 0x81: { // NEWOBJ: cls.__new__(cls, *args)
+        const args = pop(), cls = pop();
+        stack.push(callGlobal(cls, args, ctx));
+        break;
+      }
+      case 0x92: { // NEWOBJ_EX
+        pop(); // kwargs
+        const args = pop(), cls = pop();
+        stack.push(callGlobal(cls, args, ctx));
+        break;
+      }
+      case 0x62: { // BUILD: obj.__setstate__(state). OrderedDict's `_metadata` and tensor hooks are ignored.
+        pop(); // the state
+        const obj = top();
+        if (!(obj instanceof Map || obj instanceof TensorRef)) fail(`pickle BUILD on ${describe(obj)}`);
+        break;
+      }
+      case 0x51: // BINPERSID
+        stack.push(ctx.persistentLoad(pop()));
+        break;
+      case 0x50: // PERSID (text)
+        stack.push(ctx.persistentLoad(line()));
+        break;
+      default:
+        fail(`unsupported pickle opcode 0x${op.toString(16).padStart(2, "0")} at offset ${opPos}`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Persistent ids and tensor materialisation
+
+/** Parse a storage persistent id: ('storage', storage_type, key, location, numel[, view_metadata]). */
+function parseStoragePid(pid: unknown, ctx: PickleContext): StorageRef {
+  if (!Array.isArray(pid) || pid[0] !== "storage" || pid.length < 5) {
+    throw new Error(`Cannot read ${ctx.file}: unsupported persistent id ${describe(pid)}`);
+  }
+  const [, type, key, , numelRaw, viewMeta] = pid;
+  if (!(type instanceof PyGlobal)) {
+    throw new Error(`Cannot read ${ctx.file}: storage type ${describe(type)} is not a class`);
+  }
+  const dtype = type.module === "torch" ? STORAGE_DTYPES[type.name] : undefined;
+  if (!dtype) throw new Error(`Cannot read ${ctx.file}: unsupported storage type ${type.full}`);
+  const numel = asInt(numelRaw, "storage size", ctx);
+  if (viewMeta !== undefined && viewMeta !== null) {
+    // Very old torch: (view_key, offset, view_size) of the root storage `key`.
+    const [, viewOffset] = Array.isArray(viewMeta) ? viewMeta : [];
+    return new StorageRef(String(key), dtype, numel, asInt(viewOffset, "storage view offset", ctx));
+  }
+  return new StorageRef(String(key), dtype, numel);
+}
+
+/** Where each storage's bytes are: byte offset of element 0 and element count. */
+type StorageLocator = (ref: StorageRef) => { offset: number; count: number };
+
+/** Gather a strided view into a contiguous array. */
+function materialise(
+  bytes: Uint8Array,
+  t: TensorRef,
+  opts: { name: string; locate: StorageLocator; file: string; cache: Map<string, Float32Array | Int32Array> },
+): ReadTensor {
+  const { name, file } = opts;
+  const s = t.storage;
+  const fail = (msg: string): never => {
+    throw new Error(`Cannot read ${file}: tensor "${name}": ${msg}`);
+  };
+  if (t.shape.length !== t.stride.length) fail(`size [${t.shape}] and stride [${t.stride}] differ in rank`);
+  if (t.shape.some((d) => d < 0) || t.stride.some((d) => d < 0) || t.offset < 0) {
+    fail(`negative size, stride or offset`);
+  }
+  let store = opts.cache.get(`${s.key}/${s.dtype}`);
+  if (!store) {
+    const { offset, count } = opts.locate(s);
+    store = decodeElements(bytes, { dtype: s.dtype, offset, count, what: `${file} storage ${s.key}` });
+    opts.cache.set(`${s.key}/${s.dtype}`, store);
+  }
+  const numel = t.shape.reduce((a, b) => a * b, 1);
+  const base = s.elemOffset + t.offset;
+  // The largest element index the view touches must lie inside the storage.
+  const last = numel === 0 ? base - 1 : base + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.stride[i]!, 0);
+  if (numel > 0 && last >= store.length) {
+    fail(`view (offset ${t.offset}, size [${t.shape}], stride [${t.stride}]) exceeds its storage of ${store.length}`);
+  }
+  const out = store instanceof Float32Array ? new Float32Array(numel) : new Int32Array(numel);
+  // Contiguous (row-major) strides: one copy.
+  let contiguous = true;
+  for (let i = t.shape.length - 1, expect = 1; i >= 0; i--) {
+    if (t.shape[i]! !== 1 && t.stride[i]! !== expect) contiguous = false;
+    expect *= t.shape[i]!;
+  }
+  if (contiguous) out.set(store.subarray(base, base + numel));
+  else {
+    // Walk the index space in row-major order with an odometer.
+    const rank = t.shape.length, idx = new Array<number>(rank).fill(0);
+    let src = base;
+    for (let i = 0; i < numel; i++) {
+      out[i] = store[src]!;
+      for (let d = rank - 1; d >= 0; d--) {
+        idx[d]!++;
+        src += t.stride[d]!;
+        if (idx[d]! < t.shape[d]!) break;
+        src -= t.stride[d]! * t.shape[d]!;
+        idx[d] = 0;
+      }
+    }
+  }
+  return { dtype: s.dtype, shape: [...t.shape], data: out };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Zip container
+
+interface ZipEntry {
+  name: string;
+  method: number;
+  compSize: number;
+  size: number;
+  localOffset: number;
+}
+
+/** Read the central directory of a zip archive (zip64 included). */
+function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry> {
+  const fail = (msg: string): never => {
+    throw new Error(`Cannot read ${file}: ${msg}`);
+  };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // End of central directory: 22 bytes + a comment of up to 65535 bytes, at the end of the file.
+  let eocd = -1;
+  for (let i = bytes.length - 22; i >= Math.max(0, bytes.length - 22 - 65535); i--) {
+    if (view.getUint32(i, true) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd < 0) fail("zip end-of-central-directory record not found (the file is truncated or not a zip archive)");
+  let count = view.getUint16(eocd + 10, true);
+  let cdSize = view.getUint32(eocd + 12, true);
+  let cdOffset = view.getUint32(eocd + 16, true);
+  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
+    // Zip64: the locator sits just before the EOCD and points to the zip64 EOCD record.
+    const loc = eocd - 20;
+    if (loc < 0 || view.getUint32(loc, true) !== 0x07064b50) fail("zip64 end-of-central-directory locator not found");
+    const z = Number(view.getBigUint64(loc + 8, true));
+    if (z + 56 > bytes.length || view.getUint32(z, true) !== 0x06064b50) fail("zip64 end-of-central-directory is corrupt");
+    count = Number(view.getBigUint64(z + 32, true));
+    cdSize = Number(view.getBigUint64(z + 40, true));
+    cdOffset = Number(view.getBigUint64(z + 48, true));
+  }
+  if (cdOffset + cdSize > bytes.length) fail(`zip central directory (offset ${cdOffset}) lies outside the file`);
+
+  const entries = new Map<string, ZipEntry>();
+  const utf8 = new TextDecoder();
+  let p = cdOffset;
+  for (let n = 0; n < count; n++) {
+    if (p + 46 > bytes.length || view.getUint32(p, true) !== 0x02014b50) fail(`zip central directory entry ${n} is corrupt`);
+    const method = view.getUint16(p + 10, true);
+    let compSize = view.getUint32(p + 20, true);
+    let size = view.getUint32(p + 24, true);
+    const nameLen = view.getUint16(p + 28, true), extraLen = view.getUint16(p + 30, true);
+    const commentLen = view.getUint16(p + 32, true);
+    let localOffset = view.getUint32(p + 42, true);
+    const name = utf8.decode(bytes.subarray(p + 46, p + 46 + nameLen));
+    // Zip64 extended information (header id 1) holds the fields that overflowed, in this order.
+    let e = p + 46 + nameLen;
+    const extraEnd = e + extraLen;
+    while (e + 4 <= extraEnd) {
+      const id = view.getUint16(e, true), len = view.getUint16(e + 2, true);
+      if (id === 1) {
+        let q = e + 4;
+        const next = () => {
+          const v = Number(view.getBigUint64(q, true));
+          q += 8;
+          return v;
+        };
+        if (size === 0xffffffff) size = next();
+        if (compSize === 0xffffffff) compSize = next();
+        if (localOffset === 0xffffffff) localOffset = next();
+      }
+      e += 4 + len;
+    }
+    entries.set(name, { name, method, compSize, size, localOffset });
+    p = extraEnd + commentLen;
+  }
+  return entries;
+}
+
+/** The bytes of one zip entry (stored, or deflated via node:zlib). */
+function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Array {
+  const fail = (msg: string): never => {
+    throw new Error(`Cannot read ${file}: zip entry ${entry.name}: ${msg}`);
+  };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const p = entry.localOffset;
+  if (p + 30 > bytes.length || view.getUint32(p, true) !== 0x04034b50) fail("local header is missing or corrupt");
+  // The local header has its own name and extra lengths (torch pads the extra field to align the data).
+  const start = p + 30 + view.getUint16(p + 26, true) + view.getUint16(p + 28, true);
+  const end = start + entry.compSize;
+  if (end > bytes.length) fail(`data (${entry.compSize} bytes at offset ${start}) runs past the end of the file`);
+  const raw = bytes.subarray(start, end);
+  if (entry.method === 0) return raw;
+  if (entry.method === 8) {
+    const out = new Uint8Array(inflateRawSync(raw));
+    if (out.length !== entry.size) fail(`inflated to ${out.length} bytes, expected ${entry.size}`);
+    return out;
+  }
+  return fail(`unsupported compression method ${entry.method} (only stored and deflate are supported)`);
+}
+
+function readZipFormat(bytes: Uint8Array, file: string): Map<string, ReadTensor> {
+  const entries = readZipDirectory(bytes, file);
+  // The archive's top folder is named after the file that was saved: find it through data.pkl.
+  const pkl = [...entries.keys()].filter((n) => n === "data.pkl" || n.endsWith("/data.pkl"))
+    .sort((a, b) => a.length - b.length)[0];
+  if (pkl === undefined) throw new Error(`Cannot read ${file}: zip archive has no data.pkl (not a torch checkpoint)`);
+  const prefix = pkl.slice(0, pkl.length - "data.pkl".length);
+  const order = entries.get(`${prefix}byteorder`);
+  if (order) {
+    const s = new TextDecoder().decode(readZipEntry(bytes, order, file)).trim();
+    if (s !== "little") throw new Error(`Cannot read ${file}: byteorder is "${s}", only little-endian is supported`);
+  }
+  const ctx: PickleContext = { file, persistentLoad: (pid) => parseStoragePid(pid, ctx) };
+  const { value } = unpickle(readZipEntry(bytes, entries.get(pkl)!, file), 0, ctx);
+
+  // Storage bytes, located lazily: each data/<key> is decoded only when a tensor needs it.
+  const blobs = new Map<string, Uint8Array>();
+  const storageBytes = (ref: StorageRef): Uint8Array => {
+    let b = blobs.get(ref.key);
+    if (!b) {
+      const e = entries.get(`${prefix}data/${ref.key}`);
+      if (!e) throw new Error(`Cannot read ${file}: storage ${ref.key} (${prefix}data/${ref.key}) is missing`);
+      b = readZipEntry(bytes, e, file);
+      blobs.set(ref.key, b);
+    }
+    return b;
+  };
+  // materialise() decodes from one byte array; give it each storage's own bytes through a per-storage view.
+  const out = new Map<string, ReadTensor>(), cache = new Map<string, Float32Array | Int32Array>();
+  const root = value instanceof Map ? value : undefined;
+  if (!root) throw new Error(`Cannot read ${file}: expected a state dict, found ${describe(value)}`);
+  for (const [name, t] of collectRefs(root)) {
+    const blob = storageBytes(t.storage), size = dtypeSize(t.storage.dtype)!;
+    const count = t.storage.numel;
+    if (blob.length < count * size) {
+      throw new Error(
+        `Cannot read ${file}: storage ${t.storage.key} has ${blob.length} bytes, expected ${count * size} (${count} × ${t.storage.dtype})`,
+      );
+    }
+    out.set(name, materialise(blob, t, { name, file, cache, locate: () => ({ offset: 0, count }) }));
+  }
+  return out;
+}
+
+/** The (name, tensor) pairs of a state dict, unwrapping a `{"state_dict": …}` / `{"model": …}` wrapper. */
+function collectRefs(root: Map<unknown, unknown>): [string, TensorRef][] {
+  let dict = root;
+  if (![...dict.values()].some((v) => v instanceof TensorRef)) {
+    const inner = dict.get("state_dict") ?? dict.get("model");
+    if (inner instanceof Map) dict = inner;
+  }
+  const out: [string, TensorRef][] = [];
+  for (const [k, v] of dict) if (typeof k === "string" && v instanceof TensorRef) out.push([k, v]);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Legacy stream container
+
+function readLegacyFormat(bytes: Uint8Array, file: string): Map<string, ReadTensor> {
+  const fail = (msg: string): never => {
+    throw new Error(`Cannot read ${file}: ${msg}`);
+  };
+  const plain: PickleContext = {
+    file,
+    persistentLoad: () => fail("unexpected persistent id in the legacy header"),
+  };
+  const magic = unpickle(bytes, 0, plain);
+  if (magic.value !== LEGACY_MAGIC) fail("not a torch checkpoint (neither a zip archive nor the legacy magic number)");
+  const proto = unpickle(bytes, magic.end, plain);
+  if (proto.value !== 1001) fail(`legacy protocol version ${describe(proto.value)} is not supported (expected 1001)`);
+  const sysInfo = unpickle(bytes, proto.end, plain);
+  if (sysInfo.value instanceof Map && sysInfo.value.get("little_endian") === false) {
+    fail("the checkpoint was saved big-endian, only little-endian is supported");
+  }
+  const ctx: PickleContext = { file, persistentLoad: (pid) => parseStoragePid(pid, ctx) };
+  const state = unpickle(bytes, sysInfo.end, ctx);
+  const keys = unpickle(bytes, state.end, plain);
+  if (!Array.isArray(keys.value) || !keys.value.every((k) => typeof k === "string")) {
+    fail("the storage key list is not a list of strings");
+  }
+
+  // Each storage in key order: int64 element count, then the elements. Record where each one's data is.
+  const refs = collectRefs(state.value instanceof Map ? state.value : fail(`expected a state dict, found ${describe(state.value)}`));
+  const dtypeOf = new Map<string, string>();
+  for (const [, t] of refs) dtypeOf.set(t.storage.key, t.storage.dtype);
+  const where = new Map<string, { offset: number; count: number }>();
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let p = keys.end;
+  for (const key of keys.value as string[]) {
+    if (p + 8 > bytes.length) fail(`file is truncated: storage ${key} is missing (file ends at byte ${bytes.length})`);
+    const count = view.getBigInt64(p, true);
+    // The element size comes from the storage's type; a storage no tensor uses still has to be skipped,
+    // which needs its type: every storage in the list is referenced by some tensor in practice.
+    const dtype = dtypeOf.get(key);
+    if (dtype === undefined) fail(`storage ${key} is listed but no tensor uses it, so its size is unknown`);
+    const size = BigInt(dtypeSize(dtype!)!);
+    const end = BigInt(p + 8) + count * size;
+    if (count < 0n || end > BigInt(bytes.length)) {
+      fail(`file is truncated: storage ${key} needs ${count * size} bytes at offset ${p + 8}, file is ${bytes.length} bytes`);
+    }
+    where.set(key, { offset: p + 8, count: Number(count) });
+    p = Number(end);
+  }
+  const out = new Map<string, ReadTensor>(), cache = new Map<string, Float32Array | Int32Array>();
+  for (const [name, t] of refs) {
+    const loc = where.get(t.storage.key);
+    if (!loc) fail(`storage ${t.storage.key} of tensor "${name}" is not in the storage list`);
+    out.set(name, materialise(bytes, t, { name, file, cache, locate: () => loc! }));
+  }
+  return out;
+}
+
+/**
+ * Read a `torch.save`d state dict (`pytorch_model.bin`), zip or legacy format. Returns the tensors by
+ * name in state-dict order, upcast like {@link readSafetensors}: float storages → Float32Array, integer
+ * and bool storages → Int32Array. `dtype` is the stored dtype in safetensors spelling (F32, F16, I64, …).
+ * `file` names the file in errors.
+ */
+export function readTorchBin(bytes: Uint8Array, file: string): Map<string, ReadTensor> {
+  if (bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) {
+    return readZipFormat(bytes, file);
+  }
+  if (bytes.length >= 2 && bytes[0] === 0x80) return readLegacyFormat(bytes, file);
+  throw new Error(`Cannot read ${file}: not a torch checkpoint (neither a zip archive nor a pickle stream)`);
+}

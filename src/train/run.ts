@@ -1,0 +1,320 @@
+/**
+ * A whole training run, as the notebook's Parts 3–5: data (generated when missing), the SFT tokenizer and
+ * the resized model, the masked dataset, the loop with progress, metrics, checkpoints, Ctrl-C and resume,
+ * and the saved HF model directory with the loss curve. `train.ts` and the demo call {@link runTraining}.
+ * @module
+ */
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import type { Backend } from "../backend/backend.ts";
+import { buildSftDataset, type MaskMode, type SftDataset } from "../data/sft_dataset.ts";
+import { readSftRecords, type SftRecord } from "../data/jsonl.ts";
+import { datasetFileNames, ISSUE_LABELS, type SftTask, toMessages, writeDataset } from "../data/synth.ts";
+import { IM_END } from "../data/chatml.ts";
+import { saveModelDir } from "../io/model_dir.ts";
+import { configToJson } from "../model/config.ts";
+import type { GPT2 } from "../model/gpt2.ts";
+import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import { AdamW } from "./adamw.ts";
+import { findCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { formatEpochSummary, formatStepLine, MetricsLog, readMetrics, lossSeries } from "./metrics.ts";
+import { terminalChart, writeLossCurve } from "./plot.ts";
+import { NonFiniteLossError, plannedSteps, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
+import { ProgressBar } from "../io/progress.ts";
+
+/** The tasks. */
+export const TASKS: readonly SftTask[] = ["classification", "json_extraction"];
+
+/** Options of {@link runTraining}. */
+export interface TrainRunOptions {
+  /** The model and its SFT tokenizer, already loaded (see `loadModelAndTokenizer`). */
+  model: GPT2;
+  tokenizer: BertTokenizer;
+  /** Where the model came from (hub id or directory), for sft_task.json. */
+  modelName: string;
+  task: SftTask;
+  /** json_extraction: the notebook's plain `姓名：…；邮箱：…；订单号：…` answers. */
+  plain?: boolean;
+  /** Labels of the classification task (default the notebook's six). */
+  labels?: readonly string[];
+  /** Directory of the JSONL files; missing files are generated as the notebook does. */
+  dataDir: string;
+  /** Use only the first N training / validation records (default all). */
+  limitTrain?: number;
+  limitVal?: number;
+  mask: MaskMode;
+  config: TrainConfig;
+  /** The HF model directory written at the end. */
+  outDir: string;
+  /** Metrics, loss curve and checkpoints. */
+  runDir: string;
+  resume?: boolean;
+  /** Save a checkpoint every N steps (and at the end, and on Ctrl-C). 0: only at the end. */
+  checkpointEvery?: number;
+  /** Print less (no per-step lines, no progress bar). */
+  quiet?: boolean;
+  /** Where lines go (default console.log). */
+  print?: (line: string) => void;
+}
+
+/** What a run produced. */
+export interface TrainRunResult {
+  steps: number;
+  seconds: number;
+  stoppedBy: "done" | "max_steps" | "interrupt";
+  finalLoss: number | undefined;
+  valLosses: number[];
+  outDir: string | undefined;
+  dataset: { train: SftDataset; val?: SftDataset };
+}
+
+/** Read a task's split, generating the three files first when they are missing. */
+export async function loadTaskRecords(
+  task: SftTask,
+  dataDir: string,
+  split: "train" | "val" | "test",
+  opts: { plain?: boolean; print?: (l: string) => void } = {},
+): Promise<SftRecord[]> {
+  if (!TASKS.includes(task)) {
+    throw new Error(`Unknown task: "${task}" (expected one of ${TASKS.join(", ")})`);
+  }
+  const names = datasetFileNames(task);
+  const path = join(dataDir, names[split]);
+  if (!existsSync(path)) {
+    await writeDataset({ task, outDir: dataDir, plain: opts.plain });
+    opts.print?.(`Generated ${Object.values(names).join(", ")} in ${dataDir}`);
+  }
+  const records = await readSftRecords(path);
+  if (records.length === 0) throw new Error(`Cannot use ${path}: it has no records`);
+  return records;
+}
+
+/** Check that every classification label occurs in the records' expected answers. */
+export function checkLabels(records: readonly SftRecord[], labels: readonly string[], file: string): void {
+  const seen = new Set(records.map((r) => r.expected));
+  const missing = labels.filter((l) => !seen.has(l));
+  if (missing.length === labels.length) {
+    throw new Error(`Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ${file}`);
+  }
+  if (missing.length) {
+    throw new Error(`Cannot train: label${missing.length > 1 ? "s" : ""} ${missing.join(", ")} never occur${missing.length > 1 ? "" : "s"} as an answer in ${file}`);
+  }
+}
+
+/** Validate settings against the model before any work starts. */
+export function checkTrainConfig(cfg: TrainConfig, model: GPT2): void {
+  const n = model.config.nPositions;
+  if (cfg.maxLength > n) {
+    throw new Error(`Invalid --max-length ${cfg.maxLength}: the model has only ${n} positions (n_positions)`);
+  }
+  const positive: (keyof TrainConfig)[] = ["batchSize", "epochs", "maxSteps", "maxLength", "logEvery"];
+  for (const k of positive) {
+    const v = cfg[k] as number;
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`Invalid ${k}: ${v} (expected a whole number > 0)`);
+  }
+  if (!(cfg.lr > 0)) throw new Error(`Invalid lr: ${cfg.lr} (expected > 0)`);
+}
+
+/** The files of the tokenizer plus the notebook's sft_task.json, for the saved model dir. */
+function modelDirExtras(opts: TrainRunOptions, labels: readonly string[] | null): Record<string, string> {
+  const meta = {
+    task: opts.task,
+    use_plain_extract: !!opts.plain,
+    labels,
+    model_name: opts.modelName,
+    mask: opts.mask,
+  };
+  return { ...opts.tokenizer.saveFiles(), "sft_task.json": JSON.stringify(meta, null, 2) + "\n" };
+}
+
+/** Save `model` + tokenizer as an HF model dir with eos = `<|im_end|>` and pad = `<|pad|>`. */
+export async function saveSftModel(
+  dir: string,
+  args: { model: GPT2; tokenizer: BertTokenizer; extraFiles: Record<string, string> },
+): Promise<void> {
+  const { model, tokenizer } = args;
+  const eos = tokenizer.tokenToId(IM_END);
+  const config = {
+    ...model.config,
+    eosTokenId: eos ?? model.config.eosTokenId,
+    padTokenId: tokenizer.padTokenId,
+    bosTokenId: tokenizer.clsTokenId ?? model.config.bosTokenId,
+  };
+  const cfgJson = configToJson(config);
+  await saveModelDir(dir, {
+    config,
+    tensors: await model.toTensors(),
+    generationConfig: {
+      bos_token_id: config.bosTokenId,
+      eos_token_id: config.eosTokenId,
+      pad_token_id: config.padTokenId,
+      transformers_version: cfgJson.transformers_version ?? "4.46.0",
+    },
+    extraFiles: args.extraFiles,
+  });
+}
+
+/** Run the notebook's training. */
+export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
+  const print = opts.print ?? ((l: string) => console.log(l));
+  const { model, tokenizer, config: cfg } = opts;
+  const be: Backend = model.be;
+  checkTrainConfig(cfg, model);
+
+  // ---- data (Part 3) and the masked dataset (Part 4)
+  const names = datasetFileNames(opts.task);
+  let trainRecords = await loadTaskRecords(opts.task, opts.dataDir, "train", { plain: opts.plain, print });
+  let valRecords = await loadTaskRecords(opts.task, opts.dataDir, "val", { plain: opts.plain, print });
+  if (opts.limitTrain) trainRecords = trainRecords.slice(0, opts.limitTrain);
+  if (opts.limitVal !== undefined) valRecords = valRecords.slice(0, opts.limitVal);
+  const labels = opts.task === "classification" ? [...(opts.labels ?? ISSUE_LABELS)] : null;
+  if (labels) checkLabels(trainRecords, labels, join(opts.dataDir, names.train));
+  print(`SFT task: ${opts.task}`);
+  print(`Train: ${trainRecords.length} | Val: ${valRecords.length}`);
+  const toConv = (r: SftRecord) => toMessages(r, { plain: opts.plain });
+  const dsOpts = { maxLength: cfg.maxLength, mask: opts.mask };
+  const train = buildSftDataset(trainRecords.map(toConv), tokenizer, { ...dsOpts, source: names.train });
+  print(`Processed ${train.examples.length}/${train.total} examples`);
+  const val = valRecords.length
+    ? buildSftDataset(valRecords.map(toConv), tokenizer, { ...dsOpts, source: names.val })
+    : undefined;
+  if (val) print(`Processed ${val.examples.length}/${val.total} examples`);
+
+  // ---- resume
+  let start: TrainPosition | undefined;
+  let optimizer: AdamW | undefined;
+  const ckptDir = join(opts.runDir, "checkpoint");
+  const run = { task: opts.task, model: opts.modelName, mask: opts.mask, plain: !!opts.plain };
+  if (opts.resume) {
+    const found = await findCheckpoint(ckptDir);
+    if (!found) throw new Error(`Cannot resume: no checkpoint in ${ckptDir}`);
+    const ck = await loadCheckpoint(found);
+    if (ck.state.vocabSize !== model.config.vocabSize) {
+      throw new Error(`Cannot resume from ${found}: it has vocab ${ck.state.vocabSize}, the model ${model.config.vocabSize}`);
+    }
+    for (const [name, t] of ck.params) be.write(model.param(name).buf, t.data);
+    optimizer = new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
+    optimizer.importState(ck.optimizer);
+    start = ck.state.position;
+    print(`Resumed from ${found} at step ${start.step} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
+  }
+
+  const totalSteps = plannedSteps(train.examples.length, cfg);
+  print("Training configuration:");
+  print(`  Batch size: ${cfg.batchSize}`);
+  print(`  Epochs: ${cfg.epochs}`);
+  print(`  Learning rate: ${cfg.lr}`);
+  print(`  Total steps: ${totalSteps}`);
+  print(`  Max steps: ${cfg.maxSteps}`);
+  print(`  Loss mask: ${opts.mask} | padding: ${cfg.pad} | max length: ${cfg.maxLength} | backend: ${be.name}`);
+  print("\n" + "=".repeat(60) + "\nStarting SFT Training\n" + "=".repeat(60));
+
+  // ---- the loop, with Ctrl-C saving a checkpoint
+  const metricsPath = join(opts.runDir, "metrics.jsonl");
+  const log = MetricsLog.open(metricsPath, { append: !!opts.resume });
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    print("\nInterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
+  };
+  process.on("SIGINT", onSigint);
+  const bar = opts.quiet ? undefined : new ProgressBar({ total: totalSteps, unit: "items", itemName: "steps", label: "train" });
+  let finalLoss: number | undefined;
+  const valLosses: number[] = [];
+  let result;
+  try {
+    result = await trainLoop({
+      model,
+      train: train.examples,
+      val: val?.examples,
+      padId: tokenizer.padTokenId,
+      config: cfg,
+      start,
+      optimizer,
+      checkpointEvery: opts.checkpointEvery ?? 200,
+      shouldStop: () => interrupted,
+      onCheckpoint: (pos, opt) => saveCheckpoint(ckptDir, { model, optimizer: opt, position: pos, config: cfg, run }),
+      onStep: (s) => {
+        finalLoss = s.loss;
+        log.train({
+          step: s.step,
+          epoch: s.epoch + 1,
+          loss: s.loss,
+          lr: s.lr,
+          grad_norm: s.gradNorm,
+          tokens_per_s: s.tokensPerSecond,
+          supervised_tokens: s.supervisedTokens,
+          elapsed_s: s.elapsedSeconds,
+        });
+        const line = formatStepLine({
+          step: s.step,
+          totalSteps: s.totalSteps,
+          loss: s.loss,
+          lr: s.lr,
+          gradNorm: s.gradNorm,
+          tokensPerS: s.tokensPerSecond,
+          supervisedTokens: s.supervisedTokens,
+          etaS: s.etaSeconds,
+        });
+        if (bar) bar.log?.(line);
+        else if (!opts.quiet) print(line);
+        bar?.update(s.step, `loss ${s.loss.toFixed(4)}`);
+      },
+      onEpoch: (e) => {
+        if (e.valLoss !== undefined) valLosses.push(e.valLoss);
+        log.val({ epoch: e.epoch + 1, val_loss: e.valLoss ?? NaN, step: e.step, train_loss: e.trainLoss });
+        const summary = formatEpochSummary({
+          epoch: e.epoch + 1,
+          epochs: cfg.epochs,
+          trainLoss: e.trainLoss,
+          valLoss: e.valLoss ?? NaN,
+        });
+        if (bar) bar.log?.(summary);
+        else print(summary);
+        if (e.step >= totalSteps && totalSteps < Math.ceil(train.examples.length / cfg.batchSize) * cfg.epochs) {
+          print(`Reached MAX_STEPS=${cfg.maxSteps}, stopping early.`);
+        }
+      },
+    });
+  } catch (e) {
+    if (e instanceof NonFiniteLossError) {
+      bar?.finish();
+      log.close();
+      throw e;
+    }
+    throw e;
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+  bar?.finish();
+  log.close();
+  result.optimizer.dispose();
+
+  // ---- loss curve and the saved model (end of Part 5)
+  const series = lossSeries(await readMetrics(metricsPath));
+  if (series.train.length) {
+    const paths = await writeLossCurve({ train: series.train, val: series.val, outBase: join(opts.runDir, "loss_curve") });
+    if (!opts.quiet) print(`\n${terminalChart(series.train)}`);
+    print(`Loss curve: ${paths.png} (and .svg); metrics: ${metricsPath}`);
+  }
+  let outDir: string | undefined;
+  if (result.stoppedBy === "interrupt") {
+    print(`Stopped at step ${result.position.step}; resume with --resume (checkpoint in ${ckptDir})`);
+  } else {
+    await saveSftModel(opts.outDir, { model, tokenizer, extraFiles: modelDirExtras(opts, labels) });
+    outDir = opts.outDir;
+    print(`Saved SFT model to ${opts.outDir}`);
+  }
+  return {
+    steps: result.position.step,
+    seconds: result.seconds,
+    stoppedBy: result.stoppedBy,
+    finalLoss,
+    valLosses,
+    outDir,
+    dataset: { train, val },
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * The notebook's learning-rate schedule: `torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1,
+ * end_factor=1.0, total_iters=WARMUP_STEPS)`, stepped once after every optimizer step, so the rate rises
+ * linearly from `0.1·base` to `base` over the warm-up and then stays constant (there is no decay).
+ *
+ * How torch sequences it, with `k` counting optimizer steps from 0:
+ * - constructing the scheduler sets `last_epoch = 0` and the group's lr to `base·start_factor`;
+ * - optimizer step `k` runs with the lr for `last_epoch = k` ({@link lrAt});
+ * - `scheduler.step()` then moves to `last_epoch = k + 1`, and `scheduler.get_last_lr()` (what the notebook
+ *   prints after step `k + 1`, counted from 1) is the lr for `last_epoch = k + 1` ({@link lastLr}).
+ *
+ * torch's `step()` computes the rate recursively (`get_lr()`: the previous rate times
+ * `1 + (end − start) / (total·start + (last_epoch − 1)·(end − start))`), which accumulates float rounding;
+ * this module uses torch's closed form (`_get_closed_form_lr`:
+ * `base·(start + (end − start)·min(total, last_epoch)/total)`). The two differ by a few ulp: for the
+ * notebook's settings (base 5e-5, 50 warm-up steps) at most 6.4e-16 relative (e.g. step 50: torch
+ * 4.999999999999998e-05, closed form 5e-05). {@link torchRecursiveLr} reproduces torch's recursion bit for
+ * bit when that matters (the tests check both).
+ * @module
+ */
+
+/** Settings of the warm-up schedule (torch's LinearLR with end_factor 1.0 unless given). */
+export interface ScheduleOptions {
+  /** The optimizer's lr (the notebook: 5e-5). */
+  baseLr: number;
+  /** LinearLR's `total_iters` (the notebook: WARMUP_STEPS = 50). 0 means no warm-up. */
+  warmupSteps: number;
+  /** LinearLR's `start_factor` (the notebook: 0.1; torch's default is 1/3). */
+  startFactor?: number;
+  /** LinearLR's `end_factor` (default 1.0, as the notebook). */
+  endFactor?: number;
+}
+
+function check(step: number, opts: ScheduleOptions): void {
+  if (!Number.isInteger(step) || step < 0) throw new Error(`Invalid schedule step: ${step} (want an integer ≥ 0)`);
+  if (!Number.isInteger(opts.warmupSteps) || opts.warmupSteps < 0) {
+    throw new Error(`Invalid schedule option warmupSteps: ${opts.warmupSteps} (want an integer ≥ 0)`);
+  }
+}
+
+/**
+ * The lr optimizer step `step` runs with (counted from 0: step 0 uses `baseLr·startFactor`), i.e. LinearLR's
+ * closed form at `last_epoch = step`.
+ */
+export function lrAt(step: number, opts: ScheduleOptions): number {
+  check(step, opts);
+  const start = opts.startFactor ?? 0.1;
+  const end = opts.endFactor ?? 1.0;
+  const total = opts.warmupSteps;
+  // torch would divide by zero for total_iters = 0; treat it as "no warm-up" (constant end·base).
+  if (total === 0) return opts.baseLr * end;
+  // Same operation order as torch's `_get_closed_form_lr`, so the float result is the same.
+  return opts.baseLr * (start + (end - start) * Math.min(total, step) / total);
+}
+
+/**
+ * `scheduler.get_last_lr()[0]` after `stepsDone` calls of `scheduler.step()` (what the notebook prints in
+ * `Step {step} | … | LR: …`, with `step` counted from 1): the lr the next optimizer step will use.
+ */
+export function lastLr(stepsDone: number, opts: ScheduleOptions): number {
+  return lrAt(stepsDone, opts);
+}
+
+/**
+ * The lr torch itself holds at `last_epoch = step`, by replaying LinearLR's recursive `get_lr()` from the
+ * start (O(min(step, warmupSteps))). Differs from {@link lrAt} by float rounding only (≤ ~1e-15 relative).
+ */
+export function torchRecursiveLr(step: number, opts: ScheduleOptions): number {
+  check(step, opts);
+  const start = opts.startFactor ?? 0.1;
+  const end = opts.endFactor ?? 1.0;
+  const total = opts.warmupSteps;
+  let lr = opts.baseLr * start; // last_epoch == 0
+  if (total === 0) return opts.baseLr * end;
+  for (let e = 1; e <= Math.min(step, total); e++) {
+    lr = lr * (1.0 + (end - start) / (total * start + (e - 1) * (end - start)));
+  }
+  return lr; // last_epoch > total_iters: the lr stays as it is
+}
+
+/** Sizes of the run, as the notebook's training-configuration cell. */
+export interface TotalStepsOptions {
+  /** Number of training examples (len(train_dataset)). */
+  examples: number;
+  batchSize: number;
+  epochs: number;
+  /** MAX_STEPS (the notebook: 1000); null or undefined: no cap. */
+  maxSteps?: number | null;
+}
+
+/**
+ * `min(len(train_dataloader)·epochs, maxSteps)`, where `len(train_dataloader) = ceil(examples/batchSize)`
+ * (torch's DataLoader keeps the last partial batch).
+ */
+export function totalSteps(opts: TotalStepsOptions): number {
+  const { examples, batchSize, epochs, maxSteps } = opts;
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new Error(`Invalid batchSize: ${batchSize} (want an integer ≥ 1)`);
+  }
+  if (!Number.isInteger(examples) || examples < 0) throw new Error(`Invalid examples: ${examples}`);
+  if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`Invalid epochs: ${epochs}`);
+  const estimated = Math.ceil(examples / batchSize) * epochs;
+  return maxSteps === null || maxSteps === undefined ? estimated : Math.min(estimated, maxSteps);
+}

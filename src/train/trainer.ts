@@ -1,0 +1,258 @@
+/**
+ * The training loop, as the notebook's Part 5: shuffled batches, masked cross-entropy, backward, global
+ * grad-norm clipping, AdamW, the LinearLR warmup, validation loss each epoch. It only orchestrates: the
+ * maths is in the model, the optimizer and the backend; display and files are the caller's callbacks.
+ *
+ * Nothing is read back from the device inside a step except at logging steps (the loss and grad norm),
+ * where a NaN or infinite loss also stops the run.
+ * @module
+ */
+
+import type { Buf } from "../backend/backend.ts";
+import type { GPT2 } from "../model/gpt2.ts";
+import { collate, type SftExample } from "../data/sft_dataset.ts";
+import { PyRandom } from "../data/random.ts";
+import { AdamW } from "./adamw.ts";
+import { lrAt } from "./schedule.ts";
+
+/** Training settings; the defaults are the notebook's. */
+export interface TrainConfig {
+  batchSize: number;
+  epochs: number;
+  /** Stop after this many optimizer steps (the notebook: 1000). */
+  maxSteps: number;
+  lr: number;
+  warmupSteps: number;
+  /** LinearLR start factor (the notebook: 0.1). */
+  warmupStartFactor: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  /** Log (and read the loss back) every this many steps (the notebook: 20). */
+  logEvery: number;
+  /** Seed of the data order. */
+  seed: number;
+  /** Pad each batch to its longest example, or to maxLength as the notebook does. */
+  pad: "longest" | "max_length";
+  maxLength: number;
+}
+
+/** The notebook's defaults. */
+export const NOTEBOOK_TRAIN_CONFIG: TrainConfig = {
+  batchSize: 4,
+  epochs: 3,
+  maxSteps: 1000,
+  lr: 5e-5,
+  warmupSteps: 50,
+  warmupStartFactor: 0.1,
+  weightDecay: 0.01,
+  maxGradNorm: 1.0,
+  logEvery: 20,
+  seed: 42,
+  pad: "longest",
+  maxLength: 256,
+};
+
+/** Where the loop is: enough to resume exactly (the data order is a function of seed and epoch). */
+export interface TrainPosition {
+  step: number;
+  epoch: number;
+  /** Batches of the current epoch already done. */
+  batchInEpoch: number;
+  /** Sum of this epoch's batch losses so far, and how many batches (for the epoch's mean train loss). */
+  epochLossSum: number;
+  epochBatches: number;
+}
+
+/** What a logging step reports. */
+export interface StepLog {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss: number;
+  /** lr after the scheduler step, as the notebook prints `scheduler.get_last_lr()`. */
+  lr: number;
+  gradNorm: number;
+  /** Tokens (non-padding) per second since the previous log. */
+  tokensPerSecond: number;
+  /** Supervised tokens in the steps since the previous log. */
+  supervisedTokens: number;
+  elapsedSeconds: number;
+  etaSeconds: number;
+}
+
+/** What an epoch end reports. */
+export interface EpochLog {
+  epoch: number;
+  step: number;
+  trainLoss: number;
+  valLoss: number | undefined;
+}
+
+/** Callbacks and inputs of {@link trainLoop}. */
+export interface TrainLoopArgs {
+  model: GPT2;
+  train: readonly SftExample[];
+  val?: readonly SftExample[];
+  padId: number;
+  config: TrainConfig;
+  /** Resume from here (with the optimizer state already imported into `optimizer`). */
+  start?: TrainPosition;
+  optimizer?: AdamW;
+  onStep?: (log: StepLog) => void | Promise<void>;
+  onEpoch?: (log: EpochLog) => void | Promise<void>;
+  /** Called after every step; return true to stop (Ctrl-C). The loop then returns its position. */
+  shouldStop?: () => boolean;
+  /** Called every `checkpointEvery` steps and at the end with the position to save. */
+  onCheckpoint?: (pos: TrainPosition, optimizer: AdamW) => Promise<void>;
+  checkpointEvery?: number;
+}
+
+/** How the loop ended. */
+export interface TrainResult {
+  position: TrainPosition;
+  optimizer: AdamW;
+  stoppedBy: "done" | "max_steps" | "interrupt";
+  seconds: number;
+}
+
+/** The optimizer steps a run takes: min(batches per epoch × epochs, maxSteps). */
+export function plannedSteps(examples: number, cfg: Pick<TrainConfig, "batchSize" | "epochs" | "maxSteps">): number {
+  return Math.min(Math.ceil(examples / cfg.batchSize) * cfg.epochs, cfg.maxSteps);
+}
+
+/** The order of the examples in `epoch` (a seeded shuffle, so a resumed run sees the same batches). */
+export function epochOrder(n: number, seed: number, epoch: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  new PyRandom(seed * 1000 + epoch).shuffle(order);
+  return order;
+}
+
+/** Mean loss over batches of `examples` (the notebook's `evaluate_loss`: mean of per-batch means). */
+export async function evaluateLoss(
+  model: GPT2,
+  examples: readonly SftExample[],
+  opts: { batchSize: number; padId: number; pad?: "longest" | "max_length"; maxLength?: number },
+): Promise<number> {
+  const be = model.be;
+  const total = be.alloc(1, "f32", "val loss sum");
+  let batches = 0;
+  for (let i = 0; i < examples.length; i += opts.batchSize) {
+    const batch = collate(examples.slice(i, i + opts.batchSize), opts);
+    const { loss } = model.loss(batch);
+    be.sum({ out: total, inp: loss, n: 1, accumulate: true });
+    be.free(loss);
+    batches++;
+  }
+  const sum = (await be.read(total))[0]!;
+  be.free(total);
+  return sum / Math.max(batches, 1);
+}
+
+/** Run the training loop. */
+export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
+  const { model, train, config: cfg } = args;
+  const be = model.be;
+  if (train.length === 0) throw new Error("Cannot train: the training set is empty");
+  const totalSteps = plannedSteps(train.length, cfg);
+  const optimizer = args.optimizer ??
+    new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
+  const pos: TrainPosition = args.start
+    ? { ...args.start }
+    : { step: 0, epoch: 0, batchInEpoch: 0, epochLossSum: 0, epochBatches: 0 };
+  const sched = { baseLr: cfg.lr, warmupSteps: cfg.warmupSteps, startFactor: cfg.warmupStartFactor };
+  const epochLoss: Buf = be.alloc(1, "f32", "epoch loss sum");
+  if (pos.epochLossSum) be.write(epochLoss, Float32Array.of(pos.epochLossSum));
+  const t0 = performance.now();
+  let lastLogTime = t0, lastLogStep = pos.step, tokensSinceLog = 0, supervisedSinceLog = 0;
+  let stoppedBy: TrainResult["stoppedBy"] = "done";
+  try {
+    outer: for (; pos.epoch < cfg.epochs; pos.epoch++) {
+      const order = epochOrder(train.length, cfg.seed, pos.epoch);
+      const nBatches = Math.ceil(train.length / cfg.batchSize);
+      for (; pos.batchInEpoch < nBatches; pos.batchInEpoch++) {
+        const idx = order.slice(pos.batchInEpoch * cfg.batchSize, (pos.batchInEpoch + 1) * cfg.batchSize);
+        const batch = collate(idx.map((i) => train[i]!), { padId: args.padId, pad: cfg.pad, maxLength: cfg.maxLength });
+        model.zeroGrad();
+        const { loss } = model.loss(batch, { backward: true });
+        optimizer.step(lrAt(pos.step, sched));
+        be.sum({ out: epochLoss, inp: loss, n: 1, accumulate: true });
+        pos.step++;
+        pos.epochBatches++;
+        tokensSinceLog += batch.tokens;
+        supervisedSinceLog += batch.supervised;
+        const logNow = pos.step % cfg.logEvery === 0 || pos.step === totalSteps;
+        if (logNow) {
+          const lossValue = (await be.read(loss))[0]!;
+          const gradNorm = (await be.read(optimizer.gradNorm))[0]!;
+          if (!Number.isFinite(lossValue)) {
+            be.free(loss);
+            throw new NonFiniteLossError(pos.step, lossValue);
+          }
+          const now = performance.now();
+          const elapsed = (now - t0) / 1000;
+          const perStep = (now - lastLogTime) / 1000 / Math.max(pos.step - lastLogStep, 1);
+          await args.onStep?.({
+            step: pos.step,
+            totalSteps,
+            epoch: pos.epoch,
+            loss: lossValue,
+            lr: lrAt(pos.step, sched),
+            gradNorm,
+            tokensPerSecond: tokensSinceLog / ((now - lastLogTime) / 1000),
+            supervisedTokens: supervisedSinceLog,
+            elapsedSeconds: elapsed,
+            etaSeconds: perStep * (totalSteps - pos.step),
+          });
+          lastLogTime = now;
+          lastLogStep = pos.step;
+          tokensSinceLog = 0;
+          supervisedSinceLog = 0;
+        }
+        be.free(loss);
+        if (args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint) {
+          pos.epochLossSum = (await be.read(epochLoss))[0]!;
+          await args.onCheckpoint({ ...pos, batchInEpoch: pos.batchInEpoch + 1 }, optimizer);
+        }
+        if (pos.step >= totalSteps) {
+          pos.batchInEpoch++;
+          stoppedBy = "max_steps";
+          break;
+        }
+        if (args.shouldStop?.()) {
+          pos.batchInEpoch++;
+          pos.epochLossSum = (await be.read(epochLoss))[0]!;
+          stoppedBy = "interrupt";
+          break outer;
+        }
+      }
+      // end of an epoch (or the step cap inside it): the notebook prints train and val loss then
+      const trainLoss = (await be.read(epochLoss))[0]! / Math.max(pos.epochBatches, 1);
+      const valLoss = args.val?.length
+        ? await evaluateLoss(model, args.val, { batchSize: cfg.batchSize, padId: args.padId, pad: cfg.pad, maxLength: cfg.maxLength })
+        : undefined;
+      await args.onEpoch?.({ epoch: pos.epoch, step: pos.step, trainLoss, valLoss });
+      be.zero(epochLoss);
+      pos.epochLossSum = 0;
+      pos.epochBatches = 0;
+      pos.batchInEpoch = 0;
+      if (stoppedBy === "max_steps") {
+        pos.epoch++;
+        break;
+      }
+    }
+    if (stoppedBy === "done" && pos.step >= totalSteps) stoppedBy = "max_steps";
+  } finally {
+    be.free(epochLoss);
+  }
+  if (args.onCheckpoint) await args.onCheckpoint({ ...pos }, optimizer);
+  model.zeroGrad();
+  return { position: pos, optimizer, stoppedBy, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** A NaN or infinite loss: the run stops at `step`, keeping the last good checkpoint. */
+export class NonFiniteLossError extends Error {
+  constructor(readonly step: number, readonly value: number) {
+    super(`Training stopped: the loss became ${value} at step ${step}; the last good checkpoint is kept`);
+    this.name = "NonFiniteLossError";
+  }
+}
