@@ -58,6 +58,13 @@ async function caught(p: Promise<unknown>): Promise<HubError> {
 
 const BIN_FILES = readdirSync(MODEL_BIN);
 
+/** A URL on 127.0.0.1 where nothing listens (a server's port, after it closed). */
+const DEAD = await (async () => {
+  const hub = await startFakeHub({ repos: {} });
+  await hub.close();
+  return hub.url;
+})();
+
 describe("resolveModel against a fake hub", () => {
   test("downloads the files into Python's cache layout, byte-identical to the repo", async () => {
     const hub = await startFakeHub({ repos: { [REPO]: MODEL_BIN } });
@@ -211,10 +218,21 @@ describe("resolveModel against a fake hub", () => {
       mkdirSync(blobs, { recursive: true });
       // 1000 bytes of garbage where a partial download would be.
       writeFileSync(join(blobs, `${weightsSha}.incomplete`), new Uint8Array(1000).fill(7));
+      const notices: string[] = [];
       try {
-        const dir = await resolveModel(REPO, options(cacheDir, hub.url));
+        const dir = await resolveModel(REPO, options(cacheDir, hub.url, { log: (m) => notices.push(m) }));
         expectSameFiles(dir, MODEL_BIN, BIN_FILES);
         expect(readdirSync(blobs).filter((f) => f.endsWith(".incomplete"))).toEqual([]);
+        // The resume was asked for in both cases.
+        expect(hub.requests.some((r) => r.range === `bytes=1000-${WEIGHTS_SIZE - 1}`)).toBe(true);
+        if (ignoreRange) {
+          // The whole file came back (200) and replaced the garbage at once.
+          expect(notices).toEqual([]);
+        } else {
+          // The garbage prefix failed the sha256 check and the file was fetched again from byte 0.
+          expect(notices.length).toBe(1);
+          expect(notices[0]).toMatch(/does not match the hub: sha256/);
+        }
       } finally {
         await hub.close();
         rmSync(cacheDir, { recursive: true, force: true });
@@ -302,8 +320,8 @@ describe("resolveModel with a cache written by Python", () => {
     try {
       const commit = "0123456789abcdef0123456789abcdef01234567";
       const snapshot = writePythonCache(cacheDir, commit);
-      // The endpoint is a port nobody listens on: any request would fail.
-      const opts = { cacheDir, endpoint: "http://127.0.0.1:9", env: { HF_HUB_OFFLINE: "1" }, quiet: true };
+      // Nothing listens at the endpoint: any request would fail.
+      const opts = { cacheDir, endpoint: DEAD, env: { HF_HUB_OFFLINE: "1" }, quiet: true };
       const dir = await resolveModel(REPO, opts);
       expect(dir).toBe(snapshot);
       expectSameFiles(dir, MODEL_BIN, BIN_FILES);
@@ -334,9 +352,9 @@ describe("resolveModel with a cache written by Python", () => {
     const notices: string[] = [];
     try {
       const snapshot = writePythonCache(cacheDir, fakeCommit(REPO));
-      const dir = await resolveModel(REPO, options(cacheDir, "http://127.0.0.1:9", { log: (m) => notices.push(m) }));
+      const dir = await resolveModel(REPO, options(cacheDir, DEAD, { log: (m) => notices.push(m) }));
       expect(dir).toBe(snapshot);
-      expect(notices.join("\n")).toMatch(/Cannot reach http:\/\/127\.0\.0\.1:9 .*using the cached snapshot/);
+      expect(notices.join("\n")).toMatch(/Cannot reach http:\/\/127\.0\.0\.1:\d+ .*using the cached snapshot/);
     } finally {
       rmSync(cacheDir, { recursive: true, force: true });
     }
@@ -344,17 +362,21 @@ describe("resolveModel with a cache written by Python", () => {
 });
 
 describe("resolveModel with nothing cached and no hub", () => {
-  for (const [what, extra, why] of [
-    ["offline", { offline: true }, /offline mode is on/],
-    ["unreachable", {}, /the hub at http:\/\/127\.0\.0\.1:9 cannot be reached/],
-  ] as const) {
+  for (
+    const [what, extra, why] of [
+      ["offline", { offline: true }, /offline mode is on/],
+      ["unreachable", {}, /the hub at http:\/\/127\.0\.0\.1:\d+ cannot be reached/],
+    ] as const
+  ) {
     test(`${what}: one clear error naming the files, the cache and the demo`, async () => {
       const cacheDir = tempDir(what);
       try {
-        const err = await caught(resolveModel(REPO, options(cacheDir, "http://127.0.0.1:9", extra)));
+        const err = await caught(resolveModel(REPO, options(cacheDir, DEAD, extra)));
         expect(err.kind).toBe("not-cached");
         expect(err.message).toMatch(why);
-        expect(err.message).toContain("config.json; model.safetensors or pytorch_model.bin; tokenizer.json or vocab.txt");
+        expect(err.message).toContain(
+          "config.json; model.safetensors or pytorch_model.bin; tokenizer.json or vocab.txt",
+        );
         expect(err.message).toContain(join(cacheDir, "models--uer--gpt2-chinese-cluecorpussmall"));
         expect(err.message).toContain("`deno task demo`");
       } finally {
@@ -404,11 +426,21 @@ describe("model specs and settings", () => {
       offline: true,
     });
     expect(hubSettingsFromEnv({ HUGGING_FACE_HUB_TOKEN: "hf_old" }, home).token).toBe("hf_old");
+    // The home directory is asked for only when a path needs it.
+    const noHome = () => {
+      throw new Error("home directory not needed");
+    };
+    expect(hubSettingsFromEnv({ HF_HUB_CACHE: "/c" }, noHome).cacheDir).toBe("/c");
+    expect(() => hubSettingsFromEnv({}, noHome)).toThrow("home directory not needed");
     for (const [v, on] of [["1", true], ["TRUE", true], ["yes", true], ["0", false], ["", false]] as const) {
       expect(hubSettingsFromEnv({ HF_HUB_OFFLINE: v }, home).offline).toBe(on);
     }
     // Options win over the environment.
-    const r = resolveSettings({ env: { HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://a" }, offline: false, endpoint: "http://b/" });
+    const r = resolveSettings({
+      env: { HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://a" },
+      offline: false,
+      endpoint: "http://b/",
+    });
     expect(r.offline).toBe(false);
     expect(r.endpoint).toBe("http://b");
   });
@@ -450,6 +482,10 @@ describe("ProgressBar", () => {
     expect(line).toContain("2.00 MiB/s"); // 4 MiB in 2 s
     expect(line).toContain("ETA 3s"); // 6 MiB left at 2 MiB/s
     expect(line).toContain("pytorch_model.bin");
+    // A log line wipes the bar, goes above it, and the bar is drawn again.
+    bar.log("step 10: loss 2.5");
+    expect(out.at(-2)).toMatch(/^\r +\rstep 10: loss 2\.5\n$/);
+    expect(out.at(-1)).toContain("4.00 MiB/10.0 MiB");
     now = 3000;
     bar.update(10 * MiB);
     bar.finish();
@@ -474,6 +510,8 @@ describe("ProgressBar", () => {
       bar.update(step, `loss ${(1 / step).toFixed(3)}`);
     }
     bar.finish();
+    bar.log("done");
+    expect(out.pop()).toBe("done\n");
     // First update, then every 5 s (25 steps), and the final step; finish adds nothing new.
     expect(out.length).toBe(5);
     expect(out.every((s) => s.endsWith("\n") && !s.includes("\r"))).toBe(true);

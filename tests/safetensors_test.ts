@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.ts";
@@ -20,8 +20,12 @@ function build(header: unknown, body: Uint8Array): Uint8Array {
 async function readViaTemp(bytes: Uint8Array, name = "model.safetensors") {
   const dir = await mkdtemp(join(tmpdir(), "st-test-"));
   const path = join(dir, name);
-  await writeFile(path, bytes);
-  return readSafetensors(new Uint8Array(await readFile(path)), path);
+  try {
+    await writeFile(path, bytes);
+    return readSafetensors(new Uint8Array(await readFile(path)), path);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function f32Body(values: number[]): Uint8Array {
@@ -88,7 +92,10 @@ describe("safetensors dtypes", () => {
   test("BF16 is the top half of a float32", () => {
     const f = new Float32Array([1.5, -1.75 * 2 ** 35, 2 ** -130]);
     const bits = new Uint32Array(f.buffer), top = new Uint16Array(3).map((_, i) => bits[i]! >>> 16);
-    const d = readSafetensors(build({ b: { dtype: "BF16", shape: [3], data_offsets: [0, 6] } }, new Uint8Array(top.buffer)), "bf")
+    const d = readSafetensors(
+      build({ b: { dtype: "BF16", shape: [3], data_offsets: [0, 6] } }, new Uint8Array(top.buffer)),
+      "bf",
+    )
       .get("b")!.data;
     // The chosen values have zero low mantissa bits, so the decode is exact (tolerance 0).
     expect([...d]).toEqual([...f]);
@@ -113,7 +120,12 @@ describe("safetensors dtypes", () => {
     expect([...t.get("b")!.data]).toEqual([1, 0, 1]);
     expect([...t.get("u")!.data]).toEqual([255]);
     const big = new BigInt64Array([2n ** 40n]);
-    expect(() => readSafetensors(build({ i: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array(big.buffer)), "big"))
+    expect(() =>
+      readSafetensors(
+        build({ i: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array(big.buffer)),
+        "big",
+      )
+    )
       .toThrow("I64 value 1099511627776 at element 0 does not fit in int32");
   });
 });
@@ -135,7 +147,9 @@ describe("safetensors corrupt input", () => {
 
   test("a truncated body: the last tensor's offsets are out of range", async () => {
     const full = new Uint8Array(await readFile(FIXTURE));
-    await expect(readViaTemp(full.slice(0, full.length - 100))).rejects.toThrow(/data_offsets \[\d+, \d+\] are out of range/);
+    await expect(readViaTemp(full.slice(0, full.length - 100))).rejects.toThrow(
+      /data_offsets \[\d+, \d+\] are out of range/,
+    );
   });
 
   test("corrupted header JSON", async () => {

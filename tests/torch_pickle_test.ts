@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateRawSync } from "node:zlib";
@@ -16,9 +16,13 @@ async function bytesOf(path: string): Promise<Uint8Array> {
 
 /** Write `bytes` to a temp file and read it back through the reader. */
 async function readViaTemp(bytes: Uint8Array) {
-  const path = join(await mkdtemp(join(tmpdir(), "bin-test-")), "pytorch_model.bin");
-  await writeFile(path, bytes);
-  return readTorchBin(await bytesOf(path), path);
+  const dir = await mkdtemp(join(tmpdir(), "bin-test-")), path = join(dir, "pytorch_model.bin");
+  try {
+    await writeFile(path, bytes);
+    return readTorchBin(await bytesOf(path), path);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function bitsEqual(a: Float32Array | Int32Array, b: Float32Array | Int32Array): boolean {
@@ -234,7 +238,13 @@ describe("pytorch_model.bin fixtures", () => {
       // The legacy buffers: a [1,1,P,P] lower-triangular mask and the scalar -1e4.
       const mask = t.get("transformer.h.1.attn.bias")!;
       expect(mask.shape).toEqual([1, 1, 256, 256]);
-      expect([mask.data[0], mask.data[1], mask.data[256], mask.data[257], mask.data[256 * 256 - 1]]).toEqual([1, 0, 1, 1, 1]);
+      expect([mask.data[0], mask.data[1], mask.data[256], mask.data[257], mask.data[256 * 256 - 1]]).toEqual([
+        1,
+        0,
+        1,
+        1,
+        1,
+      ]);
       expect(t.get("transformer.h.0.attn.masked_bias")!.shape).toEqual([]);
       expect([...t.get("transformer.h.0.attn.masked_bias")!.data]).toEqual([-10000]);
       expect(t.size).toBe(ref.size + 5);
@@ -270,7 +280,10 @@ describe("pytorch_model.bin corrupt input", () => {
     const v = new DataView(full.buffer);
     const name = new TextEncoder().encode("my_ckpt/data/s0");
     for (let p = full.length - 22; p >= 0; p--) {
-      if (v.getUint32(p, true) === 0x02014b50 && full.subarray(p + 46, p + 46 + name.length).every((c, i) => c === name[i])) {
+      if (
+        v.getUint32(p, true) === 0x02014b50 &&
+        full.subarray(p + 46, p + 46 + name.length).every((c, i) => c === name[i])
+      ) {
         v.setUint32(p + 42, full.length - 40, true);
         break;
       }

@@ -95,6 +95,8 @@ export function pyJsonLoads(text: string): JsonValue {
   const skip = () => {
     while (i < text.length && " \t\n\r".includes(text[i]!)) i++;
   };
+  // Control characters are not allowed raw inside JSON strings (json.loads strict mode).
+  // deno-lint-ignore no-control-regex
   const STRING = /"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
   const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?/y;
   const token = (re: RegExp): string | null => {
@@ -359,7 +361,10 @@ export function summarize(results: readonly ScoredItem[]): Summary {
   }
   const categories = [...byCat].map(([category, c]) => ({ category, ...c, accuracy: c.correct / c.total }));
   const correct = categories.reduce((a, c) => a + c.correct, 0);
-  return { categories, overall: { category: "overall", correct, total: results.length, accuracy: correct / results.length } };
+  return {
+    categories,
+    overall: { category: "overall", correct, total: results.length, accuracy: correct / results.length },
+  };
 }
 
 /** The summary as the notebook's dict `{category: accuracy, …, "overall": accuracy}`. */

@@ -7,7 +7,9 @@
  */
 
 import process from "node:process";
-import { formatDuration, formatFixed, writeFileAtomic } from "../train/metrics.ts";
+import { atomicWriteFile } from "../io/atomic.ts";
+import { formatDuration } from "../io/progress.ts";
+import { formatFixed } from "../train/metrics.ts";
 import { pySlice, type Summary } from "./metrics.ts";
 
 /** One of the samples the notebook prints (`samples` holds the first three test items). */
@@ -129,7 +131,10 @@ function settingsRows(report: EvalReport): [string, string][] {
   if (s.labels) rows.push(["Labels", s.labels.join(" / ")]);
   if (s.backend) rows.push(["Backend", s.backend]);
   if (s.runtime) rows.push(["Runtime", s.runtime]);
-  rows.push(["Started", s.startedAt], ["Time", `${formatFixed(report.seconds, 1)} s (${formatDuration(report.seconds)})`]);
+  rows.push(["Started", s.startedAt], [
+    "Time",
+    `${formatFixed(report.seconds, 1)} s (${formatDuration(report.seconds)})`,
+  ]);
   return rows;
 }
 
@@ -198,7 +203,12 @@ export function renderConsole(report: EvalReport, opts: ConsoleOptions = {}): st
   summary("SFT model:", report.sft);
   out.push("", "Samples (SFT):");
   for (const x of report.samples) {
-    out.push(`  Q: ${x.instruction}`, `  Expected: ${x.expected}`, paint(`  Pred: ${short(x.pred)}`, x.correct), "  ---");
+    out.push(
+      `  Q: ${x.instruction}`,
+      `  Expected: ${x.expected}`,
+      paint(`  Pred: ${short(x.pred)}`, x.correct),
+      "  ---",
+    );
   }
   if (report.comparison.length > 0) {
     out.push("", "Comparison: Base vs SFT", "=".repeat(60));
@@ -215,7 +225,7 @@ export function renderConsole(report: EvalReport, opts: ConsoleOptions = {}): st
 /** Writes `outBase.md` and `outBase.json` (each atomically); returns their paths. */
 export async function writeReport(report: EvalReport, outBase: string): Promise<{ md: string; json: string }> {
   const paths = { md: `${outBase}.md`, json: `${outBase}.json` };
-  await writeFileAtomic(paths.json, JSON.stringify(report, null, 2) + "\n");
-  await writeFileAtomic(paths.md, renderMarkdown(report));
+  await atomicWriteFile(paths.json, JSON.stringify(report, null, 2) + "\n");
+  await atomicWriteFile(paths.md, renderMarkdown(report));
   return paths;
 }

@@ -46,24 +46,27 @@ export function envFlag(value: string | undefined): boolean {
  * Reads the hub settings from an environment object the way Python's `huggingface_hub` does:
  * cache = HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, where HF_HOME defaults to
  * $XDG_CACHE_HOME/huggingface and that to ~/.cache/huggingface; endpoint = HF_ENDPOINT; token = HF_TOKEN,
- * else HUGGING_FACE_HUB_TOKEN; offline = HF_HUB_OFFLINE. Pure: pass `process.env` and `os.homedir()`.
+ * else HUGGING_FACE_HUB_TOKEN; offline = HF_HUB_OFFLINE. Pure: pass `process.env` and the home directory
+ * (or a function giving it, called only when a path needs it).
  */
 export function hubSettingsFromEnv(
   env: Readonly<Record<string, string | undefined>>,
-  homeDir: string,
+  home: string | (() => string),
 ): HubSettings {
   const nonEmpty = (k: string) => {
     const v = env[k];
     return v !== undefined && v.trim() !== "" ? v.trim() : undefined;
   };
-  const expand = (p: string) => (p === "~" || p.startsWith("~/") ? join(homeDir, p.slice(1)) : p);
-  const hfHome = expand(
-    nonEmpty("HF_HOME") ?? join(expand(nonEmpty("XDG_CACHE_HOME") ?? join(homeDir, ".cache")), "huggingface"),
-  );
+  const homeDir = () => (typeof home === "string" ? home : home());
+  const expand = (p: string) => (p === "~" || p.startsWith("~/") ? join(homeDir(), p.slice(1)) : p);
   const cache = nonEmpty("HF_HUB_CACHE") ?? nonEmpty("HUGGINGFACE_HUB_CACHE");
+  const hfHome = () =>
+    expand(
+      nonEmpty("HF_HOME") ?? join(expand(nonEmpty("XDG_CACHE_HOME") ?? join(homeDir(), ".cache")), "huggingface"),
+    );
   const token = nonEmpty("HF_TOKEN") ?? nonEmpty("HUGGING_FACE_HUB_TOKEN");
   return {
-    cacheDir: cache !== undefined ? expand(cache) : join(hfHome, "hub"),
+    cacheDir: cache !== undefined ? expand(cache) : join(hfHome(), "hub"),
     endpoint: (nonEmpty("HF_ENDPOINT") ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
     ...(token !== undefined ? { token } : {}),
     offline: envFlag(env["HF_HUB_OFFLINE"]),

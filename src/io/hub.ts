@@ -5,9 +5,10 @@
  *
  * The hub is spoken to through `@huggingface/hub`: `modelInfo` resolves the revision to a commit,
  * `pathsInfo` says which of the wanted files exist (with size, git oid and LFS sha256), `downloadFile`
- * gives the file as a ranged web blob. The cache layout, resume, checks and progress are done here,
- * because the library's `downloadFileToCacheDir`/`snapshotDownload` do not resume, verify, report progress
- * or fetch a chosen subset of files (see docs in the report of the change that added this module).
+ * gives the file as a ranged web blob. The cache layout, resume, checks and progress are done here: the
+ * library's `snapshotDownload` fetches every file of the repo, and `downloadFileToCacheDir` (2.17.5) files a
+ * branch download under the file's last commit instead of the branch's commit, writes no `refs/`, does not
+ * resume its `.incomplete` file, checks neither size nor hash, and has no progress callback.
  *
  * A download goes to `blobs/<etag>.incomplete`, resumes from there with an HTTP Range request after an
  * interruption (retrying a few times, then on the next run), is checked (size; sha256 for LFS files, git
@@ -158,10 +159,16 @@ export function parseModelSpec(spec: string): ModelSpec {
 
 /** The resolved settings: options over the environment. */
 export function resolveSettings(opts: ResolveModelOptions = {}): HubSettings {
-  const fromEnv = hubSettingsFromEnv(opts.env ?? processEnv, homedir());
+  // The home directory is looked up only when no option or variable names the cache (Deno asks
+  // --allow-sys=homedir for it).
+  const env = opts.env ?? processEnv;
+  const fromEnv = hubSettingsFromEnv(
+    opts.cacheDir !== undefined ? { ...env, HF_HUB_CACHE: opts.cacheDir } : env,
+    homedir,
+  );
   const token = opts.token ?? fromEnv.token;
   return {
-    cacheDir: opts.cacheDir ?? fromEnv.cacheDir,
+    cacheDir: fromEnv.cacheDir,
     endpoint: (opts.endpoint ?? fromEnv.endpoint).replace(/\/+$/, ""),
     ...(token !== undefined ? { token } : {}),
     offline: opts.offline ?? fromEnv.offline,
@@ -677,7 +684,7 @@ class Progress {
     if (opts.onProgress !== undefined) {
       opts.onProgress({ repoId, file, fileDone, fileSize, done, total: this.#total });
     } else if (opts.quiet !== true) {
-      this.#bar ??= new ProgressBar({ total: this.#total, unit: "bytes", label: `Downloading ${repoId}` });
+      this.#bar ??= new ProgressBar({ total: this.#total, unit: "bytes", label: repoId });
       this.#bar.update(done, file);
     }
   }

@@ -104,7 +104,9 @@ async function readJson(path: string): Promise<unknown> {
 }
 
 async function readWeights(path: string): Promise<Map<string, ReadTensor>> {
-  const bytes = new Uint8Array(await readFile(path));
+  const buf = await readFile(path);
+  // A view, not a copy (`new Uint8Array(buffer)` would copy the whole file).
+  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   return path.endsWith(".safetensors") ? readSafetensors(bytes, path) : readTorchBin(bytes, path);
 }
 
@@ -163,7 +165,10 @@ function sameValues(a: Float32Array | Int32Array, b: Float32Array | Int32Array):
 export async function loadModelDir(dir: string, opts: LoadModelDirOptions = {}): Promise<LoadedModel> {
   const configPath = join(dir, "config.json");
   if (!(await isFile(configPath))) throw new Error(`Cannot load model from ${dir}: no config.json`);
-  const config = parseConfig(await readJson(configPath), { file: configPath, ...(opts.warn ? { warn: opts.warn } : {}) });
+  const config = parseConfig(await readJson(configPath), {
+    file: configPath,
+    ...(opts.warn ? { warn: opts.warn } : {}),
+  });
 
   let weightsFile: string | undefined;
   for (const f of WEIGHT_FILES) {

@@ -136,6 +136,21 @@ export class ProgressBar {
     if (complete || t - this.#lastDraw >= (tty ? this.#redrawMs : this.#plainEveryMs)) this.#draw(t);
   }
 
+  /**
+   * Prints a line of text without breaking the bar: on a TTY the bar is wiped, the text printed, and the bar
+   * drawn again below it; otherwise the text is just written as a line.
+   */
+  log(message: string): void {
+    const text = message.endsWith("\n") ? message : `${message}\n`;
+    if (this.#stream.isTTY !== true || this.#finished || this.#lastLineLength === 0) {
+      this.#stream.write(text);
+      return;
+    }
+    this.#stream.write(`\r${" ".repeat(this.#lastLineLength)}\r${text}`);
+    this.#lastLineLength = 0;
+    this.#draw(this.#now());
+  }
+
   /** Draws the final state and ends the line. Later updates are ignored. */
   finish(extra?: string): void {
     if (this.#finished) return;
@@ -178,21 +193,34 @@ export class ProgressBar {
       ? `in ${formatDuration((this.#now() - this.#start) / 1000)}`
       : `ETA ${formatDuration(remaining)}`;
     const pct = known ? `${Math.min(100, Math.floor((100 * this.#done) / this.#total))}%`.padStart(4) : "";
-    const tail = [amount, speed, eta, this.#extra].filter((s) => s !== "").join("  ");
-    const head = `${this.#label}  ${pct}`.trimEnd();
-    // The bar gets what is left of the width, between 10 and 30 cells.
-    const room = width - head.length - tail.length - 6;
-    if (!known || room < 10) return `${head}  ${tail}`;
-    const cells = Math.min(30, room);
-    const filled = Math.min(cells, Math.floor((cells * this.#done) / this.#total));
-    return `${head} [${"█".repeat(filled)}${"░".repeat(cells - filled)}] ${tail}`;
+    const numbers = [amount, speed, eta].join("  ");
+    // Narrow terminals lose, in order: the bar, the extra text, the end of the label; never the numbers.
+    let label = this.#label;
+    let extra = this.#extra;
+    const line = (bar: string) => [`${label}  ${pct}`.trim() + bar, numbers, extra].filter((s) => s !== "").join("  ");
+    const plain = line("");
+    const room = width - plain.length - 3;
+    if (known && room >= 10) {
+      const cells = Math.min(30, room);
+      const filled = Math.min(cells, Math.floor((cells * this.#done) / this.#total));
+      return line(` [${"█".repeat(filled)}${"░".repeat(cells - filled)}]`);
+    }
+    if (plain.length <= width) return plain;
+    extra = "";
+    const over = line("").length - width;
+    if (over > 0) {
+      const keep = label.length - over - 1;
+      label = keep >= 8 ? `${label.slice(0, keep)}…` : "";
+    }
+    return line("");
   }
 
   #draw(t: number): void {
     this.#lastDraw = t;
     this.#lastDrawnDone = this.#done;
     if (this.#stream.isTTY === true) {
-      const width = Math.max(40, (this.#stream.columns ?? 100) - 1);
+      const columns = this.#stream.columns;
+      const width = Math.max(40, (columns !== undefined && columns > 0 ? columns : 100) - 1);
       let line = this.render(width);
       if (line.length > width) line = line.slice(0, width);
       // Pad with spaces to wipe a longer previous line.
@@ -204,4 +232,3 @@ export class ProgressBar {
     }
   }
 }
-

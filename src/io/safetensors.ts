@@ -152,7 +152,9 @@ export function readSafetensors(bytes: Uint8Array, file: string): Map<string, Re
     if (typeof dtype !== "string") fail(`tensor "${name}": missing dtype`);
     const size = dtypeSize(dtype as string);
     if (size === undefined) fail(`tensor "${name}": unsupported dtype ${JSON.stringify(dtype)}`);
-    if (!isShape(shape)) fail(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    if (!isShape(shape)) {
+      fail(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    }
     if (
       !Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) ||
       offs[0] > offs[1]
@@ -166,7 +168,9 @@ export function readSafetensors(bytes: Uint8Array, file: string): Map<string, Re
     const numel = (shape as number[]).reduce((a, b) => a * b, 1);
     if (end - begin !== numel * size!) {
       fail(
-        `tensor "${name}": ${end - begin} bytes for shape [${shape}] ${dtype}, expected ${numel * size!} (${numel} × ${size})`,
+        `tensor "${name}": ${end - begin} bytes for shape [${shape}] ${dtype}, expected ${
+          numel * size!
+        } (${numel} × ${size})`,
       );
     }
     entries.push({ name, dtype: dtype as string, shape: shape as number[], begin, end });
@@ -218,7 +222,9 @@ export function writeSafetensors(
     if (name === "__metadata__") throw new Error(`Cannot write safetensors: "__metadata__" is not a valid tensor name`);
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (!isShape(t.shape) || numel !== t.data.length) {
-      throw new Error(`Cannot write safetensors: tensor "${name}" has ${t.data.length} elements for shape [${t.shape}]`);
+      throw new Error(
+        `Cannot write safetensors: tensor "${name}" has ${t.data.length} elements for shape [${t.shape}]`,
+      );
     }
     const dtype = t.data instanceof Float32Array ? "F32" : "I32";
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };

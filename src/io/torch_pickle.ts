@@ -152,7 +152,9 @@ function unpickle(bytes: Uint8Array, start: number, ctx: PickleContext): { value
     throw new Error(`Cannot read ${ctx.file}: ${msg}`);
   };
   const need = (n: number): number => {
-    if (pos + n > bytes.length) fail(`pickle is truncated (needs ${n} bytes at offset ${pos}, file is ${bytes.length})`);
+    if (pos + n > bytes.length) {
+      fail(`pickle is truncated (needs ${n} bytes at offset ${pos}, file is ${bytes.length})`);
+    }
     const p = pos;
     pos += n;
     return p;
@@ -534,7 +536,9 @@ function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry
     const loc = eocd - 20;
     if (loc < 0 || view.getUint32(loc, true) !== 0x07064b50) fail("zip64 end-of-central-directory locator not found");
     const z = Number(view.getBigUint64(loc + 8, true));
-    if (z + 56 > bytes.length || view.getUint32(z, true) !== 0x06064b50) fail("zip64 end-of-central-directory is corrupt");
+    if (z + 56 > bytes.length || view.getUint32(z, true) !== 0x06064b50) {
+      fail("zip64 end-of-central-directory is corrupt");
+    }
     count = Number(view.getBigUint64(z + 32, true));
     cdSize = Number(view.getBigUint64(z + 40, true));
     cdOffset = Number(view.getBigUint64(z + 48, true));
@@ -545,7 +549,9 @@ function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry
   const utf8 = new TextDecoder();
   let p = cdOffset;
   for (let n = 0; n < count; n++) {
-    if (p + 46 > bytes.length || view.getUint32(p, true) !== 0x02014b50) fail(`zip central directory entry ${n} is corrupt`);
+    if (p + 46 > bytes.length || view.getUint32(p, true) !== 0x02014b50) {
+      fail(`zip central directory entry ${n} is corrupt`);
+    }
     const method = view.getUint16(p + 10, true);
     let compSize = view.getUint32(p + 20, true);
     let size = view.getUint32(p + 24, true);
@@ -635,7 +641,9 @@ function readZipFormat(bytes: Uint8Array, file: string): Map<string, ReadTensor>
     const count = t.storage.numel;
     if (blob.length < count * size) {
       throw new Error(
-        `Cannot read ${file}: storage ${t.storage.key} has ${blob.length} bytes, expected ${count * size} (${count} × ${t.storage.dtype})`,
+        `Cannot read ${file}: storage ${t.storage.key} has ${blob.length} bytes, expected ${
+          count * size
+        } (${count} × ${t.storage.dtype})`,
       );
     }
     out.set(name, materialise(blob, t, { name, file, cache, locate: () => ({ offset: 0, count }) }));
@@ -682,7 +690,9 @@ function readLegacyFormat(bytes: Uint8Array, file: string): Map<string, ReadTens
   }
 
   // Each storage in key order: int64 element count, then the elements. Record where each one's data is.
-  const refs = collectRefs(state.value instanceof Map ? state.value : fail(`expected a state dict, found ${describe(state.value)}`));
+  const refs = collectRefs(
+    state.value instanceof Map ? state.value : fail(`expected a state dict, found ${describe(state.value)}`),
+  );
   const dtypeOf = new Map<string, string>();
   for (const [, t] of refs) dtypeOf.set(t.storage.key, t.storage.dtype);
   const where = new Map<string, { offset: number; count: number }>();
@@ -698,7 +708,11 @@ function readLegacyFormat(bytes: Uint8Array, file: string): Map<string, ReadTens
     const size = BigInt(dtypeSize(dtype!)!);
     const end = BigInt(p + 8) + count * size;
     if (count < 0n || end > BigInt(bytes.length)) {
-      fail(`file is truncated: storage ${key} needs ${count * size} bytes at offset ${p + 8}, file is ${bytes.length} bytes`);
+      fail(
+        `file is truncated: storage ${key} needs ${count * size} bytes at offset ${
+          p + 8
+        }, file is ${bytes.length} bytes`,
+      );
     }
     where.set(key, { offset: p + 8, count: Number(count) });
     p = Number(end);

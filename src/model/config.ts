@@ -97,7 +97,11 @@ export function parseConfig(json: unknown, opts: ParseConfigOptions): GPT2Config
   }
   // Architecture variants this implementation does not compute: refuse rather than run a different model.
   if (raw.n_inner !== undefined && raw.n_inner !== null && raw.n_inner !== 4 * nEmbd) {
-    fail(`field "n_inner" is ${JSON.stringify(raw.n_inner)}; only the default MLP width 4·n_embd (${4 * nEmbd}) is supported`);
+    fail(
+      `field "n_inner" is ${JSON.stringify(raw.n_inner)}; only the default MLP width 4·n_embd (${
+        4 * nEmbd
+      }) is supported`,
+    );
   }
   if (raw.add_cross_attention === true) fail(`field "add_cross_attention" is true; cross-attention is not supported`);
   if (raw.scale_attn_weights === false) fail(`field "scale_attn_weights" is false; only scaled attention is supported`);
@@ -115,7 +119,9 @@ export function parseConfig(json: unknown, opts: ParseConfigOptions): GPT2Config
   const tokenId = (key: string): number | undefined => {
     const v = raw[key];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== "number" || !Number.isInteger(v)) fail(`field "${key}" must be an integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isInteger(v)) {
+      fail(`field "${key}" must be an integer, got ${JSON.stringify(v)}`);
+    }
     if ((v as number) < 0 || (v as number) >= vocabSize) {
       opts.warn?.(`${file}: ${key} ${v} is outside the vocabulary [0, ${vocabSize}); treating it as unset`);
       return undefined;

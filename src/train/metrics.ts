@@ -9,9 +9,9 @@
  */
 
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
-import { mkdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import process from "node:process";
+import { formatDuration } from "../io/progress.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Python-compatible number formatting
@@ -95,33 +95,6 @@ export function groupThousands(n: number): string {
   return (n < 0 ? "-" : "") + s.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
-/** A duration for humans: `42s`, `3m05s`, `1h02m`. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return "?";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Atomic writes
-
-/**
- * Writes `data` to `path` atomically: to a temporary file beside it, then renamed over it, so a reader
- * sees the old file or the new one, never a half-written one. Creates the parent directory.
- */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // The JSONL log
@@ -138,9 +111,9 @@ export interface TrainMetrics {
   lr: number;
   /** Global gradient norm before clipping (what `clip_grad_norm_` returns). */
   grad_norm: number;
-  /** Tokens (input positions, padding included) per second over the logging window. */
+  /** Tokens per second since the previous log line (the trainer counts non-padding tokens). */
   tokens_per_s: number;
-  /** Label positions that are not -100 in this step's batch. */
+  /** Supervised tokens (labels that are not -100) in the steps since the previous log line. */
   supervised_tokens: number;
   /** Seconds since training started. */
   elapsed_s: number;
@@ -291,6 +264,8 @@ export function lossSeries(entries: readonly MetricsEntry[]): { train: LossPoint
 
 // ---------------------------------------------------------------------------------------------------------
 // Console lines
+
+export { formatDuration };
 
 /** What {@link formatStepLine} shows; everything after `lr` is optional and shown only when given. */
 export interface StepLineOptions {

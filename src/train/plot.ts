@@ -9,7 +9,8 @@
  */
 
 import { deflateSync } from "node:zlib";
-import { type LossPoint, writeFileAtomic } from "./metrics.ts";
+import { atomicWriteFile } from "../io/atomic.ts";
+import type { LossPoint } from "./metrics.ts";
 
 export type { LossPoint } from "./metrics.ts";
 
@@ -194,7 +195,7 @@ const FONT: Record<string, string> = {
   "T": "11111 00100 00100 00100 00100 00100 00100",
   "a": "00000 00000 01110 00001 01111 10001 01111",
   "e": "00000 00000 01110 10001 11111 10000 01110",
-  "g": "00000 01111 10001 10001 01111 00001 01110",
+  "g": "00000 00000 01111 10001 01111 00001 01110",
   "i": "00100 00000 01100 00100 00100 00100 01110",
   "l": "01100 00100 00100 00100 00100 00100 01110",
   "n": "00000 00000 10110 11001 10001 10001 10001",
@@ -245,7 +246,9 @@ export class Canvas {
     const sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
     let err = dx + dy;
     for (;;) {
-      for (let a = 0; a < th; a++) for (let b = 0; b < th; b++) this.set(x0 + a - off, y0 + b - off, style.color, style.alpha);
+      for (let a = 0; a < th; a++) {
+        for (let b = 0; b < th; b++) this.set(x0 + a - off, y0 + b - off, style.color, style.alpha);
+      }
       if (x0 === x1 && y0 === y1) break;
       const e2 = 2 * err;
       if (e2 >= dy) {
@@ -261,7 +264,9 @@ export class Canvas {
 
   /** A filled disc. */
   disc(cx: number, cy: number, r: number, color: RGB): void {
-    for (let y = -r; y <= r; y++) for (let x = -r; x <= r; x++) if (x * x + y * y <= r * r + r) this.set(cx + x, cy + y, color);
+    for (let y = -r; y <= r; y++) {
+      for (let x = -r; x <= r; x++) if (x * x + y * y <= r * r + r) this.set(cx + x, cy + y, color);
+    }
   }
 
   /**
@@ -381,7 +386,9 @@ export const PNG_SIGNATURE: Uint8Array = new Uint8Array([137, 80, 78, 71, 13, 10
  */
 export function encodePng(width: number, height: number, rgb: Uint8Array): Uint8Array {
   if (rgb.length !== width * height * 3) {
-    throw new Error(`Cannot encode PNG: want ${width * height * 3} bytes for ${width}×${height} RGB, got ${rgb.length}`);
+    throw new Error(
+      `Cannot encode PNG: want ${width * height * 3} bytes for ${width}×${height} RGB, got ${rgb.length}`,
+    );
   }
   const ihdr = new Uint8Array(13);
   const dv = new DataView(ihdr.buffer);
@@ -435,8 +442,8 @@ export function renderLossCurve(o: Omit<LossCurveOptions, "outBase">): { svg: st
 export async function writeLossCurve(o: LossCurveOptions): Promise<{ svg: string; png: string }> {
   const { svg, png } = renderLossCurve(o);
   const paths = { svg: `${o.outBase}.svg`, png: `${o.outBase}.png` };
-  await writeFileAtomic(paths.svg, svg);
-  await writeFileAtomic(paths.png, png);
+  await atomicWriteFile(paths.svg, svg);
+  await atomicWriteFile(paths.png, png);
   return paths;
 }
 
