@@ -376,8 +376,9 @@ export function checkBertTokenizerJson(raw: unknown, source: string): TokenizerJ
 }
 
 /**
- * Serialise `tokenizer.json` with two-space indents as the Rust library does, keeping `model.vocab` in id
- * order (a plain `JSON.stringify` would move integer-like tokens such as "0" … "9" to the front).
+ * Serialise `tokenizer.json` as the Rust library does (two-space indents, no final newline), keeping
+ * `model.vocab` in id order (a plain `JSON.stringify` would move integer-like tokens such as "0" … "9" to
+ * the front).
  */
 export function stringifyTokenizerJson(json: TokenizerJson): string {
   const marker = "\u0000vocab\u0000";
@@ -386,5 +387,5 @@ export function stringifyTokenizerJson(json: TokenizerJson): string {
   const vocab = entries.length === 0
     ? "{}"
     : "{\n" + entries.map(([t, id]) => `      ${JSON.stringify(t)}: ${id}`).join(",\n") + "\n    }";
-  return text.replace(JSON.stringify(marker), () => vocab) + "\n";
+  return text.replace(JSON.stringify(marker), () => vocab);
 }
