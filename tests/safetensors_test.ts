@@ -71,6 +71,12 @@ describe("safetensors write/read", () => {
     expect(t.get("transformer.wte.weight")!.shape).toEqual([343, 64]);
     expect([...t.values()].every((x) => x.dtype === "F32" && x.data instanceof Float32Array)).toBe(true);
   });
+  test("a Node Buffer (what readFile returns) reads the same as a plain Uint8Array", async () => {
+    // Buffer.slice() is a view, not a copy: decoding must not take `.buffer` of it (a regression test).
+    const buf = await readFile(FIXTURE);
+    const a = readSafetensors(buf, FIXTURE), b = readSafetensors(new Uint8Array(buf), FIXTURE);
+    for (const [name, t] of a) expect(t.data).toEqual(b.get(name)!.data);
+  });
 });
 
 describe("safetensors dtypes", () => {

@@ -72,8 +72,9 @@ export function decodeElements(
   const size = dtypeSize(dtype);
   if (size === undefined) throw new Error(`Cannot decode ${what}: unsupported dtype ${dtype}`);
   if (!LITTLE_ENDIAN) throw new Error(`Cannot decode ${what}: big-endian hosts are not supported`);
-  // Copy the bytes into a fresh, aligned buffer so the typed-array views below are legal.
-  const raw = bytes.slice(offset, offset + count * size).buffer;
+  // Copy the bytes into a fresh, aligned buffer so the typed-array views below are legal. (Not
+  // `bytes.slice()`: on a Node Buffer, which readFile returns under Bun and Deno, slice is a view.)
+  const raw = Uint8Array.prototype.slice.call(bytes, offset, offset + count * size).buffer;
   switch (dtype) {
     case "F32":
       return new Float32Array(raw);

@@ -101,22 +101,27 @@ export class RustBertNormalizer extends BertNormalizer {
   }
 }
 
+/** A trie node: children by UTF-16 unit; `end` is the length of the word ending here (0: none). */
+interface TrieNode {
+  next: Map<string, TrieNode>;
+  end: number;
+}
+
 /** A leftmost-longest dictionary matcher over UTF-16 units, as tokenizers.js's DictionarySplitter. */
 export class TokenSplitter {
-  #root: TrieNode = new Map();
+  #root: TrieNode = { next: new Map(), end: 0 };
 
   /** @param words the dictionary */
   constructor(words: Iterable<string>) {
     for (const w of words) {
-      if (w.length === 0) continue;
       let node = this.#root;
       for (let i = 0; i < w.length; i++) {
         const c = w[i]!;
-        let next = node.get(c);
-        if (next === undefined) node.set(c, next = new Map());
-        node = next;
+        let child = node.next.get(c);
+        if (child === undefined) node.next.set(c, child = { next: new Map(), end: 0 });
+        node = child;
       }
-      node.set(END, w);
+      node.end = w.length;
     }
   }
 
@@ -129,10 +134,9 @@ export class TokenSplitter {
       let node: TrieNode | undefined = this.#root;
       let match = 0;
       for (let j = i; j < text.length; j++) {
-        node = node.get(text[j]!) as TrieNode | undefined;
+        node = node.next.get(text[j]!);
         if (node === undefined) break;
-        const end = node.get(END);
-        if (typeof end === "string") match = end.length;
+        if (node.end > 0) match = node.end;
       }
       if (match > 0) {
         if (i > start) out.push([start, i, false]);
@@ -147,8 +151,6 @@ export class TokenSplitter {
     return out;
   }
 }
-const END = "\u0000end";
-type TrieNode = Map<string, TrieNode | string>;
 
 /** The punctuation BertPreTokenizer isolates: Unicode P* and all ASCII punctuation (tokenizers.js's class). */
 const PUNCT = "\\p{P}\\u0021-\\u002F\\u003A-\\u0040\\u005B-\\u0060\\u007B-\\u007E";

@@ -181,7 +181,10 @@ export function resolveBertSettings(
   }
   let additional = tokenList(map.additional_special_tokens, `special_tokens_map.json (${source})`);
   if ("additional_special_tokens" in cfg) {
-    additional = tokenList(cfg.additional_special_tokens, `tokenizer_config.json (${source}) additional_special_tokens`);
+    additional = tokenList(
+      cfg.additional_special_tokens,
+      `tokenizer_config.json (${source}) additional_special_tokens`,
+    );
   }
   if ("extra_special_tokens" in cfg) {
     const extra = tokenList(cfg.extra_special_tokens, `tokenizer_config.json (${source}) extra_special_tokens`);
@@ -263,7 +266,11 @@ export function addedToken(id: number, content: string, special: boolean): Added
  * registered as added tokens (special, not normalized; a special token missing from the vocabulary gets
  * the next id), and the config's `added_tokens_decoder` entries after them.
  */
-export function synthesiseBertTokenizerJson(vocab: readonly string[], settings: BertSettings, source: string): TokenizerJson {
+export function synthesiseBertTokenizerJson(
+  vocab: readonly string[],
+  settings: BertSettings,
+  source: string,
+): TokenizerJson {
   const ids = new Map(vocab.map((t, i) => [t, i]));
   const unk = settings.specials.unk_token;
   if (unk === undefined) throw new Error(`Cannot build tokenizer (${source}): no unk_token`);
@@ -334,7 +341,9 @@ export function synthesiseBertTokenizerJson(vocab: readonly string[], settings: 
  */
 export function checkBertTokenizerJson(raw: unknown, source: string): TokenizerJson {
   const where = `tokenizer.json (${source})`;
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`Cannot read ${where}: not an object`);
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new Error(`Cannot read ${where}: not an object`);
+  }
   const j = raw as Record<string, unknown>;
   const typeOf = (v: unknown) => (v && typeof v === "object" ? String((v as { type?: unknown }).type) : String(v));
   const expect = (field: string, want: string) => {
@@ -351,7 +360,9 @@ export function checkBertTokenizerJson(raw: unknown, source: string): TokenizerJ
   if (!Array.isArray(j.added_tokens)) throw new Error(`Cannot read ${where}: added_tokens is not a list`);
   for (const t of j.added_tokens as AddedTokenJson[]) {
     if (t.single_word) {
-      throw new Error(`Unsupported ${where}: added token ${JSON.stringify(t.content)} has single_word (not implemented)`);
+      throw new Error(
+        `Unsupported ${where}: added token ${JSON.stringify(t.content)} has single_word (not implemented)`,
+      );
     }
   }
   const n = j.normalizer as Partial<BertNormalizerJson>;

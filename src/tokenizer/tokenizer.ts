@@ -20,8 +20,8 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
-  type AddedTokenJson,
   addedToken,
+  type AddedTokenJson,
   type BertSettings,
   checkBertTokenizerJson,
   parseVocabTxt,
@@ -107,7 +107,9 @@ function parseJsonObject(text: string | undefined, file: string, source: string)
   } catch (e) {
     throw new Error(`Cannot read ${file} (${source}): ${(e as Error).message}`);
   }
-  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error(`Cannot read ${file} (${source}): not an object`);
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw new Error(`Cannot read ${file} (${source}): not an object`);
+  }
   return v as Record<string, unknown>;
 }
 
@@ -191,7 +193,9 @@ export class BertTokenizer {
     const seen = new Map<string, number>();
     for (const [i, t] of tokens.entries()) {
       const j = seen.get(t);
-      if (j !== undefined) throw new Error(`Cannot build tokenizer (${source}): token ${JSON.stringify(t)} has ids ${j} and ${i}`);
+      if (j !== undefined) {
+        throw new Error(`Cannot build tokenizer (${source}): token ${JSON.stringify(t)} has ids ${j} and ${i}`);
+      }
       seen.set(t, i);
     }
     if (tokens.length === 0) throw new Error(`Cannot build tokenizer (${source}): the vocabulary is empty`);
@@ -266,8 +270,11 @@ export class BertTokenizer {
     let offsets = this.#offsets(text, enc.tokens, enc.ids);
     const framing = addSpecial ? this.#prefix.length + this.#suffix.length : 0;
     if (opts.maxLength !== undefined) {
+      if (!Number.isInteger(opts.maxLength)) {
+        throw new Error(`Cannot encode: maxLength ${opts.maxLength} is not an integer`);
+      }
       const budget = opts.maxLength - framing;
-      if (!Number.isInteger(opts.maxLength) || budget < 0) {
+      if (budget < 0) {
         throw new Error(`Cannot encode: maxLength ${opts.maxLength} leaves no room for ${framing} special tokens`);
       }
       ids = ids.slice(0, budget);
@@ -300,7 +307,9 @@ export class BertTokenizer {
    * special tokens, registering each as a special, unnormalized added token (a token already in the
    * vocabulary keeps its id). Returns the number of new ids.
    */
-  addSpecialTokens(map: Partial<Record<SpecialRole, string>> & { additional_special_tokens?: readonly string[] }): number {
+  addSpecialTokens(
+    map: Partial<Record<SpecialRole, string>> & { additional_special_tokens?: readonly string[] },
+  ): number {
     const before = this.#vocabSize;
     const toAdd: string[] = [];
     for (const role of SPECIAL_ROLES) {
@@ -422,7 +431,8 @@ export class BertTokenizer {
   #register(tokens: readonly string[], special: boolean): number {
     const added = this.#json.added_tokens;
     const have = new Set(added.map((t) => t.content));
-    let next = this.#vocabSize;
+    // as Rust's AddedVocabulary: after the model vocabulary and every id in use
+    let next = Math.max(this.#modelVocab.size, this.#idToToken.length);
     let n = 0;
     for (const content of tokens) {
       if (content.length === 0 || have.has(content)) continue;
@@ -480,7 +490,9 @@ export class BertTokenizer {
       const n = normalizeBert(t.content, norm);
       if (n !== libNormalize(t.content)) {
         throw new Error(
-          `Unsupported added token ${JSON.stringify(t.content)} (${this.#source}): tokenizers.js normalizes it differently`,
+          `Unsupported added token ${
+            JSON.stringify(t.content)
+          } (${this.#source}): tokenizers.js normalizes it differently`,
         );
       }
       if (!addedMap.has(n)) addedMap.set(n, t);
@@ -501,8 +513,10 @@ export class BertTokenizer {
     this.#unnormalizedSplitter = new TokenSplitter(unnormalized);
     this.#normalizedSplitter = new TokenSplitter(normalized);
     [this.#prefix, this.#suffix] = this.#framing();
-    if (tokenToId.get(json.model.unk_token) === undefined) {
-      throw new Error(`Cannot build tokenizer (${this.#source}): unk_token ${json.model.unk_token} is not in the vocabulary`);
+    if (!this.#modelVocab.has(json.model.unk_token)) {
+      throw new Error(
+        `Cannot build tokenizer (${this.#source}): unk_token ${json.model.unk_token} is not in the WordPiece vocabulary`,
+      );
     }
   }
 
