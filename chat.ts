@@ -1,0 +1,247 @@
+/**
+ * `deno task chat` (or `bun run chat.ts`): talk to a saved model. Each turn is the notebook's
+ * `generate_response` prompt (`<|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n`, framed as
+ * `[CLS] … [SEP]`), the answer streams as it is generated and stops at `<|im_end|>`. Reads stdin, so it
+ * also works piped: one prompt per line, then it exits at the end of the input. See `--help`.
+ * @module
+ */
+
+import { existsSync } from "node:fs";
+import { stderr, stdin, stdout } from "node:process";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { createBackend, parseBackendName } from "./src/backend/mod.ts";
+import { numberFlag, runMain } from "./src/cli/args.ts";
+import { formatChatml, IM_END, IM_START, type Message } from "./src/data/chatml.ts";
+import { cleanResponse } from "./src/eval/run.ts";
+import { generate } from "./src/model/generate.ts";
+import type { GPT2 } from "./src/model/gpt2.ts";
+import { loadModelAndTokenizer } from "./src/model/load.ts";
+import type { BertTokenizer } from "./src/tokenizer/tokenizer.ts";
+
+const DEFAULT_DIR = "models/ch8_sft_gpt2";
+
+const HELP = `Usage: deno task chat [options]        (or: bun run chat.ts [options])
+
+Chat with a saved model. Each message is sent as the notebook's generate_response prompt
+(<|im_start|>user\\n…<|im_end|>\\n<|im_start|>assistant\\n); the reply streams as it is generated and stops
+at <|im_end|>. With stdin piped, every line is one message and the program exits at the end of the input.
+
+Options
+  --model DIR|ID        the model (default ${DEFAULT_DIR}, written by \`deno task train\`)
+  --backend NAME        auto | cpu | webgpu (default auto: WebGPU on a hardware adapter, else CPU)
+  --temperature X       sampling temperature (default 0.7, as generate_response)
+  --top-p X             nucleus sampling (default 0.9)
+  --max-new-tokens N    reply length limit in tokens (default 100)
+  --greedy              take the most likely token instead of sampling (the evaluation's setting)
+  --seed N              sampling seed (default: a random one); turn i uses seed + i
+  --multi-turn          keep the conversation in the prompt as ChatML (oldest turns dropped to fit the
+                        model's n_positions); default: every message is a single turn, as in the notebook
+  --system TEXT         with --multi-turn: a system message at the start of the conversation
+  --raw                 show the decoder's text as it is (BERT decoding puts spaces between Chinese
+                        characters); default: those spaces are removed for display
+  --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
+  -h, --help            this text
+
+Commands in the chat
+  /reset                forget the conversation (with --multi-turn)
+  /exit, /quit          leave (so does Ctrl-D or Ctrl-C)
+  /help                 show the commands
+`;
+
+/** CJK characters and full-width punctuation: a decoder space next to one of them is not meaningful. */
+const CJK = "\\p{Script=Han}\\u3000-\\u303f\\uff00-\\uffef";
+const CJK_SPACE = new RegExp(`(?<=[${CJK}]) +(?=\\S)|(?<=\\S) +(?=[${CJK}])`, "gu");
+
+/** What is shown of the reply so far: generate_response's clean-up without the final strip, spaces tidied. */
+function display(text: string, raw: boolean): string {
+  let t = text.replaceAll("[CLS]", "").replaceAll("[SEP]", "");
+  const end = t.indexOf(IM_END);
+  if (end >= 0) t = t.slice(0, end);
+  t = t.trimStart();
+  return raw ? t : t.replace(CJK_SPACE, "");
+}
+
+interface ChatSettings {
+  maxNewTokens: number;
+  greedy: boolean;
+  temperature: number;
+  topP: number;
+  seed: number;
+  raw: boolean;
+  multiTurn: boolean;
+  system?: string;
+}
+
+/** The prompt ids of a conversation ending with a user turn, dropping the oldest turns to fit `budget`. */
+function promptIds(
+  tokenizer: BertTokenizer,
+  history: Message[],
+  user: string,
+  budget: number,
+): { ids: number[]; dropped: number; cut: number } {
+  const system = history[0]?.role === "system" ? [history[0]] : [];
+  let turns = history.slice(system.length);
+  let dropped = 0;
+  for (;;) {
+    const text = formatChatml([...system, ...turns, { role: "user", content: user }]) + `${IM_START}assistant\n`;
+    const ids = tokenizer.encode(text).ids; // tok(prompt): [CLS] … [SEP]
+    if (ids.length <= budget) return { ids, dropped, cut: 0 };
+    if (turns.length > 0) {
+      // drop the oldest exchange (a user turn and the reply to it)
+      const n = turns.length >= 2 ? 2 : 1;
+      turns = turns.slice(n);
+      dropped += n;
+      continue;
+    }
+    // one message alone is too long: keep [CLS] and the last budget − 1 tokens
+    return { ids: [ids[0]!, ...ids.slice(ids.length - (budget - 1))], dropped, cut: ids.length - budget };
+  }
+}
+
+/** One reply, streamed to stdout as it is generated; returns generate_response's cleaned text. */
+async function reply(
+  model: GPT2,
+  tokenizer: BertTokenizer,
+  args: { ids: number[]; eos: number | undefined; settings: ChatSettings; turn: number },
+): Promise<string> {
+  const s = args.settings;
+  const gen: number[] = [];
+  let shown = "";
+  const out = await generate(model, args.ids, {
+    maxNewTokens: s.maxNewTokens,
+    doSample: !s.greedy,
+    temperature: s.temperature,
+    topP: s.topP,
+    seed: s.seed + args.turn,
+    repetitionPenalty: 1.1,
+    noRepeatNgramSize: 3,
+    eosTokenId: args.eos,
+    onToken: (id) => {
+      if (id === args.eos) return;
+      gen.push(id);
+      const text = display(tokenizer.decode(gen), s.raw);
+      // decoding the whole reply each time keeps WordPiece joins right; print what is new
+      if (text.startsWith(shown)) {
+        stdout.write(text.slice(shown.length));
+        shown = text;
+      }
+    },
+  });
+  const final = display(cleanResponse(tokenizer.decode(out)), s.raw);
+  if (final.startsWith(shown)) stdout.write(final.slice(shown.length));
+  stdout.write("\n");
+  return cleanResponse(tokenizer.decode(out));
+}
+
+async function main(): Promise<number> {
+  const { values: v } = parseArgs({
+    options: {
+      model: { type: "string", default: DEFAULT_DIR },
+      backend: { type: "string" },
+      temperature: { type: "string" },
+      "top-p": { type: "string" },
+      "max-new-tokens": { type: "string" },
+      greedy: { type: "boolean", default: false },
+      seed: { type: "string" },
+      "multi-turn": { type: "boolean", default: false },
+      system: { type: "string" },
+      raw: { type: "boolean", default: false },
+      offline: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const settings: ChatSettings = {
+    maxNewTokens: numberFlag("max-new-tokens", v["max-new-tokens"], 100, { integer: true, min: 1 }),
+    greedy: v.greedy!,
+    temperature: numberFlag("temperature", v.temperature, 0.7, { min: 0 }),
+    topP: numberFlag("top-p", v["top-p"], 0.9, { min: 0, max: 1 }),
+    seed: numberFlag("seed", v.seed, Math.floor(Math.random() * 2 ** 31), { integer: true, min: 0 }),
+    raw: v.raw!,
+    multiTurn: v["multi-turn"]!,
+    system: v.system,
+  };
+  if (!settings.greedy && !(settings.temperature > 0)) {
+    throw new Error(`Invalid --temperature: ${settings.temperature} (sampling needs > 0; use --greedy instead)`);
+  }
+  if (!(settings.topP > 0)) throw new Error(`Invalid --top-p: ${settings.topP} (expected 0 < p ≤ 1)`);
+  if (v.system !== undefined && !settings.multiTurn) throw new Error("Invalid --system: it needs --multi-turn");
+  if (v.model === DEFAULT_DIR && !existsSync(DEFAULT_DIR)) {
+    throw new Error(
+      `Cannot chat: the model directory ${DEFAULT_DIR} does not exist; train one first with \`deno task train\` ` +
+        "or name another with --model",
+    );
+  }
+  const interactive = stdin.isTTY === true;
+  const be = await createBackend(parseBackendName(v.backend));
+  try {
+    const warn = (m: string) => void stderr.write(`warning: ${m}\n`);
+    const { model, tokenizer } = await loadModelAndTokenizer(v.model!, be, {
+      prepare: false,
+      hub: { offline: v.offline || undefined },
+      warn,
+    });
+    // eos = <|im_end|>, as generate_response (falling back to the config's eos without the SFT tokens)
+    let eos = tokenizer.tokenToId(IM_END);
+    if (eos === undefined || eos === tokenizer.unkTokenId) {
+      warn(`${v.model} has no ${IM_END} token: it is not an SFT model, so replies may not stop early`);
+      eos = model.config.eosTokenId;
+    }
+    const budget = model.config.nPositions - settings.maxNewTokens;
+    if (budget < 8) {
+      throw new Error(
+        `Invalid --max-new-tokens: ${settings.maxNewTokens} leaves no room for a prompt in ${model.config.nPositions} positions`,
+      );
+    }
+    const decoding = settings.greedy ? "greedy" : `temperature ${settings.temperature}, top-p ${settings.topP}`;
+    stderr.write(
+      `Loaded ${v.model} on ${be.description} (${decoding}, ${settings.maxNewTokens} new tokens, ` +
+        `${settings.multiTurn ? "multi-turn" : "single turn"})\n`,
+    );
+    if (interactive) stderr.write("Type a message; /reset, /exit, /help. Ctrl-D quits.\n");
+
+    const start: Message[] = settings.system !== undefined ? [{ role: "system", content: settings.system }] : [];
+    let history: Message[] = [...start];
+    let turn = 0;
+    const rl = createInterface({ input: stdin, output: interactive ? stdout : undefined, terminal: interactive });
+    rl.on("SIGINT", () => rl.close());
+    rl.setPrompt("User> ");
+    if (interactive) rl.prompt();
+    for await (const raw of rl) {
+      const line = raw.trim();
+      if (line === "") {
+        if (interactive) rl.prompt();
+        continue;
+      }
+      if (line === "/exit" || line === "/quit") break;
+      if (line === "/help") {
+        stdout.write("/reset  forget the conversation\n/exit   leave\n");
+      } else if (line === "/reset") {
+        history = [...start];
+        stdout.write("(conversation cleared)\n");
+      } else {
+        if (!interactive) stdout.write(`User: ${line}\n`);
+        const { ids, dropped, cut } = promptIds(tokenizer, settings.multiTurn ? history : [], line, budget);
+        if (dropped > 0) stderr.write(`(the ${dropped} oldest messages no longer fit and were left out)\n`);
+        if (cut > 0) stderr.write(`(the message is ${cut} tokens too long; its beginning was cut)\n`);
+        stdout.write(interactive ? "Assistant> " : "Assistant: ");
+        const text = await reply(model, tokenizer, { ids, eos, settings, turn: turn++ });
+        if (settings.multiTurn) {
+          history.push({ role: "user", content: line }, { role: "assistant", content: text });
+        }
+      }
+      if (interactive) rl.prompt();
+    }
+    rl.close();
+    model.dispose();
+    return 0;
+  } finally {
+    be.dispose();
+  }
+}
+
+runMain("chat", main);

@@ -1,0 +1,119 @@
+/**
+ * `deno task show-masking`: the notebook's `visualize_loss_masking` for one training record, in the
+ * terminal (the first 50 tokens, green = supervised, red = masked; NO_COLOR honoured) and optionally as a
+ * self-contained HTML page with every token. Only the tokenizer is loaded (no weights). See `--help`.
+ * @module
+ */
+
+import { writeFile } from "node:fs/promises";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { choiceFlag, numberFlag, runMain } from "./args.ts";
+import { IM_START } from "../data/chatml.ts";
+import { buildMaskingView, renderMaskingConsole, renderMaskingHtml } from "../data/masking_view.ts";
+import { MASK_MODES, processExample } from "../data/sft_dataset.ts";
+import { toMessages } from "../data/synth.ts";
+import { colorEnabled } from "../eval/report.ts";
+import { DEFAULT_MODEL, GPT2_MODEL_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
+import { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import { loadTaskRecords, TASKS } from "../train/run.ts";
+
+const HELP = `Usage: deno task show-masking [options]
+
+Shows which tokens of one training record carry loss (the notebook's visualize_loss_masking): the first
+50 tokens, green where the loss is computed and red where it is masked (-100), then the counts. Only the
+tokenizer is loaded; the notebook's SFT tokens are added when it lacks <|im_start|>.
+
+  --model ID|DIR        tokenizer source: hub id, id@revision or local dir (default ${DEFAULT_MODEL})
+  --task NAME           classification | json_extraction (default classification)
+  --plain               json_extraction: the "姓名：…；邮箱：…；订单号：…" form
+  --data-dir DIR        JSONL files, generated when missing (default data)
+  --index N             which training record (default 0, the notebook's train_dataset[0])
+  --mask MODE           assistant | assistant+eos | none (default assistant+eos, as deno task train;
+                        the notebook: assistant)
+  --max-length N        truncate to N tokens (default 256)
+  --html FILE           also write the view of every token as a self-contained HTML page
+  --no-color            plain text (supervised tokens as «token»); also when NO_COLOR is set
+  --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
+  -h, --help            this text
+`;
+
+/** The hub files a tokenizer needs (tokenizer.json, else vocab.txt, with the configs): no weights. */
+export const TOKENIZER_FILES = GPT2_MODEL_FILES.filter((f) => f.what === "tokenizer");
+
+/**
+ * Load only the tokenizer of `spec` (hub id or local dir) and give it the notebook's SFT tokens when it
+ * lacks `<|im_start|>` (a saved SFT model has them already). Returns the tokenizer and how many ids were
+ * added.
+ */
+export async function loadSftTokenizer(
+  spec: string,
+  hub: ResolveModelOptions = {},
+): Promise<{ tokenizer: BertTokenizer; added: number; dir: string }> {
+  const dir = await resolveModel(spec, { ...hub, files: TOKENIZER_FILES });
+  const tokenizer = await BertTokenizer.fromDir(dir);
+  const added = tokenizer.tokenToId(IM_START) === undefined ? tokenizer.prepareForSft() : 0;
+  return { tokenizer, added, dir };
+}
+
+/** The CLI; `argv` without the runtime and script (as `process.argv.slice(2)`). Returns the exit code. */
+export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: "string", default: DEFAULT_MODEL },
+      task: { type: "string" },
+      plain: { type: "boolean", default: false },
+      "data-dir": { type: "string", default: "data" },
+      index: { type: "string" },
+      mask: { type: "string" },
+      "max-length": { type: "string" },
+      html: { type: "string" },
+      "no-color": { type: "boolean", default: false },
+      offline: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (v.help) {
+    print(HELP);
+    return 0;
+  }
+  const task = choiceFlag("task", v.task, TASKS, "classification");
+  const mask = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");
+  const index = numberFlag("index", v.index, 0, { integer: true, min: 0 });
+  const maxLength = numberFlag("max-length", v["max-length"], 256, { integer: true, min: 3 });
+  const color = !v["no-color"] && colorEnabled();
+
+  const { tokenizer } = await loadSftTokenizer(v.model!, { offline: v.offline || undefined });
+  const records = await loadTaskRecords(task, v["data-dir"]!, "train", { plain: v.plain, print });
+  const record = records[index];
+  if (record === undefined) {
+    throw new Error(`Invalid --index ${index}: the training split has ${records.length} records`);
+  }
+  const example = processExample(toMessages(record, { plain: v.plain }), tokenizer, { maxLength, mask });
+  if (example === undefined) {
+    throw new Error(`Record ${index} has no supervised token after truncation to ${maxLength} (mask mode "${mask}")`);
+  }
+  const view = buildMaskingView(example, tokenizer);
+  print(renderMaskingConsole(view, { color }));
+  if (v.html) {
+    const html = renderMaskingHtml(view, {
+      details: [
+        ["Model (tokenizer)", v.model!],
+        ["Task", task + (v.plain ? " (plain)" : "")],
+        ["Record", `train[${index}]`],
+        ["Mask mode", mask],
+        ["Max length", String(maxLength)],
+      ],
+    });
+    try {
+      await writeFile(v.html, html);
+    } catch (e) {
+      throw new Error(`Cannot write ${v.html}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    print(`Wrote ${v.html} (${view.total} tokens)`);
+  }
+  return 0;
+}
+
+if (import.meta.main) runMain("show-masking", () => main(process.argv.slice(2)));
