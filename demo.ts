@@ -82,7 +82,11 @@ async function main(): Promise<number> {
     console.log(`Data: ${nTrain} train / 200 val / ${nTest} test records in ${dataDir}`);
 
     // 2. the tiny model, saved untrained as the "base" model of the comparison
-    const { model, tokenizer } = await tinyModel(be, { configPath: "data/tiny_config.json", records: trainRecords, seed });
+    const { model, tokenizer } = await tinyModel(be, {
+      configPath: "data/tiny_config.json",
+      records: trainRecords,
+      seed,
+    });
     const baseDir = join(out, "base_model");
     await saveSftModel(baseDir, { model, tokenizer, extraFiles: tokenizer.saveFiles() });
     console.log(

@@ -108,7 +108,9 @@ async function main(): Promise<number> {
   console.log(`Using backend: ${be.description}`);
   try {
     console.log(`Loading ${v.model}...`);
-    const { model, tokenizer, added } = await loadModelAndTokenizer(v.model!, be, { hub: { offline: v.offline || undefined } });
+    const { model, tokenizer, added } = await loadModelAndTokenizer(v.model!, be, {
+      hub: { offline: v.offline || undefined },
+    });
     console.log(`Added ${added} total tokens (special + ASCII)`);
     console.log(`Vocabulary size: ${tokenizer.vocabSize}`);
     console.log(`Model parameters: ${model.numParams.toLocaleString("en-US")}`);

@@ -25,6 +25,10 @@
 // once (the naive kernel), and the 16 accumulators live in registers. Edges: loads outside the matrix
 // read 0 (so partial tiles contribute nothing) and stores outside it are skipped, so M, N, K need not
 // be multiples of anything.
+//
+// Tried and dropped: binding `b` a second time as array<vec4<f32>> for 16-byte global loads when N % 4 = 0.
+// On lavapipe it measured no faster under wgpu and slower under Dawn (see kernels/README.md), so the
+// global loads stay scalar and the vec4s are formed in shared memory.
 
 struct Params {
   M: u32,

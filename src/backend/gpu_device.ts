@@ -2,10 +2,10 @@
  * Getting a WebGPU device on any runtime. Deno has `navigator.gpu` built in (wgpu); Bun and Node get it
  * from the npm package `webgpu` (Dawn), which is imported only when `navigator.gpu` is missing.
  *
- * The device is requested with the adapter's largest storage-binding, buffer and workgroup limits (the
- * real model's token embedding is 21128 × 768 floats = 65 MB, above WebGPU's 128 MiB default only for
- * larger vocabularies, but above many adapters' *default* binding size), plus `shader-f16` and
- * `timestamp-query` when the adapter has them.
+ * The device is requested with the adapter's largest storage-binding, buffer and workgroup limits: the
+ * real model's token embedding is 21128 × 768 floats = 65 MB and its attention probabilities
+ * [B,NH,T,T] grow with T², so the defaults (128 MiB per binding, 256 MiB per buffer) are raised to what
+ * the adapter allows. `shader-f16` and `timestamp-query` are enabled when the adapter has them.
  * @module
  */
 

@@ -23,7 +23,12 @@ export function numberFlag(
 }
 
 /** A flag value that must be one of `choices`. */
-export function choiceFlag<T extends string>(name: string, value: string | undefined, choices: readonly T[], fallback: T): T {
+export function choiceFlag<T extends string>(
+  name: string,
+  value: string | undefined,
+  choices: readonly T[],
+  fallback: T,
+): T {
   if (value === undefined) return fallback;
   if (!(choices as readonly string[]).includes(value)) {
     throw new Error(`Invalid --${name}: "${value}" (expected one of ${choices.join(", ")})`);

@@ -19,7 +19,7 @@ import type { GPT2 } from "../model/gpt2.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
 import { AdamW } from "./adamw.ts";
 import { findCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import { formatEpochSummary, formatStepLine, MetricsLog, readMetrics, lossSeries } from "./metrics.ts";
+import { formatEpochSummary, formatStepLine, lossSeries, MetricsLog, readMetrics } from "./metrics.ts";
 import { terminalChart, writeLossCurve } from "./plot.ts";
 import { NonFiniteLossError, plannedSteps, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
 import { ProgressBar } from "../io/progress.ts";
@@ -99,7 +99,11 @@ export function checkLabels(records: readonly SftRecord[], labels: readonly stri
     throw new Error(`Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ${file}`);
   }
   if (missing.length) {
-    throw new Error(`Cannot train: label${missing.length > 1 ? "s" : ""} ${missing.join(", ")} never occur${missing.length > 1 ? "" : "s"} as an answer in ${file}`);
+    throw new Error(
+      `Cannot train: label${missing.length > 1 ? "s" : ""} ${missing.join(", ")} never occur${
+        missing.length > 1 ? "" : "s"
+      } as an answer in ${file}`,
+    );
   }
 }
 
@@ -192,7 +196,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     if (!found) throw new Error(`Cannot resume: no checkpoint in ${ckptDir}`);
     const ck = await loadCheckpoint(found);
     if (ck.state.vocabSize !== model.config.vocabSize) {
-      throw new Error(`Cannot resume from ${found}: it has vocab ${ck.state.vocabSize}, the model ${model.config.vocabSize}`);
+      throw new Error(
+        `Cannot resume from ${found}: it has vocab ${ck.state.vocabSize}, the model ${model.config.vocabSize}`,
+      );
     }
     for (const [name, t] of ck.params) be.write(model.param(name).buf, t.data);
     optimizer = new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
@@ -221,7 +227,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     print("\nInterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
   };
   process.on("SIGINT", onSigint);
-  const bar = opts.quiet ? undefined : new ProgressBar({ total: totalSteps, unit: "items", itemName: "steps", label: "train" });
+  const bar = opts.quiet
+    ? undefined
+    : new ProgressBar({ total: totalSteps, unit: "items", itemName: "steps", label: "train" });
   let finalLoss: number | undefined;
   const valLosses: number[] = [];
   let result;
@@ -296,7 +304,11 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   // ---- loss curve and the saved model (end of Part 5)
   const series = lossSeries(await readMetrics(metricsPath));
   if (series.train.length) {
-    const paths = await writeLossCurve({ train: series.train, val: series.val, outBase: join(opts.runDir, "loss_curve") });
+    const paths = await writeLossCurve({
+      train: series.train,
+      val: series.val,
+      outBase: join(opts.runDir, "loss_curve"),
+    });
     if (!opts.quiet) print(`\n${terminalChart(series.train)}`);
     print(`Loss curve: ${paths.png} (and .svg); metrics: ${metricsPath}`);
   }

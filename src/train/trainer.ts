@@ -228,7 +228,12 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
       // end of an epoch (or the step cap inside it): the notebook prints train and val loss then
       const trainLoss = (await be.read(epochLoss))[0]! / Math.max(pos.epochBatches, 1);
       const valLoss = args.val?.length
-        ? await evaluateLoss(model, args.val, { batchSize: cfg.batchSize, padId: args.padId, pad: cfg.pad, maxLength: cfg.maxLength })
+        ? await evaluateLoss(model, args.val, {
+          batchSize: cfg.batchSize,
+          padId: args.padId,
+          pad: cfg.pad,
+          maxLength: cfg.maxLength,
+        })
         : undefined;
       await args.onEpoch?.({ epoch: pos.epoch, step: pos.step, trainLoss, valLoss });
       be.zero(epochLoss);
