@@ -16,7 +16,7 @@ import { buildSftDataset, MASK_MODES } from "../src/data/sft_dataset.ts";
 import { toMessages } from "../src/data/synth.ts";
 import { colorEnabled } from "../src/eval/report.ts";
 import { DEFAULT_MODEL } from "../src/io/hub.ts";
-import type { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
+import { tokenizerSanityLines } from "../src/tokenizer/sanity.ts";
 import { loadTaskRecords, TASKS } from "../src/train/run.ts";
 
 const HELP = `Usage: deno run -A phases/04_loss_masking.ts [options]
@@ -40,26 +40,6 @@ tokens of the first training example carry loss (green) and which are masked wit
   --backend NAME        accepted for uniformity with the other phases, ignored (no model runs here)
   -h, --help            this text
 `;
-
-/** The notebook's tokenizer sanity samples (Part 5). */
-export const SANITY_SAMPLES: readonly string[] = [
-  '{"name":"张强","email":"zhang.qiang@example.com","order_id":"OD20250425-2019"}',
-  '{"name":"孙悦","email":"sun.yue@example.com","order_id":"OD20250424-1269"}',
-];
-
-/** The notebook's `[UNK]` check: lines to print (the samples that have `[UNK]`, or "Tokenizer OK: …"). */
-export function tokenizerSanityLines(tokenizer: BertTokenizer): string[] {
-  const lines: string[] = [];
-  for (const text of SANITY_SAMPLES) {
-    const { tokens } = tokenizer.encode(text, { addSpecialTokens: false });
-    if (tokens.includes("[UNK]")) {
-      lines.push(`Tokenizer UNK in sample: ${text}`);
-      lines.push(`[${tokens.map((t) => `'${t}'`).join(", ")}]`);
-    }
-  }
-  if (lines.length === 0) lines.push("Tokenizer OK: no [UNK] in JSON/email/order_id samples");
-  return lines;
-}
 
 /** Run the phase; `argv` as `process.argv.slice(2)`. Returns the exit code. */
 export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {

@@ -8,157 +8,16 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { createBackend, parseBackendName } from "../src/backend/mod.ts";
-import { choiceFlag, numberFlag, runMain } from "../src/cli/args.ts";
-import { MASK_MODES } from "../src/data/sft_dataset.ts";
-import { DEFAULT_MODEL } from "../src/io/hub.ts";
-import { loadModelAndTokenizer } from "../src/model/load.ts";
-import { runTraining, TASKS } from "../src/train/run.ts";
-import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../src/train/trainer.ts";
-import { tokenizerSanityLines } from "./04_loss_masking.ts";
-
-const HELP = `Usage: deno run -A phases/05_train.ts [options]
-
-The notebook's Part 5: fine-tunes GPT-2 on the SFT data (generated into --data-dir when missing) with the
-loss masked to the assistant's tokens, and saves an HF model directory. The same run as deno task train;
-the defaults are the notebook's.
-
-Model and data
-  --model ID|DIR        hub id, id@revision or local dir (default ${DEFAULT_MODEL})
-  --task NAME           classification | json_extraction (default classification)
-  --plain               json_extraction: answer "姓名：…；邮箱：…；订单号：…" instead of JSON
-  --data-dir DIR        JSONL files (default data)
-  --limit-train N       use the first N training records (default all)
-  --limit-val N         use the first N validation records (default all)
-  --mask MODE           assistant | assistant+eos | none (default assistant+eos, as deno task train: the
-                        answer and its closing <|im_end|>, so the model learns to stop; the notebook: assistant)
-  --max-length N        truncate examples to N tokens (default 256)
-  --pad MODE            longest | max_length (default longest; the notebook pads every row to 256)
-
-Optimisation (torch.optim.AdamW, LinearLR warmup from 0.1, clip_grad_norm_)
-  --batch-size N        (default 4)        --epochs N          (default 3)
-  --max-steps N         (default 1000)     --lr X              (default 5e-5)
-  --warmup-steps N      (default 50)       --weight-decay X    (default 0.01)
-  --grad-clip X         (default 1.0)      --seed N            (data order, default 42)
-
-Run
-  --backend NAME        auto | cpu | webgpu (default auto: WebGPU on a hardware adapter, else CPU)
-  --out DIR             the saved model (default models/ch8_sft_gpt2, the notebook's SFT_SAVE_DIR)
-  --run-dir DIR         metrics.jsonl, loss_curve.png/.svg, checkpoint/ (default runs/ch8_sft_gpt2)
-  --log-every N         log every N steps (default 20)
-  --checkpoint-every N  checkpoint every N steps (default 200; also at the end and on Ctrl-C)
-  --resume              continue from the checkpoint in --run-dir
-  --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
-  --quiet               no progress bar or step lines
-  -h, --help            this text
-`;
+import { runMain } from "../src/cli/args.ts";
+import { trainMain } from "../src/cli/train.ts";
 
 /** Run the phase; `argv` as `process.argv.slice(2)`. Returns the exit code (130 when interrupted). */
-export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: "string", default: DEFAULT_MODEL },
-      task: { type: "string" },
-      plain: { type: "boolean", default: false },
-      "data-dir": { type: "string", default: "data" },
-      "limit-train": { type: "string" },
-      "limit-val": { type: "string" },
-      mask: { type: "string" },
-      "max-length": { type: "string" },
-      pad: { type: "string" },
-      "batch-size": { type: "string" },
-      epochs: { type: "string" },
-      "max-steps": { type: "string" },
-      lr: { type: "string" },
-      "warmup-steps": { type: "string" },
-      "weight-decay": { type: "string" },
-      "grad-clip": { type: "string" },
-      seed: { type: "string" },
-      backend: { type: "string" },
-      out: { type: "string", default: "models/ch8_sft_gpt2" },
-      "run-dir": { type: "string", default: "runs/ch8_sft_gpt2" },
-      "log-every": { type: "string" },
-      "checkpoint-every": { type: "string" },
-      resume: { type: "boolean", default: false },
-      offline: { type: "boolean", default: false },
-      quiet: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (v.help) {
-    print(HELP);
-    return 0;
+export function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
+  if (!argv.includes("--help") && !argv.includes("-h")) {
+    print("## Part 5：使用 GPT-2 进行真实 SFT 训练\n");
+    print("现在开始实际对 GPT-2 做微调！\n");
   }
-  const d = NOTEBOOK_TRAIN_CONFIG;
-  const int = { integer: true, min: 1 };
-  // every flag is checked before anything is loaded
-  const config: TrainConfig = {
-    batchSize: numberFlag("batch-size", v["batch-size"], d.batchSize, int),
-    epochs: numberFlag("epochs", v.epochs, d.epochs, int),
-    maxSteps: numberFlag("max-steps", v["max-steps"], d.maxSteps, int),
-    lr: numberFlag("lr", v.lr, d.lr, { min: 0 }),
-    warmupSteps: numberFlag("warmup-steps", v["warmup-steps"], d.warmupSteps, { integer: true, min: 0 }),
-    warmupStartFactor: d.warmupStartFactor,
-    weightDecay: numberFlag("weight-decay", v["weight-decay"], d.weightDecay, { min: 0 }),
-    maxGradNorm: numberFlag("grad-clip", v["grad-clip"], d.maxGradNorm, { min: 0 }),
-    logEvery: numberFlag("log-every", v["log-every"], d.logEvery, int),
-    seed: numberFlag("seed", v.seed, d.seed, { integer: true, min: 0 }),
-    pad: choiceFlag("pad", v.pad, ["longest", "max_length"] as const, d.pad),
-    maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
-  };
-  const task = choiceFlag("task", v.task, TASKS, "classification");
-  const mask = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");
-  const limitTrain = v["limit-train"] ? numberFlag("limit-train", v["limit-train"], 0, int) : undefined;
-  const limitVal = v["limit-val"] ? numberFlag("limit-val", v["limit-val"], 0, { integer: true, min: 0 }) : undefined;
-  const checkpointEvery = numberFlag("checkpoint-every", v["checkpoint-every"], 200, { integer: true, min: 0 });
-
-  print("## Part 5：使用 GPT-2 进行真实 SFT 训练\n");
-  print("现在开始实际对 GPT-2 做微调！\n");
-  const be = await createBackend(parseBackendName(v.backend));
-  print(`Using device: ${be.description}`);
-  try {
-    print("Adding special tokens...");
-    const { model, tokenizer, added } = await loadModelAndTokenizer(v.model!, be, {
-      hub: { offline: v.offline || undefined },
-    });
-    try {
-      print(`Added ${added} total tokens (special + ASCII)`);
-      for (const line of tokenizerSanityLines(tokenizer)) print(line);
-      print(`Vocabulary size: ${tokenizer.vocabSize}`);
-      print(`Model parameters: ${model.numParams.toLocaleString("en-US")}`);
-      print("Creating SFT dataset...");
-      if (mask === "none") {
-        print(
-          "Warning: mask_prompt=False will train on user tokens; outputs may echo prompts and evaluation will be noisy.",
-        );
-      }
-      const r = await runTraining({
-        model,
-        tokenizer,
-        modelName: v.model!,
-        task,
-        plain: task === "json_extraction" && v.plain,
-        dataDir: v["data-dir"]!,
-        limitTrain,
-        limitVal,
-        mask,
-        config,
-        outDir: v.out!,
-        runDir: v["run-dir"]!,
-        resume: v.resume,
-        checkpointEvery,
-        quiet: v.quiet,
-        print,
-      });
-      return r.stoppedBy === "interrupt" ? 130 : 0;
-    } finally {
-      model.dispose();
-    }
-  } finally {
-    be.dispose();
-  }
+  return trainMain(argv, print);
 }
 
 if (import.meta.main) runMain("phases/05_train", () => main(process.argv.slice(2)));

@@ -188,6 +188,8 @@ export interface WriteDatasetOptions {
   counts?: { train?: number; val?: number; test?: number };
   /** Seeds per split; default the notebook's 42 / 43 / 44. */
   seeds?: { train?: number; val?: number; test?: number };
+  /** Write only these splits (default all three). */
+  splits?: readonly ("train" | "val" | "test")[];
 }
 
 /** The data file names of a task: `gpt2_sft_{split}.jsonl` or `custom_sft_{split}.jsonl`. */
@@ -213,7 +215,7 @@ export async function writeDataset(
   const names = datasetFileNames(opts.task);
   await mkdir(opts.outDir, { recursive: true });
   const files = { train: "", val: "", test: "" };
-  for (const split of ["train", "val", "test"] as const) {
+  for (const split of opts.splits ?? (["train", "val", "test"] as const)) {
     const n = counts[split];
     if (!Number.isInteger(n) || n < 0) {
       throw new Error(`Cannot write dataset: ${split} count must be a whole number, got ${n}`);

@@ -343,6 +343,19 @@ export interface CategoryScore {
   accuracy: number;
 }
 
+/**
+ * Python's `str(float)`: the shortest repr, in exponent form with a two-digit exponent outside
+ * 1e-4 ≤ |x| < 1e16 (`5e-05`, `0.001`, `1e+16`), as the notebook prints its settings.
+ */
+export function pyFloat(x: number): string {
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? "nan" : x > 0 ? "inf" : "-inf";
+  const a = Math.abs(x);
+  if (a !== 0 && (a < 1e-4 || a >= 1e16)) {
+    return x.toExponential().replace(/e([+-])(\d)$/, "e$10$2");
+  }
+  return Number.isInteger(x) ? `${x}.0` : String(x);
+}
+
 /** The notebook's summary dict: categories in first-seen order, then overall. */
 export interface Summary {
   categories: CategoryScore[];

@@ -23,6 +23,7 @@ import { formatEpochSummary, formatStepLine, lossSeries, MetricsLog, readMetrics
 import { terminalChart, writeLossCurve } from "./plot.ts";
 import { NonFiniteLossError, plannedSteps, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
 import { ProgressBar } from "../io/progress.ts";
+import { pyFloat } from "../eval/metrics.ts";
 
 /** The tasks. */
 export const TASKS: readonly SftTask[] = ["classification", "json_extraction"];
@@ -70,7 +71,9 @@ export interface TrainRunResult {
   dataset: { train: SftDataset; val?: SftDataset };
 }
 
-/** Read a task's split, generating the three files first when they are missing. */
+const SPLIT_SEEDS = { train: 42, val: 43, test: 44 } as const;
+
+/** Read a task's split, generating its file first (as the notebook does) when it is missing. */
 export async function loadTaskRecords(
   task: SftTask,
   dataDir: string,
@@ -83,26 +86,35 @@ export async function loadTaskRecords(
   const names = datasetFileNames(task);
   const path = join(dataDir, names[split]);
   if (!existsSync(path)) {
-    await writeDataset({ task, outDir: dataDir, plain: opts.plain });
-    opts.print?.(`Generated ${Object.values(names).join(", ")} in ${dataDir}`);
+    // only the missing split: an existing file (perhaps the user's own data) is never overwritten
+    await writeDataset({ task, outDir: dataDir, plain: opts.plain, splits: [split] });
+    opts.print?.(`Generated ${names[split]} in ${dataDir} (the notebook's generator, seed ${SPLIT_SEEDS[split]})`);
   }
   const records = await readSftRecords(path);
   if (records.length === 0) throw new Error(`Cannot use ${path}: it has no records`);
   return records;
 }
 
-/** Check that every classification label occurs in the records' expected answers. */
-export function checkLabels(records: readonly SftRecord[], labels: readonly string[], file: string): void {
+/**
+ * Check the classification labels against the records' expected answers: none of them occurring is an
+ * error (the wrong task or label set); some missing is a warning (a small `--limit-train` can do that).
+ */
+export function checkLabels(
+  records: readonly SftRecord[],
+  labels: readonly string[],
+  file: string,
+  warn: (msg: string) => void = (m) => console.error(`warning: ${m}`),
+): void {
   const seen = new Set(records.map((r) => r.expected));
   const missing = labels.filter((l) => !seen.has(l));
   if (missing.length === labels.length) {
     throw new Error(`Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ${file}`);
   }
   if (missing.length) {
-    throw new Error(
-      `Cannot train: label${missing.length > 1 ? "s" : ""} ${missing.join(", ")} never occur${
+    warn(
+      `label${missing.length > 1 ? "s" : ""} ${missing.join(", ")} never occur${
         missing.length > 1 ? "" : "s"
-      } as an answer in ${file}`,
+      } as an answer in the training records of ${file}`,
     );
   }
 }
@@ -211,7 +223,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   print("Training configuration:");
   print(`  Batch size: ${cfg.batchSize}`);
   print(`  Epochs: ${cfg.epochs}`);
-  print(`  Learning rate: ${cfg.lr}`);
+  print(`  Learning rate: ${pyFloat(cfg.lr)}`);
   print(`  Total steps: ${totalSteps}`);
   print(`  Max steps: ${cfg.maxSteps}`);
   print(`  Loss mask: ${opts.mask} | padding: ${cfg.pad} | max length: ${cfg.maxLength} | backend: ${be.name}`);

@@ -1,0 +1,922 @@
+/**
+ * The WebGPU backend: every {@link Backend} op as a dispatch of a hand-written WGSL kernel from
+ * `kernels/` (read the kernel headers for the maths, bindings and dispatch layouts).
+ *
+ * Moving parts, in the order a call meets them:
+ * - **Buffers** come from a pool keyed by size class (powers of two, with quarter steps above 4 KiB), so
+ *   the many same-sized activations and gradients of a training step are recycled instead of created.
+ *   `alloc` zero-fills with `clearBuffer` in the command stream, so reuse is ordered after earlier uses.
+ * - **Pipelines** are cached per kernel entry point (an object key) and override values, specialised
+ *   with WGSL `override` constants, never by editing shader text.
+ * - **Uniform parameters** (sizes, scalars) of each dispatch go into its own 256-byte slot of a ring
+ *   buffer, written with one `writeBuffer` just before the batch is submitted.
+ * - **Dispatch** records compute passes into one command encoder; the batch is submitted when the host
+ *   needs the results (`read`, `sync`), before a host write (`write`, `upload`), or every
+ *   {@link MAX_BATCH} dispatches. Nothing is read back except in `read()`.
+ * - Workgroup counts above 65535 (maxComputeWorkgroupsPerDimension) become 2D grids; the kernels
+ *   linearise `workgroup_id` and skip the excess.
+ * - WebGPU forbids binding one buffer twice in a dispatch when one binding is writable: ops whose output
+ *   may alias an input (`add` with out = a, `crossEntropy` with dlogits = logits) bind it once and tell
+ *   the kernel with an override; any other aliasing is reported as an error naming the op.
+ * @module
+ */
+
+import type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+import { type GpuDeviceOptions, requestGpuDevice } from "./gpu_device.ts";
+
+import adamwSrc from "../../kernels/adamw.wgsl" with { type: "text" };
+import addSrc from "../../kernels/add.wgsl" with { type: "text" };
+import attentionBackwardSrc from "../../kernels/attention_backward.wgsl" with { type: "text" };
+import attentionCachedSrc from "../../kernels/attention_cached.wgsl" with { type: "text" };
+import attentionForwardSrc from "../../kernels/attention_forward.wgsl" with { type: "text" };
+import crossEntropySrc from "../../kernels/cross_entropy.wgsl" with { type: "text" };
+import embeddingBackwardSrc from "../../kernels/embedding_backward.wgsl" with { type: "text" };
+import embeddingForwardSrc from "../../kernels/embedding_forward.wgsl" with { type: "text" };
+import geluBackwardSrc from "../../kernels/gelu_backward.wgsl" with { type: "text" };
+import geluForwardSrc from "../../kernels/gelu_forward.wgsl" with { type: "text" };
+import globalNormSrc from "../../kernels/global_norm.wgsl" with { type: "text" };
+import layernormBackwardSrc from "../../kernels/layernorm_backward.wgsl" with { type: "text" };
+import layernormForwardSrc from "../../kernels/layernorm_forward.wgsl" with { type: "text" };
+import matmulNaiveSrc from "../../kernels/matmul_naive.wgsl" with { type: "text" };
+import matmulTiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
+import scaleSrc from "../../kernels/scale.wgsl" with { type: "text" };
+import sumSrc from "../../kernels/sum.wgsl" with { type: "text" };
+import sumRowsSrc from "../../kernels/sum_rows.wgsl" with { type: "text" };
+
+// WebGPU flag values (numeric, so that they work before Dawn's globals are installed).
+const USAGE_MAP_READ = 0x0001;
+const USAGE_COPY_SRC = 0x0004;
+const USAGE_COPY_DST = 0x0008;
+const USAGE_UNIFORM = 0x0040;
+const USAGE_STORAGE = 0x0080;
+const STAGE_COMPUTE = 0x4;
+const MAP_MODE_READ = 0x0001;
+
+/** Dispatches recorded before a batch is submitted (also the number of uniform slots). */
+const MAX_BATCH = 256;
+/** Bytes per uniform slot (minUniformBufferOffsetAlignment is at most 256). */
+const UNIFORM_SLOT = 256;
+/** maxComputeWorkgroupsPerDimension's guaranteed value. */
+const MAX_GROUPS_PER_DIM = 65535;
+
+/** One WGSL file. */
+interface KernelFile {
+  readonly file: string;
+  readonly code: string;
+}
+
+/**
+ * One entry point of a kernel file with its binding layout: binding 0 is the uniform parameters, laid
+ * out as `params` says (one 4-byte field per letter: u = u32, i = i32, f = f32); bindings 1… are storage
+ * buffers, read-only ("r") or writable ("rw").
+ */
+interface KernelDef {
+  readonly src: KernelFile;
+  readonly entry: string;
+  readonly params: string;
+  readonly bindings: readonly ("r" | "rw")[];
+}
+
+function kernelFile(file: string, code: string): KernelFile {
+  return { file, code };
+}
+
+const F = {
+  adamw: kernelFile("adamw.wgsl", adamwSrc),
+  add: kernelFile("add.wgsl", addSrc),
+  attentionBackward: kernelFile("attention_backward.wgsl", attentionBackwardSrc),
+  attentionCached: kernelFile("attention_cached.wgsl", attentionCachedSrc),
+  attentionForward: kernelFile("attention_forward.wgsl", attentionForwardSrc),
+  crossEntropy: kernelFile("cross_entropy.wgsl", crossEntropySrc),
+  embeddingBackward: kernelFile("embedding_backward.wgsl", embeddingBackwardSrc),
+  embeddingForward: kernelFile("embedding_forward.wgsl", embeddingForwardSrc),
+  geluBackward: kernelFile("gelu_backward.wgsl", geluBackwardSrc),
+  geluForward: kernelFile("gelu_forward.wgsl", geluForwardSrc),
+  globalNorm: kernelFile("global_norm.wgsl", globalNormSrc),
+  layernormBackward: kernelFile("layernorm_backward.wgsl", layernormBackwardSrc),
+  layernormForward: kernelFile("layernorm_forward.wgsl", layernormForwardSrc),
+  matmulNaive: kernelFile("matmul_naive.wgsl", matmulNaiveSrc),
+  matmulTiled: kernelFile("matmul_tiled.wgsl", matmulTiledSrc),
+  scale: kernelFile("scale.wgsl", scaleSrc),
+  sum: kernelFile("sum.wgsl", sumSrc),
+  sumRows: kernelFile("sum_rows.wgsl", sumRowsSrc),
+} as const;
+
+/** Every kernel entry point the backend dispatches. */
+const K = {
+  adamw: { src: F.adamw, entry: "main", params: "uffffffffff", bindings: ["rw", "r", "rw", "rw", "r"] },
+  add: { src: F.add, entry: "main", params: "u", bindings: ["r", "r", "rw"] },
+  attnBwdDpre: { src: F.attentionBackward, entry: "dpre_main", params: "uuuu", bindings: ["r", "r", "r", "rw", "rw"] },
+  attnBwdDq: { src: F.attentionBackward, entry: "dq_main", params: "uuuu", bindings: ["r", "r", "r", "rw", "rw"] },
+  attnBwdDkv: { src: F.attentionBackward, entry: "dkv_main", params: "uuuu", bindings: ["r", "r", "r", "rw", "rw"] },
+  attnCachedStore: {
+    src: F.attentionCached,
+    entry: "store_main",
+    params: "uuuuuu",
+    bindings: ["r", "r", "rw", "rw", "rw", "rw"],
+  },
+  attnCachedAttend: {
+    src: F.attentionCached,
+    entry: "attend_main",
+    params: "uuuuuu",
+    bindings: ["r", "r", "rw", "rw", "rw", "rw"],
+  },
+  attnFwd: { src: F.attentionForward, entry: "main", params: "uuuu", bindings: ["r", "r", "rw", "rw"] },
+  crossEntropy: { src: F.crossEntropy, entry: "main", params: "uuf", bindings: ["rw", "r", "rw", "rw"] },
+  embFwd: { src: F.embeddingForward, entry: "main", params: "uuuuu", bindings: ["r", "r", "r", "rw"] },
+  embBwdLink: {
+    src: F.embeddingBackward,
+    entry: "link_main",
+    params: "uuuu",
+    bindings: ["r", "r", "rw", "rw", "rw"],
+  },
+  embBwdWte: { src: F.embeddingBackward, entry: "dwte_main", params: "uuuu", bindings: ["r", "r", "rw", "rw", "rw"] },
+  embBwdWpe: { src: F.embeddingBackward, entry: "dwpe_main", params: "uuuu", bindings: ["r", "r", "rw", "rw", "rw"] },
+  geluBwd: { src: F.geluBackward, entry: "main", params: "u", bindings: ["r", "r", "rw"] },
+  geluFwd: { src: F.geluForward, entry: "main", params: "u", bindings: ["r", "rw"] },
+  normPartial: { src: F.globalNorm, entry: "partial_main", params: "uuu", bindings: ["r", "rw", "rw"] },
+  normFinal: { src: F.globalNorm, entry: "final_main", params: "uuu", bindings: ["r", "rw", "rw"] },
+  lnBwdDinp: {
+    src: F.layernormBackward,
+    entry: "dinp_main",
+    params: "uu",
+    bindings: ["r", "r", "r", "r", "r", "rw", "rw", "rw"],
+  },
+  lnBwdDparams: {
+    src: F.layernormBackward,
+    entry: "dparams_main",
+    params: "uu",
+    bindings: ["r", "r", "r", "r", "r", "rw", "rw", "rw"],
+  },
+  lnFwd: { src: F.layernormForward, entry: "main", params: "uuf", bindings: ["r", "r", "r", "rw", "rw", "rw"] },
+  matmulNaive: { src: F.matmulNaive, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
+  matmulTiled: { src: F.matmulTiled, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
+  scale: { src: F.scale, entry: "main", params: "uf", bindings: ["rw"] },
+  sum: { src: F.sum, entry: "main", params: "uf", bindings: ["r", "rw"] },
+  sumRows: { src: F.sumRows, entry: "main", params: "uu", bindings: ["r", "rw"] },
+} as const satisfies Record<string, KernelDef>;
+
+/** Which matmul kernel to use (the naive one is kept for teaching and testing). */
+export type MatmulKernel = "tiled" | "naive";
+
+/** Options for {@link WebGpuBackend.create}. */
+export interface WebGpuBackendOptions extends GpuDeviceOptions {
+  /** Default "tiled". */
+  matmul?: MatmulKernel;
+}
+
+/** A buffer on the GPU. `buffer` is null once freed. */
+class GpuBuf implements Buf {
+  constructor(
+    readonly length: number,
+    readonly dtype: DType,
+    public buffer: GPUBuffer | null,
+    readonly label: string,
+  ) {}
+}
+
+/** Bytes a buffer of `length` 4-byte elements takes (at least 16, a multiple of 16). */
+function byteSize(length: number): number {
+  return Math.max(16, Math.ceil((length * 4) / 16) * 16);
+}
+
+/** The pool's size class for `bytes`: the next power of two up to 4 KiB, then the next quarter step. */
+function sizeClass(bytes: number): number {
+  if (bytes <= 4096) return 2 ** Math.ceil(Math.log2(bytes));
+  const p = 2 ** Math.floor(Math.log2(bytes));
+  const step = p / 4;
+  return Math.ceil(bytes / step) * step;
+}
+
+/** Options of one dispatch. */
+interface DispatchArgs {
+  /** Uniform parameter values, in the order and types of the kernel's `params`. */
+  params: readonly number[];
+  /** Storage buffers for bindings 1…; null binds a placeholder (for a binding the variant ignores). */
+  bufs: readonly (GpuBuf | null)[];
+  /** Workgroups: a count (made 2D when above 65535) or an explicit [x, y]. */
+  groups: number | readonly [number, number];
+  /** Override constants. */
+  constants?: Record<string, number>;
+}
+
+/** The WebGPU implementation of {@link Backend}. Create with {@link WebGpuBackend.create}. */
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu";
+  readonly description: string;
+  readonly #device: GPUDevice;
+  readonly #matmul: KernelDef;
+  readonly #maxBinding: number;
+  readonly #maxBuffer: number;
+  readonly #modules = new Map<KernelFile, GPUShaderModule>();
+  readonly #layouts = new Map<KernelDef, { bgl: GPUBindGroupLayout; pl: GPUPipelineLayout }>();
+  readonly #pipelines = new Map<KernelDef, Map<string, GPUComputePipeline>>();
+  readonly #pool = new Map<number, GPUBuffer[]>();
+  readonly #live = new Set<GPUBuffer>();
+  readonly #placeholders = new Map<number, GPUBuffer>();
+  readonly #uniforms: GPUBuffer;
+  readonly #uniformHost = new ArrayBuffer(MAX_BATCH * UNIFORM_SLOT);
+  #slots = 0;
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #error: Error | null = null;
+  #disposed = false;
+
+  private constructor(device: GPUDevice, description: string, matmul: MatmulKernel) {
+    this.#device = device;
+    this.description = description;
+    this.#matmul = matmul === "naive" ? K.matmulNaive : K.matmulTiled;
+    this.#maxBinding = device.limits.maxStorageBufferBindingSize;
+    this.#maxBuffer = device.limits.maxBufferSize;
+    this.#uniforms = device.createBuffer({
+      label: "uniform ring",
+      size: MAX_BATCH * UNIFORM_SLOT,
+      usage: USAGE_UNIFORM | USAGE_COPY_DST,
+    });
+    device.lost.then((info) => {
+      if (info.reason !== "destroyed" && !this.#disposed) {
+        this.#error ??= new Error(`WebGPU device lost: ${info.reason}: ${info.message}`);
+      }
+    });
+    const onError = (ev: Event) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.#error ??= new Error(`WebGPU error: ${e?.message ?? String(ev)}`);
+    };
+    if (typeof device.addEventListener === "function") device.addEventListener("uncapturederror", onError);
+    else (device as { onuncapturederror?: unknown }).onuncapturederror = onError;
+  }
+
+  /** Open a WebGPU device and build the backend; throws when no adapter is found. */
+  static async create(opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    const gpu = await requestGpuDevice(opts);
+    if (!gpu) {
+      throw new Error(
+        opts.rejectSoftware
+          ? "Cannot create WebGPU backend: no hardware adapter found (software adapters were rejected)"
+          : "Cannot create WebGPU backend: no adapter found (navigator.gpu.requestAdapter() returned null)",
+      );
+    }
+    return new WebGpuBackend(gpu.device, gpu.description, opts.matmul ?? "tiled");
+  }
+
+  // ------------------------------------------------------------------ memory
+
+  alloc(length: number, dtype: DType = "f32", label = "buffer"): Buf {
+    const b = this.#acquire(length, dtype, label);
+    this.#endPass();
+    this.#enc().clearBuffer(b.buffer!, 0, byteSize(length));
+    return b;
+  }
+
+  upload(data: Float32Array | Int32Array, label = "upload"): Buf {
+    const b = this.#acquire(data.length, data instanceof Int32Array ? "i32" : "f32", label);
+    this.#flush(); // a pooled buffer may still be in use by recorded work
+    this.#device.queue.writeBuffer(b.buffer!, 0, data.buffer, data.byteOffset, data.byteLength);
+    return b;
+  }
+
+  write(buf: Buf, data: Float32Array | Int32Array, offset = 0): void {
+    const b = this.#buf(buf, "write");
+    const dtype = data instanceof Int32Array ? "i32" : "f32";
+    if (dtype !== b.dtype) throw new Error(`Cannot write to "${b.label}": ${dtype} data into a ${b.dtype} buffer`);
+    if (offset < 0 || offset + data.length > b.length) {
+      throw new Error(`Cannot write to "${b.label}": ${data.length} elements at offset ${offset} exceed ${b.length}`);
+    }
+    this.#flush(); // recorded work must see the old contents
+    this.#device.queue.writeBuffer(b.buffer!, offset * 4, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  async read(buf: Buf): Promise<Float32Array | Int32Array> {
+    const b = this.#buf(buf, "read");
+    const bytes = byteSize(b.length);
+    const staging = this.#device.createBuffer({
+      label: `read ${b.label}`,
+      size: bytes,
+      usage: USAGE_MAP_READ | USAGE_COPY_DST,
+    });
+    this.#endPass();
+    this.#enc().copyBufferToBuffer(b.buffer!, 0, staging, 0, bytes);
+    this.#flush();
+    try {
+      await staging.mapAsync(MAP_MODE_READ);
+    } catch (e) {
+      this.#throwIfFailed();
+      throw e;
+    }
+    const copy = staging.getMappedRange(0, bytes).slice(0, b.length * 4);
+    staging.unmap();
+    staging.destroy();
+    this.#throwIfFailed();
+    return b.dtype === "i32" ? new Int32Array(copy) : new Float32Array(copy);
+  }
+
+  zero(buf: Buf): void {
+    const b = this.#buf(buf, "zero");
+    this.#endPass();
+    this.#enc().clearBuffer(b.buffer!, 0, byteSize(b.length));
+  }
+
+  copy(dst: Buf, src: Buf, length?: number, dstOffset = 0, srcOffset = 0): void {
+    const d = this.#buf(dst, "copy"), s = this.#buf(src, "copy");
+    const n = length ?? Math.min(d.length - dstOffset, s.length - srcOffset);
+    if (n < 0 || srcOffset + n > s.length || dstOffset + n > d.length) {
+      throw new Error(
+        `Cannot copy "${s.label}" to "${d.label}": ${n} elements at ${srcOffset} → ${dstOffset} out of range`,
+      );
+    }
+    if (n === 0) return;
+    this.#endPass();
+    const enc = this.#enc();
+    if (d.buffer === s.buffer) {
+      // copyBufferToBuffer forbids src = dst: go through a temporary.
+      const tmp = this.#acquire(n, s.dtype, "copy temporary");
+      enc.copyBufferToBuffer(s.buffer!, srcOffset * 4, tmp.buffer!, 0, n * 4);
+      enc.copyBufferToBuffer(tmp.buffer!, 0, d.buffer!, dstOffset * 4, n * 4);
+      this.free(tmp);
+    } else {
+      enc.copyBufferToBuffer(s.buffer!, srcOffset * 4, d.buffer!, dstOffset * 4, n * 4);
+    }
+  }
+
+  free(buf: Buf): void {
+    const b = buf as GpuBuf;
+    if (!b.buffer) return;
+    const size = b.buffer.size;
+    let list = this.#pool.get(size);
+    if (!list) this.#pool.set(size, list = []);
+    list.push(b.buffer);
+    b.buffer = null;
+  }
+
+  async sync(): Promise<void> {
+    this.#flush();
+    await this.#device.queue.onSubmittedWorkDone();
+    this.#throwIfFailed();
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const b of this.#live) b.destroy();
+    this.#live.clear();
+    this.#pool.clear();
+    for (const b of this.#placeholders.values()) b.destroy();
+    this.#uniforms.destroy();
+    this.#device.destroy();
+  }
+
+  // ------------------------------------------------------------------ elementwise
+
+  add(args: { out: Buf; a: Buf; b: Buf; n: number; accumulate?: boolean }): void {
+    const out = this.#buf(args.out, "add"), a = this.#buf(args.a, "add"), b = this.#buf(args.b, "add");
+    this.#need([[out, "out"], [a, "a"], [b, "b"]], args.n, "add");
+    const aIsOut = a.buffer === out.buffer, bIsOut = b.buffer === out.buffer;
+    this.#dispatch(K.add, {
+      params: [args.n],
+      bufs: [aIsOut ? null : a, bIsOut ? null : b, out],
+      groups: Math.ceil(args.n / 256),
+      constants: { A_IS_OUT: +aIsOut, B_IS_OUT: +bIsOut, ACCUMULATE: +!!args.accumulate },
+    });
+  }
+
+  scale(args: { buf: Buf; n: number; s: number }): void {
+    const b = this.#buf(args.buf, "scale");
+    this.#need([[b, "buf"]], args.n, "scale");
+    this.#dispatch(K.scale, { params: [args.n, args.s], bufs: [b], groups: Math.ceil(args.n / 256) });
+  }
+
+  geluForward(args: { out: Buf; inp: Buf; n: number }): void {
+    const out = this.#buf(args.out, "geluForward"), inp = this.#buf(args.inp, "geluForward");
+    this.#need([[out, "out"], [inp, "inp"]], args.n, "geluForward");
+    this.#dispatch(K.geluFwd, { params: [args.n], bufs: [inp, out], groups: Math.ceil(args.n / 256) });
+  }
+
+  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean }): void {
+    const op = "geluBackward";
+    const dinp = this.#buf(args.dinp, op), inp = this.#buf(args.inp, op), dout = this.#buf(args.dout, op);
+    this.#need([[dinp, "dinp"], [inp, "inp"], [dout, "dout"]], args.n, op);
+    this.#dispatch(K.geluBwd, {
+      params: [args.n],
+      bufs: [inp, dout, dinp],
+      groups: Math.ceil(args.n / 256),
+      constants: { ACCUMULATE: +!!args.accumulate },
+    });
+  }
+
+  // ------------------------------------------------------------------ embedding
+
+  embeddingForward(
+    args: { out: Buf; ids: Buf; wte: Buf; wpe: Buf; B: number; T: number; C: number; pos0?: number },
+  ): void {
+    const op = "embeddingForward";
+    const { B, T, C } = args;
+    const pos0 = args.pos0 ?? 0;
+    const out = this.#buf(args.out, op), ids = this.#buf(args.ids, op, "i32");
+    const wte = this.#buf(args.wte, op), wpe = this.#buf(args.wpe, op);
+    this.#need([[out, "out"]], B * T * C, op);
+    this.#need([[ids, "ids"]], B * T, op);
+    this.#need([[wpe, "wpe"]], (pos0 + T) * C, op);
+    const V = Math.floor(wte.length / C);
+    this.#dispatch(K.embFwd, {
+      params: [B, T, C, V, pos0],
+      bufs: [ids, wte, wpe, out],
+      groups: Math.ceil((B * T * C) / 256),
+    });
+  }
+
+  embeddingBackward(
+    args: { dwte: Buf; dwpe: Buf; dout: Buf; ids: Buf; B: number; T: number; C: number; V: number },
+  ): void {
+    const op = "embeddingBackward";
+    const { B, T, C, V } = args;
+    const dwte = this.#buf(args.dwte, op), dwpe = this.#buf(args.dwpe, op);
+    const dout = this.#buf(args.dout, op), ids = this.#buf(args.ids, op, "i32");
+    this.#need([[dwte, "dwte"]], V * C, op);
+    this.#need([[dwpe, "dwpe"]], T * C, op);
+    this.#need([[dout, "dout"]], B * T * C, op);
+    this.#need([[ids, "ids"]], B * T, op);
+    const N = B * T;
+    const links = this.#acquire(2 * N, "i32", "embedding links");
+    const bufs = [ids, dout, dwte, dwpe, links];
+    const params = [B, T, C, V];
+    this.#dispatch(K.embBwdLink, { params, bufs, groups: Math.ceil(N / 64) });
+    this.#dispatch(K.embBwdWte, { params, bufs, groups: Math.ceil((N * C) / 256) });
+    this.#dispatch(K.embBwdWpe, { params, bufs, groups: Math.ceil((T * C) / 256) });
+    this.free(links);
+  }
+
+  // ------------------------------------------------------------------ layernorm
+
+  layernormForward(
+    args: {
+      out: Buf;
+      mean?: Buf;
+      rstd?: Buf;
+      inp: Buf;
+      weight: Buf;
+      bias: Buf;
+      N: number;
+      C: number;
+      eps: number;
+    },
+  ): void {
+    const op = "layernormForward";
+    const { N, C } = args;
+    const out = this.#buf(args.out, op), inp = this.#buf(args.inp, op);
+    const weight = this.#buf(args.weight, op), bias = this.#buf(args.bias, op);
+    const mean = args.mean ? this.#buf(args.mean, op) : null;
+    const rstd = args.rstd ? this.#buf(args.rstd, op) : null;
+    this.#need([[out, "out"], [inp, "inp"]], N * C, op);
+    this.#need([[weight, "weight"], [bias, "bias"]], C, op);
+    if (mean) this.#need([[mean, "mean"]], N, op);
+    if (rstd) this.#need([[rstd, "rstd"]], N, op);
+    const save = mean !== null && rstd !== null;
+    this.#dispatch(K.lnFwd, {
+      params: [N, C, args.eps],
+      bufs: [inp, weight, bias, out, save ? mean : null, save ? rstd : null],
+      groups: N,
+      constants: { SAVE_STATS: +save },
+    });
+  }
+
+  layernormBackward(
+    args: {
+      dinp: Buf;
+      dweight: Buf;
+      dbias: Buf;
+      dout: Buf;
+      inp: Buf;
+      weight: Buf;
+      mean: Buf;
+      rstd: Buf;
+      N: number;
+      C: number;
+      accumulate?: boolean;
+    },
+  ): void {
+    const op = "layernormBackward";
+    const { N, C } = args;
+    const [dinp, dweight, dbias, dout, inp, weight, mean, rstd] = [
+      args.dinp,
+      args.dweight,
+      args.dbias,
+      args.dout,
+      args.inp,
+      args.weight,
+      args.mean,
+      args.rstd,
+    ].map((b) => this.#buf(b, op)) as [GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf];
+    this.#need([[dinp, "dinp"], [dout, "dout"], [inp, "inp"]], N * C, op);
+    this.#need([[dweight, "dweight"], [dbias, "dbias"], [weight, "weight"]], C, op);
+    this.#need([[mean, "mean"], [rstd, "rstd"]], N, op);
+    const bufs = [dout, inp, weight, mean, rstd, dinp, dweight, dbias];
+    const constants = { ACCUMULATE: +!!args.accumulate };
+    this.#dispatch(K.lnBwdDinp, { params: [N, C], bufs, groups: N, constants });
+    this.#dispatch(K.lnBwdDparams, { params: [N, C], bufs, groups: Math.ceil(C / 64), constants });
+  }
+
+  // ------------------------------------------------------------------ matmul
+
+  matmul(args: MatmulArgs): void {
+    const op = "matmul";
+    const { M, N, K: Kd } = args;
+    const out = this.#buf(args.out, op), a = this.#buf(args.a, op), b = this.#buf(args.b, op);
+    const bias = args.bias ? this.#buf(args.bias, op) : null;
+    this.#need([[out, "out"]], M * N, op);
+    this.#need([[a, "a"]], M * Kd, op);
+    this.#need([[b, "b"]], Kd * N, op);
+    if (bias) this.#need([[bias, "bias"]], N, op);
+    const constants: Record<string, number> = {
+      TRANS_A: +!!args.transA,
+      TRANS_B: +!!args.transB,
+      HAS_BIAS: +(bias !== null),
+      ACCUMULATE: +!!args.accumulate,
+    };
+    const tile = this.#matmul === K.matmulTiled ? 64 : 16; // output block per workgroup
+    this.#dispatch(this.#matmul, {
+      params: [M, N, Kd],
+      bufs: [a, b, bias, out],
+      groups: [Math.ceil(N / tile), Math.ceil(M / tile)],
+      constants,
+    });
+  }
+
+  sumRows(args: { out: Buf; inp: Buf; M: number; N: number; accumulate?: boolean }): void {
+    const op = "sumRows";
+    const out = this.#buf(args.out, op), inp = this.#buf(args.inp, op);
+    this.#need([[out, "out"]], args.N, op);
+    this.#need([[inp, "inp"]], args.M * args.N, op);
+    this.#dispatch(K.sumRows, {
+      params: [args.M, args.N],
+      bufs: [inp, out],
+      groups: Math.ceil(args.N / 64),
+      constants: { ACCUMULATE: +!!args.accumulate },
+    });
+  }
+
+  // ------------------------------------------------------------------ attention
+
+  attentionForward(
+    args: { out: Buf; att: Buf; qkv: Buf; mask?: Buf; B: number; T: number; C: number; NH: number },
+  ): void {
+    const op = "attentionForward";
+    const { B, T, C, NH } = args;
+    this.#checkHeads(C, NH, op);
+    const out = this.#buf(args.out, op), att = this.#buf(args.att, op), qkv = this.#buf(args.qkv, op);
+    const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
+    this.#need([[out, "out"]], B * T * C, op);
+    this.#need([[att, "att"]], B * NH * T * T, op);
+    this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
+    if (mask) this.#need([[mask, "mask"]], B * T, op);
+    this.#dispatch(K.attnFwd, {
+      params: [B, T, C, NH],
+      bufs: [qkv, mask, att, out],
+      groups: B * NH * T,
+      constants: { HAS_MASK: +(mask !== null) },
+    });
+  }
+
+  attentionBackward(
+    args: { dqkv: Buf; dout: Buf; qkv: Buf; att: Buf; B: number; T: number; C: number; NH: number },
+  ): void {
+    const op = "attentionBackward";
+    const { B, T, C, NH } = args;
+    this.#checkHeads(C, NH, op);
+    const dqkv = this.#buf(args.dqkv, op), dout = this.#buf(args.dout, op);
+    const qkv = this.#buf(args.qkv, op), att = this.#buf(args.att, op);
+    this.#need([[dqkv, "dqkv"], [qkv, "qkv"]], B * T * 3 * C, op);
+    this.#need([[dout, "dout"]], B * T * C, op);
+    this.#need([[att, "att"]], B * NH * T * T, op);
+    const dpre = this.#acquire(B * NH * T * T, "f32", "attention dpreatt");
+    const bufs = [dout, qkv, att, dqkv, dpre];
+    const params = [B, T, C, NH];
+    this.#dispatch(K.attnBwdDpre, { params, bufs, groups: B * NH * T });
+    this.#dispatch(K.attnBwdDq, { params, bufs, groups: Math.ceil((B * T * C) / 256) });
+    this.#dispatch(K.attnBwdDkv, { params, bufs, groups: Math.ceil((B * T * C) / 256) });
+    this.free(dpre);
+  }
+
+  attentionCached(
+    args: {
+      out: Buf;
+      qkv: Buf;
+      kcache: Buf;
+      vcache: Buf;
+      mask?: Buf;
+      B: number;
+      Tn: number;
+      pos0: number;
+      Tmax: number;
+      C: number;
+      NH: number;
+    },
+  ): void {
+    const op = "attentionCached";
+    const { B, Tn, pos0, Tmax, C, NH } = args;
+    this.#checkHeads(C, NH, op);
+    if (pos0 < 0 || pos0 + Tn > Tmax) {
+      throw new Error(`Cannot run ${op}: positions ${pos0}…${pos0 + Tn - 1} do not fit the cache of ${Tmax}`);
+    }
+    const out = this.#buf(args.out, op), qkv = this.#buf(args.qkv, op);
+    const kcache = this.#buf(args.kcache, op), vcache = this.#buf(args.vcache, op);
+    const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
+    this.#need([[out, "out"]], B * Tn * C, op);
+    this.#need([[qkv, "qkv"]], B * Tn * 3 * C, op);
+    this.#need([[kcache, "kcache"], [vcache, "vcache"]], B * Tmax * C, op);
+    if (mask) this.#need([[mask, "mask"]], B * Tmax, op);
+    const scratch = this.#acquire(B * NH * Tn * Tmax, "f32", "attention cached scores");
+    const bufs = [qkv, mask, kcache, vcache, out, scratch];
+    const params = [B, Tn, C, NH, pos0, Tmax];
+    const constants = { HAS_MASK: +(mask !== null) };
+    this.#dispatch(K.attnCachedStore, { params, bufs, groups: Math.ceil((B * Tn * C) / 256), constants });
+    this.#dispatch(K.attnCachedAttend, { params, bufs, groups: B * NH * Tn, constants });
+    this.free(scratch);
+  }
+
+  // ------------------------------------------------------------------ loss
+
+  crossEntropy(
+    args: { losses: Buf; dlogits?: Buf; logits: Buf; targets: Buf; N: number; V: number; scale: number },
+  ): void {
+    const op = "crossEntropy";
+    const { N, V } = args;
+    const losses = this.#buf(args.losses, op), logits = this.#buf(args.logits, op);
+    const targets = this.#buf(args.targets, op, "i32");
+    const dlogits = args.dlogits ? this.#buf(args.dlogits, op) : null;
+    this.#need([[logits, "logits"]], N * V, op);
+    this.#need([[losses, "losses"]], N, op);
+    this.#need([[targets, "targets"]], N, op);
+    if (dlogits) this.#need([[dlogits, "dlogits"]], N * V, op);
+    const inPlace = dlogits !== null && dlogits.buffer === logits.buffer;
+    const mode = dlogits === null ? 0 : inPlace ? 2 : 1;
+    this.#dispatch(K.crossEntropy, {
+      params: [N, V, args.scale],
+      bufs: [logits, targets, losses, mode === 1 ? dlogits : null],
+      groups: N,
+      constants: { DLOGITS: mode },
+    });
+  }
+
+  sum(args: { out: Buf; inp: Buf; n: number; s?: number; accumulate?: boolean }): void {
+    const out = this.#buf(args.out, "sum"), inp = this.#buf(args.inp, "sum");
+    this.#need([[out, "out"]], 1, "sum");
+    this.#need([[inp, "inp"]], args.n, "sum");
+    this.#dispatch(K.sum, {
+      params: [args.n, args.s ?? 1],
+      bufs: [inp, out],
+      groups: 1,
+      constants: { ACCUMULATE: +!!args.accumulate },
+    });
+  }
+
+  // ------------------------------------------------------------------ optimizer
+
+  globalNorm(args: { out: Buf; bufs: readonly Buf[] }): void {
+    const out = this.#buf(args.out, "globalNorm");
+    this.#need([[out, "out"]], 1, "globalNorm");
+    const BLOCK = 4096;
+    const inputs = args.bufs.map((b) => this.#buf(b, "globalNorm"));
+    const count = inputs.reduce((s, b) => s + Math.ceil(b.length / BLOCK), 0);
+    const partials = this.#acquire(Math.max(1, count), "f32", "global norm partials");
+    let offset = 0;
+    for (const b of inputs) {
+      const blocks = Math.ceil(b.length / BLOCK);
+      if (blocks === 0) continue;
+      this.#dispatch(K.normPartial, { params: [b.length, offset, count], bufs: [b, partials, out], groups: blocks });
+      offset += blocks;
+    }
+    this.#dispatch(K.normFinal, { params: [0, 0, count], bufs: [null, partials, out], groups: 1 });
+    this.free(partials);
+  }
+
+  adamw(
+    args: {
+      param: Buf;
+      grad: Buf;
+      m: Buf;
+      v: Buf;
+      n: number;
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      step: number;
+      norm?: Buf;
+      maxNorm?: number;
+    },
+  ): void {
+    const op = "adamw";
+    const param = this.#buf(args.param, op), grad = this.#buf(args.grad, op);
+    const m = this.#buf(args.m, op), v = this.#buf(args.v, op);
+    const norm = args.norm ? this.#buf(args.norm, op) : null;
+    this.#need([[param, "param"], [grad, "grad"], [m, "m"], [v, "v"]], args.n, op);
+    if (norm && args.maxNorm === undefined) throw new Error("Cannot run adamw: norm given without maxNorm");
+    const bc1 = 1 - Math.pow(args.beta1, args.step);
+    const bc2 = 1 - Math.pow(args.beta2, args.step);
+    this.#dispatch(K.adamw, {
+      params: [
+        args.n,
+        args.lr,
+        args.beta1,
+        args.beta2,
+        args.eps,
+        args.weightDecay,
+        bc1,
+        bc2,
+        args.maxNorm ?? 0,
+        1 - args.beta1,
+        1 - args.beta2,
+      ],
+      bufs: [param, grad, m, v, norm],
+      groups: Math.ceil(args.n / 256),
+      constants: { HAS_NORM: +(norm !== null) },
+    });
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** The live GpuBuf behind a handle, checking that it is not freed and has the right dtype. */
+  #buf(buf: Buf, op: string, dtype: DType = "f32"): GpuBuf {
+    const b = buf as GpuBuf;
+    if (!(b instanceof GpuBuf)) throw new Error(`Cannot run ${op}: the buffer does not belong to this backend`);
+    if (!b.buffer) throw new Error(`Cannot run ${op}: buffer "${b.label}" was freed`);
+    if (this.#disposed) throw new Error(`Cannot run ${op}: the WebGPU backend was disposed`);
+    if (this.#error) throw this.#error;
+    if (op !== "write" && op !== "read" && op !== "zero" && op !== "copy" && b.dtype !== dtype) {
+      throw new Error(`Cannot run ${op}: buffer "${b.label}" is ${b.dtype}, expected ${dtype}`);
+    }
+    return b;
+  }
+
+  /** Check that each buffer holds at least n elements. */
+  #need(list: readonly [GpuBuf, string][], n: number, op: string): void {
+    for (const [b, name] of list) {
+      if (b.length < n) {
+        throw new Error(`Cannot run ${op}: ${name} ("${b.label}") has ${b.length} elements, needs ${n}`);
+      }
+    }
+  }
+
+  #checkHeads(C: number, NH: number, op: string): void {
+    if (NH <= 0 || C % NH !== 0) throw new Error(`Cannot run ${op}: C = ${C} is not divisible by NH = ${NH}`);
+  }
+
+  /** A buffer from the pool (contents undefined) or a new one (zeros). */
+  #acquire(length: number, dtype: DType, label: string): GpuBuf {
+    if (this.#disposed) throw new Error(`Cannot allocate "${label}": the WebGPU backend was disposed`);
+    if (!Number.isInteger(length) || length < 0) {
+      throw new Error(`Cannot allocate WebGPU buffer "${label}": invalid length ${length}`);
+    }
+    const bytes = byteSize(length);
+    const limit = Math.min(this.#maxBinding, this.#maxBuffer);
+    if (bytes > limit) {
+      throw new Error(
+        `Cannot allocate WebGPU buffer "${label}": ${bytes} bytes (${length} × ${dtype}) exceeds the device's ` +
+          `maxStorageBufferBindingSize/maxBufferSize of ${limit} bytes`,
+      );
+    }
+    const size = Math.min(sizeClass(bytes), Math.floor(limit / 16) * 16);
+    const pooled = this.#pool.get(size)?.pop();
+    if (pooled) return new GpuBuf(length, dtype, pooled, label);
+    const buffer = this.#device.createBuffer({
+      label,
+      size,
+      usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST,
+    });
+    this.#live.add(buffer);
+    return new GpuBuf(length, dtype, buffer, label);
+  }
+
+  /** A 16-byte placeholder for binding `i` (one per index, so placeholders never alias each other). */
+  #placeholder(i: number): GPUBuffer {
+    let b = this.#placeholders.get(i);
+    if (!b) {
+      b = this.#device.createBuffer({ label: `placeholder ${i}`, size: 16, usage: USAGE_STORAGE });
+      this.#placeholders.set(i, b);
+    }
+    return b;
+  }
+
+  #enc(): GPUCommandEncoder {
+    return this.#encoder ??= this.#device.createCommandEncoder();
+  }
+
+  #endPass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+  }
+
+  /** Submit everything recorded so far, with the uniform slots it uses. */
+  #flush(): void {
+    this.#endPass();
+    if (!this.#encoder) return;
+    if (this.#slots > 0) {
+      this.#device.queue.writeBuffer(this.#uniforms, 0, this.#uniformHost, 0, this.#slots * UNIFORM_SLOT);
+    }
+    this.#device.queue.submit([this.#encoder.finish()]);
+    this.#encoder = null;
+    this.#slots = 0;
+  }
+
+  #throwIfFailed(): void {
+    if (this.#error) throw this.#error;
+  }
+
+  #pipeline(
+    k: KernelDef,
+    constants: Record<string, number>,
+  ): { pipeline: GPUComputePipeline; bgl: GPUBindGroupLayout } {
+    let layout = this.#layouts.get(k);
+    if (!layout) {
+      const entries: GPUBindGroupLayoutEntry[] = [
+        { binding: 0, visibility: STAGE_COMPUTE, buffer: { type: "uniform" } },
+        ...k.bindings.map((access, i): GPUBindGroupLayoutEntry => ({
+          binding: i + 1,
+          visibility: STAGE_COMPUTE,
+          buffer: { type: access === "rw" ? "storage" : "read-only-storage" },
+        })),
+      ];
+      const bgl = this.#device.createBindGroupLayout({ label: `${k.src.file}:${k.entry}`, entries });
+      layout = { bgl, pl: this.#device.createPipelineLayout({ bindGroupLayouts: [bgl] }) };
+      this.#layouts.set(k, layout);
+    }
+    let byConstants = this.#pipelines.get(k);
+    if (!byConstants) this.#pipelines.set(k, byConstants = new Map());
+    const key = Object.keys(constants).sort().map((c) => `${c}=${constants[c]}`).join(",");
+    let pipeline = byConstants.get(key);
+    if (!pipeline) {
+      let module = this.#modules.get(k.src);
+      if (!module) {
+        module = this.#device.createShaderModule({ label: k.src.file, code: k.src.code });
+        this.#modules.set(k.src, module);
+      }
+      pipeline = this.#device.createComputePipeline({
+        label: `${k.src.file}:${k.entry}${key ? ` (${key})` : ""}`,
+        layout: layout.pl,
+        compute: { module, entryPoint: k.entry, constants },
+      });
+      byConstants.set(key, pipeline);
+    }
+    return { pipeline, bgl: layout.bgl };
+  }
+
+  /** Record one dispatch of kernel `k`. */
+  #dispatch(k: KernelDef, args: DispatchArgs): void {
+    const label = `${k.src.file}:${k.entry}`;
+    // Workgroup grid.
+    let gx: number, gy: number;
+    if (typeof args.groups === "number") {
+      const n = args.groups;
+      if (n === 0) return;
+      gy = Math.ceil(n / MAX_GROUPS_PER_DIM);
+      gx = Math.ceil(n / gy);
+    } else {
+      [gx, gy] = args.groups;
+      if (gx === 0 || gy === 0) return;
+    }
+    if (gx > MAX_GROUPS_PER_DIM || gy > MAX_GROUPS_PER_DIM) {
+      throw new Error(`Cannot dispatch ${label}: ${gx} × ${gy} workgroups exceed ${MAX_GROUPS_PER_DIM} per dimension`);
+    }
+    // Writable bindings must not share a buffer with any other binding.
+    const bufs = args.bufs;
+    for (let i = 0; i < bufs.length; i++) {
+      const bi = bufs[i];
+      if (!bi || k.bindings[i] !== "rw") continue;
+      for (let j = 0; j < bufs.length; j++) {
+        if (j !== i && bufs[j]?.buffer === bi.buffer) {
+          throw new Error(`Cannot dispatch ${label}: buffer "${bi.label}" is bound twice and written`);
+        }
+      }
+    }
+    const { pipeline, bgl } = this.#pipeline(k, args.constants ?? {});
+    // Uniform parameters into this dispatch's slot.
+    if (this.#slots >= MAX_BATCH) this.#flush();
+    const slot = this.#slots++;
+    const view = new DataView(this.#uniformHost, slot * UNIFORM_SLOT, UNIFORM_SLOT);
+    for (let i = 0; i < k.params.length; i++) {
+      const v = args.params[i] ?? 0;
+      const t = k.params[i];
+      if (t === "f") view.setFloat32(i * 4, v, true);
+      else if (t === "i") view.setInt32(i * 4, v, true);
+      else view.setUint32(i * 4, v, true);
+    }
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.#uniforms, offset: slot * UNIFORM_SLOT, size: UNIFORM_SLOT } },
+    ];
+    for (let i = 0; i < k.bindings.length; i++) {
+      const b = bufs[i];
+      entries.push({
+        binding: i + 1,
+        resource: b ? { buffer: b.buffer!, offset: 0, size: byteSize(b.length) } : { buffer: this.#placeholder(i) },
+      });
+    }
+    const bindGroup = this.#device.createBindGroup({ layout: bgl, entries });
+    this.#pass ??= this.#enc().beginComputePass();
+    this.#pass.setPipeline(pipeline);
+    this.#pass.setBindGroup(0, bindGroup);
+    this.#pass.dispatchWorkgroups(gx, gy);
+  }
+}

@@ -1,0 +1,552 @@
+/**
+ * Every WGSL kernel against the CPU reference op (src/backend/cpu.ts, the spec), at awkward shapes: T = 1,
+ * C not a multiple of 4 or of the workgroup size, row counts that are not multiples of a tile, fully
+ * masked rows, in-place cross-entropy, accumulate flags, transposes, the KV cache token by token, and
+ * grids above 65535 workgroups.
+ *
+ * Without a WebGPU adapter the tests are skipped with a notice, except under CI (`CI` set), where a
+ * missing adapter is a failure. Sizes are small: lavapipe runs at a few GFLOP/s.
+ *
+ * Tolerances: float32 everywhere. The CPU often sums in float64 and in a different order than the GPU
+ * (trees, tiles), so sums of K terms of size ~1 differ by about K·2⁻²⁴; each test states its bound.
+ * Where both sides do the same float32 additions in the same order (embedding backward, sumRows) the
+ * comparison is exact.
+ */
+
+import { describe, expect, test } from "bun:test";
+import process from "node:process";
+import type { Backend, Buf } from "../src/backend/backend.ts";
+import { CpuBackend } from "../src/backend/cpu.ts";
+import { webgpuAvailable } from "../src/backend/gpu_device.ts";
+import { type MatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
+import { assertClose, type Tolerance } from "../src/testing/compare.ts";
+
+const available = await webgpuAvailable();
+if (!available) {
+  if (process.env.CI) throw new Error("WebGPU tests: no adapter found, and CI is set (a GPU or lavapipe is required)");
+  console.log("webgpu_ops_test: no WebGPU adapter found; skipping the WebGPU kernel tests");
+}
+const gpuTest = (name: string, fn: () => Promise<void>) => test.skipIf(!available)(name, fn, 120_000);
+
+const backends = new Map<MatmulKernel, WebGpuBackend>();
+/** One shared backend per matmul kernel (creating a device is slow on lavapipe). */
+async function gpu(matmul: MatmulKernel = "tiled"): Promise<WebGpuBackend> {
+  let be = backends.get(matmul);
+  if (!be) {
+    be = await WebGpuBackend.create({ matmul });
+    backends.set(matmul, be);
+  }
+  return be;
+}
+const cpu = new CpuBackend();
+
+/** A small deterministic PRNG (mulberry32), uniform in [lo, hi). */
+function rng(seed: number): (lo?: number, hi?: number) => number {
+  let s = seed >>> 0;
+  return (lo = -1, hi = 1) => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
+  };
+}
+
+function randn(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = r(lo, hi);
+  return a;
+}
+
+type Data = Float32Array | Int32Array;
+
+/**
+ * Upload `inputs` to the CPU and the GPU backend, run `op` on each, and read back `outputs`.
+ * Buffers named in `inputs` are uploaded; `op` may alias them freely.
+ */
+async function onBoth(
+  g: Backend,
+  inputs: Record<string, Data>,
+  op: (be: Backend, b: Record<string, Buf>) => void,
+  outputs: readonly string[],
+): Promise<{ cpu: Record<string, Data>; gpu: Record<string, Data> }> {
+  const run = async (be: Backend) => {
+    const bufs: Record<string, Buf> = {};
+    for (const [k, v] of Object.entries(inputs)) bufs[k] = be.upload(v.slice(), k);
+    op(be, bufs);
+    const res: Record<string, Data> = {};
+    for (const k of outputs) res[k] = await be.read(bufs[k]!);
+    for (const b of Object.values(bufs)) be.free(b);
+    return res;
+  };
+  return { cpu: await run(cpu), gpu: await run(g) };
+}
+
+function close(r: { cpu: Record<string, Data>; gpu: Record<string, Data> }, name: string, tol: Tolerance, what = "") {
+  assertClose(r.gpu[name]!, r.cpu[name]!, tol, `${what} ${name}`.trim());
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+describe("webgpu backend", () => {
+  gpuTest("device and memory: alloc zeroes, write, copy, zero, free and reuse, i32", async () => {
+    const g = await gpu();
+    expect(g.description).toContain("webgpu");
+    const a = g.alloc(7, "f32", "a");
+    expect(Array.from(await g.read(a))).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    g.write(a, new Float32Array([1, 2, 3]), 2);
+    expect(Array.from(await g.read(a))).toEqual([0, 0, 1, 2, 3, 0, 0]);
+    const b = g.upload(new Float32Array([9, 8, 7, 6, 5, 4, 3]), "b");
+    g.copy(a, b, 3, 4, 1); // a[4..7) = b[1..4)
+    expect(Array.from(await g.read(a))).toEqual([0, 0, 1, 2, 8, 7, 6]);
+    g.copy(a, a, 2, 0, 5); // same buffer: a[0..2) = a[5..7)
+    expect(Array.from(await g.read(a))).toEqual([7, 6, 1, 2, 8, 7, 6]);
+    g.zero(b);
+    expect(Array.from(await g.read(b))).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    g.free(a);
+    const c = g.alloc(7, "f32", "c"); // comes from the pool: must be zeroed again
+    expect(Array.from(await g.read(c))).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    const ids = g.upload(new Int32Array([-100, 3, 2147483647]), "ids");
+    const back = await g.read(ids);
+    expect(back).toBeInstanceOf(Int32Array);
+    expect(Array.from(back)).toEqual([-100, 3, 2147483647]);
+    expect(() => g.alloc(2 ** 31, "f32", "huge activation")).toThrow(/huge activation/);
+    g.free(c);
+    expect(() => g.zero(c)).toThrow(/freed/);
+    // Clear errors instead of WebGPU validation failures: a too-small buffer, a written buffer bound twice.
+    const small = g.alloc(3, "f32", "small");
+    expect(() => g.geluForward({ out: small, inp: b, n: 7 })).toThrow(/out \("small"\) has 3 elements, needs 7/);
+    expect(() => g.geluForward({ out: b, inp: b, n: 7 })).toThrow(/bound twice and written/);
+    expect(() => g.attentionForward({ out: b, att: b, qkv: b, B: 1, T: 1, C: 5, NH: 2 })).toThrow(/divisible/);
+    g.free(small);
+    for (const x of [b, ids]) g.free(x);
+  });
+
+  // --------------------------------------------------------------------------------------------- matmul
+  for (const kernel of ["tiled", "naive"] as const) {
+    gpuTest(`matmul (${kernel}): transposes, bias, accumulate, edge tiles`, async () => {
+      const g = await gpu(kernel);
+      // (M, N, K): single element; sizes below one tile; crossing 64-row/column tiles and 16-deep k steps.
+      const shapes: [number, number, number][] = [[1, 1, 1], [5, 7, 3], [67, 70, 35], [130, 3, 17], [2, 129, 64]];
+      let seed = 1;
+      for (const [M, N, K] of shapes) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            for (const [bias, accumulate] of [[false, false], [true, false], [true, true]] as const) {
+              const inputs = {
+                a: randn(M * K, seed++),
+                b: randn(K * N, seed++),
+                bias: randn(N, seed++),
+                out: randn(M * N, seed++),
+              };
+              const r = await onBoth(g, inputs, (be, x) =>
+                be.matmul({
+                  out: x.out!,
+                  a: x.a!,
+                  b: x.b!,
+                  bias: bias ? x.bias : undefined,
+                  M,
+                  N,
+                  K,
+                  transA,
+                  transB,
+                  accumulate,
+                }), ["out"]);
+              // K float32 products of |x| < 1 summed in a different order (CPU float64): error ≲ K·2⁻²⁴·√K.
+              close(r, "out", { atol: 2e-6 * K, rtol: 1e-5 }, `M${M} N${N} K${K} tA${+transA} tB${+transB}`);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  gpuTest("sumRows: M = 1, columns not a multiple of 64, accumulate", async () => {
+    const g = await gpu();
+    for (const [M, N] of [[1, 5], [37, 131], [300, 3]] as const) {
+      for (const accumulate of [false, true]) {
+        const r = await onBoth(
+          g,
+          { inp: randn(M * N, M + N), out: randn(N, 7) },
+          (be, x) => be.sumRows({ out: x.out!, inp: x.inp!, M, N, accumulate }),
+          ["out"],
+        );
+        // M float32 additions; the CPU may sum in float64: ≲ M·2⁻²⁴ relative to the running sum.
+        close(r, "out", { atol: 1e-6 * M, rtol: 1e-6 }, `M${M} N${N}`);
+      }
+    }
+  });
+
+  // --------------------------------------------------------------------------------------------- elementwise
+  gpuTest("add: out = a (in place), out = b, accumulate, n not a multiple of 256", async () => {
+    const g = await gpu();
+    const n = 1003;
+    const inputs = { a: randn(n, 1), b: randn(n, 2), out: randn(n, 3) };
+    // One float32 addition (two with accumulate), the same on both sides up to float64 rounding on the CPU.
+    const tol = { atol: 1e-6, rtol: 1e-6 };
+    for (const accumulate of [false, true]) {
+      close(
+        await onBoth(g, inputs, (be, x) => be.add({ out: x.out!, a: x.a!, b: x.b!, n, accumulate }), ["out"]),
+        "out",
+        tol,
+      );
+      close(
+        await onBoth(g, inputs, (be, x) => be.add({ out: x.a!, a: x.a!, b: x.b!, n, accumulate }), ["a"]),
+        "a",
+        tol,
+      );
+      close(
+        await onBoth(g, inputs, (be, x) => be.add({ out: x.b!, a: x.a!, b: x.b!, n, accumulate }), ["b"]),
+        "b",
+        tol,
+      );
+      close(
+        await onBoth(g, inputs, (be, x) => be.add({ out: x.a!, a: x.a!, b: x.a!, n, accumulate }), ["a"]),
+        "a",
+        tol,
+      );
+    }
+  });
+
+  gpuTest("scale", async () => {
+    const g = await gpu();
+    const r = await onBoth(g, { x: randn(1003, 4) }, (be, x) => be.scale({ buf: x.x!, n: 1000, s: -0.37 }), ["x"]);
+    // s travels as float32 (the CPU multiplies by the float64 s): two roundings, ≤ 2⁻²³ relative. The last 3
+    // elements (beyond n) must come back untouched.
+    close(r, "x", { atol: 0, rtol: 2.4e-7 });
+  });
+
+  gpuTest("gelu forward and backward, including saturated inputs", async () => {
+    const g = await gpu();
+    const n = 1003;
+    const inp = randn(n, 5, -6, 6);
+    inp[0] = 40, inp[1] = -40, inp[2] = 0, inp[3] = 1e-4; // tanh saturation (NaN-prone forms) and tiny inputs
+    const inputs = { inp, dout: randn(n, 6), out: new Float32Array(n), dinp: randn(n, 7) };
+    // exp / tanh in WGSL have a few ULP of error (the spec allows 3 + 2|x| ULP for exp): 1e-5 relative.
+    const r = await onBoth(g, inputs, (be, x) => be.geluForward({ out: x.out!, inp: x.inp!, n }), ["out"]);
+    close(r, "out", { atol: 2e-6, rtol: 1e-5 });
+    for (const accumulate of [false, true]) {
+      const rb = await onBoth(
+        g,
+        inputs,
+        (be, x) => be.geluBackward({ dinp: x.dinp!, inp: x.inp!, dout: x.dout!, n, accumulate }),
+        ["dinp"],
+      );
+      close(rb, "dinp", { atol: 5e-6, rtol: 1e-5 });
+    }
+  });
+
+  // --------------------------------------------------------------------------------------------- embedding
+  gpuTest("embedding forward (pos0) and backward with repeated ids", async () => {
+    const g = await gpu();
+    const [B, T, C, V, P] = [3, 5, 7, 11, 9];
+    const ids = new Int32Array([1, 1, 4, 1, 0, 10, 4, 4, 4, 2, 1, 0, 0, 10, 3]);
+    const inputs = {
+      ids,
+      wte: randn(V * C, 1),
+      wpe: randn(P * C, 2),
+      out: new Float32Array(B * T * C),
+      dout: randn(B * T * C, 3),
+      dwte: randn(V * C, 4),
+      dwpe: randn(P * C, 5),
+    };
+    for (const pos0 of [0, 4]) {
+      const r = await onBoth(
+        g,
+        inputs,
+        (be, x) => be.embeddingForward({ out: x.out!, ids: x.ids!, wte: x.wte!, wpe: x.wpe!, B, T, C, pos0 }),
+        ["out"],
+      );
+      close(r, "out", { atol: 0 }); // one float32 addition on both sides: exact
+    }
+    const r = await onBoth(
+      g,
+      inputs,
+      (be, x) => be.embeddingBackward({ dwte: x.dwte!, dwpe: x.dwpe!, dout: x.dout!, ids: x.ids!, B, T, C, V }),
+      ["dwte", "dwpe"],
+    );
+    // The GPU chains positions of equal ids and adds in position order, as the CPU loop does: exact.
+    close(r, "dwte", { atol: 0 });
+    close(r, "dwpe", { atol: 0 });
+  });
+
+  // --------------------------------------------------------------------------------------------- layernorm
+  gpuTest("layernorm forward and backward: N = 1, C = 3 and C = 130, stats omitted, accumulate", async () => {
+    const g = await gpu();
+    for (const [N, C] of [[1, 3], [5, 130], [4, 1]] as const) {
+      const inputs = {
+        inp: randn(N * C, N + C, -2, 3),
+        weight: randn(C, 2),
+        bias: randn(C, 3),
+        out: new Float32Array(N * C),
+        mean: new Float32Array(N),
+        rstd: new Float32Array(N),
+        dout: randn(N * C, 4),
+        dinp: randn(N * C, 5),
+        dweight: randn(C, 6),
+        dbias: randn(C, 7),
+      };
+      const eps = 1e-5;
+      const fwd = (be: Backend, x: Record<string, Buf>) =>
+        be.layernormForward({
+          out: x.out!,
+          mean: x.mean,
+          rstd: x.rstd,
+          inp: x.inp!,
+          weight: x.weight!,
+          bias: x.bias!,
+          N,
+          C,
+          eps,
+        });
+      const r = await onBoth(g, inputs, fwd, ["out", "mean", "rstd"]);
+      // Tree vs sequential sums over C; rstd can reach 1/√eps ≈ 316 when C = 1 (zero variance), so relative.
+      close(r, "out", { atol: 1e-5, rtol: 1e-5 }, `N${N} C${C}`);
+      close(r, "mean", { atol: 1e-6, rtol: 1e-5 }, `N${N} C${C}`);
+      close(r, "rstd", { atol: 1e-6, rtol: 1e-4 }, `N${N} C${C}`);
+      const r2 = await onBoth(
+        g,
+        inputs,
+        (be, x) => be.layernormForward({ out: x.out!, inp: x.inp!, weight: x.weight!, bias: x.bias!, N, C, eps }),
+        ["out"],
+      );
+      close(r2, "out", { atol: 1e-5, rtol: 1e-5 }, `no stats N${N} C${C}`);
+      for (const accumulate of [false, true]) {
+        const rb = await onBoth(g, inputs, (be, x) => {
+          fwd(be, x);
+          be.layernormBackward({
+            dinp: x.dinp!,
+            dweight: x.dweight!,
+            dbias: x.dbias!,
+            dout: x.dout!,
+            inp: x.inp!,
+            weight: x.weight!,
+            mean: x.mean!,
+            rstd: x.rstd!,
+            N,
+            C,
+            accumulate,
+          });
+        }, ["dinp", "dweight", "dbias"]);
+        // dinp = rstd·(g − mean(g) − x̂·mean(g·x̂)): cancellation between terms of size ~rstd; relative 1e-4.
+        close(rb, "dinp", { atol: 2e-5, rtol: 1e-4 }, `N${N} C${C}`);
+        close(rb, "dweight", { atol: 1e-5, rtol: 1e-5 }, `N${N} C${C}`);
+        close(rb, "dbias", { atol: 1e-6, rtol: 1e-6 }, `N${N} C${C}`);
+      }
+    }
+  });
+
+  // --------------------------------------------------------------------------------------------- attention
+  // [B, T, C, NH]: T = 1; HS = 4; HS = 5 (C not a multiple of 4); T above the 64-invocation workgroup.
+  const attnShapes: [number, number, number, number][] = [[2, 1, 8, 2], [2, 7, 12, 3], [1, 9, 10, 2], [1, 70, 6, 1]];
+  function attnMask(B: number, T: number): Int32Array {
+    const m = new Int32Array(B * T).fill(1);
+    m[0] = 0; // batch 0: the first position is padding, so query t = 0 sees no key at all
+    if (T > 2) m[2] = 0;
+    if (B > 1) m.fill(0, T, 2 * T); // batch 1: fully padded (every row sees nothing)
+    return m;
+  }
+
+  gpuTest("attention forward and backward: T = 1, odd head sizes, padding mask, fully masked rows", async () => {
+    const g = await gpu();
+    for (const [B, T, C, NH] of attnShapes) {
+      for (const masked of [false, true]) {
+        const inputs = {
+          qkv: randn(B * T * 3 * C, B + T + C, -2, 2),
+          mask: attnMask(B, T),
+          out: new Float32Array(B * T * C),
+          att: new Float32Array(B * NH * T * T),
+          dout: randn(B * T * C, 9),
+          dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
+        };
+        const r = await onBoth(g, inputs, (be, x) => {
+          const mask = masked ? x.mask : undefined;
+          be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, B, T, C, NH });
+          be.attentionBackward({ dqkv: x.dqkv!, dout: x.dout!, qkv: x.qkv!, att: x.att!, B, T, C, NH });
+        }, ["out", "att", "dqkv"]);
+        const what = `B${B} T${T} C${C} NH${NH} mask${+masked}`;
+        // exp with a few ULP, sums over ≤ 70 keys in another order: 1e-5 absolute on values of size ~1.
+        close(r, "att", { atol: 2e-6, rtol: 1e-5 }, what);
+        close(r, "out", { atol: 1e-5, rtol: 1e-5 }, what);
+        close(r, "dqkv", { atol: 2e-5, rtol: 1e-4 }, what);
+        if (masked && B > 1) {
+          // batch 1 is fully padded: every output and gradient there is exactly 0
+          expect(Array.from(r.gpu.out!.subarray(T * C, 2 * T * C)).every((v) => v === 0)).toBe(true);
+        }
+      }
+    }
+  });
+
+  gpuTest("attentionCached: prefill then token by token, with a mask, against the CPU", async () => {
+    const g = await gpu();
+    const [B, Tmax, C, NH] = [2, 6, 10, 2];
+    const HS = C / NH;
+    const mask = new Int32Array(B * Tmax).fill(1);
+    mask[0] = 0; // batch 0, position 0 is padding: the first query sees nothing
+    mask[Tmax + 2] = 0;
+    const steps: [number, number][] = [[0, 3], [3, 1], [4, 1], [5, 1]]; // (pos0, Tn)
+    const state: Record<string, { kc: Buf; vc: Buf; mask: Buf }> = {};
+    for (const [name, be] of [["cpu", cpu], ["gpu", g]] as const) {
+      state[name] = {
+        kc: be.alloc(B * NH * Tmax * HS, "f32", "kcache"),
+        vc: be.alloc(B * NH * Tmax * HS, "f32", "vcache"),
+        mask: be.upload(mask, "mask"),
+      };
+    }
+    let seed = 100;
+    for (const [pos0, Tn] of steps) {
+      const qkv = randn(B * Tn * 3 * C, seed++, -2, 2);
+      const res: Record<string, Data[]> = {};
+      for (const [name, be] of [["cpu", cpu], ["gpu", g]] as const) {
+        const s = state[name]!;
+        const q = be.upload(qkv, "qkv");
+        const out = be.alloc(B * Tn * C, "f32", "out");
+        be.attentionCached({ out, qkv: q, kcache: s.kc, vcache: s.vc, mask: s.mask, B, Tn, pos0, Tmax, C, NH });
+        res[name] = [await be.read(out), await be.read(s.kc), await be.read(s.vc)];
+        be.free(q), be.free(out);
+      }
+      const what = `pos0 ${pos0} Tn ${Tn}`;
+      assertClose(res.gpu![0]!, res.cpu![0]!, { atol: 1e-5, rtol: 1e-5 }, `${what} out`); // as attention forward
+      assertClose(res.gpu![1]!, res.cpu![1]!, { atol: 0 }, `${what} kcache`); // copies: exact
+      assertClose(res.gpu![2]!, res.cpu![2]!, { atol: 0 }, `${what} vcache`);
+    }
+  });
+
+  // --------------------------------------------------------------------------------------------- loss
+  gpuTest("crossEntropy: ignored rows, V not a multiple of 256, separate / in place / no dlogits", async () => {
+    const g = await gpu();
+    const [N, V] = [5, 300];
+    const targets = new Int32Array([3, -100, 299, 0, -100]);
+    const inputs = { logits: randn(N * V, 11, -8, 8), targets, losses: randn(N, 1), dlogits: randn(N * V, 2) };
+    const scale = 1 / 3;
+    // log-sum-exp over 300 terms (tree vs sequential) and exp with a few ULP: 1e-5 relative on losses ~6.
+    const tolLoss = { atol: 1e-5, rtol: 1e-5 };
+    const tolGrad = { atol: 1e-7, rtol: 1e-4 }; // probabilities down to e⁻¹⁶: relative matters
+    const r1 = await onBoth(g, inputs, (be, x) =>
+      be.crossEntropy({
+        losses: x.losses!,
+        dlogits: x.dlogits,
+        logits: x.logits!,
+        targets: x.targets!,
+        N,
+        V,
+        scale,
+      }), ["losses", "dlogits", "logits"]);
+    close(r1, "losses", tolLoss, "separate");
+    close(r1, "dlogits", tolGrad, "separate");
+    close(r1, "logits", { atol: 0 }, "separate (unchanged)");
+    const r2 = await onBoth(g, inputs, (be, x) =>
+      be.crossEntropy({
+        losses: x.losses!,
+        dlogits: x.logits,
+        logits: x.logits!,
+        targets: x.targets!,
+        N,
+        V,
+        scale,
+      }), ["losses", "logits"]);
+    close(r2, "losses", tolLoss, "in place");
+    close(r2, "logits", tolGrad, "in place");
+    const r3 = await onBoth(
+      g,
+      inputs,
+      (be, x) => be.crossEntropy({ losses: x.losses!, logits: x.logits!, targets: x.targets!, N, V, scale }),
+      ["losses"],
+    );
+    close(r3, "losses", tolLoss, "loss only");
+  });
+
+  gpuTest("sum: n = 1 and n = 1003, scale, accumulate", async () => {
+    const g = await gpu();
+    for (const n of [1, 1003]) {
+      for (const accumulate of [false, true]) {
+        const r = await onBoth(
+          g,
+          { inp: randn(n, n), out: new Float32Array([0.5]) },
+          (be, x) => be.sum({ out: x.out!, inp: x.inp!, n, s: 0.25, accumulate }),
+          ["out"],
+        );
+        close(r, "out", { atol: 1e-6 * Math.sqrt(n), rtol: 1e-6 }); // tree vs float64 sum of n terms
+      }
+    }
+  });
+
+  // --------------------------------------------------------------------------------------------- optimizer
+  gpuTest("globalNorm over buffers of 1, 300 and 9000 elements (several 4096 blocks)", async () => {
+    const g = await gpu();
+    const inputs = { a: randn(1, 1), b: randn(300, 2), c: randn(9000, 3, -3, 3), out: new Float32Array(1) };
+    const r = await onBoth(g, inputs, (be, x) => be.globalNorm({ out: x.out!, bufs: [x.a!, x.b!, x.c!] }), ["out"]);
+    close(r, "out", { atol: 0, rtol: 1e-5 }); // float32 tree sums of ~10⁴ squares vs float64
+  });
+
+  gpuTest("adamw with and without clipping", async () => {
+    const g = await gpu();
+    const n = 1003;
+    const inputs = {
+      param: randn(n, 1),
+      grad: randn(n, 2),
+      m: randn(n, 3, -0.1, 0.1),
+      v: randn(n, 4, 0, 0.01),
+      norm: new Float32Array([3.7]),
+    };
+    for (const clip of [false, true]) {
+      const r = await onBoth(g, inputs, (be, x) =>
+        be.adamw({
+          param: x.param!,
+          grad: x.grad!,
+          m: x.m!,
+          v: x.v!,
+          n,
+          lr: 1e-3,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay: 0.01,
+          step: 3,
+          norm: clip ? x.norm : undefined,
+          maxNorm: clip ? 1 : undefined,
+        }), ["param", "m", "v"]);
+      // A few float32 roundings of values ~1 (param), ~0.1 (m), ~0.01 (v); bias corrections in float32.
+      close(r, "param", { atol: 1e-6, rtol: 1e-6 }, `clip ${clip}`);
+      close(r, "m", { atol: 1e-7, rtol: 1e-6 }, `clip ${clip}`);
+      close(r, "v", { atol: 1e-8, rtol: 1e-6 }, `clip ${clip}`);
+    }
+  });
+
+  // --------------------------------------------------------------------------------------------- big grids
+  gpuTest("more than 65535 workgroups: row kernels and elementwise kernels use 2D grids", async () => {
+    const g = await gpu();
+    // layernorm and cross-entropy launch one workgroup per row: 70 000 rows need a 2D grid.
+    const N = 70_000;
+    const inputs = {
+      inp: randn(N * 3, 1),
+      weight: randn(3, 2),
+      bias: randn(3, 3),
+      out: new Float32Array(N * 3),
+      targets: new Int32Array(N).map((_, i) => (i % 5 === 0 ? -100 : i % 3)),
+      losses: new Float32Array(N),
+    };
+    const r = await onBoth(g, inputs, (be, x) => {
+      be.layernormForward({ out: x.out!, inp: x.inp!, weight: x.weight!, bias: x.bias!, N, C: 3, eps: 1e-5 });
+      be.crossEntropy({ losses: x.losses!, logits: x.inp!, targets: x.targets!, N, V: 3, scale: 1 });
+    }, ["out", "losses"]);
+    close(r, "out", { atol: 1e-4, rtol: 1e-4 }); // C = 3 with eps 1e-5: rstd can be large
+    close(r, "losses", { atol: 1e-5, rtol: 1e-5 });
+    // scale launches n / 256 workgroups: 65536·256 + 5 elements is just over the 1D limit.
+    const n = 65536 * 256 + 5;
+    const x = g.alloc(n, "f32", "big");
+    g.write(x, new Float32Array([1, 2]), 0);
+    g.write(x, new Float32Array([3, 4]), n - 2);
+    g.scale({ buf: x, n, s: 2 });
+    const back = await g.read(x);
+    expect([back[0], back[1], back[n - 2], back[n - 1]]).toEqual([2, 4, 6, 8]);
+    g.free(x);
+  });
+
+  gpuTest("release devices", async () => {
+    for (const be of backends.values()) be.dispose();
+    backends.clear();
+    await Promise.resolve();
+  });
+});
