@@ -109,6 +109,14 @@ export async function runParity(fixtureDir: string, be: Backend): Promise<Parity
       );
     };
     await lossCheck("loss_eos", labelsEos, ref.loss_eos, false);
+    {
+      // the same loss with the LM head over every position (the training path runs it only where a label is)
+      const { loss } = model.loss({ ...batch, labels: labelsEos }, { allPositions: true });
+      const got = (await be.read(loss))[0]!;
+      be.free(loss);
+      const err = Math.abs(got - ref.loss_eos);
+      add("loss_eos (head at all positions)", err, 1e-5 * ref.loss_eos, err <= 1e-5 * ref.loss_eos);
+    }
     model.zeroGrad();
     await lossCheck("loss", labels, ref.loss, true);
 

@@ -20,6 +20,13 @@ export interface OpContexts {
   attention: { qkv: Tensor; out: Tensor; att: Buf; B: number; T: number; C: number; NH: number };
   embedding: { ids: Buf; wte: Tensor; wpe: Tensor; out: Tensor; B: number; T: number; C: number };
   crossEntropy: { logits: Tensor; dlogits: Buf };
+  gatherRows: { x: Tensor; out: Tensor; runs: readonly RowRun[]; C: number };
+}
+
+/** A run of consecutive rows: `len` rows starting at row `src`, in order. */
+export interface RowRun {
+  src: number;
+  len: number;
 }
 
 /** A backward rule: propagate `out`'s gradient to the inputs' gradients. */
@@ -115,6 +122,23 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
       C,
       V: wte.shape[0]!,
     });
+  },
+
+  // y = x[rows]:  dx[rows] = dy (other rows 0); the rows are distinct, so copying is adding to zero
+  gatherRows(be, { x, out, runs, C }) {
+    const dy = out.grad;
+    if (!dy || !x.requiresGrad) return;
+    const fresh = !x.grad;
+    const dst = fresh ? x.gradBuf() : be.alloc(x.size, "f32", "gather rows dx");
+    let r = 0;
+    for (const { src, len } of runs) {
+      be.copy(dst, dy, len * C, src * C, r * C);
+      r += len;
+    }
+    if (!fresh) {
+      be.add({ out: x.grad!, a: x.grad!, b: dst, n: x.size });
+      be.free(dst);
+    }
   },
 
   // loss = mean over supervised rows of −log softmax(logits)[target]:
@@ -227,6 +251,23 @@ export function embedding(
   const out = newTensor(ctx, [B, T, C], "embedding:out", true);
   ctx.be.embeddingForward({ out: out.buf, ids, wte: wte.buf, wpe: wpe.buf, B, T, C });
   record(ctx, "embedding", { ids, wte, wpe, out, B, T, C }, [out]);
+  return out;
+}
+
+/**
+ * Rows of x [N,C] picked by runs of consecutive rows, in order: out [R,C]. Training computes the LM head only
+ * at the positions that carry a label (most are masked, and the head is the largest matmul of GPT-2).
+ */
+export function gatherRows(ctx: OpContext, x: Tensor, runs: readonly RowRun[]): Tensor {
+  const C = x.shape[x.shape.length - 1]!;
+  const R = runs.reduce((a, r) => a + r.len, 0);
+  const out = newTensor(ctx, [R, C], `${x.name}:rows`, x.requiresGrad);
+  let r = 0;
+  for (const { src, len } of runs) {
+    ctx.be.copy(out.buf, x.buf, len * C, r * C, src * C);
+    r += len;
+  }
+  record(ctx, "gatherRows", { x, out, runs, C }, [out]);
   return out;
 }
 

@@ -209,9 +209,9 @@ export class GPT2 {
    * `ids` and `mask` are i32 [B,T] buffers on the backend.
    */
   forward(
-    args: { ids: Buf; mask?: Buf; B: number; T: number; tape?: Tape },
+    args: { ids: Buf; mask?: Buf; B: number; T: number; tape?: Tape; rows?: readonly ops.RowRun[] },
   ): Tensor {
-    const { ids, mask, B, T, tape } = args;
+    const { ids, mask, B, T, tape, rows } = args;
     const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon;
     if (T > cfg.nPositions) {
       throw new Error(`Cannot run GPT-2: sequence length ${T} exceeds n_positions ${cfg.nPositions}`);
@@ -236,8 +236,10 @@ export class GPT2 {
       if (!tape) { for (const t of [xIn, ln1, qkv, att, proj, x2, ln2, fc, act, mlp]) this.be.free(t.buf); }
     }
     const xf = ops.layernorm(ctx, x, p("transformer.ln_f.weight"), p("transformer.ln_f.bias"), eps);
-    const logits = ops.linear(ctx, xf, p("transformer.wte.weight"), undefined, { transW: true });
-    if (!tape) { for (const t of [x, xf]) this.be.free(t.buf); }
+    // with `rows`, the LM head runs only at those positions: logits [R,V] instead of [B,T,V]
+    const picked = rows ? ops.gatherRows(ctx, xf, rows) : xf;
+    const logits = ops.linear(ctx, picked, p("transformer.wte.weight"), undefined, { transW: true });
+    if (!tape) { for (const t of new Set([x, xf, picked])) this.be.free(t.buf); }
     return logits;
   }
 
@@ -247,7 +249,7 @@ export class GPT2 {
    * parameters' `.grad`. Returns the loss as a 1-element backend buffer (read it only when needed) and the
    * number of supervised tokens.
    */
-  loss(batch: Batch, opts: { backward?: boolean } = {}): { loss: Buf; supervised: number } {
+  loss(batch: Batch, opts: { backward?: boolean; allPositions?: boolean } = {}): { loss: Buf; supervised: number } {
     const { B, T } = batch;
     const { targets, count } = shiftLabels(batch.labels, B, T);
     if (count === 0) {
@@ -256,9 +258,12 @@ export class GPT2 {
     const be = this.be;
     const ids = be.upload(batch.inputIds, "input ids");
     const mask = batch.attentionMask ? be.upload(batch.attentionMask, "attention mask") : undefined;
-    const tgt = be.upload(targets, "targets");
+    // The LM head and the cross-entropy run only where a target exists (`allPositions` keeps them
+    // everywhere: the same numbers, slower; the parity check uses both).
+    const rows = opts.allPositions ? undefined : supervisedRuns(targets);
+    const tgt = be.upload(rows ? targets.filter((y) => y !== -100) : targets, "targets");
     const tape = opts.backward ? new Tape(be) : undefined;
-    const logits = this.forward({ ids, mask, B, T, tape });
+    const logits = this.forward({ ids, mask, B, T, tape, rows });
     const loss = ops.crossEntropy({ be, tape }, logits, tgt, count);
     if (tape) tape.backward();
     else be.free(logits.buf);
@@ -400,6 +405,18 @@ export function shiftLabels(labels: Int32Array, B: number, T: number): { targets
     }
   }
   return { targets, count };
+}
+
+/** The positions with a target (≠ −100) as runs of consecutive rows of the flattened [B·T] batch. */
+export function supervisedRuns(targets: Int32Array): ops.RowRun[] {
+  const runs: ops.RowRun[] = [];
+  for (let i = 0; i < targets.length; i++) {
+    if (targets[i] === -100) continue;
+    const last = runs[runs.length - 1];
+    if (last && last.src + last.len === i) last.len++;
+    else runs.push({ src: i, len: 1 });
+  }
+  return runs;
 }
 
 /**
