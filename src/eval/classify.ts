@@ -18,56 +18,103 @@ function logProb(logits: Float32Array, offset: number, V: number, id: number): n
 
 /**
  * Mean log-probability of each label's token ids after `promptIds` (both without special tokens, as the
- * notebook's `_lm_classify`). A label with no tokens scores −∞.
+ * notebook's `_lm_classify`). A label with no tokens scores −∞. See {@link scoreLabelsBatch}.
  */
 export async function scoreLabels(
   model: GPT2,
   promptIds: readonly number[],
   labelIds: readonly (readonly number[])[],
 ): Promise<number[]> {
-  if (promptIds.length === 0) throw new Error("Cannot score labels: the prompt has no tokens");
-  const V = model.config.vocabSize;
+  return (await scoreLabelsBatch(model, [promptIds], labelIds))[0]!;
+}
+
+/**
+ * {@link scoreLabels} for many prompts at once, with the same results.
+ *
+ * How: prompts of equal length run together as one batch (no padding needed) into a KV cache; each
+ * prompt's keys and values are copied into one cache row per label; then every (prompt, label) pair
+ * continues at once (the label's tokens but the last, right-padded: a padded position comes after every
+ * real one, so no mask is needed). The device is read once per batch. The notebook instead runs
+ * prompt + label through the whole model once per label and prompt.
+ */
+export async function scoreLabelsBatch(
+  model: GPT2,
+  prompts: readonly (readonly number[])[],
+  labelIds: readonly (readonly number[])[],
+  opts: { maxRows?: number } = {},
+): Promise<number[][]> {
+  const be = model.be, V = model.config.vocabSize, nl = labelIds.length;
   const longest = Math.max(0, ...labelIds.map((l) => l.length));
-  const P = promptIds.length;
-  if (P + longest > model.config.nPositions) {
-    throw new Error(
-      `Cannot score labels: prompt (${P}) + label (${longest}) tokens exceed n_positions ${model.config.nPositions}`,
-    );
-  }
-  const cache = new KvCache(model.be, model.config, 1, P + Math.max(1, longest));
-  try {
-    const last = await model.forwardCached({
-      ids: Int32Array.from(promptIds),
-      B: 1,
-      Tn: P,
-      pos0: 0,
-      cache,
-      lastOnly: true,
-    });
-    const scores: number[] = [];
-    for (const ids of labelIds) {
-      if (ids.length === 0) {
-        scores.push(-Infinity);
-        continue;
-      }
-      let total = logProb(last, 0, V, ids[0]!);
-      if (ids.length > 1) {
-        // the label's tokens but the last, continuing from the prompt: logits at j predict token j+1
-        const rest = await model.forwardCached({
-          ids: Int32Array.from(ids.slice(0, -1)),
-          B: 1,
-          Tn: ids.length - 1,
-          pos0: P,
-          cache,
-        });
-        for (let j = 1; j < ids.length; j++) total += logProb(rest, (j - 1) * V, V, ids[j]!);
-      }
-      scores.push(total / ids.length);
+  const rest = Math.max(0, longest - 1); // label tokens fed after the prompt (the last is only predicted)
+  const byLength = new Map<number, number[]>();
+  for (const [i, p] of prompts.entries()) {
+    if (p.length === 0) throw new Error(`Cannot score labels: prompt ${i} has no tokens`);
+    if (p.length + longest > model.config.nPositions) {
+      throw new Error(
+        `Cannot score labels: prompt (${p.length}) + label (${longest}) tokens exceed n_positions ${model.config.nPositions}`,
+      );
     }
-    return scores;
-  } finally {
-    cache.dispose();
+    byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]);
   }
+  const perBatch = Math.max(1, Math.floor((opts.maxRows ?? 192) / Math.max(nl, 1)));
+  const out: number[][] = new Array(prompts.length);
+  for (const [P, all] of byLength) {
+    for (let s = 0; s < all.length; s += perBatch) {
+      const group = all.slice(s, s + perBatch), k = group.length;
+      const promptCache = new KvCache(be, model.config, k, P);
+      const cache = rest > 0 ? new KvCache(be, model.config, k * nl, P + rest) : undefined;
+      let lastBuf, restBuf;
+      try {
+        const pids = new Int32Array(k * P);
+        for (const [e, i] of group.entries()) pids.set(prompts[i]!, e * P);
+        lastBuf = model.forwardCachedOnDevice({ ids: pids, B: k, Tn: P, pos0: 0, cache: promptCache, lastOnly: true });
+        if (cache) {
+          // row e·nl + b continues prompt e with label b
+          model.replicateCache(promptCache, cache, P, (row) => Math.floor(row / nl));
+          const ids = new Int32Array(k * nl * rest); // padding with token 0: never attended by a real position
+          for (let e = 0; e < k; e++) {
+            for (const [b, l] of labelIds.entries()) ids.set(l.slice(0, -1), (e * nl + b) * rest);
+          }
+          restBuf = model.forwardCachedOnDevice({ ids, B: k * nl, Tn: rest, pos0: P, cache });
+        }
+        const last = (await be.read(lastBuf)) as Float32Array;
+        const restLogits = restBuf ? (await be.read(restBuf)) as Float32Array : undefined;
+        for (const [e, i] of group.entries()) {
+          out[i] = labelIds.map((ids, b) => {
+            if (ids.length === 0) return -Infinity;
+            let total = logProb(last, e * V, V, ids[0]!);
+            // pair (e, b), position j−1 of the continuation predicts label token j
+            const row = (e * nl + b) * rest;
+            for (let j = 1; j < ids.length; j++) total += logProb(restLogits!, (row + j - 1) * V, V, ids[j]!);
+            return total / ids.length;
+          });
+        }
+      } finally {
+        for (const b of [lastBuf, restBuf]) if (b) be.free(b);
+        promptCache.dispose();
+        cache?.dispose();
+      }
+    }
+  }
+  return out;
+}
+
+/** The index of the best score (the first on ties, as the notebook's strict `>`). */
+function best(scores: readonly number[]): number {
+  let b = 0;
+  for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[b]!) b = i;
+  return b;
+}
+
+/** {@link classify} for many prompts, batched ({@link scoreLabelsBatch}). */
+export async function classifyBatch(
+  model: GPT2,
+  prompts: readonly (readonly number[])[],
+  labels: readonly { label: string; ids: readonly number[] }[],
+): Promise<{ label: string; scores: number[] }[]> {
+  if (labels.length === 0) throw new Error("Cannot classify: no labels");
+  const all = await scoreLabelsBatch(model, prompts, labels.map((l) => l.ids));
+  return all.map((scores) => ({ label: labels[best(scores)]!.label, scores }));
 }
 
 /** The best label (the first on ties, as the notebook's strict `>`). */
@@ -76,9 +123,5 @@ export async function classify(
   promptIds: readonly number[],
   labels: readonly { label: string; ids: readonly number[] }[],
 ): Promise<{ label: string; scores: number[] }> {
-  if (labels.length === 0) throw new Error("Cannot classify: no labels");
-  const scores = await scoreLabels(model, promptIds, labels.map((l) => l.ids));
-  let best = 0;
-  for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
-  return { label: labels[best]!.label, scores };
+  return (await classifyBatch(model, [promptIds], labels))[0]!;
 }

@@ -52,7 +52,7 @@ import { generate } from "../model/generate.ts";
 import type { GPT2 } from "../model/gpt2.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
-import { classify } from "./classify.ts";
+import { classify, classifyBatch } from "./classify.ts";
 import { pyStrip, scorePrediction, summarize, type Summary } from "./metrics.ts";
 import { type ComparisonRow, type EvalReport, type EvalSample, type EvalSettings, writeReport } from "./report.ts";
 
@@ -323,23 +323,45 @@ export async function planEvaluation(
   };
 }
 
-/** A model with its tokenizer, answering one instruction. */
-type Predictor = (instruction: string, index: number) => Promise<string>;
+/**
+ * A model with its tokenizer, answering one instruction. `prefetch`, where present, answers a whole chunk
+ * of upcoming instructions at once (batched on the device); the calls that follow return those answers.
+ */
+type Predictor = ((instruction: string, index: number) => Promise<string>) & {
+  prefetch?: (instructions: readonly string[]) => Promise<void>;
+};
 
-/** The notebook's `_lm_classify`, with every label scored from one shared prompt pass. */
+/** How many test items a batched predictor answers at once. */
+const PREFETCH = 32;
+
+/**
+ * The notebook's `_lm_classify`, with every label scored from one shared prompt pass and the test items
+ * batched (`classifyBatch`; the same scores as one item at a time).
+ */
 export function labelClassifier(
   model: GPT2,
   tokenizer: BertTokenizer,
   opts: { labels: readonly string[]; chatml: boolean },
 ): Predictor {
   const labels = opts.labels.map((label) => ({ label, ids: tokenizer.encode(label, { addSpecialTokens: false }).ids }));
-  return async (instruction) => {
-    const prompt = opts.chatml ? promptFor(instruction) : instruction;
-    const promptIds = tokenizer.encode(prompt, { addSpecialTokens: false }).ids;
+  const promptIds = (instruction: string) =>
+    tokenizer.encode(opts.chatml ? promptFor(instruction) : instruction, { addSpecialTokens: false }).ids;
+  const ready = new Map<string, string>();
+  const predict: Predictor = async (instruction) => {
+    const done = ready.get(instruction);
+    if (done !== undefined) return done;
+    const ids = promptIds(instruction);
     // `if not prompt_ids: return labels[0]`
-    if (promptIds.length === 0) return labels[0]!.label;
-    return (await classify(model, promptIds, labels)).label;
+    if (ids.length === 0) return labels[0]!.label;
+    return (await classify(model, ids, labels)).label;
   };
+  predict.prefetch = async (instructions) => {
+    ready.clear();
+    const todo = [...new Set(instructions)].map((text) => ({ text, ids: promptIds(text) })).filter((x) => x.ids.length);
+    const results = await classifyBatch(model, todo.map((x) => x.ids), labels);
+    for (const [i, x] of todo.entries()) ready.set(x.text, results[i]!.label);
+  };
+  return predict;
 }
 
 /**
@@ -413,6 +435,9 @@ async function evaluateModel(
   try {
     for (let i = 0; i < total; i++) {
       const r = items[i]!;
+      if (predict.prefetch && i % PREFETCH === 0) {
+        await predict.prefetch(items.slice(i, i + PREFETCH).map((x) => userText(x, plan.plain)));
+      }
       let pred: string;
       try {
         pred = await predict(userText(r, plan.plain), i);

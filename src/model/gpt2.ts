@@ -78,6 +78,17 @@ export function normalRng(seed: number): () => number {
   };
 }
 
+/** Arguments of {@link GPT2.forwardCached}. */
+export interface CachedForwardArgs {
+  ids: Int32Array;
+  B: number;
+  Tn: number;
+  pos0: number;
+  cache: KvCache;
+  mask?: Int32Array;
+  lastOnly?: boolean;
+}
+
 /** Per-layer KV cache for inference: [B, NH, Tmax, HS] keys and values per layer. */
 export class KvCache {
   readonly k: Buf[] = [];
@@ -276,17 +287,15 @@ export class GPT2 {
    * appending to `cache`, and returns the logits [B,Tn,V] (or only the last position's, [B,V], with
    * `lastOnly`) on the host.
    */
-  async forwardCached(
-    args: {
-      ids: Int32Array;
-      B: number;
-      Tn: number;
-      pos0: number;
-      cache: KvCache;
-      mask?: Int32Array;
-      lastOnly?: boolean;
-    },
-  ): Promise<Float32Array> {
+  async forwardCached(args: CachedForwardArgs): Promise<Float32Array> {
+    const logits = this.forwardCachedOnDevice(args);
+    const out = (await this.be.read(logits)) as Float32Array;
+    this.be.free(logits);
+    return out;
+  }
+
+  /** {@link forwardCached} without the read: the logits stay on the device (the caller frees them). */
+  forwardCachedOnDevice(args: CachedForwardArgs): Buf {
     const { B, Tn, pos0, cache, lastOnly } = args;
     const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon, V = cfg.vocabSize;
     if (pos0 + Tn > cache.Tmax) {
@@ -383,10 +392,29 @@ export class GPT2 {
     }
     const logits = be.alloc(rows * V, "f32", "logits");
     be.matmul({ out: logits, a: src, b: p("transformer.wte.weight"), M: rows, N: V, K: C, transB: true });
-    const out = (await be.read(logits)) as Float32Array;
-    for (const b of [ids, mask, x, h, qkv, att, fc, act, tmp, logits]) if (b) be.free(b);
+    for (const b of [ids, mask, x, h, qkv, att, fc, act, tmp]) if (b) be.free(b);
     if (src !== h) be.free(src);
-    return out;
+    return logits;
+  }
+
+  /**
+   * Copy positions [0, len) of the prompts in `src` into the rows of `dst`: row r of `dst` gets row
+   * `srcRow(r)` of `src` (default 0), so that many continuations share one prompt pass. (Two caches: WebGPU
+   * cannot copy within one buffer.)
+   */
+  replicateCache(src: KvCache, dst: KvCache, len: number, srcRow: (row: number) => number = () => 0): void {
+    const C = this.config.nEmbd, NH = this.config.nHead, HS = C / NH;
+    if (len > src.Tmax || len > dst.Tmax) throw new Error(`Cannot replicate ${len} cache positions`);
+    for (const [from, to] of [[src.k, dst.k], [src.v, dst.v]] as const) {
+      for (let l = 0; l < from.length; l++) {
+        for (let b = 0; b < dst.B; b++) {
+          const a = srcRow(b);
+          for (let h = 0; h < NH; h++) {
+            this.be.copy(to[l]!, from[l]!, len * HS, (b * NH + h) * dst.Tmax * HS, (a * NH + h) * src.Tmax * HS);
+          }
+        }
+      }
+    }
   }
 }
 

@@ -30,7 +30,10 @@ export const it = test;
 export function describe(name: string, fn: () => void): void {
   prefix.push(name);
   try {
-    fn();
+    const r: unknown = fn();
+    if (r instanceof Promise) {
+      throw new Error(`describe("${name}") has an async callback: tests it registers after an await are lost under Deno`);
+    }
   } finally {
     prefix.pop();
   }

@@ -1,0 +1,73 @@
+import { describe, expect, test } from "bun:test";
+import { CpuBackend } from "../src/backend/cpu.ts";
+import { classify, classifyBatch, scoreLabels, scoreLabelsBatch } from "../src/eval/classify.ts";
+import { loadModelDir } from "../src/io/model_dir.ts";
+import { GPT2, KvCache } from "../src/model/gpt2.ts";
+import { assertClose } from "../src/testing/compare.ts";
+
+const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+
+/** The notebook's `_lm_classify` scores: one full forward of prompt + label per label. */
+async function notebookScores(model: GPT2, prompt: number[], labels: number[][]): Promise<number[]> {
+  const V = model.config.vocabSize;
+  const out: number[] = [];
+  for (const ids of labels) {
+    const all = [...prompt, ...ids];
+    const cache = new KvCache(model.be, model.config, 1, all.length);
+    const logits = await model.forwardCached({ ids: Int32Array.from(all), B: 1, Tn: all.length, pos0: 0, cache });
+    cache.dispose();
+    let total = 0;
+    for (let j = 0; j < ids.length; j++) {
+      const off = (prompt.length - 1 + j) * V;
+      let max = -Infinity, z = 0;
+      for (let i = 0; i < V; i++) max = Math.max(max, logits[off + i]!);
+      for (let i = 0; i < V; i++) z += Math.exp(logits[off + i]! - max);
+      total += logits[off + ids[j]!]! - max - Math.log(z);
+    }
+    out.push(total / ids.length);
+  }
+  return out;
+}
+
+const be = new CpuBackend();
+const loaded = await loadModelDir(FIXTURE);
+const model = GPT2.fromTensors(be, loaded.config, loaded.tensors);
+// prompts of three lengths (two share one), labels of 1, 2 and 4 tokens
+const prompts = [[2, 281, 300, 301, 120, 130], [2, 281, 305, 140], [2, 281, 300, 302, 121, 131], [7]];
+const labels = [[150], [151, 152], [160, 161, 162, 163]];
+
+describe("label classifier", () => {
+  test("one prompt: the shared-prompt scores equal one full forward per label", async () => {
+    // float32 through differently ordered computations (cache vs full sequence): 1e-5 absolute on log-probs ≈ −6
+    for (const p of prompts) {
+      assertClose(await scoreLabels(model, p, labels), await notebookScores(model, p, labels), { atol: 1e-5 });
+    }
+  });
+
+  test("batched over prompts (grouped by length, split into small batches) equals one at a time", async () => {
+    const expected = await Promise.all(prompts.map((p) => scoreLabels(model, p, labels)));
+    for (const maxRows of [3, 6, 192]) {
+      const got = await scoreLabelsBatch(model, prompts, labels, { maxRows });
+      for (const [i, e] of expected.entries()) {
+        assertClose(got[i]!, e, { atol: 1e-5 }, `prompt ${i}, maxRows ${maxRows}`);
+      }
+    }
+  });
+
+  test("classify picks the best label, first on ties; a label with no tokens scores -Infinity", async () => {
+    const named = labels.map((ids, i) => ({ label: `L${i}`, ids }));
+    const one = await classify(model, prompts[0]!, named);
+    const s = one.scores;
+    expect(one.label).toBe(`L${s.indexOf(Math.max(...s))}`);
+    const many = await classifyBatch(model, prompts, named);
+    expect(many[0]!.label).toBe(one.label);
+    const withEmpty = await scoreLabels(model, prompts[1]!, [[150], []]);
+    expect(withEmpty[1]).toBe(-Infinity);
+  });
+
+  test("bad input is a clear error", async () => {
+    await expect(scoreLabels(model, [], labels)).rejects.toThrow("prompt 0 has no tokens");
+    await expect(scoreLabels(model, new Array(255).fill(5), labels)).rejects.toThrow("exceed n_positions 256");
+    await expect(classify(model, prompts[0]!, [])).rejects.toThrow("no labels");
+  });
+});
