@@ -1,0 +1,74 @@
+// The SFT dataset end to end against the fixture: ChatML text → tokenizer (truncated to 160, keeping
+// [CLS] … [SEP]) → labels under each mask mode → padded batch. The fixture's input_ids, attention_mask,
+// labels and labels_eos were written by make_fixture.py with Hugging Face's tokenizer and the notebook's
+// masking rule; integer tensors, compared exactly.
+import { describe, expect, test } from "bun:test";
+import { readFile } from "node:fs/promises";
+import { parseChatml } from "../src/data/chatml.ts";
+import { buildSftDataset, collate, processExample } from "../src/data/sft_dataset.ts";
+import { readSafetensors } from "../src/io/safetensors.ts";
+import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
+
+const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
+const ref = JSON.parse(await readFile(FIXTURE + "reference.json", "utf8")) as { texts: string[] };
+const tensors = readSafetensors(await readFile(FIXTURE + "reference.safetensors"), "reference.safetensors");
+const I = (name: string) => tensors.get(name)!.data as Int32Array;
+const [B, T] = tensors.get("input_ids")!.shape as [number, number];
+const tok = await BertTokenizer.fromDir(FIXTURE + "model");
+const conversations = ref.texts.map((t) => parseChatml(t));
+
+describe("SFT dataset against the fixture", () => {
+  test("max_length padding reproduces input_ids, attention_mask and labels (mask: assistant)", () => {
+    const ds = buildSftDataset(conversations, tok, { maxLength: T, mask: "assistant" });
+    expect(ds.examples.length).toBe(B);
+    const batch = collate(ds.examples, { padId: tok.padTokenId, pad: "max_length", maxLength: T });
+    expect(batch.T).toBe(T);
+    expect(batch.inputIds).toEqual(I("input_ids"));
+    expect(batch.attentionMask).toEqual(I("attention_mask"));
+    expect(batch.labels).toEqual(I("labels"));
+  });
+
+  test("mask assistant+eos reproduces labels_eos", () => {
+    const ds = buildSftDataset(conversations, tok, { maxLength: T, mask: "assistant+eos" });
+    const batch = collate(ds.examples, { padId: tok.padTokenId, pad: "max_length", maxLength: T });
+    expect(batch.labels).toEqual(I("labels_eos"));
+  });
+
+  test("the third example is cut by truncation and keeps [CLS] … [SEP]", () => {
+    const ex = processExample(conversations[2]!, tok, { maxLength: T, mask: "assistant" })!;
+    expect(ex.inputIds.length).toBe(T);
+    expect(ex.inputIds[0]).toBe(tok.clsTokenId);
+    expect(ex.inputIds[T - 1]).toBe(tok.sepTokenId);
+  });
+
+  test("longest padding: rows as long as the longest example, the same labels", () => {
+    const ds = buildSftDataset(conversations.slice(0, 2), tok, { maxLength: T, mask: "assistant" });
+    const batch = collate(ds.examples, { padId: tok.padTokenId });
+    const longest = Math.max(...ds.examples.map((e) => e.inputIds.length));
+    expect(batch.T).toBe(longest);
+    for (let b = 0; b < 2; b++) {
+      expect([...batch.labels.subarray(b * longest, (b + 1) * longest)]).toEqual(
+        [...I("labels").subarray(b * T, b * T + longest)],
+      );
+    }
+    expect(batch.supervised).toBe(ds.examples[0]!.supervised + ds.examples[1]!.supervised);
+  });
+
+  test("mask none: every real token is a target", () => {
+    const ex = processExample(conversations[0]!, tok, { maxLength: T, mask: "none" })!;
+    expect(ex.labels).toEqual(ex.inputIds);
+  });
+
+  test("examples whose answer was cut away are dropped and counted; none left is an error", () => {
+    // at 40 tokens the first two answers (after ~60-token prompts) are gone; the third's too
+    const ds = buildSftDataset(
+      [...conversations, [{ role: "user", content: "你好" }, { role: "assistant", content: "好" }]],
+      tok,
+      { maxLength: 40, mask: "assistant" },
+    );
+    expect(ds.total).toBe(4);
+    expect(ds.dropped).toBe(3);
+    expect(() => buildSftDataset(conversations, tok, { maxLength: 40, mask: "assistant", source: "x.jsonl" }))
+      .toThrow("none of the 3 conversations has a supervised token after truncation to 40");
+  });
+});

@@ -1,0 +1,224 @@
+// Training on the CPU backend with the fixture's tiny model: a resumed run equals an uninterrupted one bit
+// for bit (weights, AdamW moments, step and data order are all in the checkpoint); a non-finite loss stops
+// the run with its step and keeps the last good checkpoint; the whole run writes an HF model dir, metrics
+// and a loss curve; bad settings fail before any training.
+import { describe, expect, test } from "bun:test";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CpuBackend } from "../src/backend/cpu.ts";
+import { toMessages, writeDataset } from "../src/data/synth.ts";
+import { buildSftDataset } from "../src/data/sft_dataset.ts";
+import { loadModelDir } from "../src/io/model_dir.ts";
+import { GPT2 } from "../src/model/gpt2.ts";
+import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
+import { AdamW } from "../src/train/adamw.ts";
+import { findCheckpoint, loadCheckpoint, saveCheckpoint } from "../src/train/checkpoint.ts";
+import { checkLabels, checkTrainConfig, loadTaskRecords, runTraining } from "../src/train/run.ts";
+import { NonFiniteLossError, NOTEBOOK_TRAIN_CONFIG, type TrainConfig, trainLoop } from "../src/train/trainer.ts";
+import { trainMain } from "../src/cli/train.ts";
+import process from "node:process";
+import { generateClassificationRecords } from "../src/data/synth.ts";
+
+const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+const be = new CpuBackend();
+const loaded = await loadModelDir(FIXTURE);
+const tok = await BertTokenizer.fromDir(FIXTURE);
+const records = generateClassificationRecords(12, 42);
+const examples = buildSftDataset(records.map((r) => toMessages(r)), tok, { maxLength: 160, mask: "assistant+eos" })
+  .examples;
+const config: TrainConfig = {
+  ...NOTEBOOK_TRAIN_CONFIG,
+  batchSize: 4,
+  epochs: 2,
+  maxSteps: 5, // 3 batches per epoch: the run crosses an epoch boundary
+  lr: 1e-3,
+  warmupSteps: 2,
+  logEvery: 1,
+  maxLength: 160,
+};
+const fresh = () => GPT2.fromTensors(be, loaded.config, loaded.tensors);
+const newOptimizer = (m: GPT2) =>
+  new AdamW(be, m.params, { lr: config.lr, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm });
+
+async function tmp(): Promise<string> {
+  return await mkdtemp(join(tmpdir(), "sft-train-"));
+}
+
+describe("training loop", () => {
+  test("interrupted after 2 steps and resumed from the checkpoint: the same weights as a straight run", async () => {
+    const straight = fresh();
+    const a = await trainLoop({ model: straight, train: examples, padId: tok.padTokenId, config });
+    expect(a.position.step).toBe(5);
+    expect(a.stoppedBy).toBe("max_steps");
+
+    const dir = await tmp();
+    try {
+      const first = fresh();
+      let steps = 0;
+      const b = await trainLoop({
+        model: first,
+        train: examples,
+        padId: tok.padTokenId,
+        config,
+        onStep: () => void steps++,
+        shouldStop: () => steps >= 2,
+        onCheckpoint: (pos, opt) =>
+          saveCheckpoint(join(dir, "ckpt"), { model: first, optimizer: opt, position: pos, config, run: {} }),
+      });
+      expect(b.stoppedBy).toBe("interrupt");
+      const ck = await loadCheckpoint((await findCheckpoint(join(dir, "ckpt")))!);
+      expect(ck.state.position.step).toBe(2);
+
+      const resumed = fresh();
+      for (const [name, t] of ck.params) be.write(resumed.param(name).buf, t.data);
+      const opt = newOptimizer(resumed);
+      opt.importState(ck.optimizer);
+      const c = await trainLoop({
+        model: resumed,
+        train: examples,
+        padId: tok.padTokenId,
+        config,
+        optimizer: opt,
+        start: ck.state.position,
+      });
+      expect(c.position.step).toBe(5);
+      for (const [name, t] of straight.params) {
+        // CPU arithmetic is deterministic: the same operations in the same order give the same bits
+        expect(await resumed.param(name).read()).toEqual(await t.read());
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a non-finite loss stops the run at its step and keeps the last good checkpoint", async () => {
+    const dir = await tmp();
+    try {
+      const model = fresh();
+      const saved: number[] = [];
+      const run = trainLoop({
+        model,
+        train: examples,
+        padId: tok.padTokenId,
+        config: { ...config, lr: 1e30, warmupSteps: 0, maxGradNorm: 1e30 },
+        checkpointEvery: 1,
+        onCheckpoint: async (pos, opt) => {
+          saved.push(pos.step);
+          await saveCheckpoint(join(dir, "ckpt"), { model, optimizer: opt, position: pos, config, run: {} });
+        },
+      });
+      let err: unknown;
+      try {
+        await run;
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(NonFiniteLossError);
+      const step = (err as NonFiniteLossError).step;
+      expect(step).toBeGreaterThan(1);
+      expect((err as Error).message).toContain(`at step ${step}`);
+      // checkpoints were written for the steps before the bad one, none after
+      expect(Math.max(...saved)).toBe(step - 1);
+      const ck = await loadCheckpoint((await findCheckpoint(join(dir, "ckpt")))!);
+      expect(ck.state.position.step).toBe(step - 1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a whole training run", () => {
+  test("writes the HF model dir, sft_task.json, metrics and the loss curve", async () => {
+    const dir = await tmp();
+    try {
+      await writeDataset({ task: "classification", outDir: join(dir, "data"), counts: { train: 12, val: 8, test: 8 } });
+      const model = fresh();
+      const lines: string[] = [];
+      const r = await runTraining({
+        model,
+        tokenizer: tok,
+        modelName: FIXTURE,
+        task: "classification",
+        dataDir: join(dir, "data"),
+        mask: "assistant+eos",
+        config: { ...config, logEvery: 2 },
+        outDir: join(dir, "out"),
+        runDir: join(dir, "run"),
+        quiet: true,
+        print: (l) => lines.push(l),
+      });
+      expect(r.steps).toBe(5);
+      expect(r.valLosses.length).toBe(2);
+      const files = await readdir(join(dir, "out"));
+      for (const f of ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "vocab.txt"]) {
+        expect(files).toContain(f);
+      }
+      const meta = JSON.parse(await readFile(join(dir, "out", "sft_task.json"), "utf8"));
+      expect(meta.task).toBe("classification");
+      expect(meta.labels).toHaveLength(6);
+      const cfg = JSON.parse(await readFile(join(dir, "out", "config.json"), "utf8"));
+      expect(cfg.eos_token_id).toBe(tok.tokenToId("<|im_end|>"));
+      expect(cfg.pad_token_id).toBe(tok.padTokenId);
+      const runFiles = await readdir(join(dir, "run"));
+      for (const f of ["metrics.jsonl", "loss_curve.png", "loss_curve.svg", "checkpoint"]) {
+        expect(runFiles).toContain(f);
+      }
+      const metrics = (await readFile(join(dir, "run", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      expect(metrics.filter((m) => m.type === "train").map((m) => m.step)).toEqual([2, 4, 5]);
+      expect(lines).toContain("Processed 12/12 examples");
+      // the saved model loads back with the trained weights
+      const back = await loadModelDir(join(dir, "out"));
+      expect(back.tensors.get("transformer.ln_f.bias")!.data).toEqual(
+        await model.param("transformer.ln_f.bias").read(),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("bad settings fail before training", () => {
+  test("max length above the model's positions", () => {
+    expect(() => checkTrainConfig({ ...config, maxLength: 300 }, fresh())).toThrow(
+      "Invalid --max-length 300: the model has only 256 positions",
+    );
+  });
+  test("a label set that never occurs in the data", () => {
+    expect(() => checkLabels(records, ["甲", "乙"], "train.jsonl")).toThrow("none of the labels (甲, 乙) occurs");
+    const warnings: string[] = [];
+    checkLabels(records, ["延迟发货", "甲"], "train.jsonl", (m) => warnings.push(m));
+    expect(warnings[0]).toContain("label 甲 never occurs");
+  });
+  test("an unknown task", async () => {
+    await expect(loadTaskRecords("summarise" as never, "data", "train")).rejects.toThrow('Unknown task: "summarise"');
+  });
+  test("bad flags name the flag", async () => {
+    await expect(trainMain(["--batch-size", "0"], () => {})).rejects.toThrow("Invalid --batch-size: 0");
+    await expect(trainMain(["--task", "chat"], () => {})).rejects.toThrow('Invalid --task: "chat"');
+    await expect(trainMain(["--mask", "all"], () => {})).rejects.toThrow('Invalid --mask: "all"');
+    await expect(trainMain(["--lr", "fast"], () => {})).rejects.toThrow('Invalid --lr: "fast" is not a number');
+  });
+  test("a model that is neither a directory nor reachable", async () => {
+    const dir = await tmp();
+    try {
+      const env = { HF_HUB_OFFLINE: "1", HF_HUB_CACHE: dir };
+      const old = { ...process.env };
+      Object.assign(process.env, env);
+      try {
+        await expect(trainMain(["--model", "nobody/nothing", "--backend", "cpu"], () => {})).rejects.toThrow(
+          "deno task demo",
+        );
+      } finally {
+        for (const k of Object.keys(env)) {
+          if (old[k] === undefined) delete process.env[k];
+          else process.env[k] = old[k];
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
