@@ -6,6 +6,7 @@
  */
 
 import { join } from "node:path";
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName } from "./src/backend/mod.ts";
 import { numberFlag, runMain } from "./src/cli/args.ts";
@@ -25,6 +26,7 @@ the data, SFT, then the label classifier on held-out test examples, base (untrai
 
   --out DIR          where everything goes (default runs/demo)
   --train N          training records (default 2000)
+  --val N            validation records (default 200)
   --test N           test examples scored (default 200)
   --steps N          optimizer steps (default 150)
   --batch-size N     (default 16)
@@ -35,11 +37,14 @@ the data, SFT, then the label classifier on held-out test examples, base (untrai
   -h, --help         this text
 `;
 
-async function main(): Promise<number> {
+/** Run the demo; `argv` as `process.argv.slice(2)`; lines go to `print`. Returns the exit code. */
+export async function demoMain(argv: string[], print: (line: string) => void = console.log): Promise<number> {
   const { values: v } = parseArgs({
+    args: argv,
     options: {
       out: { type: "string", default: "runs/demo" },
       train: { type: "string" },
+      val: { type: "string" },
       test: { type: "string" },
       steps: { type: "string" },
       "batch-size": { type: "string" },
@@ -51,11 +56,12 @@ async function main(): Promise<number> {
     },
   });
   if (v.help) {
-    console.log(HELP);
+    print(HELP);
     return 0;
   }
   const int = { integer: true, min: 1 };
   const nTrain = numberFlag("train", v.train, 2000, int);
+  const nVal = numberFlag("val", v.val, 200, int);
   const nTest = numberFlag("test", v.test, 200, int);
   const seed = numberFlag("seed", v.seed, 0, { integer: true, min: 0 });
   const config: TrainConfig = {
@@ -74,12 +80,12 @@ async function main(): Promise<number> {
   const t0 = performance.now();
   const be = await createBackend(parseBackendName(v.backend));
   try {
-    console.log(`Backend: ${be.description}`);
+    print(`Backend: ${be.description}`);
     // 1. data: the notebook's generator, fewer records (the first N of each seed's sequence)
-    await writeDataset({ task: "classification", outDir: dataDir, counts: { train: nTrain, val: 200, test: nTest } });
+    await writeDataset({ task: "classification", outDir: dataDir, counts: { train: nTrain, val: nVal, test: nTest } });
     const names = datasetFileNames("classification");
     const trainRecords = await readSftRecords(join(dataDir, names.train));
-    console.log(`Data: ${nTrain} train / 200 val / ${nTest} test records in ${dataDir}`);
+    print(`Data: ${nTrain} train / ${nVal} val / ${nTest} test records in ${dataDir}`);
 
     // 2. the tiny model, saved untrained as the "base" model of the comparison
     const { model, tokenizer } = await tinyModel(be, {
@@ -89,7 +95,7 @@ async function main(): Promise<number> {
     });
     const baseDir = join(out, "base_model");
     await saveSftModel(baseDir, { model, tokenizer, extraFiles: tokenizer.saveFiles() });
-    console.log(
+    print(
       `Tiny GPT-2: ${model.config.nLayer} layers, n_embd ${model.config.nEmbd}, vocab ${tokenizer.vocabSize}, ` +
         `${model.numParams.toLocaleString("en-US")} parameters (random init)`,
     );
@@ -108,6 +114,7 @@ async function main(): Promise<number> {
       runDir: out,
       checkpointEvery: 0,
       quiet: false,
+      print,
     });
     model.dispose();
 
@@ -119,13 +126,14 @@ async function main(): Promise<number> {
       maxSamples: nTest,
       backend: be,
       reportBase: join(out, "report"),
+      print,
     });
     const report = evaluated.report;
-    console.log(renderConsole(report));
+    print(renderConsole(report));
     const seconds = (performance.now() - t0) / 1000;
-    console.log(`\nDemo finished in ${seconds.toFixed(1)} s; report: ${evaluated.paths?.md}`);
+    print(`\nDemo finished in ${seconds.toFixed(1)} s; report: ${evaluated.paths?.md}`);
     if (v.json) {
-      console.log(JSON.stringify({
+      print(JSON.stringify({
         accuracy: report.sft.overall.accuracy,
         base_accuracy: report.base?.overall.accuracy ?? null,
         test_examples: report.sft.overall.total,
@@ -143,4 +151,4 @@ async function main(): Promise<number> {
   }
 }
 
-runMain("demo", main);
+if (import.meta.main) runMain("demo", () => demoMain(process.argv.slice(2)));
