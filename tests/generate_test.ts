@@ -1,0 +1,88 @@
+// Generation's logits processing, as Hugging Face's processors and warpers do it, and the generate loop's
+// stopping rules. (Greedy generation of the whole model is checked against the fixture by the parity check.)
+import { describe, expect, test } from "bun:test";
+import { CpuBackend } from "../src/backend/cpu.ts";
+import { loadModelDir } from "../src/io/model_dir.ts";
+import {
+  applyNoRepeatNgram,
+  applyRepetitionPenalty,
+  argmax,
+  generate,
+  sampleFromLogits,
+  uniformRng,
+} from "../src/model/generate.ts";
+import { GPT2 } from "../src/model/gpt2.ts";
+
+describe("logits processors", () => {
+  test("repetition penalty divides positive and multiplies negative scores of seen tokens, once each", () => {
+    const x = Float32Array.of(2, -2, 3, 1);
+    applyRepetitionPenalty(x, [0, 1, 1], 2);
+    expect([...x]).toEqual([1, -4, 3, 1]);
+  });
+  test("no-repeat n-gram bans the tokens that would repeat a seen n-gram", () => {
+    const x = new Float32Array(6);
+    // sequence 1 2 3 … 1 2: the 3-gram "1 2 3" exists, so 3 is banned after "1 2"; so is 5 ("1 2 5")
+    applyNoRepeatNgram(x, [1, 2, 3, 4, 1, 2, 5, 1, 2], 3);
+    expect([...x].map((v) => v === -Infinity)).toEqual([false, false, false, true, false, true]);
+    const y = new Float32Array(4);
+    applyNoRepeatNgram(y, [1, 2], 3); // too short for a 3-gram: nothing banned
+    expect([...y].every((v) => v === 0)).toBe(true);
+  });
+  test("argmax takes the first maximum, as torch.argmax", () => {
+    expect(argmax([1, 3, 3, 2])).toBe(1);
+  });
+});
+
+describe("sampling", () => {
+  const probs = [0.5, 0.3, 0.15, 0.05];
+  const logits = Float32Array.from(probs, Math.log);
+  const counts = (opts: { temperature?: number; topK?: number; topP?: number }, n = 4000) => {
+    const random = uniformRng(7), c = [0, 0, 0, 0];
+    for (let i = 0; i < n; i++) c[sampleFromLogits(logits, { ...opts, random })]!++;
+    return c.map((k) => k / n);
+  };
+  test("plain sampling follows the softmax (within 4 sigma of 4000 draws)", () => {
+    const f = counts({});
+    for (const [i, p] of probs.entries()) expect(Math.abs(f[i]! - p)).toBeLessThan(4 * Math.sqrt(p * (1 - p) / 4000));
+  });
+  test("top-p 0.8 keeps the smallest set reaching 0.8 (0.5 + 0.3), renormalised", () => {
+    const f = counts({ topP: 0.8 });
+    expect(f[2]).toBe(0);
+    expect(f[3]).toBe(0);
+    expect(Math.abs(f[0]! - 0.625)).toBeLessThan(0.04);
+  });
+  test("top-p keeps at least one token; top-k 1 is greedy", () => {
+    expect(counts({ topP: 0.1 })).toEqual([1, 0, 0, 0]);
+    expect(counts({ topK: 1 })).toEqual([1, 0, 0, 0]);
+  });
+  test("a low temperature sharpens the distribution", () => {
+    expect(counts({ temperature: 0.1 })[0]).toBeGreaterThan(0.99);
+  });
+});
+
+const be = new CpuBackend();
+const m = await loadModelDir(new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname);
+const model = GPT2.fromTensors(be, m.config, m.tensors);
+
+describe("generate", () => {
+  const prompt = [2, 281, 300, 301, 120, 130, 3];
+  test("stops at max_new_tokens, and right after an eos id (which it includes)", async () => {
+    const free = await generate(model, prompt, { maxNewTokens: 6 });
+    expect(free.length).toBe(6);
+    const eos = free[2]!;
+    const stopped = await generate(model, prompt, { maxNewTokens: 6, eosTokenId: eos });
+    expect(stopped[stopped.length - 1]).toBe(eos);
+    expect(stopped.length).toBeLessThanOrEqual(3);
+  });
+  test("sampling is reproducible by seed; temperature 0 is greedy", async () => {
+    const a = await generate(model, prompt, { maxNewTokens: 8, doSample: true, topP: 0.9, seed: 3 });
+    const b = await generate(model, prompt, { maxNewTokens: 8, doSample: true, topP: 0.9, seed: 3 });
+    expect(a).toEqual(b);
+    const greedy = await generate(model, prompt, { maxNewTokens: 8 });
+    expect(await generate(model, prompt, { maxNewTokens: 8, doSample: true, temperature: 0 })).toEqual(greedy);
+  });
+  test("an empty prompt or one that fills the positions is an error", async () => {
+    await expect(generate(model, [], { maxNewTokens: 4 })).rejects.toThrow("the prompt has no tokens");
+    await expect(generate(model, new Array(256).fill(5), { maxNewTokens: 4 })).rejects.toThrow("n_positions is 256");
+  });
+});
