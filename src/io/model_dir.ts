@@ -12,7 +12,7 @@
 
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { configToJson, type GPT2Config, parseConfig } from "../model/config.ts";
+import { configToJson, type GPT2Config, parameterShapes, parseConfig } from "../model/config.ts";
 import { atomicWriteDir } from "./atomic.ts";
 import { readSafetensors, type ReadTensor, writeSafetensors } from "./safetensors.ts";
 import { readTorchBin } from "./torch_pickle.ts";
@@ -57,34 +57,8 @@ const WEIGHT_FILES = [
   "pytorch_model.bin.index.json",
 ];
 
-/**
- * The HF names and shapes of the GPT-2 parameters for `config`, in `model.named_parameters()` order
- * (wte, wpe, per layer ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj — weight then bias —
- * then ln_f). Conv1D weights are [in, out]: `attn.c_attn.weight` is [C, 3C].
- */
-export function expectedParamShapes(config: GPT2Config): Map<string, number[]> {
-  const C = config.nEmbd, m = new Map<string, number[]>();
-  m.set("transformer.wte.weight", [config.vocabSize, C]);
-  m.set("transformer.wpe.weight", [config.nPositions, C]);
-  for (let i = 0; i < config.nLayer; i++) {
-    const h = `transformer.h.${i}`;
-    m.set(`${h}.ln_1.weight`, [C]);
-    m.set(`${h}.ln_1.bias`, [C]);
-    m.set(`${h}.attn.c_attn.weight`, [C, 3 * C]);
-    m.set(`${h}.attn.c_attn.bias`, [3 * C]);
-    m.set(`${h}.attn.c_proj.weight`, [C, C]);
-    m.set(`${h}.attn.c_proj.bias`, [C]);
-    m.set(`${h}.ln_2.weight`, [C]);
-    m.set(`${h}.ln_2.bias`, [C]);
-    m.set(`${h}.mlp.c_fc.weight`, [C, 4 * C]);
-    m.set(`${h}.mlp.c_fc.bias`, [4 * C]);
-    m.set(`${h}.mlp.c_proj.weight`, [4 * C, C]);
-    m.set(`${h}.mlp.c_proj.bias`, [C]);
-  }
-  m.set("transformer.ln_f.weight", [C]);
-  m.set("transformer.ln_f.bias", [C]);
-  return m;
-}
+/** The HF names and shapes of the parameters ({@link parameterShapes}), as this module calls them. */
+export const expectedParamShapes: (config: GPT2Config) => Map<string, number[]> = parameterShapes;
 
 async function isFile(path: string): Promise<boolean> {
   try {

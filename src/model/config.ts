@@ -183,3 +183,32 @@ export function configToJson(cfg: GPT2Config): Record<string, unknown> {
   // Stable, readable output: sorted keys, as transformers writes them.
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
+
+/**
+ * The HF names and shapes of the GPT-2 parameters for `config`, in `model.named_parameters()` order
+ * (wte, wpe, per layer ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj — weight then bias —
+ * then ln_f). Conv1D weights are [in, out]: `attn.c_attn.weight` is [C, 3C].
+ */
+export function parameterShapes(config: GPT2Config): Map<string, number[]> {
+  const C = config.nEmbd, m = new Map<string, number[]>();
+  m.set("transformer.wte.weight", [config.vocabSize, C]);
+  m.set("transformer.wpe.weight", [config.nPositions, C]);
+  for (let i = 0; i < config.nLayer; i++) {
+    const h = `transformer.h.${i}`;
+    m.set(`${h}.ln_1.weight`, [C]);
+    m.set(`${h}.ln_1.bias`, [C]);
+    m.set(`${h}.attn.c_attn.weight`, [C, 3 * C]);
+    m.set(`${h}.attn.c_attn.bias`, [3 * C]);
+    m.set(`${h}.attn.c_proj.weight`, [C, C]);
+    m.set(`${h}.attn.c_proj.bias`, [C]);
+    m.set(`${h}.ln_2.weight`, [C]);
+    m.set(`${h}.ln_2.bias`, [C]);
+    m.set(`${h}.mlp.c_fc.weight`, [C, 4 * C]);
+    m.set(`${h}.mlp.c_fc.bias`, [4 * C]);
+    m.set(`${h}.mlp.c_proj.weight`, [4 * C, C]);
+    m.set(`${h}.mlp.c_proj.bias`, [C]);
+  }
+  m.set("transformer.ln_f.weight", [C]);
+  m.set("transformer.ln_f.bias", [C]);
+  return m;
+}

@@ -11,7 +11,7 @@
 import type { Backend, Buf } from "../backend/backend.ts";
 import * as ops from "../autograd/ops.ts";
 import { Tape, Tensor } from "../autograd/tensor.ts";
-import type { GPT2Config } from "./config.ts";
+import { type GPT2Config, parameterShapes } from "./config.ts";
 
 /** A named host tensor (what the I/O layer reads and writes). */
 export interface HostTensor {
@@ -28,31 +28,6 @@ export interface Batch {
   attentionMask?: Int32Array;
   /** HF labels (−100 = not supervised), NOT shifted: position t's label is the token at t. */
   labels: Int32Array;
-}
-
-/** The HF names of the parameters of one config, in `model.named_parameters()` order, with their shapes. */
-export function parameterShapes(cfg: GPT2Config): Map<string, number[]> {
-  const C = cfg.nEmbd, m = new Map<string, number[]>();
-  m.set("transformer.wte.weight", [cfg.vocabSize, C]);
-  m.set("transformer.wpe.weight", [cfg.nPositions, C]);
-  for (let i = 0; i < cfg.nLayer; i++) {
-    const h = `transformer.h.${i}`;
-    m.set(`${h}.ln_1.weight`, [C]);
-    m.set(`${h}.ln_1.bias`, [C]);
-    m.set(`${h}.attn.c_attn.weight`, [C, 3 * C]);
-    m.set(`${h}.attn.c_attn.bias`, [3 * C]);
-    m.set(`${h}.attn.c_proj.weight`, [C, C]);
-    m.set(`${h}.attn.c_proj.bias`, [C]);
-    m.set(`${h}.ln_2.weight`, [C]);
-    m.set(`${h}.ln_2.bias`, [C]);
-    m.set(`${h}.mlp.c_fc.weight`, [C, 4 * C]);
-    m.set(`${h}.mlp.c_fc.bias`, [4 * C]);
-    m.set(`${h}.mlp.c_proj.weight`, [4 * C, C]);
-    m.set(`${h}.mlp.c_proj.bias`, [C]);
-  }
-  m.set("transformer.ln_f.weight", [C]);
-  m.set("transformer.ln_f.bias", [C]);
-  return m;
 }
 
 /** A deterministic normal generator (mulberry32 + Box–Muller) for initialisation. */
