@@ -38,7 +38,7 @@ async function gpu(matmul: MatmulKernel = "tiled"): Promise<WebGpuBackend> {
   }
   return be;
 }
-const cpu = new CpuBackend();
+const cpu = new CpuBackend({ matmul: "reference" }); // the spec: plain TypeScript loops
 
 /** A small deterministic PRNG (mulberry32), uniform in [lo, hi). */
 function rng(seed: number): (lo?: number, hi?: number) => number {

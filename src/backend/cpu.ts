@@ -22,7 +22,9 @@
  * @module
  */
 
-import type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+import type { AttentionDropout, Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
+import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
 
 /** √(2/π), the constant in the tanh form of GELU. */
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -83,10 +85,27 @@ function i32(buf: Buf, need: number, what: string): Int32Array {
   return d;
 }
 
+/** Options of {@link CpuBackend}. */
+export interface CpuBackendOptions {
+  /**
+   * "auto" (default): OpenBLAS through FFI when it loads, else WebAssembly SIMD, else the loops below
+   * (`GPT2_SFT_CPU=reference` etc. overrides "auto"); "blas" / "wasm": that one or an error;
+   * "reference": always the loops below. See cpu_fast.ts.
+   */
+  matmul?: CpuMatmulMode;
+}
+
 /** The reference backend: synchronous loops over typed arrays on the calling thread. */
 export class CpuBackend implements Backend {
   readonly name = "cpu";
-  readonly description = "CPU reference (plain TypeScript loops, 1 thread)";
+  readonly description: string;
+  /** The native matmul, or undefined for the reference loops. */
+  #fastMatmul: FastMatmul | undefined;
+
+  constructor(options: CpuBackendOptions = {}) {
+    this.#fastMatmul = selectCpuMatmul(options.matmul);
+    this.description = this.#fastMatmul?.description ?? "CPU reference (plain TypeScript loops, 1 thread)";
+  }
 
   // ------------------------------------------------------------------------------------------------
   // memory
@@ -188,6 +207,34 @@ export class CpuBackend implements Backend {
       const dudx = GELU_SCALE * (1 + 3 * GELU_CUBIC * x * x);
       const local = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * dudx;
       const g = local * dout[i]!;
+      dinp[i] = args.accumulate ? dinp[i]! + g : g;
+    }
+  }
+
+  /**
+   * Inverted dropout: out[i] = keep(i) ? inp[i]·scale : 0, with keep(i) = h(seed, i) ≥ ⌊p·2³²⌋ and
+   * scale = fround(1/(1−p)) (dropout_hash.ts). The product is rounded to float32 once, as a GPU does, so the
+   * WebGPU kernel matches this bit for bit. `out` may be `inp`.
+   */
+  dropoutForward(args: { out: Buf; inp: Buf; n: number; p: number; seed: number }): void {
+    const { n } = args;
+    const d = dropoutParams(args.p, args.seed, "dropoutForward");
+    const out = f32(args.out, n, "dropout out"), inp = f32(args.inp, n, "dropout inp");
+    const { key, threshold, scale } = d;
+    for (let i = 0; i < n; i++) out[i] = dropoutHash(key, i) >= threshold ? inp[i]! * scale : 0;
+  }
+
+  /**
+   * dinp[i] (=|+=) keep(i) ? dout[i]·scale : 0, the mask recomputed from (p, seed). The product is
+   * rounded to float32 before it is added (as the GPU does), so the two backends agree bit for bit.
+   */
+  dropoutBackward(args: { dinp: Buf; dout: Buf; n: number; p: number; seed: number; accumulate?: boolean }): void {
+    const { n } = args;
+    const d = dropoutParams(args.p, args.seed, "dropoutBackward");
+    const dinp = f32(args.dinp, n, "dropout dinp"), dout = f32(args.dout, n, "dropout dout");
+    const { key, threshold, scale } = d;
+    for (let i = 0; i < n; i++) {
+      const g = dropoutHash(key, i) >= threshold ? Math.fround(dout[i]! * scale) : 0;
       dinp[i] = args.accumulate ? dinp[i]! + g : g;
     }
   }
@@ -355,6 +402,7 @@ export class CpuBackend implements Backend {
     const a = f32(args.a, M * K, "matmul a"), b = f32(args.b, K * N, "matmul b");
     const bias = args.bias ? f32(args.bias, N, "matmul bias") : undefined;
     if (out === a || out === b) throw new Error("Cannot run matmul: out must not alias a or b");
+    if (this.#fastMatmul) return this.#fastMatmul.matmul({ ...args, out, a, b, bias });
     const arow = new Float64Array(K); // row i of A, contiguous
     const acc = new Float64Array(N); // row i of the product, in float64
     for (let i = 0; i < M; i++) {
@@ -399,12 +447,26 @@ export class CpuBackend implements Backend {
    *   out[b,t,h]  = Σ_s att[b,h,t,s]·v_s
    * A query that sees no key (its whole row masked) gets att 0 and out 0. att is written in full
    * (masked and future entries = 0); it is saved for the backward.
+   * With `dropout` (p > 0), pass 3 uses the dropped probabilities instead, each rounded to float32 as torch
+   * stores them:  P̃[t,s] = keep(a) ? fround(att[a]·scale) : 0  with a = ((b·NH + h)·T + t)·T + s, the flat
+   * index into att (keep and scale as dropoutForward). att itself keeps the undropped P.
    */
   attentionForward(
-    args: { out: Buf; att: Buf; qkv: Buf; mask?: Buf; B: number; T: number; C: number; NH: number },
+    args: {
+      out: Buf;
+      att: Buf;
+      qkv: Buf;
+      mask?: Buf;
+      B: number;
+      T: number;
+      C: number;
+      NH: number;
+      dropout?: AttentionDropout;
+    },
   ): void {
     const { B, T, C, NH } = args;
     const HS = headSize(C, NH);
+    const drop = attentionDropout(args.dropout, "attentionForward");
     const out = f32(args.out, B * T * C, "attention out"), att = f32(args.att, B * NH * T * T, "attention att");
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv");
     const mask = args.mask ? i32(args.mask, B * T, "attention mask") : undefined;
@@ -436,11 +498,13 @@ export class CpuBackend implements Backend {
           }
           const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
           for (let s = 0; s < T; s++) att[arow + s] = scores[s]! * inv;
-          // pass 3: out = Σ_s att·v_s (probabilities as stored, so the backward sees the same numbers)
+          // pass 3: out = Σ_s att·v_s (probabilities as stored, so the backward sees the same numbers;
+          // with dropout, the dropped and rescaled ones)
           acc.fill(0);
           for (let s = 0; s <= t; s++) {
-            const p = att[arow + s]!;
-            if (p === 0) continue; // masked key
+            let p = att[arow + s]!;
+            if (drop) p = dropoutHash(drop.key, arow + s) >= drop.threshold ? Math.fround(p * drop.scale) : 0;
+            if (p === 0) continue; // masked key (or dropped)
             const v = (b * T + s) * 3 * C + 2 * C + h * HS;
             for (let i = 0; i < HS; i++) acc[i] = acc[i]! + p * qkv[v + i]!;
           }
@@ -459,12 +523,28 @@ export class CpuBackend implements Backend {
    *   dS[t,s] = P[t,s]·(dP[t,s] − Σ_r P[t,r]·dP[t,r])       (softmax backward; S = score before softmax)
    *   dq_t   += dS[t,s]·k_s / √HS,   dk_s += dS[t,s]·q_t / √HS
    * Masked entries have P = 0, hence dS = 0: the mask needs no separate handling here.
+   * With `dropout` (the forward's), M[t,s] = keep(a) ? scale : 0 (a the flat index into att) and
+   * P̃ = fround(P·scale) where kept, 0 where dropped (the probabilities the forward multiplied v by):
+   *   dv_s   += P̃[t,s]·dout_t
+   *   dP[t,s] = (dout_t·v_s)·M[t,s]                          (through the dropout, into the softmax)
+   * and dS as above, with the undropped P: a dropped key still gets dS = −P·Σ_r P·dP ≠ 0.
    */
   attentionBackward(
-    args: { dqkv: Buf; dout: Buf; qkv: Buf; att: Buf; B: number; T: number; C: number; NH: number },
+    args: {
+      dqkv: Buf;
+      dout: Buf;
+      qkv: Buf;
+      att: Buf;
+      B: number;
+      T: number;
+      C: number;
+      NH: number;
+      dropout?: AttentionDropout;
+    },
   ): void {
     const { B, T, C, NH } = args;
     const HS = headSize(C, NH);
+    const drop = attentionDropout(args.dropout, "attentionBackward");
     const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
     const scale = 1 / Math.sqrt(HS);
@@ -485,13 +565,16 @@ export class CpuBackend implements Backend {
               continue;
             }
             const v = (b * T + s) * 3 * C + 2 * C + h * HS;
+            // m: the dropout factor of this probability (1 without dropout); pd: the probability as used
+            const m = !drop ? 1 : dropoutHash(drop.key, arow + s) >= drop.threshold ? drop.scale : 0;
+            const pd = m === 1 ? p : Math.fround(p * m);
             let dot = 0;
             for (let i = 0; i < HS; i++) {
               dot += dout[dO + i]! * qkv[v + i]!;
-              dqkv[v + i] = dqkv[v + i]! + p * dout[dO + i]!;
+              dqkv[v + i] = dqkv[v + i]! + pd * dout[dO + i]!;
             }
-            dP[s] = dot;
-            pdp += p * dot;
+            dP[s] = dot * m;
+            pdp += p * dP[s]!;
           }
           // dS and its flow into q and k
           for (let s = 0; s <= t; s++) {
@@ -725,6 +808,13 @@ export class CpuBackend implements Backend {
       param[i] = p - stepSize * (m[i]! / denom);
     }
   }
+}
+
+/** The mask constants of an attention dropout, or undefined when there is none (absent or p = 0). */
+function attentionDropout(dropout: AttentionDropout | undefined, what: string): DropoutParams | undefined {
+  if (!dropout) return undefined;
+  const d = dropoutParams(dropout.p, dropout.seed, `${what} dropout`);
+  return d.p === 0 ? undefined : d;
 }
 
 /** HS = C / NH, checked. */

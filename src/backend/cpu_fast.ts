@@ -1,0 +1,197 @@
+/**
+ * The CPU backend's fast matmul, chosen once when the backend is made: single-precision GEMM from a native
+ * BLAS (OpenBLAS) through Deno's or Bun's FFI; else a WebAssembly SIMD kernel (cpu_wasm.ts); else the
+ * plain TypeScript loops of `cpu.ts` (the reference).
+ *
+ * Measured with bench/cpu_matmul.ts on the 2-core AMD EPYC (Zen 4, KVM) dev machine at GPT-2 small's
+ * shapes with 1024 rows (shared machine, other processes running): the reference loops 3–5 GFLOP/s,
+ * WASM SIMD (1 thread, 128-bit lanes) 15–27, Debian's OpenBLAS 0.3.21 (Cooperlake kernel, 2 threads)
+ * through FFI 175–200, numpy 2.4's sgemm (its own OpenBLAS 0.3.31, SkylakeX kernel) 180–205: BLAS through
+ * FFI is ~95 % of numpy, WASM SIMD ~10 %.
+ *
+ * Choice (`CpuBackend`'s option `matmul`, default "auto"):
+ * - "auto": BLAS when it loads, else WASM SIMD, else the reference. When the option is "auto", the
+ *   environment variable `GPT2_SFT_CPU` (auto | blas | wasm | reference) picks instead.
+ * - "blas": BLAS or an error that says why not (no library, no FFI permission, Node).
+ * - "wasm": the WebAssembly SIMD kernel (or an error when the runtime lacks SIMD).
+ * - "reference": the plain loops.
+ * `GPT2_SFT_BLAS_LIB` names a library (path or soname) to try before the defaults. OpenBLAS's own
+ * variables (OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE) apply as usual.
+ *
+ * Numerics differ from the reference: BLAS and WASM accumulate in float32 (BLAS in its own blocking
+ * order), the reference in float64, so results agree to about K·ε·Σ|A·B|, not bit for bit.
+ * @module
+ */
+
+import { CBLAS, type Cblas, openCblas, readEnv } from "../runtime.ts";
+import { wasmSimdMatmul } from "./cpu_wasm.ts";
+
+/** How the CPU backend does matmul. */
+export type CpuMatmulMode = "auto" | "blas" | "wasm" | "reference";
+/** The accepted values of {@link CpuMatmulMode}. */
+export const CPU_MATMUL_MODES: readonly CpuMatmulMode[] = ["auto", "blas", "wasm", "reference"];
+
+/** Parse a mode (from an option or `GPT2_SFT_CPU`); `what` names the source in the error. */
+export function parseCpuMatmulMode(value: string, what = "matmul mode"): CpuMatmulMode {
+  if (!(CPU_MATMUL_MODES as readonly string[]).includes(value)) {
+    throw new Error(`Unknown CPU ${what}: "${value}" (expected one of ${CPU_MATMUL_MODES.join(", ")})`);
+  }
+  return value as CpuMatmulMode;
+}
+
+/** A matmul on plain arrays, already checked (sizes, no aliasing) by the caller. Same maths as MatmulArgs. */
+export interface DenseMatmulArgs {
+  out: Float32Array;
+  a: Float32Array;
+  b: Float32Array;
+  bias?: Float32Array;
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  accumulate?: boolean;
+}
+
+/** A fast matmul implementation and a one-line description of it. */
+export interface FastMatmul {
+  /** E.g. "CPU (OpenBLAS 0.3.21 Cooperlake via FFI for matmul, 2 threads; other ops plain TypeScript)". */
+  readonly description: string;
+  /** `out[M,N] (=|+=) op(A)·op(B) (+ bias)`, as {@link DenseMatmulArgs}. */
+  matmul(args: DenseMatmulArgs): void;
+}
+
+/** The library names tried, in order: `GPT2_SFT_BLAS_LIB` first when set, then the platform's OpenBLAS. */
+export function blasCandidates(): string[] {
+  const user = readEnv("GPT2_SFT_BLAS_LIB");
+  const names = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib", "libopenblas.dll", "openblas.dll"];
+  return user ? [user, ...names] : names;
+}
+
+let cached: { blas: Cblas } | { reason: string } | undefined;
+
+/**
+ * The process's BLAS, opened once (the first call loads it; later calls reuse it) and checked by
+ * {@link blasSelfCheck}; a library that fails the check is closed and reported as unavailable.
+ */
+export function loadBlas(): { blas: Cblas } | { reason: string } {
+  if (cached) return cached;
+  const r = openCblas(blasCandidates());
+  const bad = "blas" in r ? blasSelfCheck(r.blas) : undefined;
+  if (bad && "blas" in r) r.blas.close();
+  cached = bad ? { reason: bad } : r;
+  return cached;
+}
+
+/**
+ * One small product per transpose combination (sizes past the kernels' tile widths) against a float64
+ * loop: returns a description of the first wrong one, or undefined. It guards against a library build
+ * whose kernel for this processor computes wrong results (old OpenBLAS builds did on newer CPUs); it
+ * takes well under a millisecond.
+ */
+export function blasSelfCheck(blas: Cblas): string | undefined {
+  const M = 19, N = 37, K = 70;
+  const a = new Float32Array(M * K), b = new Float32Array(K * N), out = new Float32Array(M * N);
+  for (let i = 0; i < a.length; i++) a[i] = ((i * 7919) % 61) / 61 - 0.5;
+  for (let i = 0; i < b.length; i++) b[i] = ((i * 104729) % 53) / 53 - 0.5;
+  const mm = blasMatmul(blas);
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      mm.matmul({ out, a, b, M, N, K, transA, transB });
+      for (let i = 0; i < M; i++) {
+        for (let j = 0; j < N; j++) {
+          let acc = 0, mag = 0;
+          for (let k = 0; k < K; k++) {
+            const p = (transA ? a[k * M + i]! : a[i * K + k]!) * (transB ? b[j * K + k]! : b[k * N + j]!);
+            acc += p;
+            mag += Math.abs(p);
+          }
+          // float32 summation of K terms: error ≤ K·ε·Σ|p| (ε = 2⁻²³), a bound with a 2× margin
+          if (!(Math.abs(out[i * N + j]! - acc) <= K * 2 ** -23 * mag + 1e-30)) {
+            return `${blas.config || blas.path} failed a self-check (transA=${transA}, transB=${transB}: ` +
+              `[${i},${j}] = ${out[i * N + j]}, expected ${acc})`;
+          }
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A short name of the library from OpenBLAS's config string, e.g. "OpenBLAS 0.3.21 Cooperlake". */
+function blasName(blas: Cblas): string {
+  if (!blas.config) return `CBLAS (${blas.path})`;
+  const words = blas.config.split(/\s+/);
+  // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64": the kernel is the
+  // word before MAX_THREADS (a DYNAMIC_ARCH build names the one it picked for this processor).
+  const mt = words.findIndex((w) => w.startsWith("MAX_THREADS"));
+  const core = mt > 1 ? words[mt - 1] : undefined;
+  const parts = words.slice(0, 2);
+  if (core && !core.includes("_") && mt > 2) parts.push(core);
+  return parts.join(" ");
+}
+
+/** The matmul through `cblas_sgemm`; bias is added after, row by row. */
+export function blasMatmul(blas: Cblas): FastMatmul {
+  const threads = blas.threads > 0 ? `, ${blas.threads} thread${blas.threads === 1 ? "" : "s"}` : "";
+  return {
+    description: `CPU (${blasName(blas)} via FFI for matmul${threads}; other ops plain TypeScript)`,
+    matmul(args: DenseMatmulArgs): void {
+      const { out, a, b, bias, M, N, K } = args;
+      if (M === 0 || N === 0) return;
+      if (K === 0) {
+        // an empty sum: cblas rejects lda = 0, and the answer is just the bias (or nothing)
+        for (let i = 0; i < M; i++) {
+          for (let j = 0; j < N; j++) out[i * N + j] = (args.accumulate ? out[i * N + j]! : 0) + (bias?.[j] ?? 0);
+        }
+        return;
+      }
+      // row-major: A is [M,K] (lda K) or stored [K,M] (lda M); B is [K,N] (ldb N) or stored [N,K] (ldb K)
+      blas.sgemm(
+        CBLAS.rowMajor,
+        args.transA ? CBLAS.trans : CBLAS.noTrans,
+        args.transB ? CBLAS.trans : CBLAS.noTrans,
+        M,
+        N,
+        K,
+        1,
+        a,
+        args.transA ? M : K,
+        b,
+        args.transB ? K : N,
+        args.accumulate ? 1 : 0,
+        out,
+        N,
+      );
+      if (bias) {
+        for (let i = 0; i < M; i++) {
+          const o = i * N;
+          for (let j = 0; j < N; j++) out[o + j] = out[o + j]! + bias[j]!;
+        }
+      }
+    },
+  };
+}
+
+/**
+ * The fast matmul for `mode`, or undefined for the reference loops. "auto" (the default) defers to
+ * `GPT2_SFT_CPU` when set, then takes BLAS when it loads, else WebAssembly SIMD when the runtime has it,
+ * else the reference; "blas" and "wasm" throw when theirs cannot run.
+ */
+export function selectCpuMatmul(mode: CpuMatmulMode = "auto"): FastMatmul | undefined {
+  let m = parseCpuMatmulMode(mode);
+  if (m === "auto") {
+    const env = readEnv("GPT2_SFT_CPU");
+    if (env) m = parseCpuMatmulMode(env, "mode in GPT2_SFT_CPU");
+  }
+  if (m === "reference") return undefined;
+  if (m !== "wasm") {
+    const r = loadBlas();
+    if ("blas" in r) return blasMatmul(r.blas);
+    if (m === "blas") throw new Error(`Cannot use BLAS for the CPU matmul: ${r.reason}`);
+  }
+  const w = wasmSimdMatmul();
+  if ("matmul" in w) return w;
+  if (m === "wasm") throw new Error(`Cannot use WebAssembly SIMD for the CPU matmul: ${w.reason}`);
+  return undefined;
+}

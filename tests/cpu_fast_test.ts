@@ -1,0 +1,221 @@
+/**
+ * The CPU backend's fast matmuls (src/backend/cpu_fast.ts: OpenBLAS through FFI, and the WebAssembly SIMD
+ * kernel of cpu_wasm.ts) against the reference loops, at awkward shapes (1, primes, K = 0, sizes around
+ * the kernels' 4/8/16-wide tiles and OpenBLAS's blocking) for every transA × transB × bias × accumulate
+ * combination; the BLAS self-check; and the mode selection (option, `GPT2_SFT_CPU`, descriptions).
+ *
+ * Without a loadable OpenBLAS (or FFI) the BLAS tests are skipped with a notice, except under CI (`CI`
+ * set), where .ci/run installs Debian's libopenblas0-pthread and a missing library is a failure.
+ *
+ * Tolerance, per element: the reference sums in float64 and rounds once (error ≤ ε/2·|x|, ε = 2⁻²³);
+ * BLAS and WASM sum K products in float32 in some order, so by the standard bound its error is at most
+ * γ_K·Σ_k|A(i,k)·B(k,j)| with γ_K ≈ K·ε/2, plus one rounding each for adding the bias and the old value.
+ * We allow (K + 3)·ε·(Σ_k|A·B| + |bias| + |old out|), twice that bound, so any real mistake (a wrong
+ * transpose, a dropped bias, `=` for `+=`) — an error of the size of the values themselves — still fails.
+ */
+
+import { describe, expect, test } from "bun:test";
+import process from "node:process";
+import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
+import { blasSelfCheck, loadBlas, parseCpuMatmulMode, selectCpuMatmul } from "../src/backend/cpu_fast.ts";
+import type { Buf } from "../src/backend/backend.ts";
+import { type Cblas, openCblas } from "../src/runtime.ts";
+
+const loaded = loadBlas();
+const available = "blas" in loaded;
+if (!available) {
+  if (process.env.CI) {
+    throw new Error(`cpu_fast_test: BLAS is not available, and CI is set (.ci/run installs it): ${loaded.reason}`);
+  }
+  console.log(`cpu_fast_test: no BLAS (${loaded.reason}); skipping the BLAS matmul tests`);
+}
+const blasTest = (name: string, fn: () => void) => test.skipIf(!available)(name, fn, 60_000);
+
+/** A seeded generator (mulberry32), so failures reproduce. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n values uniform in [−1, 1), as float32. */
+function rand(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = 2 * r() - 1;
+  return x;
+}
+
+const EPS = 2 ** -23;
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  bias: boolean;
+  accumulate: boolean;
+}
+
+/** Runs one case on both backends and checks the per-element bound explained at the top of the file. */
+function checkCase(ref: CpuBackend, fast: CpuBackend, c: Case, seed: number): void {
+  const { M, N, K } = c;
+  const a = rand(M * K, seed), b = rand(K * N, seed + 1), bias = rand(N, seed + 2), old = rand(M * N, seed + 3);
+  const run = (be: CpuBackend): Float32Array => {
+    const out = be.upload(c.accumulate ? old : new Float32Array(M * N));
+    const bufs: Buf[] = [be.upload(a), be.upload(b)];
+    be.matmul({
+      out,
+      a: bufs[0]!,
+      b: bufs[1]!,
+      bias: c.bias ? be.upload(bias) : undefined,
+      M,
+      N,
+      K,
+      transA: c.transA,
+      transB: c.transB,
+      accumulate: c.accumulate,
+    });
+    return cpuData(out) as Float32Array;
+  };
+  const expected = run(ref), actual = run(fast);
+  const A = (i: number, k: number) => c.transA ? a[k * M + i]! : a[i * K + k]!;
+  const B = (k: number, j: number) => c.transB ? b[j * K + k]! : b[k * N + j]!;
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let mag = 0;
+      for (let k = 0; k < K; k++) mag += Math.abs(A(i, k) * B(k, j));
+      if (c.bias) mag += Math.abs(bias[j]!);
+      if (c.accumulate) mag += Math.abs(old[i * N + j]!);
+      const tol = (K + 3) * EPS * mag;
+      const e = expected[i * N + j]!, x = actual[i * N + j]!;
+      if (!(Math.abs(x - e) <= tol)) {
+        throw new Error(
+          `BLAS matmul differs from the reference at [${i},${j}] for ${JSON.stringify(c)}: ` +
+            `got ${x}, expected ${e} (|err| ${Math.abs(x - e)} > tolerance ${tol})`,
+        );
+      }
+    }
+  }
+}
+
+/** Every transA × transB × bias × accumulate combination at (M, N, K). */
+function combos(M: number, N: number, K: number): Case[] {
+  const cases: Case[] = [];
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      for (const bias of [false, true]) {
+        for (const accumulate of [false, true]) cases.push({ M, N, K, transA, transB, bias, accumulate });
+      }
+    }
+  }
+  return cases;
+}
+
+for (const impl of ["blas", "wasm"] as const) {
+  describe(`${impl} matmul vs the reference loops`, () => {
+    const ref = new CpuBackend({ matmul: "reference" });
+    const usable = impl === "wasm" || available;
+    const fast = usable ? new CpuBackend({ matmul: impl }) : ref;
+    const implTest = (name: string, fn: () => void) => test.skipIf(!usable)(name, fn, 60_000);
+
+    // [M, N, K]: degenerate ones, odd primes, and sizes around the 4/8/16-wide kernel tiles
+    const shapes: [number, number, number][] = [
+      [1, 1, 1],
+      [1, 7, 5],
+      [3, 1, 9],
+      [5, 3, 1],
+      [17, 33, 65],
+      [31, 16, 8],
+      [37, 70, 129],
+      [64, 48, 17],
+    ];
+    for (const [M, N, K] of shapes) {
+      implTest(`M=${M} N=${N} K=${K}, all 16 combinations`, () => {
+        combos(M, N, K).forEach((c, n) => checkCase(ref, fast, c, 1000 * M + 10 * n + K));
+      });
+    }
+
+    implTest("K = 0 gives the bias (or the old value plus the bias); M = 0 and N = 0 do nothing", () => {
+      for (const c of combos(4, 6, 0)) checkCase(ref, fast, c, 7);
+      for (const c of [...combos(0, 5, 3), ...combos(5, 0, 3)]) checkCase(ref, fast, c, 8);
+    });
+
+    implTest("a GPT-2-sized slice (M=96, N=300, K=768), logits-style Bᵀ and the weight-gradient Aᵀ", () => {
+      const base = { M: 96, N: 300, K: 768, bias: false };
+      checkCase(ref, fast, { ...base, transA: false, transB: true, accumulate: false }, 11);
+      checkCase(ref, fast, { ...base, transA: true, transB: false, accumulate: true }, 12);
+      checkCase(ref, fast, { ...base, transA: false, transB: false, bias: true, accumulate: false }, 13);
+    });
+
+    implTest("still rejects out aliasing an input", () => {
+      const x = fast.upload(new Float32Array(4));
+      expect(() => fast.matmul({ out: x, a: x, b: fast.upload(new Float32Array(4)), M: 2, N: 2, K: 2 })).toThrow(
+        "out must not alias",
+      );
+    });
+  });
+}
+
+describe("choosing the CPU matmul", () => {
+  test("the reference option keeps the plain loops and says so; wasm says so too", () => {
+    const be = new CpuBackend({ matmul: "reference" });
+    expect(be.description).toBe("CPU reference (plain TypeScript loops, 1 thread)");
+    expect(new CpuBackend({ matmul: "wasm" }).description).toContain("WebAssembly SIMD for matmul");
+  });
+
+  blasTest("auto and blas take OpenBLAS through FFI and name it", () => {
+    expect(new CpuBackend({ matmul: "blas" }).description).toContain("via FFI for matmul");
+    const env = process.env.GPT2_SFT_CPU;
+    delete process.env.GPT2_SFT_CPU;
+    try {
+      expect(new CpuBackend().description).toContain("via FFI for matmul");
+    } finally {
+      if (env !== undefined) process.env.GPT2_SFT_CPU = env;
+    }
+  });
+
+  test("GPT2_SFT_CPU=reference forces the loops under auto; a bad value is an error", () => {
+    const env = process.env.GPT2_SFT_CPU;
+    try {
+      process.env.GPT2_SFT_CPU = "reference";
+      expect(selectCpuMatmul("auto")).toBeUndefined();
+      expect(new CpuBackend().description).toContain("CPU reference");
+      process.env.GPT2_SFT_CPU = "wasm";
+      expect(new CpuBackend().description).toContain("WebAssembly SIMD");
+      process.env.GPT2_SFT_CPU = "fast";
+      expect(() => selectCpuMatmul()).toThrow('Unknown CPU mode in GPT2_SFT_CPU: "fast"');
+    } finally {
+      if (env === undefined) delete process.env.GPT2_SFT_CPU;
+      else process.env.GPT2_SFT_CPU = env;
+    }
+  });
+
+  test("an unknown option is an error that lists the choices", () => {
+    expect(() => parseCpuMatmulMode("gpu")).toThrow("expected one of auto, blas, wasm, reference");
+  });
+
+  test("a library that is not there gives a reason, not an exception", () => {
+    const r = openCblas(["libno_such_blas_here.so.9"]);
+    expect("reason" in r).toBeTruthy();
+  });
+
+  test("the self-check rejects a library whose sgemm computes wrong results", () => {
+    const broken: Cblas = {
+      // fills the output with ones (a stand-in for a miscompiled kernel)
+      sgemm: (_o, _ta, _tb, M, N, _K, _al, _a, _lda, _b, _ldb, _be, c) => c.fill(1, 0, M * N),
+      path: "broken",
+      config: "",
+      threads: 1,
+      close: () => {},
+    };
+    expect(blasSelfCheck(broken)).toContain("failed a self-check");
+    if (available && "blas" in loaded) expect(blasSelfCheck(loaded.blas)).toBeUndefined();
+  });
+});
