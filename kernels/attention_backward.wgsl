@@ -9,19 +9,29 @@
 // Keys that were not visible have P = 0, hence dpre = 0: the causal and padding masks need no special
 // case here, and a fully masked row contributes nothing.
 //
+// Attention dropout (DROPOUT, the forward's mask recomputed): with M[a] = keep(a) ? drop_scale : 0 at the
+// flat index a = ((b·NH + h)·T + t)·T + s, keep(a) = lowbias32(lowbias32(a) ^ drop_key) >= drop_threshold
+// (as attention_forward.wgsl and dropout.wgsl), the forward used P̃ = P·M, so
+//   dP[t,s] = (dout_t · v_s) · M[t,s]        (then dpre as above, with the undropped P)
+//   dv_s    = Σ_t (P[t,s] · M[t,s]) · dout_t
+// With DROPOUT false (p = 0) the override removes these branches: the undropped kernel.
+//
 // Bindings (shared by the entry points):
-//   0 p        uniform { B, T, C, NH }
+//   0 p        uniform { B, T, C, NH, drop_key, drop_threshold, drop_scale } (drop_* only with DROPOUT)
 //   1 dout     [B,T,C]     read
 //   2 qkv      [B,T,3C]    read
 //   3 att      [B,NH,T,T]  read  (the probabilities saved by the forward)
 //   4 dqkv     [B,T,3C]    `=` (an activation gradient; every element is written)
 //   5 scratch  [B,NH,T,T]  dpre, written by dpre_main and read by the other two
+// Overrides: DROPOUT (bool).
 // Entry points and dispatch (run in this order):
 //   dpre_main: one workgroup of 64 per query row r = (b·NH + h)·T + t (r = wg.x + wg.y · nwg.x); the
 //              invocations split the keys s; D[t] is a tree reduction in shared memory.
 //   dq_main:   one invocation per (b, t, c) of the q part (B·T·C, workgroups of 256, 2D grid), summing
 //              over keys s = 0…t in order.
 //   dkv_main:  one invocation per (b, s, c) of the k and v parts, summing over queries t = s…T−1 in order.
+//              (With DROPOUT it recomputes keep(a) per term: HS invocations hash the same a, integer work
+//              that is cheap next to the two loads per term.)
 // No float atomics: every output element is summed by one invocation in a fixed order (deterministic).
 // Matches: CpuBackend.attentionBackward.
 
@@ -30,7 +40,12 @@ struct Params {
   T: u32,
   C: u32,
   NH: u32,
+  drop_key: u32,
+  drop_threshold: u32,
+  drop_scale: f32,
 }
+
+override DROPOUT: bool = false;
 
 const WG = 64u;
 
@@ -42,6 +57,22 @@ const WG = 64u;
 @group(0) @binding(5) var<storage, read_write> dpre: array<f32>;
 
 var<workgroup> red: array<f32, WG>;
+
+// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
+fn lowbias32(x0: u32) -> u32 {
+  var x = x0;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
+
+// The dropout factor M[a] of the probability at flat index a: drop_scale when kept, 0 when dropped.
+fn drop_factor(a: u32) -> f32 {
+  return select(0.0, p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+}
 
 fn workgroup_sum(j: u32, v: f32) -> f32 {
   red[j] = v;
@@ -78,6 +109,7 @@ fn dpre_main(
     let v_off = (b * p.T + s) * C3 + 2u * p.C + h * HS;
     var dot = 0.0;
     for (var d = 0u; d < HS; d++) { dot += dout[do_off + d] * qkv[v_off + d]; }
+    if (DROPOUT) { dot *= drop_factor(arow + s); }
     dpre[arow + s] = dot;
     part += att[arow + s] * dot;
   }
@@ -125,7 +157,11 @@ fn dkv_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
   for (var t = s; t < p.T; t++) {
     let a = abase + t * p.T + s;
     dk += dpre[a] * qkv[(b * p.T + t) * C3 + c];
-    dv += att[a] * dout[(b * p.T + t) * p.C + c];
+    if (DROPOUT) {
+      dv += (att[a] * drop_factor(a)) * dout[(b * p.T + t) * p.C + c];
+    } else {
+      dv += att[a] * dout[(b * p.T + t) * p.C + c];
+    }
   }
   let o = (b * p.T + s) * C3;
   dqkv[o + p.C + c] = dk * scale;

@@ -7,18 +7,27 @@
 //   out[b, t, h·HS + d] = Σ_s att[b, h, t, s] · v_s[d]
 // A query row with no visible key (e.g. a padded position at the start) gets att = 0 and out = 0.
 //
+// Attention dropout (DROPOUT; HF's attn_dropout in training mode): att keeps the undropped P, and the
+// output uses the dropped probabilities  P̃[a] = keep(a) ? P[a] · drop_scale : 0  at the flat index
+// a = ((b·NH + h)·T + t)·T + s of att, with keep(a) = lowbias32(lowbias32(a) ^ drop_key) >= drop_threshold,
+// the mask of dropout.wgsl and src/backend/dropout_hash.ts. With DROPOUT false (p = 0) the pipeline is the
+// undropped kernel: the override removes the branch at pipeline creation.
+//
 // Bindings:
-//   0 p     uniform { B, T, C, NH }
+//   0 p     uniform { B, T, C, NH, drop_key, drop_threshold, drop_scale } (drop_* read only with DROPOUT)
 //   1 qkv   [B,T,3C]   read
 //   2 mask  [B,T] i32  read (ignored unless HAS_MASK; bind any buffer)
 //   3 att   [B,NH,T,T] `=` (every element of the row is written: probabilities, 0 where not visible)
 //   4 out   [B,T,C]    `=`
-// Overrides: HAS_MASK (bool).
+// Overrides: HAS_MASK (bool), DROPOUT (bool).
 // Dispatch: one workgroup of 64 per query row r = (b·NH + h)·T + t, r = wg.x + wg.y · num_workgroups.x
 // (2D grid when B·NH·T > 65535). Invocations split the keys s (j, j+64, …) for the scores and the
 // channels d for the output; the max and the sum are tree reductions in shared memory (deterministic).
 // The row of `att` doubles as scratch for the scores (written then read back by the same invocation;
 // storageBarrier makes the probabilities visible to the whole workgroup before the weighted sum).
+// With DROPOUT, step 4 goes through keys in chunks of 64: invocation j hashes key s0 + j once and puts
+// its dropped probability in shared memory, then every invocation sums the chunk for its channels, still
+// in the order s = 0, 1, …, t (one hash per probability, not one per probability and channel).
 // Matches: CpuBackend.attentionForward.
 
 struct Params {
@@ -26,9 +35,13 @@ struct Params {
   T: u32,
   C: u32,
   NH: u32,
+  drop_key: u32,
+  drop_threshold: u32,
+  drop_scale: f32,
 }
 
 override HAS_MASK: bool = false;
+override DROPOUT: bool = false;
 
 const WG = 64u;
 const NEG_BIG = -3.0e38; // below any real score; stands for −∞ (WGSL has no infinity literal)
@@ -40,6 +53,18 @@ const NEG_BIG = -3.0e38; // below any real score; stands for −∞ (WGSL has no
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 var<workgroup> red: array<f32, WG>;
+var<workgroup> dropped: array<f32, WG>; // DROPOUT: one chunk of dropped probabilities
+
+// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
+fn lowbias32(x0: u32) -> u32 {
+  var x = x0;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
 
 fn workgroup_max(j: u32, v: f32) -> f32 {
   red[j] = v;
@@ -123,8 +148,35 @@ fn main(
   storageBarrier();
   workgroupBarrier();
 
-  // 4. out = Σ_s att · v, each invocation owning channels d = j, j + 64, …
   let o_off = (b * p.T + t) * p.C + h * HS;
+  if (DROPOUT) {
+    // 4'. out = Σ_s P̃ · v, keys in chunks of WG whose dropped probabilities are shared (loops uniform)
+    for (var d0 = 0u; d0 < HS; d0 += WG) {
+      let d = d0 + j;
+      var acc = 0.0;
+      for (var s0 = 0u; s0 <= t; s0 += WG) {
+        let s = s0 + j;
+        var w = 0.0;
+        if (s <= t) {
+          let a = arow + s;
+          w = select(0.0, att[a] * p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+        }
+        dropped[j] = w;
+        workgroupBarrier();
+        if (d < HS) {
+          let n = min(WG, t + 1u - s0);
+          for (var u = 0u; u < n; u++) {
+            acc += dropped[u] * qkv[(b * p.T + s0 + u) * C3 + 2u * p.C + h * HS + d];
+          }
+        }
+        workgroupBarrier();
+      }
+      if (d < HS) { out[o_off + d] = acc; }
+    }
+    return;
+  }
+
+  // 4. out = Σ_s att · v, each invocation owning channels d = j, j + 64, …
   for (var d = j; d < HS; d += WG) {
     var acc = 0.0;
     for (var s = 0u; s <= t; s++) {

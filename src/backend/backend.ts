@@ -40,6 +40,15 @@ export interface MatmulArgs {
   accumulate?: boolean;
 }
 
+/**
+ * Dropout on the attention probabilities: drop probability `p` in [0, 1) and an integer `seed` (mod 2³²),
+ * the same for a forward and its backward. See {@link Backend.attentionForward}.
+ */
+export interface AttentionDropout {
+  p: number;
+  seed: number;
+}
+
 /** Which training-time numeric ops a backend offers. Every one is required. */
 export interface Backend {
   /** "cpu" or "webgpu". */
@@ -80,6 +89,19 @@ export interface Backend {
   geluForward(args: { out: Buf; inp: Buf; n: number }): void;
   /** `dinp[i] (=|+=) gelu_new'(inp[i]) · dout[i]`. */
   geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean }): void;
+  /**
+   * Inverted dropout, as torch.nn.functional.dropout in training mode:
+   * `out[i] = keep(i) ? inp[i] · scale : 0` for i < n, with `scale = fround(1/(1−p))` and
+   * `keep(i) = h(seed, i) ≥ ⌊p·2³²⌋`, the counter-based hash of `dropout_hash.ts` (identical on every
+   * backend, so a mask is reproducible and no mask buffer is kept). `p` in [0, 1) (p = 0 is the identity);
+   * `seed` an integer (mod 2³²): use a fresh one per dropout site and step. `out` may be `inp` (in place).
+   */
+  dropoutForward(args: { out: Buf; inp: Buf; n: number; p: number; seed: number }): void;
+  /**
+   * Gradient of dropoutForward with the same `p` and `seed` (the mask is recomputed from them):
+   * `dinp[i] (=|+=) keep(i) ? dout[i] · scale : 0`. `dinp` may be `dout` (in place).
+   */
+  dropoutBackward(args: { dinp: Buf; dout: Buf; n: number; p: number; seed: number; accumulate?: boolean }): void;
 
   // ---- embedding ----
   /** `out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]`; out [B,T,C], ids i32 [B,T], wte [V,C], wpe [P,C]. */
@@ -145,13 +167,42 @@ export interface Backend {
    * mask i32 [B,T] (1 = real token, 0 = padding) or omitted; out [B,T,C]; att [B,NH,T,T] (the softmax
    * probabilities, saved for backward). Key s is visible to query t when s ≤ t and mask[b,s] = 1.
    * Scores are q·k / √HS. A query row that sees no key gets probabilities 0 and output 0.
+   *
+   * With `dropout` (HF's attn_dropout on the probabilities, training mode): `att` still receives the
+   * undropped softmax P (the backward needs it), and `out = (P ⊙ keep · scale)·v` where keep and scale are
+   * those of {@link Backend.dropoutForward} with the element index i = the flat index into att [B,NH,T,T],
+   * i.e. ((b·NH + h)·T + t)·T + s. `dropout` absent or p = 0: exactly the undropped op.
    */
   attentionForward(
-    args: { out: Buf; att: Buf; qkv: Buf; mask?: Buf; B: number; T: number; C: number; NH: number },
+    args: {
+      out: Buf;
+      att: Buf;
+      qkv: Buf;
+      mask?: Buf;
+      B: number;
+      T: number;
+      C: number;
+      NH: number;
+      dropout?: AttentionDropout;
+    },
   ): void;
-  /** Gradient of attentionForward: dqkv [B,T,3C] assigned (=). */
+  /**
+   * Gradient of attentionForward: dqkv [B,T,3C] assigned (=). Pass the forward's `dropout` unchanged:
+   * then dv uses the dropped probabilities P ⊙ keep · scale, and the gradient flowing into the softmax is
+   * `(dout·vᵀ) ⊙ keep · scale` (the softmax Jacobian itself uses the saved, undropped P).
+   */
   attentionBackward(
-    args: { dqkv: Buf; dout: Buf; qkv: Buf; att: Buf; B: number; T: number; C: number; NH: number },
+    args: {
+      dqkv: Buf;
+      dout: Buf;
+      qkv: Buf;
+      att: Buf;
+      B: number;
+      T: number;
+      C: number;
+      NH: number;
+      dropout?: AttentionDropout;
+    },
   ): void;
   /**
    * Inference attention with a KV cache. qkv [B,Tn,3C] for the Tn new tokens at positions pos0…pos0+Tn−1;

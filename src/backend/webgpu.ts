@@ -21,7 +21,8 @@
  * @module
  */
 
-import type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+import type { AttentionDropout, Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+import { dropoutParams } from "./dropout_hash.ts";
 import { type GpuDeviceOptions, requestGpuDevice } from "./gpu_device.ts";
 
 import adamwSrc from "../../kernels/adamw.wgsl" with { type: "text" };
@@ -30,6 +31,7 @@ import attentionBackwardSrc from "../../kernels/attention_backward.wgsl" with { 
 import attentionCachedSrc from "../../kernels/attention_cached.wgsl" with { type: "text" };
 import attentionForwardSrc from "../../kernels/attention_forward.wgsl" with { type: "text" };
 import crossEntropySrc from "../../kernels/cross_entropy.wgsl" with { type: "text" };
+import dropoutSrc from "../../kernels/dropout.wgsl" with { type: "text" };
 import embeddingBackwardSrc from "../../kernels/embedding_backward.wgsl" with { type: "text" };
 import embeddingForwardSrc from "../../kernels/embedding_forward.wgsl" with { type: "text" };
 import geluBackwardSrc from "../../kernels/gelu_backward.wgsl" with { type: "text" };
@@ -88,6 +90,7 @@ const F = {
   attentionCached: kernelFile("attention_cached.wgsl", attentionCachedSrc),
   attentionForward: kernelFile("attention_forward.wgsl", attentionForwardSrc),
   crossEntropy: kernelFile("cross_entropy.wgsl", crossEntropySrc),
+  dropout: kernelFile("dropout.wgsl", dropoutSrc),
   embeddingBackward: kernelFile("embedding_backward.wgsl", embeddingBackwardSrc),
   embeddingForward: kernelFile("embedding_forward.wgsl", embeddingForwardSrc),
   geluBackward: kernelFile("gelu_backward.wgsl", geluBackwardSrc),
@@ -106,9 +109,19 @@ const F = {
 const K = {
   adamw: { src: F.adamw, entry: "main", params: "uffffffffff", bindings: ["rw", "r", "rw", "rw", "r"] },
   add: { src: F.add, entry: "main", params: "u", bindings: ["r", "r", "rw"] },
-  attnBwdDpre: { src: F.attentionBackward, entry: "dpre_main", params: "uuuu", bindings: ["r", "r", "r", "rw", "rw"] },
-  attnBwdDq: { src: F.attentionBackward, entry: "dq_main", params: "uuuu", bindings: ["r", "r", "r", "rw", "rw"] },
-  attnBwdDkv: { src: F.attentionBackward, entry: "dkv_main", params: "uuuu", bindings: ["r", "r", "r", "rw", "rw"] },
+  attnBwdDpre: {
+    src: F.attentionBackward,
+    entry: "dpre_main",
+    params: "uuuuuuf",
+    bindings: ["r", "r", "r", "rw", "rw"],
+  },
+  attnBwdDq: { src: F.attentionBackward, entry: "dq_main", params: "uuuuuuf", bindings: ["r", "r", "r", "rw", "rw"] },
+  attnBwdDkv: {
+    src: F.attentionBackward,
+    entry: "dkv_main",
+    params: "uuuuuuf",
+    bindings: ["r", "r", "r", "rw", "rw"],
+  },
   attnCachedStore: {
     src: F.attentionCached,
     entry: "store_main",
@@ -121,8 +134,10 @@ const K = {
     params: "uuuuuu",
     bindings: ["r", "r", "rw", "rw", "rw", "rw"],
   },
-  attnFwd: { src: F.attentionForward, entry: "main", params: "uuuu", bindings: ["r", "r", "rw", "rw"] },
+  attnFwd: { src: F.attentionForward, entry: "main", params: "uuuuuuf", bindings: ["r", "r", "rw", "rw"] },
   crossEntropy: { src: F.crossEntropy, entry: "main", params: "uuf", bindings: ["rw", "r", "rw", "rw"] },
+  dropoutFwd: { src: F.dropout, entry: "forward_main", params: "uuuf", bindings: ["r", "rw"] },
+  dropoutBwd: { src: F.dropout, entry: "backward_main", params: "uuuf", bindings: ["r", "rw"] },
   embFwd: { src: F.embeddingForward, entry: "main", params: "uuuuu", bindings: ["r", "r", "r", "rw"] },
   embBwdLink: {
     src: F.embeddingBackward,
@@ -173,6 +188,17 @@ class GpuBuf implements Buf {
     public buffer: GPUBuffer | null,
     readonly label: string,
   ) {}
+}
+
+/**
+ * The attention kernels' dropout uniforms (drop_key, drop_threshold, drop_scale) and their DROPOUT
+ * override: off (and the uniforms 0) when there is no dropout or p = 0, so those calls run the undropped
+ * pipeline unchanged.
+ */
+function attentionDropout(dropout: AttentionDropout | undefined, op: string): { params: number[]; on: number } {
+  if (!dropout) return { params: [0, 0, 0], on: 0 };
+  const d = dropoutParams(dropout.p, dropout.seed, `${op} dropout`);
+  return d.p === 0 ? { params: [0, 0, 0], on: 0 } : { params: [d.key, d.threshold, d.scale], on: 1 };
 }
 
 /** Bytes a buffer of `length` 4-byte elements takes (at least 16, a multiple of 16). */
@@ -348,6 +374,17 @@ export class WebGpuBackend implements Backend {
     b.buffer = null;
   }
 
+  /**
+   * GPU memory this backend holds: every storage buffer it created, in use or waiting in the pool. Pooled
+   * buffers are kept until `dispose`, so `allocatedBytes` is also the high-water mark (the uniform ring,
+   * placeholders and transient read-back staging buffers are not counted).
+   */
+  get stats(): { allocatedBytes: number; buffers: number } {
+    let allocatedBytes = 0;
+    for (const b of this.#live) allocatedBytes += b.size;
+    return { allocatedBytes, buffers: this.#live.size };
+  }
+
   async sync(): Promise<void> {
     this.#flush();
     await this.#device.queue.onSubmittedWorkDone();
@@ -400,6 +437,34 @@ export class WebGpuBackend implements Backend {
       bufs: [inp, dout, dinp],
       groups: Math.ceil(args.n / 256),
       constants: { ACCUMULATE: +!!args.accumulate },
+    });
+  }
+
+  dropoutForward(args: { out: Buf; inp: Buf; n: number; p: number; seed: number }): void {
+    const op = "dropoutForward";
+    const d = dropoutParams(args.p, args.seed, op);
+    const out = this.#buf(args.out, op), inp = this.#buf(args.inp, op);
+    this.#need([[out, "out"], [inp, "inp"]], args.n, op);
+    const inPlace = out.buffer === inp.buffer;
+    this.#dispatch(K.dropoutFwd, {
+      params: [args.n, d.key, d.threshold, d.scale],
+      bufs: [inPlace ? null : inp, out],
+      groups: Math.ceil(args.n / 256),
+      constants: { IN_PLACE: +inPlace },
+    });
+  }
+
+  dropoutBackward(args: { dinp: Buf; dout: Buf; n: number; p: number; seed: number; accumulate?: boolean }): void {
+    const op = "dropoutBackward";
+    const d = dropoutParams(args.p, args.seed, op);
+    const dinp = this.#buf(args.dinp, op), dout = this.#buf(args.dout, op);
+    this.#need([[dinp, "dinp"], [dout, "dout"]], args.n, op);
+    const inPlace = dinp.buffer === dout.buffer;
+    this.#dispatch(K.dropoutBwd, {
+      params: [args.n, d.key, d.threshold, d.scale],
+      bufs: [inPlace ? null : dout, dinp],
+      groups: Math.ceil(args.n / 256),
+      constants: { IN_PLACE: +inPlace, ACCUMULATE: +!!args.accumulate },
     });
   }
 
@@ -557,11 +622,22 @@ export class WebGpuBackend implements Backend {
   // ------------------------------------------------------------------ attention
 
   attentionForward(
-    args: { out: Buf; att: Buf; qkv: Buf; mask?: Buf; B: number; T: number; C: number; NH: number },
+    args: {
+      out: Buf;
+      att: Buf;
+      qkv: Buf;
+      mask?: Buf;
+      B: number;
+      T: number;
+      C: number;
+      NH: number;
+      dropout?: AttentionDropout;
+    },
   ): void {
     const op = "attentionForward";
     const { B, T, C, NH } = args;
     this.#checkHeads(C, NH, op);
+    const drop = attentionDropout(args.dropout, op);
     const out = this.#buf(args.out, op), att = this.#buf(args.att, op), qkv = this.#buf(args.qkv, op);
     const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
     this.#need([[out, "out"]], B * T * C, op);
@@ -569,19 +645,30 @@ export class WebGpuBackend implements Backend {
     this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
     if (mask) this.#need([[mask, "mask"]], B * T, op);
     this.#dispatch(K.attnFwd, {
-      params: [B, T, C, NH],
+      params: [B, T, C, NH, ...drop.params],
       bufs: [qkv, mask, att, out],
       groups: B * NH * T,
-      constants: { HAS_MASK: +(mask !== null) },
+      constants: { HAS_MASK: +(mask !== null), DROPOUT: drop.on },
     });
   }
 
   attentionBackward(
-    args: { dqkv: Buf; dout: Buf; qkv: Buf; att: Buf; B: number; T: number; C: number; NH: number },
+    args: {
+      dqkv: Buf;
+      dout: Buf;
+      qkv: Buf;
+      att: Buf;
+      B: number;
+      T: number;
+      C: number;
+      NH: number;
+      dropout?: AttentionDropout;
+    },
   ): void {
     const op = "attentionBackward";
     const { B, T, C, NH } = args;
     this.#checkHeads(C, NH, op);
+    const drop = attentionDropout(args.dropout, op);
     const dqkv = this.#buf(args.dqkv, op), dout = this.#buf(args.dout, op);
     const qkv = this.#buf(args.qkv, op), att = this.#buf(args.att, op);
     this.#need([[dqkv, "dqkv"], [qkv, "qkv"]], B * T * 3 * C, op);
@@ -589,10 +676,11 @@ export class WebGpuBackend implements Backend {
     this.#need([[att, "att"]], B * NH * T * T, op);
     const dpre = this.#acquire(B * NH * T * T, "f32", "attention dpreatt");
     const bufs = [dout, qkv, att, dqkv, dpre];
-    const params = [B, T, C, NH];
-    this.#dispatch(K.attnBwdDpre, { params, bufs, groups: B * NH * T });
-    this.#dispatch(K.attnBwdDq, { params, bufs, groups: Math.ceil((B * T * C) / 256) });
-    this.#dispatch(K.attnBwdDkv, { params, bufs, groups: Math.ceil((B * T * C) / 256) });
+    const params = [B, T, C, NH, ...drop.params];
+    const constants = { DROPOUT: drop.on };
+    this.#dispatch(K.attnBwdDpre, { params, bufs, groups: B * NH * T, constants });
+    this.#dispatch(K.attnBwdDq, { params, bufs, groups: Math.ceil((B * T * C) / 256), constants });
+    this.#dispatch(K.attnBwdDkv, { params, bufs, groups: Math.ceil((B * T * C) / 256), constants });
     this.free(dpre);
   }
 
