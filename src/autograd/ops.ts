@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Backend, Buf } from "../backend/backend.ts";
+import type { AttentionDropout, Backend, Buf } from "../backend/backend.ts";
 import { type Tape, Tensor } from "./tensor.ts";
 
 /** What each op's forward saves for its backward, keyed by op name. */
@@ -17,7 +17,17 @@ export interface OpContexts {
   layernorm: { x: Tensor; w: Tensor; b: Tensor; out: Tensor; mean: Buf; rstd: Buf; N: number; C: number };
   gelu: { x: Tensor; out: Tensor };
   add: { a: Tensor; b: Tensor; out: Tensor };
-  attention: { qkv: Tensor; out: Tensor; att: Buf; B: number; T: number; C: number; NH: number };
+  attention: {
+    qkv: Tensor;
+    out: Tensor;
+    att: Buf;
+    B: number;
+    T: number;
+    C: number;
+    NH: number;
+    dropout?: AttentionDropout;
+  };
+  dropout: { x: Tensor; out: Tensor; p: number; seed: number };
   embedding: { ids: Buf; wte: Tensor; wpe: Tensor; out: Tensor; B: number; T: number; C: number };
   crossEntropy: { logits: Tensor; dlogits: Buf };
   gatherRows: { x: Tensor; out: Tensor; runs: readonly RowRun[]; C: number };
@@ -95,18 +105,26 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
 
   // y = softmax(q·kᵀ/√HS + causal/padding mask)·v : see the attention_backward kernel for the maths.
   // The backend assigns dqkv, so it goes straight into a fresh gradient or through a temporary.
-  attention(be, { qkv, out, att, B, T, C, NH }) {
+  // With attention dropout the probabilities are masked and rescaled on the way to v; the kernels recompute
+  // the mask from the same seed.
+  attention(be, { qkv, out, att, B, T, C, NH, dropout }) {
     const dy = out.grad;
     if (!dy) return;
     if (!qkv.grad) {
       qkv.grad = be.alloc(qkv.size, "f32", `grad ${qkv.name}`);
-      be.attentionBackward({ dqkv: qkv.grad, dout: dy, qkv: qkv.buf, att, B, T, C, NH });
+      be.attentionBackward({ dqkv: qkv.grad, dout: dy, qkv: qkv.buf, att, B, T, C, NH, dropout });
     } else {
       const tmp = be.alloc(qkv.size, "f32", "attention dqkv");
-      be.attentionBackward({ dqkv: tmp, dout: dy, qkv: qkv.buf, att, B, T, C, NH });
+      be.attentionBackward({ dqkv: tmp, dout: dy, qkv: qkv.buf, att, B, T, C, NH, dropout });
       be.add({ out: qkv.grad, a: qkv.grad, b: tmp, n: qkv.size });
       be.free(tmp);
     }
+  },
+
+  // y = x ⊙ keep / (1 − p):  dx += dy ⊙ keep / (1 − p), the mask recomputed from (p, seed)
+  dropout(be, { x, out, p, seed }) {
+    if (!out.grad || !x.requiresGrad) return;
+    be.dropoutBackward({ dinp: x.gradBuf(), dout: out.grad, n: x.size, p, seed, accumulate: true });
   },
 
   // y[b,t] = wte[ids[b,t]] + wpe[t]:  dwte[ids[b,t]] += dy[b,t],  dwpe[t] += dy[b,t]
@@ -224,17 +242,30 @@ export function add(ctx: OpContext, a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** Causal multi-head attention over qkv [B,T,3C] with an optional key padding mask (i32 [B,T]). */
+/**
+ * Causal multi-head attention over qkv [B,T,3C] with an optional key padding mask (i32 [B,T]) and, in
+ * training, dropout on the attention probabilities.
+ */
 export function attention(
   ctx: OpContext,
   qkv: Tensor,
-  opts: { B: number; T: number; C: number; NH: number; mask?: Buf },
+  opts: { B: number; T: number; C: number; NH: number; mask?: Buf; dropout?: AttentionDropout },
 ): Tensor {
   const { B, T, C, NH, mask } = opts;
+  const dropout = opts.dropout && opts.dropout.p > 0 ? opts.dropout : undefined;
   const out = newTensor(ctx, [B, T, C], "attention:out", qkv.requiresGrad);
   const att = ctx.be.alloc(B * NH * T * T, "f32", "attention probabilities");
-  ctx.be.attentionForward({ out: out.buf, att, qkv: qkv.buf, mask, B, T, C, NH });
-  record(ctx, "attention", { qkv, out, att, B, T, C, NH }, [out], [att]);
+  ctx.be.attentionForward({ out: out.buf, att, qkv: qkv.buf, mask, B, T, C, NH, dropout });
+  record(ctx, "attention", { qkv, out, att, B, T, C, NH, dropout }, [out], [att]);
+  return out;
+}
+
+/** Inverted dropout (training): x ⊙ keep / (1 − p). p = 0 returns `x` itself. */
+export function dropout(ctx: OpContext, x: Tensor, p: number, seed: number): Tensor {
+  if (p <= 0) return x;
+  const out = newTensor(ctx, [...x.shape], `${x.name}:dropout`, x.requiresGrad);
+  ctx.be.dropoutForward({ out: out.buf, inp: x.buf, n: x.size, p, seed });
+  record(ctx, "dropout", { x, out, p, seed }, [out]);
   return out;
 }
 

@@ -37,7 +37,9 @@ Optimisation (torch.optim.AdamW, LinearLR warmup from 0.1, clip_grad_norm_)
   --batch-size N        (default 4)        --epochs N          (default 3)
   --max-steps N         (default 1000)     --lr X              (default 5e-5)
   --warmup-steps N      (default 50)       --weight-decay X    (default 0.01)
-  --grad-clip X         (default 1.0)      --seed N            (data order, default 42)
+  --grad-clip X         (default 1.0)      --seed N            (data order and dropout, default 42)
+  --no-dropout          train without dropout (default: the config's rates, 0.1 for the base model, as the
+                        notebook's model.train())
 
 Run
   --backend NAME        auto | cpu | webgpu (default auto: WebGPU on a hardware adapter, else CPU)
@@ -76,6 +78,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
       "weight-decay": { type: "string" },
       "grad-clip": { type: "string" },
       seed: { type: "string" },
+      "no-dropout": { type: "boolean", default: false },
       backend: { type: "string" },
       out: { type: "string", default: "models/ch8_sft_gpt2" },
       "run-dir": { type: "string", default: "runs/ch8_sft_gpt2" },
@@ -107,6 +110,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
     seed: numberFlag("seed", v.seed, d.seed, { integer: true, min: 0 }),
     pad: choiceFlag("pad", v.pad, ["longest", "max_length"] as const, d.pad),
     maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
+    dropout: !v["no-dropout"],
   };
   const task = choiceFlag("task", v.task, TASKS, "classification");
   const mask = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");

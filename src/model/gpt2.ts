@@ -195,27 +195,56 @@ export class GPT2 {
    * `ids` and `mask` are i32 [B,T] buffers on the backend.
    */
   forward(
-    args: { ids: Buf; mask?: Buf; B: number; T: number; tape?: Tape; rows?: readonly ops.RowRun[] },
+    args: {
+      ids: Buf;
+      mask?: Buf;
+      B: number;
+      T: number;
+      tape?: Tape;
+      rows?: readonly ops.RowRun[];
+      /** Training mode: dropout with the config's rates, the masks drawn from this seed. */
+      dropoutSeed?: number;
+    },
   ): Tensor {
-    const { ids, mask, B, T, tape, rows } = args;
+    const { ids, mask, B, T, tape, rows, dropoutSeed } = args;
     const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon;
     if (T > cfg.nPositions) {
       throw new Error(`Cannot run GPT-2: sequence length ${T} exceeds n_positions ${cfg.nPositions}`);
     }
     const ctx: ops.OpContext = { be: this.be, tape };
     const p = (n: string) => this.param(n);
-    let x = ops.embedding(ctx, ids, p("transformer.wte.weight"), p("transformer.wpe.weight"), { B, T });
+    // HF's dropout sites (training only): after the embeddings, on the attention probabilities, and on each
+    // residual branch before it is added. Each site and step gets its own seed, the same for its backward.
+    const train = dropoutSeed !== undefined;
+    const siteSeed = (site: number) => (dropoutSeed ?? 0) * 64 + site;
+    const drop = (t: Tensor, p: number, site: number) => {
+      if (!train || p <= 0) return t;
+      const out = ops.dropout(ctx, t, p, siteSeed(site));
+      if (!tape) this.be.free(t.buf); // without a tape nothing needs the undropped values
+      return out;
+    };
+    const emb = ops.embedding(ctx, ids, p("transformer.wte.weight"), p("transformer.wpe.weight"), { B, T });
+    let x = drop(emb, cfg.embdPdrop, 0);
     for (let l = 0; l < cfg.nLayer; l++) {
       const h = `transformer.h.${l}`;
       const ln1 = ops.layernorm(ctx, x, p(`${h}.ln_1.weight`), p(`${h}.ln_1.bias`), eps);
       const qkv = ops.linear(ctx, ln1, p(`${h}.attn.c_attn.weight`), p(`${h}.attn.c_attn.bias`));
-      const att = ops.attention(ctx, qkv, { B, T, C, NH, mask });
-      const proj = ops.linear(ctx, att, p(`${h}.attn.c_proj.weight`), p(`${h}.attn.c_proj.bias`));
+      const attnDrop = train && cfg.attnPdrop > 0 ? { p: cfg.attnPdrop, seed: siteSeed(1 + 3 * l) } : undefined;
+      const att = ops.attention(ctx, qkv, { B, T, C, NH, mask, dropout: attnDrop });
+      const proj = drop(
+        ops.linear(ctx, att, p(`${h}.attn.c_proj.weight`), p(`${h}.attn.c_proj.bias`)),
+        cfg.residPdrop,
+        2 + 3 * l,
+      );
       const x2 = ops.add(ctx, x, proj);
       const ln2 = ops.layernorm(ctx, x2, p(`${h}.ln_2.weight`), p(`${h}.ln_2.bias`), eps);
       const fc = ops.linear(ctx, ln2, p(`${h}.mlp.c_fc.weight`), p(`${h}.mlp.c_fc.bias`));
       const act = ops.gelu(ctx, fc);
-      const mlp = ops.linear(ctx, act, p(`${h}.mlp.c_proj.weight`), p(`${h}.mlp.c_proj.bias`));
+      const mlp = drop(
+        ops.linear(ctx, act, p(`${h}.mlp.c_proj.weight`), p(`${h}.mlp.c_proj.bias`)),
+        cfg.residPdrop,
+        3 + 3 * l,
+      );
       const xIn = x;
       x = ops.add(ctx, x2, mlp);
       // without a tape nothing needs the intermediates any more
@@ -231,11 +260,15 @@ export class GPT2 {
 
   /**
    * Mean cross-entropy over supervised positions, labels shifted by one as Hugging Face does
-   * (the logits at t predict the token at t+1). With `backward`, gradients accumulate into the
+   * (the logits at t predict the token at t+1). `dropoutSeed` turns on training-mode dropout (the config's
+   * rates; it needs `backward`). With `backward`, gradients accumulate into the
    * parameters' `.grad`. Returns the loss as a 1-element backend buffer (read it only when needed) and the
    * number of supervised tokens.
    */
-  loss(batch: Batch, opts: { backward?: boolean; allPositions?: boolean } = {}): { loss: Buf; supervised: number } {
+  loss(
+    batch: Batch,
+    opts: { backward?: boolean; allPositions?: boolean; dropoutSeed?: number } = {},
+  ): { loss: Buf; supervised: number } {
     const { B, T } = batch;
     const { targets, count } = shiftLabels(batch.labels, B, T);
     if (count === 0) {
@@ -249,7 +282,7 @@ export class GPT2 {
     const rows = opts.allPositions ? undefined : supervisedRuns(targets);
     const tgt = be.upload(rows ? targets.filter((y) => y !== -100) : targets, "targets");
     const tape = opts.backward ? new Tape(be) : undefined;
-    const logits = this.forward({ ids, mask, B, T, tape, rows });
+    const logits = this.forward({ ids, mask, B, T, tape, rows, dropoutSeed: opts.dropoutSeed });
     const loss = ops.crossEntropy({ be, tape }, logits, tgt, count);
     if (tape) tape.backward();
     else be.free(logits.buf);

@@ -32,7 +32,9 @@ export function describe(name: string, fn: () => void): void {
   try {
     const r: unknown = fn();
     if (r instanceof Promise) {
-      throw new Error(`describe("${name}") has an async callback: tests it registers after an await are lost under Deno`);
+      throw new Error(
+        `describe("${name}") has an async callback: tests it registers after an await are lost under Deno`,
+      );
     }
   } finally {
     prefix.pop();

@@ -227,6 +227,12 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   print(`  Total steps: ${totalSteps}`);
   print(`  Max steps: ${cfg.maxSteps}`);
   print(`  Loss mask: ${opts.mask} | padding: ${cfg.pad} | max length: ${cfg.maxLength} | backend: ${be.name}`);
+  const c = model.config;
+  print(
+    cfg.dropout
+      ? `  Dropout: embd ${c.embdPdrop}, attn ${c.attnPdrop}, resid ${c.residPdrop} (from config.json)`
+      : "  Dropout: off (--no-dropout)",
+  );
   print("\n" + "=".repeat(60) + "\nStarting SFT Training\n" + "=".repeat(60));
 
   // ---- the loop, with Ctrl-C saving a checkpoint

@@ -34,6 +34,11 @@ export interface TrainConfig {
   /** Pad each batch to its longest example, or to maxLength as the notebook does. */
   pad: "longest" | "max_length";
   maxLength: number;
+  /**
+   * Dropout at the config's rates while training (the notebook trains in `model.train()` mode: 0.1 for the
+   * base model). Validation and evaluation never drop.
+   */
+  dropout: boolean;
 }
 
 /** The notebook's defaults. */
@@ -50,6 +55,7 @@ export const NOTEBOOK_TRAIN_CONFIG: TrainConfig = {
   seed: 42,
   pad: "longest",
   maxLength: 256,
+  dropout: true,
 };
 
 /** Where the loop is: enough to resume exactly (the data order is a function of seed and epoch). */
@@ -173,7 +179,9 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
         const idx = order.slice(pos.batchInEpoch * cfg.batchSize, (pos.batchInEpoch + 1) * cfg.batchSize);
         const batch = collate(idx.map((i) => train[i]!), { padId: args.padId, pad: cfg.pad, maxLength: cfg.maxLength });
         model.zeroGrad();
-        const { loss } = model.loss(batch, { backward: true });
+        // a dropout seed per step (and run seed), so a resumed run draws the same masks
+        const dropoutSeed = cfg.dropout ? cfg.seed * 1_000_000 + pos.step : undefined;
+        const { loss } = model.loss(batch, { backward: true, dropoutSeed });
         optimizer.step(lrAt(pos.step, sched));
         be.sum({ out: epochLoss, inp: loss, n: 1, accumulate: true });
         pos.step++;
