@@ -1,0 +1,482 @@
+/**
+ * The benchmark harness: matmul GFLOP/s at GPT-2's shapes, one full training step of the real GPT-2 shape
+ * (forward + masked cross-entropy + backward + AdamW with clipping), and peak memory, on one backend.
+ *
+ * Usage (Deno or Bun; see bench/README.md):
+ *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
+ *                   [--batch B] [--layers L] [--only matmul|step] [--all-layouts] [--no-dropout]
+ *   bun bench/bench.ts …the same flags…
+ *
+ * Matmul: M = B·T rows (default 4·256 = 1024) times each of GPT-2's weights: c_attn 768×2304, c_fc 768×3072,
+ * mlp c_proj 3072×768, attn c_proj 768×768 (forward layout A·B, with bias), the tied LM head A·Bᵀ with
+ * wte [21128,768], and the two backward layouts of c_fc (dx = dy·Wᵀ, dW = xᵀ·dy, both accumulating). Each
+ * case is warmed up once (pipeline creation), timed once to size the repetitions, then run in groups of
+ * back-to-back calls, each group closed by `backend.sync()` and timed on the host; the figure is the median
+ * group's time per call. On WebGPU that includes one submit-and-wait per group, amortised over the group.
+ *
+ * Step: `GPT2.random` with vocab 21128 + 63 SFT tokens = 21191, n_positions 1024, n_embd 768, 12 layers,
+ * 12 heads (~102 M parameters), a [B,T] batch of random token ids with labels on the last 8 positions of
+ * each row (like the classification task), `model.loss(batch, { backward: true })` + `AdamW.step` (lr 5e-5,
+ * weight decay 0.01, clip 1.0), then `sync()`. The first `--warmup` steps are not timed; the figure is the
+ * median of the `--steps` timed ones. Training mode: dropout 0.1 at HF's three sites (embeddings, attention
+ * probabilities, residual branches), as PyTorch's `model.train()` with the default config; `--no-dropout` drops it.
+ *
+ * Peak memory: WebGPU, the bytes of GPU buffers the step's backend holds (its pool only grows, so this
+ * is the high-water mark); CPU, the process's peak resident set (VmHWM where Linux reports it, else the
+ * largest `process.memoryUsage().rss` sampled).
+ *
+ * With `--json` the last line printed is one JSON object holding every figure.
+ * @module
+ */
+
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { type Backend, type BackendName, createBackend, parseBackendName } from "../src/backend/mod.ts";
+import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { type GPT2Config, parseConfig } from "../src/model/config.ts";
+import { type Batch, GPT2, normalRng } from "../src/model/gpt2.ts";
+import { AdamW } from "../src/train/adamw.ts";
+
+/** The base model's vocabulary (BertTokenizer of uer/gpt2-chinese-cluecorpussmall). */
+const BASE_VOCAB = 21128;
+/** Tokens the notebook adds for SFT (ChatML markers, pad, …): 21128 + 63 = 21191. */
+const SFT_TOKENS = 63;
+/** Supervised label positions at the end of each row (a short answer, as in the classification task). */
+const SUPERVISED_TAIL = 8;
+/** The notebook's optimizer settings. */
+const LR = 5e-5, WEIGHT_DECAY = 0.01, MAX_GRAD_NORM = 1.0;
+
+/** Storage layout of a matmul: `AB` out = a·b; `AtB` out = aᵀ·b (a stored [K,M]); `ABt` out = a·bᵀ (b stored [N,K]). */
+type Layout = "AB" | "AtB" | "ABt";
+
+/** One matmul to time. */
+interface MatmulCase {
+  /** Which GPT-2 product: "c_attn", "c_fc", "mlp.c_proj", "attn.c_proj", "lm_head". */
+  shape: string;
+  /** What it is in training: "forward", "backward dx", "backward dW". */
+  role: string;
+  layout: Layout;
+  M: number;
+  N: number;
+  K: number;
+  bias: boolean;
+  accumulate: boolean;
+}
+
+/** One timed matmul, as reported. */
+interface MatmulResult {
+  shape: string;
+  role: string;
+  layout: Layout;
+  /** The product as text, e.g. "1024x768 · 768x2304". */
+  dims: string;
+  M: number;
+  N: number;
+  K: number;
+  /** Median milliseconds per call. */
+  ms: number;
+  /** 2·M·N·K / time. */
+  gflops: number;
+  /** Calls timed (after the warm-up and sizing calls). */
+  reps: number;
+}
+
+/** The training-step figures, as reported. */
+interface StepResult {
+  B: number;
+  T: number;
+  layers: number;
+  params: number;
+  /** Dropout rate of the step (0.1 as PyTorch's `model.train()` with HF's default config; 0 with --no-dropout). */
+  dropout: number;
+  /** Median milliseconds per timed step. */
+  ms: number;
+  /** Every timed step, in order. */
+  ms_each: number[];
+  warmup_ms: number[];
+  tokens_per_s: number;
+  /** Supervised (loss) tokens per batch. */
+  supervised: number;
+  /** Model FLOPs of one step as counted by {@link stepFlops} (GFLOP). */
+  gflop: number;
+  /** gflop / median time. */
+  gflops: number;
+  /** Loss of the first and the last step (a sanity check: ≈ ln V ≈ 9.96 at random init). */
+  loss_first: number;
+  loss_last: number;
+}
+
+function now(): number {
+  return performance.now();
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Random floats N(0, 0.02²), like weights and small activations. */
+function randomArray(n: number, rng: () => number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng() * 0.02;
+  return a;
+}
+
+/** GPT-2's products for M rows (C = 768, V = 21128); `allLayouts` adds both backward layouts for every weight. */
+function matmulCases({ M, C, allLayouts }: { M: number; C: number; allLayouts: boolean }): MatmulCase[] {
+  const weights: [string, number, number][] = [
+    ["c_attn", C, 3 * C],
+    ["c_fc", C, 4 * C],
+    ["mlp.c_proj", 4 * C, C],
+    ["attn.c_proj", C, C],
+  ];
+  const cases: MatmulCase[] = [];
+  for (const [shape, K, N] of weights) {
+    cases.push({ shape, role: "forward", layout: "AB", M, N, K, bias: true, accumulate: false });
+    if (allLayouts || shape === "c_fc") {
+      // y[M,N] = x[M,K]·W[K,N]:  dx[M,K] += dy[M,N]·Wᵀ (W read as stored [K,N] = [N',K'])
+      cases.push({ shape, role: "backward dx", layout: "ABt", M, N: K, K: N, bias: false, accumulate: true });
+      // dW[K,N] += xᵀ·dy (x stored [M,K] = [K',M'])
+      cases.push({ shape, role: "backward dW", layout: "AtB", M: K, N, K: M, bias: false, accumulate: true });
+    }
+  }
+  // tied head: logits[M,V] = x[M,C]·wteᵀ, wte stored [V,C]
+  cases.push({
+    shape: "lm_head",
+    role: "forward",
+    layout: "ABt",
+    M,
+    N: BASE_VOCAB,
+    K: C,
+    bias: false,
+    accumulate: false,
+  });
+  return cases;
+}
+
+/** Options of {@link timeRepeated}. */
+interface TimingOptions {
+  /** Each timed group runs at least this long (calls are batched up to 64 per group). */
+  groupMs: number;
+  /** At most this many groups… */
+  groups: number;
+  /** …and no more than this much time in total (at least one group always runs). */
+  budgetMs: number;
+}
+
+/**
+ * Time `run` on `be`: one warm-up call, one sizing call, then groups of back-to-back calls each closed by
+ * `sync()`. Returns the median group's milliseconds per call and the number of timed calls.
+ */
+async function timeRepeated(
+  be: Backend,
+  { run, timing: o }: { run: () => void; timing: TimingOptions },
+): Promise<{ ms: number; reps: number }> {
+  run();
+  await be.sync();
+  let t = now();
+  run();
+  await be.sync();
+  const first = Math.max(now() - t, 1e-3);
+  const inner = Math.min(64, Math.max(1, Math.ceil(o.groupMs / first)));
+  const groups = Math.max(1, Math.min(o.groups, Math.floor(o.budgetMs / (first * inner))));
+  const perCall: number[] = [];
+  for (let g = 0; g < groups; g++) {
+    t = now();
+    for (let i = 0; i < inner; i++) run();
+    await be.sync();
+    perCall.push((now() - t) / inner);
+  }
+  return { ms: median(perCall), reps: groups * inner };
+}
+
+async function benchMatmul(
+  be: Backend,
+  { cases, timing, log }: { cases: readonly MatmulCase[]; timing: TimingOptions; log: (s: string) => void },
+): Promise<MatmulResult[]> {
+  const rng = normalRng(7);
+  const out: MatmulResult[] = [];
+  log(
+    `matmul (median per call; ${timing.groups} groups of ≥ ${timing.groupMs} ms at most, ≤ ${timing.budgetMs} ms each):`,
+  );
+  for (const c of cases) {
+    const a = be.upload(randomArray(c.M * c.K, rng), `bench a ${c.shape}`);
+    const b = be.upload(randomArray(c.K * c.N, rng), `bench b ${c.shape}`);
+    const bias = c.bias ? be.upload(randomArray(c.N, rng), `bench bias ${c.shape}`) : undefined;
+    const o = be.alloc(c.M * c.N, "f32", `bench out ${c.shape}`);
+    const args = {
+      out: o,
+      a,
+      b,
+      bias,
+      M: c.M,
+      N: c.N,
+      K: c.K,
+      transA: c.layout === "AtB",
+      transB: c.layout === "ABt",
+      accumulate: c.accumulate,
+    };
+    const { ms, reps } = await timeRepeated(be, { run: () => be.matmul(args), timing });
+    for (const buf of [a, b, bias, o]) if (buf) be.free(buf);
+    const gflops = (2 * c.M * c.N * c.K) / (ms * 1e6);
+    const dims = c.layout === "AB"
+      ? `${c.M}x${c.K} · ${c.K}x${c.N}`
+      : c.layout === "AtB"
+      ? `(${c.K}x${c.M})ᵀ · ${c.K}x${c.N}`
+      : `${c.M}x${c.K} · (${c.N}x${c.K})ᵀ`;
+    out.push({ shape: c.shape, role: c.role, layout: c.layout, dims, M: c.M, N: c.N, K: c.K, ms, gflops, reps });
+    log(
+      `  ${(c.shape + " " + c.role).padEnd(24)} ${c.layout.padEnd(4)} ${dims.padEnd(28)} ${
+        ms.toFixed(3).padStart(10)
+      } ms ` +
+        `${gflops.toFixed(1).padStart(9)} GFLOP/s  (${reps} calls)`,
+    );
+  }
+  return out;
+}
+
+/** The real model's config (or fewer layers) with dropout `pdrop` at all three sites (HF's default 0.1). */
+function benchConfig(layers: number, pdrop: number): GPT2Config {
+  return parseConfig({
+    model_type: "gpt2",
+    vocab_size: BASE_VOCAB + SFT_TOKENS,
+    n_positions: 1024,
+    n_embd: 768,
+    n_layer: layers,
+    n_head: 12,
+    activation_function: "gelu_new",
+    embd_pdrop: pdrop,
+    resid_pdrop: pdrop,
+    attn_pdrop: pdrop,
+  }, { file: "bench config" });
+}
+
+/**
+ * Model FLOPs of one training step (matmuls and attention; forward + 2× for backward). Per layer the four
+ * linears are 2·N·12·C² forward; attention's q·kᵀ and p·v are 4·B·T²·C forward (the full square, as the
+ * kernels compute it); the head runs on the R supervised rows only: 2·R·C·V forward.
+ */
+function stepFlops(cfg: GPT2Config, { B, T, R }: { B: number; T: number; R: number }): number {
+  const C = cfg.nEmbd, N = B * T;
+  const perLayer = 2 * N * 12 * C * C + 4 * B * T * T * C;
+  return 3 * (cfg.nLayer * perLayer + 2 * R * C * cfg.vocabSize);
+}
+
+/** Random token ids below the base vocabulary; labels = the ids on the last `SUPERVISED_TAIL` positions. */
+function randomBatch(B: number, T: number, seed: number): Batch {
+  const inputIds = new Int32Array(B * T), labels = new Int32Array(B * T).fill(-100);
+  let s = seed >>> 0;
+  for (let i = 0; i < B * T; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    inputIds[i] = s % BASE_VOCAB;
+  }
+  const tail = Math.min(SUPERVISED_TAIL, T - 1);
+  for (let b = 0; b < B; b++) {
+    for (let t = T - tail; t < T; t++) labels[b * T + t] = inputIds[b * T + t]!;
+  }
+  return { B, T, inputIds, attentionMask: new Int32Array(B * T).fill(1), labels };
+}
+
+/** Peak resident set of this process in bytes: Linux's VmHWM when readable, else the sampled maximum. */
+class RssMeter {
+  #max = 0;
+  sample(): void {
+    try {
+      this.#max = Math.max(this.#max, process.memoryUsage().rss);
+    } catch {
+      // not available on this runtime
+    }
+  }
+  get peak(): number {
+    this.sample();
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+      if (m) return Math.max(this.#max, Number(m[1]) * 1024);
+    } catch {
+      // not Linux
+    }
+    return this.#max;
+  }
+}
+
+/** GPU buffer bytes held by a WebGPU backend (`WebGpuBackend.stats`), or undefined for another backend. */
+function gpuStats(be: Backend): { allocatedBytes: number; buffers: number } | undefined {
+  return (be as { stats?: { allocatedBytes: number; buffers: number } }).stats;
+}
+
+interface StepOptions {
+  cfg: GPT2Config;
+  B: number;
+  T: number;
+  steps: number;
+  warmup: number;
+  /** Dropout rate (embeddings, attention probabilities, residual branches); 0 = none. */
+  dropout: number;
+  /** Matmul rate measured above (GFLOP/s), for the printed estimate. */
+  rate?: number;
+  rss: RssMeter;
+  log: (s: string) => void;
+}
+
+async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
+  const { cfg, B, T, log } = o;
+  const batch = randomBatch(B, T, 11);
+  const R = B * Math.min(SUPERVISED_TAIL, T - 1);
+  const flops = stepFlops(cfg, { B, T, R });
+  let t = now();
+  const model = GPT2.random(be, cfg, 1);
+  const opt = new AdamW(be, model.params, { lr: LR, weightDecay: WEIGHT_DECAY, maxGradNorm: MAX_GRAD_NORM });
+  await be.sync();
+  log(
+    `step: GPT-2 ${cfg.nLayer} layers, C ${cfg.nEmbd}, V ${cfg.vocabSize}, ${(model.numParams / 1e6).toFixed(1)} M ` +
+      `parameters (random init ${((now() - t) / 1000).toFixed(1)} s); B ${B}, T ${T}, ${R} supervised tokens, ` +
+      `dropout ${o.dropout}`,
+  );
+  const est = o.rate
+    ? ` ≈ ${(flops / (o.rate * 1e9)).toFixed(1)} s of matmul at the c_fc rate above (a lower bound)`
+    : "";
+  log(`  ${(flops / 1e9).toFixed(1)} GFLOP per step${est}; ${o.warmup} warm-up + ${o.steps} timed step(s)`);
+  const times: number[] = [], losses: number[] = [];
+  for (let i = 0; i < o.warmup + o.steps; i++) {
+    t = now();
+    model.zeroGrad();
+    // training mode (dropout at the config's rates, a new mask each step) unless the rates are 0
+    const dropoutSeed = o.dropout > 0 ? i + 1 : undefined;
+    const { loss } = model.loss(batch, { backward: true, dropoutSeed });
+    opt.step(LR);
+    await be.sync();
+    const ms = now() - t;
+    o.rss.sample();
+    const value = (await be.read(loss))[0]!;
+    be.free(loss);
+    times.push(ms);
+    losses.push(value);
+    log(`  ${i < o.warmup ? "warm-up" : "step"} ${i + 1}: ${ms.toFixed(1)} ms, loss ${value.toFixed(4)}`);
+  }
+  const timed = times.slice(o.warmup);
+  const ms = median(timed);
+  const params = model.numParams;
+  model.dispose();
+  opt.dispose();
+  return {
+    B,
+    T,
+    layers: cfg.nLayer,
+    params,
+    dropout: o.dropout,
+    ms,
+    ms_each: timed,
+    warmup_ms: times.slice(0, o.warmup),
+    tokens_per_s: (B * T) / (ms / 1000),
+    supervised: R,
+    gflop: flops / 1e9,
+    gflops: flops / (ms * 1e6),
+    loss_first: losses[0]!,
+    loss_last: losses[losses.length - 1]!,
+  };
+}
+
+async function main(): Promise<number> {
+  const { values: v } = parseArgs({
+    options: {
+      backend: { type: "string" },
+      json: { type: "boolean", default: false },
+      quick: { type: "boolean", default: false },
+      steps: { type: "string" },
+      warmup: { type: "string" },
+      seq: { type: "string" },
+      batch: { type: "string" },
+      layers: { type: "string" },
+      only: { type: "string" },
+      "all-layouts": { type: "boolean", default: false },
+      "no-dropout": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (v.help) {
+    console.log(
+      "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
+        "[--batch B] [--layers L] [--only matmul|step] [--all-layouts] [--no-dropout]",
+    );
+    return 0;
+  }
+  const quick = v.quick;
+  const backendName: BackendName = parseBackendName(v.backend);
+  const B = numberFlag("batch", v.batch, quick ? 1 : 4, { integer: true, min: 1 });
+  const T = numberFlag("seq", v.seq, quick ? 128 : 256, { integer: true, min: 2, max: 1024 });
+  const layers = numberFlag("layers", v.layers, quick ? 2 : 12, { integer: true, min: 1 });
+  const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
+  const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
+  const only = choiceFlag("only", v.only, ["matmul", "step", "all"] as const, "all");
+  const log = (s: string) => console.log(s);
+  const rss = new RssMeter();
+  rss.sample();
+
+  // matmul on its own backend, so that its buffers do not count in the step's GPU memory
+  let matmul: MatmulResult[] = [];
+  let device = "", name = "";
+  if (only !== "step") {
+    const be = await createBackend(backendName);
+    device = be.description;
+    name = be.name;
+    log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
+    const timing: TimingOptions = quick
+      ? { groupMs: 20, groups: 2, budgetMs: 1000 }
+      : { groupMs: 50, groups: 5, budgetMs: 10_000 };
+    matmul = await benchMatmul(be, {
+      cases: matmulCases({ M: B * T, C: 768, allLayouts: v["all-layouts"] }),
+      timing,
+      log,
+    });
+    be.dispose();
+  }
+
+  let step: StepResult | undefined;
+  let gpu: { allocatedBytes: number; buffers: number } | undefined;
+  if (only !== "matmul") {
+    const be = await createBackend(backendName);
+    if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
+    device = be.description;
+    name = be.name;
+    const dropout = v["no-dropout"] ? 0 : 0.1;
+    const cfg = benchConfig(layers, dropout);
+    const rate = matmul.find((m) => m.shape === "c_fc" && m.role === "forward")?.gflops;
+    step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, rss, log });
+    gpu = gpuStats(be);
+    be.dispose();
+    log(
+      `  median ${step.ms.toFixed(1)} ms/step, ${step.tokens_per_s.toFixed(0)} tokens/s, ` +
+        `${step.gflops.toFixed(1)} GFLOP/s of model FLOPs`,
+    );
+  }
+
+  const hostPeak = rss.peak;
+  const peakBytes = gpu ? gpu.allocatedBytes : hostPeak;
+  log(
+    gpu
+      ? `peak GPU buffers: ${(gpu.allocatedBytes / 2 ** 20).toFixed(0)} MiB in ${gpu.buffers} buffers; ` +
+        `host peak RSS ${(hostPeak / 2 ** 20).toFixed(0)} MiB`
+      : `peak host RSS: ${(hostPeak / 2 ** 20).toFixed(0)} MiB`,
+  );
+  if (v.json) {
+    console.log(JSON.stringify({
+      backend: name,
+      device,
+      runtime: runtimeName(),
+      date: new Date().toISOString(),
+      quick,
+      argv: process.argv.slice(2),
+      matmul,
+      step,
+      peak_bytes: peakBytes,
+      peak_kind: gpu ? "gpu_buffers_allocated" : "host_rss_peak",
+      host_rss_peak_bytes: hostPeak,
+      gpu_buffers: gpu?.buffers,
+    }));
+  }
+  return 0;
+}
+
+runMain("bench", main);

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# One check run on a lent NVIDIA GPU machine: parity on the tiny fixture, the WebGPU kernel tests, the
+# benchmark on WebGPU and the PyTorch baseline, each under its own timeout, all inside one time budget
+# (default 510 s, under the device tool's 9-minute plan). Every step continues when an earlier one fails.
+#
+# Here, once (this machine has ../shared and the registries):
+#   bash /work/shared/tools/gpu_prep.sh      # .gpu/: Vulkan loader, deno, slim node_modules (ignored by git)
+#   bash bench/gpu_check.sh --prepare        # copies the parity fixture into .gpu/fixtures (../shared does not travel)
+# There (device tool `run`, carry [".gpu"], timeout_s 600):
+#   source .gpu/env.sh; bash bench/gpu_check.sh
+#
+# Outputs go to $OUT (the device tool's folder; ./runs/gpu_check when OUT is unset), at most 8 files:
+#   summary.txt      environment, each step's status and time, the headline figures
+#   parity.log       deno task parity <fixture> --backend webgpu
+#   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
+#   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2 (JSON last line)
+#   bench.json       that JSON line alone
+#   bench_t128.log   the step alone at T = 128 (JSON last line)
+#   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
+#   pytorch.json     that JSON line alone
+# Environment: GPU_CHECK_BUDGET (seconds, default 510), FIXTURES (a tiny-gpt2-zh dir), BENCH_STEPS (default 10),
+# GPU_CHECK_QUICK=1 (bench and PyTorch with --quick: a smoke test of this script on a machine without a GPU).
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+root=$(pwd)
+
+# ---------------------------------------------------------------- --prepare (run here, not there)
+if [ "${1:-}" = "--prepare" ]; then
+  src=""
+  for d in "${FIXTURES:-}" ../shared/fixtures/tiny-gpt2-zh ./shared/fixtures/tiny-gpt2-zh; do
+    if [ -n "$d" ] && [ -f "$d/reference.json" ]; then src=$d; break; fi
+  done
+  [ -n "$src" ] || { echo "gpu_check --prepare: no fixture dir found (../shared/fixtures/tiny-gpt2-zh)" >&2; exit 1; }
+  [ -f .gpu/env.sh ] || echo "gpu_check --prepare: note: .gpu/env.sh is missing; run /work/shared/tools/gpu_prep.sh first (it empties .gpu/)" >&2
+  mkdir -p .gpu/fixtures/tiny-gpt2-zh
+  # only what src/parity.ts reads; .gpu/ is ignored by git, so nothing lands in the repo
+  cp -r "$src/model" "$src/model-bin" "$src/reference.json" "$src/reference.safetensors" .gpu/fixtures/tiny-gpt2-zh/
+  du -sh .gpu .gpu/fixtures 2>/dev/null
+  echo "ready: device run with carry [\".gpu\"]: source .gpu/env.sh; bash bench/gpu_check.sh"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- setup
+OUT=${OUT:-$root/runs/gpu_check}
+mkdir -p "$OUT"
+budget=${GPU_CHECK_BUDGET:-510}
+steps=${BENCH_STEPS:-10}
+quick=()
+[ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
+start=$(date +%s)
+summary="$OUT/summary.txt"
+: > "$summary"
+export PYTHONUNBUFFERED=1 NO_COLOR=1
+
+say() { echo "$*" | tee -a "$summary"; }
+
+if ! command -v deno >/dev/null 2>&1 && [ -f .gpu/env.sh ]; then
+  # shellcheck disable=SC1091
+  source .gpu/env.sh
+fi
+DENO=$(command -v deno || echo "$root/node_modules/deno/deno")
+
+fixture=""
+for d in "${FIXTURES:-}" ./shared/fixtures/tiny-gpt2-zh ../shared/fixtures/tiny-gpt2-zh .gpu/fixtures/tiny-gpt2-zh; do
+  if [ -n "$d" ] && [ -f "$d/reference.json" ]; then fixture=$d; break; fi
+done
+
+say "gpu_check $(date -u +%FT%TZ) in $root, budget ${budget}s, outputs in $OUT"
+say "host: $(uname -srm), $(nproc) cpus"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+else
+  say "gpu: nvidia-smi not found"
+fi
+say "deno: $("$DENO" --version 2>&1 | head -1) ($DENO)"
+say "python3: $(python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -1)"
+say "vulkan: $(ldconfig -p 2>/dev/null | grep -c libvulkan) libvulkan entries; VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+say "fixture: ${fixture:-none found (run bench/gpu_check.sh --prepare here and carry .gpu)}"
+say ""
+
+# run_step NAME LOG MAX_SECONDS CMD...: runs with a timeout cut to what is left of the budget
+run_step() {
+  local name=$1 log=$2 max=$3
+  shift 3
+  local left=$((budget - ($(date +%s) - start)))
+  local t=$max
+  [ "$left" -lt "$t" ] && t=$left
+  if [ "$t" -lt 15 ]; then
+    say "[skip] $name: only ${left}s of the budget left"
+    echo "skipped: budget spent" > "$log"
+    return 0
+  fi
+  local t0 rc
+  t0=$(date +%s)
+  echo "\$ $*  (timeout ${t}s)" > "$log"
+  timeout -k 10 "$t" "$@" >> "$log" 2>&1
+  rc=$?
+  local dt=$(($(date +%s) - t0))
+  local status=ok
+  [ $rc -ne 0 ] && status="FAILED rc=$rc"
+  [ $rc -eq 124 ] || [ $rc -eq 137 ] && status="TIMED OUT after ${t}s"
+  say "[$status] $name (${dt}s) -> $log"
+  return 0
+}
+
+# the last line of LOG if it is a JSON object, into FILE
+last_json() {
+  local line
+  line=$(grep '^{' "$1" 2>/dev/null | tail -1)
+  [ -n "$line" ] && echo "$line" > "$2"
+}
+
+# ---------------------------------------------------------------- the steps
+if [ -n "$fixture" ]; then
+  run_step "parity (webgpu)" "$OUT/parity.log" 120 "$DENO" task parity "$fixture" --backend webgpu
+else
+  say "[skip] parity: no fixture dir"
+  echo "skipped: no fixture dir" > "$OUT/parity.log"
+fi
+
+run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
+  "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 ${quick[@]+"${quick[@]}"}
+last_json "$OUT/bench.log" "$OUT/bench.json"
+
+run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}
+last_json "$OUT/pytorch.log" "$OUT/pytorch.json"
+
+run_step "bench webgpu step T=128" "$OUT/bench_t128.log" 60 \
+  "$DENO" task bench --backend webgpu --json --only step --seq 128 --steps "$steps" --warmup 2 ${quick[@]+"${quick[@]}"}
+
+run_step "webgpu kernel tests" "$OUT/webgpu_test.log" 150 "$DENO" test -A tests/webgpu_ops_test.ts
+
+# ---------------------------------------------------------------- headline figures
+say ""
+say "parity: $(grep -E '^(PASS|FAIL): |^parity: ' "$OUT/parity.log" 2>/dev/null | tail -1)"
+say "webgpu tests: $(grep -E '^(ok|FAILED) \|' "$OUT/webgpu_test.log" 2>/dev/null | tail -1)"
+python3 - "$OUT" 2>&1 <<'PY' | tee -a "$summary"
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+    except Exception as e:
+        print(f"{name}: not available ({e.__class__.__name__})")
+        return None
+def step_line(tag, d, s):
+    if s:
+        print(f"{tag}: {d.get('device')}: B={s['B']} T={s['T']} {s['ms']:.1f} ms/step, {s['tokens_per_s']:.0f} tokens/s")
+b = load("bench.json")
+if b:
+    step_line("webgpu step", b, b.get("step"))
+    for m in b.get("matmul", []):
+        print(f"webgpu matmul {m['shape']} {m['role']} {m['layout']}: {m['ms']:.3f} ms, {m['gflops']:.0f} GFLOP/s")
+    print(f"webgpu peak GPU buffers: {b.get('peak_bytes', 0) / 2**20:.0f} MiB")
+try:
+    with open(os.path.join(out, "bench_t128.log")) as f:
+        lines = [l for l in f.read().splitlines() if l.startswith("{")]
+    if lines:
+        b2 = json.loads(lines[-1])
+        step_line("webgpu step", b2, b2.get("step"))
+except Exception:
+    pass
+p = load("pytorch.json")
+if p and "error" in p:
+    print(f"pytorch: {p['error']}")
+elif p:
+    for s in p.get("steps", []):
+        step_line("pytorch step", p, s)
+    for m in p.get("matmul", []):
+        print(f"{p.get('backend')} sgemm {m['shape']} {m['role']} {m['layout']}: {m['ms']:.4f} ms, {m['gflops']:.0f} GFLOP/s")
+    c = p.get("classify")
+    if c:
+        print(f"pytorch classify: {c['forwards']} forwards, {c['ms_per_prompt']:.2f} ms per prompt")
+PY
+say "total $(($(date +%s) - start))s; files in $OUT:"
+ls -la "$OUT" | tee -a "$summary"
+exit 0
