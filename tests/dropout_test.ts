@@ -18,11 +18,10 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import process from "node:process";
 import type { AttentionDropout, Backend, Buf } from "../src/backend/backend.ts";
 import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
 import { dropoutHash, dropoutKeep, type DropoutParams, dropoutParams, lowbias32 } from "../src/backend/dropout_hash.ts";
-import { webgpuAvailable } from "../src/backend/gpu_device.ts";
+import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
 
@@ -314,13 +313,7 @@ describe("cpu attention dropout", () => {
 // WebGPU against the CPU
 // ---------------------------------------------------------------------------------------------------
 
-const available = await webgpuAvailable();
-if (!available) {
-  if (process.env.CI) {
-    throw new Error("Dropout tests: no WebGPU adapter found, and CI is set (a GPU or lavapipe is required)");
-  }
-  console.log("dropout_test: no WebGPU adapter found; skipping the WebGPU dropout tests");
-}
+const available = await webgpuForTests("dropout_test");
 const gpuTest = (name: string, fn: () => Promise<void>) => test.skipIf(!available)(name, fn, 120_000);
 
 let device: WebGpuBackend | undefined;
@@ -328,25 +321,14 @@ async function gpu(): Promise<WebGpuBackend> {
   return device ??= await WebGpuBackend.create();
 }
 
-type Data = Float32Array | Int32Array;
-
-/** Upload `inputs` to both backends, run `op` on each, read back `outputs`. */
-async function onBoth(
+/** {@link onBoth} with this file's CPU reference. */
+function both(
   g: Backend,
   inputs: Record<string, Data>,
   op: (be: Backend, b: Record<string, Buf>) => void,
   outputs: readonly string[],
 ): Promise<{ cpu: Record<string, Data>; gpu: Record<string, Data> }> {
-  const run = async (be: Backend) => {
-    const bufs: Record<string, Buf> = {};
-    for (const [k, v] of Object.entries(inputs)) bufs[k] = be.upload(v.slice(), k);
-    op(be, bufs);
-    const res: Record<string, Data> = {};
-    for (const k of outputs) res[k] = await be.read(bufs[k]!);
-    for (const b of Object.values(bufs)) be.free(b);
-    return res;
-  };
-  return { cpu: await run(cpu), gpu: await run(g) };
+  return onBoth(cpu, g, inputs, op, outputs);
 }
 
 describe("webgpu dropout", () => {
@@ -363,7 +345,7 @@ describe("webgpu dropout", () => {
           acc: Float32Array.from(uniform(n, ++k)),
           inPlace: Float32Array.from(uniform(n, ++k)),
         };
-        const r = await onBoth(g, inputs, (be, b) => {
+        const r = await both(g, inputs, (be, b) => {
           be.dropoutForward({ out: b.out!, inp: b.x!, n, p, seed });
           be.dropoutBackward({ dinp: b.dinp!, dout: b.dout!, n, p, seed });
           be.dropoutBackward({ dinp: b.acc!, dout: b.dout!, n, p, seed, accumulate: true });
@@ -405,7 +387,7 @@ describe("webgpu dropout", () => {
           dqkvP0: new Float32Array(B * T * 3 * C),
         };
         const s = { B, T, C, NH };
-        const r = await onBoth(g, inputs, (be, x) => {
+        const r = await both(g, inputs, (be, x) => {
           const mask = masked ? x.mask : undefined;
           const dropout = { p, seed };
           be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, ...s, dropout });

@@ -14,18 +14,13 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import process from "node:process";
 import type { Backend, Buf } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
-import { webgpuAvailable } from "../src/backend/gpu_device.ts";
+import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { type MatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, type Tolerance } from "../src/testing/compare.ts";
 
-const available = await webgpuAvailable();
-if (!available) {
-  if (process.env.CI) throw new Error("WebGPU tests: no adapter found, and CI is set (a GPU or lavapipe is required)");
-  console.log("webgpu_ops_test: no WebGPU adapter found; skipping the WebGPU kernel tests");
-}
+const available = await webgpuForTests("webgpu_ops_test");
 const gpuTest = (name: string, fn: () => Promise<void>) => test.skipIf(!available)(name, fn, 120_000);
 
 const backends = new Map<MatmulKernel, WebGpuBackend>();
@@ -59,28 +54,14 @@ function randn(n: number, seed: number, lo = -1, hi = 1): Float32Array {
   return a;
 }
 
-type Data = Float32Array | Int32Array;
-
-/**
- * Upload `inputs` to the CPU and the GPU backend, run `op` on each, and read back `outputs`.
- * Buffers named in `inputs` are uploaded; `op` may alias them freely.
- */
-async function onBoth(
+/** {@link onBoth} with this file's CPU reference. */
+function both(
   g: Backend,
   inputs: Record<string, Data>,
   op: (be: Backend, b: Record<string, Buf>) => void,
   outputs: readonly string[],
 ): Promise<{ cpu: Record<string, Data>; gpu: Record<string, Data> }> {
-  const run = async (be: Backend) => {
-    const bufs: Record<string, Buf> = {};
-    for (const [k, v] of Object.entries(inputs)) bufs[k] = be.upload(v.slice(), k);
-    op(be, bufs);
-    const res: Record<string, Data> = {};
-    for (const k of outputs) res[k] = await be.read(bufs[k]!);
-    for (const b of Object.values(bufs)) be.free(b);
-    return res;
-  };
-  return { cpu: await run(cpu), gpu: await run(g) };
+  return onBoth(cpu, g, inputs, op, outputs);
 }
 
 function close(r: { cpu: Record<string, Data>; gpu: Record<string, Data> }, name: string, tol: Tolerance, what = "") {
@@ -140,7 +121,7 @@ describe("webgpu backend", () => {
                 bias: randn(N, seed++),
                 out: randn(M * N, seed++),
               };
-              const r = await onBoth(g, inputs, (be, x) =>
+              const r = await both(g, inputs, (be, x) =>
                 be.matmul({
                   out: x.out!,
                   a: x.a!,
@@ -166,7 +147,7 @@ describe("webgpu backend", () => {
     const g = await gpu();
     for (const [M, N] of [[1, 5], [37, 131], [300, 3]] as const) {
       for (const accumulate of [false, true]) {
-        const r = await onBoth(
+        const r = await both(
           g,
           { inp: randn(M * N, M + N), out: randn(N, 7) },
           (be, x) => be.sumRows({ out: x.out!, inp: x.inp!, M, N, accumulate }),
@@ -187,22 +168,22 @@ describe("webgpu backend", () => {
     const tol = { atol: 1e-6, rtol: 1e-6 };
     for (const accumulate of [false, true]) {
       close(
-        await onBoth(g, inputs, (be, x) => be.add({ out: x.out!, a: x.a!, b: x.b!, n, accumulate }), ["out"]),
+        await both(g, inputs, (be, x) => be.add({ out: x.out!, a: x.a!, b: x.b!, n, accumulate }), ["out"]),
         "out",
         tol,
       );
       close(
-        await onBoth(g, inputs, (be, x) => be.add({ out: x.a!, a: x.a!, b: x.b!, n, accumulate }), ["a"]),
+        await both(g, inputs, (be, x) => be.add({ out: x.a!, a: x.a!, b: x.b!, n, accumulate }), ["a"]),
         "a",
         tol,
       );
       close(
-        await onBoth(g, inputs, (be, x) => be.add({ out: x.b!, a: x.a!, b: x.b!, n, accumulate }), ["b"]),
+        await both(g, inputs, (be, x) => be.add({ out: x.b!, a: x.a!, b: x.b!, n, accumulate }), ["b"]),
         "b",
         tol,
       );
       close(
-        await onBoth(g, inputs, (be, x) => be.add({ out: x.a!, a: x.a!, b: x.a!, n, accumulate }), ["a"]),
+        await both(g, inputs, (be, x) => be.add({ out: x.a!, a: x.a!, b: x.a!, n, accumulate }), ["a"]),
         "a",
         tol,
       );
@@ -211,7 +192,7 @@ describe("webgpu backend", () => {
 
   gpuTest("scale", async () => {
     const g = await gpu();
-    const r = await onBoth(g, { x: randn(1003, 4) }, (be, x) => be.scale({ buf: x.x!, n: 1000, s: -0.37 }), ["x"]);
+    const r = await both(g, { x: randn(1003, 4) }, (be, x) => be.scale({ buf: x.x!, n: 1000, s: -0.37 }), ["x"]);
     // s travels as float32 (the CPU multiplies by the float64 s): two roundings, ≤ 2⁻²³ relative. The last 3
     // elements (beyond n) must come back untouched.
     close(r, "x", { atol: 0, rtol: 2.4e-7 });
@@ -224,10 +205,10 @@ describe("webgpu backend", () => {
     inp[0] = 40, inp[1] = -40, inp[2] = 0, inp[3] = 1e-4; // tanh saturation (NaN-prone forms) and tiny inputs
     const inputs = { inp, dout: randn(n, 6), out: new Float32Array(n), dinp: randn(n, 7) };
     // exp / tanh in WGSL have a few ULP of error (the spec allows 3 + 2|x| ULP for exp): 1e-5 relative.
-    const r = await onBoth(g, inputs, (be, x) => be.geluForward({ out: x.out!, inp: x.inp!, n }), ["out"]);
+    const r = await both(g, inputs, (be, x) => be.geluForward({ out: x.out!, inp: x.inp!, n }), ["out"]);
     close(r, "out", { atol: 2e-6, rtol: 1e-5 });
     for (const accumulate of [false, true]) {
-      const rb = await onBoth(
+      const rb = await both(
         g,
         inputs,
         (be, x) => be.geluBackward({ dinp: x.dinp!, inp: x.inp!, dout: x.dout!, n, accumulate }),
@@ -252,7 +233,7 @@ describe("webgpu backend", () => {
       dwpe: randn(P * C, 5),
     };
     for (const pos0 of [0, 4]) {
-      const r = await onBoth(
+      const r = await both(
         g,
         inputs,
         (be, x) => be.embeddingForward({ out: x.out!, ids: x.ids!, wte: x.wte!, wpe: x.wpe!, B, T, C, pos0 }),
@@ -260,7 +241,7 @@ describe("webgpu backend", () => {
       );
       close(r, "out", { atol: 0 }); // one float32 addition on both sides: exact
     }
-    const r = await onBoth(
+    const r = await both(
       g,
       inputs,
       (be, x) => be.embeddingBackward({ dwte: x.dwte!, dwpe: x.dwpe!, dout: x.dout!, ids: x.ids!, B, T, C, V }),
@@ -300,12 +281,12 @@ describe("webgpu backend", () => {
           C,
           eps,
         });
-      const r = await onBoth(g, inputs, fwd, ["out", "mean", "rstd"]);
+      const r = await both(g, inputs, fwd, ["out", "mean", "rstd"]);
       // Tree vs sequential sums over C; rstd can reach 1/√eps ≈ 316 when C = 1 (zero variance), so relative.
       close(r, "out", { atol: 1e-5, rtol: 1e-5 }, `N${N} C${C}`);
       close(r, "mean", { atol: 1e-6, rtol: 1e-5 }, `N${N} C${C}`);
       close(r, "rstd", { atol: 1e-6, rtol: 1e-4 }, `N${N} C${C}`);
-      const r2 = await onBoth(
+      const r2 = await both(
         g,
         inputs,
         (be, x) => be.layernormForward({ out: x.out!, inp: x.inp!, weight: x.weight!, bias: x.bias!, N, C, eps }),
@@ -313,7 +294,7 @@ describe("webgpu backend", () => {
       );
       close(r2, "out", { atol: 1e-5, rtol: 1e-5 }, `no stats N${N} C${C}`);
       for (const accumulate of [false, true]) {
-        const rb = await onBoth(g, inputs, (be, x) => {
+        const rb = await both(g, inputs, (be, x) => {
           fwd(be, x);
           be.layernormBackward({
             dinp: x.dinp!,
@@ -360,7 +341,7 @@ describe("webgpu backend", () => {
           dout: randn(B * T * C, 9),
           dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
         };
-        const r = await onBoth(g, inputs, (be, x) => {
+        const r = await both(g, inputs, (be, x) => {
           const mask = masked ? x.mask : undefined;
           be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, B, T, C, NH });
           be.attentionBackward({ dqkv: x.dqkv!, dout: x.dout!, qkv: x.qkv!, att: x.att!, B, T, C, NH });
@@ -423,7 +404,7 @@ describe("webgpu backend", () => {
     // log-sum-exp over 300 terms (tree vs sequential) and exp with a few ULP: 1e-5 relative on losses ~6.
     const tolLoss = { atol: 1e-5, rtol: 1e-5 };
     const tolGrad = { atol: 1e-7, rtol: 1e-4 }; // probabilities down to e⁻¹⁶: relative matters
-    const r1 = await onBoth(g, inputs, (be, x) =>
+    const r1 = await both(g, inputs, (be, x) =>
       be.crossEntropy({
         losses: x.losses!,
         dlogits: x.dlogits,
@@ -436,7 +417,7 @@ describe("webgpu backend", () => {
     close(r1, "losses", tolLoss, "separate");
     close(r1, "dlogits", tolGrad, "separate");
     close(r1, "logits", { atol: 0 }, "separate (unchanged)");
-    const r2 = await onBoth(g, inputs, (be, x) =>
+    const r2 = await both(g, inputs, (be, x) =>
       be.crossEntropy({
         losses: x.losses!,
         dlogits: x.logits,
@@ -448,7 +429,7 @@ describe("webgpu backend", () => {
       }), ["losses", "logits"]);
     close(r2, "losses", tolLoss, "in place");
     close(r2, "logits", tolGrad, "in place");
-    const r3 = await onBoth(
+    const r3 = await both(
       g,
       inputs,
       (be, x) => be.crossEntropy({ losses: x.losses!, logits: x.logits!, targets: x.targets!, N, V, scale }),
@@ -461,7 +442,7 @@ describe("webgpu backend", () => {
     const g = await gpu();
     for (const n of [1, 1003]) {
       for (const accumulate of [false, true]) {
-        const r = await onBoth(
+        const r = await both(
           g,
           { inp: randn(n, n), out: new Float32Array([0.5]) },
           (be, x) => be.sum({ out: x.out!, inp: x.inp!, n, s: 0.25, accumulate }),
@@ -476,7 +457,7 @@ describe("webgpu backend", () => {
   gpuTest("globalNorm over buffers of 1, 300 and 9000 elements (several 4096 blocks)", async () => {
     const g = await gpu();
     const inputs = { a: randn(1, 1), b: randn(300, 2), c: randn(9000, 3, -3, 3), out: new Float32Array(1) };
-    const r = await onBoth(g, inputs, (be, x) => be.globalNorm({ out: x.out!, bufs: [x.a!, x.b!, x.c!] }), ["out"]);
+    const r = await both(g, inputs, (be, x) => be.globalNorm({ out: x.out!, bufs: [x.a!, x.b!, x.c!] }), ["out"]);
     close(r, "out", { atol: 0, rtol: 1e-5 }); // float32 tree sums of ~10⁴ squares vs float64
   });
 
@@ -491,7 +472,7 @@ describe("webgpu backend", () => {
       norm: new Float32Array([3.7]),
     };
     for (const clip of [false, true]) {
-      const r = await onBoth(g, inputs, (be, x) =>
+      const r = await both(g, inputs, (be, x) =>
         be.adamw({
           param: x.param!,
           grad: x.grad!,
@@ -527,7 +508,7 @@ describe("webgpu backend", () => {
       targets: new Int32Array(N).map((_, i) => (i % 5 === 0 ? -100 : i % 3)),
       losses: new Float32Array(N),
     };
-    const r = await onBoth(g, inputs, (be, x) => {
+    const r = await both(g, inputs, (be, x) => {
       be.layernormForward({ out: x.out!, inp: x.inp!, weight: x.weight!, bias: x.bias!, N, C: 3, eps: 1e-5 });
       be.crossEntropy({ losses: x.losses!, logits: x.inp!, targets: x.targets!, N, V: 3, scale: 1 });
     }, ["out", "losses"]);
