@@ -25,6 +25,7 @@
 import type { AttentionDropout, Backend, Buf, DType, MatmulArgs } from "./backend.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
 import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
+import { gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
 
 /** √(2/π), the constant in the tanh form of GELU. */
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -470,6 +471,8 @@ export class CpuBackend implements Backend {
     const out = f32(args.out, B * T * C, "attention out"), att = f32(args.att, B * NH * T * T, "attention att");
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv");
     const mask = args.mask ? i32(args.mask, B * T, "attention mask") : undefined;
+    const gemm = this.#fastMatmul?.gemm;
+    if (gemm) return gemmAttentionForward({ gemm, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
     const scale = 1 / Math.sqrt(HS);
     const scores = new Float64Array(T);
     const acc = new Float64Array(HS); // one output head row, in float64
@@ -547,6 +550,8 @@ export class CpuBackend implements Backend {
     const drop = attentionDropout(args.dropout, "attentionBackward");
     const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
+    const gemm = this.#fastMatmul?.gemm;
+    if (gemm) return gemmAttentionBackward({ gemm, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
     const scale = 1 / Math.sqrt(HS);
     const dP = new Float64Array(T);
     dqkv.fill(0, 0, B * T * 3 * C);

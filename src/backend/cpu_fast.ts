@@ -59,6 +59,32 @@ export interface FastMatmul {
   readonly description: string;
   /** `out[M,N] (=|+=) op(A)·op(B) (+ bias)`, as {@link DenseMatmulArgs}. */
   matmul(args: DenseMatmulArgs): void;
+  /** The strided GEMM of {@link StridedGemmArgs}; only the BLAS matmul has it. */
+  gemm?(args: StridedGemmArgs): void;
+}
+
+/**
+ * `C[M,N] = alpha·op(A)·op(B) + beta·C` on row-major matrices that start at element offsets of larger arrays
+ * and have leading dimensions (row strides) lda, ldb, ldc, as `cblas_sgemm` (op(A) is [M,K]: A is stored
+ * [M,K] with lda ≥ K, or [K,M] with lda ≥ M when transA). The caller checks the sizes; M, N, K ≥ 1.
+ */
+export interface StridedGemmArgs {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  a: Float32Array;
+  aOffset: number;
+  lda: number;
+  b: Float32Array;
+  bOffset: number;
+  ldb: number;
+  beta: number;
+  c: Float32Array;
+  cOffset: number;
+  ldc: number;
 }
 
 /** The library names tried, in order: `GPT2_SFT_BLAS_LIB` first when set, then the platform's OpenBLAS. */
@@ -169,6 +195,25 @@ export function blasMatmul(blas: Cblas): FastMatmul {
           for (let j = 0; j < N; j++) out[o + j] = out[o + j]! + bias[j]!;
         }
       }
+    },
+    gemm(g: StridedGemmArgs): void {
+      // a subarray hands the FFI a pointer to its first element (Deno "buffer", Bun "ptr")
+      blas.sgemm(
+        CBLAS.rowMajor,
+        g.transA ? CBLAS.trans : CBLAS.noTrans,
+        g.transB ? CBLAS.trans : CBLAS.noTrans,
+        g.M,
+        g.N,
+        g.K,
+        g.alpha,
+        g.aOffset === 0 ? g.a : g.a.subarray(g.aOffset),
+        g.lda,
+        g.bOffset === 0 ? g.b : g.b.subarray(g.bOffset),
+        g.ldb,
+        g.beta,
+        g.cOffset === 0 ? g.c : g.c.subarray(g.cOffset),
+        g.ldc,
+      );
     },
   };
 }

@@ -1,0 +1,270 @@
+/**
+ * The CPU backend's attention (forward and backward) with its products through a strided GEMM
+ * (`cblas_sgemm` via FFI, cpu_fast.ts): per batch b and head h, q, k, v are read in place from qkv with row
+ * stride 3C, the score matrix goes straight into att[b,h], and the outputs go into out (row stride C) and
+ * dqkv (row stride 3C). The mask, the softmax, dropout and the softmax backward stay in TypeScript, with
+ * exactly the semantics of the reference loops in cpu.ts (see `CpuBackend.attentionForward`).
+ *
+ * Causality: queries are taken in blocks of {@link BLOCK} rows, and a block's products only run over the
+ * keys up to its last row (the rest of those rows is zero), which skips about a third of the work at T = 256.
+ *
+ * Numerics: the products sum in float32 (BLAS's order), the reference in float64, so results agree to about
+ * K·ε·Σ|terms| (K = HS for scores and dP, K ≤ T for the rest); the softmax runs in float64 as the reference.
+ * @module
+ */
+
+import { dropoutHash, type DropoutParams } from "./dropout_hash.ts";
+import type { StridedGemmArgs } from "./cpu_fast.ts";
+
+/** Query rows per block of the causal products. */
+const BLOCK = 64;
+
+/** A strided GEMM, as `FastMatmul.gemm`. */
+export type GemmFn = (args: StridedGemmArgs) => void;
+
+/** The arrays and shapes of {@link gemmAttentionForward}, already checked by the caller. */
+export interface GemmAttentionForwardArgs {
+  gemm: GemmFn;
+  out: Float32Array;
+  att: Float32Array;
+  qkv: Float32Array;
+  mask?: Int32Array;
+  B: number;
+  T: number;
+  C: number;
+  NH: number;
+  /** The dropout constants, or undefined for none (p = 0). */
+  drop?: DropoutParams;
+}
+
+/** attentionForward (see `CpuBackend.attentionForward`) with S = scale·Q·Kᵀ and out = P·V through GEMM. */
+export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
+  const { gemm, out, att, qkv, mask, B, T, C, NH, drop } = args;
+  const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
+  const e = new Float64Array(T);
+  // the dropped probabilities of one head (att keeps the undropped P)
+  const pd = drop ? new Float32Array(T * T) : undefined;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const base = (b * NH + h) * T * T;
+      const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C;
+      // S = scale·Q·Kᵀ into att[b,h] (block rows [t0,t1), key columns [0,t1))
+      for (let t0 = 0; t0 < T; t0 += BLOCK) {
+        const t1 = Math.min(T, t0 + BLOCK);
+        gemm({
+          transA: false,
+          transB: true,
+          M: t1 - t0,
+          N: t1,
+          K: HS,
+          alpha: scale,
+          a: qkv,
+          aOffset: qo + t0 * C3,
+          lda: C3,
+          b: qkv,
+          bOffset: ko,
+          ldb: C3,
+          beta: 0,
+          c: att,
+          cOffset: base + t0 * T,
+          ldc: T,
+        });
+      }
+      // softmax over the visible keys s ≤ t with mask[b,s] = 1; everything else 0
+      for (let t = 0; t < T; t++) {
+        const row = base + t * T;
+        let max = -Infinity;
+        for (let s = 0; s <= t; s++) {
+          if (mask && mask[b * T + s] === 0) continue;
+          const x = att[row + s]!;
+          if (x > max) max = x;
+        }
+        let sum = 0;
+        for (let s = 0; s <= t; s++) {
+          const v = mask && mask[b * T + s] === 0 ? 0 : Math.exp(att[row + s]! - max);
+          e[s] = v;
+          sum += v;
+        }
+        const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
+        for (let s = 0; s <= t; s++) att[row + s] = e[s]! * inv;
+        att.fill(0, row + t + 1, row + T);
+        if (pd) {
+          const prow = t * T;
+          for (let s = 0; s <= t; s++) {
+            const p = att[row + s]!;
+            pd[prow + s] = p !== 0 && dropoutHash(drop!.key, row + s) >= drop!.threshold
+              ? Math.fround(p * drop!.scale)
+              : 0;
+          }
+          pd.fill(0, prow + t + 1, prow + T);
+        }
+      }
+      // out[b,:,h] = P·V (P the dropped probabilities with dropout)
+      for (let t0 = 0; t0 < T; t0 += BLOCK) {
+        const t1 = Math.min(T, t0 + BLOCK);
+        gemm({
+          transA: false,
+          transB: false,
+          M: t1 - t0,
+          N: HS,
+          K: t1,
+          alpha: 1,
+          a: pd ?? att,
+          aOffset: (pd ? 0 : base) + t0 * T,
+          lda: T,
+          b: qkv,
+          bOffset: vo,
+          ldb: C3,
+          beta: 0,
+          c: out,
+          cOffset: (b * T + t0) * C + h * HS,
+          ldc: C,
+        });
+      }
+    }
+  }
+}
+
+/** The arrays and shapes of {@link gemmAttentionBackward}, already checked by the caller. */
+export interface GemmAttentionBackwardArgs {
+  gemm: GemmFn;
+  dqkv: Float32Array;
+  dout: Float32Array;
+  qkv: Float32Array;
+  att: Float32Array;
+  B: number;
+  T: number;
+  C: number;
+  NH: number;
+  /** The forward's dropout constants, or undefined for none. */
+  drop?: DropoutParams;
+}
+
+/**
+ * attentionBackward (see `CpuBackend.attentionBackward`; dqkv assigned) with dP = dOut·Vᵀ, dV = P̃ᵀ·dOut,
+ * dQ = scale·dS·K and dK = scale·dSᵀ·Q through GEMM; dS = P ⊙ (dP̃ − rowsum(P ⊙ dP̃)) in TypeScript.
+ */
+export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
+  const { gemm, dqkv, dout, qkv, att, B, T, C, NH, drop } = args;
+  const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
+  const dS = new Float32Array(T * T); // dP, then dS in place
+  const g = new Float64Array(T); // one row of dP through the dropout
+  const pd = drop ? new Float32Array(T * T) : undefined;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const base = (b * NH + h) * T * T;
+      const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C, oo = b * T * C + h * HS;
+      // dP = dOut·Vᵀ (causal blocks)
+      for (let t0 = 0; t0 < T; t0 += BLOCK) {
+        const t1 = Math.min(T, t0 + BLOCK);
+        gemm({
+          transA: false,
+          transB: true,
+          M: t1 - t0,
+          N: t1,
+          K: HS,
+          alpha: 1,
+          a: dout,
+          aOffset: oo + t0 * C,
+          lda: C,
+          b: qkv,
+          bOffset: vo,
+          ldb: C3,
+          beta: 0,
+          c: dS,
+          cOffset: t0 * T,
+          ldc: T,
+        });
+      }
+      // dS[t,s] = P·(dP·m − Σ_r P·dP·m) for s ≤ t (m the dropout factor), 0 elsewhere
+      for (let t = 0; t < T; t++) {
+        const row = t * T, arow = base + t * T;
+        let pdp = 0;
+        for (let s = 0; s <= t; s++) {
+          const p = att[arow + s]!;
+          if (p === 0) {
+            g[s] = 0; // masked key (or underflow): contributes nothing
+            if (pd) pd[row + s] = 0;
+            continue;
+          }
+          let v = dS[row + s]!;
+          if (drop) {
+            const m = dropoutHash(drop.key, arow + s) >= drop.threshold ? drop.scale : 0;
+            pd![row + s] = Math.fround(p * m);
+            v *= m;
+          }
+          g[s] = v;
+          pdp += p * v;
+        }
+        for (let s = 0; s <= t; s++) {
+          const p = att[arow + s]!;
+          dS[row + s] = p === 0 ? 0 : p * (g[s]! - pdp);
+        }
+        dS.fill(0, row + t + 1, row + T);
+        if (pd) pd.fill(0, row + t + 1, row + T);
+      }
+      // dV = P̃ᵀ·dOut, dK = scale·dSᵀ·Q: output rows s in [s0,s1) sum over queries t ≥ s0
+      for (let s0 = 0; s0 < T; s0 += BLOCK) {
+        const s1 = Math.min(T, s0 + BLOCK);
+        gemm({
+          transA: true,
+          transB: false,
+          M: s1 - s0,
+          N: HS,
+          K: T - s0,
+          alpha: 1,
+          a: pd ?? att,
+          aOffset: (pd ? 0 : base) + s0 * T + s0,
+          lda: T,
+          b: dout,
+          bOffset: oo + s0 * C,
+          ldb: C,
+          beta: 0,
+          c: dqkv,
+          cOffset: vo + s0 * C3,
+          ldc: C3,
+        });
+        gemm({
+          transA: true,
+          transB: false,
+          M: s1 - s0,
+          N: HS,
+          K: T - s0,
+          alpha: scale,
+          a: dS,
+          aOffset: s0 * T + s0,
+          lda: T,
+          b: qkv,
+          bOffset: qo + s0 * C3,
+          ldb: C3,
+          beta: 0,
+          c: dqkv,
+          cOffset: ko + s0 * C3,
+          ldc: C3,
+        });
+      }
+      // dQ = scale·dS·K (causal blocks)
+      for (let t0 = 0; t0 < T; t0 += BLOCK) {
+        const t1 = Math.min(T, t0 + BLOCK);
+        gemm({
+          transA: false,
+          transB: false,
+          M: t1 - t0,
+          N: HS,
+          K: t1,
+          alpha: scale,
+          a: dS,
+          aOffset: t0 * T,
+          lda: T,
+          b: qkv,
+          bOffset: ko,
+          ldb: C3,
+          beta: 0,
+          c: dqkv,
+          cOffset: qo + t0 * C3,
+          ldc: C3,
+        });
+      }
+    }
+  }
+}

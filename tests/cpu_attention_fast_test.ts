@@ -1,0 +1,134 @@
+/**
+ * The CPU backend's BLAS attention (src/backend/cpu_attention_blas.ts: the products of attentionForward
+ * and attentionBackward through strided `cblas_sgemm`) against the reference loops of cpu.ts
+ * (`new CpuBackend({ matmul: "reference" })` vs `{ matmul: "blas" }`), forward and backward, at awkward
+ * shapes: T = 1, T = 70 (two query blocks of 64, the second partial), HS = 5 and 64, batches with padding
+ * (keys masked, and a row with every key masked: a fully masked query row), with and without dropout 0.1.
+ *
+ * Without a loadable OpenBLAS (or FFI) the tests are skipped with a notice, except under CI (`CI` set),
+ * where .ci/run installs Debian's libopenblas0-pthread and a missing library is a failure.
+ *
+ * Tolerance: the reference sums in float64 and rounds once; BLAS sums K products in float32 (K = HS for the
+ * scores and dP, K ≤ T for P·V, dV, dQ, dK), an error of at most about K·ε·Σ|terms| (ε = 2⁻²³). Inputs are
+ * uniform in [−1, 1), so a score's terms sum to at most HS/√HS = √HS, and the softmax turns a score error δ
+ * into a relative probability error ≤ 2δ: att gets rtol 4·HS·√HS·ε. out and dqkv are chains of such sums
+ * (≤ HS + T terms, the probabilities summing to ≤ 1/(1−p)), each term and partial sum no larger than about
+ * max|expected| for these inputs: we allow atol 4·(T + HS)·ε·max(|expected|, 1) (2·10⁻⁴ at the largest
+ * case; the errors seen are ≤ 5·10⁻⁷), while a real mistake (a wrong stride, transpose, block edge, mask or
+ * dropout index) is an error the size of a probability times a value, ≥ 10⁻³ here. Exact zeros of the
+ * reference (masked and future keys, fully masked rows) must be exact zeros: checked separately.
+ */
+
+import { describe, test } from "bun:test";
+import process from "node:process";
+import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
+import { loadBlas } from "../src/backend/cpu_fast.ts";
+import type { AttentionDropout, Buf } from "../src/backend/backend.ts";
+import { assertClose, maxAbs } from "../src/testing/compare.ts";
+
+const loaded = loadBlas();
+const available = "blas" in loaded;
+if (!available) {
+  if (process.env.CI) {
+    throw new Error(
+      `cpu_attention_fast_test: BLAS is not available, and CI is set (.ci/run installs it): ${loaded.reason}`,
+    );
+  }
+  console.log(`cpu_attention_fast_test: no BLAS (${loaded.reason}); skipping the BLAS attention tests`);
+}
+const blasTest = (name: string, fn: () => void) => test.skipIf(!available)(name, fn, 60_000);
+
+const EPS = 2 ** -23;
+
+/** A seeded generator (mulberry32), so failures reproduce. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n values uniform in [−1, 1), as float32. */
+function rand(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = 2 * r() - 1;
+  return x;
+}
+
+interface Case {
+  B: number;
+  T: number;
+  NH: number;
+  HS: number;
+  /** Pad: row 0 real, row 1 with some keys masked (incl. key 0: query 0 sees nothing), later rows all padding. */
+  pad: boolean;
+  dropout?: AttentionDropout;
+}
+
+interface Result {
+  out: Float32Array;
+  att: Float32Array;
+  dqkv: Float32Array;
+}
+
+function run(be: CpuBackend, c: Case, qkv: Float32Array, dout: Float32Array, mask?: Int32Array): Result {
+  const { B, T, NH, HS } = c, C = NH * HS;
+  const get = (b: Buf) => (cpuData(b) as Float32Array).slice();
+  const q = be.upload(qkv), out = be.alloc(B * T * C), att = be.alloc(B * NH * T * T);
+  // dqkv starts as garbage: the op must assign it
+  const dqkv = be.upload(rand(B * T * 3 * C, 99)), d = be.upload(dout);
+  const m = mask ? be.upload(mask) : undefined;
+  be.attentionForward({ out, att, qkv: q, mask: m, B, T, C, NH, dropout: c.dropout });
+  be.attentionBackward({ dqkv, dout: d, qkv: q, att, B, T, C, NH, dropout: c.dropout });
+  return { out: get(out), att: get(att), dqkv: get(dqkv) };
+}
+
+function padMask(B: number, T: number): Int32Array {
+  const mask = new Int32Array(B * T).fill(1);
+  for (let b = 1; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      // row 1: keys 0, 3, 6, … masked (so query 0 sees no key); rows ≥ 2: all padding
+      if (b >= 2 || t % 3 === 0) mask[b * T + t] = 0;
+    }
+  }
+  return mask;
+}
+
+function check(c: Case): void {
+  const { B, T, NH, HS } = c, C = NH * HS;
+  const qkv = rand(B * T * 3 * C, 1 + T + HS), dout = rand(B * T * C, 2 + T * HS);
+  const mask = c.pad ? padMask(B, T) : undefined;
+  const ref = run(new CpuBackend({ matmul: "reference" }), c, qkv, dout, mask);
+  const got = run(new CpuBackend({ matmul: "blas" }), c, qkv, dout, mask);
+  const what = `B=${B} T=${T} NH=${NH} HS=${HS} pad=${c.pad} p=${c.dropout?.p ?? 0}`;
+  // zeros of the reference (masked / future keys, fully masked rows) are exact zeros here too
+  for (const [name, a, e] of [["att", got.att, ref.att], ["out", got.out, ref.out]] as const) {
+    let wrong = 0;
+    for (let i = 0; i < e.length; i++) if (e[i] === 0 && a[i] !== 0) wrong++;
+    if (wrong > 0) throw new Error(`${what} ${name}: ${wrong} nonzero values where the reference has 0`);
+  }
+  const ra = assertClose(got.att, ref.att, { atol: 1e-30, rtol: 4 * HS * Math.sqrt(HS) * EPS }, `${what} att`);
+  if (process.env.ATTN_VERBOSE) console.log(what, "att", ra.maxAbsErr);
+  for (const [name, a, e] of [["out", got.out, ref.out], ["dqkv", got.dqkv, ref.dqkv]] as const) {
+    const atol = 4 * (T + HS) * EPS * Math.max(maxAbs(e), 1);
+    const r = assertClose(a, e, { atol }, `${what} ${name}`);
+    if (process.env.ATTN_VERBOSE) console.log(what, name, r.maxAbsErr, atol, maxAbs(e));
+  }
+}
+
+describe("cpu BLAS attention vs the reference loops", () => {
+  const drop = { p: 0.1, seed: 1234 };
+  for (const dropout of [undefined, drop]) {
+    const p = dropout ? " dropout 0.1" : "";
+    blasTest(`T=1, HS=5${p}`, () => check({ B: 2, T: 1, NH: 3, HS: 5, pad: false, dropout }));
+    blasTest(`T=1, HS=5, padding${p}`, () => check({ B: 3, T: 1, NH: 2, HS: 5, pad: true, dropout }));
+    blasTest(`T=70, HS=5, padding${p}`, () => check({ B: 3, T: 70, NH: 3, HS: 5, pad: true, dropout }));
+    blasTest(`T=70, HS=64${p}`, () => check({ B: 1, T: 70, NH: 2, HS: 64, pad: false, dropout }));
+    blasTest(`T=130, HS=64, padding${p}`, () => check({ B: 3, T: 130, NH: 1, HS: 64, pad: true, dropout }));
+  }
+});
