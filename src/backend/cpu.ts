@@ -31,6 +31,15 @@ import { gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_bla
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
 /** The cubic coefficient of the tanh form of GELU. */
 const GELU_CUBIC = 0.044715;
+
+/**
+ * tanh(u) = 1 − 2/(e^{2u} + 1), in float64. About twice as fast as Math.tanh in V8 and JavaScriptCore; exact
+ * at ±∞ (e^{2u} overflows to ∞ or underflows to 0); near 0 its absolute error is ~1e-16, which is all that
+ * GELU's 1 + tanh(u) sees.
+ */
+function tanh(u: number): number {
+  return 1 - 2 / (Math.exp(2 * u) + 1);
+}
 /** The target id that cross-entropy ignores (PyTorch's `ignore_index`). */
 const IGNORE_INDEX = -100;
 
@@ -189,7 +198,7 @@ export class CpuBackend implements Backend {
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
-      out[i] = 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x)));
+      out[i] = 0.5 * x * (1 + tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x)));
     }
   }
 
@@ -202,13 +211,14 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
     const dout = f32(args.dout, n, "gelu dout");
+    const accumulate = !!args.accumulate;
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
-      const th = Math.tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x));
+      const th = tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x));
       const dudx = GELU_SCALE * (1 + 3 * GELU_CUBIC * x * x);
       const local = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * dudx;
       const g = local * dout[i]!;
-      dinp[i] = args.accumulate ? dinp[i]! + g : g;
+      dinp[i] = accumulate ? dinp[i]! + g : g;
     }
   }
 
