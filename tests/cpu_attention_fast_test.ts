@@ -25,6 +25,7 @@ import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
 import { loadBlas } from "../src/backend/cpu_fast.ts";
 import type { AttentionDropout, Buf } from "../src/backend/backend.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
+import { uniformRng as rng } from "../src/model/rng.ts";
 
 const loaded = loadBlas();
 const available = "blas" in loaded;
@@ -39,18 +40,6 @@ if (!available) {
 const blasTest = (name: string, fn: () => void) => test.skipIf(!available)(name, fn, 60_000);
 
 const EPS = 2 ** -23;
-
-/** A seeded generator (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n values uniform in [−1, 1), as float32. */
 function rand(n: number, seed: number): Float32Array {

@@ -20,6 +20,7 @@ import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
 import { blasSelfCheck, loadBlas, parseCpuMatmulMode, selectCpuMatmul } from "../src/backend/cpu_fast.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { type Cblas, openCblas } from "../src/runtime.ts";
+import { uniformRng as rng } from "../src/model/rng.ts";
 
 const loaded = loadBlas();
 const available = "blas" in loaded;
@@ -30,18 +31,6 @@ if (!available) {
   console.log(`cpu_fast_test: no BLAS (${loaded.reason}); skipping the BLAS matmul tests`);
 }
 const blasTest = (name: string, fn: () => void) => test.skipIf(!available)(name, fn, 60_000);
-
-/** A seeded generator (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n values uniform in [−1, 1), as float32. */
 function rand(n: number, seed: number): Float32Array {

@@ -17,22 +17,11 @@ import { describe, expect, test } from "bun:test";
 import { CpuBackend, CpuBuf, cpuData } from "../src/backend/cpu.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
+import { uniformRng as rng } from "../src/model/rng.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------------
-
-/** A seeded generator (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n normal samples · scale, rounded to float32 (so float32 and float64 code see the same numbers). */
 function randn(n: number, seed: number, scale = 1): Float64Array {

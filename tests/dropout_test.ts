@@ -24,22 +24,11 @@ import { dropoutHash, dropoutKeep, type DropoutParams, dropoutParams, lowbias32 
 import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
+import { uniformRng as rng } from "../src/model/rng.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------------
-
-/** A seeded generator (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** n uniform samples in [lo, hi), rounded to float32 (so float32 and float64 code see the same numbers). */
 function uniform(n: number, seed: number, lo = -1, hi = 1): Float64Array {

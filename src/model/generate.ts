@@ -6,6 +6,9 @@
  */
 
 import { type GPT2, KvCache } from "./gpt2.ts";
+import { uniformRng } from "./rng.ts";
+
+export { uniformRng };
 
 /** Decoding settings; the defaults are the notebook's evaluation settings (greedy). */
 export interface GenerateOptions {
@@ -55,18 +58,6 @@ export function argmax(x: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
   return best;
-}
-
-/** A seeded uniform generator in [0, 1) (mulberry32). */
-export function uniformRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Sample an id from logits after temperature, top-k and top-p (HF's warpers, in that order). */

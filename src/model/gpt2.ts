@@ -12,6 +12,9 @@ import type { Backend, Buf } from "../backend/backend.ts";
 import * as ops from "../autograd/ops.ts";
 import { Tape, Tensor } from "../autograd/tensor.ts";
 import { type GPT2Config, parameterShapes } from "./config.ts";
+import { normalRng } from "./rng.ts";
+
+export { normalRng };
 
 /** A named host tensor (what the I/O layer reads and writes). */
 export interface HostTensor {
@@ -28,29 +31,6 @@ export interface Batch {
   attentionMask?: Int32Array;
   /** HF labels (−100 = not supervised), NOT shifted: position t's label is the token at t. */
   labels: Int32Array;
-}
-
-/** A deterministic normal generator (mulberry32 + Box–Muller) for initialisation. */
-export function normalRng(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  let spare: number | undefined;
-  return () => {
-    if (spare !== undefined) {
-      const s = spare;
-      spare = undefined;
-      return s;
-    }
-    const r = Math.sqrt(-2 * Math.log(uniform())), th = 2 * Math.PI * uniform();
-    spare = r * Math.sin(th);
-    return r * Math.cos(th);
-  };
 }
 
 /** Arguments of {@link GPT2.forwardCached}. */
