@@ -18,6 +18,7 @@ import { CpuBackend, CpuBuf, cpuData } from "../src/backend/cpu.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
+import { attention64 } from "./helpers/reference64.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -121,45 +122,6 @@ function layernorm64(
     for (let c = 0; c < C; c++) out[n * C + c] = ((x[n * C + c]! - mean) / Math.sqrt(v + eps)) * w[c]! + b[c]!;
   }
   return out;
-}
-
-/** Attention with masked scores set to −∞; returns out and the probabilities. */
-function attention64(
-  qkv: ArrayLike<number>,
-  mask: ArrayLike<number> | undefined,
-  s: { B: number; T: number; C: number; NH: number },
-): { out: Float64Array; att: Float64Array } {
-  const { B, T, C, NH } = s;
-  const HS = C / NH;
-  const out = new Float64Array(B * T * C), att = new Float64Array(B * NH * T * T);
-  const at = (b: number, t: number, part: number, h: number, i: number) =>
-    qkv[(b * T + t) * 3 * C + part * C + h * HS + i]!;
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < NH; h++) {
-      for (let t = 0; t < T; t++) {
-        const sc: number[] = [];
-        for (let u = 0; u < T; u++) {
-          const visible = u <= t && (!mask || mask[b * T + u] === 1);
-          let d = 0;
-          for (let i = 0; i < HS; i++) d += at(b, t, 0, h, i) * at(b, u, 1, h, i);
-          sc.push(visible ? d / Math.sqrt(HS) : -Infinity);
-        }
-        const mx = Math.max(...sc);
-        if (mx === -Infinity) continue; // no visible key: probabilities and output stay 0
-        const e = sc.map((v) => Math.exp(v - mx));
-        const z = e.reduce((p, q) => p + q, 0);
-        for (let u = 0; u < T; u++) {
-          const p = e[u]! / z;
-          att[((b * NH + h) * T + t) * T + u] = p;
-          for (let i = 0; i < HS; i++) {
-            const o = (b * T + t) * C + h * HS + i;
-            out[o] = out[o]! + p * at(b, u, 2, h, i);
-          }
-        }
-      }
-    }
-  }
-  return { out, att };
 }
 
 /** Per-row −log softmax(logits)[target], 0 for target −100. */

@@ -25,6 +25,7 @@ import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
+import { attention64 } from "./helpers/reference64.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -88,52 +89,6 @@ function numGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-5): Flo
     g[i] = (fp - fm) / (2 * h);
   }
   return g;
-}
-
-/**
- * Attention in float64 (masked scores −∞), with the probabilities multiplied by the dropout mask when
- * `drop` is given: out = Σ_s P[t,s]·M[a]·v_s, M[a] = keep(a) ? 1/(1−p) : 0, a the flat index into att.
- * Returns out and the undropped probabilities.
- */
-function attention64(
-  qkv: ArrayLike<number>,
-  mask: ArrayLike<number> | undefined,
-  s: { B: number; T: number; C: number; NH: number },
-  drop?: DropoutParams,
-): { out: Float64Array; att: Float64Array } {
-  const { B, T, C, NH } = s;
-  const HS = C / NH;
-  const out = new Float64Array(B * T * C), att = new Float64Array(B * NH * T * T);
-  const at = (b: number, t: number, part: number, h: number, i: number) =>
-    qkv[(b * T + t) * 3 * C + part * C + h * HS + i]!;
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < NH; h++) {
-      for (let t = 0; t < T; t++) {
-        const sc: number[] = [];
-        for (let u = 0; u < T; u++) {
-          const visible = u <= t && (!mask || mask[b * T + u] === 1);
-          let d = 0;
-          for (let i = 0; i < HS; i++) d += at(b, t, 0, h, i) * at(b, u, 1, h, i);
-          sc.push(visible ? d / Math.sqrt(HS) : -Infinity);
-        }
-        const mx = Math.max(...sc);
-        if (mx === -Infinity) continue; // no visible key: probabilities and output stay 0
-        const e = sc.map((v) => Math.exp(v - mx));
-        const z = e.reduce((p, q) => p + q, 0);
-        for (let u = 0; u < T; u++) {
-          const a = ((b * NH + h) * T + t) * T + u;
-          const p = e[u]! / z;
-          att[a] = p;
-          const m = drop ? (dropoutKeep(drop, a) ? 1 / (1 - drop.p) : 0) : 1;
-          for (let i = 0; i < HS; i++) {
-            const o = (b * T + t) * C + h * HS + i;
-            out[o] = out[o]! + p * m * at(b, u, 2, h, i);
-          }
-        }
-      }
-    }
-  }
-  return { out, att };
 }
 
 // ---------------------------------------------------------------------------------------------------
