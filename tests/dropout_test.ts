@@ -20,7 +20,7 @@
 import { describe, expect, test } from "bun:test";
 import type { AttentionDropout, Backend, Buf } from "../src/backend/backend.ts";
 import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
-import { dropoutHash, dropoutKeep, type DropoutParams, dropoutParams, lowbias32 } from "../src/backend/dropout_hash.ts";
+import { dropoutHash, dropoutKeep, dropoutParams, lowbias32 } from "../src/backend/dropout_hash.ts";
 import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
