@@ -5,7 +5,7 @@
  * @module
  */
 
-import { writeFile } from "node:fs/promises";
+import { atomicWriteFile } from "../io/atomic.ts";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { choiceFlag, numberFlag, runMain } from "./args.ts";
@@ -32,7 +32,9 @@ tokenizer is loaded; the notebook's SFT tokens are added when it lacks <|im_star
   --mask MODE           assistant | assistant+eos | none (default assistant+eos, as deno task train;
                         the notebook: assistant)
   --max-length N        truncate to N tokens (default 256)
-  --html FILE           also write the view of every token as a self-contained HTML page
+  --html FILE           where to write the view of every token as a self-contained HTML page
+                        (default runs/masking.html)
+  --no-html             print the view only
   --no-color            plain text (supervised tokens as «token»); also when NO_COLOR is set
   --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
   -h, --help            this text
@@ -68,7 +70,8 @@ export async function main(argv: string[], print: (line: string) => void = conso
       index: { type: "string" },
       mask: { type: "string" },
       "max-length": { type: "string" },
-      html: { type: "string" },
+      html: { type: "string", default: "runs/masking.html" },
+      "no-html": { type: "boolean", default: false },
       "no-color": { type: "boolean", default: false },
       offline: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -96,7 +99,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
   }
   const view = buildMaskingView(example, tokenizer);
   print(renderMaskingConsole(view, { color }));
-  if (v.html) {
+  if (v.html && !v["no-html"]) {
     const html = renderMaskingHtml(view, {
       details: [
         ["Model (tokenizer)", v.model!],
@@ -107,7 +110,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
       ],
     });
     try {
-      await writeFile(v.html, html);
+      await atomicWriteFile(v.html, html);
     } catch (e) {
       throw new Error(`Cannot write ${v.html}: ${e instanceof Error ? e.message : String(e)}`);
     }
