@@ -17,6 +17,7 @@
  * @module
  */
 
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { atomicWriteFile } from "../io/atomic.ts";
@@ -192,6 +193,28 @@ export interface WriteDatasetOptions {
   splits?: readonly ("train" | "val" | "test")[];
 }
 
+/** The notebook's record counts per split. */
+export const SPLIT_COUNTS = { train: 8000, val: 1000, test: 1000 } as const;
+/** The notebook's seeds per split. */
+export const SPLIT_SEEDS = { train: 42, val: 43, test: 44 } as const;
+
+/**
+ * The path of one split of a task in `dataDir`; when the file is missing, that split alone is generated as
+ * the notebook does (its seed and count), so an existing file — perhaps the user's own data — is never
+ * overwritten. `generated` says whether it was written now.
+ */
+export async function ensureSplitFile(
+  task: SftTask,
+  dataDir: string,
+  split: "train" | "val" | "test",
+  opts: { plain?: boolean } = {},
+): Promise<{ path: string; generated: boolean }> {
+  const path = join(dataDir, datasetFileNames(task)[split]);
+  if (existsSync(path)) return { path, generated: false };
+  await writeDataset({ task, outDir: dataDir, plain: opts.plain, splits: [split] });
+  return { path, generated: true };
+}
+
 /** The data file names of a task: `gpt2_sft_{split}.jsonl` or `custom_sft_{split}.jsonl`. */
 export function datasetFileNames(task: SftTask): { train: string; val: string; test: string } {
   const stem = task === "classification" ? "gpt2_sft" : "custom_sft";
@@ -210,8 +233,8 @@ export async function writeDataset(
   if (opts.task !== "classification" && opts.task !== "json_extraction") {
     throw new Error(`Cannot write dataset: unknown task "${opts.task}" (expected classification or json_extraction)`);
   }
-  const counts = { train: 8000, val: 1000, test: 1000, ...opts.counts };
-  const seeds = { train: 42, val: 43, test: 44, ...opts.seeds };
+  const counts = { ...SPLIT_COUNTS, ...opts.counts };
+  const seeds = { ...SPLIT_SEEDS, ...opts.seeds };
   const names = datasetFileNames(opts.task);
   await mkdir(opts.outDir, { recursive: true });
   const files = { train: "", val: "", test: "" };

@@ -36,16 +36,15 @@ import { stderr } from "node:process";
 import type { Backend } from "../backend/backend.ts";
 import { runtimeName } from "../cli/args.ts";
 import { IM_END, promptFor } from "../data/chatml.ts";
-import { readSftRecords, type SftRecord, toJsonl } from "../data/jsonl.ts";
+import { readSftRecords, type SftRecord } from "../data/jsonl.ts";
 import {
   buildPlainInstruction,
-  datasetFileNames,
-  generateClassificationRecords,
-  generateExtractionRecords,
+  ensureSplitFile,
   ISSUE_LABELS,
   type SftTask,
+  SPLIT_COUNTS,
+  SPLIT_SEEDS,
 } from "../data/synth.ts";
-import { atomicWriteFile } from "../io/atomic.ts";
 import { DEFAULT_MODEL, type ResolveModelOptions } from "../io/hub.ts";
 import { ProgressBar } from "../io/progress.ts";
 import { generate } from "../model/generate.ts";
@@ -226,13 +225,8 @@ function parseTask(value: string, from: string): SftTask {
 
 /** The notebook's test split, written beside the other files when missing (seed 44, 1000 records). */
 async function ensureTestFile(task: SftTask, dataDir: string, plain: boolean, print: (l: string) => void) {
-  const path = join(dataDir, datasetFileNames(task).test);
-  if (existsSync(path)) return path;
-  const records = task === "classification"
-    ? generateClassificationRecords(1000, 44)
-    : generateExtractionRecords(1000, 44, { plain });
-  await atomicWriteFile(path, toJsonl(records));
-  print(`Generated ${path} (${records.length} test records, seed 44)`);
+  const { path, generated } = await ensureSplitFile(task, dataDir, "test", { plain });
+  if (generated) print(`Generated ${path} (${SPLIT_COUNTS.test} test records, seed ${SPLIT_SEEDS.test})`);
   return path;
 }
 

@@ -5,13 +5,19 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import process from "node:process";
 import type { Backend } from "../backend/backend.ts";
 import { buildSftDataset, type MaskMode, type SftDataset } from "../data/sft_dataset.ts";
 import { readSftRecords, type SftRecord } from "../data/jsonl.ts";
-import { datasetFileNames, ISSUE_LABELS, type SftTask, toMessages, writeDataset } from "../data/synth.ts";
+import {
+  datasetFileNames,
+  ensureSplitFile,
+  ISSUE_LABELS,
+  type SftTask,
+  SPLIT_SEEDS,
+  toMessages,
+} from "../data/synth.ts";
 import { IM_END } from "../data/chatml.ts";
 import { saveModelDir } from "../io/model_dir.ts";
 import { configToJson } from "../model/config.ts";
@@ -21,7 +27,8 @@ import { AdamW } from "./adamw.ts";
 import { findCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { formatEpochSummary, formatStepLine, lossSeries, MetricsLog, readMetrics } from "./metrics.ts";
 import { terminalChart, writeLossCurve } from "./plot.ts";
-import { NonFiniteLossError, plannedSteps, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
+import { NonFiniteLossError, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
+import { totalSteps as plannedTotal } from "./schedule.ts";
 import { ProgressBar } from "../io/progress.ts";
 import { pyFloat } from "../eval/metrics.ts";
 
@@ -71,8 +78,6 @@ export interface TrainRunResult {
   dataset: { train: SftDataset; val?: SftDataset };
 }
 
-const SPLIT_SEEDS = { train: 42, val: 43, test: 44 } as const;
-
 /** Read a task's split, generating its file first (as the notebook does) when it is missing. */
 export async function loadTaskRecords(
   task: SftTask,
@@ -83,12 +88,9 @@ export async function loadTaskRecords(
   if (!TASKS.includes(task)) {
     throw new Error(`Unknown task: "${task}" (expected one of ${TASKS.join(", ")})`);
   }
-  const names = datasetFileNames(task);
-  const path = join(dataDir, names[split]);
-  if (!existsSync(path)) {
-    // only the missing split: an existing file (perhaps the user's own data) is never overwritten
-    await writeDataset({ task, outDir: dataDir, plain: opts.plain, splits: [split] });
-    opts.print?.(`Generated ${names[split]} in ${dataDir} (the notebook's generator, seed ${SPLIT_SEEDS[split]})`);
+  const { path, generated } = await ensureSplitFile(task, dataDir, split, { plain: opts.plain });
+  if (generated) {
+    opts.print?.(`Generated ${basename(path)} in ${dataDir} (the notebook's generator, seed ${SPLIT_SEEDS[split]})`);
   }
   const records = await readSftRecords(path);
   if (records.length === 0) throw new Error(`Cannot use ${path}: it has no records`);
@@ -219,7 +221,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     print(`Resumed from ${found} at step ${start.step} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
   }
 
-  const totalSteps = plannedSteps(train.examples.length, cfg);
+  const totalSteps = plannedTotal({ examples: train.examples.length, ...cfg });
   print("Training configuration:");
   print(`  Batch size: ${cfg.batchSize}`);
   print(`  Epochs: ${cfg.epochs}`);

@@ -13,7 +13,7 @@ import type { GPT2 } from "../model/gpt2.ts";
 import { collate, type SftExample } from "../data/sft_dataset.ts";
 import { PyRandom } from "../data/random.ts";
 import { AdamW } from "./adamw.ts";
-import { lrAt } from "./schedule.ts";
+import { lrAt, totalSteps as plannedTotal } from "./schedule.ts";
 
 /** Training settings; the defaults are the notebook's. */
 export interface TrainConfig {
@@ -121,11 +121,6 @@ export interface TrainResult {
   seconds: number;
 }
 
-/** The optimizer steps a run takes: min(batches per epoch × epochs, maxSteps). */
-export function plannedSteps(examples: number, cfg: Pick<TrainConfig, "batchSize" | "epochs" | "maxSteps">): number {
-  return Math.min(Math.ceil(examples / cfg.batchSize) * cfg.epochs, cfg.maxSteps);
-}
-
 /** The order of the examples in `epoch` (a seeded shuffle, so a resumed run sees the same batches). */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
   const order = Array.from({ length: n }, (_, i) => i);
@@ -159,7 +154,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   const { model, train, config: cfg } = args;
   const be = model.be;
   if (train.length === 0) throw new Error("Cannot train: the training set is empty");
-  const totalSteps = plannedSteps(train.length, cfg);
+  const totalSteps = plannedTotal({ examples: train.length, ...cfg });
   const optimizer = args.optimizer ??
     new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
   const pos: TrainPosition = args.start
