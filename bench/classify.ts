@@ -13,29 +13,7 @@ import { numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { generateClassificationRecords, ISSUE_LABELS } from "../src/data/synth.ts";
 import { tinyModel } from "../src/demo/tiny.ts";
-import { classify, classifyBatch } from "../src/eval/classify.ts";
-import { type GPT2, KvCache } from "../src/model/gpt2.ts";
-
-/** The notebook's way: one forward of prompt + label per label; mean log-prob of the label's tokens. */
-async function notebookScores(model: GPT2, promptIds: number[], labelIds: number[][]): Promise<number[]> {
-  const V = model.config.vocabSize, P = promptIds.length, scores: number[] = [];
-  for (const ids of labelIds) {
-    const all = [...promptIds, ...ids];
-    const cache = new KvCache(model.be, model.config, 1, all.length);
-    const logits = await model.forwardCached({ ids: Int32Array.from(all), B: 1, Tn: all.length, pos0: 0, cache });
-    cache.dispose();
-    let total = 0;
-    for (let j = 0; j < ids.length; j++) {
-      const off = (P - 1 + j) * V;
-      let max = -Infinity, z = 0;
-      for (let i = 0; i < V; i++) max = Math.max(max, logits[off + i]!);
-      for (let i = 0; i < V; i++) z += Math.exp(logits[off + i]! - max);
-      total += logits[off + ids[j]!]! - max - Math.log(z);
-    }
-    scores.push(total / ids.length);
-  }
-  return scores;
-}
+import { classify, classifyBatch, scoreLabelsNotebook } from "../src/eval/classify.ts";
 
 async function main(): Promise<number> {
   const { values: v } = parseArgs({
@@ -61,7 +39,7 @@ async function main(): Promise<number> {
   t = performance.now();
   let agree = 0;
   for (const [i, p] of prompts.entries()) {
-    const s = await notebookScores(model, p, labels.map((l) => l.ids));
+    const s = await scoreLabelsNotebook(model, p, labels.map((l) => l.ids));
     const best = s.indexOf(Math.max(...s));
     if (labels[best]!.label === ours[i] && ours[i] === batched[i]) agree++;
   }

@@ -1,33 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { CpuBackend } from "../src/backend/cpu.ts";
-import { classify, classifyBatch, scoreLabels, scoreLabelsBatch } from "../src/eval/classify.ts";
+import { classify, classifyBatch, scoreLabels, scoreLabelsBatch, scoreLabelsNotebook } from "../src/eval/classify.ts";
 import { loadModelDir } from "../src/io/model_dir.ts";
-import { GPT2, KvCache } from "../src/model/gpt2.ts";
+import { GPT2 } from "../src/model/gpt2.ts";
 import { assertClose } from "../src/testing/compare.ts";
 
 const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
-
-/** The notebook's `_lm_classify` scores: one full forward of prompt + label per label. */
-async function notebookScores(model: GPT2, prompt: number[], labels: number[][]): Promise<number[]> {
-  const V = model.config.vocabSize;
-  const out: number[] = [];
-  for (const ids of labels) {
-    const all = [...prompt, ...ids];
-    const cache = new KvCache(model.be, model.config, 1, all.length);
-    const logits = await model.forwardCached({ ids: Int32Array.from(all), B: 1, Tn: all.length, pos0: 0, cache });
-    cache.dispose();
-    let total = 0;
-    for (let j = 0; j < ids.length; j++) {
-      const off = (prompt.length - 1 + j) * V;
-      let max = -Infinity, z = 0;
-      for (let i = 0; i < V; i++) max = Math.max(max, logits[off + i]!);
-      for (let i = 0; i < V; i++) z += Math.exp(logits[off + i]! - max);
-      total += logits[off + ids[j]!]! - max - Math.log(z);
-    }
-    out.push(total / ids.length);
-  }
-  return out;
-}
 
 const be = new CpuBackend();
 const loaded = await loadModelDir(FIXTURE);
@@ -40,7 +18,7 @@ describe("label classifier", () => {
   test("one prompt: the shared-prompt scores equal one full forward per label", async () => {
     // float32 through differently ordered computations (cache vs full sequence): 1e-5 absolute on log-probs ≈ −6
     for (const p of prompts) {
-      assertClose(await scoreLabels(model, p, labels), await notebookScores(model, p, labels), { atol: 1e-5 });
+      assertClose(await scoreLabels(model, p, labels), await scoreLabelsNotebook(model, p, labels), { atol: 1e-5 });
     }
   });
 

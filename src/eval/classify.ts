@@ -17,6 +17,32 @@ function logProb(logits: Float32Array, offset: number, V: number, id: number): n
 }
 
 /**
+ * The notebook's `_lm_classify` scores as it computes them: one full forward of prompt + label per label, the
+ * mean log-probability of the label's tokens. Slow; the reference that {@link scoreLabels} must equal and
+ * the baseline of `bench/classify.ts`.
+ */
+export async function scoreLabelsNotebook(
+  model: GPT2,
+  promptIds: readonly number[],
+  labelIds: readonly (readonly number[])[],
+): Promise<number[]> {
+  const V = model.config.vocabSize, P = promptIds.length, scores: number[] = [];
+  for (const ids of labelIds) {
+    const all = [...promptIds, ...ids];
+    const cache = new KvCache(model.be, model.config, 1, all.length);
+    try {
+      const logits = await model.forwardCached({ ids: Int32Array.from(all), B: 1, Tn: all.length, pos0: 0, cache });
+      let total = 0;
+      for (let j = 0; j < ids.length; j++) total += logProb(logits, (P - 1 + j) * V, V, ids[j]!);
+      scores.push(ids.length ? total / ids.length : -Infinity);
+    } finally {
+      cache.dispose();
+    }
+  }
+  return scores;
+}
+
+/**
  * Mean log-probability of each label's token ids after `promptIds` (both without special tokens, as the
  * notebook's `_lm_classify`). A label with no tokens scores −∞. See {@link scoreLabelsBatch}.
  */
