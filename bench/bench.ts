@@ -1,10 +1,12 @@
 /**
  * The benchmark harness: matmul GFLOP/s at GPT-2's shapes, one full training step of the real GPT-2 shape
- * (forward + masked cross-entropy + backward + AdamW with clipping), and peak memory, on one backend.
+ * (forward + masked cross-entropy + backward + AdamW with clipping), peak memory, and the label classifier
+ * against the notebook's (`bench/classify.ts`), on one backend.
  *
  * Usage (Deno or Bun; see bench/README.md):
  *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
- *                   [--batch B] [--layers L] [--only matmul|step] [--all-layouts] [--no-dropout]
+ *                   [--batch B] [--layers L] [--only matmul|step|classify] [--all-layouts] [--no-dropout]
+ *                   [--classify-n N] [--classify-shape tiny|gpt2]
  *   bun bench/bench.ts …the same flags…
  *
  * Matmul: M = B·T rows (default 4·256 = 1024) times each of GPT-2's weights: c_attn 768×2304, c_fc 768×3072,
@@ -25,6 +27,10 @@
  * is the high-water mark); CPU, the process's peak resident set (VmHWM where Linux reports it, else the
  * largest `process.memoryUsage().rss` sampled).
  *
+ * Classifier: `--classify-n` test prompts (default 100) × the six labels, scored the notebook's way (one full
+ * forward per label) and ours (prefix shared, KV cache, batched), on the demo's tiny model or, with
+ * `--classify-shape gpt2`, random weights of the real shape.
+ *
  * With `--json` the last line printed is one JSON object holding every figure.
  * @module
  */
@@ -34,6 +40,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { type Backend, type BackendName, createBackend, parseBackendName } from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { benchClassifier, type ClassifierResult } from "./classify.ts";
 import { type GPT2Config, parseConfig } from "../src/model/config.ts";
 import { type Batch, GPT2, normalRng } from "../src/model/gpt2.ts";
 import { AdamW } from "../src/train/adamw.ts";
@@ -392,13 +399,16 @@ async function main(): Promise<number> {
       only: { type: "string" },
       "all-layouts": { type: "boolean", default: false },
       "no-dropout": { type: "boolean", default: false },
+      "classify-n": { type: "string" },
+      "classify-shape": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   if (v.help) {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
-        "[--batch B] [--layers L] [--only matmul|step] [--all-layouts] [--no-dropout]",
+        "[--batch B] [--layers L] [--only matmul|step|classify] [--all-layouts] [--no-dropout] " +
+        "[--classify-n N] [--classify-shape tiny|gpt2]",
     );
     return 0;
   }
@@ -409,7 +419,9 @@ async function main(): Promise<number> {
   const layers = numberFlag("layers", v.layers, quick ? 2 : 12, { integer: true, min: 1 });
   const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
   const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
-  const only = choiceFlag("only", v.only, ["matmul", "step", "all"] as const, "all");
+  const only = choiceFlag("only", v.only, ["matmul", "step", "classify", "all"] as const, "all");
+  const classifyN = numberFlag("classify-n", v["classify-n"], quick ? 20 : 100, { integer: true, min: 1 });
+  const classifyShape = choiceFlag("classify-shape", v["classify-shape"], ["tiny", "gpt2"] as const, "tiny");
   const log = (s: string) => console.log(s);
   const rss = new RssMeter();
   rss.sample();
@@ -417,7 +429,7 @@ async function main(): Promise<number> {
   // matmul on its own backend, so that its buffers do not count in the step's GPU memory
   let matmul: MatmulResult[] = [];
   let device = "", name = "";
-  if (only !== "step") {
+  if (only === "all" || only === "matmul") {
     const be = await createBackend(backendName);
     device = be.description;
     name = be.name;
@@ -435,7 +447,7 @@ async function main(): Promise<number> {
 
   let step: StepResult | undefined;
   let gpu: { allocatedBytes: number; buffers: number } | undefined;
-  if (only !== "matmul") {
+  if (only === "all" || only === "step") {
     const be = await createBackend(backendName);
     if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
     device = be.description;
@@ -450,6 +462,19 @@ async function main(): Promise<number> {
       `  median ${step.ms.toFixed(1)} ms/step, ${step.tokens_per_s.toFixed(0)} tokens/s, ` +
         `${step.gflops.toFixed(1)} GFLOP/s of model FLOPs`,
     );
+  }
+
+  let classify: ClassifierResult | undefined;
+  if (only === "all" || only === "classify") {
+    const be = await createBackend(backendName);
+    if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
+    device = be.description;
+    name = be.name;
+    try {
+      classify = await benchClassifier(be, { n: classifyN, shape: classifyShape, log });
+    } finally {
+      be.dispose();
+    }
   }
 
   const hostPeak = rss.peak;
@@ -470,6 +495,7 @@ async function main(): Promise<number> {
       argv: process.argv.slice(2),
       matmul,
       step,
+      classify,
       peak_bytes: peakBytes,
       peak_kind: gpu ? "gpu_buffers_allocated" : "host_rss_peak",
       host_rss_peak_bytes: hostPeak,

@@ -13,7 +13,8 @@
 #   summary.txt      environment, each step's status and time, the headline figures
 #   parity.log       deno task parity <fixture> --backend webgpu
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
-#   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2 (JSON last line)
+#   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
+#                    --classify-shape gpt2 (JSON last line)
 #   bench.json       that JSON line alone
 #   bench_t128.log   the step alone at T = 128 (JSON last line)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
@@ -120,7 +121,8 @@ else
 fi
 
 run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
-  "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 ${quick[@]+"${quick[@]}"}
+  "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 --classify-shape gpt2 \
+  ${quick[@]+"${quick[@]}"}
 last_json "$OUT/bench.log" "$OUT/bench.json"
 
 run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}
@@ -154,6 +156,10 @@ if b:
     for m in b.get("matmul", []):
         print(f"webgpu matmul {m['shape']} {m['role']} {m['layout']}: {m['ms']:.3f} ms, {m['gflops']:.0f} GFLOP/s")
     print(f"webgpu peak GPU buffers: {b.get('peak_bytes', 0) / 2**20:.0f} MiB")
+    c = b.get("classify")
+    if c:
+        print(f"webgpu classify ({c['shape']}, {c['examples']} examples): notebook {c['notebook_ms_per_example']:.1f} "
+              f"ms/example, ours {c['batched_ms_per_example']:.1f} ({c['speedup_batched']:.1f}x)")
 try:
     with open(os.path.join(out, "bench_t128.log")) as f:
         lines = [l for l in f.read().splitlines() if l.startswith("{")]
