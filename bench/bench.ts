@@ -6,7 +6,7 @@
  * Usage (Deno or Bun; see bench/README.md):
  *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
  *                   [--batch B] [--layers L] [--only matmul|step|classify] [--all-layouts] [--no-dropout]
- *                   [--classify-n N] [--classify-shape tiny|gpt2]
+ *                   [--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,…]
  *   bun bench/bench.ts …the same flags…
  *
  * Matmul: M = B·T rows (default 4·256 = 1024) times each of GPT-2's weights: c_attn 768×2304, c_fc 768×3072,
@@ -27,6 +27,9 @@
  * is the high-water mark); CPU, the process's peak resident set (VmHWM where Linux reports it, else the
  * largest `process.memoryUsage().rss` sampled).
  *
+ * `--matmul-kernels` (WebGPU) times the matmuls once per kernel named (kernels/matmul_*.wgsl); the step and
+ * the classifier run the default kernel, or the one `GPT2_SFT_MATMUL` names.
+ *
  * Classifier: `--classify-n` test prompts (default 100) × the six labels, scored the notebook's way (one full
  * forward per label) and ours (prefix shared, KV cache, batched), on the demo's tiny model or, with
  * `--classify-shape gpt2`, random weights of the real shape.
@@ -41,6 +44,7 @@ import { parseArgs } from "node:util";
 import { type Backend, type BackendName, createBackend, parseBackendName } from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
+import { type MatmulKernel, parseMatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { type GPT2Config, parseConfig } from "../src/model/config.ts";
 import { type Batch, GPT2, normalRng } from "../src/model/gpt2.ts";
 import { AdamW } from "../src/train/adamw.ts";
@@ -87,6 +91,8 @@ interface MatmulResult {
   gflops: number;
   /** Calls timed (after the warm-up and sizing calls). */
   reps: number;
+  /** The WebGPU matmul kernel (`--matmul-kernels`); absent on the CPU. */
+  kernel?: string;
 }
 
 /** The training-step figures, as reported. */
@@ -400,6 +406,7 @@ async function main(): Promise<number> {
       "all-layouts": { type: "boolean", default: false },
       "no-dropout": { type: "boolean", default: false },
       "classify-n": { type: "string" },
+      "matmul-kernels": { type: "string" },
       "classify-shape": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -408,7 +415,7 @@ async function main(): Promise<number> {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
         "[--batch B] [--layers L] [--only matmul|step|classify] [--all-layouts] [--no-dropout] " +
-        "[--classify-n N] [--classify-shape tiny|gpt2]",
+        "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,large-f16,naive]",
     );
     return 0;
   }
@@ -427,22 +434,31 @@ async function main(): Promise<number> {
   rss.sample();
 
   // matmul on its own backend, so that its buffers do not count in the step's GPU memory
-  let matmul: MatmulResult[] = [];
+  const matmul: MatmulResult[] = [];
   let device = "", name = "";
   if (only === "all" || only === "matmul") {
-    const be = await createBackend(backendName);
-    device = be.description;
-    name = be.name;
-    log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
-    const timing: TimingOptions = quick
-      ? { groupMs: 20, groups: 2, budgetMs: 1000 }
-      : { groupMs: 50, groups: 5, budgetMs: 10_000 };
-    matmul = await benchMatmul(be, {
-      cases: matmulCases({ M: B * T, C: 768, allLayouts: v["all-layouts"] }),
-      timing,
-      log,
-    });
-    be.dispose();
+    // WebGPU: one backend per kernel asked for (default: the backend's own, GPT2_SFT_MATMUL or "tiled")
+    const kernels: (MatmulKernel | undefined)[] = v["matmul-kernels"]
+      ? v["matmul-kernels"].split(",").map((k) => parseMatmulKernel(k.trim(), "--matmul-kernels entry"))
+      : [undefined];
+    for (const kernel of kernels) {
+      const be = kernel ? await WebGpuBackend.create({ matmul: kernel }) : await createBackend(backendName);
+      if (kernel && backendName === "cpu") throw new Error("--matmul-kernels needs --backend webgpu or auto");
+      device = be.description;
+      name = be.name;
+      log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
+      const timing: TimingOptions = quick
+        ? { groupMs: 20, groups: 2, budgetMs: 1000 }
+        : { groupMs: 50, groups: 5, budgetMs: 10_000 };
+      const res = await benchMatmul(be, {
+        cases: matmulCases({ M: B * T, C: 768, allLayouts: v["all-layouts"] }),
+        timing,
+        log,
+      });
+      const k = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
+      matmul.push(...res.map((r) => (k ? { ...r, kernel: k } : r)));
+      be.dispose();
+    }
   }
 
   let step: StepResult | undefined;
@@ -454,7 +470,8 @@ async function main(): Promise<number> {
     name = be.name;
     const dropout = v["no-dropout"] ? 0 : 0.1;
     const cfg = benchConfig(layers, dropout);
-    const rate = matmul.find((m) => m.shape === "c_fc" && m.role === "forward")?.gflops;
+    const kernel = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
+    const rate = matmul.find((m) => m.shape === "c_fc" && m.role === "forward" && m.kernel === kernel)?.gflops;
     step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, rss, log });
     gpu = gpuStats(be);
     be.dispose();

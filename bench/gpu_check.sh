@@ -11,10 +11,10 @@
 #
 # Outputs go to $OUT (the device tool's folder; ./runs/gpu_check when OUT is unset), at most 8 files:
 #   summary.txt      environment, each step's status and time, the headline figures
-#   parity.log       deno task parity <fixture> --backend webgpu
+#   parity.log       deno task parity <fixture> --backend webgpu [--matmul large | large-f16]
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
-#                    --classify-shape gpt2 (JSON last line)
+#                    --classify-shape gpt2 --matmul-kernels tiled,large,large-f16 (JSON last line)
 #   bench.json       that JSON line alone
 #   bench_t128.log   the step alone at T = 128 (JSON last line)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
@@ -114,7 +114,8 @@ last_json() {
 
 # ---------------------------------------------------------------- the steps
 if [ -n "$fixture" ]; then
-  run_step "parity (webgpu)" "$OUT/parity.log" 120 "$DENO" task parity "$fixture" --backend webgpu
+  run_step "parity (webgpu)" "$OUT/parity.log" 150 sh -c \
+    "r=0; for k in tiled large large-f16; do '$DENO' task parity '$fixture' --backend webgpu --matmul \$k || r=1; done; exit \$r"
 else
   say "[skip] parity: no fixture dir"
   echo "skipped: no fixture dir" > "$OUT/parity.log"
@@ -122,6 +123,7 @@ fi
 
 run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
   "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 --classify-shape gpt2 \
+  --matmul-kernels tiled,large,large-f16 \
   ${quick[@]+"${quick[@]}"}
 last_json "$OUT/bench.log" "$OUT/bench.json"
 
@@ -135,7 +137,7 @@ run_step "webgpu kernel tests" "$OUT/webgpu_test.log" 150 "$DENO" test -A tests/
 
 # ---------------------------------------------------------------- headline figures
 say ""
-say "parity: $(grep -E '^(PASS|FAIL): |^parity: ' "$OUT/parity.log" 2>/dev/null | tail -1)"
+say "parity: $(grep -E '^(PASS|FAIL): |^parity: ' "$OUT/parity.log" 2>/dev/null | tr '\n' ' ')"
 say "webgpu tests: $(grep -E '^(ok|FAILED) \|' "$OUT/webgpu_test.log" 2>/dev/null | tail -1)"
 python3 - "$OUT" 2>&1 <<'PY' | tee -a "$summary"
 import json, os, sys
@@ -154,7 +156,7 @@ b = load("bench.json")
 if b:
     step_line("webgpu step", b, b.get("step"))
     for m in b.get("matmul", []):
-        print(f"webgpu matmul {m['shape']} {m['role']} {m['layout']}: {m['ms']:.3f} ms, {m['gflops']:.0f} GFLOP/s")
+        print(f"webgpu matmul {m.get('kernel', '')} {m['shape']} {m['role']} {m['layout']}: {m['ms']:.3f} ms, {m['gflops']:.0f} GFLOP/s")
     print(f"webgpu peak GPU buffers: {b.get('peak_bytes', 0) / 2**20:.0f} MiB")
     c = b.get("classify")
     if c:

@@ -41,9 +41,12 @@ import layernormBackwardSrc from "../../kernels/layernorm_backward.wgsl" with { 
 import layernormForwardSrc from "../../kernels/layernorm_forward.wgsl" with { type: "text" };
 import matmulNaiveSrc from "../../kernels/matmul_naive.wgsl" with { type: "text" };
 import matmulTiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
+import matmulLargeSrc from "../../kernels/matmul_large.wgsl" with { type: "text" };
+import matmulLargeF16Src from "../../kernels/matmul_large_f16.wgsl" with { type: "text" };
 import scaleSrc from "../../kernels/scale.wgsl" with { type: "text" };
 import sumSrc from "../../kernels/sum.wgsl" with { type: "text" };
 import sumRowsSrc from "../../kernels/sum_rows.wgsl" with { type: "text" };
+import { readEnv } from "../runtime.ts";
 
 // WebGPU flag values (numeric, so that they work before Dawn's globals are installed).
 const USAGE_MAP_READ = 0x0001;
@@ -100,6 +103,8 @@ const F = {
   layernormForward: kernelFile("layernorm_forward.wgsl", layernormForwardSrc),
   matmulNaive: kernelFile("matmul_naive.wgsl", matmulNaiveSrc),
   matmulTiled: kernelFile("matmul_tiled.wgsl", matmulTiledSrc),
+  matmulLarge: kernelFile("matmul_large.wgsl", matmulLargeSrc),
+  matmulLargeF16: kernelFile("matmul_large_f16.wgsl", matmulLargeF16Src),
   scale: kernelFile("scale.wgsl", scaleSrc),
   sum: kernelFile("sum.wgsl", sumSrc),
   sumRows: kernelFile("sum_rows.wgsl", sumRowsSrc),
@@ -166,19 +171,43 @@ const K = {
   lnFwd: { src: F.layernormForward, entry: "main", params: "uuf", bindings: ["r", "r", "r", "rw", "rw", "rw"] },
   matmulNaive: { src: F.matmulNaive, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   matmulTiled: { src: F.matmulTiled, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
+  matmulLarge: { src: F.matmulLarge, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
+  matmulLargeF16: { src: F.matmulLargeF16, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   scale: { src: F.scale, entry: "main", params: "uf", bindings: ["rw"] },
   sum: { src: F.sum, entry: "main", params: "uf", bindings: ["r", "rw"] },
   sumRows: { src: F.sumRows, entry: "main", params: "uu", bindings: ["r", "rw"] },
 } as const satisfies Record<string, KernelDef>;
 
-/** Which matmul kernel to use (the naive one is kept for teaching and testing). */
-export type MatmulKernel = "tiled" | "naive";
+/**
+ * Which matmul kernel to use: "tiled" (kernels/matmul_tiled.wgsl, 64×64 blocks, the default), "large"
+ * (matmul_large.wgsl: 128×128 blocks, 8×8 per invocation, double-buffered), "large-f16" (the same with
+ * f16 arithmetic accumulated in f32: opt-in, needs `shader-f16`, less accurate) or "naive" (one output
+ * per invocation, kept for teaching and testing).
+ */
+export type MatmulKernel = "tiled" | "naive" | "large" | "large-f16";
+
+/** The matmul kernels, in the order the docs list them. */
+export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "large-f16", "naive"];
+
+/** Parse a matmul kernel name (from an option or `GPT2_SFT_MATMUL`); `what` names the source in the error. */
+export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKernel {
+  if ((MATMUL_KERNELS as readonly string[]).includes(v)) return v as MatmulKernel;
+  throw new Error(`Invalid ${what} "${v}": expected one of ${MATMUL_KERNELS.join(", ")}`);
+}
 
 /** Options for {@link WebGpuBackend.create}. */
 export interface WebGpuBackendOptions extends GpuDeviceOptions {
-  /** Default "tiled". */
+  /** Default: `GPT2_SFT_MATMUL` when set, else "tiled". */
   matmul?: MatmulKernel;
 }
+
+/** Each matmul kernel's entry point and the output block one workgroup computes. */
+const MATMUL_DEFS: Record<MatmulKernel, { def: KernelDef; block: number }> = {
+  naive: { def: K.matmulNaive, block: 16 },
+  tiled: { def: K.matmulTiled, block: 64 },
+  large: { def: K.matmulLarge, block: 128 },
+  "large-f16": { def: K.matmulLargeF16, block: 128 },
+};
 
 /** A buffer on the GPU. `buffer` is null once freed. */
 class GpuBuf implements Buf {
@@ -231,7 +260,9 @@ export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
   readonly description: string;
   readonly #device: GPUDevice;
-  readonly #matmul: KernelDef;
+  readonly #matmul: { def: KernelDef; block: number };
+  /** The matmul kernel this backend runs. */
+  readonly matmulKernel: MatmulKernel;
   readonly #maxBinding: number;
   readonly #maxBuffer: number;
   readonly #modules = new Map<KernelFile, GPUShaderModule>();
@@ -251,7 +282,8 @@ export class WebGpuBackend implements Backend {
   private constructor(device: GPUDevice, description: string, matmul: MatmulKernel) {
     this.#device = device;
     this.description = description;
-    this.#matmul = matmul === "naive" ? K.matmulNaive : K.matmulTiled;
+    this.#matmul = MATMUL_DEFS[matmul];
+    this.matmulKernel = matmul;
     this.#maxBinding = device.limits.maxStorageBufferBindingSize;
     this.#maxBuffer = device.limits.maxBufferSize;
     this.#uniforms = device.createBuffer({
@@ -282,7 +314,16 @@ export class WebGpuBackend implements Backend {
           : "Cannot create WebGPU backend: no adapter found (navigator.gpu.requestAdapter() returned null)",
       );
     }
-    return new WebGpuBackend(gpu.device, gpu.description, opts.matmul ?? "tiled");
+    const env = readEnv("GPT2_SFT_MATMUL");
+    const matmul = opts.matmul ?? (env ? parseMatmulKernel(env, "kernel in GPT2_SFT_MATMUL") : "tiled");
+    if (matmul === "large-f16" && !gpu.device.features.has("shader-f16")) {
+      gpu.device.destroy();
+      throw new Error(
+        `Cannot use the "large-f16" matmul: the adapter (${gpu.description}) does not offer "shader-f16"`,
+      );
+    }
+    const suffix = matmul === "tiled" ? "" : `, matmul ${matmul}`;
+    return new WebGpuBackend(gpu.device, gpu.description + suffix, matmul);
   }
 
   // ------------------------------------------------------------------ memory
@@ -597,8 +638,8 @@ export class WebGpuBackend implements Backend {
       HAS_BIAS: +(bias !== null),
       ACCUMULATE: +!!args.accumulate,
     };
-    const tile = this.#matmul === K.matmulTiled ? 64 : 16; // output block per workgroup
-    this.#dispatch(this.#matmul, {
+    const tile = this.#matmul.block; // output block per workgroup
+    this.#dispatch(this.#matmul.def, {
       params: [M, N, Kd],
       bufs: [a, b, bias, out],
       groups: [Math.ceil(N / tile), Math.ceil(M / tile)],
