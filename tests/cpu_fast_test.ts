@@ -208,3 +208,50 @@ describe("choosing the CPU matmul", () => {
     if (available && "blas" in loaded) expect(blasSelfCheck(loaded.blas)).toBeUndefined();
   });
 });
+
+describe("GELU in WebAssembly SIMD (cpu_wasm_gelu.ts) against the reference loops", () => {
+  const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
+  test("the fast backend says it uses it", () => {
+    expect(fast.description).toContain("GELU in WebAssembly SIMD");
+  });
+
+  test("forward, backward (= and +=, in place): lengths around the 4-lane and 16 K chunk edges, extreme inputs", () => {
+    for (const n of [1, 3, 4, 5, 16383, 16384, 16385, 40_003]) {
+      const x = rand(n, n).map((v, i) => v * 12); // |x| < 12: the whole curved part and both tails
+      // extremes: 0, tiny, huge (x³ overflows float32), ±∞ and NaN
+      const special = [0, 1e-8, -1e-8, 30, -30, 1e30, -1e30, Infinity, -Infinity, NaN];
+      for (const [j, v] of special.entries()) if (j * 7 < n) x[j * 7] = v;
+      const dout = rand(n, n + 1);
+      const old = rand(n, n + 2);
+      const run = (be: CpuBackend) => {
+        const X = be.upload(x), D = be.upload(dout), O = be.alloc(n), G = be.alloc(n), A = be.upload(old);
+        const I = be.upload(x); // in place: out = inp
+        be.geluForward({ out: O, inp: X, n });
+        be.geluForward({ out: I, inp: I, n });
+        be.geluBackward({ dinp: G, inp: X, dout: D, n });
+        be.geluBackward({ dinp: A, inp: X, dout: D, n, accumulate: true });
+        return [O, I, G, A].map((b) => cpuData(b) as Float32Array);
+      };
+      const got = run(fast), exp = run(ref);
+      for (const [k, name] of ["forward", "forward in place", "backward", "backward +="].entries()) {
+        const g = got[k]!, e = exp[k]!;
+        for (let i = 0; i < n; i++) {
+          if (Number.isNaN(x[i]!)) {
+            expect(Number.isNaN(g[i]!)).toBe(true); // NaN in, NaN out
+            continue;
+          }
+          // the loops' backward at ±∞ is 0·∞ = NaN; the SIMD one clamps and gives the limits 1 and 0
+          if (Number.isNaN(e[i]!) && k >= 2 && !Number.isFinite(x[i]!)) continue;
+          if (Number.isNaN(e[i]!) && Number.isNaN(g[i]!)) continue; // gelu(−∞) = −∞·0 both ways
+          // tanh to ≈ 1e−7 absolute in float32 arithmetic: 4e−7 of the value's scale (the input's for the
+          // forward, dout's and the old value's for the backward), at least 4e−7
+          const scale = k < 2 ? Math.abs(x[i]!) : Math.abs(dout[i]!) * 1.2 + (k === 3 ? Math.abs(old[i]!) : 0);
+          const err = Math.abs(g[i]! - e[i]!);
+          if (!(err <= 4e-7 * Math.max(1, scale)) && e[i] !== g[i]) {
+            throw new Error(`${name} n=${n} i=${i} x=${x[i]}: got ${g[i]}, expected ${e[i]}`);
+          }
+        }
+      }
+    }
+  });
+});

@@ -55,7 +55,7 @@ export interface DenseMatmulArgs {
 
 /** A fast matmul implementation and a one-line description of it. */
 export interface FastMatmul {
-  /** E.g. "CPU (OpenBLAS 0.3.21 Cooperlake via FFI for matmul, 2 threads; other ops plain TypeScript)". */
+  /** E.g. "CPU (OpenBLAS 0.3.21 Cooperlake via FFI for matmul, 2 threads)". */
   readonly description: string;
   /** `out[M,N] (=|+=) op(A)·op(B) (+ bias)`, as {@link DenseMatmulArgs}. */
   matmul(args: DenseMatmulArgs): void;
@@ -161,7 +161,7 @@ function blasName(blas: Cblas): string {
 export function blasMatmul(blas: Cblas): FastMatmul {
   const threads = blas.threads > 0 ? `, ${blas.threads} thread${blas.threads === 1 ? "" : "s"}` : "";
   return {
-    description: `CPU (${blasName(blas)} via FFI for matmul${threads}; other ops plain TypeScript)`,
+    description: `CPU (${blasName(blas)} via FFI for matmul${threads})`,
     matmul(args: DenseMatmulArgs): void {
       const { out, a, b, bias, M, N, K } = args;
       if (M === 0 || N === 0) return;

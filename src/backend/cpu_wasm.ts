@@ -113,7 +113,7 @@ export function wasmSimdMatmul(): FastMatmul | { reason: string } {
     return { reason: `WebAssembly SIMD is not available: ${e instanceof Error ? e.message : String(e)}` };
   }
   return {
-    description: "CPU (WebAssembly SIMD for matmul, 1 thread; other ops plain TypeScript)",
+    description: "CPU (WebAssembly SIMD for matmul, 1 thread)",
     matmul(args: DenseMatmulArgs): void {
       const { out, a, b, bias, M, N, K } = args;
       if (M === 0 || N === 0) return;
