@@ -217,7 +217,7 @@ describe("GELU in WebAssembly SIMD (cpu_wasm_gelu.ts) against the reference loop
 
   test("forward, backward (= and +=, in place): lengths around the 4-lane and 16 K chunk edges, extreme inputs", () => {
     for (const n of [1, 3, 4, 5, 16383, 16384, 16385, 40_003]) {
-      const x = rand(n, n).map((v, i) => v * 12); // |x| < 12: the whole curved part and both tails
+      const x = rand(n, n).map((v) => v * 12); // |x| < 12: the whole curved part and both tails
       // extremes: 0, tiny, huge (x³ overflows float32), ±∞ and NaN
       const special = [0, 1e-8, -1e-8, 30, -30, 1e30, -1e30, Infinity, -Infinity, NaN];
       for (const [j, v] of special.entries()) if (j * 7 < n) x[j * 7] = v;
