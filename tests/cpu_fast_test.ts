@@ -20,6 +20,7 @@ import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
 import { blasSelfCheck, loadBlas, parseCpuMatmulMode, selectCpuMatmul } from "../src/backend/cpu_fast.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { type Cblas, openCblas } from "../src/runtime.ts";
+import { wasmSimdMath } from "../src/backend/cpu_wasm_math.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
 
 const loaded = loadBlas();
@@ -209,10 +210,10 @@ describe("choosing the CPU matmul", () => {
   });
 });
 
-describe("GELU in WebAssembly SIMD (cpu_wasm_gelu.ts) against the reference loops", () => {
+describe("GELU in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
   const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
   test("the fast backend says it uses it", () => {
-    expect(fast.description).toContain("GELU in WebAssembly SIMD");
+    expect(fast.description).toContain("GELU and softmax exp in WebAssembly SIMD");
   });
 
   test("forward, backward (= and +=, in place): lengths around the 4-lane and 16 K chunk edges, extreme inputs", () => {
@@ -253,5 +254,28 @@ describe("GELU in WebAssembly SIMD (cpu_wasm_gelu.ts) against the reference loop
         }
       }
     }
+  });
+});
+
+describe("exp in WebAssembly SIMD (cpu_wasm_math.ts, the attention softmax's)", () => {
+  test("exp(x − shift) within 4e−7 relative over the float32 range, lengths around the 4-lane edge", () => {
+    const m = wasmSimdMath();
+    if ("reason" in m) throw new Error(m.reason);
+    for (const n of [1, 3, 4, 5, 255, 16384]) {
+      const x = rand(n + 7, n).map((v) => v * 90); // [−90, 90): past both clamps
+      x[7] = 0;
+      const out = new Float32Array(n);
+      for (const shift of [0, 3.5, -20]) {
+        m.expShift(out, x, 7, n, shift);
+        for (let i = 0; i < n; i++) {
+          const y = Math.min(88, Math.max(-87, Math.fround(x[7 + i]! - shift)));
+          const want = Math.exp(y);
+          if (!(Math.abs(out[i]! - want) <= 4e-7 * want)) {
+            throw new Error(`n=${n} shift=${shift} x=${x[7 + i]}: got ${out[i]}, expected ${want}`);
+          }
+        }
+      }
+    }
+    expect(() => m.expShift(new Float32Array(16385), new Float32Array(16385), 0, 16385, 0)).toThrow("exceed");
   });
 });

@@ -26,7 +26,7 @@ import type { AttentionDropout, Backend, Buf, DType, MatmulArgs } from "./backen
 import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
 import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
 import { gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
-import { type FastGelu, wasmSimdGelu } from "./cpu_wasm_gelu.ts";
+import { type FastMath, wasmSimdMath } from "./cpu_wasm_math.ts";
 
 /** √(2/π), the constant in the tanh form of GELU. */
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -112,15 +112,18 @@ export class CpuBackend implements Backend {
   readonly description: string;
   /** The native matmul, or undefined for the reference loops. */
   #fastMatmul: FastMatmul | undefined;
-  /** GELU in WebAssembly SIMD (cpu_wasm_gelu.ts) beside a native matmul; undefined for the reference loops. */
-  #fastGelu: FastGelu | undefined;
+  /**
+   * GELU and the attention softmax's exp in WebAssembly SIMD (cpu_wasm_math.ts) beside a native matmul;
+   * undefined for the reference loops.
+   */
+  #fastMath: FastMath | undefined;
 
   constructor(options: CpuBackendOptions = {}) {
     this.#fastMatmul = selectCpuMatmul(options.matmul);
     if (this.#fastMatmul) {
-      const g = wasmSimdGelu();
-      if (!("reason" in g)) this.#fastGelu = g;
-      const fast = this.#fastGelu ? "GELU in WebAssembly SIMD, other ops" : "other ops";
+      const g = wasmSimdMath();
+      if (!("reason" in g)) this.#fastMath = g;
+      const fast = this.#fastMath ? "GELU and softmax exp in WebAssembly SIMD, other ops" : "other ops";
       this.description = this.#fastMatmul.description.replace(/\)$/, `; ${fast} plain TypeScript)`);
     } else this.description = "CPU reference (plain TypeScript loops, 1 thread)";
   }
@@ -204,7 +207,7 @@ export class CpuBackend implements Backend {
   geluForward(args: { out: Buf; inp: Buf; n: number }): void {
     const { n } = args;
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
-    if (this.#fastGelu) return this.#fastGelu.forward(out, inp, n);
+    if (this.#fastMath) return this.#fastMath.forward(out, inp, n);
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
       out[i] = 0.5 * x * (1 + tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x)));
@@ -221,7 +224,7 @@ export class CpuBackend implements Backend {
     const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
     const dout = f32(args.dout, n, "gelu dout");
     const accumulate = !!args.accumulate;
-    if (this.#fastGelu) return this.#fastGelu.backward(dinp, inp, dout, n, accumulate);
+    if (this.#fastMath) return this.#fastMath.backward(dinp, inp, dout, n, accumulate);
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
       const th = tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x));
@@ -492,7 +495,10 @@ export class CpuBackend implements Backend {
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv");
     const mask = args.mask ? i32(args.mask, B * T, "attention mask") : undefined;
     const gemm = this.#fastMatmul?.gemm;
-    if (gemm) return gemmAttentionForward({ gemm, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
+    if (gemm) {
+      const expShift = T <= 16384 ? this.#fastMath?.expShift : undefined; // the softmax's exponentials in SIMD
+      return gemmAttentionForward({ gemm, expShift, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
+    }
     const scale = 1 / Math.sqrt(HS);
     const scores = new Float64Array(T);
     const acc = new Float64Array(HS); // one output head row, in float64

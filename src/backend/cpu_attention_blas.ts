@@ -3,7 +3,8 @@
  * (`cblas_sgemm` via FFI, cpu_fast.ts): per batch b and head h, q, k, v are read in place from qkv with row
  * stride 3C, the score matrix goes straight into att[b,h], and the outputs go into out (row stride C) and
  * dqkv (row stride 3C). The mask, the softmax, dropout and the softmax backward stay in TypeScript, with
- * exactly the semantics of the reference loops in cpu.ts (see `CpuBackend.attentionForward`).
+ * exactly the semantics of the reference loops in cpu.ts (see `CpuBackend.attentionForward`); the softmax's
+ * exponentials may run in WebAssembly SIMD (`expShift`).
  *
  * Causality: queries are taken in blocks of {@link BLOCK} rows, and a block's products only run over the
  * keys up to its last row (the rest of those rows is zero), which skips about a third of the work at T = 256.
@@ -25,6 +26,11 @@ export type GemmFn = (args: StridedGemmArgs) => void;
 /** The arrays and shapes of {@link gemmAttentionForward}, already checked by the caller. */
 export interface GemmAttentionForwardArgs {
   gemm: GemmFn;
+  /**
+   * out[0 … n) = exp(inp[off + i] − shift) in float32 (cpu_wasm_math.ts), for the softmax; without it,
+   * Math.exp in float64 as the reference loops.
+   */
+  expShift?: (out: Float32Array, inp: Float32Array, off: number, n: number, shift: number) => void;
   out: Float32Array;
   att: Float32Array;
   qkv: Float32Array;
@@ -39,9 +45,9 @@ export interface GemmAttentionForwardArgs {
 
 /** attentionForward (see `CpuBackend.attentionForward`) with S = scale·Q·Kᵀ and out = P·V through GEMM. */
 export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
-  const { gemm, out, att, qkv, mask, B, T, C, NH, drop } = args;
+  const { gemm, expShift, out, att, qkv, mask, B, T, C, NH, drop } = args;
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
-  const e = new Float64Array(T);
+  const e = new Float64Array(T), e32 = new Float32Array(T);
   // the dropped probabilities of one head (att keeps the undropped P)
   const pd = drop ? new Float32Array(T * T) : undefined;
   for (let b = 0; b < B; b++) {
@@ -80,10 +86,19 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
           if (x > max) max = x;
         }
         let sum = 0;
-        for (let s = 0; s <= t; s++) {
-          const v = mask && mask[b * T + s] === 0 ? 0 : Math.exp(att[row + s]! - max);
-          e[s] = v;
-          sum += v;
+        if (expShift && max !== -Infinity) {
+          expShift(e32, att, row, t + 1, max);
+          for (let s = 0; s <= t; s++) {
+            const v = mask && mask[b * T + s] === 0 ? 0 : e32[s]!;
+            e[s] = v;
+            sum += v;
+          }
+        } else {
+          for (let s = 0; s <= t; s++) {
+            const v = mask && mask[b * T + s] === 0 ? 0 : Math.exp(att[row + s]! - max);
+            e[s] = v;
+            sum += v;
+          }
         }
         const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
         for (let s = 0; s <= t; s++) att[row + s] = e[s]! * inv;

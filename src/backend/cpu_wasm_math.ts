@@ -1,7 +1,9 @@
 /**
- * GELU (HF's `gelu_new`, the tanh form) forward and backward in WebAssembly SIMD: the CPU backend's fast
- * path for its most expensive elementwise op (37.7 M elements a step at GPT-2's shape, ≈ 1 s in plain
- * TypeScript, where `Math.tanh` dominates). Assembled by hand like cpu_wasm.ts, four floats per instruction.
+ * Elementwise maths in WebAssembly SIMD for the CPU backend's fast path, assembled by hand like cpu_wasm.ts,
+ * four floats per instruction:
+ * - GELU (HF's `gelu_new`, the tanh form) forward and backward: the most expensive elementwise op (37.7 M
+ *   elements a step at GPT-2's shape, ≈ 1 s in plain TypeScript, where `Math.tanh` dominates);
+ * - exp(x − shift) over a row: the softmax of attention (B·NH·T²/2 exponentials per layer).
  *
  * Maths, per lane (x the input, S = √(2/π), c = 0.044715):
  *   u = S·(x + c·x³),  th = tanh(u) = (e − 1)/(e + 1) with e = exp(2u), 2u clamped to [−80, 80]
@@ -15,6 +17,9 @@
  * Accuracy against the float64 loops of cpu.ts: ≈ 1e−7 absolute on tanh (float32 arithmetic, and the
  * cancellation in e − 1 near u = 0 costs absolute, not relative, error), which `(1 + th)` absorbs; the tests
  * in tests/cpu_fast_test.ts hold it to 4e−7 relative to the output's scale.
+ *
+ * exp alone: x − shift clamped to [−87, 88] (so 2ⁿ stays a normal float32), then as above; relative error
+ * ≈ 2e−7 (tests/cpu_fast_test.ts).
  *
  * Data is streamed through WASM memory in chunks of 16 K floats (64 KiB per array, so a chunk stays in
  * cache between the copy in, the kernel and the copy out).
@@ -39,7 +44,7 @@ const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22;
 const I32_CONST = 0x41, I32_ADD = 0x6a, I32_SUB = 0x6b;
 const simd = (op: number) => [0xfd, ...uleb(op)];
 const V128_LOAD = 0x00, V128_STORE = 0x0b, V128_CONST = 0x0c;
-const F32X4_NEAREST = 0x6a, I32X4_SHL = 0xab, I32X4_ADD = 0xae;
+const F32X4_SPLAT = 0x13, F32X4_NEAREST = 0x6a, I32X4_SHL = 0xab, I32X4_ADD = 0xae;
 const F32X4_ADD = 0xe4, F32X4_SUB = 0xe5, F32X4_MUL = 0xe6, F32X4_DIV = 0xe7, F32X4_MIN = 0xe8, F32X4_MAX = 0xe9;
 const I32X4_TRUNC_SAT_F32X4_S = 0xf8;
 
@@ -79,6 +84,21 @@ function tanhOfU(x: number, t1: number, t2: number): number[] {
   c.push(...get(x), ...get(x), ...op(F32X4_MUL), ...splat(C), ...op(F32X4_MUL), ...splat(1), ...op(F32X4_ADD));
   c.push(...get(x), ...op(F32X4_MUL), ...splat(2 * S), ...op(F32X4_MUL));
   c.push(...splat(80), ...op(F32X4_MIN), ...splat(-80), ...op(F32X4_MAX), ...set(t1));
+  c.push(...expOf(t1, t2));
+  // e → t1; th = (e − 1)/(e + 1)
+  c.push(...set(t1));
+  c.push(...get(t1), ...splat(1), ...op(F32X4_SUB), ...get(t1), ...splat(1), ...op(F32X4_ADD), ...op(F32X4_DIV));
+  return c;
+}
+
+/**
+ * Code that leaves exp(y) on the stack for y in local `t1` (|y| ≤ 88; `t1` is overwritten), using `t2` as
+ * scratch.
+ */
+function expOf(t1: number, t2: number): number[] {
+  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
+  const op = (o: number) => simd(o);
+  const c: number[] = [];
   // n = nearest(y·log₂e)  → t2
   c.push(...get(t1), ...splat(Math.LOG2E), ...op(F32X4_MUL), ...op(F32X4_NEAREST), ...set(t2));
   // r = y − n·LN2_HI − n·LN2_LO  → t1
@@ -92,9 +112,8 @@ function tanhOfU(x: number, t1: number, t2: number): number[] {
   for (const k of [720, 120, 24, 6, 2, 1, 1]) {
     c.push(...get(t1), ...op(F32X4_MUL), ...splat(1 / k), ...op(F32X4_ADD));
   }
-  // e = e^r·2ⁿ  → t1; th = (e − 1)/(e + 1)
-  c.push(...get(t2), ...op(F32X4_MUL), ...set(t1));
-  c.push(...get(t1), ...splat(1), ...op(F32X4_SUB), ...get(t1), ...splat(1), ...op(F32X4_ADD), ...op(F32X4_DIV));
+  // e^r·2ⁿ
+  c.push(...get(t2), ...op(F32X4_MUL));
   return c;
 }
 
@@ -174,38 +193,78 @@ function backwardBody(): number[] {
   return [2, 1, 0x7f, 4, 0x7b, ...vecLoop(Q_N, OFF, body), END];
 }
 
-/** The module: imports memory `env.mem`, exports `fwd` and `bwd`. */
+/** exp(inp, out, n4, shift): out[i] = exp(inp[i] − shift) for n4 vec4s. Locals: off (i32), x, t. */
+function expBody(): number[] {
+  const INP = 0, OUT = 1, N = 2, SHIFT = 3, OFF = 4, X = 5, T = 6;
+  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
+  const op = (o: number) => simd(o);
+  const body: number[] = [];
+  body.push(...get(OUT), ...get(OFF), I32_ADD); // address for the store
+  body.push(...get(INP), ...get(OFF), I32_ADD, ...op(V128_LOAD), 2, 0, ...get(SHIFT), ...op(F32X4_SPLAT));
+  body.push(...op(F32X4_SUB), ...splat(88), ...op(F32X4_MIN), ...splat(-87), ...op(F32X4_MAX), ...set(X));
+  body.push(...expOf(X, T), ...op(V128_STORE), 2, 0);
+  return [2, 1, 0x7f, 2, 0x7b, ...vecLoop(N, OFF, body), END];
+}
+
+/** The module: imports memory `env.mem`, exports `fwd`, `bwd` and `exp`. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
   const str = (s: string) => [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))];
-  const I32 = 0x7f;
-  const type = section(1, [2, 0x60, 3, I32, I32, I32, 0, 0x60, 5, I32, I32, I32, I32, I32, 0]);
+  const I32 = 0x7f, F32 = 0x7d;
+  const type = section(1, [
+    3,
+    0x60,
+    3,
+    I32,
+    I32,
+    I32,
+    0,
+    0x60,
+    5,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    0,
+    0x60,
+    4,
+    I32,
+    I32,
+    I32,
+    F32,
+    0,
+  ]);
   const imp = section(2, [1, ...str("env"), ...str("mem"), 0x02, 0x00, 0x01]);
-  const func = section(3, [2, 0, 1]);
-  const exp = section(7, [2, ...str("fwd"), 0x00, 0, ...str("bwd"), 0x00, 1]);
-  const f = forwardBody(), b = backwardBody();
-  const code = section(10, [2, ...uleb(f.length), ...f, ...uleb(b.length), ...b]);
+  const func = section(3, [3, 0, 1, 2]);
+  const exp = section(7, [3, ...str("fwd"), 0x00, 0, ...str("bwd"), 0x00, 1, ...str("exp"), 0x00, 2]);
+  const f = forwardBody(), b = backwardBody(), e = expBody();
+  const code = section(10, [3, ...uleb(f.length), ...f, ...uleb(b.length), ...b, ...uleb(e.length), ...e]);
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imp, ...func, ...exp, ...code]);
 }
 
-/** GELU forward and backward over float32 arrays, through the SIMD module. */
-export interface FastGelu {
+/** GELU forward and backward, and exp, over float32 arrays, through the SIMD module. */
+export interface FastMath {
   forward(out: Float32Array, inp: Float32Array, n: number): void;
   backward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, n: number, accumulate: boolean): void;
+  /** out[0 … n) = exp(inp[off + i] − shift), for n ≤ 16384. */
+  expShift(out: Float32Array, inp: Float32Array, off: number, n: number, shift: number): void;
 }
 
 /** Floats per chunk (per array). */
 const CHUNK = 16384;
 
-/** The SIMD GELU, or the reason it cannot run (no WebAssembly, or no SIMD support). */
-export function wasmSimdGelu(): FastGelu | { reason: string } {
+/** The SIMD maths, or the reason it cannot run (no WebAssembly, or no SIMD support). */
+export function wasmSimdMath(): FastMath | { reason: string } {
   const mem = new WebAssembly.Memory({ initial: (3 * CHUNK * 4) / 65536 });
   let fwd: (inp: number, out: number, n4: number) => void;
   let bwd: (inp: number, dout: number, dinp: number, n4: number, acc: number) => void;
+  let expFn: (inp: number, out: number, n4: number, shift: number) => void;
   try {
     const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), { env: { mem } });
     fwd = inst.exports.fwd as typeof fwd;
     bwd = inst.exports.bwd as typeof bwd;
+    expFn = inst.exports.exp as typeof expFn;
   } catch (e) {
     return { reason: `WebAssembly SIMD is not available: ${e instanceof Error ? e.message : String(e)}` };
   }
@@ -229,6 +288,12 @@ export function wasmSimdGelu(): FastGelu | { reason: string } {
         bwd(4 * A, 4 * B, 4 * D, Math.ceil(m / 4), accumulate ? 1 : 0);
         dinp.set(f.subarray(D, D + m), s);
       }
+    },
+    expShift(out, inp, off, n, shift) {
+      if (n > CHUNK) throw new Error(`expShift: ${n} elements exceed one chunk (${CHUNK})`);
+      f.set(inp.subarray(off, off + n), A);
+      expFn(4 * A, 4 * B, Math.ceil(n / 4), shift);
+      out.set(f.subarray(B, B + n));
     },
   };
 }
