@@ -162,6 +162,7 @@ if b:
     if c:
         print(f"webgpu classify ({c['shape']}, {c['examples']} examples): notebook {c['notebook_ms_per_example']:.1f} "
               f"ms/example, ours {c['batched_ms_per_example']:.1f} ({c['speedup_batched']:.1f}x)")
+b2 = None
 try:
     with open(os.path.join(out, "bench_t128.log")) as f:
         lines = [l for l in f.read().splitlines() if l.startswith("{")]
@@ -181,6 +182,38 @@ elif p:
     c = p.get("classify")
     if c:
         print(f"pytorch classify: {c['forwards']} forwards, {c['ms_per_prompt']:.2f} ms per prompt")
+
+# ---- the goals as ratios, both sides from this run
+print("")
+print("goals (both sides measured in this run):")
+if b and p and "error" not in p:
+    torch_mm = {(m["shape"], m["role"]): m for m in p.get("matmul", [])}
+    by_kernel = {}
+    for m in b.get("matmul", []):
+        t = torch_mm.get((m["shape"], m["role"]))
+        if t:
+            by_kernel.setdefault(m.get("kernel", "default"), []).append((m, t))
+    for kernel, pairs in by_kernel.items():
+        ratios = [m["gflops"] / t["gflops"] for m, t in pairs]
+        geo = 1.0
+        for r in ratios:
+            geo *= r
+        geo **= 1 / len(ratios)
+        worst = min(zip(ratios, pairs), key=lambda x: x[0])
+        print(f"  1. matmul {kernel}: {100 * geo:.0f} % of cuBLAS fp32 (geo-mean of {len(ratios)} shapes; "
+              f"worst {100 * worst[0]:.0f} % at {worst[1][0]['shape']} {worst[1][0]['role']}); goal >= 40 %")
+    ours_steps = [x["step"] for x in [b, b2] if x and x.get("step")]
+    for s in ours_steps:
+        t = next((q for q in p.get("steps", []) if q.get("T") == s["T"] and q.get("B") == s["B"]), None)
+        if t:
+            print(f"  2. step B={s['B']} T={s['T']}: ours {s['ms']:.1f} ms, PyTorch {t['ms']:.1f} ms: "
+                  f"PyTorch/ours = {t['ms'] / s['ms']:.2f} (goal >= 1)")
+else:
+    print("  matmul and step ratios need both bench.json and pytorch.json")
+if b and b.get("classify"):
+    c = b["classify"]
+    print(f"  3. classifier ({c['shape']}, {c['examples']} examples): {c['speedup_batched']:.1f}x the notebook's "
+          f"per-label forward on the same backend (goal >= 5)")
 PY
 say "total $(($(date +%s) - start))s; files in $OUT:"
 ls -la "$OUT" | tee -a "$summary"
