@@ -17,23 +17,12 @@
 
 import type { DenseMatmulArgs, FastMatmul } from "./cpu_fast.ts";
 
-/** Unsigned LEB128. */
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
+import { I32, simd, uleb, V128, wasmModule } from "./wasm_asm.ts";
 
 // opcodes
 const BLOCK_VOID = 0x40, LOOP = 0x03, END = 0x0b, BR_IF = 0x0d;
 const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22;
 const I32_CONST = 0x41, I32_ADD = 0x6a, I32_SUB = 0x6b, I32_MUL = 0x6c, I32_SHL = 0x74, I32_LT_U = 0x49;
-const simd = (op: number) => [0xfd, ...uleb(op)];
 const V128_LOAD = 0x00, V128_LOAD32_SPLAT = 0x09, V128_STORE = 0x0b, V128_CONST = 0x0c;
 const F32X4_ADD = 0xe4, F32X4_MUL = 0xe6;
 
@@ -90,16 +79,8 @@ function kernelBody(): number[] {
 
 /** The whole module: imports memory `env.mem`, exports `mm`. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
-  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-  const str = (s: string) => [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))];
-  const I32 = 0x7f, V128 = 0x7b;
-  const type = section(1, [1, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]);
-  const imp = section(2, [1, ...str("env"), ...str("mem"), 0x02, 0x00, 0x01]); // memory, min 1 page
-  const func = section(3, [1, 0]);
-  const exp = section(7, [1, ...str("mm"), 0x00, 0]);
   const body = [2, 7, I32, 11, V128, ...kernelBody()]; // locals: 7 i32, 11 v128
-  const code = section(10, [1, ...uleb(body.length), ...body]);
-  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imp, ...func, ...exp, ...code]);
+  return wasmModule([{ name: "mm", params: [I32, I32, I32, I32, I32, I32], body }]);
 }
 
 /** The WASM SIMD matmul, or the reason it cannot run (no WebAssembly, or no SIMD support). */

@@ -26,23 +26,12 @@
  * @module
  */
 
-/** Unsigned LEB128. */
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
+import { F32, I32, simd, uleb, wasmModule } from "./wasm_asm.ts";
 
 // opcodes
 const BLOCK_VOID = 0x40, LOOP = 0x03, END = 0x0b, BR_IF = 0x0d, IF = 0x04, SELECT = 0x1b;
 const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22;
 const I32_CONST = 0x41, I32_ADD = 0x6a, I32_SUB = 0x6b;
-const simd = (op: number) => [0xfd, ...uleb(op)];
 const V128_LOAD = 0x00, V128_STORE = 0x0b, V128_CONST = 0x0c;
 const F32X4_SPLAT = 0x13, F32X4_NEAREST = 0x6a, I32X4_SHL = 0xab, I32X4_ADD = 0xae;
 const F32X4_ADD = 0xe4, F32X4_SUB = 0xe5, F32X4_MUL = 0xe6, F32X4_DIV = 0xe7, F32X4_MIN = 0xe8, F32X4_MAX = 0xe9;
@@ -208,39 +197,11 @@ function expBody(): number[] {
 
 /** The module: imports memory `env.mem`, exports `fwd`, `bwd` and `exp`. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
-  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-  const str = (s: string) => [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))];
-  const I32 = 0x7f, F32 = 0x7d;
-  const type = section(1, [
-    3,
-    0x60,
-    3,
-    I32,
-    I32,
-    I32,
-    0,
-    0x60,
-    5,
-    I32,
-    I32,
-    I32,
-    I32,
-    I32,
-    0,
-    0x60,
-    4,
-    I32,
-    I32,
-    I32,
-    F32,
-    0,
+  return wasmModule([
+    { name: "fwd", params: [I32, I32, I32], body: forwardBody() },
+    { name: "bwd", params: [I32, I32, I32, I32, I32], body: backwardBody() },
+    { name: "exp", params: [I32, I32, I32, F32], body: expBody() },
   ]);
-  const imp = section(2, [1, ...str("env"), ...str("mem"), 0x02, 0x00, 0x01]);
-  const func = section(3, [3, 0, 1, 2]);
-  const exp = section(7, [3, ...str("fwd"), 0x00, 0, ...str("bwd"), 0x00, 1, ...str("exp"), 0x00, 2]);
-  const f = forwardBody(), b = backwardBody(), e = expBody();
-  const code = section(10, [3, ...uleb(f.length), ...f, ...uleb(b.length), ...b, ...uleb(e.length), ...e]);
-  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imp, ...func, ...exp, ...code]);
 }
 
 /** GELU forward and backward, and exp, over float32 arrays, through the SIMD module. */
