@@ -9,16 +9,16 @@
 # There (device tool `run`, carry [".gpu"], timeout_s 600):
 #   source .gpu/env.sh; bash bench/gpu_check.sh
 #
-# Outputs go to $OUT (the device tool's folder; ./runs/gpu_check when OUT is unset), at most 8 files:
-#   summary.txt      environment, each step's status and time, the headline figures
-#   parity.log       deno task parity <fixture> --backend webgpu [--matmul large | large-f16]
+# Outputs go to $OUT (the device tool's folder; ./runs/gpu_check when unset), at most 8 files:
+#   summary.txt      environment, each step's status and time, the headline figures, the issue's goals as ratios
+#   parity.log       deno task parity <fixture> --backend webgpu --matmul tiled | large | large-f16
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
 #                    --classify-shape gpt2 --matmul-kernels tiled,large,large-f16 (JSON last line)
-#   bench.json       that JSON line alone
 #   bench_t128.log   the step alone at T = 128 (JSON last line)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
-#   pytorch.json     that JSON line alone
+#   tta.log          bench/time_to_accuracy.ts --backend webgpu --pad both, then the notebook's loop from the same
+#                    start: bench/pytorch_time_to_accuracy.py --device cuda (a JSON line each)
 # Environment: GPU_CHECK_BUDGET (seconds, default 510), FIXTURES (a tiny-gpt2-zh dir), BENCH_STEPS (default 10),
 # GPU_CHECK_QUICK=1 (bench and PyTorch with --quick: a smoke test of this script on a machine without a GPU).
 set -u
@@ -105,13 +105,6 @@ run_step() {
   return 0
 }
 
-# the last line of LOG if it is a JSON object, into FILE
-last_json() {
-  local line
-  line=$(grep '^{' "$1" 2>/dev/null | tail -1)
-  [ -n "$line" ] && echo "$line" > "$2"
-}
-
 # ---------------------------------------------------------------- the steps
 if [ -n "$fixture" ]; then
   run_step "parity (webgpu)" "$OUT/parity.log" 150 sh -c \
@@ -125,13 +118,16 @@ run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
   "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 --classify-shape gpt2 \
   --matmul-kernels tiled,large,large-f16 \
   ${quick[@]+"${quick[@]}"}
-last_json "$OUT/bench.log" "$OUT/bench.json"
 
 run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}
-last_json "$OUT/pytorch.log" "$OUT/pytorch.json"
 
 run_step "bench webgpu step T=128" "$OUT/bench_t128.log" 60 \
   "$DENO" task bench --backend webgpu --json --only step --seq 128 --steps "$steps" --warmup 2 ${quick[@]+"${quick[@]}"}
+
+tta_init=$(mktemp -d)
+run_step "time to 99 % (tiny model), ours then PyTorch" "$OUT/tta.log" 120 sh -c \
+  "'$DENO' run -A bench/time_to_accuracy.ts --backend webgpu --pad both --json --save-init '$tta_init' && python3 bench/pytorch_time_to_accuracy.py '$tta_init' --device cuda --json"
+rm -rf "$tta_init"
 
 run_step "webgpu kernel tests" "$OUT/webgpu_test.log" 150 "$DENO" test -A tests/webgpu_ops_test.ts
 
@@ -142,17 +138,22 @@ say "webgpu tests: $(grep -E '^(ok|FAILED) \|' "$OUT/webgpu_test.log" 2>/dev/nul
 python3 - "$OUT" 2>&1 <<'PY' | tee -a "$summary"
 import json, os, sys
 out = sys.argv[1]
-def load(name):
+def json_lines(name):
     try:
         with open(os.path.join(out, name)) as f:
-            return json.loads(f.read().strip().splitlines()[-1])
+            return [json.loads(l) for l in f.read().splitlines() if l.startswith("{")]
     except Exception as e:
         print(f"{name}: not available ({e.__class__.__name__})")
-        return None
+        return []
+def load(name):
+    lines = json_lines(name)
+    if not lines:
+        print(f"{name}: no JSON line")
+    return lines[-1] if lines else None
 def step_line(tag, d, s):
     if s:
         print(f"{tag}: {d.get('device')}: B={s['B']} T={s['T']} {s['ms']:.1f} ms/step, {s['tokens_per_s']:.0f} tokens/s")
-b = load("bench.json")
+b = load("bench.log")
 if b:
     step_line("webgpu step", b, b.get("step"))
     for m in b.get("matmul", []):
@@ -171,7 +172,7 @@ try:
         step_line("webgpu step", b2, b2.get("step"))
 except Exception:
     pass
-p = load("pytorch.json")
+p = load("pytorch.log")
 if p and "error" in p:
     print(f"pytorch: {p['error']}")
 elif p:
@@ -209,11 +210,21 @@ if b and p and "error" not in p:
             print(f"  2. step B={s['B']} T={s['T']}: ours {s['ms']:.1f} ms, PyTorch {t['ms']:.1f} ms: "
                   f"PyTorch/ours = {t['ms'] / s['ms']:.2f} (goal >= 1)")
 else:
-    print("  matmul and step ratios need both bench.json and pytorch.json")
+    print("  matmul and step ratios need the JSON lines of both bench.log and pytorch.log")
 if b and b.get("classify"):
     c = b["classify"]
     print(f"  3. classifier ({c['shape']}, {c['examples']} examples): {c['speedup_batched']:.1f}x the notebook's "
           f"per-label forward on the same backend (goal >= 5)")
+tta = {d.get("tool"): d for d in json_lines("tta.log")}
+ours, torch_tta = tta.get("time_to_accuracy"), tta.get("pytorch_time_to_accuracy")
+if ours and torch_tta and ours.get("summary", {}).get("longest") and torch_tta.get("runs"):
+    o, t = ours["summary"]["longest"], torch_tta["runs"][0]
+    print(f"  2. time to {100 * ours['settings']['target']:g} % (tiny model): ours per-batch padding "
+          f"{o['train_seconds']:.2f} s ({o['steps']} steps, reached {o['reached']}), the notebook's loop "
+          f"{t['train_seconds']:.2f} s ({t['steps']} steps, reached {t['reached']}): ratio "
+          f"{o['train_seconds'] / t['train_seconds']:.2f} (goal <= 0.5)")
+else:
+    print("  time to accuracy: tta.log lacks one side")
 PY
 say "total $(($(date +%s) - start))s; files in $OUT:"
 ls -la "$OUT" | tee -a "$summary"
