@@ -14,7 +14,7 @@
 #   parity.log       deno task parity <fixture> --backend webgpu --matmul tiled | large | large-f16
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
-#                    --classify-shape gpt2 --matmul-kernels tiled,large,large-f16 (JSON last line)
+#                    --classify-shape gpt2 --matmul-kernels tiled,large,auto,large-f16 (JSON last line)
 #   bench_t128.log   the step alone at T = 128 (JSON last line)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
 #   tta.log          bench/time_to_accuracy.ts --backend webgpu --pad both, then the notebook's loop from the same
@@ -116,7 +116,7 @@ fi
 
 run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
   "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 --classify-shape gpt2 \
-  --matmul-kernels tiled,large,large-f16 \
+  --matmul-kernels tiled,large,auto,large-f16 \
   ${quick[@]+"${quick[@]}"}
 
 run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}

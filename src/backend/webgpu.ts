@@ -180,14 +180,22 @@ const K = {
 
 /**
  * Which matmul kernel to use: "tiled" (kernels/matmul_tiled.wgsl, 64×64 blocks, the default), "large"
- * (matmul_large.wgsl: 128×128 blocks, 8×8 per invocation, double-buffered), "large-f16" (the same with
- * f16 arithmetic accumulated in f32: opt-in, needs `shader-f16`, less accurate) or "naive" (one output
- * per invocation, kept for teaching and testing).
+ * (matmul_large.wgsl: 128×128 blocks, 8×8 per invocation, double-buffered), "auto" (per product: "large"
+ * when it still gets at least {@link AUTO_LARGE_MIN_GROUPS} workgroups, else "tiled"), "large-f16" (the
+ * large kernel with f16 arithmetic accumulated in f32: opt-in, needs `shader-f16`, less accurate) or
+ * "naive" (one output per invocation, kept for teaching and testing).
  */
-export type MatmulKernel = "tiled" | "naive" | "large" | "large-f16";
+export type MatmulKernel = "tiled" | "naive" | "large" | "large-f16" | "auto";
 
 /** The matmul kernels, in the order the docs list them. */
-export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "large-f16", "naive"];
+export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "auto", "large-f16", "naive"];
+
+/**
+ * "auto" takes the 128×128 kernel only when the product still fills this many workgroups: a big block
+ * does more work per byte read, but few blocks can leave a large GPU's cores idle (1024×768 gives 48).
+ * A guess until a GPU has measured it: `bench/gpu_check.sh` times tiled, large and auto side by side.
+ */
+export const AUTO_LARGE_MIN_GROUPS = 96;
 
 /** Parse a matmul kernel name (from an option or `GPT2_SFT_MATMUL`); `what` names the source in the error. */
 export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKernel {
@@ -202,7 +210,7 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions {
 }
 
 /** Each matmul kernel's entry point and the output block one workgroup computes. */
-const MATMUL_DEFS: Record<MatmulKernel, { def: KernelDef; block: number }> = {
+const MATMUL_DEFS: Record<Exclude<MatmulKernel, "auto">, { def: KernelDef; block: number }> = {
   naive: { def: K.matmulNaive, block: 16 },
   tiled: { def: K.matmulTiled, block: 64 },
   large: { def: K.matmulLarge, block: 128 },
@@ -260,7 +268,7 @@ export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
   readonly description: string;
   readonly #device: GPUDevice;
-  readonly #matmul: { def: KernelDef; block: number };
+  readonly #matmul: { def: KernelDef; block: number } | "auto";
   /** The matmul kernel this backend runs. */
   readonly matmulKernel: MatmulKernel;
   readonly #maxBinding: number;
@@ -282,7 +290,7 @@ export class WebGpuBackend implements Backend {
   private constructor(device: GPUDevice, description: string, matmul: MatmulKernel) {
     this.#device = device;
     this.description = description;
-    this.#matmul = MATMUL_DEFS[matmul];
+    this.#matmul = matmul === "auto" ? "auto" : MATMUL_DEFS[matmul];
     this.matmulKernel = matmul;
     this.#maxBinding = device.limits.maxStorageBufferBindingSize;
     this.#maxBuffer = device.limits.maxBufferSize;
@@ -638,8 +646,12 @@ export class WebGpuBackend implements Backend {
       HAS_BIAS: +(bias !== null),
       ACCUMULATE: +!!args.accumulate,
     };
-    const tile = this.#matmul.block; // output block per workgroup
-    this.#dispatch(this.#matmul.def, {
+    let kernel = this.#matmul;
+    if (kernel === "auto") {
+      kernel = Math.ceil(M / 128) * Math.ceil(N / 128) >= AUTO_LARGE_MIN_GROUPS ? MATMUL_DEFS.large : MATMUL_DEFS.tiled;
+    }
+    const tile = kernel.block; // output block per workgroup
+    this.#dispatch(kernel.def, {
       params: [M, N, Kd],
       bufs: [a, b, bias, out],
       groups: [Math.ceil(N / tile), Math.ceil(M / tile)],
