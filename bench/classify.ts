@@ -122,8 +122,17 @@ async function main(): Promise<number> {
       n: { type: "string" },
       shape: { type: "string" },
       json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (v.help) {
+    console.log(
+      "usage: bench/classify.ts [--backend auto|cpu|webgpu] [--n 100] [--shape tiny|gpt2] [--json]\n" +
+        "The label classifier the notebook's way (one forward per label) against ours (shared prefix, KV cache,\n" +
+        "batched), on --n test prompts × 6 labels; --shape gpt2: random weights of the real model's shape.",
+    );
+    return 0;
+  }
   const n = numberFlag("n", v.n, 100, { integer: true, min: 1 });
   const shape = choiceFlag("shape", v.shape, ["tiny", "gpt2"] as const, "tiny");
   const be = await createBackend(parseBackendName(v.backend));
