@@ -11,11 +11,13 @@
 #
 # Outputs go to $OUT (the device tool's folder; ./runs/gpu_check when unset), at most 8 files:
 #   summary.txt      environment, each step's status and time, the headline figures, the goals as ratios
-#   parity.log       deno task parity <fixture> --backend webgpu --matmul tiled | large | large-f16
+#   parity.log       deno task parity <fixture> --backend webgpu --matmul tiled | large | large-f16, and
+#                    --attention flash
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
 #                    --classify-shape gpt2 --matmul-kernels tiled,large,auto,large-f16 (JSON last line)
 #   bench_t128.log   the step alone at T = 128 (JSON last line)
+#   bench_flash.log  the step at T = 256 with GPT2_SFT_ATTENTION=flash (JSON last line)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
 #   tta.log          bench/time_to_accuracy.ts --backend webgpu --pad both, then the notebook's loop from the same
 #                    start: bench/pytorch_time_to_accuracy.py --device cuda (a JSON line each)
@@ -108,7 +110,7 @@ run_step() {
 # ---------------------------------------------------------------- the steps
 if [ -n "$fixture" ]; then
   run_step "parity (webgpu)" "$OUT/parity.log" 150 sh -c \
-    "r=0; for k in tiled large large-f16; do '$DENO' task parity '$fixture' --backend webgpu --matmul \$k || r=1; done; exit \$r"
+    "r=0; for k in tiled large large-f16; do '$DENO' task parity '$fixture' --backend webgpu --matmul \$k || r=1; done; '$DENO' task parity '$fixture' --backend webgpu --attention flash || r=1; exit \$r"
 else
   say "[skip] parity: no fixture dir"
   echo "skipped: no fixture dir" > "$OUT/parity.log"
@@ -123,6 +125,10 @@ run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.p
 
 run_step "bench webgpu step T=128" "$OUT/bench_t128.log" 60 \
   "$DENO" task bench --backend webgpu --json --only step --seq 128 --steps "$steps" --warmup 2 ${quick[@]+"${quick[@]}"}
+
+run_step "bench webgpu step T=256, flash attention" "$OUT/bench_flash.log" 60 \
+  env GPT2_SFT_ATTENTION=flash "$DENO" task bench --backend webgpu --json --only step --steps "$steps" --warmup 2 \
+  ${quick[@]+"${quick[@]}"}
 
 tta_init=$(mktemp -d)
 run_step "time to 99 % (tiny model), ours then PyTorch" "$OUT/tta.log" 120 sh -c \
@@ -204,6 +210,12 @@ if b and p and "error" not in p:
         print(f"  1. matmul {kernel}: {100 * geo:.0f} % of cuBLAS fp32 (geo-mean of {len(ratios)} shapes; "
               f"worst {100 * worst[0]:.0f} % at {worst[1][0]['shape']} {worst[1][0]['role']}); goal >= 40 %")
     ours_steps = [x["step"] for x in [b, b2] if x and x.get("step")]
+    bf = load("bench_flash.log")
+    if bf and bf.get("step"):
+        s, t = bf["step"], next((q for q in p.get("steps", []) if q.get("T") == bf["step"]["T"]), None)
+        if t:
+            print(f"  2. step B={s['B']} T={s['T']} with flash attention: ours {s['ms']:.1f} ms, PyTorch {t['ms']:.1f} ms: "
+                  f"PyTorch/ours = {t['ms'] / s['ms']:.2f}; peak GPU buffers {bf.get('peak_bytes', 0) / 2**20:.0f} MiB")
     for s in ours_steps:
         t = next((q for q in p.get("steps", []) if q.get("T") == s["T"] and q.get("B") == s["B"]), None)
         if t:

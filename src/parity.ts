@@ -309,26 +309,35 @@ async function main(argv: string[]): Promise<number> {
     options: {
       backend: { type: "string", default: "auto" },
       matmul: { type: "string" },
+      attention: { type: "string" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
   });
   if (values.help || positionals.length !== 1) {
-    console.log(`Usage: deno task parity <fixture-dir> [--backend auto|cpu|webgpu] [--matmul KERNEL] [--json]
+    console.log(
+      `Usage: deno task parity <fixture-dir> [--backend auto|cpu|webgpu] [--matmul KERNEL] [--attention rows|flash] [--json]
 
 Compares logits, losses, every gradient, AdamW steps, greedy generation, label scores and tokenization
 against a PyTorch fixture (see ../shared/fixtures/README.md). Exits 1 when a check is out of tolerance.
---matmul (WebGPU only): tiled, large, large-f16, naive; "large-f16" is checked against the f16 tolerances
-(PARITY_TOLERANCES in src/parity.ts), every other kernel against the fixture's f32 ones.`);
+--matmul (WebGPU only): tiled, large, auto, large-f16, naive; "large-f16" is checked against the f16
+tolerances (PARITY_TOLERANCES in src/parity.ts), every other kernel against the fixture's f32 ones.
+--attention (WebGPU only): rows (the default) or flash (online softmax, probabilities recomputed).`,
+    );
     return values.help ? 0 : 2;
   }
   const backendName = parseBackendName(values.backend);
-  const { parseMatmulKernel, WebGpuBackend } = await import("./backend/webgpu.ts"); // loads no GPU library
+  const { parseAttentionKernel, parseMatmulKernel, WebGpuBackend } = await import("./backend/webgpu.ts"); // loads no GPU library
   let be: Backend;
-  if (values.matmul !== undefined) {
-    if (backendName === "cpu") throw new Error("--matmul picks a WebGPU kernel; it needs --backend webgpu or auto");
-    be = await WebGpuBackend.create({ matmul: parseMatmulKernel(values.matmul, "--matmul") });
+  if (values.matmul !== undefined || values.attention !== undefined) {
+    if (backendName === "cpu") {
+      throw new Error("--matmul and --attention pick WebGPU kernels; they need --backend webgpu or auto");
+    }
+    be = await WebGpuBackend.create({
+      matmul: values.matmul === undefined ? undefined : parseMatmulKernel(values.matmul, "--matmul"),
+      attention: values.attention === undefined ? undefined : parseAttentionKernel(values.attention, "--attention"),
+    });
   } else be = await createBackend(backendName);
   const kernel = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
   try {

@@ -34,6 +34,7 @@ async function gpu(matmul: MatmulKernel = "tiled"): Promise<WebGpuBackend> {
   return be;
 }
 const cpu = new CpuBackend({ matmul: "reference" }); // the spec: plain TypeScript loops
+let flash: WebGpuBackend | undefined; // attention "flash"
 
 /** A small deterministic PRNG (mulberry32), uniform in [lo, hi). */
 function rng(seed: number): (lo?: number, hi?: number) => number {
@@ -377,6 +378,53 @@ describe("webgpu backend", () => {
     }
   });
 
+  gpuTest(
+    "flash attention (online softmax, P recomputed): the CPU's out and dqkv, with masks and dropout",
+    async () => {
+      const g = flash ??= await WebGpuBackend.create({ attention: "flash" });
+      expect(g.attentionSavedLength(2, 7, 3)).toBe(2 * 2 * 3 * 7); // lse and D per row, not T² probabilities
+      for (const [B, T, C, NH] of [...attnShapes, [2, 130, 16, 1] as [number, number, number, number]]) {
+        for (const masked of [false, true]) {
+          for (const dropout of [undefined, { p: 0.2, seed: 77 }]) {
+            const saved = Math.max(B * NH * T * T, 2 * B * NH * T);
+            const inputs = {
+              qkv: randn(B * T * 3 * C, B + T + C, -2, 2),
+              mask: attnMask(B, T),
+              out: new Float32Array(B * T * C),
+              att: new Float32Array(saved),
+              dout: randn(B * T * C, 9),
+              dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
+            };
+            const r = await both(g, inputs, (be, x) => {
+              const mask = masked ? x.mask : undefined;
+              be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, B, T, C, NH, dropout });
+              be.attentionBackward({
+                dqkv: x.dqkv!,
+                dout: x.dout!,
+                qkv: x.qkv!,
+                att: x.att!,
+                mask,
+                B,
+                T,
+                C,
+                NH,
+                dropout,
+              });
+            }, ["out", "dqkv"]);
+            const what = `B${B} T${T} C${C} NH${NH} mask${+masked} dropout${dropout ? dropout.p : 0}`;
+            // as the rows kernels, plus exp(x − lse) for P instead of e/Σe (a few ULP more)
+            close(r, "out", { atol: 2e-5, rtol: 1e-5 }, what);
+            close(r, "dqkv", { atol: 5e-5, rtol: 2e-4 }, what);
+          }
+        }
+      }
+      expect(() => {
+        const x = g.alloc(3 * 2 * 130 * 3 * 260);
+        g.attentionForward({ out: x, att: x, qkv: x, B: 1, T: 2, C: 260, NH: 2 });
+      }).toThrow(/head size 130 exceeds 128/);
+    },
+  );
+
   gpuTest("attentionCached: prefill then token by token, with a mask, against the CPU", async () => {
     const g = await gpu();
     const [B, Tmax, C, NH] = [2, 6, 10, 2];
@@ -545,6 +593,7 @@ describe("webgpu backend", () => {
 
   gpuTest("release devices", async () => {
     for (const be of backends.values()) be.dispose();
+    flash?.dispose();
     backends.clear();
     await Promise.resolve();
   });

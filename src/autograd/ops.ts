@@ -21,6 +21,7 @@ export interface OpContexts {
     qkv: Tensor;
     out: Tensor;
     att: Buf;
+    mask?: Buf;
     B: number;
     T: number;
     C: number;
@@ -107,15 +108,15 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
   // The backend assigns dqkv, so it goes straight into a fresh gradient or through a temporary.
   // With attention dropout the probabilities are masked and rescaled on the way to v; the kernels recompute
   // the mask from the same seed.
-  attention(be, { qkv, out, att, B, T, C, NH, dropout }) {
+  attention(be, { qkv, out, att, mask, B, T, C, NH, dropout }) {
     const dy = out.grad;
     if (!dy) return;
     if (!qkv.grad) {
       qkv.grad = be.alloc(qkv.size, "f32", `grad ${qkv.name}`);
-      be.attentionBackward({ dqkv: qkv.grad, dout: dy, qkv: qkv.buf, att, B, T, C, NH, dropout });
+      be.attentionBackward({ dqkv: qkv.grad, dout: dy, qkv: qkv.buf, att, mask, B, T, C, NH, dropout });
     } else {
       const tmp = be.alloc(qkv.size, "f32", "attention dqkv");
-      be.attentionBackward({ dqkv: tmp, dout: dy, qkv: qkv.buf, att, B, T, C, NH, dropout });
+      be.attentionBackward({ dqkv: tmp, dout: dy, qkv: qkv.buf, att, mask, B, T, C, NH, dropout });
       be.add({ out: qkv.grad, a: qkv.grad, b: tmp, n: qkv.size });
       be.free(tmp);
     }
@@ -254,9 +255,12 @@ export function attention(
   const { B, T, C, NH, mask } = opts;
   const dropout = opts.dropout && opts.dropout.p > 0 ? opts.dropout : undefined;
   const out = newTensor(ctx, [B, T, C], "attention:out", qkv.requiresGrad);
-  const att = ctx.be.alloc(B * NH * T * T, "f32", "attention probabilities");
+  // what the backward needs: the probabilities, or less (see Backend.attentionSavedLength)
+  const saved = ctx.be.attentionSavedLength?.(B, T, NH) ?? B * NH * T * T;
+  const att = ctx.be.alloc(saved, "f32", "attention saved");
   ctx.be.attentionForward({ out: out.buf, att, qkv: qkv.buf, mask, B, T, C, NH, dropout });
-  record(ctx, "attention", { qkv, out, att, B, T, C, NH, dropout }, [out], [att]);
+  // the mask is the caller's: it must live until the backward (GPT2.loss frees it after tape.backward())
+  record(ctx, "attention", { qkv, out, att, mask, B, T, C, NH, dropout }, [out], [att]);
   return out;
 }
 

@@ -162,6 +162,12 @@ export interface Backend {
 
   // ---- attention ----
   /**
+   * Floats of the `att` buffer that attentionForward fills and attentionBackward reads: B·NH·T² (the
+   * probabilities) unless the backend saves less (WebGPU's "flash" kernels: one log-sum-exp and one D per
+   * row). Optional: absent means B·NH·T².
+   */
+  attentionSavedLength?(B: number, T: number, NH: number): number;
+  /**
    * Causal multi-head softmax attention with a key padding mask, as GPT-2 computes it.
    * qkv [B,T,3C] (q, k, v concatenated on the channel axis, heads of HS contiguous within each);
    * mask i32 [B,T] (1 = real token, 0 = padding) or omitted; out [B,T,C]; att [B,NH,T,T] (the softmax
@@ -197,6 +203,8 @@ export interface Backend {
       dout: Buf;
       qkv: Buf;
       att: Buf;
+      /** The forward's key padding mask (a backend that recomputes the probabilities needs it again). */
+      mask?: Buf;
       B: number;
       T: number;
       C: number;

@@ -564,6 +564,8 @@ export class CpuBackend implements Backend {
       dout: Buf;
       qkv: Buf;
       att: Buf;
+      /** Unused: the saved probabilities are already 0 where the mask hid a key. */
+      mask?: Buf;
       B: number;
       T: number;
       C: number;

@@ -42,6 +42,8 @@ import layernormForwardSrc from "../../kernels/layernorm_forward.wgsl" with { ty
 import matmulNaiveSrc from "../../kernels/matmul_naive.wgsl" with { type: "text" };
 import matmulTiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
 import matmulLargeSrc from "../../kernels/matmul_large.wgsl" with { type: "text" };
+import attentionFlashForwardSrc from "../../kernels/attention_flash_forward.wgsl" with { type: "text" };
+import attentionFlashBackwardSrc from "../../kernels/attention_flash_backward.wgsl" with { type: "text" };
 import matmulLargeF16Src from "../../kernels/matmul_large_f16.wgsl" with { type: "text" };
 import scaleSrc from "../../kernels/scale.wgsl" with { type: "text" };
 import sumSrc from "../../kernels/sum.wgsl" with { type: "text" };
@@ -92,6 +94,8 @@ const F = {
   attentionBackward: kernelFile("attention_backward.wgsl", attentionBackwardSrc),
   attentionCached: kernelFile("attention_cached.wgsl", attentionCachedSrc),
   attentionForward: kernelFile("attention_forward.wgsl", attentionForwardSrc),
+  attentionFlashForward: kernelFile("attention_flash_forward.wgsl", attentionFlashForwardSrc),
+  attentionFlashBackward: kernelFile("attention_flash_backward.wgsl", attentionFlashBackwardSrc),
   crossEntropy: kernelFile("cross_entropy.wgsl", crossEntropySrc),
   dropout: kernelFile("dropout.wgsl", dropoutSrc),
   embeddingBackward: kernelFile("embedding_backward.wgsl", embeddingBackwardSrc),
@@ -140,6 +144,24 @@ const K = {
     bindings: ["r", "r", "rw", "rw", "rw", "rw"],
   },
   attnFwd: { src: F.attentionForward, entry: "main", params: "uuuuuuf", bindings: ["r", "r", "rw", "rw"] },
+  attnFlashFwd: {
+    src: F.attentionFlashForward,
+    entry: "main",
+    params: "uuuuuuf",
+    bindings: ["r", "r", "rw", "rw"],
+  },
+  attnFlashDq: {
+    src: F.attentionFlashBackward,
+    entry: "dq_main",
+    params: "uuuuuuf",
+    bindings: ["r", "r", "r", "rw", "rw"],
+  },
+  attnFlashDkv: {
+    src: F.attentionFlashBackward,
+    entry: "dkv_main",
+    params: "uuuuuuf",
+    bindings: ["r", "r", "r", "rw", "rw"],
+  },
   crossEntropy: { src: F.crossEntropy, entry: "main", params: "uuf", bindings: ["rw", "r", "rw", "rw"] },
   dropoutFwd: { src: F.dropout, entry: "forward_main", params: "uuuf", bindings: ["r", "rw"] },
   dropoutBwd: { src: F.dropout, entry: "backward_main", params: "uuuf", bindings: ["r", "rw"] },
@@ -203,10 +225,29 @@ export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKern
   throw new Error(`Invalid ${what} "${v}": expected one of ${MATMUL_KERNELS.join(", ")}`);
 }
 
+/**
+ * Which training attention kernels to use: "rows" (attention_forward/backward.wgsl: the T×T probabilities
+ * saved for the backward, the default) or "flash" (attention_flash_*.wgsl: an online softmax that saves
+ * one log-sum-exp per row and recomputes the probabilities in the backward: B·NH·T floats instead of
+ * B·NH·T², so long sequences fit the binding limits).
+ */
+export type AttentionKernel = "rows" | "flash";
+
+/** The head size the flash kernels hold in registers at most (MAX_HS in the WGSL). */
+const FLASH_MAX_HS = 128;
+
+/** Parse an attention kernel name (from an option or `GPT2_SFT_ATTENTION`). */
+export function parseAttentionKernel(v: string, what = "attention kernel"): AttentionKernel {
+  if (v === "rows" || v === "flash") return v;
+  throw new Error(`Invalid ${what} "${v}": expected rows or flash`);
+}
+
 /** Options for {@link WebGpuBackend.create}. */
 export interface WebGpuBackendOptions extends GpuDeviceOptions {
   /** Default: `GPT2_SFT_MATMUL` when set, else "tiled". */
   matmul?: MatmulKernel;
+  /** Default: `GPT2_SFT_ATTENTION` when set, else "rows". */
+  attention?: AttentionKernel;
 }
 
 /** Each matmul kernel's entry point and the output block one workgroup computes. */
@@ -271,6 +312,8 @@ export class WebGpuBackend implements Backend {
   readonly #matmul: { def: KernelDef; block: number } | "auto";
   /** The matmul kernel this backend runs. */
   readonly matmulKernel: MatmulKernel;
+  /** The training attention kernels this backend runs. */
+  readonly attentionKernel: AttentionKernel;
   readonly #maxBinding: number;
   readonly #maxBuffer: number;
   readonly #modules = new Map<KernelFile, GPUShaderModule>();
@@ -287,11 +330,12 @@ export class WebGpuBackend implements Backend {
   #error: Error | null = null;
   #disposed = false;
 
-  private constructor(device: GPUDevice, description: string, matmul: MatmulKernel) {
+  private constructor(device: GPUDevice, description: string, matmul: MatmulKernel, attention: AttentionKernel) {
     this.#device = device;
     this.description = description;
     this.#matmul = matmul === "auto" ? "auto" : MATMUL_DEFS[matmul];
     this.matmulKernel = matmul;
+    this.attentionKernel = attention;
     this.#maxBinding = device.limits.maxStorageBufferBindingSize;
     this.#maxBuffer = device.limits.maxBufferSize;
     this.#uniforms = device.createBuffer({
@@ -330,8 +374,12 @@ export class WebGpuBackend implements Backend {
         `Cannot use the "large-f16" matmul: the adapter (${gpu.description}) does not offer "shader-f16"`,
       );
     }
-    const suffix = matmul === "tiled" ? "" : `, matmul ${matmul}`;
-    return new WebGpuBackend(gpu.device, gpu.description + suffix, matmul);
+    const envAtt = readEnv("GPT2_SFT_ATTENTION");
+    const attention = opts.attention ??
+      (envAtt ? parseAttentionKernel(envAtt, "kernel in GPT2_SFT_ATTENTION") : "rows");
+    const suffix = (matmul === "tiled" ? "" : `, matmul ${matmul}`) +
+      (attention === "rows" ? "" : `, attention ${attention}`);
+    return new WebGpuBackend(gpu.device, gpu.description + suffix, matmul, attention);
   }
 
   // ------------------------------------------------------------------ memory
@@ -674,6 +722,10 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------------ attention
 
+  attentionSavedLength(B: number, T: number, NH: number): number {
+    return this.attentionKernel === "flash" ? 2 * B * NH * T : B * NH * T * T;
+  }
+
   attentionForward(
     args: {
       out: Buf;
@@ -694,7 +746,21 @@ export class WebGpuBackend implements Backend {
     const out = this.#buf(args.out, op), att = this.#buf(args.att, op), qkv = this.#buf(args.qkv, op);
     const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
     this.#need([[out, "out"]], B * T * C, op);
-    this.#need([[att, "att"]], B * NH * T * T, op);
+    this.#need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
+    if (this.attentionKernel === "flash") {
+      if (C / NH > FLASH_MAX_HS) {
+        throw new Error(`Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "rows"`);
+      }
+      this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
+      if (mask) this.#need([[mask, "mask"]], B * T, op);
+      this.#dispatch(K.attnFlashFwd, {
+        params: [B, T, C, NH, ...drop.params],
+        bufs: [qkv, mask, att, out],
+        groups: Math.ceil((B * NH * T) / 64),
+        constants: { HAS_MASK: +(mask !== null), DROPOUT: drop.on },
+      });
+      return;
+    }
     this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
     if (mask) this.#need([[mask, "mask"]], B * T, op);
     this.#dispatch(K.attnFwd, {
@@ -711,6 +777,7 @@ export class WebGpuBackend implements Backend {
       dout: Buf;
       qkv: Buf;
       att: Buf;
+      mask?: Buf;
       B: number;
       T: number;
       C: number;
@@ -726,7 +793,19 @@ export class WebGpuBackend implements Backend {
     const qkv = this.#buf(args.qkv, op), att = this.#buf(args.att, op);
     this.#need([[dqkv, "dqkv"], [qkv, "qkv"]], B * T * 3 * C, op);
     this.#need([[dout, "dout"]], B * T * C, op);
-    this.#need([[att, "att"]], B * NH * T * T, op);
+    this.#need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
+    if (this.attentionKernel === "flash") {
+      // the forward's mask is needed again: the probabilities are recomputed
+      const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
+      if (mask) this.#need([[mask, "mask"]], B * T, op);
+      const bufs = [dout, qkv, mask, att, dqkv];
+      const params = [B, T, C, NH, ...drop.params];
+      const constants = { HAS_MASK: +(mask !== null), DROPOUT: drop.on };
+      const groups = Math.ceil((B * NH * T) / 64);
+      this.#dispatch(K.attnFlashDq, { params, bufs, groups, constants }); // D_t first: dkv reads it
+      this.#dispatch(K.attnFlashDkv, { params, bufs, groups, constants });
+      return;
+    }
     const dpre = this.#acquire(B * NH * T * T, "f32", "attention dpreatt");
     const bufs = [dout, qkv, att, dqkv, dpre];
     const params = [B, T, C, NH, ...drop.params];
