@@ -21,14 +21,17 @@
 //   3 stats  [2·B·NH·T]  `=` on the first half (lse); the backward writes the second half
 //   4 out    [B,T,C]     `=`
 // Overrides: HAS_MASK (bool), DROPOUT (bool).
-// Dispatch: workgroups of 64; one invocation per query row r, r = global_id.x + global_id.y · 64 ·
-// num_workgroups.x (2D grid when there are more than 65535 workgroups). Head size HS ≤ MAX_HS.
+// Dispatch: one workgroup of 64 per block of 64 consecutive queries of one (b, h): workgroup w (= wg.x +
+// wg.y · num_workgroups.x, 2D when needed) takes bh = w / ⌈T/64⌉, queries t = 64·(w mod ⌈T/64⌉) + local id.
+// Head size HS ≤ MAX_HS.
 // Matches: CpuBackend.attentionForward's out (its saved probabilities are replaced by lse here), up to
 // float32 rounding: the sums are in the same key order, the normalisation happens once at the end.
 //
-// Speed: this is the algorithm, not yet the tiling: keys and values are read from global memory by every
-// query row (as attention_forward.wgsl does); staging them in shared memory per block of rows is the next
-// step on a real GPU.
+// Tiling: the 64 queries of a workgroup need the same keys (0 … its last query), so the workgroup stages
+// them in shared memory TILE at a time — each key's k and v read from global memory once per workgroup
+// instead of once per query — and every invocation then walks the tile for its own query (keys after it,
+// or hidden by the mask, are skipped). Invocations past the end of T still help load and wait at the
+// barriers (a barrier must be reached by the whole workgroup), but compute nothing.
 
 struct Params {
   B: u32,
@@ -44,6 +47,8 @@ override HAS_MASK: bool = false;
 override DROPOUT: bool = false;
 
 const MAX_HS = 128u;
+const WG = 64u;
+const TILE = 16u; // keys per shared tile: 2 · 16 · 128 floats = 16 KiB, WebGPU's guaranteed workgroup storage
 const NEG_BIG = -3.0e38; // "−∞": no visible key
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,6 +56,9 @@ const NEG_BIG = -3.0e38; // "−∞": no visible key
 @group(0) @binding(2) var<storage, read> mask: array<i32>;
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+var<workgroup> ks: array<f32, 2048>; // TILE keys × HS, key j at j·HS
+var<workgroup> vs: array<f32, 2048>; // their values
 
 // Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
 fn lowbias32(x0: u32) -> u32 {
@@ -64,51 +72,79 @@ fn lowbias32(x0: u32) -> u32 {
 }
 
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let r = gid.x + gid.y * 64u * nwg.x;
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
   let T = p.T;
   let C = p.C;
-  if (r >= p.B * p.NH * T) { return; }
+  let blocks = (T + WG - 1u) / WG;
+  let w = wg.x + wg.y * nwg.x;
+  if (w >= p.B * p.NH * blocks) { return; } // a whole workgroup past the end (2D grid padding)
   let HS = C / p.NH;
-  let t = r % T;
-  let bh = r / T;
+  let bh = w / blocks;
+  let t0 = (w % blocks) * WG;
+  let t = t0 + lid;
+  let live = t < T;
+  let r = bh * T + t; // this invocation's query row (meaningful when live)
   let h = bh % p.NH;
   let b = bh / p.NH;
   let C3 = 3u * C;
   let scale = 1.0 / sqrt(f32(HS));
-  let qo = (b * T + t) * C3 + h * HS;
 
   var q: array<f32, MAX_HS>;
   var acc: array<f32, MAX_HS>;
-  for (var d = 0u; d < HS; d++) {
-    q[d] = qkv[qo + d];
-    acc[d] = 0.0;
+  for (var d = 0u; d < HS; d++) { acc[d] = 0.0; }
+  if (live) {
+    let qo = (b * T + t) * C3 + h * HS;
+    for (var d = 0u; d < HS; d++) { q[d] = qkv[qo + d]; }
   }
   var m = NEG_BIG;
   var l = 0.0;
-  for (var s = 0u; s <= t; s++) {
-    if (HAS_MASK && mask[b * T + s] == 0) { continue; }
-    let ko = (b * T + s) * C3 + C + h * HS;
-    var x = 0.0;
-    for (var d = 0u; d < HS; d++) { x += q[d] * qkv[ko + d]; }
-    x *= scale;
-    if (x > m) {
-      // a new maximum: rescale what was summed so far (the first key: l = 0 and acc = 0, nothing to do)
-      let c = exp(m - x);
-      l *= c;
-      for (var d = 0u; d < HS; d++) { acc[d] *= c; }
-      m = x;
+  let last = min(t0 + WG, T); // keys 0 … last − 1 are visible to some query of the block
+  for (var s0 = 0u; s0 < last; s0 += TILE) {
+    // ---- stage keys s0 … s0 + TILE − 1 (k and v) in shared memory, all 64 invocations together ----
+    for (var i = lid; i < TILE * HS; i += WG) {
+      let j = i / HS;
+      let d = i % HS;
+      let s = s0 + j;
+      if (s < T) {
+        let ko = (b * T + s) * C3 + C + h * HS;
+        ks[i] = qkv[ko + d];
+        vs[i] = qkv[ko + C + d];
+      }
     }
-    let e = exp(x - m);
-    l += e;
-    var w = e;
-    if (DROPOUT) {
-      let a = r * T + s;
-      w = select(0.0, e * p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+    workgroupBarrier();
+    // ---- this query against the staged keys, in order ----
+    if (live) {
+      for (var j = 0u; j < TILE; j++) {
+        let s = s0 + j;
+        if (s > t) { break; }
+        if (HAS_MASK && mask[b * T + s] == 0) { continue; }
+        var x = 0.0;
+        for (var d = 0u; d < HS; d++) { x += q[d] * ks[j * HS + d]; }
+        x *= scale;
+        if (x > m) {
+          // a new maximum: rescale what was summed so far (the first key: l = 0 and acc = 0, nothing to do)
+          let c = exp(m - x);
+          l *= c;
+          for (var d = 0u; d < HS; d++) { acc[d] *= c; }
+          m = x;
+        }
+        let e = exp(x - m);
+        l += e;
+        var wt = e;
+        if (DROPOUT) {
+          let a = r * T + s;
+          wt = select(0.0, e * p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+        }
+        for (var d = 0u; d < HS; d++) { acc[d] += wt * vs[j * HS + d]; }
+      }
     }
-    let vo = ko + C;
-    for (var d = 0u; d < HS; d++) { acc[d] += w * qkv[vo + d]; }
+    workgroupBarrier(); // everyone is done with this tile before the next one overwrites it
   }
+  if (!live) { return; }
   let oo = (b * T + t) * C + h * HS;
   if (l == 0.0) {
     for (var d = 0u; d < HS; d++) { out[oo + d] = 0.0; }

@@ -756,7 +756,7 @@ export class WebGpuBackend implements Backend {
       this.#dispatch(K.attnFlashFwd, {
         params: [B, T, C, NH, ...drop.params],
         bufs: [qkv, mask, att, out],
-        groups: Math.ceil((B * NH * T) / 64),
+        groups: B * NH * Math.ceil(T / 64), // a workgroup per block of 64 queries of one (b, h)
         constants: { HAS_MASK: +(mask !== null), DROPOUT: drop.on },
       });
       return;
@@ -801,7 +801,7 @@ export class WebGpuBackend implements Backend {
       const bufs = [dout, qkv, mask, att, dqkv];
       const params = [B, T, C, NH, ...drop.params];
       const constants = { HAS_MASK: +(mask !== null), DROPOUT: drop.on };
-      const groups = Math.ceil((B * NH * T) / 64);
+      const groups = Math.ceil((B * NH * T) / 64); // a row per invocation
       this.#dispatch(K.attnFlashDq, { params, bufs, groups, constants }); // D_t first: dkv reads it
       this.#dispatch(K.attnFlashDkv, { params, bufs, groups, constants });
       return;
