@@ -442,8 +442,8 @@ async function main(): Promise<number> {
       ? v["matmul-kernels"].split(",").map((k) => parseMatmulKernel(k.trim(), "--matmul-kernels entry"))
       : [undefined];
     for (const kernel of kernels) {
-      const be = kernel ? await WebGpuBackend.create({ matmul: kernel }) : await createBackend(backendName);
       if (kernel && backendName === "cpu") throw new Error("--matmul-kernels needs --backend webgpu or auto");
+      const be = kernel ? await WebGpuBackend.create({ matmul: kernel }) : await createBackend(backendName);
       device = be.description;
       name = be.name;
       log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
