@@ -5,7 +5,7 @@
  *
  * Usage (Deno or Bun; see bench/README.md):
  *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
- *                   [--batch B] [--layers L] [--only matmul|step|classify] [--all-layouts] [--no-dropout]
+ *                   [--batch B] [--layers L] [--only matmul|step|classify|tta] [--all-layouts] [--no-dropout]
  *                   [--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,…]
  *   bun bench/bench.ts …the same flags…
  *
@@ -34,6 +34,9 @@
  * forward per label) and ours (prefix shared, KV cache, batched), on the demo's tiny model or, with
  * `--classify-shape gpt2`, random weights of the real shape.
  *
+ * Time to accuracy (`tta`): `bench/time_to_accuracy.ts --pad both` on the same backend (the tiny demo model until
+ * 99 %; with `--quick` only 20 steps), its summary and ratio in the JSON.
+ *
  * With `--json` the last line printed is one JSON object holding every figure.
  * @module
  */
@@ -44,6 +47,7 @@ import { parseArgs } from "node:util";
 import { type Backend, type BackendName, createBackend, parseBackendName } from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
+import { timeToAccuracyMain } from "./time_to_accuracy.ts";
 import { type MatmulKernel, parseMatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { type GPT2Config, parseConfig } from "../src/model/config.ts";
 import { type Batch, GPT2, normalRng } from "../src/model/gpt2.ts";
@@ -414,7 +418,7 @@ async function main(): Promise<number> {
   if (v.help) {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
-        "[--batch B] [--layers L] [--only matmul|step|classify] [--all-layouts] [--no-dropout] " +
+        "[--batch B] [--layers L] [--only matmul|step|classify|tta] [--all-layouts] [--no-dropout] " +
         "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,large-f16,naive]",
     );
     return 0;
@@ -426,7 +430,7 @@ async function main(): Promise<number> {
   const layers = numberFlag("layers", v.layers, quick ? 2 : 12, { integer: true, min: 1 });
   const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
   const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
-  const only = choiceFlag("only", v.only, ["matmul", "step", "classify", "all"] as const, "all");
+  const only = choiceFlag("only", v.only, ["matmul", "step", "classify", "tta", "all"] as const, "all");
   const classifyN = numberFlag("classify-n", v["classify-n"], quick ? 20 : 100, { integer: true, min: 1 });
   const classifyShape = choiceFlag("classify-shape", v["classify-shape"], ["tiny", "gpt2"] as const, "tiny");
   const log = (s: string) => console.log(s);
@@ -494,6 +498,29 @@ async function main(): Promise<number> {
     }
   }
 
+  // time to 99 % (bench/time_to_accuracy.ts, the tiny demo model, both paddings); --quick: a few steps only
+  let tta: unknown;
+  if (only === "all" || only === "tta") {
+    const lines: string[] = [];
+    const ttaArgs = ["--backend", backendName, "--pad", "both", "--json"];
+    if (quick) ttaArgs.push("--train", "200", "--eval-n", "20", "--eval-every", "10", "--max-steps", "20");
+    const code = await timeToAccuracyMain(ttaArgs, (l) => {
+      lines.push(l);
+      if (!l.startsWith("{")) log(l);
+    });
+    if (code !== 0) throw new Error(`time to accuracy failed (exit ${code})`);
+    const last = JSON.parse(lines.at(-1)!) as {
+      backend: string;
+      device: string;
+      summary: unknown;
+      ratio: unknown;
+      settings: unknown;
+      model: unknown;
+    };
+    tta = { summary: last.summary, ratio: last.ratio, settings: last.settings, model: last.model };
+    if (!device) [name, device] = [last.backend, last.device];
+  }
+
   const hostPeak = rss.peak;
   const peakBytes = gpu ? gpu.allocatedBytes : hostPeak;
   log(
@@ -513,6 +540,7 @@ async function main(): Promise<number> {
       matmul,
       step,
       classify,
+      time_to_accuracy: tta,
       peak_bytes: peakBytes,
       peak_kind: gpu ? "gpu_buffers_allocated" : "host_rss_peak",
       host_rss_peak_bytes: hostPeak,
