@@ -12,7 +12,7 @@ import { createBackend, parseBackendName } from "./src/backend/mod.ts";
 import { numberFlag, runMain } from "./src/cli/args.ts";
 import { readSftRecords } from "./src/data/jsonl.ts";
 import { datasetFileNames, writeDataset } from "./src/data/synth.ts";
-import { tinyModel } from "./src/demo/tiny.ts";
+import { DEMO_TRAIN, tinyModel } from "./src/demo/tiny.ts";
 import { renderConsole } from "./src/eval/report.ts";
 import { runEvaluation } from "./src/eval/run.ts";
 import { runTraining, saveSftModel } from "./src/train/run.ts";
@@ -60,17 +60,17 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
     return 0;
   }
   const int = { integer: true, min: 1 };
-  const nTrain = numberFlag("train", v.train, 2000, int);
+  const nTrain = numberFlag("train", v.train, DEMO_TRAIN.trainRecords, int);
   const nVal = numberFlag("val", v.val, 200, int);
   const nTest = numberFlag("test", v.test, 200, int);
   const seed = numberFlag("seed", v.seed, 0, { integer: true, min: 0 });
   const config: TrainConfig = {
     ...NOTEBOOK_TRAIN_CONFIG,
-    batchSize: numberFlag("batch-size", v["batch-size"], 16, int),
+    batchSize: numberFlag("batch-size", v["batch-size"], DEMO_TRAIN.batchSize, int),
     epochs: 1,
     maxSteps: numberFlag("steps", v.steps, 150, int),
-    lr: numberFlag("lr", v.lr, 3e-3, { min: 0 }),
-    warmupSteps: 20,
+    lr: numberFlag("lr", v.lr, DEMO_TRAIN.lr, { min: 0 }),
+    warmupSteps: DEMO_TRAIN.warmupSteps,
     logEvery: 10,
     seed,
     maxLength: 192,

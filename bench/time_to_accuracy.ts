@@ -28,7 +28,7 @@ import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts
 import { promptFor } from "../src/data/chatml.ts";
 import { buildSftDataset, collate, MASK_MODES, type MaskMode, type SftExample } from "../src/data/sft_dataset.ts";
 import { generateClassificationRecords, ISSUE_LABELS, SPLIT_SEEDS, toMessages } from "../src/data/synth.ts";
-import { tinyModel } from "../src/demo/tiny.ts";
+import { DEMO_TRAIN, tinyModel } from "../src/demo/tiny.ts";
 import { classifyBatch } from "../src/eval/classify.ts";
 import { GPT2, type HostTensor } from "../src/model/gpt2.ts";
 import { saveSftModel } from "../src/train/run.ts";
@@ -160,7 +160,7 @@ export async function timeToAccuracyMain(
   const evalN = numberFlag("eval-n", v["eval-n"], 200, int);
   const target = numberFlag("target", v.target, 0.99, { min: 0, max: 1 });
   const maxSteps = numberFlag("max-steps", v["max-steps"], 1000, int);
-  const nTrain = numberFlag("train", v.train, 2000, int);
+  const nTrain = numberFlag("train", v.train, DEMO_TRAIN.trainRecords, int);
   const maxLength = numberFlag("max-length", v["max-length"], 256, int);
   const mask: MaskMode = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");
   const seed = numberFlag("seed", v.seed, 0, { integer: true, min: 0 });
@@ -169,9 +169,9 @@ export async function timeToAccuracyMain(
   // the demo's settings (demo.ts), with the notebook's max length and a step cap instead of one epoch
   const base: TrainConfig = {
     ...NOTEBOOK_TRAIN_CONFIG,
-    batchSize: numberFlag("batch-size", v["batch-size"], 16, int),
-    lr: numberFlag("lr", v.lr, 3e-3, { min: 0 }),
-    warmupSteps: numberFlag("warmup", v.warmup, 20, { integer: true, min: 0 }),
+    batchSize: numberFlag("batch-size", v["batch-size"], DEMO_TRAIN.batchSize, int),
+    lr: numberFlag("lr", v.lr, DEMO_TRAIN.lr, { min: 0 }),
+    warmupSteps: numberFlag("warmup", v.warmup, DEMO_TRAIN.warmupSteps, { integer: true, min: 0 }),
     seed,
     maxLength,
     maxSteps,
