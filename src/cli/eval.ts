@@ -51,6 +51,12 @@ Run and output
   -h, --help            this text
 
 Progress shows as a bar on a terminal, else as the notebook's "  evaluated 50/200" lines.
+
+Environment (backend tuning; the description printed at start says what is in use)
+  GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  an OpenBLAS to load
+  GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | large-f16 (half precision: for evaluation)
+  GPT2_SFT_ATTENTION    WebGPU training attention: rows (default) | flash (no T×T buffers: long sequences fit)
+  HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
 `;
 
 /** `--max-samples`: a whole number ≥ 0, or "all"; 0 and "all" mean every record (null). */
