@@ -24,12 +24,12 @@ export interface Buf {
   readonly dtype: DType;
 }
 
-/** `out[M,N] (=|+=) op(A)[M,K] · op(B)[K,N] (+ bias[N])`. */
-export interface MatmulArgs {
-  out: Buf;
-  a: Buf;
-  b: Buf;
-  bias?: Buf;
+/** `out[M,N] (=|+=) op(A)[M,K] · op(B)[K,N] (+ bias[N])`, over buffers of type `T`. */
+export interface MatmulArgsOf<T> {
+  out: T;
+  a: T;
+  b: T;
+  bias?: T;
   M: number;
   N: number;
   K: number;
@@ -39,6 +39,9 @@ export interface MatmulArgs {
   transB?: boolean;
   accumulate?: boolean;
 }
+
+/** {@link MatmulArgsOf} on backend buffers: what {@link Backend.matmul} takes. */
+export type MatmulArgs = MatmulArgsOf<Buf>;
 
 /**
  * Dropout on the attention probabilities: drop probability `p` in [0, 1) and an integer `seed` (mod 2³²),
@@ -274,3 +277,31 @@ export interface Backend {
     },
   ): void;
 }
+
+/** The numeric ops of {@link Backend}: the methods that take one `args` object. */
+export type OpName =
+  | "add"
+  | "scale"
+  | "geluForward"
+  | "geluBackward"
+  | "dropoutForward"
+  | "dropoutBackward"
+  | "embeddingForward"
+  | "embeddingBackward"
+  | "layernormForward"
+  | "layernormBackward"
+  | "matmul"
+  | "sumRows"
+  | "attentionForward"
+  | "attentionBackward"
+  | "attentionCached"
+  | "crossEntropy"
+  | "sum"
+  | "globalNorm"
+  | "adamw";
+
+/**
+ * The argument object of op `K`, as {@link Backend} declares it (with its field docs): the backends write
+ * `geluForward(args: OpArgs<"geluForward">)` instead of spelling the fields out again.
+ */
+export type OpArgs<K extends OpName> = Parameters<Backend[K]>[0];

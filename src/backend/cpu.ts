@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { AttentionDropout, Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+import type { AttentionDropout, Backend, Buf, DType, MatmulArgs, OpArgs } from "./backend.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
 import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
 import { gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
@@ -247,7 +247,7 @@ export class CpuBackend implements Backend {
   // ------------------------------------------------------------------------------------------------
 
   /** out (=|+=) a + b. `out` may alias `a` (or `b`): each element is read before it is written. */
-  add(args: { out: Buf; a: Buf; b: Buf; n: number; accumulate?: boolean }): void {
+  add(args: OpArgs<"add">): void {
     const { n } = args;
     const out = f32(args.out, n, "add out"), a = f32(args.a, n, "add a"), b = f32(args.b, n, "add b");
     if (args.accumulate) { for (let i = 0; i < n; i++) out[i] = out[i]! + a[i]! + b[i]!; }
@@ -255,14 +255,14 @@ export class CpuBackend implements Backend {
   }
 
   /** buf *= s. */
-  scale(args: { buf: Buf; n: number; s: number }): void {
+  scale(args: OpArgs<"scale">): void {
     const { n, s } = args;
     const x = f32(args.buf, n, "scale buf");
     for (let i = 0; i < n; i++) x[i] = x[i]! * s;
   }
 
   /** out = gelu_new(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-  geluForward(args: { out: Buf; inp: Buf; n: number }): void {
+  geluForward(args: OpArgs<"geluForward">): void {
     const { n } = args;
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
     if (this.#fastMath) return this.#fastMath.forward(out, inp, n);
@@ -277,7 +277,7 @@ export class CpuBackend implements Backend {
    *   d/dx [0.5·x·(1 + th)] = 0.5·(1 + th) + 0.5·x·(1 − th²)·du/dx,  du/dx = √(2/π)·(1 + 3·0.044715·x²)
    * (1 − th² = sech²(u); this form cannot overflow, unlike 1/cosh²).
    */
-  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean }): void {
+  geluBackward(args: OpArgs<"geluBackward">): void {
     const { n } = args;
     const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
     const dout = f32(args.dout, n, "gelu dout");
@@ -298,7 +298,7 @@ export class CpuBackend implements Backend {
    * scale = fround(1/(1−p)) (dropout_hash.ts). The product is rounded to float32 once, as a GPU does, so the
    * WebGPU kernel matches this bit for bit. `out` may be `inp`.
    */
-  dropoutForward(args: { out: Buf; inp: Buf; n: number; p: number; seed: number }): void {
+  dropoutForward(args: OpArgs<"dropoutForward">): void {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutForward");
     const out = f32(args.out, n, "dropout out"), inp = f32(args.inp, n, "dropout inp");
@@ -310,7 +310,7 @@ export class CpuBackend implements Backend {
    * dinp[i] (=|+=) keep(i) ? dout[i]·scale : 0, the mask recomputed from (p, seed). The product is
    * rounded to float32 before it is added (as the GPU does), so the two backends agree bit for bit.
    */
-  dropoutBackward(args: { dinp: Buf; dout: Buf; n: number; p: number; seed: number; accumulate?: boolean }): void {
+  dropoutBackward(args: OpArgs<"dropoutBackward">): void {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutBackward");
     const dinp = f32(args.dinp, n, "dropout dinp"), dout = f32(args.dout, n, "dropout dout");
@@ -326,9 +326,7 @@ export class CpuBackend implements Backend {
   // ------------------------------------------------------------------------------------------------
 
   /** out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]. Token ids outside [0, V) are an error. */
-  embeddingForward(
-    args: { out: Buf; ids: Buf; wte: Buf; wpe: Buf; B: number; T: number; C: number; pos0?: number },
-  ): void {
+  embeddingForward(args: OpArgs<"embeddingForward">): void {
     const { B, T, C } = args;
     const pos0 = args.pos0 ?? 0;
     const out = f32(args.out, B * T * C, "embedding out"), ids = i32(args.ids, B * T, "embedding ids");
@@ -348,9 +346,7 @@ export class CpuBackend implements Backend {
    * Deterministic: rows are added in the fixed order b = 0…B−1, t = 0…T−1, so repeated token ids sum in
    * the same order every time. (A GPU kernel gets the same property by grouping rows by token id.)
    */
-  embeddingBackward(
-    args: { dwte: Buf; dwpe: Buf; dout: Buf; ids: Buf; B: number; T: number; C: number; V: number },
-  ): void {
+  embeddingBackward(args: OpArgs<"embeddingBackward">): void {
     const { B, T, C, V } = args;
     const dwte = f32(args.dwte, V * C, "embedding dwte"), dwpe = f32(args.dwpe, T * C, "embedding dwpe");
     const dout = f32(args.dout, B * T * C, "embedding dout"), ids = i32(args.ids, B * T, "embedding ids");
@@ -375,19 +371,7 @@ export class CpuBackend implements Backend {
    * Per row n: mean = Σx/C, var = Σ(x − mean)²/C (biased, as torch), rstd = 1/√(var + eps),
    * out = (x − mean)·rstd·weight + bias. Saves mean and rstd [N] for the backward when given.
    */
-  layernormForward(
-    args: {
-      out: Buf;
-      mean?: Buf;
-      rstd?: Buf;
-      inp: Buf;
-      weight: Buf;
-      bias: Buf;
-      N: number;
-      C: number;
-      eps: number;
-    },
-  ): void {
+  layernormForward(args: OpArgs<"layernormForward">): void {
     const { N, C, eps } = args;
     const out = f32(args.out, N * C, "layernorm out"), inp = f32(args.inp, N * C, "layernorm inp");
     const weight = f32(args.weight, C, "layernorm weight"), bias = f32(args.bias, C, "layernorm bias");
@@ -421,21 +405,7 @@ export class CpuBackend implements Backend {
    * The last line is the chain rule through x̂: ∂x̂_c/∂x_j = rstd·(δ_cj − 1/C − x̂_c·x̂_j/C).
    * Uses the mean and rstd the forward saved (x̂ is recomputed from inp).
    */
-  layernormBackward(
-    args: {
-      dinp: Buf;
-      dweight: Buf;
-      dbias: Buf;
-      dout: Buf;
-      inp: Buf;
-      weight: Buf;
-      mean: Buf;
-      rstd: Buf;
-      N: number;
-      C: number;
-      accumulate?: boolean;
-    },
-  ): void {
+  layernormBackward(args: OpArgs<"layernormBackward">): void {
     const { N, C } = args;
     const dinp = f32(args.dinp, N * C, "layernorm dinp"), dout = f32(args.dout, N * C, "layernorm dout");
     const dweight = f32(args.dweight, C, "layernorm dweight"), dbias = f32(args.dbias, C, "layernorm dbias");
@@ -505,7 +475,7 @@ export class CpuBackend implements Backend {
   }
 
   /** out[j] (=|+=) Σ_i inp[i,j] over M rows (the bias gradient of a linear layer), summed in float64. */
-  sumRows(args: { out: Buf; inp: Buf; M: number; N: number; accumulate?: boolean }): void {
+  sumRows(args: OpArgs<"sumRows">): void {
     const { M, N } = args;
     const out = f32(args.out, N, "sumRows out"), inp = f32(args.inp, M * N, "sumRows inp");
     const acc = new Float64Array(N);
@@ -533,19 +503,7 @@ export class CpuBackend implements Backend {
    * stores them:  P̃[t,s] = keep(a) ? fround(att[a]·scale) : 0  with a = ((b·NH + h)·T + t)·T + s, the flat
    * index into att (keep and scale as dropoutForward). att itself keeps the undropped P.
    */
-  attentionForward(
-    args: {
-      out: Buf;
-      att: Buf;
-      qkv: Buf;
-      mask?: Buf;
-      B: number;
-      T: number;
-      C: number;
-      NH: number;
-      dropout?: AttentionDropout;
-    },
-  ): void {
+  attentionForward(args: OpArgs<"attentionForward">): void {
     const { B, T, C, NH } = args;
     const HS = headSize(C, NH);
     const drop = attentionDropout(args.dropout, "attentionForward");
@@ -616,22 +574,8 @@ export class CpuBackend implements Backend {
    *   dP[t,s] = (dout_t·v_s)·M[t,s]                          (through the dropout, into the softmax)
    * and dS as above, with the undropped P: a dropped key still gets dS = −P·Σ_r P·dP ≠ 0.
    */
-  attentionBackward(
-    args: {
-      dqkv: Buf;
-      dout: Buf;
-      qkv: Buf;
-      att: Buf;
-      /** Unused: the saved probabilities are already 0 where the mask hid a key. */
-      mask?: Buf;
-      B: number;
-      T: number;
-      C: number;
-      NH: number;
-      dropout?: AttentionDropout;
-    },
-  ): void {
-    const { B, T, C, NH } = args;
+  attentionBackward(args: OpArgs<"attentionBackward">): void {
+    const { B, T, C, NH } = args; // args.mask is not needed: the saved probabilities are already 0 where it hid a key
     const HS = headSize(C, NH);
     const drop = attentionDropout(args.dropout, "attentionBackward");
     const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
@@ -690,21 +634,7 @@ export class CpuBackend implements Backend {
    *    exactly as attentionForward: softmax of q·k/√HS, output Σ att·v, 0 for a row with no visible key.
    * out [B,Tn,C] (=).
    */
-  attentionCached(
-    args: {
-      out: Buf;
-      qkv: Buf;
-      kcache: Buf;
-      vcache: Buf;
-      mask?: Buf;
-      B: number;
-      Tn: number;
-      pos0: number;
-      Tmax: number;
-      C: number;
-      NH: number;
-    },
-  ): void {
+  attentionCached(args: OpArgs<"attentionCached">): void {
     const { B, Tn, pos0, Tmax, C, NH } = args;
     const HS = headSize(C, NH);
     if (pos0 < 0 || pos0 + Tn > Tmax) {
@@ -783,9 +713,7 @@ export class CpuBackend implements Backend {
    * Rows with y = −100 are ignored: loss 0, dlogits row 0. dlogits may be the logits buffer itself: each
    * row's loss is taken before the row is overwritten, and each element is read before it is written.
    */
-  crossEntropy(
-    args: { losses: Buf; dlogits?: Buf; logits: Buf; targets: Buf; N: number; V: number; scale: number },
-  ): void {
+  crossEntropy(args: OpArgs<"crossEntropy">): void {
     const { N, V, scale } = args;
     const losses = f32(args.losses, N, "crossEntropy losses"), logits = f32(args.logits, N * V, "crossEntropy logits");
     const targets = i32(args.targets, N, "crossEntropy targets");
@@ -818,7 +746,7 @@ export class CpuBackend implements Backend {
   }
 
   /** out[0] (=|+=) s·Σ_i inp[i], summed in float64. */
-  sum(args: { out: Buf; inp: Buf; n: number; s?: number; accumulate?: boolean }): void {
+  sum(args: OpArgs<"sum">): void {
     const { n } = args;
     const out = f32(args.out, 1, "sum out"), inp = f32(args.inp, n, "sum inp");
     let acc = 0;
@@ -832,7 +760,7 @@ export class CpuBackend implements Backend {
   // ------------------------------------------------------------------------------------------------
 
   /** out[0] = √(Σ_bufs Σ_i x²), summed in float64 over every element of every buffer. */
-  globalNorm(args: { out: Buf; bufs: readonly Buf[] }): void {
+  globalNorm(args: OpArgs<"globalNorm">): void {
     const out = f32(args.out, 1, "globalNorm out");
     let sq = 0;
     for (const [j, buf] of args.bufs.entries()) {
@@ -855,23 +783,7 @@ export class CpuBackend implements Backend {
    *   param     −= stepSize · m / denom
    * grad is not modified. `step` counts from 1.
    */
-  adamw(
-    args: {
-      param: Buf;
-      grad: Buf;
-      m: Buf;
-      v: Buf;
-      n: number;
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      step: number;
-      norm?: Buf;
-      maxNorm?: number;
-    },
-  ): void {
+  adamw(args: OpArgs<"adamw">): void {
     const { n, lr, beta1, beta2, eps, weightDecay, step } = args;
     if (!Number.isInteger(step) || step < 1) throw new Error(`Cannot run AdamW: step must count from 1, got ${step}`);
     const param = f32(args.param, n, "adamw param"), grad = f32(args.grad, n, "adamw grad");

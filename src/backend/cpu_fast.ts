@@ -23,6 +23,7 @@
  * @module
  */
 
+import type { MatmulArgsOf } from "./backend.ts";
 import { CBLAS, type Cblas, openCblas, readEnv } from "../runtime.ts";
 import { wasmSimdMatmul } from "./cpu_wasm.ts";
 
@@ -40,18 +41,7 @@ export function parseCpuMatmulMode(value: string, what = "matmul mode"): CpuMatm
 }
 
 /** A matmul on plain arrays, already checked (sizes, no aliasing) by the caller. Same maths as MatmulArgs. */
-export interface DenseMatmulArgs {
-  out: Float32Array;
-  a: Float32Array;
-  b: Float32Array;
-  bias?: Float32Array;
-  M: number;
-  N: number;
-  K: number;
-  transA?: boolean;
-  transB?: boolean;
-  accumulate?: boolean;
-}
+export type DenseMatmulArgs = MatmulArgsOf<Float32Array>;
 
 /** A fast matmul implementation and a one-line description of it. */
 export interface FastMatmul {

@@ -21,7 +21,7 @@
  * @module
  */
 
-import type { AttentionDropout, Backend, Buf, DType, MatmulArgs } from "./backend.ts";
+import type { AttentionDropout, Backend, Buf, DType, MatmulArgs, OpArgs } from "./backend.ts";
 import { dropoutParams } from "./dropout_hash.ts";
 import { type GpuDeviceOptions, requestGpuDevice } from "./gpu_device.ts";
 
@@ -501,7 +501,7 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------------ elementwise
 
-  add(args: { out: Buf; a: Buf; b: Buf; n: number; accumulate?: boolean }): void {
+  add(args: OpArgs<"add">): void {
     const out = this.#buf(args.out, "add"), a = this.#buf(args.a, "add"), b = this.#buf(args.b, "add");
     this.#need([[out, "out"], [a, "a"], [b, "b"]], args.n, "add");
     const aIsOut = a.buffer === out.buffer, bIsOut = b.buffer === out.buffer;
@@ -513,19 +513,19 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  scale(args: { buf: Buf; n: number; s: number }): void {
+  scale(args: OpArgs<"scale">): void {
     const b = this.#buf(args.buf, "scale");
     this.#need([[b, "buf"]], args.n, "scale");
     this.#dispatch(K.scale, { params: [args.n, args.s], bufs: [b], groups: Math.ceil(args.n / 256) });
   }
 
-  geluForward(args: { out: Buf; inp: Buf; n: number }): void {
+  geluForward(args: OpArgs<"geluForward">): void {
     const out = this.#buf(args.out, "geluForward"), inp = this.#buf(args.inp, "geluForward");
     this.#need([[out, "out"], [inp, "inp"]], args.n, "geluForward");
     this.#dispatch(K.geluFwd, { params: [args.n], bufs: [inp, out], groups: Math.ceil(args.n / 256) });
   }
 
-  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean }): void {
+  geluBackward(args: OpArgs<"geluBackward">): void {
     const op = "geluBackward";
     const dinp = this.#buf(args.dinp, op), inp = this.#buf(args.inp, op), dout = this.#buf(args.dout, op);
     this.#need([[dinp, "dinp"], [inp, "inp"], [dout, "dout"]], args.n, op);
@@ -537,7 +537,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  dropoutForward(args: { out: Buf; inp: Buf; n: number; p: number; seed: number }): void {
+  dropoutForward(args: OpArgs<"dropoutForward">): void {
     const op = "dropoutForward";
     const d = dropoutParams(args.p, args.seed, op);
     const out = this.#buf(args.out, op), inp = this.#buf(args.inp, op);
@@ -551,7 +551,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  dropoutBackward(args: { dinp: Buf; dout: Buf; n: number; p: number; seed: number; accumulate?: boolean }): void {
+  dropoutBackward(args: OpArgs<"dropoutBackward">): void {
     const op = "dropoutBackward";
     const d = dropoutParams(args.p, args.seed, op);
     const dinp = this.#buf(args.dinp, op), dout = this.#buf(args.dout, op);
@@ -567,9 +567,7 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------------ embedding
 
-  embeddingForward(
-    args: { out: Buf; ids: Buf; wte: Buf; wpe: Buf; B: number; T: number; C: number; pos0?: number },
-  ): void {
+  embeddingForward(args: OpArgs<"embeddingForward">): void {
     const op = "embeddingForward";
     const { B, T, C } = args;
     const pos0 = args.pos0 ?? 0;
@@ -586,9 +584,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  embeddingBackward(
-    args: { dwte: Buf; dwpe: Buf; dout: Buf; ids: Buf; B: number; T: number; C: number; V: number },
-  ): void {
+  embeddingBackward(args: OpArgs<"embeddingBackward">): void {
     const op = "embeddingBackward";
     const { B, T, C, V } = args;
     const dwte = this.#buf(args.dwte, op), dwpe = this.#buf(args.dwpe, op);
@@ -609,19 +605,7 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------------ layernorm
 
-  layernormForward(
-    args: {
-      out: Buf;
-      mean?: Buf;
-      rstd?: Buf;
-      inp: Buf;
-      weight: Buf;
-      bias: Buf;
-      N: number;
-      C: number;
-      eps: number;
-    },
-  ): void {
+  layernormForward(args: OpArgs<"layernormForward">): void {
     const op = "layernormForward";
     const { N, C } = args;
     const out = this.#buf(args.out, op), inp = this.#buf(args.inp, op);
@@ -641,21 +625,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  layernormBackward(
-    args: {
-      dinp: Buf;
-      dweight: Buf;
-      dbias: Buf;
-      dout: Buf;
-      inp: Buf;
-      weight: Buf;
-      mean: Buf;
-      rstd: Buf;
-      N: number;
-      C: number;
-      accumulate?: boolean;
-    },
-  ): void {
+  layernormBackward(args: OpArgs<"layernormBackward">): void {
     const op = "layernormBackward";
     const { N, C } = args;
     const [dinp, dweight, dbias, dout, inp, weight, mean, rstd] = [
@@ -707,7 +677,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  sumRows(args: { out: Buf; inp: Buf; M: number; N: number; accumulate?: boolean }): void {
+  sumRows(args: OpArgs<"sumRows">): void {
     const op = "sumRows";
     const out = this.#buf(args.out, op), inp = this.#buf(args.inp, op);
     this.#need([[out, "out"]], args.N, op);
@@ -726,19 +696,7 @@ export class WebGpuBackend implements Backend {
     return this.attentionKernel === "flash" ? 2 * B * NH * T : B * NH * T * T;
   }
 
-  attentionForward(
-    args: {
-      out: Buf;
-      att: Buf;
-      qkv: Buf;
-      mask?: Buf;
-      B: number;
-      T: number;
-      C: number;
-      NH: number;
-      dropout?: AttentionDropout;
-    },
-  ): void {
+  attentionForward(args: OpArgs<"attentionForward">): void {
     const op = "attentionForward";
     const { B, T, C, NH } = args;
     this.#checkHeads(C, NH, op);
@@ -771,20 +729,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  attentionBackward(
-    args: {
-      dqkv: Buf;
-      dout: Buf;
-      qkv: Buf;
-      att: Buf;
-      mask?: Buf;
-      B: number;
-      T: number;
-      C: number;
-      NH: number;
-      dropout?: AttentionDropout;
-    },
-  ): void {
+  attentionBackward(args: OpArgs<"attentionBackward">): void {
     const op = "attentionBackward";
     const { B, T, C, NH } = args;
     this.#checkHeads(C, NH, op);
@@ -816,21 +761,7 @@ export class WebGpuBackend implements Backend {
     this.free(dpre);
   }
 
-  attentionCached(
-    args: {
-      out: Buf;
-      qkv: Buf;
-      kcache: Buf;
-      vcache: Buf;
-      mask?: Buf;
-      B: number;
-      Tn: number;
-      pos0: number;
-      Tmax: number;
-      C: number;
-      NH: number;
-    },
-  ): void {
+  attentionCached(args: OpArgs<"attentionCached">): void {
     const op = "attentionCached";
     const { B, Tn, pos0, Tmax, C, NH } = args;
     this.#checkHeads(C, NH, op);
@@ -855,9 +786,7 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------------ loss
 
-  crossEntropy(
-    args: { losses: Buf; dlogits?: Buf; logits: Buf; targets: Buf; N: number; V: number; scale: number },
-  ): void {
+  crossEntropy(args: OpArgs<"crossEntropy">): void {
     const op = "crossEntropy";
     const { N, V } = args;
     const losses = this.#buf(args.losses, op), logits = this.#buf(args.logits, op);
@@ -877,7 +806,7 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  sum(args: { out: Buf; inp: Buf; n: number; s?: number; accumulate?: boolean }): void {
+  sum(args: OpArgs<"sum">): void {
     const out = this.#buf(args.out, "sum"), inp = this.#buf(args.inp, "sum");
     this.#need([[out, "out"]], 1, "sum");
     this.#need([[inp, "inp"]], args.n, "sum");
@@ -891,7 +820,7 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------------ optimizer
 
-  globalNorm(args: { out: Buf; bufs: readonly Buf[] }): void {
+  globalNorm(args: OpArgs<"globalNorm">): void {
     const out = this.#buf(args.out, "globalNorm");
     this.#need([[out, "out"]], 1, "globalNorm");
     const BLOCK = 4096;
@@ -909,23 +838,7 @@ export class WebGpuBackend implements Backend {
     this.free(partials);
   }
 
-  adamw(
-    args: {
-      param: Buf;
-      grad: Buf;
-      m: Buf;
-      v: Buf;
-      n: number;
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      step: number;
-      norm?: Buf;
-      maxNorm?: number;
-    },
-  ): void {
+  adamw(args: OpArgs<"adamw">): void {
     const op = "adamw";
     const param = this.#buf(args.param, op), grad = this.#buf(args.grad, op);
     const m = this.#buf(args.m, op), v = this.#buf(args.v, op);
