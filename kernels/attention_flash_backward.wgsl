@@ -73,6 +73,26 @@ fn visible(b: u32, s: u32) -> bool {
   return !HAS_MASK || mask[b * p.T + s] != 0;
 }
 
+// For query t (q_t in *q, dout_t in *g, its lse) and the key whose k starts at qkv[ko] (v at ko + C), at flat
+// index a: (P(t, s), dP(t, s)) = (exp(q_t·k_s·scale − lse), (dout_t·v_s)·M(t, s)). Both passes of dq_main.
+fn p_and_dp(
+  q: ptr<function, array<f32, MAX_HS>>,
+  g: ptr<function, array<f32, MAX_HS>>,
+  ko: u32,
+  lse: f32,
+  a: u32,
+) -> vec2<f32> {
+  let HS = p.C / p.NH;
+  let scale = 1.0 / sqrt(f32(HS));
+  var x = 0.0;
+  var gv = 0.0;
+  for (var d = 0u; d < HS; d++) {
+    x += (*q)[d] * qkv[ko + d];
+    gv += (*g)[d] * qkv[ko + p.C + d];
+  }
+  return vec2(exp(x * scale - lse), gv * drop_factor(a));
+}
+
 @compute @workgroup_size(64)
 fn dq_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = gid.x + gid.y * 64u * nwg.x;
@@ -104,26 +124,15 @@ fn dq_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     // pass 1: D_t = Σ_s P·dP
     for (var s = 0u; s <= t; s++) {
       if (!visible(b, s)) { continue; }
-      let ko = (b * T + s) * C3 + C + h * HS;
-      var x = 0.0;
-      var gv = 0.0;
-      for (var d = 0u; d < HS; d++) {
-        x += q[d] * qkv[ko + d];
-        gv += g[d] * qkv[ko + C + d];
-      }
-      D += exp(x * scale - lse) * gv * drop_factor(r * T + s);
+      let pd = p_and_dp(&q, &g, (b * T + s) * C3 + C + h * HS, lse, r * T + s);
+      D += pd.x * pd.y;
     }
     // pass 2: dq_t = scale · Σ_s P·(dP − D)·k_s
     for (var s = 0u; s <= t; s++) {
       if (!visible(b, s)) { continue; }
       let ko = (b * T + s) * C3 + C + h * HS;
-      var x = 0.0;
-      var gv = 0.0;
-      for (var d = 0u; d < HS; d++) {
-        x += q[d] * qkv[ko + d];
-        gv += g[d] * qkv[ko + C + d];
-      }
-      let dpre = exp(x * scale - lse) * (gv * drop_factor(r * T + s) - D);
+      let pd = p_and_dp(&q, &g, ko, lse, r * T + s);
+      let dpre = pd.x * (pd.y - D);
       for (var d = 0u; d < HS; d++) { dq[d] += dpre * qkv[ko + d]; }
     }
   }
