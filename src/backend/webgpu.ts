@@ -705,28 +705,25 @@ export class WebGpuBackend implements Backend {
     const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
     this.#need([[out, "out"]], B * T * C, op);
     this.#need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
-    if (this.attentionKernel === "flash") {
-      if (C / NH > FLASH_MAX_HS) {
-        throw new Error(`Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "rows"`);
-      }
-      this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
-      if (mask) this.#need([[mask, "mask"]], B * T, op);
-      this.#dispatch(K.attnFlashFwd, {
-        params: [B, T, C, NH, ...drop.params],
-        bufs: [qkv, mask, att, out],
-        groups: B * NH * Math.ceil(T / 64), // a workgroup per block of 64 queries of one (b, h)
-        constants: { HAS_MASK: +(mask !== null), DROPOUT: drop.on },
-      });
-      return;
-    }
     this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
     if (mask) this.#need([[mask, "mask"]], B * T, op);
-    this.#dispatch(K.attnFwd, {
+    const flash = this.#flashAttention(C, NH, op);
+    this.#dispatch(flash ? K.attnFlashFwd : K.attnFwd, {
       params: [B, T, C, NH, ...drop.params],
       bufs: [qkv, mask, att, out],
-      groups: B * NH * T,
+      // flash: a workgroup per block of 64 queries of one (b, h); rows: a workgroup per query row
+      groups: flash ? B * NH * Math.ceil(T / 64) : B * NH * T,
       constants: { HAS_MASK: +(mask !== null), DROPOUT: drop.on },
     });
+  }
+
+  /** Whether the flash kernels run, after checking they can (head size ≤ their register arrays). */
+  #flashAttention(C: number, NH: number, op: string): boolean {
+    if (this.attentionKernel !== "flash") return false;
+    if (C / NH > FLASH_MAX_HS) {
+      throw new Error(`Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "rows"`);
+    }
+    return true;
   }
 
   attentionBackward(args: OpArgs<"attentionBackward">): void {
@@ -739,7 +736,7 @@ export class WebGpuBackend implements Backend {
     this.#need([[dqkv, "dqkv"], [qkv, "qkv"]], B * T * 3 * C, op);
     this.#need([[dout, "dout"]], B * T * C, op);
     this.#need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
-    if (this.attentionKernel === "flash") {
+    if (this.#flashAttention(C, NH, op)) {
       // the forward's mask is needed again: the probabilities are recomputed
       const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
       if (mask) this.#need([[mask, "mask"]], B * T, op);
