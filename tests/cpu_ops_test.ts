@@ -18,7 +18,7 @@ import { CpuBackend, CpuBuf, cpuData } from "../src/backend/cpu.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
-import { attention64 } from "./helpers/reference64.ts";
+import { attention64, dot, numGrad } from "./helpers/reference64.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -39,28 +39,6 @@ const be = new CpuBackend({ matmul: "reference" }); // the plain loops are the s
 const up = (x: ArrayLike<number>): Buf => be.upload(Float32Array.from(x));
 const upI = (x: ArrayLike<number>): Buf => be.upload(Int32Array.from(x));
 const get = (b: Buf): Float32Array => cpuData(b) as Float32Array;
-
-/** Σ y·w in float64. */
-function dot(y: ArrayLike<number>, w: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < y.length; i++) s += y[i]! * w[i]!;
-  return s;
-}
-
-/** Central finite differences of f at x, in float64, step h. */
-function numGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-5): Float64Array {
-  const g = new Float64Array(x.length);
-  const xp = x.slice();
-  for (let i = 0; i < x.length; i++) {
-    xp[i] = x[i]! + h;
-    const fp = f(xp);
-    xp[i] = x[i]! - h;
-    const fm = f(xp);
-    xp[i] = x[i]!;
-    g[i] = (fp - fm) / (2 * h);
-  }
-  return g;
-}
 
 /** The analytic gradient against finite differences; tolerance as explained at the top of the file. */
 function checkGrad(actual: ArrayLike<number>, f: (x: Float64Array) => number, x: Float64Array, what: string): void {

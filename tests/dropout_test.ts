@@ -25,7 +25,7 @@ import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
-import { attention64 } from "./helpers/reference64.ts";
+import { attention64, dot, numGrad } from "./helpers/reference64.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -67,28 +67,6 @@ function expectBinomial(count: number, n: number, q: number, what: string): void
   if (dev > 4 * sigma) {
     throw new Error(`${what}: ${count} of ${n}, expected ${n * q} ± ${(4 * sigma).toFixed(1)} (4σ)`);
   }
-}
-
-/** Σ y·w in float64. */
-function dot(y: ArrayLike<number>, w: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < y.length; i++) s += y[i]! * w[i]!;
-  return s;
-}
-
-/** Central finite differences of f at x, in float64, step h. */
-function numGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-5): Float64Array {
-  const g = new Float64Array(x.length);
-  const xp = x.slice();
-  for (let i = 0; i < x.length; i++) {
-    xp[i] = x[i]! + h;
-    const fp = f(xp);
-    xp[i] = x[i]! - h;
-    const fm = f(xp);
-    xp[i] = x[i]!;
-    g[i] = (fp - fm) / (2 * h);
-  }
-  return g;
 }
 
 // ---------------------------------------------------------------------------------------------------

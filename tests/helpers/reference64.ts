@@ -50,3 +50,25 @@ export function attention64(
   }
   return { out, att };
 }
+
+/** Σ y·w in float64. */
+export function dot(y: ArrayLike<number>, w: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < y.length; i++) s += y[i]! * w[i]!;
+  return s;
+}
+
+/** Central finite differences of f at x, in float64, step h. */
+export function numGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-5): Float64Array {
+  const g = new Float64Array(x.length);
+  const xp = x.slice();
+  for (let i = 0; i < x.length; i++) {
+    xp[i] = x[i]! + h;
+    const fp = f(xp);
+    xp[i] = x[i]! - h;
+    const fm = f(xp);
+    xp[i] = x[i]!;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
