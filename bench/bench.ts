@@ -49,6 +49,7 @@ import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
 import { timeToAccuracyMain } from "./time_to_accuracy.ts";
 import { type MatmulKernel, parseMatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
+import { formatProfile, type KernelTime } from "../src/backend/gpu_profiler.ts";
 import { type GPT2Config, parseConfig } from "../src/model/config.ts";
 import { type Batch, GPT2, normalRng } from "../src/model/gpt2.ts";
 import { AdamW } from "../src/train/adamw.ts";
@@ -122,6 +123,17 @@ interface StepResult {
   /** Loss of the first and the last step (a sanity check: ≈ ln V ≈ 9.96 at random init). */
   loss_first: number;
   loss_last: number;
+  /**
+   * Median milliseconds the host spent recording a step (forward, backward and AdamW calls returned,
+   * before `sync()`). On the CPU backend the work runs inside the calls, so this is most of the step; on
+   * WebGPU it is the host's cost per step, overlapped with the GPU's work.
+   */
+  host_ms: number;
+  /** WebGPU: compute dispatches and command-buffer submits per step. */
+  dispatches?: number;
+  submits?: number;
+  /** WebGPU with `--profile`: GPU milliseconds per kernel, per step (mean of the timed steps). */
+  profile?: KernelTime[];
 }
 
 function now(): number {
@@ -319,8 +331,10 @@ class RssMeter {
 }
 
 /** GPU buffer bytes held by a WebGPU backend (`WebGpuBackend.stats`), or undefined for another backend. */
-function gpuStats(be: Backend): { allocatedBytes: number; buffers: number } | undefined {
-  return (be as { stats?: { allocatedBytes: number; buffers: number } }).stats;
+function gpuStats(
+  be: Backend,
+): { allocatedBytes: number; buffers: number; dispatches: number; submits: number } | undefined {
+  return be instanceof WebGpuBackend ? be.stats : undefined;
 }
 
 interface StepOptions {
@@ -355,14 +369,21 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
     ? ` ≈ ${(flops / (o.rate * 1e9)).toFixed(1)} s of matmul at the c_fc rate above (a lower bound)`
     : "";
   log(`  ${(flops / 1e9).toFixed(1)} GFLOP per step${est}; ${o.warmup} warm-up + ${o.steps} timed step(s)`);
-  const times: number[] = [], losses: number[] = [];
+  const times: number[] = [], hostTimes: number[] = [], losses: number[] = [];
+  const profiler = be instanceof WebGpuBackend && be.profiling ? be : undefined;
+  let counts0: { dispatches: number; submits: number } | undefined;
   for (let i = 0; i < o.warmup + o.steps; i++) {
+    if (i === o.warmup) {
+      if (profiler) await profiler.profile({ reset: true });
+      counts0 = gpuStats(be);
+    }
     t = now();
     model.zeroGrad();
     // training mode (dropout at the config's rates, a new mask each step) unless the rates are 0
     const dropoutSeed = o.dropout > 0 ? i + 1 : undefined;
     const { loss } = model.loss(batch, { backward: true, dropoutSeed });
     opt.step(LR);
+    hostTimes.push(now() - t);
     await be.sync();
     const ms = now() - t;
     o.rss.sample();
@@ -375,6 +396,25 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   const timed = times.slice(o.warmup);
   const ms = median(timed);
   const params = model.numParams;
+  const counts1 = gpuStats(be);
+  const perStep = (n: number) => Math.round(n / o.steps);
+  // the loss reads above are not dispatches, but each read submits: count the step's own submits
+  const counts = counts0 && counts1
+    ? {
+      dispatches: perStep(counts1.dispatches - counts0.dispatches),
+      submits: perStep(counts1.submits - counts0.submits) - 1,
+    }
+    : {};
+  const profile = profiler
+    ? (await profiler.profile()).map((r) => ({ ...r, calls: r.calls / o.steps, ms: r.ms / o.steps }))
+    : undefined;
+  if (profile) {
+    log(
+      formatProfile(profile, {
+        title: `GPU time by kernel, per step (mean of ${o.steps}; profiled: one pass per dispatch)`,
+      }),
+    );
+  }
   model.dispose();
   opt.dispose();
   return {
@@ -392,6 +432,9 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
     gflops: flops / (ms * 1e6),
     loss_first: losses[0]!,
     loss_last: losses[losses.length - 1]!,
+    host_ms: median(hostTimes.slice(o.warmup)),
+    ...counts,
+    profile,
   };
 }
 
@@ -412,6 +455,7 @@ async function main(): Promise<number> {
       "classify-n": { type: "string" },
       "matmul-kernels": { type: "string" },
       "classify-shape": { type: "string" },
+      profile: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -419,7 +463,7 @@ async function main(): Promise<number> {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
         "[--batch B] [--layers L] [--only matmul|step|classify|tta] [--all-layouts] [--no-dropout] " +
-        "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,large-f16,naive]",
+        "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,large-f16,naive] [--profile]",
     );
     return 0;
   }
@@ -468,7 +512,10 @@ async function main(): Promise<number> {
   let step: StepResult | undefined;
   let gpu: { allocatedBytes: number; buffers: number } | undefined;
   if (only === "all" || only === "step") {
-    const be = await createBackend(backendName);
+    if (v.profile && backendName === "cpu") {
+      throw new Error("--profile times GPU kernels: it needs --backend webgpu or auto");
+    }
+    const be = v.profile ? await WebGpuBackend.create({ profile: true }) : await createBackend(backendName);
     if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
     device = be.description;
     name = be.name;
@@ -481,7 +528,8 @@ async function main(): Promise<number> {
     be.dispose();
     log(
       `  median ${step.ms.toFixed(1)} ms/step, ${step.tokens_per_s.toFixed(0)} tokens/s, ` +
-        `${step.gflops.toFixed(1)} GFLOP/s of model FLOPs`,
+        `${step.gflops.toFixed(1)} GFLOP/s of model FLOPs; host ${step.host_ms.toFixed(1)} ms/step recording` +
+        (step.dispatches !== undefined ? ` ${step.dispatches} dispatches in ${step.submits} submits` : ""),
     );
   }
 

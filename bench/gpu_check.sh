@@ -16,8 +16,8 @@
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
 #                    --classify-shape gpt2 --matmul-kernels tiled,large,auto,large-f16 (JSON last line)
-#   bench_t128.log   the step alone at T = 128 (JSON last line)
-#   bench_flash.log  the step at T = 256 with GPT2_SFT_ATTENTION=flash (JSON last line)
+#   steps.log        the step alone at T = 128; at T = 256 with GPT2_SFT_ATTENTION=flash; at T = 256 with
+#                    --profile (GPU time per kernel from timestamp queries) (a JSON line each)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
 #   tta.log          bench/time_to_accuracy.ts --backend webgpu --pad both, then the notebook's loop from the same
 #                    start: bench/pytorch_time_to_accuracy.py --device cuda (a JSON line each)
@@ -50,7 +50,12 @@ mkdir -p "$OUT"
 budget=${GPU_CHECK_BUDGET:-510}
 steps=${BENCH_STEPS:-10}
 quick=()
-[ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
+# the full bench: four matmul kernels and the real-shape classifier; the smoke test (lavapipe) keeps it short
+bench_extra=(--classify-shape gpt2 --matmul-kernels tiled,large,auto,large-f16)
+if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
+  quick=(--quick)
+  bench_extra=(--classify-shape tiny --matmul-kernels tiled,large --quick)
+fi
 start=$(date +%s)
 summary="$OUT/summary.txt"
 : > "$summary"
@@ -117,18 +122,16 @@ else
 fi
 
 run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
-  "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 --classify-shape gpt2 \
-  --matmul-kernels tiled,large,auto,large-f16 \
-  ${quick[@]+"${quick[@]}"}
+  "$DENO" task bench --backend webgpu --json --all-layouts --steps "$steps" --warmup 2 "${bench_extra[@]}"
 
 run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}
 
-run_step "bench webgpu step T=128" "$OUT/bench_t128.log" 60 \
-  "$DENO" task bench --backend webgpu --json --only step --seq 128 --steps "$steps" --warmup 2 ${quick[@]+"${quick[@]}"}
-
-run_step "bench webgpu step T=256, flash attention" "$OUT/bench_flash.log" 60 \
-  env GPT2_SFT_ATTENTION=flash "$DENO" task bench --backend webgpu --json --only step --steps "$steps" --warmup 2 \
-  ${quick[@]+"${quick[@]}"}
+q=""
+[ "${GPU_CHECK_QUICK:-0}" = 1 ] && q="--quick"
+run_step "bench webgpu steps: T=128; T=256 with flash attention; T=256 profiled" "$OUT/steps.log" 150 sh -c \
+  "r=0; '$DENO' task bench --backend webgpu --json --only step --seq 128 --steps $steps --warmup 2 $q || r=1; \
+   GPT2_SFT_ATTENTION=flash '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
+   '$DENO' task bench --backend webgpu --json --only step --steps 3 --warmup 1 --profile $q || r=1; exit \$r"
 
 tta_init=$(mktemp -d)
 run_step "time to 99 % (tiny model), ours then PyTorch" "$OUT/tta.log" 120 sh -c \
@@ -169,15 +172,23 @@ if b:
     if c:
         print(f"webgpu classify ({c['shape']}, {c['examples']} examples): notebook {c['notebook_ms_per_example']:.1f} "
               f"ms/example, ours {c['batched_ms_per_example']:.1f} ({c['speedup_batched']:.1f}x)")
-b2 = None
-try:
-    with open(os.path.join(out, "bench_t128.log")) as f:
-        lines = [l for l in f.read().splitlines() if l.startswith("{")]
-    if lines:
-        b2 = json.loads(lines[-1])
-        step_line("webgpu step", b2, b2.get("step"))
-except Exception:
-    pass
+if b and b.get("step"):
+    s = b["step"]
+    print(f"webgpu step host side: {s.get('host_ms', 0):.1f} ms recording, {s.get('dispatches')} dispatches in "
+          f"{s.get('submits')} submits")
+steps = json_lines("steps.log")
+b2 = next((x for x in steps if x.get("step") and x["step"]["T"] == 128 and not x["step"].get("profile")), None)
+bf = next((x for x in steps if "attention flash" in x.get("device", "") and x.get("step")), None)
+bp = next((x for x in steps if x.get("step") and x["step"].get("profile")), None)
+if b2:
+    step_line("webgpu step", b2, b2.get("step"))
+if bp:
+    s = bp["step"]
+    total = sum(r["ms"] for r in s["profile"]) or 1
+    print(f"webgpu profile (B={s['B']} T={s['T']}, per step, {s['ms']:.1f} ms wall when profiled): "
+          f"{total:.1f} ms of GPU time in {s.get('dispatches')} dispatches; the largest:")
+    for r in s["profile"][:20]:
+        print(f"    {r['kernel']:<48} {r['calls']:6.0f} calls {r['ms']:9.3f} ms {100 * r['ms'] / total:5.1f} %")
 p = load("pytorch.log")
 if p and "error" in p:
     print(f"pytorch: {p['error']}")
@@ -210,7 +221,6 @@ if b and p and "error" not in p:
         print(f"  1. matmul {kernel}: {100 * geo:.0f} % of cuBLAS fp32 (geo-mean of {len(ratios)} shapes; "
               f"worst {100 * worst[0]:.0f} % at {worst[1][0]['shape']} {worst[1][0]['role']}); goal >= 40 %")
     ours_steps = [x["step"] for x in [b, b2] if x and x.get("step")]
-    bf = load("bench_flash.log")
     if bf and bf.get("step"):
         s, t = bf["step"], next((q for q in p.get("steps", []) if q.get("T") == bf["step"]["T"]), None)
         if t:

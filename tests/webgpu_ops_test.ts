@@ -19,6 +19,7 @@ import { CpuBackend } from "../src/backend/cpu.ts";
 import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { type MatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, type Tolerance } from "../src/testing/compare.ts";
+import { formatProfile } from "../src/backend/gpu_profiler.ts";
 
 const available = await webgpuForTests("webgpu_ops_test");
 const gpuTest = (name: string, fn: () => Promise<void>) => test.skipIf(!available)(name, fn, 120_000);
@@ -589,6 +590,63 @@ describe("webgpu backend", () => {
     const back = await g.read(x);
     expect([back[0], back[1], back[n - 2], back[n - 1]]).toEqual([2, 4, 6, 8]);
     g.free(x);
+  });
+
+  gpuTest("bind groups are reused across dispatches while each dispatch keeps its own uniforms", async () => {
+    const g = await gpu();
+    const x = g.upload(new Float32Array([1, 2, 3]), "x");
+    const before = g.stats;
+    // one batch, the same buffer (so the same bind group) with different scales and lengths
+    g.scale({ buf: x, n: 3, s: 2 });
+    g.scale({ buf: x, n: 2, s: 10 });
+    g.scale({ buf: x, n: 1, s: -1 });
+    expect(Array.from(await g.read(x))).toEqual([-20, 40, 6]);
+    // a freed buffer handed out again by the pool, with another length, in the same kernel
+    g.free(x);
+    const y = g.upload(new Float32Array([5, 6]), "y");
+    g.scale({ buf: y, n: 2, s: 3 });
+    expect(Array.from(await g.read(y))).toEqual([15, 18]);
+    const after = g.stats;
+    expect(after.dispatches - before.dispatches).toBe(4);
+    expect(after.submits).toBeGreaterThan(before.submits);
+    g.free(y);
+  });
+
+  gpuTest("profile: GPU time per kernel from timestamp queries, matmuls keyed by shape", async () => {
+    const plain = await gpu();
+    expect(plain.profiling).toBe(false);
+    await expect(plain.profile()).rejects.toThrow(/without `profile`/);
+    const g = await WebGpuBackend.create({ profile: true });
+    try {
+      expect(g.profiling).toBe(true);
+      const a = g.upload(randn(64 * 32, 1), "a"), b = g.upload(randn(32 * 48, 2), "b");
+      const out = g.alloc(64 * 48, "f32", "out");
+      for (let i = 0; i < 3; i++) g.matmul({ out, a, b, M: 64, N: 48, K: 32 });
+      g.matmul({ out, a: b, b: a, M: 48, N: 64, K: 32, transA: true, transB: true, accumulate: true });
+      const act = g.alloc(64 * 48, "f32", "act");
+      g.geluForward({ out: act, inp: out, n: 10 });
+      const rows = await g.profile();
+      const byKernel = new Map(rows.map((r) => [r.kernel, r]));
+      expect(byKernel.get("matmul_tiled.wgsl:main 64×48×32")?.calls).toBe(3);
+      expect(byKernel.get("matmul_tiled.wgsl:main 48×64×32 Aᵀ Bᵀ +=")?.calls).toBe(1);
+      expect(byKernel.get("gelu_forward.wgsl:main")?.calls).toBe(1);
+      expect(rows.every((r) => r.ms >= 0)).toBe(true);
+      expect(rows.reduce((s, r) => s + r.ms, 0)).toBeGreaterThan(0);
+      // sorted, largest first
+      for (let i = 1; i < rows.length; i++) expect(rows[i - 1]!.ms).toBeGreaterThanOrEqual(rows[i]!.ms);
+      // more dispatches than one batch holds: every one is still counted
+      await g.profile({ reset: true });
+      for (let i = 0; i < 300; i++) g.scale({ buf: out, n: 4, s: 1 });
+      const again = await g.profile();
+      expect(again.map((r) => [r.kernel, r.calls])).toEqual([["scale.wgsl:main", 300]]);
+      // profiling does not change results
+      const ref = await g.read(out);
+      expect(Number.isFinite(ref[0]!)).toBe(true);
+      expect(formatProfile(again)).toMatch(/scale\.wgsl:main\s+300/);
+      for (const x of [a, b, out, act]) g.free(x);
+    } finally {
+      g.dispose();
+    }
   });
 
   gpuTest("release devices", async () => {

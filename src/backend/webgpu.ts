@@ -24,6 +24,7 @@
 import type { AttentionDropout, Backend, Buf, DType, MatmulArgs, OpArgs } from "./backend.ts";
 import { dropoutParams } from "./dropout_hash.ts";
 import { type GpuDeviceOptions, requestGpuDevice } from "./gpu_device.ts";
+import { GpuProfiler, type KernelTime } from "./gpu_profiler.ts";
 
 import adamwSrc from "../../kernels/adamw.wgsl" with { type: "text" };
 import addSrc from "../../kernels/add.wgsl" with { type: "text" };
@@ -63,6 +64,8 @@ const MAP_MODE_READ = 0x0001;
 const MAX_BATCH = 256;
 /** Bytes per uniform slot (minUniformBufferOffsetAlignment is at most 256). */
 const UNIFORM_SLOT = 256;
+/** Bind groups kept before the cache starts over (a training step uses a few hundred). */
+const MAX_BIND_GROUPS = 8192;
 /** maxComputeWorkgroupsPerDimension's guaranteed value. */
 const MAX_GROUPS_PER_DIM = 65535;
 
@@ -248,6 +251,11 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions {
   matmul?: MatmulKernel;
   /** Default: `GPT2_SFT_ATTENTION` when set, else "rows". */
   attention?: AttentionKernel;
+  /**
+   * Time every dispatch on the GPU (timestamp queries; see `gpu_profiler.ts` and {@link WebGpuBackend.profile}).
+   * Default: on when `GPT2_SFT_PROFILE` is 1.
+   */
+  profile?: boolean;
 }
 
 /** Each matmul kernel's entry point and the output block one workgroup computes. */
@@ -302,6 +310,8 @@ interface DispatchArgs {
   groups: number | readonly [number, number];
   /** Override constants. */
   constants?: Record<string, number>;
+  /** Appended to the kernel's name in a profile (e.g. a matmul's shape). */
+  profileNote?: string;
 }
 
 /** The WebGPU implementation of {@link Backend}. Create with {@link WebGpuBackend.create}. */
@@ -317,7 +327,12 @@ export class WebGpuBackend implements Backend {
   readonly #maxBinding: number;
   readonly #maxBuffer: number;
   readonly #modules = new Map<KernelFile, GPUShaderModule>();
-  readonly #layouts = new Map<KernelDef, { bgl: GPUBindGroupLayout; pl: GPUPipelineLayout }>();
+  readonly #layouts = new Map<KernelDef, { bgl: GPUBindGroupLayout; pl: GPUPipelineLayout; id: number }>();
+  /** Bind groups by layout and buffers (see {@link WebGpuBackend.#bindGroup}). */
+  readonly #bindGroups = new Map<string, GPUBindGroup>();
+  /** A small integer per GPU buffer, for bind-group keys. */
+  readonly #bufferIds = new WeakMap<GPUBuffer, number>();
+  #nextId = 0;
   readonly #pipelines = new Map<KernelDef, Map<string, GPUComputePipeline>>();
   readonly #pool = new Map<number, GPUBuffer[]>();
   readonly #live = new Set<GPUBuffer>();
@@ -329,9 +344,19 @@ export class WebGpuBackend implements Backend {
   #pass: GPUComputePassEncoder | null = null;
   #error: Error | null = null;
   #disposed = false;
+  #dispatches = 0;
+  #submits = 0;
+  readonly #profiler: GpuProfiler | null;
 
-  private constructor(device: GPUDevice, description: string, matmul: MatmulKernel, attention: AttentionKernel) {
+  private constructor(
+    device: GPUDevice,
+    description: string,
+    matmul: MatmulKernel,
+    attention: AttentionKernel,
+    profile: boolean,
+  ) {
     this.#device = device;
+    this.#profiler = profile ? new GpuProfiler(device, MAX_BATCH) : null;
     this.description = description;
     this.#matmul = matmul === "auto" ? "auto" : MATMUL_DEFS[matmul];
     this.matmulKernel = matmul;
@@ -379,7 +404,13 @@ export class WebGpuBackend implements Backend {
       (envAtt ? parseAttentionKernel(envAtt, "kernel in GPT2_SFT_ATTENTION") : "rows");
     const suffix = (matmul === "tiled" ? "" : `, matmul ${matmul}`) +
       (attention === "rows" ? "" : `, attention ${attention}`);
-    return new WebGpuBackend(gpu.device, gpu.description + suffix, matmul, attention);
+    const profile = opts.profile ?? readEnv("GPT2_SFT_PROFILE") === "1";
+    try {
+      return new WebGpuBackend(gpu.device, gpu.description + suffix, matmul, attention, profile);
+    } catch (e) {
+      gpu.device.destroy();
+      throw e;
+    }
   }
 
   // ------------------------------------------------------------------ memory
@@ -474,12 +505,30 @@ export class WebGpuBackend implements Backend {
   /**
    * GPU memory this backend holds: every storage buffer it created, in use or waiting in the pool. Pooled
    * buffers are kept until `dispose`, so `allocatedBytes` is also the high-water mark (the uniform ring,
-   * placeholders and transient read-back staging buffers are not counted).
+   * placeholders and transient read-back staging buffers are not counted). `dispatches` and `submits`
+   * count the compute dispatches recorded and the command buffers submitted since the backend was made.
    */
-  get stats(): { allocatedBytes: number; buffers: number } {
+  get stats(): { allocatedBytes: number; buffers: number; dispatches: number; submits: number } {
     let allocatedBytes = 0;
     for (const b of this.#live) allocatedBytes += b.size;
-    return { allocatedBytes, buffers: this.#live.size };
+    return { allocatedBytes, buffers: this.#live.size, dispatches: this.#dispatches, submits: this.#submits };
+  }
+
+  /** Whether dispatches are being timed (the `profile` option, `GPT2_SFT_PROFILE=1`). */
+  get profiling(): boolean {
+    return this.#profiler !== null;
+  }
+
+  /**
+   * GPU milliseconds per kernel since the last reset, largest first (waits for the queued work). Matmuls
+   * are keyed by shape and layout. Throws when the backend was not created with profiling on.
+   */
+  async profile(opts: { reset?: boolean } = {}): Promise<KernelTime[]> {
+    if (!this.#profiler) throw new Error("Cannot report a GPU profile: the backend was created without `profile`");
+    await this.sync();
+    const rows = await this.#profiler.report();
+    if (opts.reset) this.#profiler.reset();
+    return rows;
   }
 
   async sync(): Promise<void> {
@@ -494,8 +543,10 @@ export class WebGpuBackend implements Backend {
     for (const b of this.#live) b.destroy();
     this.#live.clear();
     this.#pool.clear();
+    this.#bindGroups.clear();
     for (const b of this.#placeholders.values()) b.destroy();
     this.#uniforms.destroy();
+    this.#profiler?.destroy();
     this.#device.destroy();
   }
 
@@ -674,6 +725,9 @@ export class WebGpuBackend implements Backend {
       bufs: [a, b, bias, out],
       groups: [Math.ceil(N / tile), Math.ceil(M / tile)],
       constants,
+      profileNote: `${M}×${N}×${Kd}${args.transA ? " Aᵀ" : ""}${args.transB ? " Bᵀ" : ""}${
+        args.accumulate ? " +=" : ""
+      }`,
     });
   }
 
@@ -946,7 +1000,10 @@ export class WebGpuBackend implements Backend {
     if (this.#slots > 0) {
       this.#device.queue.writeBuffer(this.#uniforms, 0, this.#uniformHost, 0, this.#slots * UNIFORM_SLOT);
     }
+    const afterSubmit = this.#profiler?.finishBatch(this.#encoder);
     this.#device.queue.submit([this.#encoder.finish()]);
+    this.#submits++;
+    afterSubmit?.();
     this.#encoder = null;
     this.#slots = 0;
   }
@@ -958,11 +1015,11 @@ export class WebGpuBackend implements Backend {
   #pipeline(
     k: KernelDef,
     constants: Record<string, number>,
-  ): { pipeline: GPUComputePipeline; bgl: GPUBindGroupLayout } {
+  ): { pipeline: GPUComputePipeline; bgl: GPUBindGroupLayout; layoutId: number } {
     let layout = this.#layouts.get(k);
     if (!layout) {
       const entries: GPUBindGroupLayoutEntry[] = [
-        { binding: 0, visibility: STAGE_COMPUTE, buffer: { type: "uniform" } },
+        { binding: 0, visibility: STAGE_COMPUTE, buffer: { type: "uniform", hasDynamicOffset: true } },
         ...k.bindings.map((access, i): GPUBindGroupLayoutEntry => ({
           binding: i + 1,
           visibility: STAGE_COMPUTE,
@@ -970,7 +1027,7 @@ export class WebGpuBackend implements Backend {
         })),
       ];
       const bgl = this.#device.createBindGroupLayout({ label: `${k.src.file}:${k.entry}`, entries });
-      layout = { bgl, pl: this.#device.createPipelineLayout({ bindGroupLayouts: [bgl] }) };
+      layout = { bgl, pl: this.#device.createPipelineLayout({ bindGroupLayouts: [bgl] }), id: this.#nextId++ };
       this.#layouts.set(k, layout);
     }
     let byConstants = this.#pipelines.get(k);
@@ -990,7 +1047,34 @@ export class WebGpuBackend implements Backend {
       });
       byConstants.set(key, pipeline);
     }
-    return { pipeline, bgl: layout.bgl };
+    return { pipeline, bgl: layout.bgl, layoutId: layout.id };
+  }
+
+  /**
+   * The bind group of the uniform ring (binding 0, its slot chosen per dispatch by a dynamic offset) and
+   * `bufs` (bindings 1…, each bound whole), made once per layout and set of buffers. Creating bind groups
+   * was most of the host's time per dispatch; pooled buffers recur from step to step, so the cache hits.
+   * Binding whole buffers is safe because every kernel indexes by its size uniforms, never by
+   * `arrayLength`, and every buffer fits a binding (`#acquire` caps its size).
+   */
+  #bindGroup(bgl: GPUBindGroupLayout, layoutId: number, bufs: readonly GPUBuffer[]): GPUBindGroup {
+    let key = String(layoutId);
+    for (const b of bufs) {
+      let id = this.#bufferIds.get(b);
+      if (id === undefined) this.#bufferIds.set(b, id = this.#nextId++);
+      key += "," + id;
+    }
+    let group = this.#bindGroups.get(key);
+    if (!group) {
+      if (this.#bindGroups.size >= MAX_BIND_GROUPS) this.#bindGroups.clear();
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: this.#uniforms, offset: 0, size: UNIFORM_SLOT } },
+      ];
+      for (let i = 0; i < bufs.length; i++) entries.push({ binding: i + 1, resource: { buffer: bufs[i]! } });
+      group = this.#device.createBindGroup({ layout: bgl, entries });
+      this.#bindGroups.set(key, group);
+    }
+    return group;
   }
 
   /** Record one dispatch of kernel `k`. */
@@ -1021,7 +1105,7 @@ export class WebGpuBackend implements Backend {
         }
       }
     }
-    const { pipeline, bgl } = this.#pipeline(k, args.constants ?? {});
+    const { pipeline, bgl, layoutId } = this.#pipeline(k, args.constants ?? {});
     // Uniform parameters into this dispatch's slot.
     if (this.#slots >= MAX_BATCH) this.#flush();
     const slot = this.#slots++;
@@ -1033,20 +1117,20 @@ export class WebGpuBackend implements Backend {
       else if (t === "i") view.setInt32(i * 4, v, true);
       else view.setUint32(i * 4, v, true);
     }
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.#uniforms, offset: slot * UNIFORM_SLOT, size: UNIFORM_SLOT } },
-    ];
-    for (let i = 0; i < k.bindings.length; i++) {
-      const b = bufs[i];
-      entries.push({
-        binding: i + 1,
-        resource: b ? { buffer: b.buffer!, offset: 0, size: byteSize(b.length) } : { buffer: this.#placeholder(i) },
-      });
+    const gpuBufs: GPUBuffer[] = [];
+    for (let i = 0; i < k.bindings.length; i++) gpuBufs.push(bufs[i]?.buffer ?? this.#placeholder(i));
+    const bindGroup = this.#bindGroup(bgl, layoutId, gpuBufs);
+    if (this.#profiler) {
+      // one pass per dispatch, each with its own pair of timestamps
+      this.#endPass();
+      this.#pass = this.#enc().beginComputePass(
+        this.#profiler.pass(args.profileNote ? `${label} ${args.profileNote}` : label),
+      );
     }
-    const bindGroup = this.#device.createBindGroup({ layout: bgl, entries });
     this.#pass ??= this.#enc().beginComputePass();
     this.#pass.setPipeline(pipeline);
-    this.#pass.setBindGroup(0, bindGroup);
+    this.#pass.setBindGroup(0, bindGroup, [slot * UNIFORM_SLOT]);
     this.#pass.dispatchWorkgroups(gx, gy);
+    this.#dispatches++;
   }
 }
