@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createBackend, parseBackendName } from "./src/backend/mod.ts";
+import { createBackend, parseBackendName, profileReport } from "./src/backend/mod.ts";
 import { numberFlag, runMain } from "./src/cli/args.ts";
 import { readSftRecords } from "./src/data/jsonl.ts";
 import { datasetFileNames, writeDataset } from "./src/data/synth.ts";
@@ -132,6 +132,8 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
     print(renderConsole(report));
     const seconds = (performance.now() - t0) / 1000;
     print(`\nDemo finished in ${seconds.toFixed(1)} s; report: ${evaluated.paths?.md}`);
+    const profile = await profileReport(be);
+    if (profile) print(profile);
     if (v.json) {
       print(JSON.stringify({
         accuracy: report.sft.overall.accuracy,

@@ -134,8 +134,10 @@ run_step "bench webgpu steps: T=128; T=256 with flash attention; T=256 profiled"
    '$DENO' task bench --backend webgpu --json --only step --steps 3 --warmup 1 --profile $q || r=1; exit \$r"
 
 tta_init=$(mktemp -d)
+tta_quick=""
+[ "${GPU_CHECK_QUICK:-0}" = 1 ] && tta_quick="--train 200 --eval-n 20 --eval-every 10 --max-steps 20 --untimed-steps 2"
 run_step "time to 99 % (tiny model), ours then PyTorch" "$OUT/tta.log" 120 sh -c \
-  "'$DENO' run -A bench/time_to_accuracy.ts --backend webgpu --pad both --json --save-init '$tta_init' && python3 bench/pytorch_time_to_accuracy.py '$tta_init' --device cuda --json"
+  "'$DENO' run -A bench/time_to_accuracy.ts --backend webgpu --pad both --json --save-init '$tta_init' $tta_quick && python3 bench/pytorch_time_to_accuracy.py '$tta_init' --device cuda --json"
 rm -rf "$tta_init"
 
 run_step "webgpu kernel tests" "$OUT/webgpu_test.log" 150 "$DENO" test -A tests/webgpu_ops_test.ts

@@ -6,13 +6,15 @@
 // Same contract as matmul_naive.wgsl (read that one first).
 //
 // Bindings:
-//   0 p     uniform  { M, N, K }
+//   0 p     uniform  { M, N, K, KC }   (KC: the depth one workgroup sums, K unless SPLIT_K)
 //   1 a     [M,K] or [K,M] (TRANS_A)                       read
 //   2 b     [K,N] or [N,K] (TRANS_B)                       read
 //   3 bias  [N] (ignored unless HAS_BIAS; bind any buffer)  read
 //   4 out   [M,N]                                          `=`, or `+=` with ACCUMULATE
-// Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE (bool).
-// Dispatch: workgroups of 16×16 = 256 invocations; grid (ceil(N/64), ceil(M/64)). Workgroup (X, Y) owns
+//           with SPLIT_K: [S,M,N] partial products, `=` (no bias, no accumulate: split_k_reduce.wgsl adds them)
+// Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE, SPLIT_K (bool).
+// Dispatch: workgroups of 16×16 = 256 invocations; grid (ceil(N/64), ceil(M/64), S) with S = ceil(K/KC)
+// (S = 1 without SPLIT_K). Workgroup (X, Y, Z) sums k in [Z·KC, min(K, (Z+1)·KC)) and owns
 // the 64×64 output block out[64Y … 64Y+63, 64X … 64X+63]; invocation (tx, ty) owns the 4×4 sub-block at
 // rows 64Y + 4ty + i, columns 64X + 4tx + j (i, j < 4).
 // Matches: CpuBackend.matmul (src/backend/cpu.ts), up to float32 summation order (k runs in order
@@ -26,6 +28,12 @@
 // read 0 (so partial tiles contribute nothing) and stores outside it are skipped, so M, N, K need not
 // be multiples of anything.
 //
+// Split-K. A product with a small output and a long K (the LM head's backward dx = dlogits·wte: 32×768
+// outputs, K = 21191) has few 64×64 blocks — 12 workgroups for a GPU with a hundred cores — each walking
+// all of K. With SPLIT_K the grid gets a third axis: S workgroups per block each sum one slice of K (KC a
+// multiple of BK, so tiles never straddle slices) into their own [M,N] slab, and split_k_reduce.wgsl adds
+// the S slabs in order (deterministic), with the bias and `+=`.
+//
 // Tried and dropped: binding `b` a second time as array<vec4<f32>> for 16-byte global loads when N % 4 = 0.
 // On lavapipe it measured no faster under wgpu and slower under Dawn (see kernels/README.md), so the
 // global loads stay scalar and the vec4s are formed in shared memory.
@@ -34,12 +42,14 @@ struct Params {
   M: u32,
   N: u32,
   K: u32,
+  KC: u32,
 }
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+override SPLIT_K: bool = false;
 
 const BM = 64u; // rows of out per workgroup
 const BN = 64u; // columns of out per workgroup
@@ -93,9 +103,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   // acc[i] holds out(row 4ty + i, columns 4tx … 4tx + 3) of this workgroup's block.
   var acc = array<vec4<f32>, 4>(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0));
 
-  let ktiles = (p.K + BK - 1u) / BK;
-  for (var t = 0u; t < ktiles; t++) {
-    let k0 = t * BK;
+  // this workgroup's slice of K (all of it unless SPLIT_K), in whole tiles
+  let kbeg = wg.z * p.KC;
+  let kend = min(p.K, kbeg + p.KC);
+  let tiles = (kend - kbeg + BK - 1u) / BK;
+  for (var t = 0u; t < tiles; t++) {
+    let k0 = kbeg + t * BK;
     // ---- stage the tiles in shared memory ----
     let am = m0 + 4u * a_q;
     let ak = k0 + a_k;
@@ -125,8 +138,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       let n = n0 + 4u * tx + j;
       if (n >= p.N) { break; }
       var v = acc[i][j];
-      if (HAS_BIAS) { v += bias[n]; }
       let o = m * p.N + n;
+      if (SPLIT_K) {
+        out[wg.z * p.M * p.N + o] = v; // this slice's partial sum; the reduce adds bias and `+=`
+        continue;
+      }
+      if (HAS_BIAS) { v += bias[n]; }
       if (ACCUMULATE) { v += out[o]; }
       out[o] = v;
     }

@@ -8,6 +8,7 @@
 
 import type { Backend } from "./backend.ts";
 import { CpuBackend } from "./cpu.ts";
+import { formatProfile, type KernelTime } from "./gpu_profiler.ts";
 
 export type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
 
@@ -23,6 +24,16 @@ export function parseBackendName(value: string | undefined): BackendName {
     throw new Error(`Unknown backend: "${v}" (expected one of ${BACKEND_NAMES.join(", ")})`);
   }
   return v as BackendName;
+}
+
+/**
+ * The GPU time per kernel of everything a backend ran, as a table, when it was created with profiling on
+ * (`GPT2_SFT_PROFILE=1` on WebGPU); undefined otherwise.
+ */
+export async function profileReport(be: Backend): Promise<string | undefined> {
+  const p = be as { profiling?: boolean; profile?: () => Promise<KernelTime[]> };
+  if (!p.profiling || !p.profile) return undefined;
+  return formatProfile(await p.profile(), { title: "GPU time by kernel (GPT2_SFT_PROFILE=1), the whole run" });
 }
 
 /** Create the named backend. `auto` prefers a hardware WebGPU adapter, then the CPU. */

@@ -49,6 +49,7 @@ import matmulLargeF16Src from "../../kernels/matmul_large_f16.wgsl" with { type:
 import scaleSrc from "../../kernels/scale.wgsl" with { type: "text" };
 import sumSrc from "../../kernels/sum.wgsl" with { type: "text" };
 import sumRowsSrc from "../../kernels/sum_rows.wgsl" with { type: "text" };
+import splitKReduceSrc from "../../kernels/split_k_reduce.wgsl" with { type: "text" };
 import { readEnv } from "../runtime.ts";
 
 // WebGPU flag values (numeric, so that they work before Dawn's globals are installed).
@@ -115,6 +116,7 @@ const F = {
   scale: kernelFile("scale.wgsl", scaleSrc),
   sum: kernelFile("sum.wgsl", sumSrc),
   sumRows: kernelFile("sum_rows.wgsl", sumRowsSrc),
+  splitKReduce: kernelFile("split_k_reduce.wgsl", splitKReduceSrc),
 } as const;
 
 /** Every kernel entry point the backend dispatches. */
@@ -195,12 +197,13 @@ const K = {
   },
   lnFwd: { src: F.layernormForward, entry: "main", params: "uuf", bindings: ["r", "r", "r", "rw", "rw", "rw"] },
   matmulNaive: { src: F.matmulNaive, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
-  matmulTiled: { src: F.matmulTiled, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
+  matmulTiled: { src: F.matmulTiled, entry: "main", params: "uuuu", bindings: ["r", "r", "r", "rw"] },
   matmulLarge: { src: F.matmulLarge, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   matmulLargeF16: { src: F.matmulLargeF16, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   scale: { src: F.scale, entry: "main", params: "uf", bindings: ["rw"] },
   sum: { src: F.sum, entry: "main", params: "uf", bindings: ["r", "rw"] },
   sumRows: { src: F.sumRows, entry: "main", params: "uu", bindings: ["r", "rw"] },
+  splitKReduce: { src: F.splitKReduce, entry: "main", params: "uuu", bindings: ["r", "r", "rw"] },
 } as const satisfies Record<string, KernelDef>;
 
 /**
@@ -221,6 +224,23 @@ export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "auto"
  * A guess until a GPU has measured it: `bench/gpu_check.sh` times tiled, large and auto side by side.
  */
 export const AUTO_LARGE_MIN_GROUPS = 96;
+
+/**
+ * Split-K ("auto" only): how many slices of K a product that would run in 64×64 blocks is cut into, 1 for
+ * none. Only a product with fewer than 64 blocks and K ≥ 1024 is split (the LM head's backward dx:
+ * 32×768 outputs = 12 blocks, K = 21191; matrix–vector products when generating), into enough slices for
+ * about 256 workgroups, each at least 512 deep, the partial results capped at 4 M floats.
+ * Like AUTO_LARGE_MIN_GROUPS, a guess for a GPU to check (`bench --profile` keys each product by shape).
+ */
+export function splitKSlices(M: number, N: number, K: number): number {
+  const blocks = Math.ceil(M / 64) * Math.ceil(N / 64);
+  if (blocks >= 64 || K < 1024) return 1;
+  const s = Math.min(Math.ceil(K / 512), Math.ceil(256 / blocks), Math.floor((4 << 20) / (M * N)));
+  if (s < 2) return 1;
+  // slices of whole 16-deep tiles; recount, as rounding KC up can leave fewer slices
+  const kc = Math.ceil(Math.ceil(K / s) / 16) * 16;
+  return Math.ceil(K / kc);
+}
 
 /** Parse a matmul kernel name (from an option or `GPT2_SFT_MATMUL`); `what` names the source in the error. */
 export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKernel {
@@ -307,7 +327,7 @@ interface DispatchArgs {
   /** Storage buffers for bindings 1…; null binds a placeholder (for a binding the variant ignores). */
   bufs: readonly (GpuBuf | null)[];
   /** Workgroups: a count (made 2D when above 65535) or an explicit [x, y]. */
-  groups: number | readonly [number, number];
+  groups: number | readonly [number, number] | readonly [number, number, number];
   /** Override constants. */
   constants?: Record<string, number>;
   /** Appended to the kernel's name in a profile (e.g. a matmul's shape). */
@@ -406,7 +426,8 @@ export class WebGpuBackend implements Backend {
       (attention === "rows" ? "" : `, attention ${attention}`);
     const profile = opts.profile ?? readEnv("GPT2_SFT_PROFILE") === "1";
     try {
-      return new WebGpuBackend(gpu.device, gpu.description + suffix, matmul, attention, profile);
+      const desc = gpu.description + suffix + (profile ? ", profiling" : "");
+      return new WebGpuBackend(gpu.device, desc, matmul, attention, profile);
     } catch (e) {
       gpu.device.destroy();
       throw e;
@@ -716,19 +737,55 @@ export class WebGpuBackend implements Backend {
       ACCUMULATE: +!!args.accumulate,
     };
     let kernel = this.#matmul;
+    const note = `${M}×${N}×${Kd}${args.transA ? " Aᵀ" : ""}${args.transB ? " Bᵀ" : ""}${args.accumulate ? " +=" : ""}`;
     if (kernel === "auto") {
       kernel = Math.ceil(M / 128) * Math.ceil(N / 128) >= AUTO_LARGE_MIN_GROUPS ? MATMUL_DEFS.large : MATMUL_DEFS.tiled;
+      const S = kernel === MATMUL_DEFS.tiled ? splitKSlices(M, N, Kd) : 1;
+      if (S > 1) return this.#matmulSplitK({ a, b, bias, out, M, N, Kd, S, constants, note });
     }
     const tile = kernel.block; // output block per workgroup
     this.#dispatch(kernel.def, {
-      params: [M, N, Kd],
+      params: [M, N, Kd, Kd],
       bufs: [a, b, bias, out],
       groups: [Math.ceil(N / tile), Math.ceil(M / tile)],
       constants,
-      profileNote: `${M}×${N}×${Kd}${args.transA ? " Aᵀ" : ""}${args.transB ? " Bᵀ" : ""}${
-        args.accumulate ? " +=" : ""
-      }`,
+      profileNote: note,
     });
+  }
+
+  /** The tiled product in S slices of K into a temporary, then split_k_reduce.wgsl into `out`. */
+  #matmulSplitK(
+    x: {
+      a: GpuBuf;
+      b: GpuBuf;
+      bias: GpuBuf | null;
+      out: GpuBuf;
+      M: number;
+      N: number;
+      Kd: number;
+      S: number;
+      constants: Record<string, number>;
+      note: string;
+    },
+  ): void {
+    const { M, N, Kd } = x;
+    const KC = Math.ceil(Math.ceil(Kd / x.S) / 16) * 16; // whole 16-deep tiles per slice
+    const S = Math.ceil(Kd / KC);
+    const part = this.#acquire(S * M * N, "f32", "split-K partial products");
+    this.#dispatch(K.matmulTiled, {
+      params: [M, N, Kd, KC],
+      bufs: [x.a, x.b, null, part],
+      groups: [Math.ceil(N / 64), Math.ceil(M / 64), S],
+      constants: { ...x.constants, HAS_BIAS: 0, ACCUMULATE: 0, SPLIT_K: 1 },
+      profileNote: `${x.note} split ${S}`,
+    });
+    this.#dispatch(K.splitKReduce, {
+      params: [M * N, N, S],
+      bufs: [part, x.bias, x.out],
+      groups: Math.ceil((M * N) / 256),
+      constants: { HAS_BIAS: x.constants.HAS_BIAS!, ACCUMULATE: x.constants.ACCUMULATE! },
+    });
+    this.free(part);
   }
 
   sumRows(args: OpArgs<"sumRows">): void {
@@ -1081,18 +1138,20 @@ export class WebGpuBackend implements Backend {
   #dispatch(k: KernelDef, args: DispatchArgs): void {
     const label = `${k.src.file}:${k.entry}`;
     // Workgroup grid.
-    let gx: number, gy: number;
+    let gx: number, gy: number, gz = 1;
     if (typeof args.groups === "number") {
       const n = args.groups;
       if (n === 0) return;
       gy = Math.ceil(n / MAX_GROUPS_PER_DIM);
       gx = Math.ceil(n / gy);
     } else {
-      [gx, gy] = args.groups;
-      if (gx === 0 || gy === 0) return;
+      [gx, gy, gz = 1] = args.groups;
+      if (gx === 0 || gy === 0 || gz === 0) return;
     }
-    if (gx > MAX_GROUPS_PER_DIM || gy > MAX_GROUPS_PER_DIM) {
-      throw new Error(`Cannot dispatch ${label}: ${gx} × ${gy} workgroups exceed ${MAX_GROUPS_PER_DIM} per dimension`);
+    if (gx > MAX_GROUPS_PER_DIM || gy > MAX_GROUPS_PER_DIM || gz > MAX_GROUPS_PER_DIM) {
+      throw new Error(
+        `Cannot dispatch ${label}: ${gx} × ${gy} × ${gz} workgroups exceed ${MAX_GROUPS_PER_DIM} per dimension`,
+      );
     }
     // Writable bindings must not share a buffer with any other binding.
     const bufs = args.bufs;
@@ -1130,7 +1189,7 @@ export class WebGpuBackend implements Backend {
     this.#pass ??= this.#enc().beginComputePass();
     this.#pass.setPipeline(pipeline);
     this.#pass.setBindGroup(0, bindGroup, [slot * UNIFORM_SLOT]);
-    this.#pass.dispatchWorkgroups(gx, gy);
+    this.#pass.dispatchWorkgroups(gx, gy, gz);
     this.#dispatches++;
   }
 }

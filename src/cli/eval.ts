@@ -6,7 +6,7 @@
 
 import { stdout } from "node:process";
 import { parseArgs } from "node:util";
-import { createBackend, parseBackendName } from "../backend/mod.ts";
+import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
 import { choiceFlag, numberFlag } from "./args.ts";
 import { colorEnabled, renderConsole } from "../eval/report.ts";
 import { EVAL_TASKS, NOTEBOOK_EVAL, planEvaluation, runEvaluation, summaryJson } from "../eval/run.ts";
@@ -56,6 +56,7 @@ Environment (backend tuning; the description printed at start says what is in us
   GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  an OpenBLAS to load
   GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | large-f16 (half precision: for evaluation)
   GPT2_SFT_ATTENTION    WebGPU training attention: rows (default) | flash (no T×T buffers: long sequences fit)
+  GPT2_SFT_PROFILE=1    WebGPU: time every kernel on the GPU and print the table at the end
   HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
 `;
 
@@ -151,6 +152,8 @@ export async function evalMain(
     say("");
     say(renderConsole(result.report, { color: !v["no-color"] && stdout.isTTY === true && colorEnabled() }));
     if (result.paths) say(`\nReport: ${result.paths.md} and ${result.paths.json}`);
+    const profile = await profileReport(be);
+    if (profile) say(profile);
     if (v.json) print(JSON.stringify(summaryJson(result)));
     return 0;
   } finally {
