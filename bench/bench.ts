@@ -5,7 +5,7 @@
  *
  * Usage (Deno or Bun; see bench/README.md):
  *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
- *                   [--batch B] [--layers L] [--only matmul|step|classify|tta] [--all-layouts] [--no-dropout]
+ *                   [--batch B] [--layers L] [--only matmul|step|dispatch|classify|tta] [--all-layouts] [--no-dropout]
  *                   [--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,…]
  *   bun bench/bench.ts …the same flags…
  *
@@ -50,6 +50,7 @@ import { benchClassifier, type ClassifierResult } from "./classify.ts";
 import { timeToAccuracyMain } from "./time_to_accuracy.ts";
 import { type MatmulKernel, parseMatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { formatProfile, type KernelTime } from "../src/backend/gpu_profiler.ts";
+import { formatTuning, type TunedShape } from "../src/backend/matmul_tuner.ts";
 import { type GPT2Config, parseConfig } from "../src/model/config.ts";
 import { type Batch, GPT2, normalRng } from "../src/model/gpt2.ts";
 import { AdamW } from "../src/train/adamw.ts";
@@ -134,6 +135,8 @@ interface StepResult {
   submits?: number;
   /** WebGPU with `--profile`: GPU milliseconds per kernel, per step (mean of the timed steps). */
   profile?: KernelTime[];
+  /** WebGPU with `GPT2_SFT_MATMUL=tune`: each product shape's candidates and choice. */
+  matmul_tuning?: TunedShape[];
 }
 
 function now(): number {
@@ -351,6 +354,39 @@ interface StepOptions {
   log: (s: string) => void;
 }
 
+/** The host's cost of one dispatch (WebGPU). */
+interface DispatchResult {
+  /** Dispatches recorded in a row (fewer than a batch, so none is submitted while recording). */
+  n: number;
+  /** Median µs to record one (bind group, uniforms, pass commands), the host's side alone. */
+  record_us: number;
+  /** Median µs per dispatch from the first record to the GPU's completion. */
+  total_us: number;
+}
+
+/**
+ * The host's cost per dispatch: 200 adds of 1024 floats on the same buffers recorded in a row, then
+ * `sync()`; 5 rounds after a warm-up, medians. A training step of the real shape records ≈ 1000
+ * dispatches, so this times 1000 is the host's share of a step (overlapped with the GPU when the GPU is slower).
+ */
+async function benchDispatch(be: WebGpuBackend): Promise<DispatchResult> {
+  const n = 200, len = 1024;
+  const a = be.alloc(len), b = be.alloc(len), out = be.alloc(len);
+  const record: number[] = [], total: number[] = [];
+  for (let round = 0; round < 6; round++) {
+    const t0 = now();
+    for (let i = 0; i < n; i++) be.add({ out, a, b, n: len });
+    const t1 = now();
+    await be.sync();
+    if (round > 0) {
+      record.push(((t1 - t0) * 1000) / n);
+      total.push(((now() - t0) * 1000) / n);
+    }
+  }
+  for (const x of [a, b, out]) be.free(x);
+  return { n, record_us: median(record), total_us: median(total) };
+}
+
 async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   const { cfg, B, T, log } = o;
   const batch = randomBatch(B, T, 11);
@@ -462,8 +498,9 @@ async function main(): Promise<number> {
   if (v.help) {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
-        "[--batch B] [--layers L] [--only matmul|step|classify|tta] [--all-layouts] [--no-dropout] " +
-        "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,large-f16,naive] [--profile]",
+        "[--batch B] [--layers L] [--only matmul|step|dispatch|classify|tta] [--all-layouts] [--no-dropout] " +
+        "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,auto,tune,large-f16,naive] " +
+        "[--profile]",
     );
     return 0;
   }
@@ -474,7 +511,7 @@ async function main(): Promise<number> {
   const layers = numberFlag("layers", v.layers, quick ? 2 : 12, { integer: true, min: 1 });
   const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
   const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
-  const only = choiceFlag("only", v.only, ["matmul", "step", "classify", "tta", "all"] as const, "all");
+  const only = choiceFlag("only", v.only, ["matmul", "step", "dispatch", "classify", "tta", "all"] as const, "all");
   const classifyN = numberFlag("classify-n", v["classify-n"], quick ? 20 : 100, { integer: true, min: 1 });
   const classifyShape = choiceFlag("classify-shape", v["classify-shape"], ["tiny", "gpt2"] as const, "tiny");
   const log = (s: string) => console.log(s);
@@ -483,6 +520,7 @@ async function main(): Promise<number> {
 
   // matmul on its own backend, so that its buffers do not count in the step's GPU memory
   const matmul: MatmulResult[] = [];
+  const matmulTuning: TunedShape[] = [];
   let device = "", name = "";
   if (only === "all" || only === "matmul") {
     // WebGPU: one backend per kernel asked for (default: the backend's own, GPT2_SFT_MATMUL or "tiled")
@@ -505,6 +543,11 @@ async function main(): Promise<number> {
       });
       const k = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
       matmul.push(...res.map((r) => (k ? { ...r, kernel: k } : r)));
+      const tuning = be instanceof WebGpuBackend ? be.matmulTuning : undefined;
+      if (tuning) {
+        log(formatTuning(tuning));
+        matmulTuning.push(...tuning);
+      }
       be.dispose();
     }
   }
@@ -525,12 +568,30 @@ async function main(): Promise<number> {
     const rate = matmul.find((m) => m.shape === "c_fc" && m.role === "forward" && m.kernel === kernel)?.gflops;
     step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, rss, log });
     gpu = gpuStats(be);
+    const tuning = be instanceof WebGpuBackend ? be.matmulTuning : undefined;
+    if (tuning) {
+      log(formatTuning(tuning));
+      step.matmul_tuning = tuning;
+    }
     be.dispose();
     log(
       `  median ${step.ms.toFixed(1)} ms/step, ${step.tokens_per_s.toFixed(0)} tokens/s, ` +
         `${step.gflops.toFixed(1)} GFLOP/s of model FLOPs; host ${step.host_ms.toFixed(1)} ms/step recording` +
         (step.dispatches !== undefined ? ` ${step.dispatches} dispatches in ${step.submits} submits` : ""),
     );
+  }
+
+  let dispatch: DispatchResult | undefined;
+  if ((only === "all" || only === "dispatch") && backendName !== "cpu") {
+    const be = await createBackend(backendName);
+    if (be instanceof WebGpuBackend) {
+      dispatch = await benchDispatch(be);
+      log(
+        `dispatch: ${dispatch.record_us.toFixed(1)} µs of host time to record one (add of 1024 floats, ` +
+          `${dispatch.n} in a row), ${dispatch.total_us.toFixed(1)} µs each including the GPU`,
+      );
+    }
+    be.dispose();
   }
 
   let classify: ClassifierResult | undefined;
@@ -586,7 +647,9 @@ async function main(): Promise<number> {
       quick,
       argv: process.argv.slice(2),
       matmul,
+      matmul_tuning: matmulTuning.length > 0 ? matmulTuning : undefined,
       step,
+      dispatch,
       classify,
       time_to_accuracy: tta,
       peak_bytes: peakBytes,

@@ -17,7 +17,8 @@
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
 #                    --classify-shape gpt2 --matmul-kernels tiled,large,auto,large-f16 (JSON last line)
 #   steps.log        the step alone at T = 128; at T = 256 with GPT2_SFT_ATTENTION=flash; at T = 256 with
-#                    --profile (GPU time per kernel from timestamp queries) (a JSON line each)
+#                    --profile (GPU time per kernel from timestamp queries); at T = 256 with GPT2_SFT_MATMUL=tune
+#                    (a JSON line each)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
 #   tta.log          bench/time_to_accuracy.ts --backend webgpu --pad both, then the notebook's loop from the same
 #                    start: bench/pytorch_time_to_accuracy.py --device cuda (a JSON line each)
@@ -51,7 +52,7 @@ budget=${GPU_CHECK_BUDGET:-510}
 steps=${BENCH_STEPS:-10}
 quick=()
 # the full bench: four matmul kernels and the real-shape classifier; the smoke test (lavapipe) keeps it short
-bench_extra=(--classify-shape gpt2 --matmul-kernels tiled,large,auto,large-f16)
+bench_extra=(--classify-shape gpt2 --matmul-kernels tiled,large,auto,tune,large-f16)
 if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   quick=(--quick)
   bench_extra=(--classify-shape tiny --matmul-kernels tiled,large --quick)
@@ -128,10 +129,12 @@ run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.p
 
 q=""
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && q="--quick"
-run_step "bench webgpu steps: T=128; T=256 with flash attention; T=256 profiled" "$OUT/steps.log" 150 sh -c \
+run_step "bench webgpu steps: T=128; T=256 with flash attention; T=256 profiled; T=256 tuned" "$OUT/steps.log" 180 sh -c \
   "r=0; '$DENO' task bench --backend webgpu --json --only step --seq 128 --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_ATTENTION=flash '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
-   '$DENO' task bench --backend webgpu --json --only step --steps 3 --warmup 1 --profile $q || r=1; exit \$r"
+   '$DENO' task bench --backend webgpu --json --only step --steps 3 --warmup 1 --profile $q || r=1; \
+   GPT2_SFT_MATMUL=tune '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
+   exit \$r"
 
 tta_init=$(mktemp -d)
 tta_quick=""
@@ -182,6 +185,12 @@ steps = json_lines("steps.log")
 b2 = next((x for x in steps if x.get("step") and x["step"]["T"] == 128 and not x["step"].get("profile")), None)
 bf = next((x for x in steps if "attention flash" in x.get("device", "") and x.get("step")), None)
 bp = next((x for x in steps if x.get("step") and x["step"].get("profile")), None)
+bt = next((x for x in steps if x.get("step") and x["step"].get("matmul_tuning")), None)
+if bt:
+    step_line("webgpu step, matmul tune", bt, bt.get("step"))
+    for t in bt["step"]["matmul_tuning"]:
+        c = ", ".join(f"{'*' if x['name'] == t['choice'] else ''}{x['name']} {x['ms']:.3f}" for x in t["candidates"])
+        print(f"    tune {t['shape']:<28} {c}")
 if b2:
     step_line("webgpu step", b2, b2.get("step"))
 if bp:
@@ -222,16 +231,16 @@ if b and p and "error" not in p:
         worst = min(zip(ratios, pairs), key=lambda x: x[0])
         print(f"  1. matmul {kernel}: {100 * geo:.0f} % of cuBLAS fp32 (geo-mean of {len(ratios)} shapes; "
               f"worst {100 * worst[0]:.0f} % at {worst[1][0]['shape']} {worst[1][0]['role']}); goal >= 40 %")
-    ours_steps = [x["step"] for x in [b, b2] if x and x.get("step")]
+    ours_steps = [(tag, x["step"]) for tag, x in [("", b), ("", b2), (", matmul tune", bt)] if x and x.get("step")]
     if bf and bf.get("step"):
         s, t = bf["step"], next((q for q in p.get("steps", []) if q.get("T") == bf["step"]["T"]), None)
         if t:
             print(f"  2. step B={s['B']} T={s['T']} with flash attention: ours {s['ms']:.1f} ms, PyTorch {t['ms']:.1f} ms: "
                   f"PyTorch/ours = {t['ms'] / s['ms']:.2f}; peak GPU buffers {bf.get('peak_bytes', 0) / 2**20:.0f} MiB")
-    for s in ours_steps:
+    for tag, s in ours_steps:
         t = next((q for q in p.get("steps", []) if q.get("T") == s["T"] and q.get("B") == s["B"]), None)
         if t:
-            print(f"  2. step B={s['B']} T={s['T']}: ours {s['ms']:.1f} ms, PyTorch {t['ms']:.1f} ms: "
+            print(f"  2. step B={s['B']} T={s['T']}{tag}: ours {s['ms']:.1f} ms, PyTorch {t['ms']:.1f} ms: "
                   f"PyTorch/ours = {t['ms'] / s['ms']:.2f} (goal >= 1)")
 else:
     print("  matmul and step ratios need the JSON lines of both bench.log and pytorch.log")

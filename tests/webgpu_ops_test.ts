@@ -20,6 +20,7 @@ import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { type MatmulKernel, splitKSlices, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, type Tolerance } from "../src/testing/compare.ts";
 import { formatProfile } from "../src/backend/gpu_profiler.ts";
+import { formatTuning, matmulCandidates } from "../src/backend/matmul_tuner.ts";
 
 const available = await webgpuForTests("webgpu_ops_test");
 const gpuTest = (name: string, fn: () => Promise<void>) => test.skipIf(!available)(name, fn, 120_000);
@@ -107,7 +108,7 @@ describe("webgpu backend", () => {
   });
 
   // --------------------------------------------------------------------------------------------- matmul
-  for (const kernel of ["tiled", "naive", "large", "large-f16", "auto"] as const) {
+  for (const kernel of ["tiled", "naive", "large", "large-f16", "auto", "tune"] as const) {
     gpuTest(`matmul (${kernel}): transposes, bias, accumulate, edge tiles`, async () => {
       const g = await gpu(kernel);
       // (M, N, K): single element; sizes below one tile; crossing 64- and 128-row/column tiles and 8- and
@@ -123,6 +124,9 @@ describe("webgpu backend", () => {
       // auto: the small shapes take the tiled kernel; this one (11 × 11 = 121 blocks of 128) the large one;
       // the last two are split-K (few blocks, K ≥ 1024: 6 and 4 slices, the last slice partial)
       if (kernel === "auto") shapes.push([1300, 1290, 5], [5, 7, 3000], [70, 130, 2049]);
+      // tune: each shape's first call times the candidates and runs auto's choice; later calls (the other
+      // layouts and flags) run the chosen one, the split-K candidates among them here
+      if (kernel === "tune") shapes.push([5, 7, 3000]);
       // f16: each input rounded to 11 significant bits (2⁻¹¹ relative), 8-term partial sums in f16.
       const f16 = kernel === "large-f16";
       let seed = 1;
@@ -131,7 +135,7 @@ describe("webgpu backend", () => {
           for (const transB of [false, true]) {
             // every combination for the small kernels; the large ones compile slowly under Dawn on lavapipe
             // (seconds per variant), so bias and accumulate are checked there with A transposed only
-            const split = kernel === "auto" && K >= 1024;
+            const split = (kernel === "auto" || kernel === "tune") && K >= 1024;
             const combos = kernel === "tiled" || kernel === "naive" || split || (transA && !transB)
               ? [[false, false], [true, false], [true, true]] as const
               : [[false, false]] as const;
@@ -633,6 +637,41 @@ describe("webgpu backend", () => {
         "split_k_reduce.wgsl:main",
       ]);
       for (const x of [a, b, out]) g.free(x);
+    } finally {
+      g.dispose();
+    }
+  });
+
+  gpuTest("tune: every candidate timed once per shape, the fastest chosen, the same results", async () => {
+    expect(matmulCandidates(1024, 3072, 768, 1).map((c) => c.name)).toEqual(["tiled", "large"]);
+    expect(matmulCandidates(64, 64, 100, 1).map((c) => c.name)).toEqual(["tiled"]); // one 128-block: large idles
+    expect(matmulCandidates(32, 768, 21191, 22).map((c) => c.name)).toEqual([
+      "tiled",
+      "large",
+      "tiled split 22",
+      "tiled split 44",
+    ]);
+    const g = await WebGpuBackend.create({ matmul: "tune" });
+    try {
+      expect(g.description).toContain("matmul tune");
+      const [M, N, K] = [300, 520, 700]; // K < 1024: no split-K candidates
+      const inputs = { a: randn(M * K, 1), b: randn(K * N, 2), out: new Float32Array(M * N) };
+      const first = await both(g, inputs, (be, x) => be.matmul({ out: x.out!, a: x.a!, b: x.b!, M, N, K }), ["out"]);
+      close(first, "out", { atol: 2e-6 * K, rtol: 1e-5 });
+      const tuned = g.matmulTuning!;
+      expect(tuned.map((t) => t.shape)).toEqual(["M≤384×520×700"]);
+      const t = tuned[0]!;
+      expect(t.candidates.map((c) => c.name)).toEqual(["tiled", "large"]);
+      expect(t.candidates.every((c) => c.ms > 0)).toBe(true);
+      const fastest = t.candidates.reduce((x, y) => (y.ms < x.ms ? y : x));
+      expect(t.choice).toBe(fastest.name);
+      // the same shape again (M rounds to the same key) runs the choice and tunes nothing new
+      const before = g.stats.dispatches;
+      const again = await both(g, inputs, (be, x) => be.matmul({ out: x.out!, a: x.a!, b: x.b!, M, N, K }), ["out"]);
+      close(again, "out", { atol: 2e-6 * K, rtol: 1e-5 });
+      expect(g.stats.dispatches - before).toBe(1);
+      expect(g.matmulTuning!.length).toBe(1);
+      expect(formatTuning(g.matmulTuning!)).toContain(`*${t.choice}`);
     } finally {
       g.dispose();
     }

@@ -108,6 +108,11 @@ export class GpuProfiler {
       .sort((a, b) => b.ms - a.ms);
   }
 
+  /** The totals of one key that have come back so far (no waiting). */
+  totals(key: string): { calls: number; ns: number } | undefined {
+    return this.#totals.get(key);
+  }
+
   /** Forget the totals (the work still in flight is counted when it lands: call `report` first). */
   reset(): void {
     this.#totals.clear();

@@ -9,6 +9,7 @@
 import type { Backend } from "./backend.ts";
 import { CpuBackend } from "./cpu.ts";
 import { formatProfile, type KernelTime } from "./gpu_profiler.ts";
+import { formatTuning, type TunedShape } from "./matmul_tuner.ts";
 
 export type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
 
@@ -28,12 +29,17 @@ export function parseBackendName(value: string | undefined): BackendName {
 
 /**
  * The GPU time per kernel of everything a backend ran, as a table, when it was created with profiling on
- * (`GPT2_SFT_PROFILE=1` on WebGPU); undefined otherwise.
+ * (`GPT2_SFT_PROFILE=1` on WebGPU), and the matmul tuner's choices under `GPT2_SFT_MATMUL=tune`; undefined
+ * when neither applies.
  */
 export async function profileReport(be: Backend): Promise<string | undefined> {
-  const p = be as { profiling?: boolean; profile?: () => Promise<KernelTime[]> };
-  if (!p.profiling || !p.profile) return undefined;
-  return formatProfile(await p.profile(), { title: "GPU time by kernel (GPT2_SFT_PROFILE=1), the whole run" });
+  const p = be as { profiling?: boolean; profile?: () => Promise<KernelTime[]>; matmulTuning?: TunedShape[] };
+  const parts: string[] = [];
+  if (p.profiling && p.profile) {
+    parts.push(formatProfile(await p.profile(), { title: "GPU time by kernel (GPT2_SFT_PROFILE=1), the whole run" }));
+  }
+  if (p.matmulTuning && p.matmulTuning.length > 0) parts.push(formatTuning(p.matmulTuning));
+  return parts.length > 0 ? parts.join("\n") : undefined;
 }
 
 /** Create the named backend. `auto` prefers a hardware WebGPU adapter, then the CPU. */

@@ -25,6 +25,7 @@ import type { AttentionDropout, Backend, Buf, DType, MatmulArgs, OpArgs } from "
 import { dropoutParams } from "./dropout_hash.ts";
 import { type GpuDeviceOptions, requestGpuDevice } from "./gpu_device.ts";
 import { GpuProfiler, type KernelTime } from "./gpu_profiler.ts";
+import { type MatmulCandidate, matmulCandidates, MatmulTuner, TUNE_RUNS, type TunedShape } from "./matmul_tuner.ts";
 
 import adamwSrc from "../../kernels/adamw.wgsl" with { type: "text" };
 import addSrc from "../../kernels/add.wgsl" with { type: "text" };
@@ -210,13 +211,14 @@ const K = {
  * Which matmul kernel to use: "tiled" (kernels/matmul_tiled.wgsl, 64×64 blocks, the default), "large"
  * (matmul_large.wgsl: 128×128 blocks, 8×8 per invocation, double-buffered), "auto" (per product: "large"
  * when it still gets at least {@link AUTO_LARGE_MIN_GROUPS} workgroups, else "tiled"), "large-f16" (the
- * large kernel with f16 arithmetic accumulated in f32: opt-in, needs `shader-f16`, less accurate) or
- * "naive" (one output per invocation, kept for teaching and testing).
+ * large kernel with f16 arithmetic accumulated in f32: opt-in, needs `shader-f16`, less accurate),
+ * "tune" (per shape, the fastest of tiled, large and split-K as timed on this GPU: `matmul_tuner.ts`; needs
+ * `timestamp-query`) or "naive" (one output per invocation, kept for teaching and testing).
  */
-export type MatmulKernel = "tiled" | "naive" | "large" | "large-f16" | "auto";
+export type MatmulKernel = "tiled" | "naive" | "large" | "large-f16" | "auto" | "tune";
 
 /** The matmul kernels, in the order the docs list them. */
-export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "auto", "large-f16", "naive"];
+export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "auto", "tune", "large-f16", "naive"];
 
 /**
  * "auto" takes the 128×128 kernel only when the product still fills this many workgroups: a big block
@@ -279,12 +281,26 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions {
 }
 
 /** Each matmul kernel's entry point and the output block one workgroup computes. */
-const MATMUL_DEFS: Record<Exclude<MatmulKernel, "auto">, { def: KernelDef; block: number }> = {
+const MATMUL_DEFS: Record<Exclude<MatmulKernel, "auto" | "tune">, { def: KernelDef; block: number }> = {
   naive: { def: K.matmulNaive, block: 16 },
   tiled: { def: K.matmulTiled, block: 64 },
   large: { def: K.matmulLarge, block: 128 },
   "large-f16": { def: K.matmulLargeF16, block: 128 },
 };
+
+/** One matmul call, its buffers checked. */
+interface MatmulCall {
+  a: GpuBuf;
+  b: GpuBuf;
+  bias: GpuBuf | null;
+  out: GpuBuf;
+  M: number;
+  N: number;
+  Kd: number;
+  constants: Record<string, number>;
+  /** The shape and layout, for profiles. */
+  note: string;
+}
 
 /** A buffer on the GPU. `buffer` is null once freed. */
 class GpuBuf implements Buf {
@@ -332,6 +348,8 @@ interface DispatchArgs {
   constants?: Record<string, number>;
   /** Appended to the kernel's name in a profile (e.g. a matmul's shape). */
   profileNote?: string;
+  /** Time this dispatch under `key` with this profiler (the matmul tuner's runs) instead of the backend's. */
+  timer?: { by: GpuProfiler; key: string };
 }
 
 /** The WebGPU implementation of {@link Backend}. Create with {@link WebGpuBackend.create}. */
@@ -367,6 +385,7 @@ export class WebGpuBackend implements Backend {
   #dispatches = 0;
   #submits = 0;
   readonly #profiler: GpuProfiler | null;
+  readonly #tuner: MatmulTuner | null;
 
   private constructor(
     device: GPUDevice,
@@ -377,8 +396,9 @@ export class WebGpuBackend implements Backend {
   ) {
     this.#device = device;
     this.#profiler = profile ? new GpuProfiler(device, MAX_BATCH) : null;
+    this.#tuner = matmul === "tune" ? new MatmulTuner(new GpuProfiler(device, MAX_BATCH)) : null;
     this.description = description;
-    this.#matmul = matmul === "auto" ? "auto" : MATMUL_DEFS[matmul];
+    this.#matmul = matmul === "auto" || matmul === "tune" ? "auto" : MATMUL_DEFS[matmul];
     this.matmulKernel = matmul;
     this.attentionKernel = attention;
     this.#maxBinding = device.limits.maxStorageBufferBindingSize;
@@ -413,6 +433,13 @@ export class WebGpuBackend implements Backend {
     }
     const env = readEnv("GPT2_SFT_MATMUL");
     const matmul = opts.matmul ?? (env ? parseMatmulKernel(env, "kernel in GPT2_SFT_MATMUL") : "tiled");
+    if (matmul === "tune" && !gpu.device.features.has("timestamp-query")) {
+      gpu.device.destroy();
+      throw new Error(
+        `Cannot tune the matmul: the adapter (${gpu.description}) does not offer "timestamp-query" ` +
+          `(use GPT2_SFT_MATMUL=auto)`,
+      );
+    }
     if (matmul === "large-f16" && !gpu.device.features.has("shader-f16")) {
       gpu.device.destroy();
       throw new Error(
@@ -568,6 +595,7 @@ export class WebGpuBackend implements Backend {
     for (const b of this.#placeholders.values()) b.destroy();
     this.#uniforms.destroy();
     this.#profiler?.destroy();
+    this.#tuner?.timer.destroy();
     this.#device.destroy();
   }
 
@@ -736,38 +764,68 @@ export class WebGpuBackend implements Backend {
       HAS_BIAS: +(bias !== null),
       ACCUMULATE: +!!args.accumulate,
     };
-    let kernel = this.#matmul;
     const note = `${M}×${N}×${Kd}${args.transA ? " Aᵀ" : ""}${args.transB ? " Bᵀ" : ""}${args.accumulate ? " +=" : ""}`;
-    if (kernel === "auto") {
-      kernel = Math.ceil(M / 128) * Math.ceil(N / 128) >= AUTO_LARGE_MIN_GROUPS ? MATMUL_DEFS.large : MATMUL_DEFS.tiled;
-      const S = kernel === MATMUL_DEFS.tiled ? splitKSlices(M, N, Kd) : 1;
-      if (S > 1) return this.#matmulSplitK({ a, b, bias, out, M, N, Kd, S, constants, note });
+    const x = { a, b, bias, out, M, N, Kd, constants, note };
+    const kernel = this.#matmul;
+    if (kernel !== "auto") return this.#matmulRun(x, { def: kernel.def, block: kernel.block, slices: 1 });
+    const tuner = this.#tuner;
+    if (tuner) {
+      const key = tuner.key(M, N, Kd, !!args.transA, !!args.transB);
+      const best = tuner.best(key);
+      if (best) {
+        return this.#matmulRun(x, {
+          def: MATMUL_DEFS[best.kernel].def,
+          block: MATMUL_DEFS[best.kernel].block,
+          slices: best.slices,
+        });
+      }
+      // first sight of this shape: time every candidate into a scratch output, then run auto's choice
+      const candidates = tuner.begin(key, matmulCandidates(M, N, Kd, splitKSlices(M, N, Kd)));
+      if (candidates.length > 0) this.#matmulTimeCandidates(x, key, tuner, candidates);
     }
-    const tile = kernel.block; // output block per workgroup
-    this.#dispatch(kernel.def, {
-      params: [M, N, Kd, Kd],
-      bufs: [a, b, bias, out],
-      groups: [Math.ceil(N / tile), Math.ceil(M / tile)],
-      constants,
-      profileNote: note,
+    const large = Math.ceil(M / 128) * Math.ceil(N / 128) >= AUTO_LARGE_MIN_GROUPS;
+    const def = large ? MATMUL_DEFS.large : MATMUL_DEFS.tiled;
+    this.#matmulRun(x, { def: def.def, block: def.block, slices: large ? 1 : splitKSlices(M, N, Kd) });
+  }
+
+  /** One product with a given kernel (and split-K when `slices` > 1), optionally timed by the tuner. */
+  #matmulRun(
+    x: MatmulCall,
+    k: { def: KernelDef; block: number; slices: number },
+    timer?: { by: GpuProfiler; key: string },
+  ): void {
+    if (k.slices > 1) return this.#matmulSplitK({ ...x, S: k.slices }, timer);
+    this.#dispatch(k.def, {
+      params: [x.M, x.N, x.Kd, x.Kd],
+      bufs: [x.a, x.b, x.bias, x.out],
+      groups: [Math.ceil(x.N / k.block), Math.ceil(x.M / k.block)],
+      constants: x.constants,
+      profileNote: x.note,
+      timer,
     });
   }
 
+  /** The tuner's timing runs: each candidate {@link TUNE_RUNS} times into a scratch output. */
+  #matmulTimeCandidates(x: MatmulCall, key: string, tuner: MatmulTuner, candidates: MatmulCandidate[]): void {
+    const scratch = this.#acquire(x.M * x.N, "f32", "matmul tuning scratch");
+    const run = { ...x, bias: null, out: scratch, constants: { ...x.constants, HAS_BIAS: 0, ACCUMULATE: 0 } };
+    for (const c of candidates) {
+      const def = MATMUL_DEFS[c.kernel];
+      const timer = { by: tuner.timer, key: tuner.timerKey(key, c) };
+      for (let r = 0; r < TUNE_RUNS; r++) {
+        this.#matmulRun(run, { def: def.def, block: def.block, slices: c.slices }, timer);
+      }
+    }
+    this.free(scratch);
+  }
+
+  /** The matmul tuner's results so far (`GPT2_SFT_MATMUL=tune`), or undefined for another kernel. */
+  get matmulTuning(): TunedShape[] | undefined {
+    return this.#tuner?.report();
+  }
+
   /** The tiled product in S slices of K into a temporary, then split_k_reduce.wgsl into `out`. */
-  #matmulSplitK(
-    x: {
-      a: GpuBuf;
-      b: GpuBuf;
-      bias: GpuBuf | null;
-      out: GpuBuf;
-      M: number;
-      N: number;
-      Kd: number;
-      S: number;
-      constants: Record<string, number>;
-      note: string;
-    },
-  ): void {
+  #matmulSplitK(x: MatmulCall & { S: number }, timer?: { by: GpuProfiler; key: string }): void {
     const { M, N, Kd } = x;
     const KC = Math.ceil(Math.ceil(Kd / x.S) / 16) * 16; // whole 16-deep tiles per slice
     const S = Math.ceil(Kd / KC);
@@ -778,12 +836,14 @@ export class WebGpuBackend implements Backend {
       groups: [Math.ceil(N / 64), Math.ceil(M / 64), S],
       constants: { ...x.constants, HAS_BIAS: 0, ACCUMULATE: 0, SPLIT_K: 1 },
       profileNote: `${x.note} split ${S}`,
+      timer,
     });
     this.#dispatch(K.splitKReduce, {
       params: [M * N, N, S],
       bufs: [part, x.bias, x.out],
       groups: Math.ceil((M * N) / 256),
       constants: { HAS_BIAS: x.constants.HAS_BIAS!, ACCUMULATE: x.constants.ACCUMULATE! },
+      timer,
     });
     this.free(part);
   }
@@ -1057,10 +1117,12 @@ export class WebGpuBackend implements Backend {
     if (this.#slots > 0) {
       this.#device.queue.writeBuffer(this.#uniforms, 0, this.#uniformHost, 0, this.#slots * UNIFORM_SLOT);
     }
-    const afterSubmit = this.#profiler?.finishBatch(this.#encoder);
+    const afterProfile = this.#profiler?.finishBatch(this.#encoder);
+    const afterTune = this.#tuner?.timer.finishBatch(this.#encoder);
     this.#device.queue.submit([this.#encoder.finish()]);
     this.#submits++;
-    afterSubmit?.();
+    afterProfile?.();
+    afterTune?.();
     this.#encoder = null;
     this.#slots = 0;
   }
@@ -1179,17 +1241,18 @@ export class WebGpuBackend implements Backend {
     const gpuBufs: GPUBuffer[] = [];
     for (let i = 0; i < k.bindings.length; i++) gpuBufs.push(bufs[i]?.buffer ?? this.#placeholder(i));
     const bindGroup = this.#bindGroup(bgl, layoutId, gpuBufs);
-    if (this.#profiler) {
-      // one pass per dispatch, each with its own pair of timestamps
+    const timer = args.timer ??
+      (this.#profiler ? { by: this.#profiler, key: args.profileNote ? `${label} ${args.profileNote}` : label } : null);
+    if (timer) {
+      // a pass of its own, with its own pair of timestamps
       this.#endPass();
-      this.#pass = this.#enc().beginComputePass(
-        this.#profiler.pass(args.profileNote ? `${label} ${args.profileNote}` : label),
-      );
+      this.#pass = this.#enc().beginComputePass(timer.by.pass(timer.key));
     }
     this.#pass ??= this.#enc().beginComputePass();
     this.#pass.setPipeline(pipeline);
     this.#pass.setBindGroup(0, bindGroup, [slot * UNIFORM_SLOT]);
     this.#pass.dispatchWorkgroups(gx, gy, gz);
     this.#dispatches++;
+    if (args.timer) this.#endPass(); // later dispatches must not fall inside the timed pass
   }
 }

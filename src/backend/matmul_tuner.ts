@@ -1,0 +1,132 @@
+/**
+ * Matmul autotuning for the WebGPU backend (`GPT2_SFT_MATMUL=tune`): which kernel is fastest for a product
+ * depends on the GPU (cores, shared memory, registers) and on the shape, so instead of guessing, measure.
+ *
+ * The first time a product of a given shape is recorded, the backend also records a few timing runs of
+ * every candidate kernel on the same inputs, each into a scratch output in its own compute pass whose
+ * timestamps the GPU writes (the profiler's machinery, `gpu_profiler.ts`); meanwhile that product, and any
+ * of the same shape recorded before the timings are back, runs with the `auto` choice. Nothing waits: the
+ * timings come back with the batch they were submitted in, and from then on that shape runs with the
+ * candidate of least mean GPU time. Each shape costs its candidates' runs once per process.
+ *
+ * Shapes are keyed by N, K, the layout, and M rounded up to a multiple of 128, so the varying B·T of
+ * per-batch padding does not tune every length anew.
+ * @module
+ */
+
+import type { GpuProfiler } from "./gpu_profiler.ts";
+
+/** A way to run a product: a kernel, and for the tiled one a number of K slices (split-K, 1 = none). */
+export interface MatmulCandidate {
+  /** "tiled", "large" or "tiled split S". */
+  name: string;
+  kernel: "tiled" | "large";
+  slices: number;
+}
+
+/** Timing runs per candidate. */
+export const TUNE_RUNS = 2;
+
+/** One tuned shape, for reports. */
+export interface TunedShape {
+  /** `M≤…×N×K` and the layout, e.g. `M≤1024×3072×768 Bᵀ`. */
+  shape: string;
+  /** The candidate chosen, or null while the timings are out. */
+  choice: string | null;
+  /** Mean GPU milliseconds per run of each candidate measured so far. */
+  candidates: { name: string; ms: number }[];
+}
+
+interface Entry {
+  shape: string;
+  candidates: MatmulCandidate[];
+  best: MatmulCandidate | null;
+}
+
+/** The tuner's state: candidates, the timings that came back, the choices made. */
+export class MatmulTuner {
+  readonly #entries = new Map<string, Entry>();
+  constructor(readonly timer: GpuProfiler) {}
+
+  /** The key of a product's shape. */
+  key(M: number, N: number, K: number, transA: boolean, transB: boolean): string {
+    const m = Math.ceil(M / 128) * 128;
+    return `M≤${m}×${N}×${K}${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""}`;
+  }
+
+  /**
+   * The best candidate for `key` once its timings are in; undefined when it has none yet, in which case
+   * the caller records the timing runs of {@link begin}'s candidates (only the first time: `begin` returns
+   * an empty list afterwards).
+   */
+  best(key: string): MatmulCandidate | undefined {
+    const e = this.#entries.get(key);
+    if (!e) return undefined;
+    if (!e.best) this.#decide(key, e);
+    return e.best ?? undefined;
+  }
+
+  /** Start tuning `key`: the candidates to time, or [] when that is already under way. */
+  begin(key: string, candidates: MatmulCandidate[]): MatmulCandidate[] {
+    if (this.#entries.has(key)) return [];
+    this.#entries.set(key, { shape: key, candidates, best: null });
+    return candidates;
+  }
+
+  /** The timer key of one candidate's runs. */
+  timerKey(key: string, c: MatmulCandidate): string {
+    return `${key} | ${c.name}`;
+  }
+
+  #decide(key: string, e: Entry): void {
+    let best: MatmulCandidate | null = null, bestNs = Infinity;
+    for (const c of e.candidates) {
+      const t = this.timer.totals(this.timerKey(key, c));
+      const perRun = c.slices > 1 ? 2 : 1; // split-K: the product and the reduce
+      if (!t || t.calls < TUNE_RUNS * perRun) return; // not all back yet
+      const ns = t.ns / TUNE_RUNS;
+      if (ns < bestNs) [best, bestNs] = [c, ns];
+    }
+    e.best = best;
+  }
+
+  /** Every shape seen, with its candidates' times and the choice. */
+  report(): TunedShape[] {
+    return [...this.#entries].map(([key, e]) => {
+      if (!e.best) this.#decide(key, e);
+      const candidates: { name: string; ms: number }[] = [];
+      for (const c of e.candidates) {
+        const t = this.timer.totals(this.timerKey(key, c));
+        if (t) candidates.push({ name: c.name, ms: t.ns / TUNE_RUNS / 1e6 });
+      }
+      return { shape: e.shape, choice: e.best?.name ?? null, candidates };
+    });
+  }
+}
+
+/**
+ * The candidates for a product: the tiled kernel; the large one where it gets at least a few workgroups;
+ * and split-K over the tiled kernel where the output has few 64×64 blocks and K is long (`slices` from
+ * the same rule as `auto`, and twice that).
+ */
+export function matmulCandidates(M: number, N: number, K: number, splitSlices: number): MatmulCandidate[] {
+  const list: MatmulCandidate[] = [{ name: "tiled", kernel: "tiled", slices: 1 }];
+  if (Math.ceil(M / 128) * Math.ceil(N / 128) >= 4) list.push({ name: "large", kernel: "large", slices: 1 });
+  if (splitSlices > 1) {
+    for (const s of new Set([splitSlices, Math.min(2 * splitSlices, Math.floor(K / 256))])) {
+      if (s > 1) list.push({ name: `tiled split ${s}`, kernel: "tiled", slices: s });
+    }
+  }
+  return list;
+}
+
+/** The tuning results as a text table. */
+export function formatTuning(rows: readonly TunedShape[]): string {
+  const w = Math.max(5, ...rows.map((r) => r.shape.length));
+  const lines = ["Matmul tuning (GPT2_SFT_MATMUL=tune): mean GPU ms per run of each candidate, * = chosen"];
+  for (const r of rows) {
+    const c = r.candidates.map((x) => `${x.name === r.choice ? "*" : ""}${x.name} ${x.ms.toFixed(3)}`).join(", ");
+    lines.push(`${r.shape.padEnd(w)}  ${r.choice === null ? "(timings not back yet) " : ""}${c}`);
+  }
+  return lines.join("\n");
+}
