@@ -49,7 +49,7 @@ import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
 import { timeToAccuracyMain } from "./time_to_accuracy.ts";
 import { type MatmulKernel, parseMatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
-import { formatProfile, type KernelTime } from "../src/backend/gpu_profiler.ts";
+import { formatProfile, type KernelTime } from "../src/backend/profile.ts";
 import { formatTuning, type TunedShape } from "../src/backend/matmul_tuner.ts";
 import { type GPT2Config, parseConfig } from "../src/model/config.ts";
 import { type Batch, GPT2, normalRng } from "../src/model/gpt2.ts";
@@ -406,7 +406,8 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
     : "";
   log(`  ${(flops / 1e9).toFixed(1)} GFLOP per step${est}; ${o.warmup} warm-up + ${o.steps} timed step(s)`);
   const times: number[] = [], hostTimes: number[] = [], losses: number[] = [];
-  const profiler = be instanceof WebGpuBackend && be.profiling ? be : undefined;
+  const p = be as { profiling?: boolean; profile?: (o?: { reset?: boolean }) => Promise<KernelTime[]> };
+  const profiler = p.profiling && p.profile ? { profile: p.profile.bind(be) } : undefined;
   let counts0: { dispatches: number; submits: number } | undefined;
   for (let i = 0; i < o.warmup + o.steps; i++) {
     if (i === o.warmup) {
@@ -447,7 +448,9 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   if (profile) {
     log(
       formatProfile(profile, {
-        title: `GPU time by kernel, per step (mean of ${o.steps}; profiled: one pass per dispatch)`,
+        title: be.name === "cpu"
+          ? `Time by op on the CPU, per step (mean of ${o.steps})`
+          : `GPU time by kernel, per step (mean of ${o.steps}; profiled: one pass per dispatch)`,
       }),
     );
   }
@@ -555,10 +558,7 @@ async function main(): Promise<number> {
   let step: StepResult | undefined;
   let gpu: { allocatedBytes: number; buffers: number } | undefined;
   if (only === "all" || only === "step") {
-    if (v.profile && backendName === "cpu") {
-      throw new Error("--profile times GPU kernels: it needs --backend webgpu or auto");
-    }
-    const be = v.profile ? await WebGpuBackend.create({ profile: true }) : await createBackend(backendName);
+    const be = await createBackend(backendName, { profile: v.profile });
     if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
     device = be.description;
     name = be.name;

@@ -19,7 +19,7 @@ import { CpuBackend } from "../src/backend/cpu.ts";
 import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { type MatmulKernel, splitKSlices, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, type Tolerance } from "../src/testing/compare.ts";
-import { formatProfile } from "../src/backend/gpu_profiler.ts";
+import { formatProfile } from "../src/backend/profile.ts";
 import { formatTuning, matmulCandidates } from "../src/backend/matmul_tuner.ts";
 
 const available = await webgpuForTests("webgpu_ops_test");

@@ -300,6 +300,31 @@ export type OpName =
   | "globalNorm"
   | "adamw";
 
+/** Every {@link OpName}, for code that wraps all ops (the CPU backend's op timer). */
+export const OP_NAMES: readonly OpName[] = Object.keys(
+  {
+    add: 1,
+    scale: 1,
+    geluForward: 1,
+    geluBackward: 1,
+    dropoutForward: 1,
+    dropoutBackward: 1,
+    embeddingForward: 1,
+    embeddingBackward: 1,
+    layernormForward: 1,
+    layernormBackward: 1,
+    matmul: 1,
+    sumRows: 1,
+    attentionForward: 1,
+    attentionBackward: 1,
+    attentionCached: 1,
+    crossEntropy: 1,
+    sum: 1,
+    globalNorm: 1,
+    adamw: 1,
+  } satisfies Record<OpName, 1>,
+) as OpName[];
+
 /**
  * The argument object of op `K`, as {@link Backend} declares it (with its field docs): the backends write
  * `geluForward(args: OpArgs<"geluForward">)` instead of spelling the fields out again.

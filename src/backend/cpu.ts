@@ -22,7 +22,17 @@
  * @module
  */
 
-import type { AttentionDropout, Backend, Buf, DType, MatmulArgs, OpArgs } from "./backend.ts";
+import {
+  type AttentionDropout,
+  type Backend,
+  type Buf,
+  type DType,
+  type MatmulArgs,
+  OP_NAMES,
+  type OpArgs,
+} from "./backend.ts";
+import { type KernelTime, OpTimer } from "./profile.ts";
+import { readEnv } from "../runtime.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
 import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
 import { gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
@@ -122,6 +132,8 @@ export interface CpuBackendOptions {
    * "reference": always the loops below. See cpu_fast.ts.
    */
   matmul?: CpuMatmulMode;
+  /** Time every op on the host clock ({@link CpuBackend.profile}). Default: on when `GPT2_SFT_PROFILE` is 1. */
+  profile?: boolean;
 }
 
 /** The reference backend: synchronous loops over typed arrays on the calling thread. */
@@ -135,6 +147,8 @@ export class CpuBackend implements Backend {
    * undefined for the reference loops.
    */
   #fastMath: FastMath | undefined;
+  /** The op timer when profiling (`GPT2_SFT_PROFILE=1`). */
+  readonly #timer: OpTimer | undefined;
 
   constructor(options: CpuBackendOptions = {}) {
     this.#fastMatmul = selectCpuMatmul(options.matmul);
@@ -144,6 +158,29 @@ export class CpuBackend implements Backend {
       const fast = this.#fastMath ? "GELU and softmax exp in WebAssembly SIMD, other ops" : "other ops";
       this.description = this.#fastMatmul.description.replace(/\)$/, `; ${fast} plain TypeScript)`);
     } else this.description = "CPU reference (plain TypeScript loops, 1 thread)";
+    if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {
+      this.#timer = new OpTimer();
+      this.#timer.install(this, OP_NAMES);
+      this.description += ", profiling";
+    }
+  }
+
+  /** Whether ops are being timed (the `profile` option, `GPT2_SFT_PROFILE=1`). */
+  get profiling(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /**
+   * Milliseconds per op since the last reset, largest first (matmuls keyed by shape). Async like the WebGPU
+   * backend's. Throws when the backend was created without profiling.
+   */
+  profile(opts: { reset?: boolean } = {}): Promise<KernelTime[]> {
+    if (!this.#timer) {
+      return Promise.reject(new Error("Cannot report a profile: the backend was created without `profile`"));
+    }
+    const rows = this.#timer.report();
+    if (opts.reset) this.#timer.reset();
+    return Promise.resolve(rows);
   }
 
   // ------------------------------------------------------------------------------------------------

@@ -14,15 +14,7 @@
  * @module
  */
 
-/** One kernel's share of the profiled work. */
-export interface KernelTime {
-  /** `file.wgsl:entry`, plus the shape for matmuls (`M×N×K` and layout). */
-  kernel: string;
-  /** Dispatches. */
-  calls: number;
-  /** Total GPU milliseconds. */
-  ms: number;
-}
+import type { KernelTime } from "./profile.ts";
 
 const QUERY_RESOLVE = 0x0200;
 const COPY_SRC = 0x0004;
@@ -122,27 +114,4 @@ export class GpuProfiler {
     this.#querySet.destroy();
     this.#resolve.destroy();
   }
-}
-
-/** A profile as a text table: kernel, calls, total ms, ms per call, share of the total. */
-export function formatProfile(rows: readonly KernelTime[], opts: { per?: number; title?: string } = {}): string {
-  const per = opts.per ?? 1;
-  const total = rows.reduce((s, r) => s + r.ms, 0);
-  const w = Math.max(6, ...rows.map((r) => r.kernel.length));
-  const lines = [
-    opts.title ?? `GPU time by kernel${per > 1 ? ` (per step, mean of ${per})` : ""}`,
-    `${"kernel".padEnd(w)}  ${"calls".padStart(6)}  ${"ms".padStart(9)}  ${"ms/call".padStart(9)}  share`,
-  ];
-  for (const r of rows) {
-    lines.push(
-      `${r.kernel.padEnd(w)}  ${String(Math.round(r.calls / per)).padStart(6)}  ${
-        (r.ms / per).toFixed(3).padStart(9)
-      }  ` +
-        `${(r.ms / r.calls).toFixed(4).padStart(9)}  ${
-          (total > 0 ? (100 * r.ms) / total : 0).toFixed(1).padStart(5)
-        } %`,
-    );
-  }
-  lines.push(`${"total".padEnd(w)}  ${"".padStart(6)}  ${(total / per).toFixed(3).padStart(9)}`);
-  return lines.join("\n");
 }

@@ -8,7 +8,7 @@
 
 import type { Backend } from "./backend.ts";
 import { CpuBackend } from "./cpu.ts";
-import { formatProfile, type KernelTime } from "./gpu_profiler.ts";
+import { formatProfile, type KernelTime } from "./profile.ts";
 import { formatTuning, type TunedShape } from "./matmul_tuner.ts";
 
 export type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
@@ -28,29 +28,31 @@ export function parseBackendName(value: string | undefined): BackendName {
 }
 
 /**
- * The GPU time per kernel of everything a backend ran, as a table, when it was created with profiling on
- * (`GPT2_SFT_PROFILE=1` on WebGPU), and the matmul tuner's choices under `GPT2_SFT_MATMUL=tune`; undefined
+ * The time per kernel (WebGPU: on the GPU) or per op (CPU) of everything a backend ran, as a table, when it
+ * was created with profiling on (`GPT2_SFT_PROFILE=1`), and the matmul tuner's choices under `GPT2_SFT_MATMUL=tune`; undefined
  * when neither applies.
  */
 export async function profileReport(be: Backend): Promise<string | undefined> {
   const p = be as { profiling?: boolean; profile?: () => Promise<KernelTime[]>; matmulTuning?: TunedShape[] };
   const parts: string[] = [];
   if (p.profiling && p.profile) {
-    parts.push(formatProfile(await p.profile(), { title: "GPU time by kernel (GPT2_SFT_PROFILE=1), the whole run" }));
+    const what = be.name === "cpu" ? "Time by op on the CPU" : "GPU time by kernel";
+    parts.push(formatProfile(await p.profile(), { title: `${what} (GPT2_SFT_PROFILE=1), the whole run` }));
   }
   if (p.matmulTuning && p.matmulTuning.length > 0) parts.push(formatTuning(p.matmulTuning));
   return parts.length > 0 ? parts.join("\n") : undefined;
 }
 
 /** Create the named backend. `auto` prefers a hardware WebGPU adapter, then the CPU. */
-export async function createBackend(name: BackendName = "auto"): Promise<Backend> {
-  if (name === "cpu") return new CpuBackend();
+export async function createBackend(name: BackendName = "auto", opts: { profile?: boolean } = {}): Promise<Backend> {
+  const profile = opts.profile || undefined; // unset: GPT2_SFT_PROFILE decides
+  if (name === "cpu") return new CpuBackend({ profile });
   const { WebGpuBackend } = await import("./webgpu.ts");
-  if (name === "webgpu") return await WebGpuBackend.create();
+  if (name === "webgpu") return await WebGpuBackend.create({ profile });
   try {
-    const gpu = await WebGpuBackend.create({ rejectSoftware: true });
+    const gpu = await WebGpuBackend.create({ rejectSoftware: true, profile });
     return gpu;
   } catch {
-    return new CpuBackend();
+    return new CpuBackend({ profile });
   }
 }

@@ -24,7 +24,8 @@
 import type { AttentionDropout, Backend, Buf, DType, MatmulArgs, OpArgs } from "./backend.ts";
 import { dropoutParams } from "./dropout_hash.ts";
 import { type GpuDeviceOptions, requestGpuDevice } from "./gpu_device.ts";
-import { GpuProfiler, type KernelTime } from "./gpu_profiler.ts";
+import { GpuProfiler } from "./gpu_profiler.ts";
+import { type KernelTime, matmulNote } from "./profile.ts";
 import { type MatmulCandidate, matmulCandidates, MatmulTuner, TUNE_RUNS, type TunedShape } from "./matmul_tuner.ts";
 
 import adamwSrc from "../../kernels/adamw.wgsl" with { type: "text" };
@@ -764,7 +765,7 @@ export class WebGpuBackend implements Backend {
       HAS_BIAS: +(bias !== null),
       ACCUMULATE: +!!args.accumulate,
     };
-    const note = `${M}×${N}×${Kd}${args.transA ? " Aᵀ" : ""}${args.transB ? " Bᵀ" : ""}${args.accumulate ? " +=" : ""}`;
+    const note = matmulNote(args);
     const x = { a, b, bias, out, M, N, Kd, constants, note };
     const kernel = this.#matmul;
     if (kernel !== "auto") return this.#matmulRun(x, { def: kernel.def, block: kernel.block, slices: 1 });
