@@ -5,9 +5,10 @@
  *
  * Usage (Deno or Bun; see bench/README.md):
  *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
- *                   [--batch B] [--layers L] [--only matmul|step|dispatch|classify|tta] [--all-layouts] [--no-dropout]
+ *                   [--batch B] [--layers L] [--only PART[,PART…]] [--all-layouts] [--no-dropout]
  *                   [--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,…]
  *   bun bench/bench.ts …the same flags…
+ * PART: matmul, step, dispatch, classify, tta (default: all of them).
  *
  * Matmul: M = B·T rows (default 4·256 = 1024) times each of GPT-2's weights: c_attn 768×2304, c_fc 768×3072,
  * mlp c_proj 3072×768, attn c_proj 768×768 (forward layout A·B, with bias), the tied LM head A·Bᵀ with
@@ -501,7 +502,7 @@ async function main(): Promise<number> {
   if (v.help) {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
-        "[--batch B] [--layers L] [--only matmul|step|dispatch|classify|tta] [--all-layouts] [--no-dropout] " +
+        "[--batch B] [--layers L] [--only PART[,PART…]] [--all-layouts] [--no-dropout] " +
         "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,auto,tune,large-f16,naive] " +
         "[--profile]",
     );
@@ -514,7 +515,10 @@ async function main(): Promise<number> {
   const layers = numberFlag("layers", v.layers, quick ? 2 : 12, { integer: true, min: 1 });
   const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
   const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
-  const only = choiceFlag("only", v.only, ["matmul", "step", "dispatch", "classify", "tta", "all"] as const, "all");
+  // --only: one part, or several separated by commas (e.g. "matmul,step"); "all" by default
+  const PARTS = ["matmul", "step", "dispatch", "classify", "tta", "all"] as const;
+  const parts = new Set((v.only ?? "all").split(",").map((p) => choiceFlag("only", p.trim(), PARTS, "all")));
+  const run = (part: (typeof PARTS)[number]) => parts.has("all") || parts.has(part);
   const classifyN = numberFlag("classify-n", v["classify-n"], quick ? 20 : 100, { integer: true, min: 1 });
   const classifyShape = choiceFlag("classify-shape", v["classify-shape"], ["tiny", "gpt2"] as const, "tiny");
   const log = (s: string) => console.log(s);
@@ -525,7 +529,7 @@ async function main(): Promise<number> {
   const matmul: MatmulResult[] = [];
   const matmulTuning: TunedShape[] = [];
   let device = "", name = "";
-  if (only === "all" || only === "matmul") {
+  if (run("matmul")) {
     // WebGPU: one backend per kernel asked for (default: the backend's own, GPT2_SFT_MATMUL or "tiled")
     const kernels: (MatmulKernel | undefined)[] = v["matmul-kernels"]
       ? v["matmul-kernels"].split(",").map((k) => parseMatmulKernel(k.trim(), "--matmul-kernels entry"))
@@ -557,7 +561,7 @@ async function main(): Promise<number> {
 
   let step: StepResult | undefined;
   let gpu: { allocatedBytes: number; buffers: number } | undefined;
-  if (only === "all" || only === "step") {
+  if (run("step")) {
     const be = await createBackend(backendName, { profile: v.profile });
     if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
     device = be.description;
@@ -582,7 +586,7 @@ async function main(): Promise<number> {
   }
 
   let dispatch: DispatchResult | undefined;
-  if ((only === "all" || only === "dispatch") && backendName !== "cpu") {
+  if (run("dispatch") && backendName !== "cpu") {
     const be = await createBackend(backendName);
     if (be instanceof WebGpuBackend) {
       dispatch = await benchDispatch(be);
@@ -595,7 +599,7 @@ async function main(): Promise<number> {
   }
 
   let classify: ClassifierResult | undefined;
-  if (only === "all" || only === "classify") {
+  if (run("classify")) {
     const be = await createBackend(backendName);
     if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
     device = be.description;
@@ -609,7 +613,7 @@ async function main(): Promise<number> {
 
   // time to 99 % (bench/time_to_accuracy.ts, the tiny demo model, both paddings); --quick: a few steps only
   let tta: unknown;
-  if (only === "all" || only === "tta") {
+  if (run("tta")) {
     const lines: string[] = [];
     const ttaArgs = ["--backend", backendName, "--pad", "both", "--json"];
     if (quick) ttaArgs.push("--train", "200", "--eval-n", "20", "--eval-every", "10", "--max-steps", "20");

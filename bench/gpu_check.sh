@@ -15,7 +15,8 @@
 #                    --attention flash
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
-#                    --classify-shape gpt2 --matmul-kernels tiled,large,auto,large-f16 (JSON last line)
+#                    --only matmul,step,dispatch,classify --classify-shape gpt2
+#                    --matmul-kernels tiled,large,auto,tune,large-f16 (JSON last line)
 #   steps.log        the step alone at T = 128; at T = 256 with GPT2_SFT_ATTENTION=flash; at T = 256 with
 #                    --profile (GPU time per kernel from timestamp queries); at T = 256 with GPT2_SFT_MATMUL=tune
 #                    (a JSON line each)
@@ -52,10 +53,11 @@ budget=${GPU_CHECK_BUDGET:-510}
 steps=${BENCH_STEPS:-10}
 quick=()
 # the full bench: four matmul kernels and the real-shape classifier; the smoke test (lavapipe) keeps it short
-bench_extra=(--classify-shape gpt2 --matmul-kernels tiled,large,auto,tune,large-f16)
+# (time to accuracy runs in its own step below, with the PyTorch side)
+bench_extra=(--only matmul,step,dispatch,classify --classify-shape gpt2 --matmul-kernels tiled,large,auto,tune,large-f16)
 if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   quick=(--quick)
-  bench_extra=(--classify-shape tiny --matmul-kernels tiled,large --quick)
+  bench_extra=(--only matmul,step,dispatch,classify --classify-shape tiny --matmul-kernels tiled,large --quick)
 fi
 start=$(date +%s)
 summary="$OUT/summary.txt"
