@@ -7,13 +7,15 @@
 // Same contract, bindings and overrides as matmul_tiled.wgsl (read that one first; this one adds two ideas).
 //
 // Bindings:
-//   0 p     uniform  { M, N, K }
+//   0 p     uniform  { M, N, K, KC }   (KC: the depth one workgroup sums, K unless SPLIT_K)
 //   1 a     [M,K] or [K,M] (TRANS_A)                       read
 //   2 b     [K,N] or [N,K] (TRANS_B)                       read
 //   3 bias  [N] (ignored unless HAS_BIAS; bind any buffer)  read
 //   4 out   [M,N]                                          `=`, or `+=` with ACCUMULATE
-// Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE (bool).
-// Dispatch: workgroups of 16×16 = 256 invocations; grid (ceil(N/128), ceil(M/128)). Workgroup (X, Y) owns
+//           with SPLIT_K: [S,M,N] partial products (as matmul_tiled.wgsl; split_k_reduce.wgsl adds them)
+// Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE, SPLIT_K (bool).
+// Dispatch: workgroups of 16×16 = 256 invocations; grid (ceil(N/128), ceil(M/128), S), S = ceil(K/KC) slices
+// of K (1 without SPLIT_K; KC a multiple of BK). Workgroup (X, Y, Z) sums k in [Z·KC, min(K, (Z+1)·KC)) and owns
 // out[128Y … 128Y+127, 128X … 128X+127]. Invocation (tx, ty) owns an 8×8 block split in four 4×4 quarters:
 // rows 128Y + 4ty + i and 128Y + 64 + 4ty + i, columns 128X + 4tx + j and 128X + 64 + 4tx + j (i, j < 4).
 // Matches: CpuBackend.matmul (src/backend/cpu.ts), up to float32 summation order (k in order 0…K−1 in
@@ -32,19 +34,23 @@
 // everyone has finished reading the copy that step t overwrites.
 //
 // Costs: 128×128 blocks give few workgroups when M or N is small (1024×768 is 8×6 = 48 workgroups), which
-// can leave a large GPU partly idle; matmul_tiled's 64×64 blocks give 4× as many. Which wins depends on
-// the GPU and the shape: `bench/bench.ts --matmul-kernels` measures both.
+// can leave a large GPU partly idle; matmul_tiled's 64×64 blocks give 4× as many, and SPLIT_K (see
+// matmul_tiled.wgsl) multiplies them by the number of K slices. Which wins depends on the GPU and the
+// shape: `bench/bench.ts --matmul-kernels` measures the kernels, and `GPT2_SFT_MATMUL=tune` times them,
+// split or not, per shape on the GPU at hand.
 
 struct Params {
   M: u32,
   N: u32,
   K: u32,
+  KC: u32,
 }
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+override SPLIT_K: bool = false;
 
 const BM = 128u; // rows of out per workgroup
 const BN = 128u; // columns of out per workgroup
@@ -75,15 +81,20 @@ fn load_b(k: u32, n: u32) -> f32 {
   return b[k * p.N + n];
 }
 
-// Write out(m, n0 … n0 + 3) from v, skipping columns outside the matrix.
-fn store4(m: u32, n0: u32, v: vec4<f32>) {
+// Write out(m, n0 … n0 + 3) from v, skipping columns outside the matrix; with SPLIT_K, slice z's partial
+// sums into its own [M,N] slab (no bias, no `+=`: the reduce does those).
+fn store4(m: u32, n0: u32, v: vec4<f32>, z: u32) {
   if (m >= p.M) { return; }
   for (var j = 0u; j < 4u; j++) {
     let n = n0 + j;
     if (n >= p.N) { return; }
     var x = v[j];
-    if (HAS_BIAS) { x += bias[n]; }
     let o = m * p.N + n;
+    if (SPLIT_K) {
+      out[z * p.M * p.N + o] = x;
+      continue;
+    }
+    if (HAS_BIAS) { x += bias[n]; }
     if (ACCUMULATE) { x += out[o]; }
     out[o] = x;
   }
@@ -116,18 +127,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   // would move the array to slow per-thread memory on most GPUs). WGSL zero-initialises it.
   var acc: array<vec4<f32>, 16>;
 
+  // this workgroup's slice of K (all of it unless SPLIT_K), in whole tiles; the prefetch of the tile
+  // after the slice's last reads the next slice's (or zeros past K) and is never used
+  let kbeg = wg.z * p.KC;
+  let ktiles = (min(p.K, kbeg + p.KC) - kbeg + BK - 1u) / BK;
+
   // ---- prologue: tile 0 into copy 0 ----
-  As[0][a_k * 32u + a_q] = vec4(load_a(am, a_k), load_a(am + 1u, a_k), load_a(am + 2u, a_k), load_a(am + 3u, a_k));
-  Bs[0][b_k * 32u + b_q] = vec4(load_b(b_k, bn), load_b(b_k, bn + 1u), load_b(b_k, bn + 2u), load_b(b_k, bn + 3u));
+  let ak0 = kbeg + a_k;
+  let bk0 = kbeg + b_k;
+  As[0][a_k * 32u + a_q] = vec4(load_a(am, ak0), load_a(am + 1u, ak0), load_a(am + 2u, ak0), load_a(am + 3u, ak0));
+  Bs[0][b_k * 32u + b_q] = vec4(load_b(bk0, bn), load_b(bk0, bn + 1u), load_b(bk0, bn + 2u), load_b(bk0, bn + 3u));
   workgroupBarrier();
 
-  let ktiles = (p.K + BK - 1u) / BK;
   for (var t = 0u; t < ktiles; t++) {
     let s = t % 2u;
     // ---- issue the global loads of tile t + 1 (zeros past the end of K) ----
-    let ak = (t + 1u) * BK + a_k;
+    let ak = kbeg + (t + 1u) * BK + a_k;
     let next_a = vec4(load_a(am, ak), load_a(am + 1u, ak), load_a(am + 2u, ak), load_a(am + 3u, ak));
-    let bk = (t + 1u) * BK + b_k;
+    let bk = kbeg + (t + 1u) * BK + b_k;
     let next_b = vec4(load_b(bk, bn), load_b(bk, bn + 1u), load_b(bk, bn + 2u), load_b(bk, bn + 3u));
 
     // ---- 8 rank-1 updates of the 8×8 register block from copy s ----
@@ -164,20 +181,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let r = m0 + 4u * ty;
   let c0 = n0 + 4u * tx;
   let c1 = c0 + 64u;
-  store4(r, c0, acc[0]);
-  store4(r, c1, acc[1]);
-  store4(r + 1u, c0, acc[2]);
-  store4(r + 1u, c1, acc[3]);
-  store4(r + 2u, c0, acc[4]);
-  store4(r + 2u, c1, acc[5]);
-  store4(r + 3u, c0, acc[6]);
-  store4(r + 3u, c1, acc[7]);
-  store4(r + 64u, c0, acc[8]);
-  store4(r + 64u, c1, acc[9]);
-  store4(r + 65u, c0, acc[10]);
-  store4(r + 65u, c1, acc[11]);
-  store4(r + 66u, c0, acc[12]);
-  store4(r + 66u, c1, acc[13]);
-  store4(r + 67u, c0, acc[14]);
-  store4(r + 67u, c1, acc[15]);
+  store4(r, c0, acc[0], wg.z);
+  store4(r, c1, acc[1], wg.z);
+  store4(r + 1u, c0, acc[2], wg.z);
+  store4(r + 1u, c1, acc[3], wg.z);
+  store4(r + 2u, c0, acc[4], wg.z);
+  store4(r + 2u, c1, acc[5], wg.z);
+  store4(r + 3u, c0, acc[6], wg.z);
+  store4(r + 3u, c1, acc[7], wg.z);
+  store4(r + 64u, c0, acc[8], wg.z);
+  store4(r + 64u, c1, acc[9], wg.z);
+  store4(r + 65u, c0, acc[10], wg.z);
+  store4(r + 65u, c1, acc[11], wg.z);
+  store4(r + 66u, c0, acc[12], wg.z);
+  store4(r + 66u, c1, acc[13], wg.z);
+  store4(r + 67u, c0, acc[14], wg.z);
+  store4(r + 67u, c1, acc[15], wg.z);
 }

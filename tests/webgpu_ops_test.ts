@@ -642,12 +642,57 @@ describe("webgpu backend", () => {
     }
   });
 
+  gpuTest(
+    "split-K over the large and the tiled kernel, forced: edge blocks, a partial last slice, bias, +=",
+    async () => {
+      const candidates = [
+        { name: "large split 3", kernel: "large", slices: 3 },
+        { name: "tiled split 5", kernel: "tiled", slices: 5 },
+      ] as const;
+      for (const c of candidates) {
+        const g = await WebGpuBackend.create({ matmulCandidate: c });
+        try {
+          let seed = 100;
+          // 130 × 260: edge blocks of 128 and 64; K = 1000 cuts into slices of 336/208 with a shorter last one
+          for (const [M, N, K] of [[130, 260, 1000], [7, 9, 50]] as const) {
+            const flags = [[false, false, true, false], [true, true, false, true]] as const;
+            for (const [transA, transB, bias, accumulate] of flags) {
+              const inputs = {
+                a: randn(M * K, seed++),
+                b: randn(K * N, seed++),
+                bias: randn(N, seed++),
+                out: randn(M * N, seed++),
+              };
+              const r = await both(g, inputs, (be, x) =>
+                be.matmul({
+                  out: x.out!,
+                  a: x.a!,
+                  b: x.b!,
+                  bias: bias ? x.bias : undefined,
+                  M,
+                  N,
+                  K,
+                  transA,
+                  transB,
+                  accumulate,
+                }), ["out"]);
+              close(r, "out", { atol: 2e-6 * K, rtol: 1e-5 }, `${c.name} M${M} N${N} K${K} tA${+transA}`);
+            }
+          }
+        } finally {
+          g.dispose();
+        }
+      }
+    },
+  );
+
   gpuTest("tune: every candidate timed once per shape, the fastest chosen, the same results", async () => {
     expect(matmulCandidates(1024, 3072, 768, 1).map((c) => c.name)).toEqual(["tiled", "large"]);
     expect(matmulCandidates(64, 64, 100, 1).map((c) => c.name)).toEqual(["tiled"]); // one 128-block: large idles
     expect(matmulCandidates(32, 768, 21191, 22).map((c) => c.name)).toEqual([
       "tiled",
       "large",
+      "large split 43",
       "tiled split 22",
       "tiled split 44",
     ]);
@@ -661,7 +706,7 @@ describe("webgpu backend", () => {
       const tuned = g.matmulTuning!;
       expect(tuned.map((t) => t.shape)).toEqual(["M≤384×520×700"]);
       const t = tuned[0]!;
-      expect(t.candidates.map((c) => c.name)).toEqual(["tiled", "large"]);
+      expect(t.candidates.map((c) => c.name)).toEqual(["tiled", "large", "large split 2"]);
       expect(t.candidates.every((c) => c.ms > 0)).toBe(true);
       const fastest = t.candidates.reduce((x, y) => (y.ms < x.ms ? y : x));
       expect(t.choice).toBe(fastest.name);
@@ -669,7 +714,7 @@ describe("webgpu backend", () => {
       const before = g.stats.dispatches;
       const again = await both(g, inputs, (be, x) => be.matmul({ out: x.out!, a: x.a!, b: x.b!, M, N, K }), ["out"]);
       close(again, "out", { atol: 2e-6 * K, rtol: 1e-5 });
-      expect(g.stats.dispatches - before).toBe(1);
+      expect(g.stats.dispatches - before).toBe(t.choice!.includes("split") ? 2 : 1); // split: product + reduce
       expect(g.matmulTuning!.length).toBe(1);
       expect(formatTuning(g.matmulTuning!)).toContain(`*${t.choice}`);
     } finally {

@@ -7,7 +7,7 @@
  * timestamps the GPU writes (the profiler's machinery, `gpu_profiler.ts`); meanwhile that product, and any
  * of the same shape recorded before the timings are back, runs with the `auto` choice. Nothing waits: the
  * timings come back with the batch they were submitted in, and from then on that shape runs with the
- * candidate of least mean GPU time. Each shape costs its candidates' runs once per process.
+ * candidate whose fastest run was fastest. Each shape costs its candidates' runs once per process.
  *
  * Shapes are keyed by N, K, the layout, and M rounded up to a multiple of 128, so the varying B·T of
  * per-batch padding does not tune every length anew.
@@ -24,8 +24,8 @@ export interface MatmulCandidate {
   slices: number;
 }
 
-/** Timing runs per candidate. */
-export const TUNE_RUNS = 2;
+/** Timing runs per candidate (the fastest counts). */
+export const TUNE_RUNS = 3;
 
 /** One tuned shape, for reports. */
 export interface TunedShape {
@@ -33,7 +33,7 @@ export interface TunedShape {
   shape: string;
   /** The candidate chosen, or null while the timings are out. */
   choice: string | null;
-  /** Mean GPU milliseconds per run of each candidate measured so far. */
+  /** GPU milliseconds of each candidate whose runs are back (the fastest of its runs). */
   candidates: { name: string; ms: number }[];
 }
 
@@ -73,18 +73,31 @@ export class MatmulTuner {
     return candidates;
   }
 
-  /** The timer key of one candidate's runs. */
-  timerKey(key: string, c: MatmulCandidate): string {
-    return `${key} | ${c.name}`;
+  /** The timer key of run `r` of one candidate. */
+  timerKey(key: string, c: MatmulCandidate, r: number): string {
+    return `${key} | ${c.name} | ${r}`;
+  }
+
+  /**
+   * A candidate's GPU time: the fastest of its runs (the first run of a new pipeline can include work a
+   * driver defers to first use), or undefined until all its runs are back.
+   */
+  #time(key: string, c: MatmulCandidate): number | undefined {
+    const perRun = c.slices > 1 ? 2 : 1; // split-K: the product and the reduce
+    let min = Infinity;
+    for (let r = 0; r < TUNE_RUNS; r++) {
+      const t = this.timer.totals(this.timerKey(key, c, r));
+      if (!t || t.calls < perRun) return undefined;
+      min = Math.min(min, t.ns);
+    }
+    return min;
   }
 
   #decide(key: string, e: Entry): void {
     let best: MatmulCandidate | null = null, bestNs = Infinity;
     for (const c of e.candidates) {
-      const t = this.timer.totals(this.timerKey(key, c));
-      const perRun = c.slices > 1 ? 2 : 1; // split-K: the product and the reduce
-      if (!t || t.calls < TUNE_RUNS * perRun) return; // not all back yet
-      const ns = t.ns / TUNE_RUNS;
+      const ns = this.#time(key, c);
+      if (ns === undefined) return; // not all back yet
       if (ns < bestNs) [best, bestNs] = [c, ns];
     }
     e.best = best;
@@ -96,8 +109,8 @@ export class MatmulTuner {
       if (!e.best) this.#decide(key, e);
       const candidates: { name: string; ms: number }[] = [];
       for (const c of e.candidates) {
-        const t = this.timer.totals(this.timerKey(key, c));
-        if (t) candidates.push({ name: c.name, ms: t.ns / TUNE_RUNS / 1e6 });
+        const ns = this.#time(key, c);
+        if (ns !== undefined) candidates.push({ name: c.name, ms: ns / 1e6 });
       }
       return { shape: e.shape, choice: e.best?.name ?? null, candidates };
     });
@@ -105,13 +118,19 @@ export class MatmulTuner {
 }
 
 /**
- * The candidates for a product: the tiled kernel; the large one where it gets at least a few workgroups;
- * and split-K over the tiled kernel where the output has few 64×64 blocks and K is long (`slices` from
- * the same rule as `auto`, and twice that).
+ * The candidates for a product: the tiled kernel; the large one where it gets at least a few workgroups,
+ * and split in K where its 128×128 blocks are fewer than 128 (a big GPU has about that many cores), into
+ * enough slices (of at least 256) for about 256 workgroups; and split-K over the tiled kernel where the
+ * output has few 64×64 blocks and K is long (`splitSlices`, the rule of `auto`, and twice that).
  */
 export function matmulCandidates(M: number, N: number, K: number, splitSlices: number): MatmulCandidate[] {
   const list: MatmulCandidate[] = [{ name: "tiled", kernel: "tiled", slices: 1 }];
-  if (Math.ceil(M / 128) * Math.ceil(N / 128) >= 4) list.push({ name: "large", kernel: "large", slices: 1 });
+  const blocks128 = Math.ceil(M / 128) * Math.ceil(N / 128);
+  if (blocks128 >= 4) {
+    list.push({ name: "large", kernel: "large", slices: 1 });
+    const s = Math.min(Math.ceil(256 / blocks128), Math.floor(K / 256), Math.floor((8 << 20) / (M * N)));
+    if (blocks128 < 128 && s >= 2) list.push({ name: `large split ${s}`, kernel: "large", slices: s });
+  }
   if (splitSlices > 1) {
     for (const s of new Set([splitSlices, Math.min(2 * splitSlices, Math.floor(K / 256))])) {
       if (s > 1) list.push({ name: `tiled split ${s}`, kernel: "tiled", slices: s });
@@ -123,7 +142,7 @@ export function matmulCandidates(M: number, N: number, K: number, splitSlices: n
 /** The tuning results as a text table. */
 export function formatTuning(rows: readonly TunedShape[]): string {
   const w = Math.max(5, ...rows.map((r) => r.shape.length));
-  const lines = ["Matmul tuning (GPT2_SFT_MATMUL=tune): mean GPU ms per run of each candidate, * = chosen"];
+  const lines = ["Matmul tuning (GPT2_SFT_MATMUL=tune): GPU ms of each candidate (fastest of its runs), * = chosen"];
   for (const r of rows) {
     const c = r.candidates.map((x) => `${x.name === r.choice ? "*" : ""}${x.name} ${x.ms.toFixed(3)}`).join(", ");
     lines.push(`${r.shape.padEnd(w)}  ${r.choice === null ? "(timings not back yet) " : ""}${c}`);

@@ -200,7 +200,7 @@ const K = {
   lnFwd: { src: F.layernormForward, entry: "main", params: "uuf", bindings: ["r", "r", "r", "rw", "rw", "rw"] },
   matmulNaive: { src: F.matmulNaive, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   matmulTiled: { src: F.matmulTiled, entry: "main", params: "uuuu", bindings: ["r", "r", "r", "rw"] },
-  matmulLarge: { src: F.matmulLarge, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
+  matmulLarge: { src: F.matmulLarge, entry: "main", params: "uuuu", bindings: ["r", "r", "r", "rw"] },
   matmulLargeF16: { src: F.matmulLargeF16, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   scale: { src: F.scale, entry: "main", params: "uf", bindings: ["rw"] },
   sum: { src: F.sum, entry: "main", params: "uf", bindings: ["r", "rw"] },
@@ -279,6 +279,11 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions {
    * Default: on when `GPT2_SFT_PROFILE` is 1.
    */
   profile?: boolean;
+  /**
+   * For tests and experiments: run every matmul as this candidate (a kernel and a number of K slices)
+   * instead of what `matmul` chooses, e.g. `{ name: "large split 3", kernel: "large", slices: 3 }`.
+   */
+  matmulCandidate?: MatmulCandidate;
 }
 
 /** Each matmul kernel's entry point and the output block one workgroup computes. */
@@ -387,6 +392,7 @@ export class WebGpuBackend implements Backend {
   #submits = 0;
   readonly #profiler: GpuProfiler | null;
   readonly #tuner: MatmulTuner | null;
+  #forced: MatmulCandidate | null = null;
 
   private constructor(
     device: GPUDevice,
@@ -455,7 +461,9 @@ export class WebGpuBackend implements Backend {
     const profile = opts.profile ?? readEnv("GPT2_SFT_PROFILE") === "1";
     try {
       const desc = gpu.description + suffix + (profile ? ", profiling" : "");
-      return new WebGpuBackend(gpu.device, desc, matmul, attention, profile);
+      const be = new WebGpuBackend(gpu.device, desc, matmul, attention, profile);
+      be.#forced = opts.matmulCandidate ?? null;
+      return be;
     } catch (e) {
       gpu.device.destroy();
       throw e;
@@ -767,6 +775,11 @@ export class WebGpuBackend implements Backend {
     };
     const note = matmulNote(args);
     const x = { a, b, bias, out, M, N, Kd, constants, note };
+    const forced = this.#forced;
+    if (forced) {
+      const d = MATMUL_DEFS[forced.kernel];
+      return this.#matmulRun(x, { def: d.def, block: d.block, slices: forced.slices });
+    }
     const kernel = this.#matmul;
     if (kernel !== "auto") return this.#matmulRun(x, { def: kernel.def, block: kernel.block, slices: 1 });
     const tuner = this.#tuner;
@@ -795,7 +808,7 @@ export class WebGpuBackend implements Backend {
     k: { def: KernelDef; block: number; slices: number },
     timer?: { by: GpuProfiler; key: string },
   ): void {
-    if (k.slices > 1) return this.#matmulSplitK({ ...x, S: k.slices }, timer);
+    if (k.slices > 1) return this.#matmulSplitK({ ...x, S: k.slices }, k, timer);
     this.#dispatch(k.def, {
       params: [x.M, x.N, x.Kd, x.Kd],
       bufs: [x.a, x.b, x.bias, x.out],
@@ -812,8 +825,8 @@ export class WebGpuBackend implements Backend {
     const run = { ...x, bias: null, out: scratch, constants: { ...x.constants, HAS_BIAS: 0, ACCUMULATE: 0 } };
     for (const c of candidates) {
       const def = MATMUL_DEFS[c.kernel];
-      const timer = { by: tuner.timer, key: tuner.timerKey(key, c) };
       for (let r = 0; r < TUNE_RUNS; r++) {
+        const timer = { by: tuner.timer, key: tuner.timerKey(key, c, r) };
         this.#matmulRun(run, { def: def.def, block: def.block, slices: c.slices }, timer);
       }
     }
@@ -825,16 +838,23 @@ export class WebGpuBackend implements Backend {
     return this.#tuner?.report();
   }
 
-  /** The tiled product in S slices of K into a temporary, then split_k_reduce.wgsl into `out`. */
-  #matmulSplitK(x: MatmulCall & { S: number }, timer?: { by: GpuProfiler; key: string }): void {
+  /**
+   * The product in S slices of K (kernel `k`, tiled or large, with SPLIT_K) into a temporary, then
+   * split_k_reduce.wgsl into `out`.
+   */
+  #matmulSplitK(
+    x: MatmulCall & { S: number },
+    k: { def: KernelDef; block: number },
+    timer?: { by: GpuProfiler; key: string },
+  ): void {
     const { M, N, Kd } = x;
     const KC = Math.ceil(Math.ceil(Kd / x.S) / 16) * 16; // whole 16-deep tiles per slice
     const S = Math.ceil(Kd / KC);
     const part = this.#acquire(S * M * N, "f32", "split-K partial products");
-    this.#dispatch(K.matmulTiled, {
+    this.#dispatch(k.def, {
       params: [M, N, Kd, KC],
       bufs: [x.a, x.b, null, part],
-      groups: [Math.ceil(N / 64), Math.ceil(M / 64), S],
+      groups: [Math.ceil(N / k.block), Math.ceil(M / k.block), S],
       constants: { ...x.constants, HAS_BIAS: 0, ACCUMULATE: 0, SPLIT_K: 1 },
       profileNote: `${x.note} split ${S}`,
       timer,
