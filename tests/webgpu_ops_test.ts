@@ -704,7 +704,7 @@ describe("webgpu backend", () => {
       const first = await both(g, inputs, (be, x) => be.matmul({ out: x.out!, a: x.a!, b: x.b!, M, N, K }), ["out"]);
       close(first, "out", { atol: 2e-6 * K, rtol: 1e-5 });
       const tuned = g.matmulTuning!;
-      expect(tuned.map((t) => t.shape)).toEqual(["M≤384×520×700"]);
+      expect(tuned.map((t) => t.shape)).toEqual(["M≤512×520×700"]);
       const t = tuned[0]!;
       expect(t.candidates.map((c) => c.name)).toEqual(["tiled", "large", "large split 2"]);
       expect(t.candidates.every((c) => c.ms > 0)).toBe(true);

@@ -9,8 +9,8 @@
  * timings come back with the batch they were submitted in, and from then on that shape runs with the
  * candidate whose fastest run was fastest. Each shape costs its candidates' runs once per process.
  *
- * Shapes are keyed by N, K, the layout, and M rounded up to a multiple of 128, so the varying B·T of
- * per-batch padding does not tune every length anew.
+ * Shapes are keyed by N, K, the layout, and M rounded up to a power of two, so the varying B·T of
+ * per-batch padding does not tune every length anew (B = 4, T ≤ 256: M in at most 5 buckets).
  * @module
  */
 
@@ -48,9 +48,9 @@ export class MatmulTuner {
   readonly #entries = new Map<string, Entry>();
   constructor(readonly timer: GpuProfiler) {}
 
-  /** The key of a product's shape. */
+  /** The key of a product's shape: M rounded up to a power of two (at least 64), N, K and the layout. */
   key(M: number, N: number, K: number, transA: boolean, transB: boolean): string {
-    const m = Math.ceil(M / 128) * 128;
+    const m = Math.max(64, 2 ** Math.ceil(Math.log2(M)));
     return `M≤${m}×${N}×${K}${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""}`;
   }
 
