@@ -54,7 +54,10 @@ interface Case {
   T: number;
   NH: number;
   HS: number;
-  /** Pad: row 0 real, row 1 with some keys masked (incl. key 0: query 0 sees nothing), later rows all padding. */
+  /**
+   * Pad: row 0 real, row 1 with some keys masked (incl. key 0: query 0 sees nothing; the general per-key
+   * path), row 2 right-padded after ⌈T/2⌉ keys (as `collate` pads: the prefix path), later rows all padding.
+   */
   pad: boolean;
   dropout?: AttentionDropout;
 }
@@ -81,8 +84,8 @@ function padMask(B: number, T: number): Int32Array {
   const mask = new Int32Array(B * T).fill(1);
   for (let b = 1; b < B; b++) {
     for (let t = 0; t < T; t++) {
-      // row 1: keys 0, 3, 6, … masked (so query 0 sees no key); rows ≥ 2: all padding
-      if (b >= 2 || t % 3 === 0) mask[b * T + t] = 0;
+      // row 1: keys 0, 3, 6, … masked (so query 0 sees no key); row 2: keys from ⌈T/2⌉ on; rows ≥ 3: all
+      if (b >= 3 || (b === 2 && t >= Math.ceil(T / 2)) || (b === 1 && t % 3 === 0)) mask[b * T + t] = 0;
     }
   }
   return mask;
@@ -115,9 +118,9 @@ describe("cpu BLAS attention vs the reference loops", () => {
   for (const dropout of [undefined, drop]) {
     const p = dropout ? " dropout 0.1" : "";
     blasTest(`T=1, HS=5${p}`, () => check({ B: 2, T: 1, NH: 3, HS: 5, pad: false, dropout }));
-    blasTest(`T=1, HS=5, padding${p}`, () => check({ B: 3, T: 1, NH: 2, HS: 5, pad: true, dropout }));
-    blasTest(`T=70, HS=5, padding${p}`, () => check({ B: 3, T: 70, NH: 3, HS: 5, pad: true, dropout }));
+    blasTest(`T=1, HS=5, padding${p}`, () => check({ B: 4, T: 1, NH: 2, HS: 5, pad: true, dropout }));
+    blasTest(`T=70, HS=5, padding${p}`, () => check({ B: 4, T: 70, NH: 3, HS: 5, pad: true, dropout }));
     blasTest(`T=70, HS=64${p}`, () => check({ B: 1, T: 70, NH: 2, HS: 64, pad: false, dropout }));
-    blasTest(`T=130, HS=64, padding${p}`, () => check({ B: 3, T: 130, NH: 1, HS: 64, pad: true, dropout }));
+    blasTest(`T=130, HS=64, padding${p}`, () => check({ B: 4, T: 130, NH: 1, HS: 64, pad: true, dropout }));
   }
 });

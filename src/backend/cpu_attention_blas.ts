@@ -50,6 +50,7 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
   const e = new Float64Array(T), e32 = new Float32Array(T);
   // the dropped probabilities of one head (att keeps the undropped P)
   const pd = drop ? new Float32Array(T * T) : undefined;
+  const visible = visiblePrefix(mask, B, T);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
       const base = (b * NH + h) * T * T;
@@ -77,8 +78,16 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
         });
       }
       // softmax over the visible keys s ≤ t with mask[b,s] = 1; everything else 0
+      const len = visible[b]!;
       for (let t = 0; t < T; t++) {
         const row = base + t * T;
+        if (len >= 0) {
+          // the visible keys are s < n: no per-key mask test, exps in place of a float64 copy
+          const n = Math.min(t + 1, len);
+          softmaxPrefix(att, row, n, T, e, e32, expShift);
+          if (pd) dropRow(pd, att, drop!, row, t * T, t, T);
+          continue;
+        }
         let max = -Infinity;
         for (let s = 0; s <= t; s++) {
           if (mask && mask[b * T + s] === 0) continue;
@@ -103,16 +112,7 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
         const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
         for (let s = 0; s <= t; s++) att[row + s] = e[s]! * inv;
         att.fill(0, row + t + 1, row + T);
-        if (pd) {
-          const prow = t * T;
-          for (let s = 0; s <= t; s++) {
-            const p = att[row + s]!;
-            pd[prow + s] = p !== 0 && dropoutHash(drop!.key, row + s) >= drop!.threshold
-              ? Math.fround(p * drop!.scale)
-              : 0;
-          }
-          pd.fill(0, prow + t + 1, prow + T);
-        }
+        if (pd) dropRow(pd, att, drop!, row, t * T, t, T);
       }
       // out[b,:,h] = P·V (P the dropped probabilities with dropout)
       for (let t0 = 0; t0 < T; t0 += BLOCK) {
@@ -138,6 +138,81 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
       }
     }
   }
+}
+
+/**
+ * Per batch row b, n when the visible keys are exactly 0 … n−1 (no mask, or ones then zeros: right
+ * padding, as `collate` pads), else −1 (the general per-key test).
+ */
+function visiblePrefix(mask: Int32Array | undefined, B: number, T: number): Int32Array {
+  const out = new Int32Array(B).fill(T);
+  if (!mask) return out;
+  for (let b = 0; b < B; b++) {
+    let n = 0;
+    while (n < T && mask[b * T + n] !== 0) n++;
+    for (let s = n; s < T; s++) {
+      if (mask[b * T + s] !== 0) {
+        n = -1;
+        break;
+      }
+    }
+    out[b] = n;
+  }
+  return out;
+}
+
+/**
+ * att[row … row+T) = softmax of att[row … row+n) followed by zeros (n = 0: all zeros), with the same
+ * arithmetic as the general loop: exps in float32 through `expShift` (else float64 `Math.exp`), summed in
+ * float64.
+ */
+function softmaxPrefix(
+  att: Float32Array,
+  row: number,
+  n: number,
+  T: number,
+  e: Float64Array,
+  e32: Float32Array,
+  expShift: GemmAttentionForwardArgs["expShift"],
+): void {
+  let max = -Infinity;
+  for (let s = 0; s < n; s++) {
+    const x = att[row + s]!;
+    if (x > max) max = x;
+  }
+  let sum = 0;
+  if (n > 0 && expShift) {
+    expShift(e32, att, row, n, max);
+    for (let s = 0; s < n; s++) sum += e32[s]!;
+    const inv = 1 / sum;
+    for (let s = 0; s < n; s++) att[row + s] = e32[s]! * inv;
+  } else if (n > 0) {
+    for (let s = 0; s < n; s++) {
+      const v = Math.exp(att[row + s]! - max);
+      e[s] = v;
+      sum += v;
+    }
+    const inv = 1 / sum;
+    for (let s = 0; s < n; s++) att[row + s] = e[s]! * inv;
+  }
+  att.fill(0, row + n, row + T);
+}
+
+/** One row of the dropped probabilities: pd[prow + s] = P·scale where kept, else 0 (s ≤ t; 0 after). */
+function dropRow(
+  pd: Float32Array,
+  att: Float32Array,
+  drop: DropoutParams,
+  row: number,
+  prow: number,
+  t: number,
+  T: number,
+): void {
+  for (let s = 0; s <= t; s++) {
+    const p = att[row + s]!;
+    pd[prow + s] = p !== 0 && dropoutHash(drop.key, row + s) >= drop.threshold ? Math.fround(p * drop.scale) : 0;
+  }
+  pd.fill(0, prow + t + 1, prow + T);
 }
 
 /** The arrays and shapes of {@link gemmAttentionBackward}, already checked by the caller. */
