@@ -749,6 +749,14 @@ describe("webgpu backend", () => {
       for (let i = 0; i < 300; i++) g.scale({ buf: out, n: 4, s: 1 });
       const again = await g.profile();
       expect(again.map((r) => [r.kernel, r.calls])).toEqual([["scale.wgsl:main", 300]]);
+      // full-precision timestamps on both runtimes (Dawn rounds them down to 2¹⁶ ns unless told not to:
+      // gpu_device.ts): single dispatches, timed one by one, are not all multiples of 65536 ns
+      const ns: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        g.scale({ buf: out, n: 4, s: 1 });
+        ns.push(Math.round((await g.profile({ reset: true }))[0]!.ms * 1e6));
+      }
+      expect(ns.some((x) => x % 65536 !== 0)).toBe(true);
       // profiling does not change results
       const ref = await g.read(out);
       expect(Number.isFinite(ref[0]!)).toBe(true);

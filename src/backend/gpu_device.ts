@@ -41,6 +41,13 @@ const RAISED_LIMITS = [
 /** Features we use when present. */
 const WANTED_FEATURES = ["shader-f16", "timestamp-query"] as const;
 
+/**
+ * Dawn's options (the npm `webgpu` package, under Bun and Node): timestamp queries are full precision, as
+ * under Deno's wgpu; Dawn rounds them down to 2¹⁶ ns by default (a browser's defence against timing
+ * attacks), which would make the profiler (`GPT2_SFT_PROFILE`) and the matmul tuner blind below 65 µs.
+ */
+const DAWN_FLAGS = ["disable-dawn-features=timestamp_quantization"];
+
 let dawnLoaded: Promise<void> | undefined;
 
 /** Make `navigator.gpu` exist: built in on Deno, from the npm `webgpu` package (Dawn) elsewhere. */
@@ -56,7 +63,7 @@ async function ensureNavigatorGpu(): Promise<GPU | undefined> {
       Object.assign(globalThis, mod.globals);
       const g = globalThis as { navigator?: { gpu?: GPU } };
       if (!g.navigator) Object.defineProperty(globalThis, "navigator", { value: {}, configurable: true });
-      Object.defineProperty(g.navigator!, "gpu", { value: mod.create([]), configurable: true });
+      Object.defineProperty(g.navigator!, "gpu", { value: mod.create(DAWN_FLAGS), configurable: true });
     } catch {
       // No WebGPU available on this runtime: callers see undefined.
     }
