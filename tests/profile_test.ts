@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { OP_NAMES } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { profileReport } from "../src/backend/mod.ts";
-import { formatProfile, matmulNote } from "../src/backend/profile.ts";
+import { formatProfile, matmulNote, mergeMatmulRows } from "../src/backend/profile.ts";
 
 describe("op profile (CPU)", () => {
   test("OP_NAMES lists every op of the backend", () => {
@@ -20,6 +20,28 @@ describe("op profile (CPU)", () => {
   test("matmulNote keys a product by shape and layout", () => {
     expect(matmulNote({ M: 2, N: 3, K: 4 })).toBe("2×3×4");
     expect(matmulNote({ M: 2, N: 3, K: 4, transA: true, transB: true, accumulate: true })).toBe("2×3×4 Aᵀ Bᵀ +=");
+  });
+
+  test("a whole run's matmuls merge over the token dimension (M, or K for Aᵀ·B); long tables fold", () => {
+    const rows = mergeMatmulRows([
+      { kernel: "matmul 57×64×256 Bᵀ", calls: 1, ms: 1 },
+      { kernel: "matmul 60×64×256 Bᵀ", calls: 2, ms: 2 },
+      { kernel: "matmul_tiled.wgsl:main 64×256×2096 Aᵀ +=", calls: 1, ms: 4 },
+      { kernel: "matmul_tiled.wgsl:main 64×256×2144 Aᵀ +=", calls: 1, ms: 4 },
+      { kernel: "matmul_tiled.wgsl:main 5×7×3000 split 6", calls: 1, ms: 0.5 },
+      { kernel: "geluForward", calls: 3, ms: 5 },
+    ]);
+    expect(rows).toEqual([
+      { kernel: "matmul_tiled.wgsl:main 64×256×K Aᵀ +=", calls: 2, ms: 8 },
+      { kernel: "geluForward", calls: 3, ms: 5 },
+      { kernel: "matmul M×64×256 Bᵀ", calls: 3, ms: 3 },
+      { kernel: "matmul_tiled.wgsl:main M×7×3000 split 6", calls: 1, ms: 0.5 },
+    ]);
+    const many = Array.from({ length: 40 }, (_, i) => ({ kernel: `op${i}`, calls: 1, ms: 40 - i }));
+    const table = formatProfile(many, { maxRows: 5 }).split("\n");
+    expect(table.length).toBe(2 + 5 + 1 + 1); // title, header, 5 rows, "(35 more)", total
+    expect(table[7]).toMatch(/^\(35 more\)\s+35\s+630\.000\s+76\.8 %$/);
+    expect(table[8]).toMatch(/^total\s+820\.000$/);
   });
 
   test("ops are counted and timed, matmuls by shape; results as without profiling", async () => {
@@ -47,7 +69,7 @@ describe("op profile (CPU)", () => {
     expect(Array.from(await be.read(out))).toEqual([8, 15, 15, 22]);
     // the table and the report the CLIs print
     expect(formatProfile(rows)).toMatch(/matmul 2×2×3\s+2 /);
-    expect(await profileReport(be)).toMatch(/^Time by op on the CPU \(GPT2_SFT_PROFILE=1\)/);
+    expect(await profileReport(be)).toMatch(/^Time by op on the CPU \(GPT2_SFT_PROFILE=1\)[^\n]*\n.*\nmatmul M×2×3 /);
     await be.profile({ reset: true });
     expect(await be.profile()).toEqual([]);
   });

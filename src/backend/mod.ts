@@ -8,7 +8,7 @@
 
 import type { Backend } from "./backend.ts";
 import { CpuBackend } from "./cpu.ts";
-import { formatProfile, type KernelTime } from "./profile.ts";
+import { formatProfile, type KernelTime, mergeMatmulRows } from "./profile.ts";
 import { formatTuning, type TunedShape } from "./matmul_tuner.ts";
 
 export type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
@@ -37,7 +37,9 @@ export async function profileReport(be: Backend): Promise<string | undefined> {
   const parts: string[] = [];
   if (p.profiling && p.profile) {
     const what = be.name === "cpu" ? "Time by op on the CPU" : "GPU time by kernel";
-    parts.push(formatProfile(await p.profile(), { title: `${what} (GPT2_SFT_PROFILE=1), the whole run` }));
+    // a whole run sees many M (per-batch padding, generation): matmuls merged over M
+    const rows = mergeMatmulRows(await p.profile());
+    parts.push(formatProfile(rows, { title: `${what} (GPT2_SFT_PROFILE=1), the whole run, matmuls over all M` }));
   }
   if (p.matmulTuning && p.matmulTuning.length > 0) parts.push(formatTuning(p.matmulTuning));
   return parts.length > 0 ? parts.join("\n") : undefined;

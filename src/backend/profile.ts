@@ -65,23 +65,61 @@ export class OpTimer {
   }
 }
 
-/** A profile as a text table: kernel, calls, total ms, ms per call, share of the total. */
-export function formatProfile(rows: readonly KernelTime[], opts: { per?: number; title?: string } = {}): string {
+/**
+ * Matmul rows merged over the token dimension, which per-batch padding and generation change every step
+ * while the other two name the weight: M in the forward and dx layouts (`matmul 57×64×256 Bᵀ` and
+ * `matmul 60×64×256 Bᵀ` become `matmul M×64×256 Bᵀ`), K in the weight-gradient layout Aᵀ·B
+ * (`matmul 64×256×K Aᵀ +=`). Other rows pass through; the result is sorted largest first.
+ */
+export function mergeMatmulRows(rows: readonly KernelTime[]): KernelTime[] {
+  const merged = new Map<string, KernelTime>();
+  for (const r of rows) {
+    const kernel = r.kernel.replace(
+      /^(.*(?:matmul|\.wgsl:main)\S* )(\d+)×(\d+)×(\d+)(.*)$/,
+      (_all, head: string, m: string, n: string, k: string, tail: string) =>
+        tail.includes("Aᵀ") ? `${head}${m}×${n}×K${tail}` : `${head}M×${n}×${k}${tail}`,
+    );
+    const e = merged.get(kernel);
+    if (e) {
+      e.calls += r.calls;
+      e.ms += r.ms;
+    } else merged.set(kernel, { kernel, calls: r.calls, ms: r.ms });
+  }
+  return [...merged.values()].sort((a, b) => b.ms - a.ms);
+}
+
+/**
+ * A profile as a text table: kernel, calls, total ms, ms per call, share of the total; `per` divides calls
+ * and ms (a mean per step); beyond `maxRows` rows (default 30) the rest is summed in one line.
+ */
+export function formatProfile(
+  rows: readonly KernelTime[],
+  opts: { per?: number; title?: string; maxRows?: number } = {},
+): string {
   const per = opts.per ?? 1;
   const total = rows.reduce((s, r) => s + r.ms, 0);
-  const w = Math.max(6, ...rows.map((r) => r.kernel.length));
+  const max = opts.maxRows ?? 30;
+  const shown = rows.slice(0, max);
+  const rest = rows.slice(max);
+  const w = Math.max(6, ...shown.map((r) => r.kernel.length));
   const lines = [
     opts.title ?? `Time by kernel${per > 1 ? ` (per step, mean of ${per})` : ""}`,
     `${"kernel".padEnd(w)}  ${"calls".padStart(6)}  ${"ms".padStart(9)}  ${"ms/call".padStart(9)}  share`,
   ];
-  for (const r of rows) {
+  const share = (ms: number) => (total > 0 ? (100 * ms) / total : 0).toFixed(1).padStart(5);
+  for (const r of shown) {
     lines.push(
       `${r.kernel.padEnd(w)}  ${String(Math.round(r.calls / per)).padStart(6)}  ${
         (r.ms / per).toFixed(3).padStart(9)
       }  ` +
-        `${(r.ms / r.calls).toFixed(4).padStart(9)}  ${
-          (total > 0 ? (100 * r.ms) / total : 0).toFixed(1).padStart(5)
-        } %`,
+        `${(r.ms / r.calls).toFixed(4).padStart(9)}  ${share(r.ms)} %`,
+    );
+  }
+  if (rest.length > 0) {
+    const ms = rest.reduce((s, r) => s + r.ms, 0), calls = rest.reduce((s, r) => s + r.calls, 0);
+    lines.push(
+      `${`(${rest.length} more)`.padEnd(w)}  ${String(Math.round(calls / per)).padStart(6)}  ` +
+        `${(ms / per).toFixed(3).padStart(9)}  ${"".padStart(9)}  ${share(ms)} %`,
     );
   }
   lines.push(`${"total".padEnd(w)}  ${"".padStart(6)}  ${(total / per).toFixed(3).padStart(9)}`);
