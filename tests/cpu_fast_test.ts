@@ -210,10 +210,65 @@ describe("choosing the CPU matmul", () => {
   });
 });
 
+describe("AdamW in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
+  const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
+  for (
+    const [name, beta1, clipTo] of [["β1 0.9, clipped", 0.9, 0.5], [
+      "β1 0.3 (loops: the other lerp)",
+      0.3,
+      100,
+    ]] as const
+  ) {
+    test(`3 steps, lengths around the 4-lane and 16 K chunk edges: ${name}`, () => {
+      for (const n of [1, 5, 16385, 40_003]) {
+        const p0 = rand(n, 7 * n), grads = [rand(n, n + 1), rand(n, n + 2), rand(n, n + 3).map((x) => x * 0.01)];
+        const run = (be: CpuBackend) => {
+          const param = be.upload(p0), m = be.alloc(n), v = be.alloc(n), norm = be.alloc(1);
+          grads.forEach((g, s) => {
+            const grad = be.upload(g);
+            be.globalNorm({ out: norm, bufs: [grad] });
+            be.adamw({
+              param,
+              grad,
+              m,
+              v,
+              n,
+              lr: 1e-3,
+              beta1,
+              beta2: 0.999,
+              eps: 1e-8,
+              weightDecay: 0.01,
+              step: s + 1,
+              norm,
+              maxNorm: clipTo,
+            });
+          });
+          return [param, m, v].map((b) => cpuData(b) as Float32Array);
+        };
+        const got = run(fast), exp = run(ref);
+        // float32 arithmetic against float64 rounded once: a few ulp, measured against each array's largest
+        // value (m and v cancel towards 0 in places, where a relative error means nothing); a wrong bias
+        // correction, decay or clip moves parameters by ≥ 1e−5
+        for (const [k, what] of ["param", "m", "v"].entries()) {
+          const g = got[k]!, e = exp[k]!;
+          let worst = 0, scale = 0;
+          for (let i = 0; i < n; i++) {
+            worst = Math.max(worst, Math.abs(g[i]! - e[i]!));
+            scale = Math.max(scale, Math.abs(e[i]!));
+          }
+          expect([what, n, worst / scale]).toEqual([what, n, worst / scale < 1e-6 ? worst / scale : -1]);
+        }
+        // and the step moved every parameter by about lr
+        expect(Math.abs(got[0]![n - 1]! - p0[n - 1]!)).toBeGreaterThan(1e-4);
+      }
+    });
+  }
+});
+
 describe("GELU in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
   const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
   test("the fast backend says it uses it", () => {
-    expect(fast.description).toContain("GELU and softmax exp in WebAssembly SIMD");
+    expect(fast.description).toContain("GELU, softmax exp and AdamW in WebAssembly SIMD");
   });
 
   test("forward, backward (= and +=, in place): lengths around the 4-lane and 16 K chunk edges, extreme inputs", () => {

@@ -155,7 +155,7 @@ export class CpuBackend implements Backend {
     if (this.#fastMatmul) {
       const g = wasmSimdMath();
       if (!("reason" in g)) this.#fastMath = g;
-      const fast = this.#fastMath ? "GELU and softmax exp in WebAssembly SIMD, other ops" : "other ops";
+      const fast = this.#fastMath ? "GELU, softmax exp and AdamW in WebAssembly SIMD, other ops" : "other ops";
       this.description = this.#fastMatmul.description.replace(/\)$/, `; ${fast} plain TypeScript)`);
     } else this.description = "CPU reference (plain TypeScript loops, 1 thread)";
     if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {
@@ -835,6 +835,10 @@ export class CpuBackend implements Backend {
     const stepSize = lr / (1 - beta1 ** step);
     const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
     const w1 = 1 - beta1; // the lerp weight
+    // beside a fast matmul: the same formula in float32 WebAssembly SIMD (as torch's CPU AdamW, in float32)
+    if (this.#fastMath && w1 < 0.5) {
+      return this.#fastMath.adamw(param, grad, m, v, n, { clip, decay, w1, beta2, stepSize, bc2Sqrt, eps });
+    }
     for (let i = 0; i < n; i++) {
       const g = grad[i]! * clip;
       const p = param[i]! * decay;
