@@ -9,8 +9,10 @@
  *
  * The numbers are the GPU's own, but profiling changes what it measures a little: one pass per dispatch
  * adds a barrier between dispatches that a shared pass might have overlapped, and the implementation may
- * round timestamps (Chrome and Dawn quantise them unless told not to). Compare kernels within one profile;
- * time whole steps without it.
+ * round timestamps (Chrome and Dawn quantise them to tens of µs unless told not to; `gpu_device.ts` tells
+ * Dawn not to). Compare kernels within one profile; time whole steps without it.
+ *
+ * The matmul tuner (`matmul_tuner.ts`) uses a second instance to time its candidates' runs.
  * @module
  */
 
