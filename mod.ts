@@ -24,7 +24,8 @@
  */
 
 export type { Backend, Buf } from "./src/backend/backend.ts";
-export { BACKEND_NAMES, type BackendName, createBackend, parseBackendName } from "./src/backend/mod.ts";
+export { BACKEND_NAMES, type BackendName, createBackend, parseBackendName, profileReport } from "./src/backend/mod.ts";
+export { formatProfile, type KernelTime, mergeMatmulRows } from "./src/backend/profile.ts";
 export { CpuBackend } from "./src/backend/cpu.ts";
 export { Tape, Tensor } from "./src/autograd/tensor.ts";
 export { type GPT2Config, parseConfig } from "./src/model/config.ts";
