@@ -73,6 +73,37 @@ function close(r: { cpu: Record<string, Data>; gpu: Record<string, Data> }, name
 
 // ---------------------------------------------------------------------------------------------------
 
+/** One product on the GPU against the CPU reference, from fresh inputs drawn with seeds seed … seed + 3. */
+async function checkMatmul(
+  g: Backend,
+  s: { M: number; N: number; K: number; transA: boolean; transB: boolean; bias: boolean; accumulate: boolean },
+  seed: number,
+  tol: Tolerance,
+  what: string,
+): Promise<void> {
+  const { M, N, K } = s;
+  const inputs = {
+    a: randn(M * K, seed),
+    b: randn(K * N, seed + 1),
+    bias: randn(N, seed + 2),
+    out: randn(M * N, seed + 3),
+  };
+  const r = await both(g, inputs, (be, x) =>
+    be.matmul({
+      out: x.out!,
+      a: x.a!,
+      b: x.b!,
+      bias: s.bias ? x.bias : undefined,
+      M,
+      N,
+      K,
+      transA: s.transA,
+      transB: s.transB,
+      accumulate: s.accumulate,
+    }), ["out"]);
+  close(r, "out", tol, what);
+}
+
 describe("webgpu backend", () => {
   gpuTest("device and memory: alloc zeroes, write, copy, zero, free and reuse, i32", async () => {
     const g = await gpu();
@@ -140,28 +171,11 @@ describe("webgpu backend", () => {
               ? [[false, false], [true, false], [true, true]] as const
               : [[false, false]] as const;
             for (const [bias, accumulate] of combos) {
-              const inputs = {
-                a: randn(M * K, seed++),
-                b: randn(K * N, seed++),
-                bias: randn(N, seed++),
-                out: randn(M * N, seed++),
-              };
-              const r = await both(g, inputs, (be, x) =>
-                be.matmul({
-                  out: x.out!,
-                  a: x.a!,
-                  b: x.b!,
-                  bias: bias ? x.bias : undefined,
-                  M,
-                  N,
-                  K,
-                  transA,
-                  transB,
-                  accumulate,
-                }), ["out"]);
               // K float32 products of |x| < 1 summed in a different order (CPU float64): error ≲ K·2⁻²⁴·√K.
               const tol = f16 ? { atol: 3e-3 * Math.sqrt(K) + 1e-3, rtol: 2e-3 } : { atol: 2e-6 * K, rtol: 1e-5 };
-              close(r, "out", tol, `M${M} N${N} K${K} tA${+transA} tB${+transB}`);
+              const args = { M, N, K, transA, transB, bias, accumulate };
+              await checkMatmul(g, args, seed, tol, `M${M} N${N} K${K} tA${+transA} tB${+transB}`);
+              seed += 4;
             }
           }
         }
@@ -657,26 +671,15 @@ describe("webgpu backend", () => {
           for (const [M, N, K] of [[130, 260, 1000], [7, 9, 50]] as const) {
             const flags = [[false, false, true, false], [true, true, false, true]] as const;
             for (const [transA, transB, bias, accumulate] of flags) {
-              const inputs = {
-                a: randn(M * K, seed++),
-                b: randn(K * N, seed++),
-                bias: randn(N, seed++),
-                out: randn(M * N, seed++),
-              };
-              const r = await both(g, inputs, (be, x) =>
-                be.matmul({
-                  out: x.out!,
-                  a: x.a!,
-                  b: x.b!,
-                  bias: bias ? x.bias : undefined,
-                  M,
-                  N,
-                  K,
-                  transA,
-                  transB,
-                  accumulate,
-                }), ["out"]);
-              close(r, "out", { atol: 2e-6 * K, rtol: 1e-5 }, `${c.name} M${M} N${N} K${K} tA${+transA}`);
+              const args = { M, N, K, transA, transB, bias, accumulate };
+              await checkMatmul(
+                g,
+                args,
+                seed,
+                { atol: 2e-6 * K, rtol: 1e-5 },
+                `${c.name} M${M} N${N} K${K} tA${+transA}`,
+              );
+              seed += 4;
             }
           }
         } finally {
