@@ -20,7 +20,7 @@ import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { type MatmulKernel, splitKSlices, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, type Tolerance } from "../src/testing/compare.ts";
 import { formatProfile } from "../src/backend/profile.ts";
-import { formatTuning, matmulCandidates } from "../src/backend/matmul_tuner.ts";
+import { formatTuning, matmulCandidates, tuneKey } from "../src/backend/matmul_tuner.ts";
 
 const available = await webgpuForTests("webgpu_ops_test");
 const gpuTest = (name: string, fn: () => Promise<void>) => test.skipIf(!available)(name, fn, 120_000);
@@ -692,6 +692,12 @@ describe("webgpu backend", () => {
   gpuTest("tune: every candidate timed once per shape, the fastest chosen, the same results", async () => {
     expect(matmulCandidates(1024, 3072, 768, 1).map((c) => c.name)).toEqual(["tiled", "large"]);
     expect(matmulCandidates(64, 64, 100, 1).map((c) => c.name)).toEqual(["tiled"]); // one 128-block: large idles
+    // keys: the token dimension (M; K for the weight gradient Aᵀ·B) in power-of-two buckets, the weight's exact
+    expect(tuneKey(1000, 3072, 768, false, true)).toBe("M≤1024×3072×768 Bᵀ");
+    expect(tuneKey(520, 3072, 768, false, false)).toBe("M≤1024×3072×768");
+    expect(tuneKey(768, 3072, 2096, true, false)).toBe("768×3072×K≤4096 Aᵀ");
+    expect(tuneKey(768, 3072, 1100, true, false)).toBe(tuneKey(768, 3072, 2048, true, false));
+    expect(tuneKey(1, 768, 21191, false, false)).toBe("M≤64×768×21191");
     expect(matmulCandidates(32, 768, 21191, 22).map((c) => c.name)).toEqual([
       "tiled",
       "large",

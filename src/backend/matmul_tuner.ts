@@ -9,8 +9,9 @@
  * timings come back with the batch they were submitted in, and from then on that shape runs with the
  * candidate whose fastest run was fastest. Each shape costs its candidates' runs once per process.
  *
- * Shapes are keyed by N, K, the layout, and M rounded up to a power of two, so the varying B·T of
- * per-batch padding does not tune every length anew (B = 4, T ≤ 256: M in at most 5 buckets).
+ * Shapes are keyed by the layout, the weight's two dimensions and the token dimension (M, or K in the
+ * weight gradient Aᵀ·B) rounded up to a power of two, so the varying B·T of per-batch padding does not tune
+ * every length anew (B = 4, T ≤ 256: at most 5 buckets).
  * @module
  */
 
@@ -29,7 +30,7 @@ export const TUNE_RUNS = 3;
 
 /** One tuned shape, for reports. */
 export interface TunedShape {
-  /** `M≤…×N×K` and the layout, e.g. `M≤1024×3072×768 Bᵀ`. */
+  /** The shape key, e.g. `M≤1024×3072×768 Bᵀ` or `768×3072×K≤1024 Aᵀ`. */
   shape: string;
   /** The candidate chosen, or null while the timings are out. */
   choice: string | null;
@@ -43,15 +44,25 @@ interface Entry {
   best: MatmulCandidate | null;
 }
 
+/**
+ * The tuner's key of a product's shape: the layout, the two dimensions that name the weight, and the token
+ * dimension rounded up to a power of two (at least 64) — M in the forward and dx layouts, K in the weight
+ * gradient Aᵀ·B (xᵀ·dy sums over the B·T tokens).
+ */
+export function tuneKey(M: number, N: number, K: number, transA: boolean, transB: boolean): string {
+  const up = (x: number) => Math.max(64, 2 ** Math.ceil(Math.log2(x)));
+  const dims = transA ? `${M}×${N}×K≤${up(K)}` : `M≤${up(M)}×${N}×${K}`;
+  return `${dims}${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""}`;
+}
+
 /** The tuner's state: candidates, the timings that came back, the choices made. */
 export class MatmulTuner {
   readonly #entries = new Map<string, Entry>();
   constructor(readonly timer: GpuProfiler) {}
 
-  /** The key of a product's shape: M rounded up to a power of two (at least 64), N, K and the layout. */
+  /** The key of a product's shape ({@link tuneKey}). */
   key(M: number, N: number, K: number, transA: boolean, transB: boolean): string {
-    const m = Math.max(64, 2 ** Math.ceil(Math.log2(M)));
-    return `M≤${m}×${N}×${K}${transA ? " Aᵀ" : ""}${transB ? " Bᵀ" : ""}`;
+    return tuneKey(M, N, K, transA, transB);
   }
 
   /**
