@@ -6,6 +6,16 @@
 
 import process from "node:process";
 
+/** The `--help` lines of the environment variables every model-running command reads (train, eval). */
+export const ENV_HELP = `Environment (backend tuning; the description printed at start says what is in use)
+  GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  an OpenBLAS to load
+  GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | tune (timed per shape on this GPU) |
+                        large-f16 (half precision: for evaluation)
+  GPT2_SFT_ATTENTION    WebGPU training attention: rows (default) | flash (no T×T buffers: long sequences fit)
+  GPT2_SFT_PROFILE=1    time every kernel (WebGPU: on the GPU) or op (CPU); the table is printed at the end
+  HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
+`;
+
 /** A flag value as a number; `integer` and `min` are checked, with the flag named in the error. */
 export function numberFlag(
   name: string,

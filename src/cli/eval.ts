@@ -7,7 +7,7 @@
 import { stdout } from "node:process";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, numberFlag } from "./args.ts";
+import { choiceFlag, ENV_HELP, numberFlag } from "./args.ts";
 import { colorEnabled, renderConsole } from "../eval/report.ts";
 import { EVAL_TASKS, NOTEBOOK_EVAL, planEvaluation, runEvaluation, summaryJson } from "../eval/run.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
@@ -52,14 +52,7 @@ Run and output
 
 Progress shows as a bar on a terminal, else as the notebook's "  evaluated 50/200" lines.
 
-Environment (backend tuning; the description printed at start says what is in use)
-  GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  an OpenBLAS to load
-  GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | tune (timed per shape on this GPU) |
-                        large-f16 (half precision: for evaluation)
-  GPT2_SFT_ATTENTION    WebGPU training attention: rows (default) | flash (no T×T buffers: long sequences fit)
-  GPT2_SFT_PROFILE=1    time every kernel (WebGPU: on the GPU) or op (CPU); the table is printed at the end
-  HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
-`;
+${ENV_HELP}`;
 
 /** `--max-samples`: a whole number ≥ 0, or "all"; 0 and "all" mean every record (null). */
 function maxSamplesFlag(value: string | undefined): number | null {

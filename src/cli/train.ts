@@ -7,7 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, numberFlag } from "./args.ts";
+import { choiceFlag, ENV_HELP, numberFlag } from "./args.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
@@ -52,14 +52,7 @@ Run
   --quiet               no progress bar or step lines
   -h, --help            this text
 
-Environment (backend tuning; the description printed at start says what is in use)
-  GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  an OpenBLAS to load
-  GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | tune (timed per shape on this GPU) |
-                        large-f16 (half precision: for evaluation)
-  GPT2_SFT_ATTENTION    WebGPU training attention: rows (default) | flash (no T×T buffers: long sequences fit)
-  GPT2_SFT_PROFILE=1    time every kernel (WebGPU: on the GPU) or op (CPU); the table is printed at the end
-  HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
-`;
+${ENV_HELP}`;
 
 /**
  * Parse the training flags and run the training; `argv` as `process.argv.slice(2)`. Returns the exit code
