@@ -300,6 +300,17 @@ export type OpName =
   | "globalNorm"
   | "adamw";
 
+/**
+ * A buffer pool's size class for `n` (elements or bytes): `n` rounded up to the next quarter step between
+ * powers of two (at most 25 % more), so that buffers of nearby sizes share a class. Both backends' pools
+ * use it.
+ */
+export function quarterStepClass(n: number): number {
+  const p = 2 ** Math.floor(Math.log2(n));
+  const step = p / 4;
+  return Math.ceil(n / step) * step;
+}
+
 /** Every {@link OpName}, for code that wraps all ops (the CPU backend's op timer). */
 export const OP_NAMES: readonly OpName[] = Object.keys(
   {

@@ -30,6 +30,7 @@ import {
   type MatmulArgs,
   OP_NAMES,
   type OpArgs,
+  quarterStepClass,
 } from "./backend.ts";
 import { type KernelTime, OpTimer } from "./profile.ts";
 import { readEnv } from "../runtime.ts";
@@ -94,13 +95,6 @@ export class CpuBuf implements Buf {
 const POOL_MIN = 16384;
 /** The most bytes the pool keeps for reuse; beyond that freed arrays are left to the garbage collector. */
 const POOL_MAX_BYTES = 2 ** 31;
-
-/** The pool's size class of `length` elements: the next quarter step between powers of two (≤ 25 % more). */
-function poolClass(length: number): number {
-  const p = 2 ** Math.floor(Math.log2(length));
-  const step = p / 4;
-  return Math.ceil(length / step) * step;
-}
 
 /** The typed array behind a CPU buffer (the live storage, not a copy). Throws for another backend's buffer. */
 export function cpuData(buf: Buf): Float32Array | Int32Array {
@@ -216,7 +210,7 @@ export class CpuBackend implements Backend {
 
   /** A pooled array of `length`'s size class (contents undefined), or a new one. */
   #fromPool(length: number, dtype: DType): Float32Array | Int32Array {
-    const cls = poolClass(length);
+    const cls = quarterStepClass(length);
     const arr = this.#pool.get(`${dtype}:${cls}`)?.pop();
     if (arr) {
       this.#pooledBytes -= arr.byteLength;

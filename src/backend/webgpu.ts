@@ -21,7 +21,15 @@
  * @module
  */
 
-import type { AttentionDropout, Backend, Buf, DType, MatmulArgs, OpArgs } from "./backend.ts";
+import {
+  type AttentionDropout,
+  type Backend,
+  type Buf,
+  type DType,
+  type MatmulArgs,
+  type OpArgs,
+  quarterStepClass,
+} from "./backend.ts";
 import { dropoutParams } from "./dropout_hash.ts";
 import { type GpuDeviceOptions, requestGpuDevice } from "./gpu_device.ts";
 import { GpuProfiler } from "./gpu_profiler.ts";
@@ -336,10 +344,7 @@ function byteSize(length: number): number {
 
 /** The pool's size class for `bytes`: the next power of two up to 4 KiB, then the next quarter step. */
 function sizeClass(bytes: number): number {
-  if (bytes <= 4096) return 2 ** Math.ceil(Math.log2(bytes));
-  const p = 2 ** Math.floor(Math.log2(bytes));
-  const step = p / 4;
-  return Math.ceil(bytes / step) * step;
+  return bytes <= 4096 ? 2 ** Math.ceil(Math.log2(bytes)) : quarterStepClass(bytes);
 }
 
 /** Options of one dispatch. */
