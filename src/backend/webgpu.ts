@@ -781,39 +781,31 @@ export class WebGpuBackend implements Backend {
     const note = matmulNote(args);
     const x = { a, b, bias, out, M, N, Kd, constants, note };
     const forced = this.#forced;
-    if (forced) {
-      const d = MATMUL_DEFS[forced.kernel];
-      return this.#matmulRun(x, { def: d.def, block: d.block, slices: forced.slices });
-    }
+    if (forced) return this.#matmulRun(x, MATMUL_DEFS[forced.kernel], forced.slices);
     const kernel = this.#matmul;
-    if (kernel !== "auto") return this.#matmulRun(x, { def: kernel.def, block: kernel.block, slices: 1 });
+    if (kernel !== "auto") return this.#matmulRun(x, kernel, 1);
     const tuner = this.#tuner;
     if (tuner) {
       const key = tuner.key(M, N, Kd, !!args.transA, !!args.transB);
       const best = tuner.best(key);
-      if (best) {
-        return this.#matmulRun(x, {
-          def: MATMUL_DEFS[best.kernel].def,
-          block: MATMUL_DEFS[best.kernel].block,
-          slices: best.slices,
-        });
-      }
+      if (best) return this.#matmulRun(x, MATMUL_DEFS[best.kernel], best.slices);
       // first sight of this shape: time every candidate into a scratch output, then run auto's choice
       const candidates = tuner.begin(key, matmulCandidates(M, N, Kd, splitKSlices(M, N, Kd)));
       if (candidates.length > 0) this.#matmulTimeCandidates(x, key, tuner, candidates);
     }
     const large = Math.ceil(M / 128) * Math.ceil(N / 128) >= AUTO_LARGE_MIN_GROUPS;
     const def = large ? MATMUL_DEFS.large : MATMUL_DEFS.tiled;
-    this.#matmulRun(x, { def: def.def, block: def.block, slices: large ? 1 : splitKSlices(M, N, Kd) });
+    this.#matmulRun(x, def, large ? 1 : splitKSlices(M, N, Kd));
   }
 
-  /** One product with a given kernel (and split-K when `slices` > 1), optionally timed by the tuner. */
+  /** One product with kernel `k` (split in K when `slices` > 1), optionally timed by the tuner. */
   #matmulRun(
     x: MatmulCall,
-    k: { def: KernelDef; block: number; slices: number },
+    k: { def: KernelDef; block: number },
+    slices: number,
     timer?: { by: GpuProfiler; key: string },
   ): void {
-    if (k.slices > 1) return this.#matmulSplitK({ ...x, S: k.slices }, k, timer);
+    if (slices > 1) return this.#matmulSplitK({ ...x, S: slices }, k, timer);
     this.#dispatch(k.def, {
       params: [x.M, x.N, x.Kd, x.Kd],
       bufs: [x.a, x.b, x.bias, x.out],
@@ -829,10 +821,8 @@ export class WebGpuBackend implements Backend {
     const scratch = this.#acquire(x.M * x.N, "f32", "matmul tuning scratch");
     const run = { ...x, bias: null, out: scratch, constants: { ...x.constants, HAS_BIAS: 0, ACCUMULATE: 0 } };
     for (const c of candidates) {
-      const def = MATMUL_DEFS[c.kernel];
       for (let r = 0; r < TUNE_RUNS; r++) {
-        const timer = { by: tuner.timer, key: tuner.timerKey(key, c, r) };
-        this.#matmulRun(run, { def: def.def, block: def.block, slices: c.slices }, timer);
+        this.#matmulRun(run, MATMUL_DEFS[c.kernel], c.slices, { by: tuner.timer, key: tuner.timerKey(key, c, r) });
       }
     }
     this.free(scratch);
