@@ -45,7 +45,7 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type Backend, type BackendName, createBackend, parseBackendName } from "../src/backend/mod.ts";
+import { type Backend, type BackendName, createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
 import { timeToAccuracyMain } from "./time_to_accuracy.ts";
@@ -407,8 +407,7 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
     : "";
   log(`  ${(flops / 1e9).toFixed(1)} GFLOP per step${est}; ${o.warmup} warm-up + ${o.steps} timed step(s)`);
   const times: number[] = [], hostTimes: number[] = [], losses: number[] = [];
-  const p = be as { profiling?: boolean; profile?: (o?: { reset?: boolean }) => Promise<KernelTime[]> };
-  const profiler = p.profiling && p.profile ? { profile: p.profile.bind(be) } : undefined;
+  const profiler = opProfiler(be);
   let counts0: { dispatches: number; submits: number } | undefined;
   for (let i = 0; i < o.warmup + o.steps; i++) {
     if (i === o.warmup) {
@@ -446,14 +445,9 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   const profile = profiler
     ? (await profiler.profile()).map((r) => ({ ...r, calls: r.calls / o.steps, ms: r.ms / o.steps }))
     : undefined;
-  if (profile) {
-    log(
-      formatProfile(profile, {
-        title: be.name === "cpu"
-          ? `Time by op on the CPU, per step (mean of ${o.steps})`
-          : `GPU time by kernel, per step (mean of ${o.steps}; profiled: one pass per dispatch)`,
-      }),
-    );
+  if (profiler && profile) {
+    const note = be.name === "cpu" ? "" : "; profiled: one pass per dispatch";
+    log(formatProfile(profile, { title: `${profiler.what}, per step (mean of ${o.steps}${note})` }));
   }
   model.dispose();
   opt.dispose();

@@ -27,21 +27,37 @@ export function parseBackendName(value: string | undefined): BackendName {
   return v as BackendName;
 }
 
+/** A backend's profile, when it was created with profiling on (`GPT2_SFT_PROFILE=1`, either backend). */
+export interface OpProfiler {
+  /** The times so far, largest first; `reset` starts the totals over. */
+  profile(opts?: { reset?: boolean }): Promise<KernelTime[]>;
+  /** What the times are: "GPU time by kernel" (WebGPU) or "Time by op on the CPU". */
+  what: string;
+}
+
+/** The backend's {@link OpProfiler}, or undefined when it is not profiling. */
+export function opProfiler(be: Backend): OpProfiler | undefined {
+  const p = be as { profiling?: boolean; profile?: (opts?: { reset?: boolean }) => Promise<KernelTime[]> };
+  if (!p.profiling || !p.profile) return undefined;
+  return { profile: p.profile.bind(be), what: be.name === "cpu" ? "Time by op on the CPU" : "GPU time by kernel" };
+}
+
 /**
  * The time per kernel (WebGPU: on the GPU) or per op (CPU) of everything a backend ran, as a table, when it
- * was created with profiling on (`GPT2_SFT_PROFILE=1`), and the matmul tuner's choices under `GPT2_SFT_MATMUL=tune`; undefined
- * when neither applies.
+ * was created with profiling on (`GPT2_SFT_PROFILE=1`), and the matmul tuner's choices under
+ * `GPT2_SFT_MATMUL=tune`; undefined when neither applies.
  */
 export async function profileReport(be: Backend): Promise<string | undefined> {
-  const p = be as { profiling?: boolean; profile?: () => Promise<KernelTime[]>; matmulTuning?: TunedShape[] };
+  const profiler = opProfiler(be);
+  const tuning = (be as { matmulTuning?: TunedShape[] }).matmulTuning;
   const parts: string[] = [];
-  if (p.profiling && p.profile) {
-    const what = be.name === "cpu" ? "Time by op on the CPU" : "GPU time by kernel";
+  if (profiler) {
     // a whole run sees many M (per-batch padding, generation): matmuls merged over M
-    const rows = mergeMatmulRows(await p.profile());
-    parts.push(formatProfile(rows, { title: `${what} (GPT2_SFT_PROFILE=1), the whole run, matmuls over all M` }));
+    const rows = mergeMatmulRows(await profiler.profile());
+    const title = `${profiler.what} (GPT2_SFT_PROFILE=1), the whole run, matmuls over all M`;
+    parts.push(formatProfile(rows, { title }));
   }
-  if (p.matmulTuning && p.matmulTuning.length > 0) parts.push(formatTuning(p.matmulTuning));
+  if (tuning && tuning.length > 0) parts.push(formatTuning(tuning));
   return parts.length > 0 ? parts.join("\n") : undefined;
 }
 
