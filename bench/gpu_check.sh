@@ -52,12 +52,14 @@ mkdir -p "$OUT"
 budget=${GPU_CHECK_BUDGET:-510}
 steps=${BENCH_STEPS:-10}
 quick=()
-# the full bench: four matmul kernels and the real-shape classifier; the smoke test (lavapipe) keeps it short
+# the full bench: five matmul kernels and the real-shape classifier; the smoke test (lavapipe) keeps it short
 # (time to accuracy runs in its own step below, with the PyTorch side)
 bench_extra=(--only matmul,step,dispatch,classify --classify-shape gpt2 --matmul-kernels tiled,large,auto,tune,large-f16)
+tta_quick=""
 if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
   quick=(--quick)
   bench_extra=(--only matmul,step,dispatch,classify --classify-shape tiny --matmul-kernels tiled,large --quick)
+  tta_quick="--train 200 --eval-n 20 --eval-every 10 --max-steps 20 --untimed-steps 2"
 fi
 start=$(date +%s)
 summary="$OUT/summary.txt"
@@ -129,8 +131,7 @@ run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
 
 run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}
 
-q=""
-[ "${GPU_CHECK_QUICK:-0}" = 1 ] && q="--quick"
+q="${quick[*]}" # the same flag, as a word inside the sh -c string
 run_step "bench webgpu steps: T=128; T=256 with flash attention; T=256 profiled; T=256 tuned" "$OUT/steps.log" 180 sh -c \
   "r=0; '$DENO' task bench --backend webgpu --json --only step --seq 128 --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_ATTENTION=flash '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
@@ -139,8 +140,6 @@ run_step "bench webgpu steps: T=128; T=256 with flash attention; T=256 profiled;
    exit \$r"
 
 tta_init=$(mktemp -d)
-tta_quick=""
-[ "${GPU_CHECK_QUICK:-0}" = 1 ] && tta_quick="--train 200 --eval-n 20 --eval-every 10 --max-steps 20 --untimed-steps 2"
 run_step "time to 99 % (tiny model), ours then PyTorch" "$OUT/tta.log" 120 sh -c \
   "'$DENO' run -A bench/time_to_accuracy.ts --backend webgpu --pad both --json --save-init '$tta_init' $tta_quick && python3 bench/pytorch_time_to_accuracy.py '$tta_init' --device cuda --json"
 rm -rf "$tta_init"
