@@ -137,8 +137,8 @@ export class CpuBackend implements Backend {
   /** The native matmul, or undefined for the reference loops. */
   #fastMatmul: FastMatmul | undefined;
   /**
-   * GELU and the attention softmax's exp in WebAssembly SIMD (cpu_wasm_math.ts) beside a native matmul;
-   * undefined for the reference loops.
+   * GELU, the attention softmax's exp and AdamW in WebAssembly SIMD (cpu_wasm_math.ts) beside a native
+   * matmul; undefined for the reference loops.
    */
   #fastMath: FastMath | undefined;
   /** The op timer when profiling (`GPT2_SFT_PROFILE=1`). */
