@@ -23,7 +23,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.ts";
-import { createBackend, parseBackendName } from "../src/backend/mod.ts";
+import { createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
+import { formatProfile, type KernelTime, mergeMatmulRows } from "../src/backend/profile.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { buildSftDataset, collate, MASK_MODES, type MaskMode, type SftExample } from "../src/data/sft_dataset.ts";
@@ -60,6 +61,8 @@ and the accuracy curve.
   --save-init DIR    write the initial model (HF dir), tokenizer, tokenized data and settings to DIR for
                      bench/pytorch_time_to_accuracy.py
   --backend NAME     auto | cpu | webgpu (default auto)
+  --profile          time by op (CPU) or GPU time by kernel (WebGPU) of the timed training steps, evaluation
+                     excluded, as a table per mode (the same as GPT2_SFT_PROFILE=1; it slows the run a little)
   --json             print one JSON object as the last line
   -h, --help         this text
 `;
@@ -145,6 +148,7 @@ export async function timeToAccuracyMain(
       repeat: { type: "string" },
       "save-init": { type: "string" },
       backend: { type: "string" },
+      profile: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -180,7 +184,8 @@ export async function timeToAccuracyMain(
   };
   base.epochs = Math.ceil(maxSteps / Math.ceil(nTrain / base.batchSize));
 
-  const be: Backend = await createBackend(parseBackendName(v.backend));
+  const be: Backend = await createBackend(parseBackendName(v.backend), { profile: v.profile });
+  const profiler = opProfiler(be);
   try {
     print(`Backend: ${be.description} (${runtimeName()})`);
     // data: the notebook's generator (train seed 42, val seed 43), the first N records of each
@@ -266,6 +271,13 @@ export async function timeToAccuracyMain(
         const curve: CurvePoint[] = [];
         let evalSeconds = 0, reached = false;
         print(`\n--pad ${pad}${repeat > 1 ? ` (run ${rep + 1}/${repeat})` : ""}`);
+        // profiling: the training steps' times, collected before each evaluation and dropped after it
+        const trained: KernelTime[] = [];
+        const collect = async (keep: boolean) => {
+          const rows = profiler ? await profiler.profile({ reset: true }) : [];
+          if (keep) trained.push(...rows);
+        };
+        await collect(false);
         const result = await trainLoop({
           model,
           train,
@@ -273,9 +285,11 @@ export async function timeToAccuracyMain(
           config: cfg,
           onStep: async (s) => {
             // the trainer's clock runs on during evaluation: time it and take it out
+            await collect(true);
             const t = performance.now();
             const acc = await accuracy(model);
             const dt = (performance.now() - t) / 1000;
+            await collect(false);
             const trainSeconds = s.elapsedSeconds - evalSeconds;
             evalSeconds += dt;
             curve.push({ step: s.step, accuracy: acc, loss: s.loss, train_seconds: trainSeconds });
@@ -288,6 +302,7 @@ export async function timeToAccuracyMain(
           },
           shouldStop: () => reached,
         });
+        await collect(true);
         result.optimizer.dispose();
         model.dispose();
         const steps = result.position.step;
@@ -316,6 +331,10 @@ export async function timeToAccuracyMain(
             `${evalSeconds.toFixed(2)} s evaluation, ${counts.tokens.toLocaleString("en-US")} positions ` +
             `(${counts.real.toLocaleString("en-US")} real)`,
         );
+        if (profiler) {
+          const title = `${profiler.what}, --pad ${pad}, the ${steps} training steps (evaluation excluded), per step`;
+          print(formatProfile(mergeMatmulRows(trained), { title, per: steps }));
+        }
       }
     }
 

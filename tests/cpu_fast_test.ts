@@ -298,9 +298,11 @@ describe("GELU in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loop
           }
           // the loops' backward at ±∞ is 0·∞ = NaN; the SIMD one clamps and gives the limits 1 and 0
           if (Number.isNaN(e[i]!) && k >= 2 && !Number.isFinite(x[i]!)) continue;
-          if (Number.isNaN(e[i]!) && Number.isNaN(g[i]!)) continue; // gelu(−∞) = −∞·0 both ways
-          // tanh to ≈ 1e−7 absolute in float32 arithmetic: 4e−7 of the value's scale (the input's for the
-          // forward, dout's and the old value's for the backward), at least 4e−7
+          if (Number.isNaN(e[i]!) && Number.isNaN(g[i]!)) continue;
+          // gelu(−∞): the loops (and torch) compute 0.5·(−∞)·(1 + tanh) = −∞·0 = NaN, the SIMD form −∞/(1 + E) −∞
+          if (k < 2 && x[i] === -Infinity && Number.isNaN(e[i]!) && g[i] === -Infinity) continue;
+          // a few float32 roundings: 4e−7 of the value's scale (the input's for the forward, dout's and the
+          // old value's for the backward), at least 4e−7
           const scale = k < 2 ? Math.abs(x[i]!) : Math.abs(dout[i]!) * 1.2 + (k === 3 ? Math.abs(old[i]!) : 0);
           const err = Math.abs(g[i]! - e[i]!);
           if (!(err <= 4e-7 * Math.max(1, scale)) && e[i] !== g[i]) {
@@ -332,5 +334,45 @@ describe("exp in WebAssembly SIMD (cpu_wasm_math.ts, the attention softmax's)", 
       }
     }
     expect(() => m.expShift(new Float32Array(16385), new Float32Array(16385), 0, 16385, 0)).toThrow("exceed");
+  });
+});
+
+describe("the attention softmax in WebAssembly SIMD (cpu_wasm_math.ts attentionScratch) against float64", () => {
+  test("forward (causal, right padding after len) and backward, T around the 4-lane edge; the block grows", () => {
+    const m = wasmSimdMath();
+    if ("reason" in m) throw new Error(m.reason);
+    for (const T of [1, 3, 4, 5, 70, 133]) {
+      for (const len of [0, 2, T - 1, T]) {
+        const sc = m.attentionScratch(T);
+        const scores = rand(T * T, T + len).map((v) => v * 8);
+        sc.p.set(scores);
+        sc.softmax(len);
+        const P = sc.p.slice();
+        const dP = rand(T * T, 2 * T + len);
+        sc.d.set(dP);
+        sc.softmaxBackward();
+        for (let t = 0; t < T; t++) {
+          const n = Math.max(0, Math.min(t + 1, len)), row = t * T;
+          const max = Math.max(...Array.from(scores.subarray(row, row + n)));
+          let sum = 0;
+          for (let s = 0; s < n; s++) sum += Math.exp(scores[row + s]! - max);
+          let pdp = 0;
+          for (let s = 0; s <= t; s++) pdp += P[row + s]! * dP[row + s]!;
+          for (let s = 0; s < T; s++) {
+            const want = s < n ? Math.exp(scores[row + s]! - max) / sum : 0;
+            const got = P[row + s]!;
+            // float32 exp and sum: a few ulp; past n exactly 0
+            if (s >= n ? got !== 0 : !(Math.abs(got - want) <= 1e-6 * want + 1e-12)) {
+              throw new Error(`softmax T=${T} len=${len} [${t},${s}]: got ${got}, expected ${want}`);
+            }
+            const dWant = s <= t ? P[row + s]! * (dP[row + s]! - pdp) : 0;
+            const dGot = sc.d[row + s]!;
+            if (s > t ? dGot !== 0 : !(Math.abs(dGot - dWant) <= 1e-6)) {
+              throw new Error(`softmax backward T=${T} len=${len} [${t},${s}]: got ${dGot}, expected ${dWant}`);
+            }
+          }
+        }
+      }
+    }
   });
 });

@@ -544,7 +544,8 @@ export class CpuBackend implements Backend {
     const gemm = this.#fastMatmul?.gemm;
     if (gemm) {
       const expShift = T <= 16384 ? this.#fastMath?.expShift : undefined; // the softmax's exponentials in SIMD
-      return gemmAttentionForward({ gemm, expShift, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
+      const scratch = this.#fastMath?.attentionScratch(T); // the whole softmax in SIMD
+      return gemmAttentionForward({ gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
     }
     const scale = 1 / Math.sqrt(HS);
     const scores = new Float64Array(T);
@@ -612,7 +613,10 @@ export class CpuBackend implements Backend {
     const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
     const gemm = this.#fastMatmul?.gemm;
-    if (gemm) return gemmAttentionBackward({ gemm, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
+    if (gemm) {
+      const scratch = this.#fastMath?.attentionScratch(T);
+      return gemmAttentionBackward({ gemm, scratch, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
+    }
     const scale = 1 / Math.sqrt(HS);
     const dP = new Float64Array(T);
     dqkv.fill(0, 0, B * T * 3 * C);

@@ -3,8 +3,11 @@
  * (`cblas_sgemm` via FFI, cpu_fast.ts): per batch b and head h, q, k, v are read in place from qkv with row
  * stride 3C, the score matrix goes straight into att[b,h], and the outputs go into out (row stride C) and
  * dqkv (row stride 3C). The mask, the softmax, dropout and the softmax backward stay in TypeScript, with
- * exactly the semantics of the reference loops in cpu.ts (see `CpuBackend.attentionForward`); the softmax's
- * exponentials may run in WebAssembly SIMD (`expShift`).
+ * exactly the semantics of the reference loops in cpu.ts (see `CpuBackend.attentionForward`). With
+ * `scratch` (cpu_wasm_math.ts), the score and dP blocks of a head are written by BLAS into WebAssembly
+ * memory, and the softmax (forward, where a row's visible keys are a prefix: no mask or right padding) and
+ * its backward (without dropout) run there in SIMD, a whole head per call; otherwise the softmax's
+ * exponentials may run in SIMD (`expShift`) inside TypeScript loops.
  *
  * Causality: queries are taken in blocks of {@link BLOCK} rows, and a block's products only run over the
  * keys up to its last row (the rest of those rows is zero), which skips about a third of the work at T = 256.
@@ -16,6 +19,7 @@
 
 import { dropoutHash, type DropoutParams } from "./dropout_hash.ts";
 import type { StridedGemmArgs } from "./cpu_fast.ts";
+import type { AttentionScratch } from "./cpu_wasm_math.ts";
 
 /** Query rows per block of the causal products. */
 const BLOCK = 64;
@@ -31,6 +35,8 @@ export interface GemmAttentionForwardArgs {
    * Math.exp in float64 as the reference loops.
    */
   expShift?: (out: Float32Array, inp: Float32Array, off: number, n: number, shift: number) => void;
+  /** The head's score block and the softmax in WebAssembly SIMD (T×T blocks), used where keys are a prefix. */
+  scratch?: AttentionScratch;
   out: Float32Array;
   att: Float32Array;
   qkv: Float32Array;
@@ -45,7 +51,7 @@ export interface GemmAttentionForwardArgs {
 
 /** attentionForward (see `CpuBackend.attentionForward`) with S = scale·Q·Kᵀ and out = P·V through GEMM. */
 export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
-  const { gemm, expShift, out, att, qkv, mask, B, T, C, NH, drop } = args;
+  const { gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop } = args;
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
   const e = new Float64Array(T), e32 = new Float32Array(T);
   // the dropped probabilities of one head (att keeps the undropped P)
@@ -55,7 +61,11 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
     for (let h = 0; h < NH; h++) {
       const base = (b * NH + h) * T * T;
       const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C;
-      // S = scale·Q·Kᵀ into att[b,h] (block rows [t0,t1), key columns [0,t1))
+      const len = visible[b]!;
+      // the SIMD softmax takes the scores in the WASM block, else they go straight into att[b,h]
+      const simd = scratch && len >= 0 ? scratch : undefined;
+      const sc = simd ? simd.p : att, sOff = simd ? 0 : base;
+      // S = scale·Q·Kᵀ (block rows [t0,t1), key columns [0,t1))
       for (let t0 = 0; t0 < T; t0 += BLOCK) {
         const t1 = Math.min(T, t0 + BLOCK);
         gemm({
@@ -72,14 +82,18 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
           bOffset: ko,
           ldb: C3,
           beta: 0,
-          c: att,
-          cOffset: base + t0 * T,
+          c: sc,
+          cOffset: sOff + t0 * T,
           ldc: T,
         });
       }
       // softmax over the visible keys s ≤ t with mask[b,s] = 1; everything else 0
-      const len = visible[b]!;
-      for (let t = 0; t < T; t++) {
+      if (simd) {
+        simd.softmax(len);
+        att.set(simd.p, base);
+        if (pd) { for (let t = 0; t < T; t++) dropRow(pd, att, drop!, base + t * T, t * T, t, T); }
+      }
+      for (let t = 0; t < T && !simd; t++) {
         const row = base + t * T;
         if (len >= 0) {
           // the visible keys are s < n: no per-key mask test, exps in place of a float64 copy
@@ -124,8 +138,8 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
           N: HS,
           K: t1,
           alpha: 1,
-          a: pd ?? att,
-          aOffset: (pd ? 0 : base) + t0 * T,
+          a: pd ?? sc,
+          aOffset: (pd ? 0 : sOff) + t0 * T,
           lda: T,
           b: qkv,
           bOffset: vo,
@@ -218,6 +232,8 @@ function dropRow(
 /** The arrays and shapes of {@link gemmAttentionBackward}, already checked by the caller. */
 export interface GemmAttentionBackwardArgs {
   gemm: GemmFn;
+  /** Without dropout: dP into the WASM block, the softmax backward in SIMD. */
+  scratch?: AttentionScratch;
   dqkv: Float32Array;
   dout: Float32Array;
   qkv: Float32Array;
@@ -237,7 +253,8 @@ export interface GemmAttentionBackwardArgs {
 export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
   const { gemm, dqkv, dout, qkv, att, B, T, C, NH, drop } = args;
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
-  const dS = new Float32Array(T * T); // dP, then dS in place
+  const simd = drop ? undefined : args.scratch;
+  const dS = simd ? simd.d : new Float32Array(T * T); // dP, then dS in place
   const g = new Float64Array(T); // one row of dP through the dropout
   const pd = drop ? new Float32Array(T * T) : undefined;
   for (let b = 0; b < B; b++) {
@@ -267,7 +284,11 @@ export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
         });
       }
       // dS[t,s] = P·(dP·m − Σ_r P·dP·m) for s ≤ t (m the dropout factor), 0 elsewhere
-      for (let t = 0; t < T; t++) {
+      if (simd) {
+        simd.p.set(att.subarray(base, base + T * T));
+        simd.softmaxBackward();
+      }
+      for (let t = 0; t < T && !simd; t++) {
         const row = t * T, arow = base + t * T;
         let pdp = 0;
         for (let s = 0; s <= t; s++) {

@@ -3,198 +3,320 @@
  * four floats per instruction:
  * - GELU (HF's `gelu_new`, the tanh form) forward and backward: the most expensive elementwise op (37.7 M
  *   elements a step at GPT-2's shape, ≈ 1 s in plain TypeScript, where `Math.tanh` dominates);
- * - exp(x − shift) over a row: the softmax of attention (B·NH·T²/2 exponentials per layer);
+ * - the attention softmax, forward and backward, a whole T×T head block per call (causal, right padding);
+ *   and exp(x − shift) over a row, for the softmax under a general mask;
  * - one AdamW step in float32 (102 M parameters a step at GPT-2's shape; ≈ 6.7 ns each in TypeScript).
  *
- * Maths, per lane (x the input, S = √(2/π), c = 0.044715):
- *   u = S·(x + c·x³),  th = tanh(u) = (e − 1)/(e + 1) with e = exp(2u), 2u clamped to [−80, 80]
- *   (tanh(40) is 1 in float32, so the clamp changes nothing and keeps e finite; where (1 + e)² overflows
- *   to ∞, 1 − th² = 4e/(1 + e)² is 0, as it should be);
- *   forward: out = 0.5·x·(1 + th)
- *   backward: dinp (=|+=) dout·[0.5·(1 + th) + 0.5·x·(1 − th²)·S·(1 + 3c·x²)], 1 − th² = 4e/(1 + e)²
- * exp(y): n = round(y·log₂e), r = y − n·ln2 (ln2 split in a high part exact in float32 and a low part, so
- * that n·ln2_hi has no rounding error), e^r by its Taylor series to degree 7 (|r| ≤ ln2/2: the first term
- * left out is < 6e−9, below float32's resolution), times 2ⁿ built from its exponent bits.
- * Accuracy against the float64 loops of cpu.ts: ≈ 1e−7 absolute on tanh (float32 arithmetic, and the
- * cancellation in e − 1 near u = 0 costs absolute, not relative, error), which `(1 + th)` absorbs; the tests
- * in tests/cpu_fast_test.ts hold it to 4e−7 relative to the output's scale.
+ * Maths, per lane (x the input, S = √(2/π), c = 0.044715, u = S·(x + c·x³)):
+ *   1 + tanh(u) = 2·sigmoid(2u), so gelu(x) = 0.5·x·(1 + tanh u) = x / (1 + E) with E = exp(−2u), −2u
+ *   clamped to [−80, 80] (E stays a finite normal float32; past ±80 the answer is x or 0 to float32 anyway);
+ *   this form has no cancellation (0.5·(1 + tanh u) loses digits where tanh u is near −1).
+ *   backward: gelu'(x) = q + x·E·q²·2S·(1 + 3c·x²) with q = 1/(1 + E) (sigmoid(2u) and its derivative
+ *   sigmoid·(1 − sigmoid) = E·q²), computed as ((E·q)·q)·x so that nothing overflows, x clamped to ±1e4 in
+ *   the polynomial (E·q² is 0 to float32 long before).
+ * exp(y), y in [−87, 88]: n = round(y·log₂e) by adding and subtracting 1.5·2²³ (float32 addition rounds to
+ * an integer there), r = y − n·ln2 (ln2 split in a high part exact in float32 and a low part, so that
+ * n·ln2_hi has no rounding error), e^r by its Taylor series to degree 7 (|r| ≤ ln2/2: the first term left
+ * out is < 6e−9, below float32's resolution), times 2ⁿ: the bits of 1.5·2²³ + n hold n in their low bits, so
+ * (bits + 127) << 23 is the float32 2ⁿ (n + 127 in [1, 254]).
+ * Accuracy against the float64 loops of cpu.ts: a few float32 roundings, ≈ 2e−7 relative (tests in
+ * tests/cpu_fast_test.ts).
  *
- * exp alone: x − shift clamped to [−87, 88] (so 2ⁿ stays a normal float32), then as above; relative error
- * ≈ 2e−7 (tests/cpu_fast_test.ts).
+ * Every constant lives in a local set once per call (`FnBuilder`): built inline, each `v128.const` costs
+ * instructions on every pass of a loop. Min and max are `pmin`/`pmax` (one instruction each; the NaN-exact
+ * `min`/`max` take several on x86).
  *
  * Data is streamed through WASM memory in chunks of 16 K floats (64 KiB per array, so a chunk stays in
- * cache between the copy in, the kernel and the copy out).
+ * cache between the copy in, the kernel and the copy out); the softmax works on T×T blocks that BLAS writes
+ * into WASM memory directly (`attentionScratch`).
  * @module
  */
 
-import { F32, I32, simd, uleb, wasmModule } from "./wasm_asm.ts";
+import { F32, FnBuilder, I32, simd, sleb, uleb, V128, wasmModule } from "./wasm_asm.ts";
 
 // opcodes
-const BLOCK_VOID = 0x40, LOOP = 0x03, END = 0x0b, BR_IF = 0x0d, IF = 0x04, SELECT = 0x1b;
+const BLOCK = 0x02, LOOP = 0x03, IF = 0x04, END = 0x0b, BR = 0x0c, BR_IF = 0x0d, SELECT = 0x1b, VOID = 0x40;
 const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22;
-const I32_CONST = 0x41, I32_ADD = 0x6a, I32_SUB = 0x6b;
-const V128_LOAD = 0x00, V128_STORE = 0x0b, V128_CONST = 0x0c;
-const F32X4_SPLAT = 0x13, F32X4_NEAREST = 0x6a, I32X4_SHL = 0xab, I32X4_ADD = 0xae;
-const F32X4_ADD = 0xe4, F32X4_SUB = 0xe5, F32X4_MUL = 0xe6, F32X4_DIV = 0xe7, F32X4_MIN = 0xe8, F32X4_MAX = 0xe9;
+const F32_LOAD = 0x2a, F32_STORE = 0x38, I32_CONST = 0x41;
+const I32_LT_S = 0x48, I32_GE_S = 0x4e, I32_ADD = 0x6a, I32_SUB = 0x6b, I32_MUL = 0x6c, I32_SHL = 0x74;
+const I32_SHR_U = 0x76;
+const F32_ADD = 0x92, F32_SUB = 0x93, F32_MUL = 0x94, F32_DIV = 0x95, F32_MAX = 0x97;
+const MEMORY_FILL = [0xfc, 0x0b, 0x00];
+const V128_LOAD = 0x00, V128_STORE = 0x0b;
+const F32X4_SPLAT = 0x13, F32X4_EXTRACT_LANE = 0x1f, I32X4_SHL = 0xab, I32X4_ADD = 0xae;
+const F32X4_ADD = 0xe4, F32X4_SUB = 0xe5, F32X4_MUL = 0xe6, F32X4_DIV = 0xe7, F32X4_PMIN = 0xea, F32X4_PMAX = 0xeb;
 const F32X4_SQRT = 0xe3;
-const I32X4_TRUNC_SAT_F32X4_S = 0xf8;
 
 const S = Math.sqrt(2 / Math.PI), C = 0.044715;
 const LN2_HI = 0.693359375; // 0x3f318000: 9 significant bits, so n·LN2_HI is exact for |n| < 2¹⁵
 const LN2_LO = Math.LN2 - LN2_HI;
+const ROUND = 12582912; // 1.5·2²³: y + ROUND rounds y to an integer, kept in the low mantissa bits
 
-/** A v128 constant with `v` in all four f32 lanes. */
-function splat(v: number): number[] {
-  const b = new Uint8Array(16);
-  const f = new Float32Array(b.buffer);
-  f.fill(v);
-  return [...simd(V128_CONST), ...b];
-}
+const get = (l: number) => [LOCAL_GET, ...uleb(l)], set = (l: number) => [LOCAL_SET, ...uleb(l)];
+const tee = (l: number) => [LOCAL_TEE, ...uleb(l)];
+const op = (o: number) => simd(o);
+const i32c = (n: number) => [I32_CONST, ...sleb(n)];
+const vload = (addr: number[]) => [...addr, ...op(V128_LOAD), 2, 0];
+const f32load = (addr: number[]) => [...addr, F32_LOAD, 2, 0];
 
-/** A v128 constant with `v` in all four i32 lanes. */
-function splatI32(v: number): number[] {
-  const b = new Uint8Array(16);
-  new Int32Array(b.buffer).fill(v);
-  return [...simd(V128_CONST), ...b];
-}
-
-// locals: params (i32) first, then v128s
-// fwd(inp, out, count4)            bwd(inp, dout, dinp, count4, accumulate)
-const P_INP = 0, P_OUT = 1, P_N = 2; // fwd
-const Q_INP = 0, Q_DOUT = 1, Q_DINP = 2, Q_N = 3, Q_ACC = 4; // bwd
-
-/**
- * Code that leaves tanh(S·(x + c·x³)) on the stack, reading x from local `x`, with e = exp(2u) left in
- * `t1` and `t2` used as scratch (both v128).
- */
-function tanhOfU(x: number, t1: number, t2: number): number[] {
-  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
-  const op = (o: number) => simd(o);
-  const c: number[] = [];
-  // y = 2u = 2S·x·(1 + c·x²), clamped to [−80, 80]  → t1
-  c.push(...get(x), ...get(x), ...op(F32X4_MUL), ...splat(C), ...op(F32X4_MUL), ...splat(1), ...op(F32X4_ADD));
-  c.push(...get(x), ...op(F32X4_MUL), ...splat(2 * S), ...op(F32X4_MUL));
-  c.push(...splat(80), ...op(F32X4_MIN), ...splat(-80), ...op(F32X4_MAX), ...set(t1));
-  c.push(...expOf(t1, t2));
-  // e → t1; th = (e − 1)/(e + 1)
-  c.push(...set(t1));
-  c.push(...get(t1), ...splat(1), ...op(F32X4_SUB), ...get(t1), ...splat(1), ...op(F32X4_ADD), ...op(F32X4_DIV));
-  return c;
-}
-
-/**
- * Code that leaves exp(y) on the stack for y in local `t1` (|y| ≤ 88; `t1` is overwritten), using `t2` as
- * scratch.
- */
-function expOf(t1: number, t2: number): number[] {
-  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
-  const op = (o: number) => simd(o);
-  const c: number[] = [];
-  // n = nearest(y·log₂e)  → t2
-  c.push(...get(t1), ...splat(Math.LOG2E), ...op(F32X4_MUL), ...op(F32X4_NEAREST), ...set(t2));
-  // r = y − n·LN2_HI − n·LN2_LO  → t1
-  c.push(...get(t1), ...get(t2), ...splat(LN2_HI), ...op(F32X4_MUL), ...op(F32X4_SUB));
-  c.push(...get(t2), ...splat(LN2_LO), ...op(F32X4_MUL), ...op(F32X4_SUB), ...set(t1));
-  // 2ⁿ = bits((n + 127) << 23)  → t2
-  c.push(...get(t2), ...op(I32X4_TRUNC_SAT_F32X4_S), ...splatI32(127), ...op(I32X4_ADD));
-  c.push(...i32c(23), ...op(I32X4_SHL), ...set(t2));
-  // e^r = 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r(1/720 + r/5040))))))  (Horner)
-  c.push(...splat(1 / 5040));
-  for (const k of [720, 120, 24, 6, 2, 1, 1]) {
-    c.push(...get(t1), ...op(F32X4_MUL), ...splat(1 / k), ...op(F32X4_ADD));
-  }
-  // e^r·2ⁿ
-  c.push(...get(t2), ...op(F32X4_MUL));
-  return c;
-}
-
-function i32c(n: number): number[] {
-  return [I32_CONST, ...uleb(n)]; // small non-negative constants only
-}
-
-/** A loop over `count` vec4s: `body` runs with the byte offset in local `off`. */
-function vecLoop(count: number, off: number, body: number[]): number[] {
-  const get = (l: number) => [LOCAL_GET, l];
+/** `while (i < end) { body; i += step }` over i32 locals. */
+function whileBelow(i: number, end: number, step: number, body: readonly number[]): number[] {
+  // deno-fmt-ignore
   return [
-    ...get(count),
-    IF,
-    BLOCK_VOID,
-    ...i32c(0),
-    LOCAL_SET,
-    off,
-    LOOP,
-    BLOCK_VOID,
+    BLOCK, VOID, LOOP, VOID,
+    ...get(i), ...get(end), I32_GE_S, BR_IF, 1,
     ...body,
-    ...get(off),
-    ...i32c(16),
-    I32_ADD,
-    LOCAL_SET,
-    off,
-    ...get(count),
-    ...i32c(1),
-    I32_SUB,
-    LOCAL_TEE,
-    count,
-    BR_IF,
-    0,
-    END,
-    END,
+    ...get(i), ...i32c(step), I32_ADD, ...set(i),
+    BR, 0, END, END,
   ];
 }
 
-/** fwd(inp, out, n4): out[i] = gelu(inp[i]) for n4 vec4s (byte addresses). Locals: off (i32), x, t1, t2. */
+/** A loop over `count` vec4s: `body` runs with the byte offset in local `off` (`count` counts down). */
+function vecLoop(count: number, off: number, body: readonly number[]): number[] {
+  // deno-fmt-ignore
+  return [
+    ...get(count), IF, VOID,
+    ...i32c(0), ...set(off),
+    LOOP, VOID,
+    ...body,
+    ...get(off), ...i32c(16), I32_ADD, ...set(off),
+    ...get(count), ...i32c(1), I32_SUB, ...tee(count), BR_IF, 0,
+    END, END,
+  ];
+}
+
+/** The sum of a v128's four float32 lanes, (l0 + l1) + (l2 + l3), from local `v`. */
+function laneSum(v: number): number[] {
+  const lane = (k: number) => [...get(v), ...op(F32X4_EXTRACT_LANE), k];
+  return [...lane(0), ...lane(1), F32_ADD, ...lane(2), ...lane(3), F32_ADD, F32_ADD];
+}
+
+/** Scratch locals of {@link expOf}. */
+interface ExpScratch {
+  t: number;
+  n: number;
+  r: number;
+}
+
+function expScratch(f: FnBuilder): ExpScratch {
+  return { t: f.local(V128), n: f.local(V128), r: f.local(V128) };
+}
+
+/** Code that leaves exp(y) on the stack for y in local `y` (each lane in [−87, 88]; `y` is kept). */
+function expOf(f: FnBuilder, y: number, s: ExpScratch): number[] {
+  const c: number[] = [];
+  // t = y·log₂e + 1.5·2²³ (rounded to an integer); n = t − 1.5·2²³
+  c.push(...get(y), ...f.f32x4(Math.LOG2E), ...op(F32X4_MUL), ...f.f32x4(ROUND), ...op(F32X4_ADD), ...tee(s.t));
+  c.push(...f.f32x4(ROUND), ...op(F32X4_SUB), ...set(s.n));
+  // r = y − n·LN2_HI − n·LN2_LO
+  c.push(...get(y), ...get(s.n), ...f.f32x4(LN2_HI), ...op(F32X4_MUL), ...op(F32X4_SUB));
+  c.push(...get(s.n), ...f.f32x4(LN2_LO), ...op(F32X4_MUL), ...op(F32X4_SUB), ...set(s.r));
+  // e^r = 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r(1/720 + r/5040))))))  (Horner)
+  c.push(...f.f32x4(1 / 5040));
+  for (const k of [720, 120, 24, 6, 2, 1, 1]) {
+    c.push(...get(s.r), ...op(F32X4_MUL), ...f.f32x4(1 / k), ...op(F32X4_ADD));
+  }
+  // · 2ⁿ, whose bits are (bits(t) + 127) << 23
+  c.push(...get(s.t), ...f.i32x4(127), ...op(I32X4_ADD), ...i32c(23), ...op(I32X4_SHL), ...op(F32X4_MUL));
+  return c;
+}
+
+/** Code that leaves E = exp(−2u) on the stack, u = S·(x + c·x³), −2u clamped to [−80, 80]; uses `z`. */
+function expMinus2u(f: FnBuilder, x: number, z: number, s: ExpScratch): number[] {
+  const c: number[] = [];
+  c.push(...get(x), ...get(x), ...op(F32X4_MUL), ...f.f32x4(C), ...op(F32X4_MUL), ...f.f32x4(1), ...op(F32X4_ADD));
+  c.push(...get(x), ...op(F32X4_MUL), ...f.f32x4(-2 * S), ...op(F32X4_MUL));
+  c.push(...f.f32x4(80), ...op(F32X4_PMIN), ...f.f32x4(-80), ...op(F32X4_PMAX), ...set(z));
+  return [...c, ...expOf(f, z, s)];
+}
+
+/** fwd(inp, out, n4): out[i] = gelu(inp[i]) for n4 vec4s (byte addresses). */
 function forwardBody(): number[] {
-  const OFF = 3, X = 4, T1 = 5, T2 = 6;
-  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
+  const INP = 0, OUT = 1, N = 2;
+  const f = new FnBuilder([I32, I32, I32]);
+  const off = f.local(I32), x = f.local(V128), z = f.local(V128), s = expScratch(f);
+  const at = (base: number) => [...get(base), ...get(off), I32_ADD];
   const body: number[] = [];
-  body.push(...get(P_INP), ...get(OFF), I32_ADD, ...simd(V128_LOAD), 2, 0, ...set(X));
-  body.push(...get(P_OUT), ...get(OFF), I32_ADD); // address for the store
-  body.push(...tanhOfU(X, T1, T2), ...splat(1), ...simd(F32X4_ADD));
-  body.push(...get(X), ...simd(F32X4_MUL), ...splat(0.5), ...simd(F32X4_MUL));
-  body.push(...simd(V128_STORE), 2, 0);
-  return [2, 1, 0x7f, 3, 0x7b, ...vecLoop(P_N, OFF, body), END];
-}
-
-/** bwd(inp, dout, dinp, n4, acc): dinp[i] (=|+=) gelu'(inp[i])·dout[i]. Locals: off, x, t1, t2, th. */
-function backwardBody(): number[] {
-  const OFF = 5, X = 6, T1 = 7, T2 = 8, TH = 9;
-  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
-  const op = (o: number) => simd(o);
-  const body: number[] = [];
-  body.push(...get(Q_INP), ...get(OFF), I32_ADD, ...op(V128_LOAD), 2, 0, ...set(X));
-  body.push(...tanhOfU(X, T1, T2), ...set(TH));
-  body.push(...get(Q_DINP), ...get(OFF), I32_ADD); // address for the store
-  // 0.5·(1 + th)
-  body.push(...get(TH), ...splat(1), ...op(F32X4_ADD), ...splat(0.5), ...op(F32X4_MUL));
-  // + 0.5·x·(1 − th²)·S·(1 + 3c·x²), with x clamped to ±1e4 here (1 − th² is exactly 0 long before, and the
-  // clamp keeps x·x² finite: 0·∞ would be NaN)
-  body.push(...get(X), ...splat(1e4), ...op(F32X4_MIN), ...splat(-1e4), ...op(F32X4_MAX), ...set(X));
-  // 1 − th² = 4e/(1 + e)² (tanhOfU left e in t1): no cancellation where th is near ±1
-  body.push(...get(T1), ...splat(4), ...op(F32X4_MUL), ...get(T1), ...splat(1), ...op(F32X4_ADD));
-  body.push(...get(T1), ...splat(1), ...op(F32X4_ADD), ...op(F32X4_MUL), ...op(F32X4_DIV));
-  body.push(...get(X), ...op(F32X4_MUL), ...splat(0.5 * S), ...op(F32X4_MUL));
-  body.push(...get(X), ...get(X), ...op(F32X4_MUL), ...splat(3 * C), ...op(F32X4_MUL), ...splat(1), ...op(F32X4_ADD));
-  body.push(...op(F32X4_MUL), ...op(F32X4_ADD));
-  // · dout
-  body.push(...get(Q_DOUT), ...get(OFF), I32_ADD, ...op(V128_LOAD), 2, 0, ...op(F32X4_MUL), ...set(T1));
-  // acc ? dinp + t1 : t1 (`select` evaluates both; without acc the load reads a stale chunk, unused)
-  body.push(...get(Q_DINP), ...get(OFF), I32_ADD, ...op(V128_LOAD), 2, 0, ...get(T1), ...op(F32X4_ADD));
-  body.push(...get(T1), ...get(Q_ACC), SELECT);
+  body.push(...vload(at(INP)), ...set(x));
+  body.push(...at(OUT)); // address for the store
+  // x / (1 + E)
+  body.push(...get(x), ...expMinus2u(f, x, z, s), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV));
   body.push(...op(V128_STORE), 2, 0);
-  return [2, 1, 0x7f, 4, 0x7b, ...vecLoop(Q_N, OFF, body), END];
+  return f.body(vecLoop(N, off, body));
 }
 
-/** exp(inp, out, n4, shift): out[i] = exp(inp[i] − shift) for n4 vec4s. Locals: off (i32), x, t. */
-function expBody(): number[] {
-  const INP = 0, OUT = 1, N = 2, SHIFT = 3, OFF = 4, X = 5, T = 6;
-  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
-  const op = (o: number) => simd(o);
+/** bwd(inp, dout, dinp, n4, acc): dinp[i] (=|+=) gelu'(inp[i])·dout[i]. */
+function backwardBody(): number[] {
+  const INP = 0, DOUT = 1, DINP = 2, N = 3, ACC = 4;
+  const f = new FnBuilder([I32, I32, I32, I32, I32]);
+  const off = f.local(I32), x = f.local(V128), z = f.local(V128), e = f.local(V128), q = f.local(V128);
+  const g = f.local(V128), s = expScratch(f);
+  const at = (base: number) => [...get(base), ...get(off), I32_ADD];
   const body: number[] = [];
-  body.push(...get(OUT), ...get(OFF), I32_ADD); // address for the store
-  body.push(...get(INP), ...get(OFF), I32_ADD, ...op(V128_LOAD), 2, 0, ...get(SHIFT), ...op(F32X4_SPLAT));
-  body.push(...op(F32X4_SUB), ...splat(88), ...op(F32X4_MIN), ...splat(-87), ...op(F32X4_MAX), ...set(X));
-  body.push(...expOf(X, T), ...op(V128_STORE), 2, 0);
-  return [2, 1, 0x7f, 2, 0x7b, ...vecLoop(N, OFF, body), END];
+  body.push(...vload(at(INP)), ...set(x));
+  body.push(...expMinus2u(f, x, z, s), ...set(e));
+  // q = 1/(1 + E)
+  body.push(...f.f32x4(1), ...get(e), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV), ...set(q));
+  // g = (q + ((E·q)·q)·x·2S·(1 + 3c·x²))·dout, x clamped to ±1e4 here (x·x² stays finite)
+  body.push(...get(x), ...f.f32x4(1e4), ...op(F32X4_PMIN), ...f.f32x4(-1e4), ...op(F32X4_PMAX), ...set(x));
+  body.push(
+    ...get(q),
+    ...get(e),
+    ...get(q),
+    ...op(F32X4_MUL),
+    ...get(q),
+    ...op(F32X4_MUL),
+    ...get(x),
+    ...op(F32X4_MUL),
+  );
+  body.push(
+    ...get(x),
+    ...get(x),
+    ...op(F32X4_MUL),
+    ...f.f32x4(3 * C),
+    ...op(F32X4_MUL),
+    ...f.f32x4(1),
+    ...op(F32X4_ADD),
+  );
+  body.push(...op(F32X4_MUL), ...f.f32x4(2 * S), ...op(F32X4_MUL), ...op(F32X4_ADD));
+  body.push(...vload(at(DOUT)), ...op(F32X4_MUL), ...set(g));
+  // acc ? dinp + g : g (`select` evaluates both; without acc the load reads a stale chunk, unused)
+  body.push(...at(DINP)); // address for the store
+  body.push(...vload(at(DINP)), ...get(g), ...op(F32X4_ADD), ...get(g), ...get(ACC), SELECT);
+  body.push(...op(V128_STORE), 2, 0);
+  return f.body(vecLoop(N, off, body));
+}
+
+/** exp(inp, out, n4, shift): out[i] = exp(inp[i] − shift) for n4 vec4s, the argument clamped to [−87, 88]. */
+function expBody(): number[] {
+  const INP = 0, OUT = 1, N = 2, SHIFT = 3;
+  const f = new FnBuilder([I32, I32, I32, F32]);
+  const off = f.local(I32), sh = f.local(V128), y = f.local(V128), s = expScratch(f);
+  const at = (base: number) => [...get(base), ...get(off), I32_ADD];
+  const body: number[] = [];
+  body.push(...at(OUT)); // address for the store
+  body.push(...vload(at(INP)), ...get(sh), ...op(F32X4_SUB));
+  body.push(...f.f32x4(88), ...op(F32X4_PMIN), ...f.f32x4(-87), ...op(F32X4_PMAX), ...set(y));
+  body.push(...expOf(f, y, s), ...op(V128_STORE), 2, 0);
+  return f.body([...get(SHIFT), ...op(F32X4_SPLAT), ...set(sh), ...vecLoop(N, off, body)]);
+}
+
+/**
+ * softmax(p, T, len): the causal softmax of a T×T block of scores at byte address p, in place: row t over
+ * its first n = min(t + 1, len) entries (the keys it sees: causal, and right padding after len), zeros after
+ * (n = 0: all zeros). Per row: the max, then exp(x − max) summed in four float32 lanes, then times 1/sum;
+ * whole vec4s first, the last n mod 4 entries one at a time (rows are not 16-byte aligned when T is not a
+ * multiple of 4, which v128 loads allow; nothing is read or written past the row).
+ */
+function softmaxBody(): number[] {
+  const P = 0, T = 1, LEN = 2;
+  const f = new FnBuilder([I32, I32, I32]);
+  const t = f.local(I32), n = f.local(I32), row = f.local(I32), a = f.local(I32), v4end = f.local(I32);
+  const nend = f.local(I32), rowEnd = f.local(I32);
+  const m = f.local(F32), sum = f.local(F32), inv = f.local(F32);
+  const mv = f.local(V128), sv = f.local(V128), y = f.local(V128), e = f.local(V128), s = expScratch(f);
+  const row4 = [...get(T), ...i32c(4), I32_MUL];
+  const c: number[] = [];
+  c.push(...i32c(0), ...set(t), ...get(P), ...set(row));
+  const perRow: number[] = [];
+  // n = min(t + 1, len); the row's ends: whole vec4s, n, T
+  perRow.push(...get(t), ...i32c(1), I32_ADD, ...get(LEN), ...get(t), ...i32c(1), I32_ADD, ...get(LEN), I32_LT_S);
+  perRow.push(SELECT, ...set(n));
+  perRow.push(...get(row), ...get(n), ...i32c(2), I32_SHR_U, ...i32c(4), I32_SHL, I32_ADD, ...set(v4end));
+  perRow.push(...get(row), ...get(n), ...i32c(2), I32_SHL, I32_ADD, ...set(nend));
+  perRow.push(...get(row), ...row4, I32_ADD, ...set(rowEnd));
+  const visible: number[] = [];
+  // max
+  visible.push(...f.f32x4(-Infinity), ...set(mv), ...get(row), ...set(a));
+  visible.push(...whileBelow(a, v4end, 16, [...get(mv), ...vload(get(a)), ...op(F32X4_PMAX), ...set(mv)]));
+  const lane = (k: number) => [...get(mv), ...op(F32X4_EXTRACT_LANE), k];
+  visible.push(...lane(0), ...lane(1), F32_MAX, ...lane(2), ...lane(3), F32_MAX, F32_MAX, ...set(m));
+  visible.push(...whileBelow(a, nend, 4, [...get(m), ...f32load(get(a)), F32_MAX, ...set(m)]));
+  // e = exp(x − max), stored, summed
+  visible.push(...get(m), ...op(F32X4_SPLAT), ...set(mv)); // mv: max in every lane now
+  visible.push(...f.f32x4(0), ...set(sv), ...get(row), ...set(a));
+  // deno-fmt-ignore
+  const shifted = (load: number[]) => [
+    ...load, ...get(mv), ...op(F32X4_SUB), ...f.f32x4(-87), ...op(F32X4_PMAX), ...set(y),
+  ];
+  // deno-fmt-ignore
+  visible.push(...whileBelow(a, v4end, 16, [
+    ...shifted(vload(get(a))), ...expOf(f, y, s), ...set(e),
+    ...get(a), ...get(e), ...op(V128_STORE), 2, 0,
+    ...get(sv), ...get(e), ...op(F32X4_ADD), ...set(sv),
+  ]));
+  visible.push(...laneSum(sv), ...set(sum));
+  // deno-fmt-ignore
+  visible.push(...whileBelow(a, nend, 4, [
+    ...shifted([...f32load(get(a)), ...op(F32X4_SPLAT)]), ...expOf(f, y, s), ...op(F32X4_EXTRACT_LANE), 0,
+    ...set(m), ...get(a), ...get(m), F32_STORE, 2, 0, // m: this exp (the max is in mv)
+    ...get(sum), ...get(m), F32_ADD, ...set(sum),
+  ]));
+  // · 1/sum
+  visible.push(...f32c(1), ...get(sum), F32_DIV, ...tee(inv), ...op(F32X4_SPLAT), ...set(sv), ...get(row), ...set(a));
+  visible.push(
+    ...whileBelow(a, v4end, 16, [...get(a), ...vload(get(a)), ...get(sv), ...op(F32X4_MUL), ...op(V128_STORE), 2, 0]),
+  );
+  visible.push(...whileBelow(a, nend, 4, [...get(a), ...f32load(get(a)), ...get(inv), F32_MUL, F32_STORE, 2, 0]));
+  perRow.push(...get(n), IF, VOID, ...visible, END);
+  // zeros from n to the row's end
+  perRow.push(...get(nend), ...i32c(0), ...get(rowEnd), ...get(nend), I32_SUB, ...MEMORY_FILL);
+  perRow.push(...get(rowEnd), ...set(row));
+  // t counts rows: whileBelow adds 1
+  c.push(...whileBelow(t, T, 1, perRow));
+  return f.body(c);
+}
+
+/**
+ * softmaxBwd(p, d, T): the causal softmax's backward in place in the T×T block d (dP in, dS out) with P
+ * the T×T block p: row t over s ≤ t:  d = p·(d − Σ_{s≤t} p·d);  zeros after. Keys the forward hid have
+ * p = 0, so d = 0 there.
+ */
+function softmaxBackwardBody(): number[] {
+  const P = 0, D = 1, T = 2;
+  const f = new FnBuilder([I32, I32, I32]);
+  const t = f.local(I32), k = f.local(I32), v4end = f.local(I32), nend = f.local(I32), rowEnd = f.local(I32);
+  const prow = f.local(I32), drow = f.local(I32), dot = f.local(F32), acc = f.local(V128), ds = f.local(V128);
+  const pAt = [...get(prow), ...get(k), I32_ADD], dAt = [...get(drow), ...get(k), I32_ADD];
+  const c: number[] = [];
+  c.push(...i32c(0), ...set(t), ...get(P), ...set(prow), ...get(D), ...set(drow));
+  const perRow: number[] = [];
+  // n = t + 1: byte ends of the whole vec4s, of n, of the row
+  perRow.push(...get(t), ...i32c(1), I32_ADD, ...i32c(2), I32_SHR_U, ...i32c(4), I32_SHL, ...set(v4end));
+  perRow.push(...get(t), ...i32c(1), I32_ADD, ...i32c(2), I32_SHL, ...set(nend));
+  perRow.push(...get(T), ...i32c(2), I32_SHL, ...set(rowEnd));
+  // Σ p·d
+  perRow.push(...f.f32x4(0), ...set(acc), ...i32c(0), ...set(k));
+  // deno-fmt-ignore
+  perRow.push(...whileBelow(k, v4end, 16, [
+    ...get(acc), ...vload(pAt), ...vload(dAt), ...op(F32X4_MUL), ...op(F32X4_ADD), ...set(acc),
+  ]));
+  perRow.push(...laneSum(acc), ...set(dot));
+  perRow.push(
+    ...whileBelow(k, nend, 4, [...get(dot), ...f32load(pAt), ...f32load(dAt), F32_MUL, F32_ADD, ...set(dot)]),
+  );
+  // d = p·(d − Σ)
+  perRow.push(...get(dot), ...op(F32X4_SPLAT), ...set(ds), ...i32c(0), ...set(k));
+  // deno-fmt-ignore
+  perRow.push(...whileBelow(k, v4end, 16, [
+    ...dAt, ...vload(pAt), ...vload(dAt), ...get(ds), ...op(F32X4_SUB), ...op(F32X4_MUL), ...op(V128_STORE), 2, 0,
+  ]));
+  // deno-fmt-ignore
+  perRow.push(...whileBelow(k, nend, 4, [
+    ...dAt, ...f32load(pAt), ...f32load(dAt), ...get(dot), F32_SUB, F32_MUL, F32_STORE, 2, 0,
+  ]));
+  // zeros from n to the row's end
+  perRow.push(...dAt, ...i32c(0), ...get(rowEnd), ...get(k), I32_SUB, ...MEMORY_FILL);
+  perRow.push(...get(prow), ...get(rowEnd), I32_ADD, ...set(prow), ...get(drow), ...get(rowEnd), I32_ADD, ...set(drow));
+  c.push(...whileBelow(t, T, 1, perRow));
+  return f.body(c);
+}
+
+/** `f32.const v`. */
+function f32c(v: number): number[] {
+  const b = new Uint8Array(4);
+  new Float32Array(b.buffer)[0] = v;
+  return [0x43, ...b];
 }
 
 /**
@@ -234,22 +356,41 @@ function adamwBody(): number[] {
   return [2, 1, 0x7f, 11, 0x7b, ...prologue, ...vecLoop(N, OFF, body), END];
 }
 
-/** The module: imports memory `env.mem`, exports `fwd`, `bwd`, `exp` and `adamw`. */
+/** The module: imports memory `env.mem`, exports `fwd`, `bwd`, `exp`, `softmax`, `softmaxBwd` and `adamw`. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   return wasmModule([
     { name: "fwd", params: [I32, I32, I32], body: forwardBody() },
     { name: "bwd", params: [I32, I32, I32, I32, I32], body: backwardBody() },
     { name: "exp", params: [I32, I32, I32, F32], body: expBody() },
+    { name: "softmax", params: [I32, I32, I32], body: softmaxBody() },
+    { name: "softmaxBwd", params: [I32, I32, I32], body: softmaxBackwardBody() },
     { name: "adamw", params: [I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32, F32], body: adamwBody() },
   ]);
 }
 
-/** GELU forward and backward, and exp, over float32 arrays, through the SIMD module. */
+/** Two T×T float32 blocks in WASM memory for one attention head (BLAS writes into them through FFI). */
+export interface AttentionScratch {
+  /** The scores, then the probabilities (forward); the probabilities (backward). */
+  p: Float32Array;
+  /** dP, then dS (backward). */
+  d: Float32Array;
+  /** p ← the causal softmax of p: row t over its first min(t + 1, len) entries, zeros after. */
+  softmax(len: number): void;
+  /** d ← p·(d − Σ_{s≤t} p·d) in row t over s ≤ t, zeros after. */
+  softmaxBackward(): void;
+}
+
+/** GELU forward and backward, exp, the attention softmax and AdamW over float32 arrays, in SIMD. */
 export interface FastMath {
   forward(out: Float32Array, inp: Float32Array, n: number): void;
   backward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, n: number, accumulate: boolean): void;
   /** out[0 … n) = exp(inp[off + i] − shift), for n ≤ 16384. */
   expShift(out: Float32Array, inp: Float32Array, off: number, n: number, shift: number): void;
+  /**
+   * The scratch blocks for T×T heads (WASM memory grows to hold them); the arrays stay valid until the next
+   * call of this method with a larger T.
+   */
+  attentionScratch(T: number): AttentionScratch;
   /** One AdamW step in float32 (see adamwBody; the caller checks w1 = 1−β1 < ½). */
   adamw(
     param: Float32Array,
@@ -282,18 +423,39 @@ export function wasmSimdMath(): FastMath | { reason: string } {
   let bwd: (inp: number, dout: number, dinp: number, n4: number, acc: number) => void;
   let expFn: (inp: number, out: number, n4: number, shift: number) => void;
   let adamwFn: (p: number, g: number, m: number, v: number, n4: number, ...c: number[]) => void;
+  let softmaxFn: (p: number, T: number, len: number) => void;
+  let softmaxBwdFn: (p: number, d: number, T: number) => void;
   try {
     const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), { env: { mem } });
     fwd = inst.exports.fwd as typeof fwd;
     bwd = inst.exports.bwd as typeof bwd;
     expFn = inst.exports.exp as typeof expFn;
     adamwFn = inst.exports.adamw as typeof adamwFn;
+    softmaxFn = inst.exports.softmax as typeof softmaxFn;
+    softmaxBwdFn = inst.exports.softmaxBwd as typeof softmaxBwdFn;
   } catch (e) {
     return { reason: `WebAssembly SIMD is not available: ${e instanceof Error ? e.message : String(e)}` };
   }
-  const f = new Float32Array(mem.buffer);
+  let f = new Float32Array(mem.buffer);
   const A = 0, B = CHUNK, D = 2 * CHUNK, E = 3 * CHUNK; // float offsets of the four arrays
+  const HEAD = 4 * CHUNK; // float offset of the attention blocks
+  let scratch: { T: number; s: AttentionScratch } | undefined;
   return {
+    attentionScratch(T) {
+      if (scratch?.T === T) return scratch.s;
+      const bytes = 4 * (HEAD + 2 * T * T);
+      if (bytes > mem.buffer.byteLength) mem.grow(Math.ceil((bytes - mem.buffer.byteLength) / 65536));
+      if (f.buffer !== mem.buffer) f = new Float32Array(mem.buffer); // growing detached the old views
+      const pOff = HEAD, dOff = HEAD + T * T;
+      const s: AttentionScratch = {
+        p: f.subarray(pOff, pOff + T * T),
+        d: f.subarray(dOff, dOff + T * T),
+        softmax: (len) => softmaxFn(4 * pOff, T, Math.max(0, Math.min(len, T))),
+        softmaxBackward: () => softmaxBwdFn(4 * pOff, 4 * dOff, T),
+      };
+      scratch = { T, s };
+      return s;
+    },
     forward(out, inp, n) {
       for (let s = 0; s < n; s += CHUNK) {
         const m = Math.min(CHUNK, n - s);

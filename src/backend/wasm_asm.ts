@@ -43,3 +43,71 @@ export function wasmModule(fns: readonly WasmFunction[]): Uint8Array<ArrayBuffer
   const code = section(10, [...uleb(fns.length), ...fns.flatMap((f) => [...uleb(f.body.length), ...f.body])]);
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imp, ...func, ...exp, ...code]);
 }
+
+/** Signed LEB128 (what `i32.const` takes: 64 and up need two bytes). */
+export function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    const done = (n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0);
+    out.push(done ? b : b | 0x80);
+    if (done) return out;
+  }
+}
+
+/**
+ * One function's locals and constants, for kernels assembled by hand: `local(type)` numbers a new local
+ * after the parameters; `f32x4(v)` / `i32x4(v)` give the code that reads a v128 constant with `v` in all four
+ * lanes from a local set once before the code (so a loop reads a register or a stack slot instead of
+ * building the constant on every pass); `body(code)` wraps the code with the locals' declaration and those
+ * settings into a function body.
+ */
+export class FnBuilder {
+  readonly #types: number[] = [];
+  readonly #consts = new Map<string, { local: number; bytes: number[] }>();
+
+  constructor(readonly params: readonly number[]) {}
+
+  /** A new local of `type` (I32, F32 or V128): its index. */
+  local(type: number): number {
+    this.#types.push(type);
+    return this.params.length + this.#types.length - 1;
+  }
+
+  /** `local.get` of a v128 holding the float32 `v` in all lanes. */
+  f32x4(v: number): number[] {
+    const b = new Uint8Array(16);
+    new Float32Array(b.buffer).fill(v);
+    return this.#constant(`f${Math.fround(v)}`, b);
+  }
+
+  /** `local.get` of a v128 holding the int32 `v` in all lanes. */
+  i32x4(v: number): number[] {
+    const b = new Uint8Array(16);
+    new Int32Array(b.buffer).fill(v);
+    return this.#constant(`i${v | 0}`, b);
+  }
+
+  #constant(key: string, bytes: Uint8Array): number[] {
+    let c = this.#consts.get(key);
+    if (!c) {
+      c = { local: this.local(V128), bytes: [...simd(0x0c), ...bytes] }; // v128.const
+      this.#consts.set(key, c);
+    }
+    return [0x20, ...uleb(c.local)]; // local.get
+  }
+
+  /** The function body: locals (grouped by runs of one type), the constants' settings, `code`, `end`. */
+  body(code: readonly number[]): number[] {
+    const groups: number[][] = [];
+    for (const t of this.#types) {
+      const last = groups[groups.length - 1];
+      if (last && last[1] === t) last[0]!++;
+      else groups.push([1, t]);
+    }
+    const decl = [...uleb(groups.length), ...groups.flatMap(([n, t]) => [...uleb(n!), t!])];
+    const init = [...this.#consts.values()].flatMap((c) => [...c.bytes, 0x21, ...uleb(c.local)]); // local.set
+    return [...decl, ...init, ...code, 0x0b];
+  }
+}
