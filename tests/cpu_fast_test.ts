@@ -376,3 +376,39 @@ describe("the attention softmax in WebAssembly SIMD (cpu_wasm_math.ts attentionS
     }
   });
 });
+
+describe("layernorm in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
+  const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
+  // C = 7 and 4100 take the loops on both (C must be a multiple of 4, at most 4096); N·C past a 16 K chunk
+  for (const [N, C] of [[1, 4], [5, 8], [300, 64], [23, 768], [3, 7], [2, 4100]] as const) {
+    test(`N=${N} C=${C}: out, mean, rstd; dinp (= and +=), dweight and dbias accumulated`, () => {
+      const x = rand(N * C, N + C).map((v, i) => v * 3 + (i % 5)); // non-zero means, varied scales
+      const w = rand(C, C).map((v) => 1 + 0.5 * v), b = rand(C, C + 1), dout = rand(N * C, C + 2);
+      const old = rand(N * C, C + 3), dw0 = rand(C, C + 4), db0 = rand(C, C + 5);
+      const run = (be: CpuBackend) => {
+        const out = be.alloc(N * C), mean = be.alloc(N), rstd = be.alloc(N), out2 = be.alloc(N * C);
+        const inp = be.upload(x), weight = be.upload(w), bias = be.upload(b), eps = 1e-5;
+        be.layernormForward({ out, mean, rstd, inp, weight, bias, N, C, eps });
+        be.layernormForward({ out: out2, inp, weight, bias, N, C, eps }); // no mean/rstd saved
+        const dinp = be.alloc(N * C), acc = be.upload(old), dweight = be.upload(dw0), dbias = be.upload(db0);
+        const common = { dout: be.upload(dout), inp, weight, mean, rstd, N, C };
+        be.layernormBackward({ dinp, dweight, dbias, ...common });
+        be.layernormBackward({ dinp: acc, dweight, dbias, ...common, accumulate: true });
+        return [out, out2, mean, rstd, dinp, acc, dweight, dbias].map((q) => cpuData(q) as Float32Array);
+      };
+      const got = run(fast), exp = run(ref);
+      const names = ["out", "out (no mean/rstd)", "mean", "rstd", "dinp", "dinp +=", "dweight", "dbias"];
+      for (const [k, name] of names.entries()) {
+        const g = got[k]!, e = exp[k]!;
+        // float32 sums of C (or 2N for dweight, dbias) terms against float64: ≈ 1e−6 of the values' scale
+        let scale = 1;
+        for (const v of e) scale = Math.max(scale, Math.abs(v));
+        for (let i = 0; i < e.length; i++) {
+          if (!(Math.abs(g[i]! - e[i]!) <= 4e-6 * scale)) {
+            throw new Error(`${name} N=${N} C=${C} [${i}]: got ${g[i]}, expected ${e[i]} (scale ${scale})`);
+          }
+        }
+      }
+    });
+  }
+});

@@ -40,7 +40,8 @@ const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22;
 const F32_LOAD = 0x2a, F32_STORE = 0x38, I32_CONST = 0x41;
 const I32_LT_S = 0x48, I32_GE_S = 0x4e, I32_ADD = 0x6a, I32_SUB = 0x6b, I32_MUL = 0x6c, I32_SHL = 0x74;
 const I32_SHR_U = 0x76;
-const F32_ADD = 0x92, F32_SUB = 0x93, F32_MUL = 0x94, F32_DIV = 0x95, F32_MAX = 0x97;
+const F32_SQRT = 0x91, F32_ADD = 0x92, F32_SUB = 0x93, F32_MUL = 0x94, F32_DIV = 0x95, F32_MAX = 0x97;
+const F32_CONVERT_I32_S = 0xb2;
 const MEMORY_FILL = [0xfc, 0x0b, 0x00];
 const V128_LOAD = 0x00, V128_STORE = 0x0b;
 const F32X4_SPLAT = 0x13, F32X4_EXTRACT_LANE = 0x1f, I32X4_SHL = 0xab, I32X4_ADD = 0xae;
@@ -312,6 +313,117 @@ function softmaxBackwardBody(): number[] {
   return f.body(c);
 }
 
+/**
+ * lnFwd(inp, out, w, b, mean, rstd, rows, C, eps): layernorm of `rows` rows of C floats (C a multiple of 4),
+ * as CpuBackend.layernormForward in float32: mean = Σx/C, var = Σ(x − mean)²/C (two passes, four lanes),
+ * rstd = 1/√(var + eps), out = (x − mean)·rstd·w + b; mean and rstd stored per row.
+ */
+function layernormForwardBody(): number[] {
+  const INP = 0, OUT = 1, W = 2, Bi = 3, MEAN = 4, RSTD = 5, ROWS = 6, Cn = 7, EPS = 8;
+  const f = new FnBuilder([I32, I32, I32, I32, I32, I32, I32, I32, F32]);
+  const r = f.local(I32), k = f.local(I32), rowBytes = f.local(I32), row = f.local(I32), orow = f.local(I32);
+  const mean = f.local(F32), rstd = f.local(F32), invC = f.local(F32);
+  const acc = f.local(V128), mv = f.local(V128), rv = f.local(V128), d = f.local(V128);
+  const at = (base: number) => [...get(base), ...get(k), I32_ADD];
+  const c: number[] = [];
+  c.push(...get(Cn), ...i32c(2), I32_SHL, ...set(rowBytes));
+  c.push(...f32c(1), ...get(Cn), F32_CONVERT_I32_S, F32_DIV, ...set(invC));
+  c.push(...i32c(0), ...set(r), ...get(INP), ...set(row), ...get(OUT), ...set(orow));
+  const perRow: number[] = [];
+  // mean
+  perRow.push(...f.f32x4(0), ...set(acc), ...i32c(0), ...set(k));
+  perRow.push(...whileBelow(k, rowBytes, 16, [...get(acc), ...vload(at(row)), ...op(F32X4_ADD), ...set(acc)]));
+  perRow.push(...laneSum(acc), ...get(invC), F32_MUL, ...tee(mean), ...op(F32X4_SPLAT), ...set(mv));
+  // variance, rstd
+  perRow.push(...f.f32x4(0), ...set(acc), ...i32c(0), ...set(k));
+  // deno-fmt-ignore
+  perRow.push(...whileBelow(k, rowBytes, 16, [
+    ...vload(at(row)), ...get(mv), ...op(F32X4_SUB), ...tee(d), ...get(d), ...op(F32X4_MUL), ...get(acc), ...op(F32X4_ADD),
+    ...set(acc),
+  ]));
+  perRow.push(...f32c(1), ...laneSum(acc), ...get(invC), F32_MUL, ...get(EPS), F32_ADD, F32_SQRT, F32_DIV);
+  perRow.push(...tee(rstd), ...op(F32X4_SPLAT), ...set(rv));
+  // out = (x − mean)·rstd·w + b
+  perRow.push(...i32c(0), ...set(k));
+  // deno-fmt-ignore
+  perRow.push(...whileBelow(k, rowBytes, 16, [
+    ...at(orow), ...vload(at(row)), ...get(mv), ...op(F32X4_SUB), ...get(rv), ...op(F32X4_MUL), ...vload(at(W)),
+    ...op(F32X4_MUL), ...vload(at(Bi)), ...op(F32X4_ADD), ...op(V128_STORE), 2, 0,
+  ]));
+  // mean[r], rstd[r]
+  perRow.push(...get(MEAN), ...get(r), ...i32c(2), I32_SHL, I32_ADD, ...get(mean), F32_STORE, 2, 0);
+  perRow.push(...get(RSTD), ...get(r), ...i32c(2), I32_SHL, I32_ADD, ...get(rstd), F32_STORE, 2, 0);
+  perRow.push(
+    ...get(row),
+    ...get(rowBytes),
+    I32_ADD,
+    ...set(row),
+    ...get(orow),
+    ...get(rowBytes),
+    I32_ADD,
+    ...set(orow),
+  );
+  c.push(...whileBelow(r, ROWS, 1, perRow));
+  return f.body(c);
+}
+
+/**
+ * lnBwd(inp, dout, dinp, w, mean, rstd, dw, db, rows, C, acc): layernorm's backward over `rows` rows, as
+ * CpuBackend.layernormBackward in float32: with x̂ = (x − mean)·rstd and g = dout·w,
+ * db += dout, dw += dout·x̂ (float32 accumulators at dw, db), dinp (=|+=) rstd·(g − mean(g) − x̂·mean(g·x̂)).
+ */
+function layernormBackwardBody(): number[] {
+  const INP = 0, DOUT = 1, DINP = 2, W = 3, MEAN = 4, RSTD = 5, DW = 6, DB = 7, ROWS = 8, Cn = 9, ACC = 10;
+  const f = new FnBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const r = f.local(I32), k = f.local(I32), rowBytes = f.local(I32), off = f.local(I32), invC = f.local(F32);
+  const mv = f.local(V128), rv = f.local(V128), gs = f.local(V128), gx = f.local(V128), xh = f.local(V128);
+  const g = f.local(V128), dy = f.local(V128), dd = f.local(V128);
+  // addresses: row arrays at base + off + k, per-channel arrays at base + k
+  const rowAt = (base: number) => [...get(base), ...get(off), I32_ADD, ...get(k), I32_ADD];
+  const chAt = (base: number) => [...get(base), ...get(k), I32_ADD];
+  const perRowScalar = (base: number) => [...get(base), ...get(r), ...i32c(2), I32_SHL, I32_ADD, F32_LOAD, 2, 0];
+  const xhat = [...vload(rowAt(INP)), ...get(mv), ...op(F32X4_SUB), ...get(rv), ...op(F32X4_MUL), ...set(xh)];
+  const c: number[] = [];
+  c.push(...get(Cn), ...i32c(2), I32_SHL, ...set(rowBytes));
+  c.push(...f32c(1), ...get(Cn), F32_CONVERT_I32_S, F32_DIV, ...set(invC));
+  c.push(...i32c(0), ...set(r), ...i32c(0), ...set(off));
+  const perRow: number[] = [];
+  perRow.push(
+    ...perRowScalar(MEAN),
+    ...op(F32X4_SPLAT),
+    ...set(mv),
+    ...perRowScalar(RSTD),
+    ...op(F32X4_SPLAT),
+    ...set(rv),
+  );
+  // Σ g, Σ g·x̂
+  perRow.push(...f.f32x4(0), ...set(gs), ...f.f32x4(0), ...set(gx), ...i32c(0), ...set(k));
+  // deno-fmt-ignore
+  perRow.push(...whileBelow(k, rowBytes, 16, [
+    ...xhat, ...vload(rowAt(DOUT)), ...vload(chAt(W)), ...op(F32X4_MUL), ...set(g),
+    ...get(gs), ...get(g), ...op(F32X4_ADD), ...set(gs),
+    ...get(gx), ...get(g), ...get(xh), ...op(F32X4_MUL), ...op(F32X4_ADD), ...set(gx),
+  ]));
+  // gs, gx: the row means, in every lane
+  perRow.push(...laneSum(gs), ...get(invC), F32_MUL, ...op(F32X4_SPLAT), ...set(gs));
+  perRow.push(...laneSum(gx), ...get(invC), F32_MUL, ...op(F32X4_SPLAT), ...set(gx));
+  perRow.push(...i32c(0), ...set(k));
+  // deno-fmt-ignore
+  perRow.push(...whileBelow(k, rowBytes, 16, [
+    ...xhat, ...vload(rowAt(DOUT)), ...set(dy),
+    ...chAt(DB), ...vload(chAt(DB)), ...get(dy), ...op(F32X4_ADD), ...op(V128_STORE), 2, 0,
+    ...chAt(DW), ...vload(chAt(DW)), ...get(dy), ...get(xh), ...op(F32X4_MUL), ...op(F32X4_ADD), ...op(V128_STORE), 2, 0,
+    // d = rstd·(dy·w − mean(g) − x̂·mean(g·x̂))
+    ...get(dy), ...vload(chAt(W)), ...op(F32X4_MUL), ...get(gs), ...op(F32X4_SUB), ...get(xh), ...get(gx), ...op(F32X4_MUL),
+    ...op(F32X4_SUB), ...get(rv), ...op(F32X4_MUL), ...set(dd),
+    ...rowAt(DINP), ...vload(rowAt(DINP)), ...get(dd), ...op(F32X4_ADD), ...get(dd), ...get(ACC), SELECT,
+    ...op(V128_STORE), 2, 0,
+  ]));
+  perRow.push(...get(off), ...get(rowBytes), I32_ADD, ...set(off));
+  c.push(...whileBelow(r, ROWS, 1, perRow));
+  return f.body(c);
+}
+
 /** `f32.const v`. */
 function f32c(v: number): number[] {
   const b = new Uint8Array(4);
@@ -356,7 +468,7 @@ function adamwBody(): number[] {
   return [2, 1, 0x7f, 11, 0x7b, ...prologue, ...vecLoop(N, OFF, body), END];
 }
 
-/** The module: imports memory `env.mem`, exports `fwd`, `bwd`, `exp`, `softmax`, `softmaxBwd` and `adamw`. */
+/** The module: imports memory `env.mem`, exports `fwd`, `bwd`, `exp`, `softmax`, `softmaxBwd`, `lnFwd`, `lnBwd`, `adamw`. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   return wasmModule([
     { name: "fwd", params: [I32, I32, I32], body: forwardBody() },
@@ -364,6 +476,8 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     { name: "exp", params: [I32, I32, I32, F32], body: expBody() },
     { name: "softmax", params: [I32, I32, I32], body: softmaxBody() },
     { name: "softmaxBwd", params: [I32, I32, I32], body: softmaxBackwardBody() },
+    { name: "lnFwd", params: [I32, I32, I32, I32, I32, I32, I32, I32, F32], body: layernormForwardBody() },
+    { name: "lnBwd", params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], body: layernormBackwardBody() },
     { name: "adamw", params: [I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32, F32], body: adamwBody() },
   ]);
 }
@@ -391,6 +505,13 @@ export interface FastMath {
    * call of this method with a larger T.
    */
   attentionScratch(T: number): AttentionScratch;
+  /**
+   * Layernorm over N rows of C (see layernormForwardBody); false (nothing done) unless C is a multiple of 4
+   * and at most 4096, for the caller's loops.
+   */
+  layernormForward(a: LayernormForwardArrays, N: number, C: number, eps: number): boolean;
+  /** Layernorm's backward (see layernormBackwardBody); false (nothing done) under the same conditions. */
+  layernormBackward(a: LayernormBackwardArrays, N: number, C: number, accumulate: boolean): boolean;
   /** One AdamW step in float32 (see adamwBody; the caller checks w1 = 1−β1 < ½). */
   adamw(
     param: Float32Array,
@@ -400,6 +521,28 @@ export interface FastMath {
     n: number,
     c: AdamwConstants,
   ): void;
+}
+
+/** The arrays of a layernorm forward: `mean` and `rstd` [N] are written when given. */
+export interface LayernormForwardArrays {
+  out: Float32Array;
+  inp: Float32Array;
+  weight: Float32Array;
+  bias: Float32Array;
+  mean?: Float32Array;
+  rstd?: Float32Array;
+}
+
+/** The arrays of a layernorm backward (`dweight` and `dbias` are accumulated into). */
+export interface LayernormBackwardArrays {
+  dinp: Float32Array;
+  dout: Float32Array;
+  inp: Float32Array;
+  weight: Float32Array;
+  mean: Float32Array;
+  rstd: Float32Array;
+  dweight: Float32Array;
+  dbias: Float32Array;
 }
 
 /** The scalars of one AdamW step, as CpuBackend.adamw computes them. */
@@ -425,6 +568,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
   let adamwFn: (p: number, g: number, m: number, v: number, n4: number, ...c: number[]) => void;
   let softmaxFn: (p: number, T: number, len: number) => void;
   let softmaxBwdFn: (p: number, d: number, T: number) => void;
+  let lnFwd: (...args: number[]) => void, lnBwd: (...args: number[]) => void;
   try {
     const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), { env: { mem } });
     fwd = inst.exports.fwd as typeof fwd;
@@ -433,6 +577,8 @@ export function wasmSimdMath(): FastMath | { reason: string } {
     adamwFn = inst.exports.adamw as typeof adamwFn;
     softmaxFn = inst.exports.softmax as typeof softmaxFn;
     softmaxBwdFn = inst.exports.softmaxBwd as typeof softmaxBwdFn;
+    lnFwd = inst.exports.lnFwd as typeof lnFwd;
+    lnBwd = inst.exports.lnBwd as typeof lnBwd;
   } catch (e) {
     return { reason: `WebAssembly SIMD is not available: ${e instanceof Error ? e.message : String(e)}` };
   }
@@ -455,6 +601,42 @@ export function wasmSimdMath(): FastMath | { reason: string } {
       };
       scratch = { T, s };
       return s;
+    },
+    layernormForward(a, N, C, eps) {
+      if (C % 4 !== 0 || C > 4096) return false;
+      const rows = Math.floor(CHUNK / C); // rows per chunk; weight and bias at D, mean and rstd at E
+      f.set(a.weight.subarray(0, C), D);
+      f.set(a.bias.subarray(0, C), D + C);
+      for (let r0 = 0; r0 < N; r0 += rows) {
+        const m = Math.min(rows, N - r0), o = r0 * C, len = m * C;
+        f.set(a.inp.subarray(o, o + len), A);
+        lnFwd(4 * A, 4 * B, 4 * D, 4 * (D + C), 4 * E, 4 * (E + rows), m, C, eps);
+        a.out.set(f.subarray(B, B + len), o);
+        a.mean?.set(f.subarray(E, E + m), r0);
+        a.rstd?.set(f.subarray(E + rows, E + rows + m), r0);
+      }
+      return true;
+    },
+    layernormBackward(a, N, C, accumulate) {
+      if (C % 4 !== 0 || C > 4096) return false;
+      // at E: weight, dweight, dbias (C each), then a chunk's mean and rstd (3C + 2·rows ≤ CHUNK)
+      const rows = Math.floor(CHUNK / C), W = E, DW = E + C, DB = E + 2 * C, MEAN = E + 3 * C, RSTD = MEAN + rows;
+      f.set(a.weight.subarray(0, C), W);
+      f.set(a.dweight.subarray(0, C), DW);
+      f.set(a.dbias.subarray(0, C), DB);
+      for (let r0 = 0; r0 < N; r0 += rows) {
+        const m = Math.min(rows, N - r0), o = r0 * C, len = m * C;
+        f.set(a.inp.subarray(o, o + len), A);
+        f.set(a.dout.subarray(o, o + len), B);
+        if (accumulate) f.set(a.dinp.subarray(o, o + len), D);
+        f.set(a.mean.subarray(r0, r0 + m), MEAN);
+        f.set(a.rstd.subarray(r0, r0 + m), RSTD);
+        lnBwd(4 * A, 4 * B, 4 * D, 4 * W, 4 * MEAN, 4 * RSTD, 4 * DW, 4 * DB, m, C, accumulate ? 1 : 0);
+        a.dinp.set(f.subarray(D, D + len), o);
+      }
+      a.dweight.set(f.subarray(DW, DW + C));
+      a.dbias.set(f.subarray(DB, DB + C));
+      return true;
     },
     forward(out, inp, n) {
       for (let s = 0; s < n; s += CHUNK) {

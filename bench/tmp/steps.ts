@@ -1,0 +1,20 @@
+import { createBackend } from "../../src/backend/mod.ts";
+import { buildSftDataset } from "../../src/data/sft_dataset.ts";
+import { generateClassificationRecords, SPLIT_SEEDS, toMessages } from "../../src/data/synth.ts";
+import { DEMO_TRAIN, tinyModel } from "../../src/demo/tiny.ts";
+import { GPT2 } from "../../src/model/gpt2.ts";
+import { NOTEBOOK_TRAIN_CONFIG, trainLoop } from "../../src/train/trainer.ts";
+const be = await createBackend("cpu");
+const recs = generateClassificationRecords(2000, SPLIT_SEEDS.train);
+const tiny = await tinyModel(be, { configPath: "/work/main/data/tiny_config.json", records: recs, seed: 0 });
+const config = { ...tiny.model.config, nPositions: 256 };
+const model = GPT2.random(be, config, 0);
+const train = buildSftDataset(recs.map((r) => toMessages(r)), tiny.tokenizer, { maxLength: 256, mask: "assistant+eos" }).examples;
+const times: number[] = [];
+let last = performance.now();
+const n = Number(Deno.args[0] ?? 80);
+await trainLoop({ model, train, padId: tiny.tokenizer.padTokenId, config: { ...NOTEBOOK_TRAIN_CONFIG, batchSize: 16, lr: 3e-3, warmupSteps: 20, maxSteps: n, epochs: 1, logEvery: 1, pad: "longest", seed: 0, maxLength: 256 },
+  onStep: () => { const t = performance.now(); times.push(t - last); last = t; } });
+const s = times.slice(10).sort((a, b) => a - b);
+console.log(`steps ${times.length}: median ${s[s.length >> 1]!.toFixed(1)} ms, min ${s[0]!.toFixed(1)}, p90 ${s[Math.floor(s.length * 0.9)]!.toFixed(1)}, max ${s.at(-1)!.toFixed(1)}`);
+console.log(times.slice(10, 50).map((t) => t.toFixed(0)).join(" "));
