@@ -141,6 +141,8 @@ export class CpuBackend implements Backend {
    * matmul; undefined for the reference loops.
    */
   #fastMath: FastMath | undefined;
+  /** A row of ones for sumRows through BLAS (grown as needed). */
+  #ones = new Float32Array(0);
   /** The op timer when profiling (`GPT2_SFT_PROFILE=1`). */
   readonly #timer: OpTimer | undefined;
 
@@ -509,10 +511,19 @@ export class CpuBackend implements Backend {
     }
   }
 
-  /** out[j] (=|+=) Σ_i inp[i,j] over M rows (the bias gradient of a linear layer), summed in float64. */
+  /**
+   * out[j] (=|+=) Σ_i inp[i,j] over M rows (the bias gradient of a linear layer), summed in float64; beside
+   * BLAS, as the product of a row of ones with inp (float32 sums, as torch's).
+   */
   sumRows(args: OpArgs<"sumRows">): void {
     const { M, N } = args;
     const out = f32(args.out, N, "sumRows out"), inp = f32(args.inp, M * N, "sumRows inp");
+    const gemm = this.#fastMatmul?.gemm;
+    if (gemm && M > 0 && N > 0) {
+      if (this.#ones.length < M) this.#ones = new Float32Array(M).fill(1);
+      const g = { a: this.#ones, aOffset: 0, lda: M, b: inp, bOffset: 0, ldb: N, c: out, cOffset: 0, ldc: N };
+      return gemm({ ...g, transA: false, transB: false, M: 1, N, K: M, alpha: 1, beta: args.accumulate ? 1 : 0 });
+    }
     const acc = new Float64Array(N);
     for (let i = 0; i < M; i++) {
       const o = i * N;

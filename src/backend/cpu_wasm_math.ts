@@ -57,7 +57,7 @@ const get = (l: number) => [LOCAL_GET, ...uleb(l)], set = (l: number) => [LOCAL_
 const tee = (l: number) => [LOCAL_TEE, ...uleb(l)];
 const op = (o: number) => simd(o);
 const i32c = (n: number) => [I32_CONST, ...sleb(n)];
-const vload = (addr: number[]) => [...addr, ...op(V128_LOAD), 2, 0];
+const vload = (addr: number[], offset = 0) => [...addr, ...op(V128_LOAD), 2, ...uleb(offset)];
 const f32load = (addr: number[]) => [...addr, F32_LOAD, 2, 0];
 
 /** `while (i < end) { body; i += step }` over i32 locals. */
@@ -72,15 +72,18 @@ function whileBelow(i: number, end: number, step: number, body: readonly number[
   ];
 }
 
-/** A loop over `count` vec4s: `body` runs with the byte offset in local `off` (`count` counts down). */
-function vecLoop(count: number, off: number, body: readonly number[]): number[] {
+/**
+ * A loop that runs `body` `count` times (`count` ≥ 0 counts down) with the byte offset in local `off`: 0,
+ * then + `stride` (default one vec4) each pass.
+ */
+function vecLoop(count: number, off: number, body: readonly number[], stride = 16): number[] {
   // deno-fmt-ignore
   return [
     ...get(count), IF, VOID,
     ...i32c(0), ...set(off),
     LOOP, VOID,
     ...body,
-    ...get(off), ...i32c(16), I32_ADD, ...set(off),
+    ...get(off), ...i32c(stride), I32_ADD, ...set(off),
     ...get(count), ...i32c(1), I32_SUB, ...tee(count), BR_IF, 0,
     END, END,
   ];
@@ -131,61 +134,61 @@ function expMinus2u(f: FnBuilder, x: number, z: number, s: ExpScratch): number[]
   return [...c, ...expOf(f, z, s)];
 }
 
-/** fwd(inp, out, n4): out[i] = gelu(inp[i]) for n4 vec4s (byte addresses). */
+/**
+ * Vec4s per pass of the GELU loops: two independent chains of ≈ 40 dependent instructions each, side by side,
+ * so that the core overlaps their latencies (≈ 1.5× faster than one at a time).
+ */
+const UNROLL = 2;
+
+/** fwd(inp, out, n): out[i] = gelu(inp[i]) for n groups of UNROLL vec4s (byte addresses). */
 function forwardBody(): number[] {
   const INP = 0, OUT = 1, N = 2;
   const f = new FnBuilder([I32, I32, I32]);
-  const off = f.local(I32), x = f.local(V128), z = f.local(V128), s = expScratch(f);
+  const off = f.local(I32);
   const at = (base: number) => [...get(base), ...get(off), I32_ADD];
   const body: number[] = [];
-  body.push(...vload(at(INP)), ...set(x));
-  body.push(...at(OUT)); // address for the store
-  // x / (1 + E)
-  body.push(...get(x), ...expMinus2u(f, x, z, s), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV));
-  body.push(...op(V128_STORE), 2, 0);
-  return f.body(vecLoop(N, off, body));
+  for (let j = 0; j < UNROLL; j++) {
+    const x = f.local(V128), z = f.local(V128), s = expScratch(f);
+    body.push(...vload(at(INP), 16 * j), ...set(x));
+    body.push(...at(OUT)); // address for the store
+    // x / (1 + E)
+    body.push(...get(x), ...expMinus2u(f, x, z, s), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV));
+    body.push(...op(V128_STORE), 2, ...uleb(16 * j));
+  }
+  return f.body(vecLoop(N, off, body, 16 * UNROLL));
 }
 
-/** bwd(inp, dout, dinp, n4, acc): dinp[i] (=|+=) gelu'(inp[i])·dout[i]. */
+/** bwd(inp, dout, dinp, n, acc): dinp[i] (=|+=) gelu'(inp[i])·dout[i] for n groups of UNROLL vec4s. */
 function backwardBody(): number[] {
   const INP = 0, DOUT = 1, DINP = 2, N = 3, ACC = 4;
   const f = new FnBuilder([I32, I32, I32, I32, I32]);
-  const off = f.local(I32), x = f.local(V128), z = f.local(V128), e = f.local(V128), q = f.local(V128);
-  const g = f.local(V128), s = expScratch(f);
+  const off = f.local(I32);
   const at = (base: number) => [...get(base), ...get(off), I32_ADD];
   const body: number[] = [];
-  body.push(...vload(at(INP)), ...set(x));
-  body.push(...expMinus2u(f, x, z, s), ...set(e));
-  // q = 1/(1 + E)
-  body.push(...f.f32x4(1), ...get(e), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV), ...set(q));
-  // g = (q + ((E·q)·q)·x·2S·(1 + 3c·x²))·dout, x clamped to ±1e4 here (x·x² stays finite)
-  body.push(...get(x), ...f.f32x4(1e4), ...op(F32X4_PMIN), ...f.f32x4(-1e4), ...op(F32X4_PMAX), ...set(x));
-  body.push(
-    ...get(q),
-    ...get(e),
-    ...get(q),
-    ...op(F32X4_MUL),
-    ...get(q),
-    ...op(F32X4_MUL),
-    ...get(x),
-    ...op(F32X4_MUL),
-  );
-  body.push(
-    ...get(x),
-    ...get(x),
-    ...op(F32X4_MUL),
-    ...f.f32x4(3 * C),
-    ...op(F32X4_MUL),
-    ...f.f32x4(1),
-    ...op(F32X4_ADD),
-  );
-  body.push(...op(F32X4_MUL), ...f.f32x4(2 * S), ...op(F32X4_MUL), ...op(F32X4_ADD));
-  body.push(...vload(at(DOUT)), ...op(F32X4_MUL), ...set(g));
-  // acc ? dinp + g : g (`select` evaluates both; without acc the load reads a stale chunk, unused)
-  body.push(...at(DINP)); // address for the store
-  body.push(...vload(at(DINP)), ...get(g), ...op(F32X4_ADD), ...get(g), ...get(ACC), SELECT);
-  body.push(...op(V128_STORE), 2, 0);
-  return f.body(vecLoop(N, off, body));
+  for (let j = 0; j < UNROLL; j++) {
+    const o = 16 * j, x = f.local(V128), z = f.local(V128), e = f.local(V128), q = f.local(V128);
+    const g = f.local(V128), s = expScratch(f);
+    body.push(...vload(at(INP), o), ...set(x));
+    body.push(...expMinus2u(f, x, z, s), ...set(e));
+    // q = 1/(1 + E)
+    body.push(...f.f32x4(1), ...get(e), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV), ...set(q));
+    // g = (q + ((E·q)·q)·x·2S·(1 + 3c·x²))·dout, x clamped to ±1e4 here (x·x² stays finite)
+    body.push(...get(x), ...f.f32x4(1e4), ...op(F32X4_PMIN), ...f.f32x4(-1e4), ...op(F32X4_PMAX), ...set(x));
+    // deno-fmt-ignore
+    body.push(
+      ...get(q),
+      ...get(e), ...get(q), ...op(F32X4_MUL), ...get(q), ...op(F32X4_MUL), ...get(x), ...op(F32X4_MUL),
+      ...get(x), ...get(x), ...op(F32X4_MUL), ...f.f32x4(3 * C), ...op(F32X4_MUL), ...f.f32x4(1), ...op(F32X4_ADD),
+      ...op(F32X4_MUL), ...f.f32x4(2 * S), ...op(F32X4_MUL),
+      ...op(F32X4_ADD),
+    );
+    body.push(...vload(at(DOUT), o), ...op(F32X4_MUL), ...set(g));
+    // acc ? dinp + g : g (`select` evaluates both; without acc the load reads a stale chunk, unused)
+    body.push(...at(DINP)); // address for the store
+    body.push(...vload(at(DINP), o), ...get(g), ...op(F32X4_ADD), ...get(g), ...get(ACC), SELECT);
+    body.push(...op(V128_STORE), 2, ...uleb(o));
+  }
+  return f.body(vecLoop(N, off, body, 16 * UNROLL));
 }
 
 /** exp(inp, out, n4, shift): out[i] = exp(inp[i] − shift) for n4 vec4s, the argument clamped to [−87, 88]. */
@@ -642,7 +645,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
       for (let s = 0; s < n; s += CHUNK) {
         const m = Math.min(CHUNK, n - s);
         f.set(inp.subarray(s, s + m), A);
-        fwd(4 * A, 4 * B, Math.ceil(m / 4)); // a partial last vec4 reads stale lanes: never copied out
+        fwd(4 * A, 4 * B, Math.ceil(m / (4 * UNROLL))); // a partial last group reads stale lanes: never copied out
         out.set(f.subarray(B, B + m), s);
       }
     },
@@ -652,7 +655,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
         f.set(inp.subarray(s, s + m), A);
         f.set(dout.subarray(s, s + m), B);
         if (accumulate) f.set(dinp.subarray(s, s + m), D);
-        bwd(4 * A, 4 * B, 4 * D, Math.ceil(m / 4), accumulate ? 1 : 0);
+        bwd(4 * A, 4 * B, 4 * D, Math.ceil(m / (4 * UNROLL)), accumulate ? 1 : 0);
         dinp.set(f.subarray(D, D + m), s);
       }
     },
