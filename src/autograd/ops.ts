@@ -98,7 +98,7 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
       if (!t.requiresGrad) continue;
       if (t.grad) be.add({ out: t.grad, a: t.grad, b: dy, n: t.size });
       else {
-        t.grad = be.alloc(t.size, "f32", `grad ${t.name}`);
+        t.grad = allocOutput(be, t.size, `grad ${t.name}`);
         be.copy(t.grad, dy);
       }
     }
@@ -112,10 +112,10 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
     const dy = out.grad;
     if (!dy) return;
     if (!qkv.grad) {
-      qkv.grad = be.alloc(qkv.size, "f32", `grad ${qkv.name}`);
+      qkv.grad = allocOutput(be, qkv.size, `grad ${qkv.name}`);
       be.attentionBackward({ dqkv: qkv.grad, dout: dy, qkv: qkv.buf, att, mask, B, T, C, NH, dropout });
     } else {
-      const tmp = be.alloc(qkv.size, "f32", "attention dqkv");
+      const tmp = allocOutput(be, qkv.size, "attention dqkv");
       be.attentionBackward({ dqkv: tmp, dout: dy, qkv: qkv.buf, att, mask, B, T, C, NH, dropout });
       be.add({ out: qkv.grad, a: qkv.grad, b: tmp, n: qkv.size });
       be.free(tmp);
@@ -189,9 +189,15 @@ function record<K extends keyof OpContexts>(
   ctx.tape.push({ op, backward: () => rule(ctx.be, c), outputs, saved });
 }
 
+/** The output of a forward op: every op here writes its output in full, so it need not start zeroed. */
 function newTensor(ctx: OpContext, shape: number[], name: string, requiresGrad: boolean): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  return new Tensor(ctx.be, ctx.be.alloc(n, "f32", name), shape, { requiresGrad: requiresGrad && !!ctx.tape, name });
+  return new Tensor(ctx.be, allocOutput(ctx.be, n, name), shape, { requiresGrad: requiresGrad && !!ctx.tape, name });
+}
+
+/** A float32 buffer that an op assigns in full: not zeroed where the backend can skip it. */
+function allocOutput(be: Backend, n: number, name: string): Buf {
+  return be.allocUninit?.(n, "f32", name) ?? be.alloc(n, "f32", name);
 }
 
 /**
@@ -257,7 +263,7 @@ export function attention(
   const out = newTensor(ctx, [B, T, C], "attention:out", qkv.requiresGrad);
   // what the backward needs: the probabilities, or less (see Backend.attentionSavedLength)
   const saved = ctx.be.attentionSavedLength?.(B, T, NH) ?? B * NH * T * T;
-  const att = ctx.be.alloc(saved, "f32", "attention saved");
+  const att = allocOutput(ctx.be, saved, "attention saved");
   ctx.be.attentionForward({ out: out.buf, att, qkv: qkv.buf, mask, B, T, C, NH, dropout });
   // the mask is the caller's: it must live until the backward (GPT2.loss frees it after tape.backward())
   record(ctx, "attention", { qkv, out, att, mask, B, T, C, NH, dropout }, [out], [att]);

@@ -190,6 +190,13 @@ export class CpuBackend implements Backend {
    * garbage collections of fresh gigabyte-sized allocations (≈ 5 % of a real-shape step).
    */
   alloc(length: number, dtype: DType = "f32", label?: string): Buf {
+    const buf = this.allocUninit(length, dtype, label);
+    cpuData(buf).fill(0);
+    return buf;
+  }
+
+  /** As {@link alloc}, without the zeroing: a pooled array keeps what it held (see `Backend.allocUninit`). */
+  allocUninit(length: number, dtype: DType = "f32", label?: string): Buf {
     if (!Number.isInteger(length) || length < 0) {
       throw new Error(`Cannot allocate CPU buffer${label ? ` "${label}"` : ""}: bad length ${length}`);
     }
@@ -197,9 +204,7 @@ export class CpuBackend implements Backend {
       return new CpuBuf(dtype === "i32" ? new Int32Array(length) : new Float32Array(length), label);
     }
     const backing = this.#fromPool(length, dtype);
-    const view = backing.subarray(0, length);
-    view.fill(0);
-    return new CpuBuf(view, label, backing);
+    return new CpuBuf(backing.subarray(0, length), label, backing);
   }
 
   upload(data: Float32Array | Int32Array, label?: string): Buf {
