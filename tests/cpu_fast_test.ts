@@ -21,6 +21,7 @@ import { blasSelfCheck, loadBlas, parseCpuMatmulMode, selectCpuMatmul } from "..
 import type { Buf } from "../src/backend/backend.ts";
 import { type Cblas, openCblas } from "../src/runtime.ts";
 import { wasmSimdMath } from "../src/backend/cpu_wasm_math.ts";
+import { dropoutKeep, dropoutParams } from "../src/backend/dropout_hash.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
 
 const loaded = loadBlas();
@@ -291,7 +292,7 @@ describe("AdamW in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loo
 describe("GELU in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
   const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
   test("the fast backend says it uses it", () => {
-    expect(fast.description).toContain("GELU, softmax exp and AdamW in WebAssembly SIMD");
+    expect(fast.description).toContain("GELU, softmax, layernorm and AdamW in WebAssembly SIMD");
   });
 
   test("forward, backward (= and +=, in place): lengths around the 4-lane and 16 K chunk edges, extreme inputs", () => {
@@ -434,4 +435,29 @@ describe("layernorm in WebAssembly SIMD (cpu_wasm_math.ts) against the reference
       }
     });
   }
+});
+
+describe("the attention dropout masks in WebAssembly SIMD (attentionScratch dropP/dropD) against dropout_hash.ts", () => {
+  test("pd = keep ? p·scale : 0 and d·M in place, bit for bit, at flat offsets past 2²⁴, T odd", () => {
+    const m = wasmSimdMath();
+    if ("reason" in m) throw new Error(m.reason);
+    for (const [T, p, seed, base] of [[1, 0.1, 7, 0], [5, 0.5, 1234, 3 * 25], [67, 0.1, 99, 40_000_000]] as const) {
+      const d = dropoutParams(p, seed), sc = m.attentionScratch(T);
+      const P = rand(T * T, T), D = rand(T * T, T + 1);
+      sc.p.set(P);
+      sc.d.set(D);
+      sc.dropP(d, base);
+      sc.dropD(d, base);
+      let kept = 0;
+      for (let k = 0; k < T * T; k++) {
+        const keep = dropoutKeep(d, base + k);
+        if (keep) kept++;
+        const wantP = keep ? Math.fround(P[k]! * d.scale) : 0, wantD = keep ? Math.fround(D[k]! * d.scale) : 0;
+        if (sc.pd[k] !== wantP || sc.d[k] !== wantD) {
+          throw new Error(`T=${T} p=${p} k=${k}: pd ${sc.pd[k]} vs ${wantP}, d ${sc.d[k]} vs ${wantD}`);
+        }
+      }
+      if (T > 50) expect(Math.abs(kept / (T * T) - (1 - p))).toBeLessThan(0.03);
+    }
+  });
 });

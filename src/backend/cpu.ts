@@ -137,7 +137,7 @@ export class CpuBackend implements Backend {
   /** The native matmul, or undefined for the reference loops. */
   #fastMatmul: FastMatmul | undefined;
   /**
-   * GELU, the attention softmax's exp and AdamW in WebAssembly SIMD (cpu_wasm_math.ts) beside a native
+   * GELU, the attention softmax, layernorm and AdamW in WebAssembly SIMD (cpu_wasm_math.ts) beside a fast
    * matmul; undefined for the reference loops.
    */
   #fastMath: FastMath | undefined;
@@ -151,7 +151,7 @@ export class CpuBackend implements Backend {
     if (this.#fastMatmul) {
       const g = wasmSimdMath();
       if (!("reason" in g)) this.#fastMath = g;
-      const fast = this.#fastMath ? "GELU, softmax exp and AdamW in WebAssembly SIMD, other ops" : "other ops";
+      const fast = this.#fastMath ? "GELU, softmax, layernorm and AdamW in WebAssembly SIMD, other ops" : "other ops";
       this.description = this.#fastMatmul.description.replace(/\)$/, `; ${fast} plain TypeScript)`);
     } else this.description = "CPU reference (plain TypeScript loops, 1 thread)";
     if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {

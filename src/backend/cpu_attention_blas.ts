@@ -5,8 +5,8 @@
  * dqkv (row stride 3C). The mask, the softmax, dropout and the softmax backward stay in TypeScript, with
  * exactly the semantics of the reference loops in cpu.ts (see `CpuBackend.attentionForward`). With
  * `scratch` (cpu_wasm_math.ts), the score and dP blocks of a head are written by BLAS into WebAssembly
- * memory, and the softmax (forward, where a row's visible keys are a prefix: no mask or right padding) and
- * its backward (without dropout) run there in SIMD, a whole head per call; otherwise the softmax's
+ * memory, and the softmax (forward, where a row's visible keys are a prefix: no mask or right padding), its
+ * backward and the dropout masks run there in SIMD, a whole head per call; otherwise the softmax's
  * exponentials may run in SIMD (`expShift`) inside TypeScript loops.
  *
  * Causality: queries are taken in blocks of {@link BLOCK} rows, and a block's products only run over the
@@ -91,7 +91,7 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
       if (simd) {
         simd.softmax(len);
         att.set(simd.p, base);
-        if (pd) { for (let t = 0; t < T; t++) dropRow(pd, att, drop!, base + t * T, t * T, t, T); }
+        if (drop) simd.dropP(drop, base);
       }
       for (let t = 0; t < T && !simd; t++) {
         const row = base + t * T;
@@ -138,8 +138,8 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
           N: HS,
           K: t1,
           alpha: 1,
-          a: pd ?? sc,
-          aOffset: (pd ? 0 : sOff) + t0 * T,
+          a: simd ? (drop ? simd.pd : simd.p) : pd ?? att,
+          aOffset: (simd || pd ? 0 : base) + t0 * T,
           lda: T,
           b: qkv,
           bOffset: vo,
@@ -232,7 +232,7 @@ function dropRow(
 /** The arrays and shapes of {@link gemmAttentionBackward}, already checked by the caller. */
 export interface GemmAttentionBackwardArgs {
   gemm: GemmFn;
-  /** Without dropout: dP into the WASM block, the softmax backward in SIMD. */
+  /** dP into the WASM block; the dropout masks and the softmax backward in SIMD. */
   scratch?: AttentionScratch;
   dqkv: Float32Array;
   dout: Float32Array;
@@ -253,10 +253,11 @@ export interface GemmAttentionBackwardArgs {
 export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
   const { gemm, dqkv, dout, qkv, att, B, T, C, NH, drop } = args;
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
-  const simd = drop ? undefined : args.scratch;
+  const simd = args.scratch;
   const dS = simd ? simd.d : new Float32Array(T * T); // dP, then dS in place
   const g = new Float64Array(T); // one row of dP through the dropout
-  const pd = drop ? new Float32Array(T * T) : undefined;
+  // the dropped probabilities P̃ (for dV): in the WASM block with scratch
+  const pd = drop ? (simd ? simd.pd : new Float32Array(T * T)) : undefined;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
       const base = (b * NH + h) * T * T;
@@ -286,6 +287,10 @@ export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
       // dS[t,s] = P·(dP·m − Σ_r P·dP·m) for s ≤ t (m the dropout factor), 0 elsewhere
       if (simd) {
         simd.p.set(att.subarray(base, base + T * T));
+        if (drop) {
+          simd.dropP(drop, base); // P̃ for dV
+          simd.dropD(drop, base); // dP·M: through the dropout, into the softmax
+        }
         simd.softmaxBackward();
       }
       for (let t = 0; t < T && !simd; t++) {

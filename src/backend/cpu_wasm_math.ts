@@ -32,6 +32,7 @@
  * @module
  */
 
+import type { DropoutParams } from "./dropout_hash.ts";
 import { F32, FnBuilder, I32, simd, sleb, uleb, V128, wasmModule } from "./wasm_asm.ts";
 
 // opcodes
@@ -43,7 +44,8 @@ const I32_SHR_U = 0x76;
 const F32_SQRT = 0x91, F32_ADD = 0x92, F32_SUB = 0x93, F32_MUL = 0x94, F32_DIV = 0x95, F32_MAX = 0x97;
 const F32_CONVERT_I32_S = 0xb2;
 const MEMORY_FILL = [0xfc, 0x0b, 0x00];
-const V128_LOAD = 0x00, V128_STORE = 0x0b;
+const V128_LOAD = 0x00, V128_STORE = 0x0b, V128_CONST = 0x0c, V128_AND = 0x4e, V128_XOR = 0x51;
+const I32X4_SPLAT = 0x11, I32X4_GE_U = 0x40, I32X4_SHR_U = 0xad, I32X4_MUL = 0xb5;
 const F32X4_SPLAT = 0x13, F32X4_EXTRACT_LANE = 0x1f, I32X4_SHL = 0xab, I32X4_ADD = 0xae;
 const F32X4_ADD = 0xe4, F32X4_SUB = 0xe5, F32X4_MUL = 0xe6, F32X4_DIV = 0xe7, F32X4_PMIN = 0xea, F32X4_PMAX = 0xeb;
 const F32X4_SQRT = 0xe3;
@@ -427,6 +429,43 @@ function layernormBackwardBody(): number[] {
   return f.body(c);
 }
 
+/**
+ * drop(src, dst, n4, base, key, threshold, scale): the dropout mask of dropout_hash.ts on n4 vec4s, element
+ * k being flat index base + k:  dst[k] = keep(base + k) ? src[k]·scale : 0  (src and dst may be the same),
+ * with keep(i) = lowbias32(lowbias32(i) ⊕ key) ≥ threshold in unsigned 32-bit lanes. src·scale is the float32
+ * product, the same number as the loops' fround(p·scale).
+ */
+function dropBody(): number[] {
+  const SRC = 0, DST = 1, N = 2, BASE = 3, KEY = 4, THRESHOLD = 5, SCALE = 6;
+  const f = new FnBuilder([I32, I32, I32, I32, I32, I32, F32]);
+  const off = f.local(I32), idx = f.local(V128), h = f.local(V128), key = f.local(V128), thr = f.local(V128);
+  const sc = f.local(V128);
+  // lowbias32 of the v128 in local h, left in h
+  const xorShift = (k: number) => [...get(h), ...get(h), ...i32c(k), ...op(I32X4_SHR_U), ...op(V128_XOR), ...set(h)];
+  const times = (m: number) => [...get(h), ...f.i32x4(m | 0), ...op(I32X4_MUL), ...set(h)];
+  const lowbias = [...xorShift(16), ...times(0x7feb352d), ...xorShift(15), ...times(0x846ca68b), ...xorShift(16)];
+  const c: number[] = [];
+  c.push(...get(KEY), ...op(I32X4_SPLAT), ...set(key), ...get(THRESHOLD), ...op(I32X4_SPLAT), ...set(thr));
+  c.push(...get(SCALE), ...op(F32X4_SPLAT), ...set(sc));
+  // idx = base + [0, 1, 2, 3], then + 4 each pass
+  c.push(...get(BASE), ...op(I32X4_SPLAT), ...iota(), ...op(I32X4_ADD), ...set(idx));
+  const body: number[] = [];
+  body.push(...get(idx), ...set(h), ...lowbias, ...get(h), ...get(key), ...op(V128_XOR), ...set(h), ...lowbias);
+  body.push(...get(DST), ...get(off), I32_ADD); // address for the store
+  body.push(...vload([...get(SRC), ...get(off), I32_ADD]), ...get(sc), ...op(F32X4_MUL));
+  body.push(...get(h), ...get(thr), ...op(I32X4_GE_U), ...op(V128_AND), ...op(V128_STORE), 2, 0);
+  body.push(...get(idx), ...f.i32x4(4), ...op(I32X4_ADD), ...set(idx));
+  c.push(...vecLoop(N, off, body));
+  return f.body(c);
+}
+
+/** A v128 constant [0, 1, 2, 3] (i32 lanes). */
+function iota(): number[] {
+  const b = new Uint8Array(16);
+  new Int32Array(b.buffer).set([0, 1, 2, 3]);
+  return [...op(V128_CONST), ...b];
+}
+
 /** `f32.const v`. */
 function f32c(v: number): number[] {
   const b = new Uint8Array(4);
@@ -471,7 +510,7 @@ function adamwBody(): number[] {
   return [2, 1, 0x7f, 11, 0x7b, ...prologue, ...vecLoop(N, OFF, body), END];
 }
 
-/** The module: imports memory `env.mem`, exports `fwd`, `bwd`, `exp`, `softmax`, `softmaxBwd`, `lnFwd`, `lnBwd`, `adamw`. */
+/** The module: imports memory `env.mem`; exports fwd, bwd, exp, softmax, softmaxBwd, drop, lnFwd, lnBwd, adamw. */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   return wasmModule([
     { name: "fwd", params: [I32, I32, I32], body: forwardBody() },
@@ -479,6 +518,7 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     { name: "exp", params: [I32, I32, I32, F32], body: expBody() },
     { name: "softmax", params: [I32, I32, I32], body: softmaxBody() },
     { name: "softmaxBwd", params: [I32, I32, I32], body: softmaxBackwardBody() },
+    { name: "drop", params: [I32, I32, I32, I32, I32, I32, F32], body: dropBody() },
     { name: "lnFwd", params: [I32, I32, I32, I32, I32, I32, I32, I32, F32], body: layernormForwardBody() },
     { name: "lnBwd", params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], body: layernormBackwardBody() },
     { name: "adamw", params: [I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32, F32], body: adamwBody() },
@@ -495,6 +535,12 @@ export interface AttentionScratch {
   softmax(len: number): void;
   /** d ← p·(d − Σ_{s≤t} p·d) in row t over s ≤ t, zeros after. */
   softmaxBackward(): void;
+  /** The dropped probabilities P̃ (a third T×T block, written by `dropP`). */
+  pd: Float32Array;
+  /** pd ← keep ? p·scale : 0, the head's element k being att's flat index base + k (dropout_hash.ts). */
+  dropP(d: DropoutParams, base: number): void;
+  /** d ← keep ? d·scale : 0 in place (dP through the dropout, before `softmaxBackward`). */
+  dropD(d: DropoutParams, base: number): void;
 }
 
 /** GELU forward and backward, exp, the attention softmax and AdamW over float32 arrays, in SIMD. */
@@ -571,7 +617,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
   let adamwFn: (p: number, g: number, m: number, v: number, n4: number, ...c: number[]) => void;
   let softmaxFn: (p: number, T: number, len: number) => void;
   let softmaxBwdFn: (p: number, d: number, T: number) => void;
-  let lnFwd: (...args: number[]) => void, lnBwd: (...args: number[]) => void;
+  let lnFwd: (...args: number[]) => void, lnBwd: (...args: number[]) => void, dropFn: (...args: number[]) => void;
   try {
     const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), { env: { mem } });
     fwd = inst.exports.fwd as typeof fwd;
@@ -582,6 +628,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
     softmaxBwdFn = inst.exports.softmaxBwd as typeof softmaxBwdFn;
     lnFwd = inst.exports.lnFwd as typeof lnFwd;
     lnBwd = inst.exports.lnBwd as typeof lnBwd;
+    dropFn = inst.exports.drop as typeof dropFn;
   } catch (e) {
     return { reason: `WebAssembly SIMD is not available: ${e instanceof Error ? e.message : String(e)}` };
   }
@@ -592,15 +639,22 @@ export function wasmSimdMath(): FastMath | { reason: string } {
   return {
     attentionScratch(T) {
       if (scratch?.T === T) return scratch.s;
-      const bytes = 4 * (HEAD + 2 * T * T);
+      // three blocks p, d, pd, each with room for the last partial vec4 of `drop`
+      const stride = 4 * Math.ceil(T * T / 4) + 4;
+      const bytes = 4 * (HEAD + 3 * stride);
       if (bytes > mem.buffer.byteLength) mem.grow(Math.ceil((bytes - mem.buffer.byteLength) / 65536));
       if (f.buffer !== mem.buffer) f = new Float32Array(mem.buffer); // growing detached the old views
-      const pOff = HEAD, dOff = HEAD + T * T;
+      const pOff = HEAD, dOff = HEAD + stride, qOff = HEAD + 2 * stride, n4 = Math.ceil(T * T / 4);
+      const drop = (src: number, dst: number, d: DropoutParams, base: number) =>
+        dropFn(4 * src, 4 * dst, n4, base, d.key | 0, d.threshold | 0, d.scale);
       const s: AttentionScratch = {
         p: f.subarray(pOff, pOff + T * T),
         d: f.subarray(dOff, dOff + T * T),
+        pd: f.subarray(qOff, qOff + T * T),
         softmax: (len) => softmaxFn(4 * pOff, T, Math.max(0, Math.min(len, T))),
         softmaxBackward: () => softmaxBwdFn(4 * pOff, 4 * dOff, T),
+        dropP: (d, base) => drop(pOff, qOff, d, base),
+        dropD: (d, base) => drop(dOff, dOff, d, base),
       };
       scratch = { T, s };
       return s;
