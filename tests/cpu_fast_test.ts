@@ -461,3 +461,28 @@ describe("the attention dropout masks in WebAssembly SIMD (attentionScratch drop
     }
   });
 });
+
+describe("dropout in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
+  test("forward, backward (=, +=, in place), bit for bit, lengths around the 4-lane and 16 K chunk edges", () => {
+    const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
+    for (const n of [1, 5, 16384, 16387, 40_003]) {
+      const x = rand(n, n), old = rand(n, n + 1);
+      const run = (be: CpuBackend) => {
+        const out = be.upload(old), acc = be.upload(old), inPlace = be.upload(x), dinp = be.upload(old);
+        be.dropoutForward({ out, inp: be.upload(x), n, p: 0.1, seed: n });
+        be.dropoutForward({ out: inPlace, inp: inPlace, n, p: 0.3, seed: 5 });
+        be.dropoutBackward({ dinp, dout: be.upload(x), n, p: 0.1, seed: n });
+        be.dropoutBackward({ dinp: acc, dout: be.upload(x), n, p: 0.1, seed: n, accumulate: true });
+        return [out, inPlace, dinp, acc].map((b) => cpuData(b) as Float32Array);
+      };
+      const got = run(fast), exp = run(ref);
+      for (const [k, name] of ["forward", "forward in place", "backward", "backward +="].entries()) {
+        for (let i = 0; i < n; i++) {
+          if (!Object.is(got[k]![i], exp[k]![i])) {
+            throw new Error(`${name} n=${n} [${i}]: got ${got[k]![i]}, expected ${exp[k]![i]}`);
+          }
+        }
+      }
+    }
+  });
+});

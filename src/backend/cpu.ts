@@ -340,6 +340,7 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutForward");
     const out = f32(args.out, n, "dropout out"), inp = f32(args.inp, n, "dropout inp");
+    if (this.#fastMath) return this.#fastMath.dropout(out, inp, n, d, false); // the same numbers, in SIMD
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) out[i] = dropoutHash(key, i) >= threshold ? inp[i]! * scale : 0;
   }
@@ -352,6 +353,7 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutBackward");
     const dinp = f32(args.dinp, n, "dropout dinp"), dout = f32(args.dout, n, "dropout dout");
+    if (this.#fastMath) return this.#fastMath.dropout(dinp, dout, n, d, args.accumulate ?? false);
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) {
       const g = dropoutHash(key, i) >= threshold ? Math.fround(dout[i]! * scale) : 0;

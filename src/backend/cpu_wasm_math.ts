@@ -430,14 +430,15 @@ function layernormBackwardBody(): number[] {
 }
 
 /**
- * drop(src, dst, n4, base, key, threshold, scale): the dropout mask of dropout_hash.ts on n4 vec4s, element
- * k being flat index base + k:  dst[k] = keep(base + k) ? src[k]·scale : 0  (src and dst may be the same),
+ * drop(src, dst, n4, base, key, threshold, scale, acc): the dropout mask of dropout_hash.ts on n4 vec4s,
+ * element k being flat index base + k:  dst[k] (=|+= with acc) keep(base + k) ? src[k]·scale : 0  (src and
+ * dst may be the same),
  * with keep(i) = lowbias32(lowbias32(i) ⊕ key) ≥ threshold in unsigned 32-bit lanes. src·scale is the float32
  * product, the same number as the loops' fround(p·scale).
  */
 function dropBody(): number[] {
-  const SRC = 0, DST = 1, N = 2, BASE = 3, KEY = 4, THRESHOLD = 5, SCALE = 6;
-  const f = new FnBuilder([I32, I32, I32, I32, I32, I32, F32]);
+  const SRC = 0, DST = 1, N = 2, BASE = 3, KEY = 4, THRESHOLD = 5, SCALE = 6, ACC = 7;
+  const f = new FnBuilder([I32, I32, I32, I32, I32, I32, F32, I32]);
   const off = f.local(I32), idx = f.local(V128), h = f.local(V128), key = f.local(V128), thr = f.local(V128);
   const sc = f.local(V128);
   // lowbias32 of the v128 in local h, left in h
@@ -453,7 +454,10 @@ function dropBody(): number[] {
   body.push(...get(idx), ...set(h), ...lowbias, ...get(h), ...get(key), ...op(V128_XOR), ...set(h), ...lowbias);
   body.push(...get(DST), ...get(off), I32_ADD); // address for the store
   body.push(...vload([...get(SRC), ...get(off), I32_ADD]), ...get(sc), ...op(F32X4_MUL));
-  body.push(...get(h), ...get(thr), ...op(I32X4_GE_U), ...op(V128_AND), ...op(V128_STORE), 2, 0);
+  body.push(...get(h), ...get(thr), ...op(I32X4_GE_U), ...op(V128_AND), ...set(h));
+  // acc ? dst + masked : masked (`select` evaluates both; without acc the load reads what is there, unused)
+  body.push(...vload([...get(DST), ...get(off), I32_ADD]), ...get(h), ...op(F32X4_ADD), ...get(h), ...get(ACC), SELECT);
+  body.push(...op(V128_STORE), 2, 0);
   body.push(...get(idx), ...f.i32x4(4), ...op(I32X4_ADD), ...set(idx));
   c.push(...vecLoop(N, off, body));
   return f.body(c);
@@ -518,7 +522,7 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     { name: "exp", params: [I32, I32, I32, F32], body: expBody() },
     { name: "softmax", params: [I32, I32, I32], body: softmaxBody() },
     { name: "softmaxBwd", params: [I32, I32, I32], body: softmaxBackwardBody() },
-    { name: "drop", params: [I32, I32, I32, I32, I32, I32, F32], body: dropBody() },
+    { name: "drop", params: [I32, I32, I32, I32, I32, I32, F32, I32], body: dropBody() },
     { name: "lnFwd", params: [I32, I32, I32, I32, I32, I32, I32, I32, F32], body: layernormForwardBody() },
     { name: "lnBwd", params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], body: layernormBackwardBody() },
     { name: "adamw", params: [I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32, F32], body: adamwBody() },
@@ -561,6 +565,11 @@ export interface FastMath {
   layernormForward(a: LayernormForwardArrays, N: number, C: number, eps: number): boolean;
   /** Layernorm's backward (see layernormBackwardBody); false (nothing done) under the same conditions. */
   layernormBackward(a: LayernormBackwardArrays, N: number, C: number, accumulate: boolean): boolean;
+  /**
+   * out[i] (=|+=) keep(i) ? inp[i]·scale : 0 over n elements (the dropout of dropout_hash.ts, flat index i):
+   * the float32 product and sum, as the loops store them.
+   */
+  dropout(out: Float32Array, inp: Float32Array, n: number, d: DropoutParams, accumulate: boolean): void;
   /** One AdamW step in float32 (see adamwBody; the caller checks w1 = 1−β1 < ½). */
   adamw(
     param: Float32Array,
@@ -646,7 +655,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
       if (f.buffer !== mem.buffer) f = new Float32Array(mem.buffer); // growing detached the old views
       const pOff = HEAD, dOff = HEAD + stride, qOff = HEAD + 2 * stride, n4 = Math.ceil(T * T / 4);
       const drop = (src: number, dst: number, d: DropoutParams, base: number) =>
-        dropFn(4 * src, 4 * dst, n4, base, d.key | 0, d.threshold | 0, d.scale);
+        dropFn(4 * src, 4 * dst, n4, base, d.key | 0, d.threshold | 0, d.scale, 0);
       const s: AttentionScratch = {
         p: f.subarray(pOff, pOff + T * T),
         d: f.subarray(dOff, dOff + T * T),
@@ -694,6 +703,16 @@ export function wasmSimdMath(): FastMath | { reason: string } {
       a.dweight.set(f.subarray(DW, DW + C));
       a.dbias.set(f.subarray(DB, DB + C));
       return true;
+    },
+    dropout(out, inp, n, d, accumulate) {
+      for (let s = 0; s < n; s += CHUNK) {
+        const m = Math.min(CHUNK, n - s);
+        f.set(inp.subarray(s, s + m), A);
+        if (accumulate) f.set(out.subarray(s, s + m), B);
+        // a partial last vec4 computes stale lanes: never copied out
+        dropFn(4 * A, 4 * B, Math.ceil(m / 4), s, d.key | 0, d.threshold | 0, d.scale, accumulate ? 1 : 0);
+        out.set(f.subarray(B, B + m), s);
+      }
     },
     forward(out, inp, n) {
       for (let s = 0; s < n; s += CHUNK) {
