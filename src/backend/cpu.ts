@@ -38,6 +38,8 @@ import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.t
 import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
 import { gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
 import { type FastMath, wasmSimdMath } from "./cpu_wasm_math.ts";
+import { cpuThreadCount, CpuThreads, splitRange } from "./cpu_threads.ts";
+import { dropoutNums, type PartJob, runPart } from "./cpu_parallel.ts";
 
 /** √(2/π), the constant in the tanh form of GELU. */
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
@@ -93,6 +95,14 @@ export class CpuBuf implements Buf {
 
 /** Arrays shorter than this are allocated fresh (cheap); longer ones go through the pool. */
 const POOL_MIN = 16384;
+/** Elements (of work) below which an op stays on one thread: a split costs ≈ 10–50 µs. */
+const PAR_MIN = 65536;
+
+/** A zeroed array on a SharedArrayBuffer, so that the helper threads (cpu_threads.ts) can work on it. */
+function sharedArray(length: number, dtype: DType): Float32Array | Int32Array {
+  const sab = new SharedArrayBuffer(4 * length);
+  return dtype === "i32" ? new Int32Array(sab) : new Float32Array(sab);
+}
 /** The most bytes the pool keeps for reuse; beyond that freed arrays are left to the garbage collector. */
 const POOL_MAX_BYTES = 2 ** 31;
 
@@ -128,12 +138,19 @@ export interface CpuBackendOptions {
   matmul?: CpuMatmulMode;
   /** Time every op on the host clock ({@link CpuBackend.profile}). Default: on when `GPT2_SFT_PROFILE` is 1. */
   profile?: boolean;
+  /**
+   * Threads for the ops beside the matmul (attention, GELU, dropout, layernorm, AdamW; cpu_threads.ts),
+   * the calling one included; 1 runs them on the calling thread alone. Default: `GPT2_SFT_CPU_THREADS`,
+   * else the number of cores (at most 16). Only with a fast matmul (the reference loops stay single-threaded).
+   */
+  threads?: number;
 }
 
 /** The reference backend: synchronous loops over typed arrays on the calling thread. */
 export class CpuBackend implements Backend {
   readonly name = "cpu";
-  readonly description: string;
+  /** The device line; it says "1 thread" instead once helper threads fail to start. */
+  description: string;
   /** The native matmul, or undefined for the reference loops. */
   #fastMatmul: FastMatmul | undefined;
   /**
@@ -143,6 +160,12 @@ export class CpuBackend implements Backend {
   #fastMath: FastMath | undefined;
   /** A row of ones for sumRows through BLAS (grown as needed). */
   #ones = new Float32Array(0);
+  /** Threads asked for (main included). */
+  readonly #threadCount: number;
+  /** The helper threads: undefined until the first op big enough to split; null when there are none. */
+  #threads: CpuThreads | null | undefined;
+  /** Per helper thread: its layernorm weight and bias gradient accumulators (shared, grown as needed). */
+  #partials: Float32Array[] = [];
   /** The op timer when profiling (`GPT2_SFT_PROFILE=1`). */
   readonly #timer: OpTimer | undefined;
 
@@ -154,6 +177,11 @@ export class CpuBackend implements Backend {
       const fast = this.#fastMath ? "GELU, softmax, layernorm and AdamW in WebAssembly SIMD, other ops" : "other ops";
       this.description = this.#fastMatmul.description.replace(/\)$/, `; ${fast} plain TypeScript)`);
     } else this.description = "CPU reference (plain TypeScript loops, 1 thread)";
+    this.#threadCount = this.#fastMath ? options.threads ?? cpuThreadCount() : 1;
+    if (!Number.isInteger(this.#threadCount) || this.#threadCount < 1) {
+      throw new Error(`CpuBackend: threads must be a whole number ≥ 1, got ${options.threads}`);
+    }
+    if (this.#threadCount > 1) this.description = this.description.replace(/\)$/, `; ${this.#threadCount} threads)`);
     if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {
       this.#timer = new OpTimer();
       this.#timer.install(this, OP_NAMES);
@@ -200,15 +228,17 @@ export class CpuBackend implements Backend {
     if (!Number.isInteger(length) || length < 0) {
       throw new Error(`Cannot allocate CPU buffer${label ? ` "${label}"` : ""}: bad length ${length}`);
     }
-    if (length < POOL_MIN) {
-      return new CpuBuf(dtype === "i32" ? new Int32Array(length) : new Float32Array(length), label);
-    }
+    if (length < POOL_MIN) return new CpuBuf(sharedArray(length, dtype), label);
     const backing = this.#fromPool(length, dtype);
     return new CpuBuf(backing.subarray(0, length), label, backing);
   }
 
   upload(data: Float32Array | Int32Array, label?: string): Buf {
-    if (data.length < POOL_MIN) return new CpuBuf(data.slice(), label);
+    if (data.length < POOL_MIN) {
+      const copy = sharedArray(data.length, data instanceof Int32Array ? "i32" : "f32");
+      copy.set(data);
+      return new CpuBuf(copy, label);
+    }
     const backing = this.#fromPool(data.length, data instanceof Int32Array ? "i32" : "f32");
     const view = backing.subarray(0, data.length);
     view.set(data);
@@ -223,7 +253,7 @@ export class CpuBackend implements Backend {
       this.#pooledBytes -= arr.byteLength;
       return arr;
     }
-    return dtype === "i32" ? new Int32Array(cls) : new Float32Array(cls);
+    return sharedArray(cls, dtype);
   }
 
   readonly #pool = new Map<string, (Float32Array | Int32Array)[]>();
@@ -278,6 +308,58 @@ export class CpuBackend implements Backend {
   dispose(): void {
     this.#pool.clear();
     this.#pooledBytes = 0;
+    this.#threads?.close();
+    this.#threads = null;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // helper threads (cpu_threads.ts): ops split into parts that run at once
+  // ------------------------------------------------------------------------------------------------
+
+  /** The helper threads, started on first use; undefined when there are none (1 thread, or they failed). */
+  #helpers(): CpuThreads | undefined {
+    if (this.#threads === undefined) {
+      this.#threads = null;
+      if (this.#threadCount > 1) {
+        const t = CpuThreads.start(this.#threadCount);
+        if ("reason" in t) {
+          console.warn(`CPU backend: running on one thread (helper threads did not start: ${t.reason})`);
+          this.description = this.description.replace(/; \d+ threads\)$/, "; 1 thread)");
+        } else this.#threads = t;
+      }
+    }
+    return this.#threads ?? undefined;
+  }
+
+  /**
+   * Run `parts(k, ranges)` split over the threads when `work` (elements) is worth it and every array is
+   * shared; returns false (nothing done) otherwise, for the single-threaded path.
+   */
+  #parallel(
+    work: number,
+    min: number,
+    arrays: (Float32Array | Int32Array | undefined)[],
+    jobs: () => PartJob[],
+  ): boolean {
+    if (work < min || this.#threadCount <= 1 || !CpuThreads.shareable(...arrays)) return false;
+    const threads = this.#helpers();
+    if (!threads) return false;
+    const math = this.#fastMath!, gemm = this.#fastMatmul?.gemm;
+    threads.run(jobs(), (job) => runPart(job, { math, gemm }));
+    this.#splitOps++;
+    return true;
+  }
+
+  #splitOps = 0;
+
+  /** How many ops ran split over the helper threads so far (for tests and benchmarks). */
+  get splitOps(): number {
+    return this.#splitOps;
+  }
+
+  /** Element ranges of [0, n), one per thread, starting at multiples of 16. */
+  #ranges(n: number): [number, number][] {
+    return splitRange(n, this.#threadCount, 16);
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -303,7 +385,16 @@ export class CpuBackend implements Backend {
   geluForward(args: OpArgs<"geluForward">): void {
     const { n } = args;
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
-    if (this.#fastMath) return this.#fastMath.forward(out, inp, n);
+    if (this.#fastMath) {
+      const split = () =>
+        this.#ranges(n).map(([lo, hi]) => ({
+          op: "gelu" as const,
+          arrays: { out: out.subarray(lo, hi), inp: inp.subarray(lo, hi) },
+          nums: {},
+        }));
+      if (this.#parallel(n, PAR_MIN, [out, inp], split)) return;
+      return this.#fastMath.forward(out, inp, n);
+    }
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
       out[i] = 0.5 * x * (1 + tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x)));
@@ -320,7 +411,16 @@ export class CpuBackend implements Backend {
     const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
     const dout = f32(args.dout, n, "gelu dout");
     const accumulate = !!args.accumulate;
-    if (this.#fastMath) return this.#fastMath.backward(dinp, inp, dout, n, accumulate);
+    if (this.#fastMath) {
+      const split = () =>
+        this.#ranges(n).map(([lo, hi]) => ({
+          op: "geluBwd" as const,
+          arrays: { dinp: dinp.subarray(lo, hi), inp: inp.subarray(lo, hi), dout: dout.subarray(lo, hi) },
+          nums: { acc: accumulate ? 1 : 0 },
+        }));
+      if (this.#parallel(n, PAR_MIN, [dinp, inp, dout], split)) return;
+      return this.#fastMath.backward(dinp, inp, dout, n, accumulate);
+    }
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
       const th = tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x));
@@ -340,7 +440,7 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutForward");
     const out = f32(args.out, n, "dropout out"), inp = f32(args.inp, n, "dropout inp");
-    if (this.#fastMath) return this.#fastMath.dropout(out, inp, n, d, false); // the same numbers, in SIMD
+    if (this.#fastMath) return this.#dropout(out, inp, n, d, false); // the same numbers, in SIMD
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) out[i] = dropoutHash(key, i) >= threshold ? inp[i]! * scale : 0;
   }
@@ -353,12 +453,23 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutBackward");
     const dinp = f32(args.dinp, n, "dropout dinp"), dout = f32(args.dout, n, "dropout dout");
-    if (this.#fastMath) return this.#fastMath.dropout(dinp, dout, n, d, args.accumulate ?? false);
+    if (this.#fastMath) return this.#dropout(dinp, dout, n, d, args.accumulate ?? false);
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) {
       const g = dropoutHash(key, i) >= threshold ? Math.fround(dout[i]! * scale) : 0;
       dinp[i] = args.accumulate ? dinp[i]! + g : g;
     }
+  }
+
+  /** The SIMD dropout, split over the threads when large. */
+  #dropout(out: Float32Array, inp: Float32Array, n: number, d: DropoutParams, accumulate: boolean): void {
+    const split = () =>
+      this.#ranges(n).map(([lo, hi]) => ({
+        op: "dropout" as const,
+        arrays: { out: out.subarray(lo, hi), inp: inp.subarray(lo, hi) },
+        nums: { ...dropoutNums(d), acc: accumulate ? 1 : 0, offset: lo },
+      }));
+    if (!this.#parallel(n, PAR_MIN, [out, inp], split)) this.#fastMath!.dropout(out, inp, n, d, accumulate);
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -418,6 +529,22 @@ export class CpuBackend implements Backend {
     const meanOut = args.mean ? f32(args.mean, N, "layernorm mean") : undefined;
     const rstdOut = args.rstd ? f32(args.rstd, N, "layernorm rstd") : undefined;
     const arrays = { out, inp, weight, bias, mean: meanOut, rstd: rstdOut };
+    if (this.#fastMath && C % 4 === 0 && C <= 4096) {
+      const split = () =>
+        splitRange(N, this.#threadCount).map(([lo, hi]) => ({
+          op: "layernorm" as const,
+          arrays: {
+            out: out.subarray(lo * C, hi * C),
+            inp: inp.subarray(lo * C, hi * C),
+            weight,
+            bias,
+            mean: meanOut?.subarray(lo, hi),
+            rstd: rstdOut?.subarray(lo, hi),
+          },
+          nums: { N: hi - lo, C, eps },
+        }));
+      if (this.#parallel(N * C, PAR_MIN, [out, inp, weight, bias, meanOut, rstdOut], split)) return;
+    }
     if (this.#fastMath?.layernormForward(arrays, N, C, eps)) return; // float32 SIMD beside a fast matmul
     for (let n = 0; n < N; n++) {
       const o = n * C;
@@ -454,6 +581,9 @@ export class CpuBackend implements Backend {
     const inp = f32(args.inp, N * C, "layernorm inp"), weight = f32(args.weight, C, "layernorm weight");
     const meanA = f32(args.mean, N, "layernorm mean"), rstdA = f32(args.rstd, N, "layernorm rstd");
     const arrays = { dinp, dout, inp, weight, mean: meanA, rstd: rstdA, dweight, dbias };
+    if (this.#fastMath && C % 4 === 0 && C <= 4096 && this.#layernormBackwardSplit(arrays, N, C, args.accumulate)) {
+      return;
+    }
     if (this.#fastMath?.layernormBackward(arrays, N, C, args.accumulate ?? false)) return;
     for (let n = 0; n < N; n++) {
       const o = n * C;
@@ -477,6 +607,53 @@ export class CpuBackend implements Backend {
         dinp[o + c] = args.accumulate ? dinp[o + c]! + d : d;
       }
     }
+  }
+
+  /**
+   * Layernorm's backward split by rows: the first part adds into dweight and dbias, each other part into
+   * its thread's own zeroed accumulators, summed into dweight and dbias after. False when not split.
+   */
+  #layernormBackwardSplit(
+    a: { dinp: Float32Array; dout: Float32Array; inp: Float32Array; weight: Float32Array } & {
+      mean: Float32Array;
+      rstd: Float32Array;
+      dweight: Float32Array;
+      dbias: Float32Array;
+    },
+    N: number,
+    C: number,
+    accumulate: boolean | undefined,
+  ): boolean {
+    const ranges = splitRange(N, this.#threadCount);
+    for (let k = 1; k < ranges.length; k++) {
+      if ((this.#partials[k]?.length ?? 0) < 2 * C) this.#partials[k] = sharedArray(2 * C, "f32") as Float32Array;
+      this.#partials[k]!.fill(0, 0, 2 * C);
+    }
+    const split = () =>
+      ranges.map(([lo, hi], k) => ({
+        op: "layernormBwd" as const,
+        arrays: {
+          dinp: a.dinp.subarray(lo * C, hi * C),
+          dout: a.dout.subarray(lo * C, hi * C),
+          inp: a.inp.subarray(lo * C, hi * C),
+          weight: a.weight,
+          mean: a.mean.subarray(lo, hi),
+          rstd: a.rstd.subarray(lo, hi),
+          dweight: k === 0 ? a.dweight : this.#partials[k]!.subarray(0, C),
+          dbias: k === 0 ? a.dbias : this.#partials[k]!.subarray(C, 2 * C),
+        },
+        nums: { N: hi - lo, C, acc: accumulate ? 1 : 0 },
+      }));
+    const arrays = [a.dinp, a.dout, a.inp, a.weight, a.mean, a.rstd, a.dweight, a.dbias];
+    if (!this.#parallel(N * C, PAR_MIN, arrays, split)) return false;
+    for (let k = 1; k < ranges.length; k++) {
+      const p = this.#partials[k]!;
+      for (let c = 0; c < C; c++) {
+        a.dweight[c] = a.dweight[c]! + p[c]!;
+        a.dbias[c] = a.dbias[c]! + p[C + c]!;
+      }
+    }
+    return true;
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -566,6 +743,14 @@ export class CpuBackend implements Backend {
     const gemm = this.#fastMatmul?.gemm;
     if (gemm) {
       const expShift = T <= 16384 ? this.#fastMath?.expShift : undefined; // the softmax's exponentials in SIMD
+      const split = () =>
+        splitRange(B * NH, this.#threadCount).map(([lo, hi]) => ({
+          op: "attention" as const,
+          arrays: { out, att, qkv, mask },
+          nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
+        }));
+      // the heads split over the threads (each with its own BLAS and SIMD blocks)
+      if (this.#fastMath && this.#parallel(B * NH * T * T, PAR_MIN, [out, att, qkv, mask], split)) return;
       const scratch = this.#fastMath?.attentionScratch(T); // the whole softmax in SIMD
       return gemmAttentionForward({ gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
     }
@@ -636,6 +821,13 @@ export class CpuBackend implements Backend {
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
     const gemm = this.#fastMatmul?.gemm;
     if (gemm) {
+      const split = () =>
+        splitRange(B * NH, this.#threadCount).map(([lo, hi]) => ({
+          op: "attentionBwd" as const,
+          arrays: { dqkv, dout, qkv, att },
+          nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
+        }));
+      if (this.#fastMath && this.#parallel(B * NH * T * T, PAR_MIN, [dqkv, dout, qkv, att], split)) return;
       const scratch = this.#fastMath?.attentionScratch(T);
       return gemmAttentionBackward({ gemm, scratch, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
     }
@@ -869,7 +1061,20 @@ export class CpuBackend implements Backend {
     const w1 = 1 - beta1; // the lerp weight
     // beside a fast matmul: the same formula in float32 WebAssembly SIMD (as torch's CPU AdamW, in float32)
     if (this.#fastMath && w1 < 0.5) {
-      return this.#fastMath.adamw(param, grad, m, v, n, { clip, decay, w1, beta2, stepSize, bc2Sqrt, eps });
+      const c = { clip, decay, w1, beta2, stepSize, bc2Sqrt, eps };
+      const split = () =>
+        this.#ranges(n).map(([lo, hi]) => ({
+          op: "adamw" as const,
+          arrays: {
+            param: param.subarray(lo, hi),
+            grad: grad.subarray(lo, hi),
+            m: m.subarray(lo, hi),
+            v: v.subarray(lo, hi),
+          },
+          nums: c,
+        }));
+      if (this.#parallel(n, PAR_MIN, [param, grad, m, v], split)) return;
+      return this.#fastMath.adamw(param, grad, m, v, n, c);
     }
     for (let i = 0; i < n; i++) {
       const g = grad[i]! * clip;

@@ -47,109 +47,111 @@ export interface GemmAttentionForwardArgs {
   NH: number;
   /** The dropout constants, or undefined for none (p = 0). */
   drop?: DropoutParams;
+  /** Only the heads bh = b·NH + h in [lo, hi) (a helper thread's share); default all B·NH. */
+  heads?: [number, number];
 }
 
 /** attentionForward (see `CpuBackend.attentionForward`) with S = scale·Q·Kᵀ and out = P·V through GEMM. */
 export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
   const { gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop } = args;
+  const heads = args.heads ?? [0, B * NH];
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
   const e = new Float64Array(T), e32 = new Float32Array(T);
   // the dropped probabilities of one head (att keeps the undropped P)
   const pd = drop ? new Float32Array(T * T) : undefined;
   const visible = visiblePrefix(mask, B, T);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < NH; h++) {
-      const base = (b * NH + h) * T * T;
-      const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C;
-      const len = visible[b]!;
-      // the SIMD softmax takes the scores in the WASM block, else they go straight into att[b,h]
-      const simd = scratch && len >= 0 ? scratch : undefined;
-      const sc = simd ? simd.p : att, sOff = simd ? 0 : base;
-      // S = scale·Q·Kᵀ (block rows [t0,t1), key columns [0,t1))
-      for (let t0 = 0; t0 < T; t0 += BLOCK) {
-        const t1 = Math.min(T, t0 + BLOCK);
-        gemm({
-          transA: false,
-          transB: true,
-          M: t1 - t0,
-          N: t1,
-          K: HS,
-          alpha: scale,
-          a: qkv,
-          aOffset: qo + t0 * C3,
-          lda: C3,
-          b: qkv,
-          bOffset: ko,
-          ldb: C3,
-          beta: 0,
-          c: sc,
-          cOffset: sOff + t0 * T,
-          ldc: T,
-        });
-      }
-      // softmax over the visible keys s ≤ t with mask[b,s] = 1; everything else 0
-      if (simd) {
-        simd.softmax(len);
-        att.set(simd.p, base);
-        if (drop) simd.dropP(drop, base);
-      }
-      for (let t = 0; t < T && !simd; t++) {
-        const row = base + t * T;
-        if (len >= 0) {
-          // the visible keys are s < n: no per-key mask test, exps in place of a float64 copy
-          const n = Math.min(t + 1, len);
-          softmaxPrefix(att, row, n, T, e, e32, expShift);
-          if (pd) dropRow(pd, att, drop!, row, t * T, t, T);
-          continue;
-        }
-        let max = -Infinity;
-        for (let s = 0; s <= t; s++) {
-          if (mask && mask[b * T + s] === 0) continue;
-          const x = att[row + s]!;
-          if (x > max) max = x;
-        }
-        let sum = 0;
-        if (expShift && max !== -Infinity) {
-          expShift(e32, att, row, t + 1, max);
-          for (let s = 0; s <= t; s++) {
-            const v = mask && mask[b * T + s] === 0 ? 0 : e32[s]!;
-            e[s] = v;
-            sum += v;
-          }
-        } else {
-          for (let s = 0; s <= t; s++) {
-            const v = mask && mask[b * T + s] === 0 ? 0 : Math.exp(att[row + s]! - max);
-            e[s] = v;
-            sum += v;
-          }
-        }
-        const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
-        for (let s = 0; s <= t; s++) att[row + s] = e[s]! * inv;
-        att.fill(0, row + t + 1, row + T);
+  for (let bh = heads[0]; bh < heads[1]; bh++) {
+    const b = Math.floor(bh / NH), h = bh % NH;
+    const base = (b * NH + h) * T * T;
+    const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C;
+    const len = visible[b]!;
+    // the SIMD softmax takes the scores in the WASM block, else they go straight into att[b,h]
+    const simd = scratch && len >= 0 ? scratch : undefined;
+    const sc = simd ? simd.p : att, sOff = simd ? 0 : base;
+    // S = scale·Q·Kᵀ (block rows [t0,t1), key columns [0,t1))
+    for (let t0 = 0; t0 < T; t0 += BLOCK) {
+      const t1 = Math.min(T, t0 + BLOCK);
+      gemm({
+        transA: false,
+        transB: true,
+        M: t1 - t0,
+        N: t1,
+        K: HS,
+        alpha: scale,
+        a: qkv,
+        aOffset: qo + t0 * C3,
+        lda: C3,
+        b: qkv,
+        bOffset: ko,
+        ldb: C3,
+        beta: 0,
+        c: sc,
+        cOffset: sOff + t0 * T,
+        ldc: T,
+      });
+    }
+    // softmax over the visible keys s ≤ t with mask[b,s] = 1; everything else 0
+    if (simd) {
+      simd.softmax(len);
+      att.set(simd.p, base);
+      if (drop) simd.dropP(drop, base);
+    }
+    for (let t = 0; t < T && !simd; t++) {
+      const row = base + t * T;
+      if (len >= 0) {
+        // the visible keys are s < n: no per-key mask test, exps in place of a float64 copy
+        const n = Math.min(t + 1, len);
+        softmaxPrefix(att, row, n, T, e, e32, expShift);
         if (pd) dropRow(pd, att, drop!, row, t * T, t, T);
+        continue;
       }
-      // out[b,:,h] = P·V (P the dropped probabilities with dropout)
-      for (let t0 = 0; t0 < T; t0 += BLOCK) {
-        const t1 = Math.min(T, t0 + BLOCK);
-        gemm({
-          transA: false,
-          transB: false,
-          M: t1 - t0,
-          N: HS,
-          K: t1,
-          alpha: 1,
-          a: simd ? (drop ? simd.pd : simd.p) : pd ?? att,
-          aOffset: (simd || pd ? 0 : base) + t0 * T,
-          lda: T,
-          b: qkv,
-          bOffset: vo,
-          ldb: C3,
-          beta: 0,
-          c: out,
-          cOffset: (b * T + t0) * C + h * HS,
-          ldc: C,
-        });
+      let max = -Infinity;
+      for (let s = 0; s <= t; s++) {
+        if (mask && mask[b * T + s] === 0) continue;
+        const x = att[row + s]!;
+        if (x > max) max = x;
       }
+      let sum = 0;
+      if (expShift && max !== -Infinity) {
+        expShift(e32, att, row, t + 1, max);
+        for (let s = 0; s <= t; s++) {
+          const v = mask && mask[b * T + s] === 0 ? 0 : e32[s]!;
+          e[s] = v;
+          sum += v;
+        }
+      } else {
+        for (let s = 0; s <= t; s++) {
+          const v = mask && mask[b * T + s] === 0 ? 0 : Math.exp(att[row + s]! - max);
+          e[s] = v;
+          sum += v;
+        }
+      }
+      const inv = sum > 0 ? 1 / sum : 0; // a row with no visible key stays all zero
+      for (let s = 0; s <= t; s++) att[row + s] = e[s]! * inv;
+      att.fill(0, row + t + 1, row + T);
+      if (pd) dropRow(pd, att, drop!, row, t * T, t, T);
+    }
+    // out[b,:,h] = P·V (P the dropped probabilities with dropout)
+    for (let t0 = 0; t0 < T; t0 += BLOCK) {
+      const t1 = Math.min(T, t0 + BLOCK);
+      gemm({
+        transA: false,
+        transB: false,
+        M: t1 - t0,
+        N: HS,
+        K: t1,
+        alpha: 1,
+        a: simd ? (drop ? simd.pd : simd.p) : pd ?? att,
+        aOffset: (simd || pd ? 0 : base) + t0 * T,
+        lda: T,
+        b: qkv,
+        bOffset: vo,
+        ldb: C3,
+        beta: 0,
+        c: out,
+        cOffset: (b * T + t0) * C + h * HS,
+        ldc: C,
+      });
     }
   }
 }
@@ -244,6 +246,8 @@ export interface GemmAttentionBackwardArgs {
   NH: number;
   /** The forward's dropout constants, or undefined for none. */
   drop?: DropoutParams;
+  /** Only the heads bh = b·NH + h in [lo, hi); default all B·NH. */
+  heads?: [number, number];
 }
 
 /**
@@ -252,135 +256,135 @@ export interface GemmAttentionBackwardArgs {
  */
 export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
   const { gemm, dqkv, dout, qkv, att, B, T, C, NH, drop } = args;
+  const heads = args.heads ?? [0, B * NH];
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
   const simd = args.scratch;
   const dS = simd ? simd.d : new Float32Array(T * T); // dP, then dS in place
   const g = new Float64Array(T); // one row of dP through the dropout
   // the dropped probabilities P̃ (for dV): in the WASM block with scratch
   const pd = drop ? (simd ? simd.pd : new Float32Array(T * T)) : undefined;
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < NH; h++) {
-      const base = (b * NH + h) * T * T;
-      const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C, oo = b * T * C + h * HS;
-      // dP = dOut·Vᵀ (causal blocks)
-      for (let t0 = 0; t0 < T; t0 += BLOCK) {
-        const t1 = Math.min(T, t0 + BLOCK);
-        gemm({
-          transA: false,
-          transB: true,
-          M: t1 - t0,
-          N: t1,
-          K: HS,
-          alpha: 1,
-          a: dout,
-          aOffset: oo + t0 * C,
-          lda: C,
-          b: qkv,
-          bOffset: vo,
-          ldb: C3,
-          beta: 0,
-          c: dS,
-          cOffset: t0 * T,
-          ldc: T,
-        });
+  for (let bh = heads[0]; bh < heads[1]; bh++) {
+    const b = Math.floor(bh / NH), h = bh % NH;
+    const base = (b * NH + h) * T * T;
+    const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C, oo = b * T * C + h * HS;
+    // dP = dOut·Vᵀ (causal blocks)
+    for (let t0 = 0; t0 < T; t0 += BLOCK) {
+      const t1 = Math.min(T, t0 + BLOCK);
+      gemm({
+        transA: false,
+        transB: true,
+        M: t1 - t0,
+        N: t1,
+        K: HS,
+        alpha: 1,
+        a: dout,
+        aOffset: oo + t0 * C,
+        lda: C,
+        b: qkv,
+        bOffset: vo,
+        ldb: C3,
+        beta: 0,
+        c: dS,
+        cOffset: t0 * T,
+        ldc: T,
+      });
+    }
+    // dS[t,s] = P·(dP·m − Σ_r P·dP·m) for s ≤ t (m the dropout factor), 0 elsewhere
+    if (simd) {
+      simd.p.set(att.subarray(base, base + T * T));
+      if (drop) {
+        simd.dropP(drop, base); // P̃ for dV
+        simd.dropD(drop, base); // dP·M: through the dropout, into the softmax
       }
-      // dS[t,s] = P·(dP·m − Σ_r P·dP·m) for s ≤ t (m the dropout factor), 0 elsewhere
-      if (simd) {
-        simd.p.set(att.subarray(base, base + T * T));
+      simd.softmaxBackward();
+    }
+    for (let t = 0; t < T && !simd; t++) {
+      const row = t * T, arow = base + t * T;
+      let pdp = 0;
+      for (let s = 0; s <= t; s++) {
+        const p = att[arow + s]!;
+        if (p === 0) {
+          g[s] = 0; // masked key (or underflow): contributes nothing
+          if (pd) pd[row + s] = 0;
+          continue;
+        }
+        let v = dS[row + s]!;
         if (drop) {
-          simd.dropP(drop, base); // P̃ for dV
-          simd.dropD(drop, base); // dP·M: through the dropout, into the softmax
+          const m = dropoutHash(drop.key, arow + s) >= drop.threshold ? drop.scale : 0;
+          pd![row + s] = Math.fround(p * m);
+          v *= m;
         }
-        simd.softmaxBackward();
+        g[s] = v;
+        pdp += p * v;
       }
-      for (let t = 0; t < T && !simd; t++) {
-        const row = t * T, arow = base + t * T;
-        let pdp = 0;
-        for (let s = 0; s <= t; s++) {
-          const p = att[arow + s]!;
-          if (p === 0) {
-            g[s] = 0; // masked key (or underflow): contributes nothing
-            if (pd) pd[row + s] = 0;
-            continue;
-          }
-          let v = dS[row + s]!;
-          if (drop) {
-            const m = dropoutHash(drop.key, arow + s) >= drop.threshold ? drop.scale : 0;
-            pd![row + s] = Math.fround(p * m);
-            v *= m;
-          }
-          g[s] = v;
-          pdp += p * v;
-        }
-        for (let s = 0; s <= t; s++) {
-          const p = att[arow + s]!;
-          dS[row + s] = p === 0 ? 0 : p * (g[s]! - pdp);
-        }
-        dS.fill(0, row + t + 1, row + T);
-        if (pd) pd.fill(0, row + t + 1, row + T);
+      for (let s = 0; s <= t; s++) {
+        const p = att[arow + s]!;
+        dS[row + s] = p === 0 ? 0 : p * (g[s]! - pdp);
       }
-      // dV = P̃ᵀ·dOut, dK = scale·dSᵀ·Q: output rows s in [s0,s1) sum over queries t ≥ s0
-      for (let s0 = 0; s0 < T; s0 += BLOCK) {
-        const s1 = Math.min(T, s0 + BLOCK);
-        gemm({
-          transA: true,
-          transB: false,
-          M: s1 - s0,
-          N: HS,
-          K: T - s0,
-          alpha: 1,
-          a: pd ?? att,
-          aOffset: (pd ? 0 : base) + s0 * T + s0,
-          lda: T,
-          b: dout,
-          bOffset: oo + s0 * C,
-          ldb: C,
-          beta: 0,
-          c: dqkv,
-          cOffset: vo + s0 * C3,
-          ldc: C3,
-        });
-        gemm({
-          transA: true,
-          transB: false,
-          M: s1 - s0,
-          N: HS,
-          K: T - s0,
-          alpha: scale,
-          a: dS,
-          aOffset: s0 * T + s0,
-          lda: T,
-          b: qkv,
-          bOffset: qo + s0 * C3,
-          ldb: C3,
-          beta: 0,
-          c: dqkv,
-          cOffset: ko + s0 * C3,
-          ldc: C3,
-        });
-      }
-      // dQ = scale·dS·K (causal blocks)
-      for (let t0 = 0; t0 < T; t0 += BLOCK) {
-        const t1 = Math.min(T, t0 + BLOCK);
-        gemm({
-          transA: false,
-          transB: false,
-          M: t1 - t0,
-          N: HS,
-          K: t1,
-          alpha: scale,
-          a: dS,
-          aOffset: t0 * T,
-          lda: T,
-          b: qkv,
-          bOffset: ko,
-          ldb: C3,
-          beta: 0,
-          c: dqkv,
-          cOffset: qo + t0 * C3,
-          ldc: C3,
-        });
-      }
+      dS.fill(0, row + t + 1, row + T);
+      if (pd) pd.fill(0, row + t + 1, row + T);
+    }
+    // dV = P̃ᵀ·dOut, dK = scale·dSᵀ·Q: output rows s in [s0,s1) sum over queries t ≥ s0
+    for (let s0 = 0; s0 < T; s0 += BLOCK) {
+      const s1 = Math.min(T, s0 + BLOCK);
+      gemm({
+        transA: true,
+        transB: false,
+        M: s1 - s0,
+        N: HS,
+        K: T - s0,
+        alpha: 1,
+        a: pd ?? att,
+        aOffset: (pd ? 0 : base) + s0 * T + s0,
+        lda: T,
+        b: dout,
+        bOffset: oo + s0 * C,
+        ldb: C,
+        beta: 0,
+        c: dqkv,
+        cOffset: vo + s0 * C3,
+        ldc: C3,
+      });
+      gemm({
+        transA: true,
+        transB: false,
+        M: s1 - s0,
+        N: HS,
+        K: T - s0,
+        alpha: scale,
+        a: dS,
+        aOffset: s0 * T + s0,
+        lda: T,
+        b: qkv,
+        bOffset: qo + s0 * C3,
+        ldb: C3,
+        beta: 0,
+        c: dqkv,
+        cOffset: ko + s0 * C3,
+        ldc: C3,
+      });
+    }
+    // dQ = scale·dS·K (causal blocks)
+    for (let t0 = 0; t0 < T; t0 += BLOCK) {
+      const t1 = Math.min(T, t0 + BLOCK);
+      gemm({
+        transA: false,
+        transB: false,
+        M: t1 - t0,
+        N: HS,
+        K: t1,
+        alpha: scale,
+        a: dS,
+        aOffset: t0 * T,
+        lda: T,
+        b: qkv,
+        bOffset: ko,
+        ldb: C3,
+        beta: 0,
+        c: dqkv,
+        cOffset: qo + t0 * C3,
+        ldc: C3,
+      });
     }
   }
 }

@@ -566,10 +566,18 @@ export interface FastMath {
   /** Layernorm's backward (see layernormBackwardBody); false (nothing done) under the same conditions. */
   layernormBackward(a: LayernormBackwardArrays, N: number, C: number, accumulate: boolean): boolean;
   /**
-   * out[i] (=|+=) keep(i) ? inp[i]·scale : 0 over n elements (the dropout of dropout_hash.ts, flat index i):
-   * the float32 product and sum, as the loops store them.
+   * out[i] (=|+=) keep(offset + i) ? inp[i]·scale : 0 over n elements (the dropout of dropout_hash.ts; the
+   * arrays are the slice of the tensor from flat index `offset`, default 0): the float32 product and sum, as
+   * the loops store them.
    */
-  dropout(out: Float32Array, inp: Float32Array, n: number, d: DropoutParams, accumulate: boolean): void;
+  dropout(
+    out: Float32Array,
+    inp: Float32Array,
+    n: number,
+    d: DropoutParams,
+    accumulate: boolean,
+    offset?: number,
+  ): void;
   /** One AdamW step in float32 (see adamwBody; the caller checks w1 = 1−β1 < ½). */
   adamw(
     param: Float32Array,
@@ -704,13 +712,13 @@ export function wasmSimdMath(): FastMath | { reason: string } {
       a.dbias.set(f.subarray(DB, DB + C));
       return true;
     },
-    dropout(out, inp, n, d, accumulate) {
+    dropout(out, inp, n, d, accumulate, offset = 0) {
       for (let s = 0; s < n; s += CHUNK) {
         const m = Math.min(CHUNK, n - s);
         f.set(inp.subarray(s, s + m), A);
         if (accumulate) f.set(out.subarray(s, s + m), B);
         // a partial last vec4 computes stale lanes: never copied out
-        dropFn(4 * A, 4 * B, Math.ceil(m / 4), s, d.key | 0, d.threshold | 0, d.scale, accumulate ? 1 : 0);
+        dropFn(4 * A, 4 * B, Math.ceil(m / 4), offset + s, d.key | 0, d.threshold | 0, d.scale, accumulate ? 1 : 0);
         out.set(f.subarray(B, B + m), s);
       }
     },
