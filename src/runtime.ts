@@ -59,34 +59,6 @@ export function readEnv(name: string): string | undefined {
 }
 
 /**
- * Set environment variable `name` to `value` where native libraries read it too (C `getenv`), unless it is
- * already set; false when it cannot (no permission, no FFI). Deno's environment is the C one; Bun's
- * `process.env` is not, so there libc's `setenv` is called through `bun:ffi` as well.
- */
-export function setNativeEnvDefault(name: string, value: string): boolean {
-  const deno = denoNs();
-  if (deno?.permissions.querySync && deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-    return false;
-  }
-  try {
-    if (process.env[name] !== undefined) return false;
-    process.env[name] = value;
-    if (runtimeKind() !== "bun") return true;
-    const req = (import.meta as unknown as { require?: (id: string) => unknown }).require;
-    const ffi = req?.("bun:ffi") as BunFfiLike | undefined;
-    const libc = process.platform === "darwin" ? "libSystem.B.dylib" : process.platform === "linux" ? "libc.so.6" : "";
-    if (!ffi || !libc) return false;
-    const lib = ffi.dlopen(libc, { setenv: { args: ["ptr", "ptr", "i32"], returns: "i32" } });
-    const z = (t: string) => new TextEncoder().encode(`${t}\0`);
-    const ok = (lib.symbols.setenv as (n: Uint8Array, v: Uint8Array, o: number) => number)(z(name), z(value), 0) === 0;
-    lib.close();
-    return ok;
-  } catch {
-    return false;
-  }
-}
-
-/**
  * `cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)` as JavaScript sees it:
  * the arrays are passed as pointers to their first element (a subarray passes its offset).
  */

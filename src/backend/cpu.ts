@@ -98,6 +98,16 @@ const POOL_MIN = 16384;
 /** Elements (of work) below which an op stays on one thread: a split costs ≈ 10–50 µs. */
 const PAR_MIN = 65536;
 
+/**
+ * Whether a head's products are small enough that OpenBLAS runs each on the calling thread (it threads a
+ * product of M·N·K > 4·65536: interface/gemm.c's GEMM_MULTITHREAD_THRESHOLD · SMP_THRESHOLD_MIN): then
+ * the heads are split over the helper threads. Larger ones (GPT-2's real heads: 64 × 256 × 64) are left to
+ * OpenBLAS's own threads; both at once contend for the same cores (measured: 3–7× slower attention).
+ */
+function smallHeads(T: number, HS: number): boolean {
+  return 64 * T * HS <= 4 * 65536;
+}
+
 /** A zeroed array on a SharedArrayBuffer, so that the helper threads (cpu_threads.ts) can work on it. */
 function sharedArray(length: number, dtype: DType): Float32Array | Int32Array {
   const sab = new SharedArrayBuffer(4 * length);
@@ -749,8 +759,10 @@ export class CpuBackend implements Backend {
           arrays: { out, att, qkv, mask },
           nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
         }));
-      // the heads split over the threads (each with its own BLAS and SIMD blocks)
-      if (this.#fastMath && this.#parallel(B * NH * T * T, PAR_MIN, [out, att, qkv, mask], split)) return;
+      // the heads split over the threads (each with its own BLAS and SIMD blocks), when BLAS runs each
+      // head's products on one thread anyway (see smallHeads)
+      const work = smallHeads(T, C / NH) ? B * NH * T * T : 0;
+      if (this.#fastMath && this.#parallel(work, PAR_MIN, [out, att, qkv, mask], split)) return;
       const scratch = this.#fastMath?.attentionScratch(T); // the whole softmax in SIMD
       return gemmAttentionForward({ gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
     }
@@ -827,7 +839,8 @@ export class CpuBackend implements Backend {
           arrays: { dqkv, dout, qkv, att },
           nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
         }));
-      if (this.#fastMath && this.#parallel(B * NH * T * T, PAR_MIN, [dqkv, dout, qkv, att], split)) return;
+      const work = smallHeads(T, C / NH) ? B * NH * T * T : 0;
+      if (this.#fastMath && this.#parallel(work, PAR_MIN, [dqkv, dout, qkv, att], split)) return;
       const scratch = this.#fastMath?.attentionScratch(T);
       return gemmAttentionBackward({ gemm, scratch, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
     }

@@ -24,7 +24,7 @@
  */
 
 import type { MatmulArgsOf } from "./backend.ts";
-import { CBLAS, type Cblas, openCblas, readEnv, setNativeEnvDefault } from "../runtime.ts";
+import { CBLAS, type Cblas, openCblas, readEnv } from "../runtime.ts";
 import { wasmSimdMatmul } from "./cpu_wasm.ts";
 
 /** How the CPU backend does matmul. */
@@ -92,10 +92,6 @@ let cached: { blas: Cblas } | { reason: string } | undefined;
  */
 export function loadBlas(): { blas: Cblas } | { reason: string } {
   if (cached) return cached;
-  // OpenBLAS's idle threads spin for 2²⁸ cycles (≈ 0.1 s) after each product by default, holding the cores
-  // that the CPU backend's helper threads (cpu_threads.ts) need between products; 2⁴ lets them sleep at
-  // once (a product then wakes them: microseconds). Only when the user has not set it.
-  setNativeEnvDefault("OPENBLAS_THREAD_TIMEOUT", "4");
   const r = openCblas(blasCandidates());
   const bad = "blas" in r ? blasSelfCheck(r.blas) : undefined;
   if (bad && "blas" in r) r.blas.close();
