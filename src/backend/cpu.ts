@@ -108,10 +108,29 @@ function smallHeads(T: number, HS: number): boolean {
   return 64 * T * HS <= 4 * 65536;
 }
 
-/** A zeroed array on a SharedArrayBuffer, so that the helper threads (cpu_threads.ts) can work on it. */
-function sharedArray(length: number, dtype: DType): Float32Array | Int32Array {
-  const sab = new SharedArrayBuffer(4 * length);
-  return dtype === "i32" ? new Int32Array(sab) : new Float32Array(sab);
+/**
+ * A zeroed array, on a SharedArrayBuffer when `shared` (so that the helper threads of cpu_threads.ts can
+ * work on it). Shared memory costs something even on one thread: Deno fills it 6× and copies it 1.5–2×
+ * slower (element by element, as the memory model asks), so it is only used with helper threads.
+ */
+function newArray(length: number, dtype: DType, shared: boolean): Float32Array | Int32Array {
+  const buf = shared ? new SharedArrayBuffer(4 * length) : new ArrayBuffer(4 * length);
+  return dtype === "i32" ? new Int32Array(buf) : new Float32Array(buf);
+}
+
+/** Zeros, copied into shared arrays (3× faster than `fill` on them under Deno). */
+const ZEROS = new Float32Array(16384);
+
+/** arr.fill(0), faster for an array on a SharedArrayBuffer. */
+function zeroFill(arr: Float32Array | Int32Array): void {
+  if (!(arr.buffer instanceof SharedArrayBuffer) || arr.length < ZEROS.length) {
+    arr.fill(0);
+    return;
+  }
+  const zeros = arr instanceof Int32Array ? new Int32Array(ZEROS.buffer) : ZEROS;
+  for (let o = 0; o < arr.length; o += zeros.length) {
+    arr.set(zeros.subarray(0, Math.min(zeros.length, arr.length - o)), o);
+  }
 }
 /** The most bytes the pool keeps for reuse; beyond that freed arrays are left to the garbage collector. */
 const POOL_MAX_BYTES = 2 ** 31;
@@ -172,6 +191,8 @@ export class CpuBackend implements Backend {
   #ones = new Float32Array(0);
   /** Threads asked for (main included). */
   readonly #threadCount: number;
+  /** Whether arrays go on SharedArrayBuffers (only with helper threads: see newArray). */
+  readonly #shared: boolean;
   /** The helper threads: undefined until the first op big enough to split; null when there are none. */
   #threads: CpuThreads | null | undefined;
   /** Per helper thread: its layernorm weight and bias gradient accumulators (shared, grown as needed). */
@@ -191,7 +212,8 @@ export class CpuBackend implements Backend {
     if (!Number.isInteger(this.#threadCount) || this.#threadCount < 1) {
       throw new Error(`CpuBackend: threads must be a whole number ≥ 1, got ${options.threads}`);
     }
-    if (this.#threadCount > 1) this.description = this.description.replace(/\)$/, `; ${this.#threadCount} threads)`);
+    this.#shared = this.#threadCount > 1;
+    if (this.#shared) this.description = this.description.replace(/\)$/, `; ${this.#threadCount} threads)`);
     if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {
       this.#timer = new OpTimer();
       this.#timer.install(this, OP_NAMES);
@@ -229,7 +251,7 @@ export class CpuBackend implements Backend {
    */
   alloc(length: number, dtype: DType = "f32", label?: string): Buf {
     const buf = this.allocUninit(length, dtype, label);
-    cpuData(buf).fill(0);
+    zeroFill(cpuData(buf));
     return buf;
   }
 
@@ -238,14 +260,14 @@ export class CpuBackend implements Backend {
     if (!Number.isInteger(length) || length < 0) {
       throw new Error(`Cannot allocate CPU buffer${label ? ` "${label}"` : ""}: bad length ${length}`);
     }
-    if (length < POOL_MIN) return new CpuBuf(sharedArray(length, dtype), label);
+    if (length < POOL_MIN) return new CpuBuf(newArray(length, dtype, this.#shared), label);
     const backing = this.#fromPool(length, dtype);
     return new CpuBuf(backing.subarray(0, length), label, backing);
   }
 
   upload(data: Float32Array | Int32Array, label?: string): Buf {
     if (data.length < POOL_MIN) {
-      const copy = sharedArray(data.length, data instanceof Int32Array ? "i32" : "f32");
+      const copy = newArray(data.length, data instanceof Int32Array ? "i32" : "f32", this.#shared);
       copy.set(data);
       return new CpuBuf(copy, label);
     }
@@ -263,7 +285,7 @@ export class CpuBackend implements Backend {
       this.#pooledBytes -= arr.byteLength;
       return arr;
     }
-    return sharedArray(cls, dtype);
+    return newArray(cls, dtype, this.#shared);
   }
 
   readonly #pool = new Map<string, (Float32Array | Int32Array)[]>();
@@ -285,7 +307,7 @@ export class CpuBackend implements Backend {
   }
 
   zero(buf: Buf): void {
-    cpuData(buf).fill(0);
+    zeroFill(cpuData(buf));
   }
 
   copy(dst: Buf, src: Buf, length?: number, dstOffset = 0, srcOffset = 0): void {
@@ -636,7 +658,7 @@ export class CpuBackend implements Backend {
   ): boolean {
     const ranges = splitRange(N, this.#threadCount);
     for (let k = 1; k < ranges.length; k++) {
-      if ((this.#partials[k]?.length ?? 0) < 2 * C) this.#partials[k] = sharedArray(2 * C, "f32") as Float32Array;
+      if ((this.#partials[k]?.length ?? 0) < 2 * C) this.#partials[k] = newArray(2 * C, "f32", true) as Float32Array;
       this.#partials[k]!.fill(0, 0, 2 * C);
     }
     const split = () =>

@@ -5,14 +5,15 @@
  * the main thread and `threads − 1` workers (`node:worker_threads`, in Deno and Bun alike) run at once, each
  * with its own SIMD module and its own BLAS handle (`cpu_parallel.ts` holds the one function both sides run).
  *
- * The workers read and write the backend's own arrays: the CPU backend allocates its large arrays on
- * SharedArrayBuffers, so a part needs no copy. A job travels as a small message per worker (op name, numbers,
+ * The workers read and write the backend's own arrays: with helper threads the CPU backend allocates its
+ * arrays on SharedArrayBuffers, so a part needs no copy. A job travels as a small message per worker (op name, numbers,
  * and each array as buffer id + offset + length; a buffer's SharedArrayBuffer goes along the first time that
  * worker sees it), the start as a counter bumped with `Atomics.notify`, the end as the worker's own counter
  * that the main thread waits on (`Atomics.wait`): a round trip costs 6 µs (Deno) to 25 µs (Bun), so only
  * ops of ≥ ~0.1 ms are split. Workers are `unref`'d: they never keep a finished program alive.
  *
- * Threads: `GPT2_SFT_CPU_THREADS` (1 = none), else `navigator.hardwareConcurrency`, at most 16.
+ * Threads: `GPT2_SFT_CPU_THREADS` (1 = none), else `navigator.hardwareConcurrency` (at most 16) on machines with
+ * at least 4 cores, else 1.
  * @module
  */
 
@@ -54,8 +55,10 @@ export function cpuThreadCount(): number {
     }
     return Math.min(n, 64);
   }
+  // with 2 cores, OpenBLAS's own (spinning) threads and the main thread already fill them: measured on the
+  // 2-core dev VM, helper threads made the tiny demo model's step 10 % slower (the real shape's 7–13 % faster)
   const cores = (globalThis.navigator as { hardwareConcurrency?: number } | undefined)?.hardwareConcurrency ?? 1;
-  return Math.max(1, Math.min(cores, 16));
+  return cores >= 4 ? Math.min(cores, 16) : 1;
 }
 
 /** The helper threads of one CPU backend. */
