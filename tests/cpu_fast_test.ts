@@ -338,6 +338,38 @@ describe("GELU in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loop
   });
 });
 
+describe("GELU's saved derivative (geluForward's deriv, geluBackward from it)", () => {
+  test("fast path: the same numbers bit for bit as recomputing it; the loops: to float32 rounding", () => {
+    for (
+      const [name, be] of [["wasm", new CpuBackend({ matmul: "wasm" })], [
+        "loops",
+        new CpuBackend({ matmul: "reference" }),
+      ]] as const
+    ) {
+      for (const n of [1, 5, 16387, 40_003]) {
+        const x = rand(n, n).map((v) => v * 12), dout = rand(n, n + 1), old = rand(n, n + 2);
+        const X = be.upload(x), D = be.upload(dout);
+        const out = be.alloc(n), out2 = be.alloc(n), deriv = be.alloc(n);
+        be.geluForward({ out, inp: X, n });
+        be.geluForward({ out: out2, inp: X, n, deriv });
+        const g1 = be.upload(old), g2 = be.upload(old);
+        be.geluBackward({ dinp: g1, inp: X, dout: D, n, accumulate: true });
+        be.geluBackward({ dinp: g2, inp: X, dout: D, n, accumulate: true, deriv });
+        const [o1, o2, a, b] = [out, out2, g1, g2].map((q) => cpuData(q) as Float32Array);
+        for (let i = 0; i < n; i++) {
+          if (!Object.is(o1![i], o2![i])) throw new Error(`${name} forward n=${n} [${i}]: ${o2![i]} vs ${o1![i]}`);
+          const ok = name === "wasm"
+            ? Object.is(a![i], b![i])
+            : Math.abs(a![i]! - b![i]!) <= 4e-7 * (Math.abs(dout[i]!) * 1.2 + Math.abs(old[i]!) + 1);
+          if (!ok) throw new Error(`${name} backward n=${n} [${i}] x=${x[i]}: ${b![i]} from deriv vs ${a![i]}`);
+        }
+      }
+    }
+    expect(new CpuBackend({ matmul: "wasm" }).geluSavesDerivative).toBe(true);
+    expect(new CpuBackend({ matmul: "reference" }).geluSavesDerivative).toBe(false);
+  });
+});
+
 describe("exp in WebAssembly SIMD (cpu_wasm_math.ts, the attention softmax's)", () => {
   test("exp(x − shift) within 4e−7 relative over the float32 range, lengths around the 4-lane edge", () => {
     const m = wasmSimdMath();

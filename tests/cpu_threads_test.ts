@@ -70,8 +70,14 @@ describe("CPU helper threads", () => {
       be.dropoutBackward({ dinp: dd, dout: be.upload(dy), n, p: 0.1, seed: 5, accumulate: true });
       const id = be.alloc(n);
       be.dropoutForward({ out: id, inp: be.upload(x), n, p: 0, seed: 5 }); // p = 0: the identity
-      return [out, dinp, acc, drop, dd, id];
-    }, 6);
+      const out2 = be.alloc(n), deriv = be.alloc(n), acc2 = be.upload(old);
+      be.geluForward({ out: out2, inp: be.upload(x), n, deriv }); // with the saved derivative
+      be.geluBackward({ dinp: acc2, inp: be.upload(x), dout: be.upload(dy), n, accumulate: true, deriv });
+      return [out, dinp, acc, drop, dd, id, out2, deriv, acc2];
+    }, 8);
+    same("gelu with deriv", a[6]!, b[6]!);
+    same("gelu deriv", a[7]!, b[7]!);
+    same("gelu dinp += from deriv", a[8]!, b[8]!);
     same("dropout p = 0", a[5]!, x);
     for (const [k, name] of ["gelu", "gelu dinp", "gelu dinp +=", "dropout", "dropout dinp +="].entries()) {
       same(name, a[k]!, b[k]!);

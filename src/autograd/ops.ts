@@ -15,7 +15,7 @@ import { type Tape, Tensor } from "./tensor.ts";
 export interface OpContexts {
   linear: { x: Tensor; w: Tensor; b?: Tensor; out: Tensor; M: number; K: number; N: number; transW: boolean };
   layernorm: { x: Tensor; w: Tensor; b: Tensor; out: Tensor; mean: Buf; rstd: Buf; N: number; C: number };
-  gelu: { x: Tensor; out: Tensor };
+  gelu: { x: Tensor; out: Tensor; deriv?: Buf };
   add: { a: Tensor; b: Tensor; out: Tensor };
   attention: {
     qkv: Tensor;
@@ -85,9 +85,9 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
   },
 
   // y = gelu_new(x):  dx = gelu_new'(x)·dy
-  gelu(be, { x, out }) {
+  gelu(be, { x, out, deriv }) {
     if (!out.grad) return;
-    be.geluBackward({ dinp: x.gradBuf(), inp: x.buf, dout: out.grad, n: x.size, accumulate: true });
+    be.geluBackward({ dinp: x.gradBuf(), inp: x.buf, dout: out.grad, n: x.size, accumulate: true, deriv });
   },
 
   // y = a + b:  da = dy, db = dy
@@ -235,8 +235,12 @@ export function layernorm(ctx: OpContext, x: Tensor, w: Tensor, b: Tensor, eps: 
 /** gelu_new, elementwise. */
 export function gelu(ctx: OpContext, x: Tensor): Tensor {
   const out = newTensor(ctx, [...x.shape], `${x.name}:gelu`, x.requiresGrad);
-  ctx.be.geluForward({ out: out.buf, inp: x.buf, n: x.size });
-  record(ctx, "gelu", { x, out }, [out]);
+  // where the backend can, the forward saves gelu'(x) and the backward multiplies by it
+  const deriv = ctx.tape && x.requiresGrad && ctx.be.geluSavesDerivative
+    ? allocOutput(ctx.be, x.size, "gelu derivative")
+    : undefined;
+  ctx.be.geluForward({ out: out.buf, inp: x.buf, n: x.size, deriv });
+  record(ctx, "gelu", { x, out, deriv }, [out], deriv ? [deriv] : []);
   return out;
 }
 

@@ -94,10 +94,22 @@ export interface Backend {
   add(args: { out: Buf; a: Buf; b: Buf; n: number; accumulate?: boolean }): void;
   /** `buf[i] *= s` for i < n. */
   scale(args: { buf: Buf; n: number; s: number }): void;
-  /** `out[i] = gelu_new(inp[i])`, the tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-  geluForward(args: { out: Buf; inp: Buf; n: number }): void;
-  /** `dinp[i] (=|+=) gelu_new'(inp[i]) · dout[i]`. */
-  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean }): void;
+  /**
+   * `out[i] = gelu_new(inp[i])`, the tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). With `deriv`
+   * (only on a backend whose `geluSavesDerivative` is true) also `deriv[i] = gelu_new'(inp[i])`, for the backward.
+   */
+  geluForward(args: { out: Buf; inp: Buf; n: number; deriv?: Buf }): void;
+  /**
+   * `dinp[i] (=|+=) gelu_new'(inp[i]) · dout[i]`; with `deriv` (what the forward saved) `deriv[i] · dout[i]`,
+   * without recomputing the derivative from `inp`.
+   */
+  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean; deriv?: Buf }): void;
+  /**
+   * Optional: true when geluForward can save the derivative (`deriv`) so that the backward is one product
+   * (the CPU backend beside a fast matmul, where recomputing it was a third of GELU's time); the autograd then
+   * keeps one more activation per GELU for the backward.
+   */
+  readonly geluSavesDerivative?: boolean;
   /**
    * Inverted dropout, as torch.nn.functional.dropout in training mode:
    * `out[i] = keep(i) ? inp[i] · scale : 0` for i < n, with `scale = fround(1/(1−p))` and

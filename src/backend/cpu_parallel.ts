@@ -50,9 +50,9 @@ export function runPart(job: PartJob, ctx: PartContext): void {
   const { math } = ctx;
   switch (job.op) {
     case "gelu":
-      return math.forward(a.out!, a.inp!, a.out!.length);
+      return math.forward(a.out!, a.inp!, a.out!.length, a.deriv);
     case "geluBwd":
-      return math.backward(a.dinp!, a.inp!, a.dout!, a.dinp!.length, n.acc === 1);
+      return math.backward(a.dinp!, a.inp!, a.dout!, a.dinp!.length, n.acc === 1, a.deriv);
     case "dropout": {
       // p = 0 too (threshold 0, scale 1: the identity), unlike attention's optional dropout
       const d = { p: n.p!, key: n.key!, threshold: n.threshold!, scale: n.scale! };

@@ -193,6 +193,60 @@ function backwardBody(): number[] {
   return f.body(vecLoop(N, off, body, 16 * UNROLL));
 }
 
+/**
+ * fwdD(inp, out, deriv, n4): out[i] = gelu(inp[i]) as `fwd`, and deriv[i] = gelu'(inp[i]) as `bwd` computes
+ * it (q + ((E·q)·q)·x·2S·(1 + 3c·x²), q = 1/(1 + E)), from the same exp: the backward is then one product.
+ */
+function forwardDerivBody(): number[] {
+  const INP = 0, OUT = 1, DERIV = 2, N = 3;
+  const f = new FnBuilder([I32, I32, I32, I32]);
+  const off = f.local(I32), x = f.local(V128), z = f.local(V128), e = f.local(V128), q = f.local(V128);
+  const s = expScratch(f);
+  const at = (base: number) => [...get(base), ...get(off), I32_ADD];
+  const body: number[] = [];
+  body.push(...vload(at(INP)), ...set(x));
+  body.push(...expMinus2u(f, x, z, s), ...set(e));
+  // out = x / (1 + E), exactly as fwd
+  body.push(
+    ...at(OUT),
+    ...get(x),
+    ...get(e),
+    ...f.f32x4(1),
+    ...op(F32X4_ADD),
+    ...op(F32X4_DIV),
+    ...op(V128_STORE),
+    2,
+    0,
+  );
+  // deriv, exactly as bwd before its product with dout
+  body.push(...f.f32x4(1), ...get(e), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV), ...set(q));
+  body.push(...get(x), ...f.f32x4(1e4), ...op(F32X4_PMIN), ...f.f32x4(-1e4), ...op(F32X4_PMAX), ...set(x));
+  body.push(...at(DERIV));
+  // deno-fmt-ignore
+  body.push(
+    ...get(q),
+    ...get(e), ...get(q), ...op(F32X4_MUL), ...get(q), ...op(F32X4_MUL), ...get(x), ...op(F32X4_MUL),
+    ...get(x), ...get(x), ...op(F32X4_MUL), ...f.f32x4(3 * C), ...op(F32X4_MUL), ...f.f32x4(1), ...op(F32X4_ADD),
+    ...op(F32X4_MUL), ...f.f32x4(2 * S), ...op(F32X4_MUL),
+    ...op(F32X4_ADD),
+  );
+  body.push(...op(V128_STORE), 2, 0);
+  return f.body(vecLoop(N, off, body));
+}
+
+/** mul(a, b, dst, n4, acc): dst[i] (=|+= with acc) a[i]·b[i] (GELU's backward from the saved derivative). */
+function mulBody(): number[] {
+  const Ab = 0, Bb = 1, DST = 2, N = 3, ACC = 4;
+  const f = new FnBuilder([I32, I32, I32, I32, I32]);
+  const off = f.local(I32), g = f.local(V128);
+  const at = (base: number) => [...get(base), ...get(off), I32_ADD];
+  const body: number[] = [];
+  body.push(...vload(at(Ab)), ...vload(at(Bb)), ...op(F32X4_MUL), ...set(g));
+  body.push(...at(DST), ...vload(at(DST)), ...get(g), ...op(F32X4_ADD), ...get(g), ...get(ACC), SELECT);
+  body.push(...op(V128_STORE), 2, 0);
+  return f.body(vecLoop(N, off, body));
+}
+
 /** exp(inp, out, n4, shift): out[i] = exp(inp[i] − shift) for n4 vec4s, the argument clamped to [−87, 88]. */
 function expBody(): number[] {
   const INP = 0, OUT = 1, N = 2, SHIFT = 3;
@@ -514,12 +568,17 @@ function adamwBody(): number[] {
   return [2, 1, 0x7f, 11, 0x7b, ...prologue, ...vecLoop(N, OFF, body), END];
 }
 
-/** The module: imports memory `env.mem`; exports fwd, bwd, exp, softmax, softmaxBwd, drop, lnFwd, lnBwd, adamw. */
+/**
+ * The module: imports memory `env.mem`; exports fwd, bwd, exp, fwdD, mul, softmax, softmaxBwd, drop, lnFwd, lnBwd,
+ * adamw.
+ */
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   return wasmModule([
     { name: "fwd", params: [I32, I32, I32], body: forwardBody() },
     { name: "bwd", params: [I32, I32, I32, I32, I32], body: backwardBody() },
     { name: "exp", params: [I32, I32, I32, F32], body: expBody() },
+    { name: "fwdD", params: [I32, I32, I32, I32], body: forwardDerivBody() },
+    { name: "mul", params: [I32, I32, I32, I32, I32], body: mulBody() },
     { name: "softmax", params: [I32, I32, I32], body: softmaxBody() },
     { name: "softmaxBwd", params: [I32, I32, I32], body: softmaxBackwardBody() },
     { name: "drop", params: [I32, I32, I32, I32, I32, I32, F32, I32], body: dropBody() },
@@ -549,8 +608,17 @@ export interface AttentionScratch {
 
 /** GELU forward and backward, exp, the attention softmax and AdamW over float32 arrays, in SIMD. */
 export interface FastMath {
-  forward(out: Float32Array, inp: Float32Array, n: number): void;
-  backward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, n: number, accumulate: boolean): void;
+  /** out = gelu(inp); with `deriv`, also deriv = gelu'(inp). */
+  forward(out: Float32Array, inp: Float32Array, n: number, deriv?: Float32Array): void;
+  /** dinp (=|+=) gelu'(inp)·dout, or deriv·dout with the forward's `deriv`. */
+  backward(
+    dinp: Float32Array,
+    inp: Float32Array,
+    dout: Float32Array,
+    n: number,
+    accumulate: boolean,
+    deriv?: Float32Array,
+  ): void;
   /** out[0 … n) = exp(inp[off + i] − shift), for n ≤ 16384. */
   expShift(out: Float32Array, inp: Float32Array, off: number, n: number, shift: number): void;
   /**
@@ -635,6 +703,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
   let softmaxFn: (p: number, T: number, len: number) => void;
   let softmaxBwdFn: (p: number, d: number, T: number) => void;
   let lnFwd: (...args: number[]) => void, lnBwd: (...args: number[]) => void, dropFn: (...args: number[]) => void;
+  let fwdD: (...args: number[]) => void, mulFn: (...args: number[]) => void;
   try {
     const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), { env: { mem } });
     fwd = inst.exports.fwd as typeof fwd;
@@ -646,6 +715,8 @@ export function wasmSimdMath(): FastMath | { reason: string } {
     lnFwd = inst.exports.lnFwd as typeof lnFwd;
     lnBwd = inst.exports.lnBwd as typeof lnBwd;
     dropFn = inst.exports.drop as typeof dropFn;
+    fwdD = inst.exports.fwdD as typeof fwdD;
+    mulFn = inst.exports.mul as typeof mulFn;
   } catch (e) {
     return { reason: `WebAssembly SIMD is not available: ${e instanceof Error ? e.message : String(e)}` };
   }
@@ -722,21 +793,25 @@ export function wasmSimdMath(): FastMath | { reason: string } {
         out.set(f.subarray(B, B + m), s);
       }
     },
-    forward(out, inp, n) {
+    forward(out, inp, n, deriv) {
       for (let s = 0; s < n; s += CHUNK) {
         const m = Math.min(CHUNK, n - s);
         f.set(inp.subarray(s, s + m), A);
-        fwd(4 * A, 4 * B, Math.ceil(m / (4 * UNROLL))); // a partial last group reads stale lanes: never copied out
+        // a partial last vec4 (group) reads stale lanes: never copied out
+        if (deriv) fwdD(4 * A, 4 * B, 4 * D, Math.ceil(m / 4));
+        else fwd(4 * A, 4 * B, Math.ceil(m / (4 * UNROLL)));
         out.set(f.subarray(B, B + m), s);
+        deriv?.set(f.subarray(D, D + m), s);
       }
     },
-    backward(dinp, inp, dout, n, accumulate) {
+    backward(dinp, inp, dout, n, accumulate, deriv) {
       for (let s = 0; s < n; s += CHUNK) {
         const m = Math.min(CHUNK, n - s);
-        f.set(inp.subarray(s, s + m), A);
+        f.set((deriv ?? inp).subarray(s, s + m), A);
         f.set(dout.subarray(s, s + m), B);
         if (accumulate) f.set(dinp.subarray(s, s + m), D);
-        bwd(4 * A, 4 * B, 4 * D, Math.ceil(m / (4 * UNROLL)), accumulate ? 1 : 0);
+        if (deriv) mulFn(4 * A, 4 * B, 4 * D, Math.ceil(m / 4), accumulate ? 1 : 0);
+        else bwd(4 * A, 4 * B, 4 * D, Math.ceil(m / (4 * UNROLL)), accumulate ? 1 : 0);
         dinp.set(f.subarray(D, D + m), s);
       }
     },
