@@ -7,6 +7,7 @@
  */
 
 import { describe, expect, test } from "bun:test";
+import process from "node:process";
 import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
 import { cpuThreadCount, splitRange } from "../src/backend/cpu_threads.ts";
 import { loadBlas } from "../src/backend/cpu_fast.ts";
@@ -43,6 +44,21 @@ describe("CPU helper threads", () => {
     expect(three.description).toContain("3 threads");
     expect(one.description).not.toContain("threads)");
     expect(cpuThreadCount()).toBeGreaterThanOrEqual(1);
+  });
+
+  test("GPT2_SFT_CPU_THREADS: a number ≥ 1 is taken, anything else is an error that names the variable", () => {
+    const old = process.env.GPT2_SFT_CPU_THREADS;
+    try {
+      process.env.GPT2_SFT_CPU_THREADS = "3";
+      expect(cpuThreadCount()).toBe(3);
+      for (const bad of ["0", "two", "1.5"]) {
+        process.env.GPT2_SFT_CPU_THREADS = bad;
+        expect(() => cpuThreadCount()).toThrow("GPT2_SFT_CPU_THREADS");
+      }
+    } finally {
+      if (old === undefined) delete process.env.GPT2_SFT_CPU_THREADS;
+      else process.env.GPT2_SFT_CPU_THREADS = old;
+    }
   });
 
   test("splitRange: covers [0, n) in order, starts aligned, at most `parts` ranges", () => {
