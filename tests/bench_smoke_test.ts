@@ -1,7 +1,8 @@
 /**
  * The benchmark scripts still run and report what they promise (not how fast: timings are not asserted, the
- * machine running the tests is shared). `bench/classify.ts`'s `benchClassifier` on a few prompts, and
- * `bench/time_to_accuracy.ts` for a few steps in both padding modes, with `--save-init` for the PyTorch side.
+ * machine running the tests is shared). `bench/classify.ts`'s `benchClassifier` on a few prompts,
+ * `bench/time_to_accuracy.ts` for a few steps in both padding modes, with `--save-init` for the PyTorch side and
+ * `--profile`, and `bench/tiny_steps.ts` for 12 steps.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -10,9 +11,41 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { benchClassifier } from "../bench/classify.ts";
 import { timeToAccuracyMain } from "../bench/time_to_accuracy.ts";
+import { tinyStepsMain } from "../bench/tiny_steps.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 
 describe("bench scripts (smoke)", () => {
+  test("tiny_steps: 12 steps, 2 timed; the summary line and the JSON", async () => {
+    const lines: string[] = [];
+    expect(await tinyStepsMain(["--steps", "12", "--json"], (l) => lines.push(l))).toBe(0);
+    expect(lines[1]).toMatch(/^2 timed steps: median [\d.]+ ms, min [\d.]+, p90 [\d.]+, max [\d.]+$/);
+    const out = JSON.parse(lines.at(-1)!) as { tool: string; steps_ms: number[]; median_ms: number };
+    expect(out.tool).toBe("tiny_steps");
+    expect(out.steps_ms.length).toBe(2);
+    expect(out.median_ms).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("time_to_accuracy --profile: a per-op table of the training steps, per step", async () => {
+    const lines: string[] = [];
+    const code = await timeToAccuracyMain(
+      [
+        ...["--backend", "cpu", "--pad", "longest", "--train", "48", "--eval-n", "6", "--eval-every", "2"],
+        ...["--max-steps", "4", "--untimed-steps", "0", "--target", "1", "--profile"],
+      ],
+      (l) => lines.push(l),
+    );
+    expect(code).toBe(0);
+    const title = lines.findIndex((l) => l.startsWith("Time by op on the CPU, --pad longest, the 4 training steps"));
+    expect(title).toBeGreaterThan(0);
+    const table = lines.slice(title).join("\n");
+    for (const op of ["attentionForward", "attentionBackward", "geluForward", "adamw", "total"]) {
+      expect(table).toContain(op);
+    }
+    // per step: one embedding and five layernorms (2 layers, then ln_f); the evaluations' forwards would add more
+    expect(table).toMatch(/\nembeddingForward +1 /);
+    expect(table).toMatch(/\nlayernormForward +5 /);
+  }, 60_000);
+
   test("benchClassifier: the three ways agree, the shared prefix is found, the figures are filled in", async () => {
     const be = new CpuBackend();
     const r = await benchClassifier(be, { n: 4, shape: "tiny" });
