@@ -142,6 +142,26 @@ function expMinus2u(f: FnBuilder, x: number, z: number, s: ExpScratch): number[]
  */
 const UNROLL = 2;
 
+/**
+ * Code that leaves gelu'(x) = q + ((E·q)·q)·x·2S·(1 + 3c·x²), q = 1/(1 + E), on the stack, with E in local `e`
+ * (from {@link expMinus2u}); it sets `q`, and clamps `x` to ±1e4 in place (x·x² stays finite; E·q² is 0 to
+ * float32 long before). `bwd` and `fwdD` share it, so the saved derivative is bit for bit the recomputed one.
+ */
+function geluDerivativeOf(f: FnBuilder, x: number, e: number, q: number): number[] {
+  const c: number[] = [];
+  c.push(...f.f32x4(1), ...get(e), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV), ...set(q));
+  c.push(...get(x), ...f.f32x4(1e4), ...op(F32X4_PMIN), ...f.f32x4(-1e4), ...op(F32X4_PMAX), ...set(x));
+  // deno-fmt-ignore
+  c.push(
+    ...get(q),
+    ...get(e), ...get(q), ...op(F32X4_MUL), ...get(q), ...op(F32X4_MUL), ...get(x), ...op(F32X4_MUL),
+    ...get(x), ...get(x), ...op(F32X4_MUL), ...f.f32x4(3 * C), ...op(F32X4_MUL), ...f.f32x4(1), ...op(F32X4_ADD),
+    ...op(F32X4_MUL), ...f.f32x4(2 * S), ...op(F32X4_MUL),
+    ...op(F32X4_ADD),
+  );
+  return c;
+}
+
 /** fwd(inp, out, n): out[i] = gelu(inp[i]) for n groups of UNROLL vec4s (byte addresses). */
 function forwardBody(): number[] {
   const INP = 0, OUT = 1, N = 2;
@@ -172,19 +192,8 @@ function backwardBody(): number[] {
     const g = f.local(V128), s = expScratch(f);
     body.push(...vload(at(INP), o), ...set(x));
     body.push(...expMinus2u(f, x, z, s), ...set(e));
-    // q = 1/(1 + E)
-    body.push(...f.f32x4(1), ...get(e), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV), ...set(q));
-    // g = (q + ((E·q)·q)·x·2S·(1 + 3c·x²))·dout, x clamped to ±1e4 here (x·x² stays finite)
-    body.push(...get(x), ...f.f32x4(1e4), ...op(F32X4_PMIN), ...f.f32x4(-1e4), ...op(F32X4_PMAX), ...set(x));
-    // deno-fmt-ignore
-    body.push(
-      ...get(q),
-      ...get(e), ...get(q), ...op(F32X4_MUL), ...get(q), ...op(F32X4_MUL), ...get(x), ...op(F32X4_MUL),
-      ...get(x), ...get(x), ...op(F32X4_MUL), ...f.f32x4(3 * C), ...op(F32X4_MUL), ...f.f32x4(1), ...op(F32X4_ADD),
-      ...op(F32X4_MUL), ...f.f32x4(2 * S), ...op(F32X4_MUL),
-      ...op(F32X4_ADD),
-    );
-    body.push(...vload(at(DOUT), o), ...op(F32X4_MUL), ...set(g));
+    // g = gelu'(x)·dout
+    body.push(...geluDerivativeOf(f, x, e, q), ...vload(at(DOUT), o), ...op(F32X4_MUL), ...set(g));
     // acc ? dinp + g : g (`select` evaluates both; without acc the load reads a stale chunk, unused)
     body.push(...at(DINP)); // address for the store
     body.push(...vload(at(DINP), o), ...get(g), ...op(F32X4_ADD), ...get(g), ...get(ACC), SELECT);
@@ -218,19 +227,8 @@ function forwardDerivBody(): number[] {
     2,
     0,
   );
-  // deriv, exactly as bwd before its product with dout
-  body.push(...f.f32x4(1), ...get(e), ...f.f32x4(1), ...op(F32X4_ADD), ...op(F32X4_DIV), ...set(q));
-  body.push(...get(x), ...f.f32x4(1e4), ...op(F32X4_PMIN), ...f.f32x4(-1e4), ...op(F32X4_PMAX), ...set(x));
-  body.push(...at(DERIV));
-  // deno-fmt-ignore
-  body.push(
-    ...get(q),
-    ...get(e), ...get(q), ...op(F32X4_MUL), ...get(q), ...op(F32X4_MUL), ...get(x), ...op(F32X4_MUL),
-    ...get(x), ...get(x), ...op(F32X4_MUL), ...f.f32x4(3 * C), ...op(F32X4_MUL), ...f.f32x4(1), ...op(F32X4_ADD),
-    ...op(F32X4_MUL), ...f.f32x4(2 * S), ...op(F32X4_MUL),
-    ...op(F32X4_ADD),
-  );
-  body.push(...op(V128_STORE), 2, 0);
+  // deriv, exactly as bwd computes it before its product with dout
+  body.push(...at(DERIV), ...geluDerivativeOf(f, x, e, q), ...op(V128_STORE), 2, 0);
   return f.body(vecLoop(N, off, body));
 }
 
