@@ -124,3 +124,41 @@ describe("cpu BLAS attention vs the reference loops", () => {
     blasTest(`T=130, HS=64, padding${p}`, () => check({ B: 4, T: 130, NH: 1, HS: 64, pad: true, dropout }));
   }
 });
+
+describe("cpu BLAS cached attention (the KV-cache inference path) vs the reference loops", () => {
+  // a prefill of `first` positions, then one position at a time, into caches of Tmax; batch row 1 has its first
+  // two keys masked (left padding) and row 2 a hole, so the masked softmax is exercised
+  function run(be: CpuBackend, B: number, NH: number, HS: number, Tmax: number, first: number) {
+    const C = NH * HS;
+    const kc = be.upload(rand(B * NH * Tmax * HS, 7)), vc = be.upload(rand(B * NH * Tmax * HS, 8)); // garbage
+    const mask = new Int32Array(B * Tmax).fill(1);
+    if (B > 1) mask.fill(0, Tmax, Tmax + 2);
+    if (B > 2) mask[2 * Tmax + 3] = 0;
+    const m = be.upload(mask);
+    const outs: Float32Array[] = [];
+    for (let pos0 = 0; pos0 < Tmax;) {
+      const Tn = pos0 === 0 ? first : 1;
+      const out = be.alloc(B * Tn * C);
+      const qkv = be.upload(rand(B * Tn * 3 * C, 100 + pos0));
+      be.attentionCached({ out, qkv, kcache: kc, vcache: vc, mask: m, B, Tn, pos0, Tmax, C, NH });
+      outs.push((cpuData(out) as Float32Array).slice());
+      pos0 += Tn;
+    }
+    return { outs, kc: (cpuData(kc) as Float32Array).slice(), vc: (cpuData(vc) as Float32Array).slice() };
+  }
+  for (const [B, NH, HS, Tmax, first] of [[3, 2, 5, 9, 4], [2, 3, 64, 40, 33], [1, 1, 16, 1, 1]] as const) {
+    blasTest(`B=${B} NH=${NH} HS=${HS} Tmax=${Tmax}, prefill ${first} then token by token`, () => {
+      const ref = run(new CpuBackend({ matmul: "reference" }), B, NH, HS, Tmax, first);
+      const got = run(new CpuBackend({ matmul: "blas" }), B, NH, HS, Tmax, first);
+      // the caches are copies: the same bits; the outputs are float32 sums of ≤ Tmax + HS terms (see the top)
+      for (const k of ["kc", "vc"] as const) {
+        for (let i = 0; i < ref[k].length; i++) {
+          if (!Object.is(got[k][i], ref[k][i])) throw new Error(`${k}[${i}]: ${got[k][i]} vs ${ref[k][i]}`);
+        }
+      }
+      for (const [j, e] of ref.outs.entries()) {
+        assertClose(got.outs[j]!, e, { atol: 4 * (Tmax + HS) * EPS * Math.max(maxAbs(e), 1) }, `step ${j} out`);
+      }
+    });
+  }
+});

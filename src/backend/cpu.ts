@@ -36,7 +36,7 @@ import { type KernelTime, OpTimer } from "./profile.ts";
 import { readEnv } from "../runtime.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
 import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
-import { gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
+import { cachedAttentionBlas, gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
 import { type FastMath, wasmSimdMath } from "./cpu_wasm_math.ts";
 import { cpuThreadCount, CpuThreads, splitRange } from "./cpu_threads.ts";
 import { dropoutNums, type PartJob, runPart } from "./cpu_parallel.ts";
@@ -953,6 +953,8 @@ export class CpuBackend implements Backend {
     const vc = f32(args.vcache, B * NH * Tmax * HS, "attentionCached vcache");
     const mask = args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined;
     const scale = 1 / Math.sqrt(HS);
+    const gemm = this.#fastMatmul?.gemm;
+    if (gemm) return cachedAttentionBlas({ gemm, out, qkv, kc, vc, mask, B, Tn, pos0, Tmax, C, NH });
     // 1. append the new keys and values
     for (let b = 0; b < B; b++) {
       for (let tn = 0; tn < Tn; tn++) {

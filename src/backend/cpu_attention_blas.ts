@@ -388,3 +388,98 @@ export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
     }
   }
 }
+
+/** The arrays and shapes of {@link cachedAttentionBlas}, already checked by the caller. */
+export interface CachedAttentionArgs {
+  gemm: GemmFn;
+  out: Float32Array;
+  qkv: Float32Array;
+  kc: Float32Array;
+  vc: Float32Array;
+  mask?: Int32Array;
+  B: number;
+  Tn: number;
+  pos0: number;
+  Tmax: number;
+  C: number;
+  NH: number;
+}
+
+/**
+ * attentionCached (see `CpuBackend.attentionCached`) with the products through GEMM, per batch row b and head
+ * h: the new keys and values appended to the cache, S = scale·Q·Kᵀ over the n = pos0 + Tn keys so far (row tn
+ * sees keys s ≤ pos0 + tn with mask[b,s] = 1), the softmax in TypeScript (float64, each probability rounded to
+ * float32 as the loops do), then out = P·V. The KV-cache inference path of classification and generation.
+ */
+export function cachedAttentionBlas(args: CachedAttentionArgs): void {
+  const { gemm, out, qkv, kc, vc, mask, B, Tn, pos0, Tmax, C, NH } = args;
+  const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS), n = pos0 + Tn;
+  const scores = new Float32Array(Tn * n), e = new Float64Array(n);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const head = (b * NH + h) * Tmax * HS, q0 = b * Tn * C3 + h * HS;
+      // append: cache rows pos0 … n−1 of this head
+      for (let tn = 0; tn < Tn; tn++) {
+        const src = q0 + tn * C3, dst = head + (pos0 + tn) * HS;
+        kc.set(qkv.subarray(src + C, src + C + HS), dst);
+        vc.set(qkv.subarray(src + 2 * C, src + 2 * C + HS), dst);
+      }
+      // S = scale·Q·Kᵀ: [Tn, n]
+      gemm({
+        transA: false,
+        transB: true,
+        M: Tn,
+        N: n,
+        K: HS,
+        alpha: scale,
+        a: qkv,
+        aOffset: q0,
+        lda: C3,
+        b: kc,
+        bOffset: head,
+        ldb: HS,
+        beta: 0,
+        c: scores,
+        cOffset: 0,
+        ldc: n,
+      });
+      // softmax of each row over its visible keys; 0 elsewhere (a row with none stays all zero)
+      for (let tn = 0; tn < Tn; tn++) {
+        const row = tn * n, p = pos0 + tn;
+        let max = -Infinity;
+        for (let s = 0; s <= p; s++) {
+          if (mask && mask[b * Tmax + s] === 0) continue;
+          if (scores[row + s]! > max) max = scores[row + s]!;
+        }
+        let sum = 0;
+        for (let s = 0; s <= p; s++) {
+          const v = mask && mask[b * Tmax + s] === 0 ? 0 : Math.exp(scores[row + s]! - max);
+          e[s] = v;
+          sum += v;
+        }
+        const inv = sum > 0 ? 1 / sum : 0;
+        for (let s = 0; s <= p; s++) scores[row + s] = e[s]! * inv;
+        scores.fill(0, row + p + 1, row + n);
+      }
+      // out[b, tn, h] = P·V
+      gemm({
+        transA: false,
+        transB: false,
+        M: Tn,
+        N: HS,
+        K: n,
+        alpha: 1,
+        a: scores,
+        aOffset: 0,
+        lda: n,
+        b: vc,
+        bOffset: head,
+        ldb: HS,
+        beta: 0,
+        c: out,
+        cOffset: b * Tn * C + h * HS,
+        ldc: C,
+      });
+    }
+  }
+}
