@@ -954,7 +954,10 @@ export class CpuBackend implements Backend {
     const mask = args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined;
     const scale = 1 / Math.sqrt(HS);
     const gemm = this.#fastMatmul?.gemm;
-    if (gemm) return cachedAttentionBlas({ gemm, out, qkv, kc, vc, mask, B, Tn, pos0, Tmax, C, NH });
+    if (gemm) {
+      const math = this.#fastMath, scratch = math ? (n: number) => math.attentionScratch(n) : undefined;
+      return cachedAttentionBlas({ gemm, scratch, out, qkv, kc, vc, mask, B, Tn, pos0, Tmax, C, NH });
+    }
     // 1. append the new keys and values
     for (let b = 0; b < B; b++) {
       for (let tn = 0; tn < Tn; tn++) {

@@ -392,6 +392,11 @@ export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
 /** The arrays and shapes of {@link cachedAttentionBlas}, already checked by the caller. */
 export interface CachedAttentionArgs {
   gemm: GemmFn;
+  /**
+   * The SIMD softmax's blocks for n keys (cpu_wasm_math.ts), used for the rows whose visible keys are a prefix
+   * (no mask, or ones then zeros); without it, or under another mask, the softmax is the TypeScript loop.
+   */
+  scratch?: (n: number) => AttentionScratch;
   out: Float32Array;
   qkv: Float32Array;
   kc: Float32Array;
@@ -414,8 +419,13 @@ export interface CachedAttentionArgs {
 export function cachedAttentionBlas(args: CachedAttentionArgs): void {
   const { gemm, out, qkv, kc, vc, mask, B, Tn, pos0, Tmax, C, NH } = args;
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS), n = pos0 + Tn;
-  const scores = new Float32Array(Tn * n), e = new Float64Array(n);
+  const e = new Float64Array(n);
+  let plain: Float32Array | undefined;
   for (let b = 0; b < B; b++) {
+    // keys 0 … len−1 visible among the n so far (a prefix), or −1: the per-key mask test
+    const len = mask ? prefixLength(mask, b * Tmax, n) : n;
+    const simd = len >= 0 ? args.scratch?.(n) : undefined;
+    const scores = simd ? simd.p : (plain ??= new Float32Array(Tn * n));
     for (let h = 0; h < NH; h++) {
       const head = (b * NH + h) * Tmax * HS, q0 = b * Tn * C3 + h * HS;
       // append: cache rows pos0 … n−1 of this head
@@ -444,7 +454,8 @@ export function cachedAttentionBlas(args: CachedAttentionArgs): void {
         ldc: n,
       });
       // softmax of each row over its visible keys; 0 elsewhere (a row with none stays all zero)
-      for (let tn = 0; tn < Tn; tn++) {
+      if (simd) simd.softmaxRows(Tn, n, pos0, len);
+      for (let tn = 0; tn < Tn && !simd; tn++) {
         const row = tn * n, p = pos0 + tn;
         let max = -Infinity;
         for (let s = 0; s <= p; s++) {
@@ -482,4 +493,12 @@ export function cachedAttentionBlas(args: CachedAttentionArgs): void {
       });
     }
   }
+}
+
+/** n when mask[o … o+n) is all ones, k when it is k ones then zeros, else −1. */
+function prefixLength(mask: Int32Array, o: number, n: number): number {
+  let k = 0;
+  while (k < n && mask[o + k] !== 0) k++;
+  for (let s = k; s < n; s++) if (mask[o + s] !== 0) return -1;
+  return k;
 }

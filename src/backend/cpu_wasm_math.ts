@@ -260,25 +260,27 @@ function expBody(): number[] {
 }
 
 /**
- * softmax(p, T, len): the causal softmax of a T×T block of scores at byte address p, in place: row t over
- * its first n = min(t + 1, len) entries (the keys it sees: causal, and right padding after len), zeros after
- * (n = 0: all zeros). Per row: the max, then exp(x − max) summed in four float32 lanes, then times 1/sum;
+ * softmax(p, rows, stride, off, len): the causal softmax of a block of `rows` rows of scores, `stride` floats
+ * apart, at byte address p, in place: row t over its first n = min(t + 1 + off, len) entries (the keys it
+ * sees: causal — `off` earlier positions are in a KV cache — and right padding after len), zeros to the end
+ * of the row (n = 0: all zeros). Training: rows = stride = T, off = 0. Per row: the max, then exp(x − max) summed in four float32 lanes, then times 1/sum;
  * whole vec4s first, the last n mod 4 entries one at a time (rows are not 16-byte aligned when T is not a
  * multiple of 4, which v128 loads allow; nothing is read or written past the row).
  */
 function softmaxBody(): number[] {
-  const P = 0, T = 1, LEN = 2;
-  const f = new FnBuilder([I32, I32, I32]);
+  const P = 0, ROWS = 1, STRIDE = 2, OFF = 3, LEN = 4;
+  const f = new FnBuilder([I32, I32, I32, I32, I32]);
   const t = f.local(I32), n = f.local(I32), row = f.local(I32), a = f.local(I32), v4end = f.local(I32);
   const nend = f.local(I32), rowEnd = f.local(I32);
   const m = f.local(F32), sum = f.local(F32), inv = f.local(F32);
   const mv = f.local(V128), sv = f.local(V128), y = f.local(V128), e = f.local(V128), s = expScratch(f);
-  const row4 = [...get(T), ...i32c(4), I32_MUL];
+  const row4 = [...get(STRIDE), ...i32c(4), I32_MUL];
   const c: number[] = [];
   c.push(...i32c(0), ...set(t), ...get(P), ...set(row));
   const perRow: number[] = [];
-  // n = min(t + 1, len); the row's ends: whole vec4s, n, T
-  perRow.push(...get(t), ...i32c(1), I32_ADD, ...get(LEN), ...get(t), ...i32c(1), I32_ADD, ...get(LEN), I32_LT_S);
+  // n = min(t + 1 + off, len); the row's ends: whole vec4s, n, stride
+  const t1 = [...get(t), ...i32c(1), I32_ADD, ...get(OFF), I32_ADD];
+  perRow.push(...t1, ...get(LEN), ...t1, ...get(LEN), I32_LT_S);
   perRow.push(SELECT, ...set(n));
   perRow.push(...get(row), ...get(n), ...i32c(2), I32_SHR_U, ...i32c(4), I32_SHL, I32_ADD, ...set(v4end));
   perRow.push(...get(row), ...get(n), ...i32c(2), I32_SHL, I32_ADD, ...set(nend));
@@ -321,7 +323,7 @@ function softmaxBody(): number[] {
   perRow.push(...get(nend), ...i32c(0), ...get(rowEnd), ...get(nend), I32_SUB, ...MEMORY_FILL);
   perRow.push(...get(rowEnd), ...set(row));
   // t counts rows: whileBelow adds 1
-  c.push(...whileBelow(t, T, 1, perRow));
+  c.push(...whileBelow(t, ROWS, 1, perRow));
   return f.body(c);
 }
 
@@ -577,7 +579,7 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
     { name: "exp", params: [I32, I32, I32, F32], body: expBody() },
     { name: "fwdD", params: [I32, I32, I32, I32], body: forwardDerivBody() },
     { name: "mul", params: [I32, I32, I32, I32, I32], body: mulBody() },
-    { name: "softmax", params: [I32, I32, I32], body: softmaxBody() },
+    { name: "softmax", params: [I32, I32, I32, I32, I32], body: softmaxBody() },
     { name: "softmaxBwd", params: [I32, I32, I32], body: softmaxBackwardBody() },
     { name: "drop", params: [I32, I32, I32, I32, I32, I32, F32, I32], body: dropBody() },
     { name: "lnFwd", params: [I32, I32, I32, I32, I32, I32, I32, I32, F32], body: layernormForwardBody() },
@@ -594,6 +596,11 @@ export interface AttentionScratch {
   d: Float32Array;
   /** p ← the causal softmax of p: row t over its first min(t + 1, len) entries, zeros after. */
   softmax(len: number): void;
+  /**
+   * The same on the first `rows` rows of p taken `stride` floats apart (rows·stride ≤ T²): row t over its first
+   * min(t + 1 + off, len) entries (the KV-cache path: `off` positions before the new rows).
+   */
+  softmaxRows(rows: number, stride: number, off: number, len: number): void;
   /** d ← p·(d − Σ_{s≤t} p·d) in row t over s ≤ t, zeros after. */
   softmaxBackward(): void;
   /** The dropped probabilities P̃ (a third T×T block, written by `dropP`). */
@@ -698,7 +705,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
   let bwd: (inp: number, dout: number, dinp: number, n4: number, acc: number) => void;
   let expFn: (inp: number, out: number, n4: number, shift: number) => void;
   let adamwFn: (p: number, g: number, m: number, v: number, n4: number, ...c: number[]) => void;
-  let softmaxFn: (p: number, T: number, len: number) => void;
+  let softmaxFn: (p: number, rows: number, stride: number, off: number, len: number) => void;
   let softmaxBwdFn: (p: number, d: number, T: number) => void;
   let lnFwd: (...args: number[]) => void, lnBwd: (...args: number[]) => void, dropFn: (...args: number[]) => void;
   let fwdD: (...args: number[]) => void, mulFn: (...args: number[]) => void;
@@ -737,7 +744,11 @@ export function wasmSimdMath(): FastMath | { reason: string } {
         p: f.subarray(pOff, pOff + T * T),
         d: f.subarray(dOff, dOff + T * T),
         pd: f.subarray(qOff, qOff + T * T),
-        softmax: (len) => softmaxFn(4 * pOff, T, Math.max(0, Math.min(len, T))),
+        softmax: (len) => softmaxFn(4 * pOff, T, T, 0, Math.max(0, Math.min(len, T))),
+        softmaxRows: (rows, stride, off, len) => {
+          if (rows * stride > T * T) throw new Error(`softmaxRows: ${rows}×${stride} exceeds the ${T}×${T} block`);
+          softmaxFn(4 * pOff, rows, stride, off, Math.max(0, Math.min(len, stride)));
+        },
         softmaxBackward: () => softmaxBwdFn(4 * pOff, 4 * dOff, T),
         dropP: (d, base) => drop(pOff, qOff, d, base),
         dropD: (d, base) => drop(dOff, dOff, d, base),
