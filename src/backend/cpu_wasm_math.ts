@@ -2,10 +2,14 @@
  * Elementwise maths in WebAssembly SIMD for the CPU backend's fast path, assembled by hand like cpu_wasm.ts,
  * four floats per instruction:
  * - GELU (HF's `gelu_new`, the tanh form) forward and backward: the most expensive elementwise op (37.7 M
- *   elements a step at GPT-2's shape, ≈ 1 s in plain TypeScript, where `Math.tanh` dominates);
- * - the attention softmax, forward and backward, a whole T×T head block per call (causal, right padding);
- *   and exp(x − shift) over a row, for the softmax under a general mask;
+ *   elements a step at GPT-2's shape, ≈ 1 s in plain TypeScript, where `Math.tanh` dominates); `fwdD` also
+ *   saves the derivative, and `mul` is then the whole backward;
+ * - the attention softmax, forward and backward, a whole block of a head per call (causal, right padding,
+ *   an optional KV-cache offset); and exp(x − shift) over a row, for the softmax under a general mask;
+ * - the dropout mask (`drop`: dropout_hash.ts's integer hash in i32x4 lanes, bit for bit the loops');
+ * - layernorm forward and backward, a row at a time (C a multiple of 4);
  * - one AdamW step in float32 (102 M parameters a step at GPT-2's shape; ≈ 6.7 ns each in TypeScript).
+ * Every kernel is tested against the plain loops of cpu.ts or a float64 formula (tests/cpu_fast_test.ts).
  *
  * Maths, per lane (x the input, S = √(2/π), c = 0.044715, u = S·(x + c·x³)):
  *   1 + tanh(u) = 2·sigmoid(2u), so gelu(x) = 0.5·x·(1 + tanh u) = x / (1 + E) with E = exp(−2u), −2u
