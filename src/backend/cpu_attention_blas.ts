@@ -162,18 +162,7 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
  */
 function visiblePrefix(mask: Int32Array | undefined, B: number, T: number): Int32Array {
   const out = new Int32Array(B).fill(T);
-  if (!mask) return out;
-  for (let b = 0; b < B; b++) {
-    let n = 0;
-    while (n < T && mask[b * T + n] !== 0) n++;
-    for (let s = n; s < T; s++) {
-      if (mask[b * T + s] !== 0) {
-        n = -1;
-        break;
-      }
-    }
-    out[b] = n;
-  }
+  if (mask) for (let b = 0; b < B; b++) out[b] = prefixLength(mask, b * T, T);
   return out;
 }
 
