@@ -162,7 +162,7 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
  */
 function visiblePrefix(mask: Int32Array | undefined, B: number, T: number): Int32Array {
   const out = new Int32Array(B).fill(T);
-  if (mask) for (let b = 0; b < B; b++) out[b] = prefixLength(mask, b * T, T);
+  if (mask) { for (let b = 0; b < B; b++) out[b] = prefixLength(mask, b * T, T); }
   return out;
 }
 
