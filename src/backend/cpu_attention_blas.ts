@@ -420,8 +420,11 @@ export function cachedAttentionBlas(args: CachedAttentionArgs): void {
       // append: cache rows pos0 … n−1 of this head
       for (let tn = 0; tn < Tn; tn++) {
         const src = q0 + tn * C3, dst = head + (pos0 + tn) * HS;
-        kc.set(qkv.subarray(src + C, src + C + HS), dst);
-        vc.set(qkv.subarray(src + 2 * C, src + 2 * C + HS), dst);
+        // a loop: for a head's few floats, cheaper than the two subarrays a .set() needs
+        for (let i = 0; i < HS; i++) {
+          kc[dst + i] = qkv[src + C + i]!;
+          vc[dst + i] = qkv[src + 2 * C + i]!;
+        }
       }
       // S = scale·Q·Kᵀ: [Tn, n]
       gemm({
