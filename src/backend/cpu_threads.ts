@@ -13,12 +13,12 @@
  * ops of ≥ ~0.1 ms are split. Workers are `unref`'d: they never keep a finished program alive.
  *
  * Threads: `GPT2_SFT_CPU_THREADS` (1 = none), else `navigator.hardwareConcurrency` (at most 16) on machines with
- * at least 4 cores, else 1.
+ * at least 4 cores under Deno or Bun, else 1.
  * @module
  */
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
-import { readEnv } from "../runtime.ts";
+import { readEnv, runtimeKind } from "../runtime.ts";
 import type { PartJob } from "./cpu_parallel.ts";
 
 /** An array as a job carries it: which shared buffer, where, how long, which type. */
@@ -57,6 +57,9 @@ export function cpuThreadCount(): number {
   }
   // with 2 cores, OpenBLAS's own (spinning) threads and the main thread already fill them: measured on the
   // 2-core dev VM, helper threads made the tiny demo model's step 10 % slower (the real shape's 7–13 % faster)
+  // the worker is a .ts module: Deno and Bun run it, elsewhere (Node) a failed start would cost the 20 s wait
+  const kind = runtimeKind();
+  if (kind !== "deno" && kind !== "bun") return 1;
   const cores = (globalThis.navigator as { hardwareConcurrency?: number } | undefined)?.hardwareConcurrency ?? 1;
   return cores >= 4 ? Math.min(cores, 16) : 1;
 }
