@@ -89,6 +89,10 @@ export interface Cblas {
   readonly config: string;
   /** OpenBLAS's thread count, or 0 when the library does not say. */
   readonly threads: number;
+  /** OpenBLAS's `openblas_set_num_threads` (process-wide), when the library has it. */
+  readonly setThreads?: (n: number) => void;
+  /** OpenBLAS's `openblas_get_num_threads` now (`threads` is the count at load). */
+  readonly currentThreads?: () => number;
   /** Unload the library. */
   close(): void;
 }
@@ -119,11 +123,13 @@ function openDeno(deno: DenoLike, path: string): Cblas {
     cblas_sgemm: { parameters: SGEMM_ARGS, result: "void" },
     openblas_get_config: { parameters: [], result: "pointer", optional: true },
     openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+    openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
   });
   const s = lib.symbols as {
     cblas_sgemm: SgemmFn;
     openblas_get_config: (() => unknown) | null;
     openblas_get_num_threads: (() => number) | null;
+    openblas_set_num_threads: ((n: number) => void) | null;
   };
   const cfgPtr = s.openblas_get_config?.();
   return {
@@ -131,6 +137,8 @@ function openDeno(deno: DenoLike, path: string): Cblas {
     path,
     config: cfgPtr ? deno.UnsafePointerView.getCString(cfgPtr) : "",
     threads: s.openblas_get_num_threads?.() ?? 0,
+    setThreads: s.openblas_set_num_threads ?? undefined,
+    currentThreads: s.openblas_get_num_threads ?? undefined,
     close: () => lib.close(),
   };
 }
@@ -139,19 +147,24 @@ function openDeno(deno: DenoLike, path: string): Cblas {
 function openBun(ffi: BunFfiLike, path: string): Cblas {
   const sgemm = { args: SGEMM_ARGS.map((t) => t === "buffer" ? "ptr" : t), returns: "void" };
   let lib: { symbols: Record<string, unknown>; close(): void };
-  let config = "", threads = 0;
+  let config = "", threads = 0, setThreads: ((n: number) => void) | undefined;
+  let currentThreads: (() => number) | undefined;
   try {
     lib = ffi.dlopen(path, {
       cblas_sgemm: sgemm,
       openblas_get_config: { args: [], returns: "cstring" },
       openblas_get_num_threads: { args: [], returns: "i32" },
+      openblas_set_num_threads: { args: ["i32"], returns: "void" },
     });
     config = String((lib.symbols.openblas_get_config as () => unknown)());
     threads = (lib.symbols.openblas_get_num_threads as () => number)();
+    setThreads = lib.symbols.openblas_set_num_threads as (n: number) => void;
+    currentThreads = lib.symbols.openblas_get_num_threads as () => number;
   } catch {
     lib = ffi.dlopen(path, { cblas_sgemm: sgemm });
   }
-  return { sgemm: lib.symbols.cblas_sgemm as SgemmFn, path, config, threads, close: () => lib.close() };
+  const sgemmFn = lib.symbols.cblas_sgemm as SgemmFn;
+  return { sgemm: sgemmFn, path, config, threads, setThreads, currentThreads, close: () => lib.close() };
 }
 
 /**

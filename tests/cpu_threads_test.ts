@@ -129,6 +129,27 @@ describe("CPU helper threads", () => {
     for (const [k, name] of ["param", "m", "v"].entries()) same(name, a[k]!, b[k]!);
   });
 
+  test.skipIf(!blas)(
+    "heads too big for OpenBLAS to keep on one thread: split with BLAS held to one, then restored",
+    () => {
+      // 64 × 160 × 80 > 4·65536: OpenBLAS would thread these products itself; B·NH·T² above the split threshold
+      const B = 2, T = 160, NH = 2, HS = 80, C = NH * HS;
+      const qkv = rand(B * T * 3 * C, 13), dy = rand(B * T * C, 14);
+      const lib = loadBlas();
+      const now = () => ("blas" in lib ? lib.blas.currentThreads?.() : undefined);
+      const before = now();
+      const [a, b] = both((be) => {
+        const out = be.alloc(B * T * C), att = be.alloc(B * NH * T * T), dqkv = be.alloc(B * T * 3 * C);
+        const q = be.upload(qkv);
+        be.attentionForward({ out, att, qkv: q, B, T, C, NH });
+        be.attentionBackward({ dqkv, dout: be.upload(dy), qkv: q, att, B, T, C, NH });
+        return [out, att, dqkv];
+      }, "blas" in lib && lib.blas.setThreads && lib.blas.threads > 1 ? 2 : 0);
+      for (const [k, name] of ["out", "att", "dqkv"].entries()) same(name, a[k]!, b[k]!);
+      expect(now()).toBe(before); // OpenBLAS's own threads are back
+    },
+  );
+
   test.skipIf(!blas)("attention forward and backward, with padding and dropout: bit for bit", () => {
     const B = 3, T = 97, NH = 4, HS = 8, C = NH * HS;
     const qkv = rand(B * T * 3 * C, 11), dy = rand(B * T * C, 12);

@@ -111,9 +111,8 @@ const PAR_MIN = 65536;
 
 /**
  * Whether a head's products are small enough that OpenBLAS runs each on the calling thread (it threads a
- * product of M·N·K > 4·65536: interface/gemm.c's GEMM_MULTITHREAD_THRESHOLD · SMP_THRESHOLD_MIN): then
- * the heads are split over the helper threads. Larger ones (GPT-2's real heads: 64 × 256 × 64) are left to
- * OpenBLAS's own threads; both at once contend for the same cores (measured: 3–7× slower attention).
+ * product of M·N·K > 4·65536: interface/gemm.c's GEMM_MULTITHREAD_THRESHOLD · SMP_THRESHOLD_MIN). Larger
+ * ones (GPT-2's real heads: 64 × 256 × 64) are split only with OpenBLAS held to one thread per call.
  */
 function smallHeads(T: number, HS: number): boolean {
   return 64 * T * HS <= 4 * 65536;
@@ -398,6 +397,25 @@ export class CpuBackend implements Backend {
   /** How many ops ran split over the helper threads so far (for tests and benchmarks). */
   get splitOps(): number {
     return this.#splitOps;
+  }
+
+  /**
+   * An attention op split by heads over the threads. Where a head's products are big enough for OpenBLAS to
+   * thread them itself (see smallHeads), both thread pools on the same cores made attention 3–7× slower:
+   * then the BLAS runs one thread per call for the op (`singleThreaded`), or the op is not split when the
+   * library cannot be told.
+   */
+  #splitHeads(
+    work: number,
+    T: number,
+    HS: number,
+    arrays: (Float32Array | Int32Array | undefined)[],
+    split: () => PartJob[],
+  ): boolean {
+    if (!this.#fastMath || this.#threadCount <= 1) return false;
+    if (smallHeads(T, HS)) return this.#parallel(work, PAR_MIN, arrays, split);
+    const single = this.#fastMatmul?.singleThreaded;
+    return single ? single(() => this.#parallel(work, PAR_MIN, arrays, split)) : false;
   }
 
   /** Element ranges of [0, n), one per thread, starting at multiples of 16. */
@@ -802,10 +820,8 @@ export class CpuBackend implements Backend {
           arrays: { out, att, qkv, mask },
           nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
         }));
-      // the heads split over the threads (each with its own BLAS and SIMD blocks), when BLAS runs each
-      // head's products on one thread anyway (see smallHeads)
-      const work = smallHeads(T, C / NH) ? B * NH * T * T : 0;
-      if (this.#fastMath && this.#parallel(work, PAR_MIN, [out, att, qkv, mask], split)) return;
+      // the heads split over the threads, each with its own BLAS and SIMD blocks
+      if (this.#splitHeads(B * NH * T * T, T, C / NH, [out, att, qkv, mask], split)) return;
       const scratch = this.#fastMath?.attentionScratch(T); // the whole softmax in SIMD
       return gemmAttentionForward({ gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
     }
@@ -882,8 +898,7 @@ export class CpuBackend implements Backend {
           arrays: { dqkv, dout, qkv, att },
           nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
         }));
-      const work = smallHeads(T, C / NH) ? B * NH * T * T : 0;
-      if (this.#fastMath && this.#parallel(work, PAR_MIN, [dqkv, dout, qkv, att], split)) return;
+      if (this.#splitHeads(B * NH * T * T, T, C / NH, [dqkv, dout, qkv, att], split)) return;
       const scratch = this.#fastMath?.attentionScratch(T);
       return gemmAttentionBackward({ gemm, scratch, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
     }

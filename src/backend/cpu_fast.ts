@@ -51,6 +51,11 @@ export interface FastMatmul {
   matmul(args: DenseMatmulArgs): void;
   /** The strided GEMM of {@link StridedGemmArgs}; only the BLAS matmul has it. */
   gemm?(args: StridedGemmArgs): void;
+  /**
+   * Run `fn` with the BLAS on one thread per call (OpenBLAS's `openblas_set_num_threads(1)`, restored after),
+   * so that several threads can each call it; undefined when the library cannot be told.
+   */
+  singleThreaded?<T>(fn: () => T): T;
 }
 
 /**
@@ -190,6 +195,16 @@ export function blasMatmul(blas: Cblas): FastMatmul {
         }
       }
     },
+    singleThreaded: blas.setThreads && blas.threads > 1
+      ? <T>(fn: () => T): T => {
+        blas.setThreads!(1);
+        try {
+          return fn();
+        } finally {
+          blas.setThreads!(blas.threads);
+        }
+      }
+      : undefined,
     gemm(g: StridedGemmArgs): void {
       // a subarray hands the FFI a pointer to its first element (Deno "buffer", Bun "ptr")
       blas.sgemm(
