@@ -37,7 +37,7 @@ import { readEnv } from "../runtime.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
 import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
 import { cachedAttentionBlas, gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
-import { type FastMath, wasmSimdMath } from "./cpu_wasm_math.ts";
+import { type FastMath, simdLayernormFits, wasmSimdMath } from "./cpu_wasm_math.ts";
 import { cpuThreadCount, CpuThreads, splitRange } from "./cpu_threads.ts";
 import { dropoutNums, type PartJob, runPart } from "./cpu_parallel.ts";
 
@@ -374,16 +374,11 @@ export class CpuBackend implements Backend {
   }
 
   /**
-   * Run `parts(k, ranges)` split over the threads when `work` (elements) is worth it and every array is
-   * shared; returns false (nothing done) otherwise, for the single-threaded path.
+   * Run the parts `jobs()` makes, one per thread, when `work` (elements) is worth a split (≥ PAR_MIN) and
+   * every array is shared; returns false (nothing done) otherwise, for the single-threaded path.
    */
-  #parallel(
-    work: number,
-    min: number,
-    arrays: (Float32Array | Int32Array | undefined)[],
-    jobs: () => PartJob[],
-  ): boolean {
-    if (work < min || this.#threadCount <= 1 || !CpuThreads.shareable(...arrays)) return false;
+  #parallel(work: number, arrays: (Float32Array | Int32Array | undefined)[], jobs: () => PartJob[]): boolean {
+    if (work < PAR_MIN || this.#threadCount <= 1 || !CpuThreads.shareable(...arrays)) return false;
     const threads = this.#helpers();
     if (!threads) return false;
     const math = this.#fastMath!, gemm = this.#fastMatmul?.gemm;
@@ -406,21 +401,43 @@ export class CpuBackend implements Backend {
    * library cannot be told.
    */
   #splitHeads(
-    work: number,
-    T: number,
-    HS: number,
-    arrays: (Float32Array | Int32Array | undefined)[],
-    split: () => PartJob[],
+    op: "attention" | "attentionBwd",
+    arrays: Record<string, Float32Array | Int32Array | undefined>,
+    dims: { B: number; T: number; C: number; NH: number },
+    drop: DropoutParams | undefined,
   ): boolean {
+    const { B, T, C, NH } = dims;
     if (!this.#fastMath || this.#threadCount <= 1) return false;
-    if (smallHeads(T, HS)) return this.#parallel(work, PAR_MIN, arrays, split);
+    const split = () =>
+      splitRange(B * NH, this.#threadCount).map(([lo, hi]) => ({
+        op,
+        arrays,
+        nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
+      }));
+    const run = () => this.#parallel(B * NH * T * T, Object.values(arrays), split);
+    if (smallHeads(T, C / NH)) return run();
     const single = this.#fastMatmul?.singleThreaded;
-    return single ? single(() => this.#parallel(work, PAR_MIN, arrays, split)) : false;
+    return single ? single(run) : false;
   }
 
-  /** Element ranges of [0, n), one per thread, starting at multiples of 16. */
-  #ranges(n: number): [number, number][] {
-    return splitRange(n, this.#threadCount, 16);
+  /**
+   * An elementwise op split by ranges of [0, n) (starts at multiples of 16): each part gets every array's
+   * slice, and with `offset` its start as `nums.offset` (the dropout mask's flat index).
+   */
+  #splitElements(
+    op: PartJob["op"],
+    n: number,
+    arrays: Record<string, Float32Array | undefined>,
+    nums: Record<string, number>,
+    offset = false,
+  ): boolean {
+    const split = () =>
+      splitRange(n, this.#threadCount, 16).map(([lo, hi]) => ({
+        op,
+        arrays: Object.fromEntries(Object.entries(arrays).map(([k, a]) => [k, a?.subarray(lo, hi)])),
+        nums: offset ? { ...nums, offset: lo } : nums,
+      }));
+    return this.#parallel(n, Object.values(arrays), split);
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -456,13 +473,7 @@ export class CpuBackend implements Backend {
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
     const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
     if (this.#fastMath) {
-      const split = () =>
-        this.#ranges(n).map(([lo, hi]) => ({
-          op: "gelu" as const,
-          arrays: { out: out.subarray(lo, hi), inp: inp.subarray(lo, hi), deriv: deriv?.subarray(lo, hi) },
-          nums: {},
-        }));
-      if (this.#parallel(n, PAR_MIN, [out, inp, deriv], split)) return;
+      if (this.#splitElements("gelu", n, { out, inp, deriv }, {})) return;
       return this.#fastMath.forward(out, inp, n, deriv);
     }
     for (let i = 0; i < n; i++) {
@@ -482,18 +493,7 @@ export class CpuBackend implements Backend {
     const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
     const accumulate = !!args.accumulate;
     if (this.#fastMath) {
-      const split = () =>
-        this.#ranges(n).map(([lo, hi]) => ({
-          op: "geluBwd" as const,
-          arrays: {
-            dinp: dinp.subarray(lo, hi),
-            inp: inp.subarray(lo, hi),
-            dout: dout.subarray(lo, hi),
-            deriv: deriv?.subarray(lo, hi),
-          },
-          nums: { acc: accumulate ? 1 : 0 },
-        }));
-      if (this.#parallel(n, PAR_MIN, [dinp, inp, dout, deriv], split)) return;
+      if (this.#splitElements("geluBwd", n, { dinp, inp, dout, deriv }, { acc: accumulate ? 1 : 0 })) return;
       return this.#fastMath.backward(dinp, inp, dout, n, accumulate, deriv);
     }
     for (let i = 0; i < n; i++) {
@@ -534,13 +534,10 @@ export class CpuBackend implements Backend {
 
   /** The SIMD dropout, split over the threads when large. */
   #dropout(out: Float32Array, inp: Float32Array, n: number, d: DropoutParams, accumulate: boolean): void {
-    const split = () =>
-      this.#ranges(n).map(([lo, hi]) => ({
-        op: "dropout" as const,
-        arrays: { out: out.subarray(lo, hi), inp: inp.subarray(lo, hi) },
-        nums: { ...dropoutNums(d), acc: accumulate ? 1 : 0, offset: lo },
-      }));
-    if (!this.#parallel(n, PAR_MIN, [out, inp], split)) this.#fastMath!.dropout(out, inp, n, d, accumulate);
+    const nums = { ...dropoutNums(d), acc: accumulate ? 1 : 0 };
+    if (!this.#splitElements("dropout", n, { out, inp }, nums, true)) {
+      this.#fastMath!.dropout(out, inp, n, d, accumulate);
+    }
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -600,7 +597,7 @@ export class CpuBackend implements Backend {
     const meanOut = args.mean ? f32(args.mean, N, "layernorm mean") : undefined;
     const rstdOut = args.rstd ? f32(args.rstd, N, "layernorm rstd") : undefined;
     const arrays = { out, inp, weight, bias, mean: meanOut, rstd: rstdOut };
-    if (this.#fastMath && C % 4 === 0 && C <= 4096) {
+    if (this.#fastMath && simdLayernormFits(C)) {
       const split = () =>
         splitRange(N, this.#threadCount).map(([lo, hi]) => ({
           op: "layernorm" as const,
@@ -614,7 +611,7 @@ export class CpuBackend implements Backend {
           },
           nums: { N: hi - lo, C, eps },
         }));
-      if (this.#parallel(N * C, PAR_MIN, [out, inp, weight, bias, meanOut, rstdOut], split)) return;
+      if (this.#parallel(N * C, [out, inp, weight, bias, meanOut, rstdOut], split)) return;
     }
     if (this.#fastMath?.layernormForward(arrays, N, C, eps)) return; // float32 SIMD beside a fast matmul
     for (let n = 0; n < N; n++) {
@@ -652,9 +649,7 @@ export class CpuBackend implements Backend {
     const inp = f32(args.inp, N * C, "layernorm inp"), weight = f32(args.weight, C, "layernorm weight");
     const meanA = f32(args.mean, N, "layernorm mean"), rstdA = f32(args.rstd, N, "layernorm rstd");
     const arrays = { dinp, dout, inp, weight, mean: meanA, rstd: rstdA, dweight, dbias };
-    if (this.#fastMath && C % 4 === 0 && C <= 4096 && this.#layernormBackwardSplit(arrays, N, C, args.accumulate)) {
-      return;
-    }
+    if (this.#fastMath && simdLayernormFits(C) && this.#layernormBackwardSplit(arrays, N, C, args.accumulate)) return;
     if (this.#fastMath?.layernormBackward(arrays, N, C, args.accumulate ?? false)) return;
     for (let n = 0; n < N; n++) {
       const o = n * C;
@@ -716,7 +711,7 @@ export class CpuBackend implements Backend {
         nums: { N: hi - lo, C, acc: accumulate ? 1 : 0 },
       }));
     const arrays = [a.dinp, a.dout, a.inp, a.weight, a.mean, a.rstd, a.dweight, a.dbias];
-    if (!this.#parallel(N * C, PAR_MIN, arrays, split)) return false;
+    if (!this.#parallel(N * C, arrays, split)) return false;
     for (let k = 1; k < ranges.length; k++) {
       const p = this.#partials[k]!;
       for (let c = 0; c < C; c++) {
@@ -814,14 +809,8 @@ export class CpuBackend implements Backend {
     const gemm = this.#fastMatmul?.gemm;
     if (gemm) {
       const expShift = T <= 16384 ? this.#fastMath?.expShift : undefined; // the softmax's exponentials in SIMD
-      const split = () =>
-        splitRange(B * NH, this.#threadCount).map(([lo, hi]) => ({
-          op: "attention" as const,
-          arrays: { out, att, qkv, mask },
-          nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
-        }));
       // the heads split over the threads, each with its own BLAS and SIMD blocks
-      if (this.#splitHeads(B * NH * T * T, T, C / NH, [out, att, qkv, mask], split)) return;
+      if (this.#splitHeads("attention", { out, att, qkv, mask }, { B, T, C, NH }, drop)) return;
       const scratch = this.#fastMath?.attentionScratch(T); // the whole softmax in SIMD
       return gemmAttentionForward({ gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
     }
@@ -892,13 +881,7 @@ export class CpuBackend implements Backend {
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
     const gemm = this.#fastMatmul?.gemm;
     if (gemm) {
-      const split = () =>
-        splitRange(B * NH, this.#threadCount).map(([lo, hi]) => ({
-          op: "attentionBwd" as const,
-          arrays: { dqkv, dout, qkv, att },
-          nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
-        }));
-      if (this.#splitHeads(B * NH * T * T, T, C / NH, [dqkv, dout, qkv, att], split)) return;
+      if (this.#splitHeads("attentionBwd", { dqkv, dout, qkv, att }, { B, T, C, NH }, drop)) return;
       const scratch = this.#fastMath?.attentionScratch(T);
       return gemmAttentionBackward({ gemm, scratch, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
     }
@@ -1138,18 +1121,7 @@ export class CpuBackend implements Backend {
     // beside a fast matmul: the same formula in float32 WebAssembly SIMD (as torch's CPU AdamW, in float32)
     if (this.#fastMath && w1 < 0.5) {
       const c = { clip, decay, w1, beta2, stepSize, bc2Sqrt, eps };
-      const split = () =>
-        this.#ranges(n).map(([lo, hi]) => ({
-          op: "adamw" as const,
-          arrays: {
-            param: param.subarray(lo, hi),
-            grad: grad.subarray(lo, hi),
-            m: m.subarray(lo, hi),
-            v: v.subarray(lo, hi),
-          },
-          nums: c,
-        }));
-      if (this.#parallel(n, PAR_MIN, [param, grad, m, v], split)) return;
+      if (this.#splitElements("adamw", n, { param, grad, m, v }, c)) return;
       return this.#fastMath.adamw(param, grad, m, v, n, c);
     }
     for (let i = 0; i < n; i++) {

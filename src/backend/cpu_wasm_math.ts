@@ -547,8 +547,6 @@ function adamwBody(): number[] {
   const CLIP = SPLAT, DECAY = SPLAT + 1, W1 = SPLAT + 2, B2 = SPLAT + 3, OMB2 = SPLAT + 4, STEP = SPLAT + 5;
   const BC2 = SPLAT + 6, EPS = SPLAT + 7;
   const GV = 22, MV = 23, VV = 24;
-  const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
-  const op = (o: number) => simd(o);
   const addr = (base: number) => [...get(base), ...get(OFF), I32_ADD];
   const load = (base: number) => [...addr(base), ...op(V128_LOAD), 2, 0];
   const prologue: number[] = [];
@@ -699,6 +697,14 @@ export interface AdamwConstants {
   eps: number;
 }
 
+/**
+ * Whether the SIMD layernorm takes rows of C channels: whole vec4s, and the backward's weight, its two
+ * accumulators and a chunk's mean and rstd fit one chunk (3C + 2·⌊CHUNK/C⌋ ≤ CHUNK).
+ */
+export function simdLayernormFits(C: number): boolean {
+  return C % 4 === 0 && C <= 4096;
+}
+
 /** Floats per chunk (per array). */
 const CHUNK = 16384;
 
@@ -761,7 +767,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
       return s;
     },
     layernormForward(a, N, C, eps) {
-      if (C % 4 !== 0 || C > 4096) return false;
+      if (!simdLayernormFits(C)) return false;
       const rows = Math.floor(CHUNK / C); // rows per chunk; weight and bias at D, mean and rstd at E
       f.set(a.weight.subarray(0, C), D);
       f.set(a.bias.subarray(0, C), D + C);
@@ -776,7 +782,7 @@ export function wasmSimdMath(): FastMath | { reason: string } {
       return true;
     },
     layernormBackward(a, N, C, accumulate) {
-      if (C % 4 !== 0 || C > 4096) return false;
+      if (!simdLayernormFits(C)) return false;
       // at E: weight, dweight, dbias (C each), then a chunk's mean and rstd (3C + 2·rows ≤ CHUNK)
       const rows = Math.floor(CHUNK / C), W = E, DW = E + C, DB = E + 2 * C, MEAN = E + 3 * C, RSTD = MEAN + rows;
       f.set(a.weight.subarray(0, C), W);
