@@ -57,9 +57,11 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
   const heads = args.heads ?? [0, B * NH];
   const HS = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
   const e = new Float64Array(T), e32 = new Float32Array(T);
-  // the dropped probabilities of one head (att keeps the undropped P)
-  const pd = drop ? new Float32Array(T * T) : undefined;
   const visible = visiblePrefix(mask, B, T);
+  // the dropped probabilities of one head (att keeps the undropped P), for the heads the SIMD path does
+  // not take (it keeps its own in the WASM block)
+  const loops = !scratch || visible.some((len) => len < 0);
+  const pd = drop && loops ? new Float32Array(T * T) : undefined;
   for (let bh = heads[0]; bh < heads[1]; bh++) {
     const b = Math.floor(bh / NH), h = bh % NH;
     const base = (b * NH + h) * T * T;
