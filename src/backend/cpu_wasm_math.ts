@@ -742,12 +742,12 @@ export function wasmSimdMath(): FastMath | { reason: string } {
   return {
     attentionScratch(T) {
       if (scratch?.T === T) return scratch.s;
-      // three blocks p, d, pd, each with room for the last partial vec4 of `drop`
-      const stride = 4 * Math.ceil(T * T / 4) + 4;
-      const bytes = 4 * (HEAD + 3 * stride);
+      // three blocks p, d, pd, `block` floats apart: room for the last partial vec4 of `drop`
+      const block = 4 * Math.ceil(T * T / 4) + 4;
+      const bytes = 4 * (HEAD + 3 * block);
       if (bytes > mem.buffer.byteLength) mem.grow(Math.ceil((bytes - mem.buffer.byteLength) / 65536));
       if (f.buffer !== mem.buffer) f = new Float32Array(mem.buffer); // growing detached the old views
-      const pOff = HEAD, dOff = HEAD + stride, qOff = HEAD + 2 * stride, n4 = Math.ceil(T * T / 4);
+      const pOff = HEAD, dOff = HEAD + block, qOff = HEAD + 2 * block, n4 = Math.ceil(T * T / 4);
       const drop = (src: number, dst: number, d: DropoutParams, base: number) =>
         dropFn(4 * src, 4 * dst, n4, base, d.key | 0, d.threshold | 0, d.scale, 0);
       const s: AttentionScratch = {
