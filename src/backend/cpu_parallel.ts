@@ -73,43 +73,21 @@ export function runPart(job: PartJob, ctx: PartContext): void {
       const c = { clip: n.clip!, decay: n.decay!, w1: n.w1!, beta2: n.beta2!, stepSize: n.stepSize! };
       return math.adamw(a.param!, a.grad!, a.m!, a.v!, a.param!.length, { ...c, bc2Sqrt: n.bc2Sqrt!, eps: n.eps! });
     }
-    case "attention": {
-      if (!ctx.gemm) throw new Error("attention part: no BLAS on this thread");
-      const { B, T, C, NH, lo, hi } = n as Record<string, number>;
-      gemmAttentionForward({
-        gemm: ctx.gemm,
-        expShift: T! <= 16384 ? math.expShift : undefined,
-        scratch: math.attentionScratch(T!),
-        out: a.out!,
-        att: a.att!,
-        qkv: a.qkv!,
-        mask: job.arrays.mask as Int32Array | undefined,
-        B: B!,
-        T: T!,
-        C: C!,
-        NH: NH!,
-        drop: dropoutOf(n),
-        heads: [lo!, hi!],
-      });
-      return;
-    }
+    case "attention":
     case "attentionBwd": {
-      if (!ctx.gemm) throw new Error("attention backward part: no BLAS on this thread");
+      if (!ctx.gemm) throw new Error(`${job.op} part: no BLAS on this thread`);
       const { B, T, C, NH, lo, hi } = n as Record<string, number>;
-      gemmAttentionBackward({
-        gemm: ctx.gemm,
-        scratch: math.attentionScratch(T!),
-        dqkv: a.dqkv!,
-        dout: a.dout!,
-        qkv: a.qkv!,
-        att: a.att!,
-        B: B!,
-        T: T!,
-        C: C!,
-        NH: NH!,
-        drop: dropoutOf(n),
-        heads: [lo!, hi!],
-      });
+      const heads: [number, number] = [lo!, hi!];
+      const scratch = math.attentionScratch(T!), drop = dropoutOf(n);
+      const common = { gemm: ctx.gemm, scratch, B: B!, T: T!, C: C!, NH: NH!, heads, drop };
+      const { qkv, att } = a as Record<string, Float32Array>;
+      if (job.op === "attention") {
+        const mask = job.arrays.mask as Int32Array | undefined;
+        const expShift = T! <= 16384 ? math.expShift : undefined;
+        gemmAttentionForward({ ...common, expShift, out: a.out!, att: att!, qkv: qkv!, mask });
+      } else {
+        gemmAttentionBackward({ ...common, dqkv: a.dqkv!, dout: a.dout!, qkv: qkv!, att: att! });
+      }
       return;
     }
   }
