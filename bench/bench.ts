@@ -395,7 +395,7 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   const flops = stepFlops(cfg, { B, T, R });
   let t = now();
   const model = GPT2.random(be, cfg, 1);
-  const opt = new AdamW(be, model.params, { lr: LR, weightDecay: WEIGHT_DECAY, maxGradNorm: MAX_GRAD_NORM });
+  const opt = new AdamW(be, model.params, { lr: LR, weightDecay: WEIGHT_DECAY, maxGradNorm: MAX_GRAD_NORM }, model);
   await be.sync();
   log(
     `step: GPT-2 ${cfg.nLayer} layers, C ${cfg.nEmbd}, V ${cfg.vocabSize}, ${(model.numParams / 1e6).toFixed(1)} M ` +

@@ -182,7 +182,7 @@ export async function runParity(
       eps: a.eps,
       weightDecay: a.weight_decay,
       maxGradNorm: a.clip_grad_norm,
-    });
+    }, model);
     opt.step(a.lr);
     {
       const got = (await be.read(opt.gradNorm))[0]!;

@@ -39,7 +39,7 @@ const config: TrainConfig = {
 };
 const fresh = () => GPT2.fromTensors(be, loaded.config, loaded.tensors);
 const newOptimizer = (m: GPT2) =>
-  new AdamW(be, m.params, { lr: config.lr, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm });
+  new AdamW(be, m.params, { lr: config.lr, weightDecay: config.weightDecay, maxGradNorm: config.maxGradNorm }, m);
 
 async function tmp(): Promise<string> {
   return await mkdtemp(join(tmpdir(), "sft-train-"));

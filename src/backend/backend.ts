@@ -24,6 +24,74 @@ export interface Buf {
   readonly dtype: DType;
 }
 
+/**
+ * Buffers side by side in a few large allocations ("chunks"), made by {@link Backend.allocGroup}: the
+ * model's parameters, their gradients and AdamW's two moments. An op given a chunk sees all of that chunk's
+ * buffers at once, which is how the optimizer updates every parameter with one AdamW dispatch per chunk
+ * (one in all on most GPUs) instead of one per parameter, and reduces the gradient norm in one pass.
+ */
+export interface BufGroup {
+  /** One zero-filled buffer per requested length, in order. They live and die with their chunks. */
+  readonly views: readonly Buf[];
+  /** The allocations: chunk c holds `views[first … first+count−1]` at aligned offsets, zeros between. */
+  readonly chunks: readonly { readonly buf: Buf; readonly first: number; readonly count: number }[];
+}
+
+/** Where {@link groupLayout} puts buffers: per chunk its views and length, per view its element offset. */
+export interface GroupLayout {
+  chunks: { first: number; count: number; length: number }[];
+  offsets: number[];
+}
+
+/**
+ * The layout both backends give a {@link BufGroup}: views in order, each starting at a multiple of `align`
+ * elements (the GPU's storage-binding offset alignment), a new chunk whenever the next view would take a
+ * chunk past `maxChunk` elements (the GPU's largest binding). A pure function of its arguments, so two
+ * groups of the same lengths on the same backend (gradients and parameters, AdamW's m and v) line up
+ * element for element.
+ */
+export function groupLayout(lengths: readonly number[], align: number, maxChunk: number, label: string): GroupLayout {
+  const chunks: GroupLayout["chunks"] = [];
+  const offsets: number[] = [];
+  let cur: GroupLayout["chunks"][number] | undefined;
+  lengths.forEach((n, i) => {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`Cannot allocate group "${label}": buffer ${i} has length ${n}`);
+    if (n > maxChunk) {
+      throw new Error(
+        `Cannot allocate group "${label}": buffer ${i} has ${n} elements, more than one binding holds (${maxChunk})`,
+      );
+    }
+    const at = cur ? Math.ceil(cur.length / align) * align : 0;
+    if (!cur || at + n > maxChunk) {
+      chunks.push(cur = { first: i, count: 0, length: 0 });
+      offsets.push(0);
+      cur.length = n;
+    } else {
+      offsets.push(at);
+      cur.length = at + n;
+    }
+    cur.count++;
+  });
+  // chunks end on the alignment too, so a view's whole 16-byte-rounded binding stays inside its chunk
+  for (const c of chunks) c.length = Math.ceil(c.length / align) * align;
+  return { chunks, offsets };
+}
+
+/** Whether two groups line up element for element (same chunks, same views at the same offsets). */
+export function sameGroupLayout(a: BufGroup, b: BufGroup): boolean {
+  return a.views.length === b.views.length && a.chunks.length === b.chunks.length &&
+    a.views.every((v, i) => v.length === b.views[i]!.length) &&
+    a.chunks.every((c, i) => {
+      const d = b.chunks[i]!;
+      return c.first === d.first && c.count === d.count && c.buf.length === d.buf.length;
+    });
+}
+
+/** Release a group: its chunks, and with them its views. */
+export function freeGroup(be: Backend, group: BufGroup): void {
+  for (const c of group.chunks) be.free(c.buf);
+}
+
 /** `out[M,N] (=|+=) op(A)[M,K] · op(B)[K,N] (+ bias[N])`, over buffers of type `T`. */
 export interface MatmulArgsOf<T> {
   out: T;
@@ -68,6 +136,14 @@ export interface Backend {
    * overwritten at once (the CPU backend's forward activations: ≈ 50 MB a step of the tiny demo model).
    */
   allocUninit?(length: number, dtype?: DType, label?: string): Buf;
+  /**
+   * Optional: zero-filled buffers of `lengths` side by side in as few allocations as the device allows
+   * (see {@link BufGroup} and {@link groupLayout}). `free` on one of the views does nothing; free the
+   * group with {@link freeGroup}. A view may be bound writable beside other views of its chunk, but not
+   * beside a read of the same chunk in one op (WebGPU forbids it): the model keeps parameters, gradients
+   * and moments in separate groups, so no op does.
+   */
+  allocGroup?(lengths: readonly number[], label?: string): BufGroup;
   /** A new buffer holding a copy of `data`. */
   upload(data: Float32Array | Int32Array, label?: string): Buf;
   /** Overwrite `buf[offset … offset+data.length)` with `data`. */

@@ -26,7 +26,9 @@ import {
   type AttentionDropout,
   type Backend,
   type Buf,
+  type BufGroup,
   type DType,
+  groupLayout,
   type MatmulArgs,
   OP_NAMES,
   type OpArgs,
@@ -77,9 +79,15 @@ export class CpuBuf implements Buf {
 
   /**
    * `data` may be a view of a larger pooled array, `backing` (see {@link CpuBackend.alloc}); the backend
-   * takes `backing` back when the buffer is freed.
+   * takes `backing` back when the buffer is freed. A buffer of a group (`allocGroup`) is a view of its
+   * chunk `owner` and is freed with it.
    */
-  constructor(data: Float32Array | Int32Array, label = "buffer", readonly backing?: Float32Array | Int32Array) {
+  constructor(
+    data: Float32Array | Int32Array,
+    label = "buffer",
+    readonly backing?: Float32Array | Int32Array,
+    readonly owner?: CpuBuf,
+  ) {
     this.#data = data;
     this.dtype = data instanceof Int32Array ? "i32" : "f32";
     this.label = label;
@@ -90,9 +98,14 @@ export class CpuBuf implements Buf {
     return this.#data.length;
   }
 
+  /** Whether the buffer (or the chunk it is a view of) has been freed. */
+  get freed(): boolean {
+    return this.#freed || (this.owner?.freed ?? false);
+  }
+
   /** The live storage. Throws once the buffer has been freed (a use-after-free in the caller). */
   get data(): Float32Array | Int32Array {
-    if (this.#freed) throw new Error(`Cannot use CPU buffer: "${this.label}" was freed`);
+    if (this.freed) throw new Error(`Cannot use CPU buffer: "${this.label}" was freed`);
     return this.#data;
   }
 
@@ -275,6 +288,22 @@ export class CpuBackend implements Backend {
     return new CpuBuf(backing.subarray(0, length), label, backing);
   }
 
+  /**
+   * One array (shared with helper threads) holding every buffer, 16-element aligned (64 bytes, a cache
+   * line): one chunk, since an array has no binding limit. See `Backend.allocGroup`.
+   */
+  allocGroup(lengths: readonly number[], label = "group"): BufGroup {
+    const layout = groupLayout(lengths, 16, Number.MAX_SAFE_INTEGER, label);
+    const c = layout.chunks[0];
+    if (!c) return { views: [], chunks: [] };
+    const whole = new CpuBuf(newArray(c.length, "f32", this.#shared), label);
+    const views = lengths.map((n, i) => {
+      const at = layout.offsets[i]!;
+      return new CpuBuf((whole.data as Float32Array).subarray(at, at + n), `${label}[${i}]`, undefined, whole);
+    });
+    return { views, chunks: [{ buf: whole, first: 0, count: views.length }] };
+  }
+
   upload(data: Float32Array | Int32Array, label?: string): Buf {
     if (data.length < POOL_MIN) {
       const copy = newArray(data.length, data instanceof Int32Array ? "i32" : "f32", this.#shared);
@@ -333,7 +362,8 @@ export class CpuBackend implements Backend {
   }
 
   free(buf: Buf): void {
-    if (!(buf instanceof CpuBuf) || !buf.release() || !buf.backing) return;
+    // a group's views are freed with their chunk
+    if (!(buf instanceof CpuBuf) || buf.owner || !buf.release() || !buf.backing) return;
     const arr = buf.backing;
     if (this.#pooledBytes + arr.byteLength > POOL_MAX_BYTES) return; // let the GC have it
     const key = `${buf.dtype}:${arr.length}`;

@@ -6,6 +6,9 @@
  * - **Buffers** come from a pool keyed by size class (powers of two, with quarter steps above 4 KiB), so
  *   the many same-sized activations and gradients of a training step are recycled instead of created.
  *   `alloc` zero-fills with `clearBuffer` in the command stream, so reuse is ordered after earlier uses.
+ *   `allocGroup` puts many buffers (the parameters, their gradients, AdamW's moments) side by side in a
+ *   few exact-size buffers, each view bound as its own range: AdamW and the gradient norm then take one
+ *   dispatch per chunk, not one per parameter.
  * - **Pipelines** are cached per kernel entry point (an object key) and override values, specialised
  *   with WGSL `override` constants, never by editing shader text.
  * - **Uniform parameters** (sizes, scalars) of each dispatch go into its own 256-byte slot of a ring
@@ -17,7 +20,9 @@
  *   linearise `workgroup_id` and skip the excess.
  * - WebGPU forbids binding one buffer twice in a dispatch when one binding is writable: ops whose output
  *   may alias an input (`add` with out = a, `crossEntropy` with dlogits = logits) bind it once and tell
- *   the kernel with an override; any other aliasing is reported as an error naming the op.
+ *   the kernel with an override; any other aliasing is reported as an error naming the op. Views of one
+ *   group may be written side by side in one dispatch (the embedding's two gradients), never written
+ *   beside a read of the same group.
  * @module
  */
 
@@ -25,7 +30,9 @@ import {
   type AttentionDropout,
   type Backend,
   type Buf,
+  type BufGroup,
   type DType,
+  groupLayout,
   type MatmulArgs,
   type OpArgs,
   quarterStepClass,
@@ -316,14 +323,40 @@ interface MatmulCall {
   note: string;
 }
 
-/** A buffer on the GPU. `buffer` is null once freed. */
+/**
+ * A buffer on the GPU. `buffer` is null once freed. A view (a buffer of a {@link BufGroup}) lives at byte
+ * `offset` of its chunk `owner`'s GPU buffer and is freed with it.
+ */
 class GpuBuf implements Buf {
+  #buffer: GPUBuffer | null;
   constructor(
     readonly length: number,
     readonly dtype: DType,
-    public buffer: GPUBuffer | null,
+    buffer: GPUBuffer | null,
     readonly label: string,
-  ) {}
+    readonly offset = 0,
+    readonly owner: GpuBuf | null = null,
+  ) {
+    this.#buffer = buffer;
+  }
+
+  get buffer(): GPUBuffer | null {
+    return this.owner ? this.owner.buffer : this.#buffer;
+  }
+
+  set buffer(b: GPUBuffer | null) {
+    this.#buffer = b;
+  }
+
+  /** The bytes a binding of this buffer covers: the whole GPU buffer, or the view's 16-byte-rounded range. */
+  get end(): number {
+    return this.owner ? this.offset + byteSize(this.length) : this.buffer?.size ?? 0;
+  }
+}
+
+/** Whether `x` and `y` are the same memory (the same buffer, or the same view of it). */
+function sameRange(x: GpuBuf, y: GpuBuf): boolean {
+  return x.buffer === y.buffer && x.offset === y.offset;
 }
 
 /**
@@ -491,6 +524,33 @@ export class WebGpuBackend implements Backend {
     return b;
   }
 
+  allocGroup(lengths: readonly number[], label = "group"): BufGroup {
+    const align = this.#device.limits.minStorageBufferOffsetAlignment / 4;
+    const maxChunk = Math.floor(Math.min(this.#maxBinding, this.#maxBuffer) / 4 / align) * align;
+    const layout = groupLayout(lengths, align, maxChunk, label);
+    const chunks = layout.chunks.map((c, ci) => {
+      // an exact-size buffer (not a pooled size class: chunks are large and live long)
+      const name = layout.chunks.length > 1 ? `${label} (chunk ${ci + 1} of ${layout.chunks.length})` : label;
+      if (this.#disposed) throw new Error(`Cannot allocate "${name}": the WebGPU backend was disposed`);
+      const buffer = this.#device.createBuffer({
+        label: name,
+        size: c.length * 4,
+        usage: USAGE_STORAGE | USAGE_COPY_SRC | USAGE_COPY_DST,
+      });
+      this.#live.add(buffer);
+      this.#endPass();
+      this.#enc().clearBuffer(buffer, 0, c.length * 4);
+      return { buf: new GpuBuf(c.length, "f32", buffer, name), first: c.first, count: c.count };
+    });
+    const views: GpuBuf[] = [];
+    for (const c of chunks) {
+      for (let i = c.first; i < c.first + c.count; i++) {
+        views.push(new GpuBuf(lengths[i]!, "f32", null, `${label}[${i}]`, layout.offsets[i]! * 4, c.buf));
+      }
+    }
+    return { views, chunks };
+  }
+
   write(buf: Buf, data: Float32Array | Int32Array, offset = 0): void {
     const b = this.#buf(buf, "write");
     const dtype = data instanceof Int32Array ? "i32" : "f32";
@@ -499,7 +559,7 @@ export class WebGpuBackend implements Backend {
       throw new Error(`Cannot write to "${b.label}": ${data.length} elements at offset ${offset} exceed ${b.length}`);
     }
     this.#flush(); // recorded work must see the old contents
-    this.#device.queue.writeBuffer(b.buffer!, offset * 4, data.buffer, data.byteOffset, data.byteLength);
+    this.#device.queue.writeBuffer(b.buffer!, b.offset + offset * 4, data.buffer, data.byteOffset, data.byteLength);
   }
 
   async read(buf: Buf): Promise<Float32Array | Int32Array> {
@@ -511,7 +571,7 @@ export class WebGpuBackend implements Backend {
       usage: USAGE_MAP_READ | USAGE_COPY_DST,
     });
     this.#endPass();
-    this.#enc().copyBufferToBuffer(b.buffer!, 0, staging, 0, bytes);
+    this.#enc().copyBufferToBuffer(b.buffer!, b.offset, staging, 0, bytes);
     this.#flush();
     try {
       await staging.mapAsync(MAP_MODE_READ);
@@ -529,7 +589,7 @@ export class WebGpuBackend implements Backend {
   zero(buf: Buf): void {
     const b = this.#buf(buf, "zero");
     this.#endPass();
-    this.#enc().clearBuffer(b.buffer!, 0, byteSize(b.length));
+    this.#enc().clearBuffer(b.buffer!, b.offset, byteSize(b.length));
   }
 
   copy(dst: Buf, src: Buf, length?: number, dstOffset = 0, srcOffset = 0): void {
@@ -546,17 +606,17 @@ export class WebGpuBackend implements Backend {
     if (d.buffer === s.buffer) {
       // copyBufferToBuffer forbids src = dst: go through a temporary.
       const tmp = this.#acquire(n, s.dtype, "copy temporary");
-      enc.copyBufferToBuffer(s.buffer!, srcOffset * 4, tmp.buffer!, 0, n * 4);
-      enc.copyBufferToBuffer(tmp.buffer!, 0, d.buffer!, dstOffset * 4, n * 4);
+      enc.copyBufferToBuffer(s.buffer!, s.offset + srcOffset * 4, tmp.buffer!, 0, n * 4);
+      enc.copyBufferToBuffer(tmp.buffer!, 0, d.buffer!, d.offset + dstOffset * 4, n * 4);
       this.free(tmp);
     } else {
-      enc.copyBufferToBuffer(s.buffer!, srcOffset * 4, d.buffer!, dstOffset * 4, n * 4);
+      enc.copyBufferToBuffer(s.buffer!, s.offset + srcOffset * 4, d.buffer!, d.offset + dstOffset * 4, n * 4);
     }
   }
 
   free(buf: Buf): void {
     const b = buf as GpuBuf;
-    if (!b.buffer) return;
+    if (!b.buffer || b.owner) return; // a group's views are freed with their chunk
     const size = b.buffer.size;
     let list = this.#pool.get(size);
     if (!list) this.#pool.set(size, list = []);
@@ -618,7 +678,7 @@ export class WebGpuBackend implements Backend {
   add(args: OpArgs<"add">): void {
     const out = this.#buf(args.out, "add"), a = this.#buf(args.a, "add"), b = this.#buf(args.b, "add");
     this.#need([[out, "out"], [a, "a"], [b, "b"]], args.n, "add");
-    const aIsOut = a.buffer === out.buffer, bIsOut = b.buffer === out.buffer;
+    const aIsOut = sameRange(a, out), bIsOut = sameRange(b, out);
     this.#dispatch(K.add, {
       params: [args.n],
       bufs: [aIsOut ? null : a, bIsOut ? null : b, out],
@@ -656,7 +716,7 @@ export class WebGpuBackend implements Backend {
     const d = dropoutParams(args.p, args.seed, op);
     const out = this.#buf(args.out, op), inp = this.#buf(args.inp, op);
     this.#need([[out, "out"], [inp, "inp"]], args.n, op);
-    const inPlace = out.buffer === inp.buffer;
+    const inPlace = sameRange(out, inp);
     this.#dispatch(K.dropoutFwd, {
       params: [args.n, d.key, d.threshold, d.scale],
       bufs: [inPlace ? null : inp, out],
@@ -670,7 +730,7 @@ export class WebGpuBackend implements Backend {
     const d = dropoutParams(args.p, args.seed, op);
     const dinp = this.#buf(args.dinp, op), dout = this.#buf(args.dout, op);
     this.#need([[dinp, "dinp"], [dout, "dout"]], args.n, op);
-    const inPlace = dinp.buffer === dout.buffer;
+    const inPlace = sameRange(dinp, dout);
     this.#dispatch(K.dropoutBwd, {
       params: [args.n, d.key, d.threshold, d.scale],
       bufs: [inPlace ? null : dout, dinp],
@@ -980,7 +1040,7 @@ export class WebGpuBackend implements Backend {
     this.#need([[losses, "losses"]], N, op);
     this.#need([[targets, "targets"]], N, op);
     if (dlogits) this.#need([[dlogits, "dlogits"]], N * V, op);
-    const inPlace = dlogits !== null && dlogits.buffer === logits.buffer;
+    const inPlace = dlogits !== null && sameRange(dlogits, logits);
     const mode = dlogits === null ? 0 : inPlace ? 2 : 1;
     this.#dispatch(K.crossEntropy, {
       params: [N, V, args.scale],
@@ -1187,17 +1247,33 @@ export class WebGpuBackend implements Backend {
 
   /**
    * The bind group of the uniform ring (binding 0, its slot chosen per dispatch by a dynamic offset) and
-   * `bufs` (bindings 1…, each bound whole), made once per layout and set of buffers. Creating bind groups
-   * was most of the host's time per dispatch; pooled buffers recur from step to step, so the cache hits.
-   * Binding whole buffers is safe because every kernel indexes by its size uniforms, never by
-   * `arrayLength`, and every buffer fits a binding (`#acquire` caps its size).
+   * `bufs` (bindings 1 … count; null binds a placeholder), made once per layout and set of buffers.
+   * Creating bind groups was most of the host's time per dispatch; pooled buffers recur from step to step,
+   * so the cache hits. A buffer is bound whole, a group's view as its own range. Binding whole buffers is
+   * safe because every kernel indexes by its size uniforms, never by `arrayLength`, and every buffer fits a
+   * binding (`#acquire` caps its size).
    */
-  #bindGroup(bgl: GPUBindGroupLayout, layoutId: number, bufs: readonly GPUBuffer[]): GPUBindGroup {
+  #bindGroup(
+    bgl: GPUBindGroupLayout,
+    layoutId: number,
+    count: number,
+    bufs: readonly (GpuBuf | null)[],
+  ): GPUBindGroup {
     let key = String(layoutId);
-    for (const b of bufs) {
-      let id = this.#bufferIds.get(b);
-      if (id === undefined) this.#bufferIds.set(b, id = this.#nextId++);
-      key += "," + id;
+    const resources: GPUBufferBinding[] = [];
+    for (let i = 0; i < count; i++) {
+      const b = bufs[i];
+      const buffer = b?.buffer ?? this.#placeholder(i);
+      let id = this.#bufferIds.get(buffer);
+      if (id === undefined) this.#bufferIds.set(buffer, id = this.#nextId++);
+      if (b?.owner) {
+        const size = byteSize(b.length);
+        resources.push({ buffer, offset: b.offset, size });
+        key += `,${id}@${b.offset}+${size}`;
+      } else {
+        resources.push({ buffer });
+        key += "," + id;
+      }
     }
     let group = this.#bindGroups.get(key);
     if (!group) {
@@ -1205,7 +1281,7 @@ export class WebGpuBackend implements Backend {
       const entries: GPUBindGroupEntry[] = [
         { binding: 0, resource: { buffer: this.#uniforms, offset: 0, size: UNIFORM_SLOT } },
       ];
-      for (let i = 0; i < bufs.length; i++) entries.push({ binding: i + 1, resource: { buffer: bufs[i]! } });
+      for (let i = 0; i < resources.length; i++) entries.push({ binding: i + 1, resource: resources[i]! });
       group = this.#device.createBindGroup({ layout: bgl, entries });
       this.#bindGroups.set(key, group);
     }
@@ -1231,14 +1307,22 @@ export class WebGpuBackend implements Backend {
         `Cannot dispatch ${label}: ${gx} × ${gy} × ${gz} workgroups exceed ${MAX_GROUPS_PER_DIM} per dimension`,
       );
     }
-    // Writable bindings must not share a buffer with any other binding.
+    // A writable binding may share its GPU buffer only with other writable bindings of disjoint ranges
+    // (views of one group): WebGPU rejects a buffer both written and read in one dispatch, and overlap.
     const bufs = args.bufs;
     for (let i = 0; i < bufs.length; i++) {
       const bi = bufs[i];
       if (!bi || k.bindings[i] !== "rw") continue;
       for (let j = 0; j < bufs.length; j++) {
-        if (j !== i && bufs[j]?.buffer === bi.buffer) {
-          throw new Error(`Cannot dispatch ${label}: buffer "${bi.label}" is bound twice and written`);
+        const bj = bufs[j];
+        if (j === i || !bj || bj.buffer !== bi.buffer) continue;
+        if (k.bindings[j] !== "rw" || (bj.offset < bi.end && bi.offset < bj.end)) {
+          throw new Error(
+            bi === bj || sameRange(bi, bj)
+              ? `Cannot dispatch ${label}: buffer "${bi.label}" is bound twice and written`
+              : `Cannot dispatch ${label}: "${bi.label}" is written while "${bj.label}", in the same GPU buffer, is ` +
+                `bound too (${k.bindings[j] === "rw" ? "overlapping" : "read"})`,
+          );
         }
       }
     }
@@ -1254,9 +1338,7 @@ export class WebGpuBackend implements Backend {
       else if (t === "i") view.setInt32(i * 4, v, true);
       else view.setUint32(i * 4, v, true);
     }
-    const gpuBufs: GPUBuffer[] = [];
-    for (let i = 0; i < k.bindings.length; i++) gpuBufs.push(bufs[i]?.buffer ?? this.#placeholder(i));
-    const bindGroup = this.#bindGroup(bgl, layoutId, gpuBufs);
+    const bindGroup = this.#bindGroup(bgl, layoutId, k.bindings.length, bufs);
     const timer = args.timer ??
       (this.#profiler ? { by: this.#profiler, key: args.profileNote ? `${label} ${args.profileNote}` : label } : null);
     if (timer) {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Backend, Buf } from "../backend/backend.ts";
+import { type Backend, type Buf, type BufGroup, freeGroup } from "../backend/backend.ts";
 import * as ops from "../autograd/ops.ts";
 import { Tape, Tensor } from "../autograd/tensor.ts";
 import { type GPT2Config, parameterShapes } from "./config.ts";
@@ -61,26 +61,72 @@ export class KvCache {
   }
 }
 
-/** GPT-2 language model on a backend. */
+/**
+ * GPT-2 language model on a backend.
+ *
+ * Where the backend offers `allocGroup`, the parameters live side by side in one group and their gradients
+ * in another of the same layout (kept from step to step and zeroed by {@link GPT2.zeroGrad}): AdamW then
+ * updates all of them with one dispatch per chunk and reduces the gradient norm in one pass, instead of
+ * two dispatches per parameter (148 parameters in the real model).
+ */
 export class GPT2 {
   #params: Map<string, Tensor>;
+  #paramGroup: BufGroup | null;
+  #gradGroup: BufGroup | null = null;
 
-  private constructor(readonly be: Backend, public config: GPT2Config, params: Map<string, Tensor>) {
+  private constructor(
+    readonly be: Backend,
+    public config: GPT2Config,
+    params: Map<string, Tensor>,
+    group: BufGroup | null,
+  ) {
     this.#params = params;
+    this.#paramGroup = group;
   }
 
   /** Build from host tensors by HF name (as `loadModelDir` returns them). Every parameter must be there. */
   static fromTensors(be: Backend, config: GPT2Config, tensors: Map<string, HostTensor>): GPT2 {
-    const params = new Map<string, Tensor>();
     const problems: string[] = [];
-    for (const [name, shape] of parameterShapes(config)) {
+    const shapes = parameterShapes(config);
+    for (const [name, shape] of shapes) {
       const t = tensors.get(name);
       if (!t) problems.push(`missing ${name}`);
       else if (t.shape.join(",") !== shape.join(",")) problems.push(`${name} is [${t.shape}], expected [${shape}]`);
-      else params.set(name, new Tensor(be, be.upload(t.data, name), shape, { requiresGrad: true, name }));
     }
     if (problems.length) throw new Error(`Cannot build GPT-2: ${problems.join("; ")}`);
-    return new GPT2(be, config, params);
+    const list = [...shapes].map(([name, shape]) => ({ name, shape, from: tensors.get(name)!.data }));
+    const { params, group } = GPT2.#place(be, list);
+    return new GPT2(be, config, params, group);
+  }
+
+  /**
+   * Parameters as tensors in one group (when the backend has `allocGroup`) or in buffers of their own,
+   * each filled from host data or copied from a device buffer (`from`).
+   */
+  static #place(
+    be: Backend,
+    list: readonly { name: string; shape: readonly number[]; from: Float32Array | Buf }[],
+  ): { params: Map<string, Tensor>; group: BufGroup | null } {
+    const sizes = list.map(({ shape }) => shape.reduce((a, b) => a * b, 1));
+    const group = be.allocGroup?.(sizes, "parameters") ?? null;
+    const params = new Map<string, Tensor>();
+    list.forEach(({ name, shape, from }, i) => {
+      let buf: Buf;
+      if (from instanceof Float32Array) {
+        buf = group ? group.views[i]! : be.upload(from, name);
+        if (group) be.write(buf, from);
+      } else {
+        buf = group ? group.views[i]! : be.alloc(sizes[i]!, "f32", name);
+        be.copy(buf, from);
+      }
+      params.set(name, new Tensor(be, buf, shape, { requiresGrad: true, name }));
+    });
+    return { params, group };
+  }
+
+  /** The parameters' group and the gradients' group, when the backend groups them (see the class doc). */
+  get groups(): { params: BufGroup; grads: BufGroup | null } | null {
+    return this.#paramGroup ? { params: this.#paramGroup, grads: this.#gradGroup } : null;
   }
 
   /**
@@ -129,9 +175,28 @@ export class GPT2 {
     return out;
   }
 
-  /** Release every gradient buffer. */
+  /**
+   * Clear the gradients before a backward. Grouped parameters get (once) a gradient group of the same
+   * layout, zeroed here with one clear per chunk and kept; otherwise every gradient buffer is released
+   * (and made, zero-filled, on first use).
+   */
   zeroGrad(): void {
-    for (const t of this.#params.values()) t.freeGrad();
+    const pg = this.#paramGroup;
+    if (!pg) {
+      for (const t of this.#params.values()) t.freeGrad();
+      return;
+    }
+    if (this.#gradGroup) { for (const c of this.#gradGroup.chunks) this.be.zero(c.buf); }
+    else this.#gradGroup = this.be.allocGroup!(pg.views.map((v) => v.length), "gradients");
+    const views = this.#gradGroup.views;
+    let i = 0;
+    for (const t of this.#params.values()) {
+      const g = views[i++]!;
+      if (t.grad !== g) {
+        t.freeGrad();
+        t.grad = g;
+      }
+    }
   }
 
   /** Release all backend memory of the model. */
@@ -140,6 +205,9 @@ export class GPT2 {
       t.freeGrad();
       this.be.free(t.buf);
     }
+    if (this.#paramGroup) freeGroup(this.be, this.#paramGroup);
+    if (this.#gradGroup) freeGroup(this.be, this.#gradGroup);
+    this.#paramGroup = this.#gradGroup = null;
     this.#params.clear();
   }
 
@@ -160,13 +228,15 @@ export class GPT2 {
       const rows = sampleLikeRows(src, V, C, newVocab - V, seed);
       data.set(rows, V * C);
     }
-    old.freeGrad();
-    this.be.free(old.buf);
+    // Rebuild the parameters (a group's layout is fixed): every other one is copied over on the device.
     const name = "transformer.wte.weight";
-    this.#params.set(
-      name,
-      new Tensor(this.be, this.be.upload(data, name), [newVocab, C], { requiresGrad: true, name }),
+    const list = [...this.#params].map(([n, t]) =>
+      n === name ? { name, shape: [newVocab, C], from: data } : { name: n, shape: t.shape, from: t.buf }
     );
+    const { params, group } = GPT2.#place(this.be, list);
+    this.dispose();
+    this.#params = params;
+    this.#paramGroup = group;
     this.config = { ...this.config, vocabSize: newVocab };
   }
 

@@ -215,7 +215,12 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       );
     }
     for (const [name, t] of ck.params) be.write(model.param(name).buf, t.data);
-    optimizer = new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
+    optimizer = new AdamW(
+      be,
+      model.params,
+      { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm },
+      model,
+    );
     optimizer.importState(ck.optimizer);
     start = ck.state.position;
     print(`Resumed from ${found} at step ${start.step} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);

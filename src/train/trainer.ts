@@ -156,7 +156,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   if (train.length === 0) throw new Error("Cannot train: the training set is empty");
   const totalSteps = plannedTotal({ examples: train.length, ...cfg });
   const optimizer = args.optimizer ??
-    new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
+    new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
   const pos: TrainPosition = args.start
     ? { ...args.start }
     : { step: 0, epoch: 0, batchInEpoch: 0, epochLossSum: 0, epochBatches: 0 };
