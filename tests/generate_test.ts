@@ -8,10 +8,13 @@ import {
   applyRepetitionPenalty,
   argmax,
   generate,
+  generateBatch,
   sampleFromLogits,
   uniformRng,
 } from "../src/model/generate.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
+import { WebGpuBackend } from "../src/backend/webgpu.ts";
+import { webgpuForTests } from "../src/testing/backends.ts";
 
 describe("logits processors", () => {
   test("repetition penalty divides positive and multiplies negative scores of seen tokens, once each", () => {
@@ -63,6 +66,7 @@ describe("sampling", () => {
 const be = new CpuBackend();
 const m = await loadModelDir(new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname);
 const model = GPT2.fromTensors(be, m.config, m.tensors);
+const available = await webgpuForTests("generate_test");
 
 describe("generate", () => {
   const prompt = [2, 281, 300, 301, 120, 130, 3];
@@ -84,5 +88,51 @@ describe("generate", () => {
   test("an empty prompt or one that fills the positions is an error", async () => {
     await expect(generate(model, [], { maxNewTokens: 4 })).rejects.toThrow("the prompt has no tokens");
     await expect(generate(model, new Array(256).fill(5), { maxNewTokens: 4 })).rejects.toThrow("n_positions is 256");
+  });
+});
+
+describe("generateBatch", () => {
+  // lengths 7, 3, 12, 1 and 250 (6 positions left of the fixture's 256) in batches of 3: after sorting by
+  // length [1, 3, 7] and [12, 250], so rows are left-padded by up to 238 positions and stop at different steps
+  const r = uniformRng(11);
+  const lengths = [7, 3, 12, 1, 250];
+  const prompts = lengths.map((n, i) => ({
+    ids: Array.from({ length: n }, () => 5 + Math.floor(r() * 330)),
+    seed: 40 + i,
+  }));
+  const settings = [
+    { name: "greedy, the notebook's penalties", maxNewTokens: 10, repetitionPenalty: 1.1, noRepeatNgramSize: 3 },
+    { name: "sampling, seeded per prompt", maxNewTokens: 10, doSample: true, temperature: 0.7, topP: 0.9 },
+  ];
+  const check = async (mdl: GPT2) => {
+    for (const { name, ...opts } of settings) {
+      const alone = [];
+      for (const p of prompts) alone.push(await generate(mdl, p.ids, { ...opts, seed: p.seed }));
+      const eos = alone[0]![3]!; // a row that stops early
+      const aloneEos = [];
+      for (const p of prompts) aloneEos.push(await generate(mdl, p.ids, { ...opts, seed: p.seed, eosTokenId: eos }));
+      expect({ name, ids: await generateBatch(mdl, prompts, { ...opts, batchSize: 3 }) }).toEqual({ name, ids: alone });
+      expect({ name, ids: await generateBatch(mdl, prompts, { ...opts, batchSize: 3, eosTokenId: eos }) })
+        .toEqual({ name, ids: aloneEos });
+      expect(alone[4]!.length).toBe(6); // the long prompt's own budget
+      expect(aloneEos[0]!.length).toBe(4);
+    }
+  };
+  test("each row generates what generate() does alone (cpu)", () => check(model), 60_000);
+  test.skipIf(!available)("each row generates what generate() does alone (webgpu)", async () => {
+    const gpu = await WebGpuBackend.create();
+    try {
+      await check(GPT2.fromTensors(gpu, m.config, m.tensors));
+    } finally {
+      gpu.dispose();
+    }
+  }, 120_000);
+  test("an empty or too long prompt is an error naming it", async () => {
+    await expect(generateBatch(model, [{ ids: [5] }, { ids: [] }], { maxNewTokens: 4 })).rejects.toThrow(
+      "prompt 1 has no tokens",
+    );
+    await expect(generateBatch(model, [{ ids: new Array(256).fill(5) }], { maxNewTokens: 4 })).rejects.toThrow(
+      "prompt 0 has 256 tokens, the model's n_positions is 256",
+    );
   });
 });

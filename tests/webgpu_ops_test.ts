@@ -259,7 +259,7 @@ describe("webgpu backend", () => {
   });
 
   // --------------------------------------------------------------------------------------------- embedding
-  gpuTest("embedding forward (pos0) and backward with repeated ids", async () => {
+  gpuTest("embedding forward (pos0, position ids) and backward with repeated ids", async () => {
     const g = await gpu();
     const [B, T, C, V, P] = [3, 5, 7, 11, 9];
     const ids = new Int32Array([1, 1, 4, 1, 0, 10, 4, 4, 4, 2, 1, 0, 0, 10, 3]);
@@ -281,6 +281,26 @@ describe("webgpu backend", () => {
       );
       close(r, "out", { atol: 0 }); // one float32 addition on both sides: exact
     }
+    // position ids per token (left-padded batched generation): each row its own positions
+    const positions = new Int32Array([0, 0, 0, 1, 2, 8, 7, 6, 5, 4, 0, 1, 2, 3, 4]);
+    const rp = await both(
+      g,
+      { ...inputs, positions },
+      (be, x) =>
+        be.embeddingForward({
+          out: x.out!,
+          ids: x.ids!,
+          wte: x.wte!,
+          wpe: x.wpe!,
+          B,
+          T,
+          C,
+          pos0: 4, // ignored beside positions
+          positions: x.positions!,
+        }),
+      ["out"],
+    );
+    close(rp, "out", { atol: 0 });
     const r = await both(
       g,
       inputs,

@@ -201,9 +201,13 @@ export interface Backend {
   dropoutBackward(args: { dinp: Buf; dout: Buf; n: number; p: number; seed: number; accumulate?: boolean }): void;
 
   // ---- embedding ----
-  /** `out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]`; out [B,T,C], ids i32 [B,T], wte [V,C], wpe [P,C]. */
+  /**
+   * `out[b,t,:] = wte[ids[b,t],:] + wpe[pos0 + t,:]`; out [B,T,C], ids i32 [B,T], wte [V,C], wpe [P,C].
+   * With `positions` (i32 [B,T], HF's `position_ids`) the position of token (b,t) is `positions[b,t]`
+   * instead: batched generation pads prompts on the left and starts each row's positions at its first token.
+   */
   embeddingForward(
-    args: { out: Buf; ids: Buf; wte: Buf; wpe: Buf; B: number; T: number; C: number; pos0?: number },
+    args: { out: Buf; ids: Buf; wte: Buf; wpe: Buf; B: number; T: number; C: number; pos0?: number; positions?: Buf },
   ): void;
   /**
    * `dwte[ids[b,t],:] += dout[b,t,:]`, `dwpe[t,:] += dout[b,t,:]`, deterministically (the order of

@@ -579,13 +579,17 @@ export class CpuBackend implements Backend {
     const { B, T, C } = args;
     const pos0 = args.pos0 ?? 0;
     const out = f32(args.out, B * T * C, "embedding out"), ids = i32(args.ids, B * T, "embedding ids");
-    const wte = f32(args.wte, 0, "embedding wte"), wpe = f32(args.wpe, (pos0 + T) * C, "embedding wpe");
-    const V = Math.floor(wte.length / C);
+    const positions = args.positions ? i32(args.positions, B * T, "embedding positions") : null;
+    const wte = f32(args.wte, 0, "embedding wte");
+    const wpe = f32(args.wpe, positions ? 0 : (pos0 + T) * C, "embedding wpe");
+    const V = Math.floor(wte.length / C), P = Math.floor(wpe.length / C);
     for (let bt = 0; bt < B * T; bt++) {
       const t = bt % T;
       const id = ids[bt]!;
       if (id < 0 || id >= V) throw new Error(`Cannot embed token: id ${id} at row ${bt} is outside [0, ${V})`);
-      const o = bt * C, e = id * C, p = (pos0 + t) * C;
+      const pos = positions ? positions[bt]! : pos0 + t;
+      if (pos < 0 || pos >= P) throw new Error(`Cannot embed token: position ${pos} at row ${bt} is outside [0, ${P})`);
+      const o = bt * C, e = id * C, p = pos * C;
       for (let c = 0; c < C; c++) out[o + c] = wte[e + c]! + wpe[p + c]!;
     }
   }

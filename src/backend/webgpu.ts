@@ -187,7 +187,7 @@ const K = {
   crossEntropy: { src: F.crossEntropy, entry: "main", params: "uuf", bindings: ["rw", "r", "rw", "rw"] },
   dropoutFwd: { src: F.dropout, entry: "forward_main", params: "uuuf", bindings: ["r", "rw"] },
   dropoutBwd: { src: F.dropout, entry: "backward_main", params: "uuuf", bindings: ["r", "rw"] },
-  embFwd: { src: F.embeddingForward, entry: "main", params: "uuuuu", bindings: ["r", "r", "r", "rw"] },
+  embFwd: { src: F.embeddingForward, entry: "main", params: "uuuuu", bindings: ["r", "r", "r", "rw", "r"] },
   embBwdLink: {
     src: F.embeddingBackward,
     entry: "link_main",
@@ -749,12 +749,15 @@ export class WebGpuBackend implements Backend {
     const wte = this.#buf(args.wte, op), wpe = this.#buf(args.wpe, op);
     this.#need([[out, "out"]], B * T * C, op);
     this.#need([[ids, "ids"]], B * T, op);
-    this.#need([[wpe, "wpe"]], (pos0 + T) * C, op);
+    const positions = args.positions ? this.#buf(args.positions, op, "i32") : null;
+    if (positions) this.#need([[positions, "positions"]], B * T, op);
+    else this.#need([[wpe, "wpe"]], (pos0 + T) * C, op);
     const V = Math.floor(wte.length / C);
     this.#dispatch(K.embFwd, {
       params: [B, T, C, V, pos0],
-      bufs: [ids, wte, wpe, out],
+      bufs: [ids, wte, wpe, out, positions],
       groups: Math.ceil((B * T * C) / 256),
+      constants: { HAS_POSITIONS: +(positions !== null) },
     });
   }
 

@@ -142,3 +142,111 @@ export async function generate(model: GPT2, promptIds: readonly number[], opts: 
   }
   return out;
 }
+
+/** One prompt of {@link generateBatch}: its ids and its sampling seed (as `GenerateOptions.seed`). */
+export interface BatchPrompt {
+  ids: readonly number[];
+  seed?: number;
+}
+
+/**
+ * {@link generate} for many prompts at once, rows of up to `batchSize` decoded in lockstep: each step
+ * reads the weights once for the whole batch (on the CPU a product of `batchSize` rows instead of one, on
+ * a GPU a fraction of the dispatches per token). Prompts are sorted by length and each batch is padded
+ * on the left with masked positions (HF's way: `position_ids` start at 0 at each row's first token), so
+ * every row computes what {@link generate} computes alone, up to float32 rounding of the wider products;
+ * a row stops at its eos or its own token budget while the others go on. Returns the new ids per prompt,
+ * in the order given. `onToken` is not called (rows advance together).
+ */
+export async function generateBatch(
+  model: GPT2,
+  prompts: readonly BatchPrompt[],
+  opts: Omit<GenerateOptions, "seed" | "onToken"> & { batchSize?: number },
+): Promise<number[][]> {
+  const maxPos = model.config.nPositions;
+  prompts.forEach((p, i) => {
+    if (p.ids.length === 0) throw new Error(`Cannot generate: prompt ${i} has no tokens`);
+    if (p.ids.length >= maxPos) {
+      throw new Error(
+        `Cannot generate: prompt ${i} has ${p.ids.length} tokens, the model's n_positions is ${maxPos}`,
+      );
+    }
+  });
+  const size = Math.max(1, Math.floor(opts.batchSize ?? 16));
+  const order = prompts.map((_, i) => i).sort((a, b) => prompts[a]!.ids.length - prompts[b]!.ids.length);
+  const results: number[][] = prompts.map(() => []);
+  for (let s = 0; s < order.length; s += size) {
+    const rows = order.slice(s, s + size);
+    const outs = await decodeRows(model, rows.map((i) => prompts[i]!), opts);
+    rows.forEach((i, r) => results[i] = outs[r]!);
+  }
+  return results;
+}
+
+/** One left-padded batch of {@link generateBatch}. */
+async function decodeRows(
+  model: GPT2,
+  prompts: readonly BatchPrompt[],
+  opts: Omit<GenerateOptions, "seed" | "onToken">,
+): Promise<number[][]> {
+  const B = prompts.length, V = model.config.vocabSize, maxPos = model.config.nPositions;
+  const lens = prompts.map((p) => p.ids.length);
+  const L = Math.max(...lens);
+  // each row's budget, as generate() gives it alone; the cache holds the longest run
+  const room = lens.map((n) => Math.min(opts.maxNewTokens, maxPos - n));
+  const steps = Math.max(...room);
+  const Tmax = L + steps;
+  const eos = new Set(opts.eosTokenId === undefined ? [] : [opts.eosTokenId].flat());
+  const greedy = !opts.doSample || opts.temperature === 0;
+  const random = prompts.map((p) => uniformRng(p.seed ?? 0));
+  const seqs = prompts.map((p) => [...p.ids]);
+  const outs: number[][] = prompts.map(() => []);
+  const done = prompts.map(() => false);
+  // mask [B,Tmax]: 0 on each row's left padding; positions from 0 at the row's first real token
+  const mask = new Int32Array(B * Tmax).fill(1);
+  const ids = new Int32Array(B * L), positions = new Int32Array(B * L);
+  prompts.forEach((p, b) => {
+    const pad = L - lens[b]!;
+    mask.fill(0, b * Tmax, b * Tmax + pad);
+    for (let t = 0; t < L; t++) {
+      ids[b * L + t] = t < pad ? p.ids[0]! : p.ids[t - pad]!; // pads: any valid id, masked
+      positions[b * L + t] = Math.max(0, t - pad);
+    }
+  });
+  const cache = new KvCache(model.be, model.config, B, Tmax);
+  try {
+    let logits = await model.forwardCached({ ids, B, Tn: L, pos0: 0, cache, mask, positions, lastOnly: true });
+    for (let i = 0; i < steps; i++) {
+      const next = new Int32Array(B), pos = new Int32Array(B);
+      for (let b = 0; b < B; b++) {
+        pos[b] = lens[b]! + i;
+        if (done[b]) continue; // a finished row still takes a slot (its input: its last id)
+        const row = logits.subarray(b * V, (b + 1) * V);
+        applyRepetitionPenalty(row, seqs[b]!, opts.repetitionPenalty ?? 1);
+        applyNoRepeatNgram(row, seqs[b]!, opts.noRepeatNgramSize ?? 0);
+        const id = greedy ? argmax(row) : sampleFromLogits(row, { ...opts, random: random[b]! });
+        outs[b]!.push(id);
+        seqs[b]!.push(id);
+        if (eos.has(id) || outs[b]!.length >= room[b]!) done[b] = true;
+      }
+      if (done.every(Boolean)) break;
+      for (let b = 0; b < B; b++) {
+        next[b] = seqs[b]!.at(-1)!;
+        pos[b] = Math.min(pos[b]!, maxPos - 1); // a finished row's position may pass the end: clamp it
+      }
+      logits = await model.forwardCached({
+        ids: next,
+        B,
+        Tn: 1,
+        pos0: L + i,
+        cache,
+        mask,
+        positions: pos,
+        lastOnly: true,
+      });
+    }
+  } finally {
+    cache.dispose();
+  }
+  return outs;
+}

@@ -41,6 +41,11 @@ export interface CachedForwardArgs {
   pos0: number;
   cache: KvCache;
   mask?: Int32Array;
+  /**
+   * Position ids [B,Tn] (HF's `position_ids`); omitted: pos0 … pos0+Tn−1 for every row. Batched generation
+   * pads prompts on the left (masked) and gives each row positions from 0 at its own first token.
+   */
+  positions?: Int32Array;
   lastOnly?: boolean;
 }
 
@@ -359,13 +364,18 @@ export class GPT2 {
     if (pos0 + Tn > cache.Tmax) {
       throw new Error(`Cannot run GPT-2: position ${pos0 + Tn} exceeds the cache (${cache.Tmax})`);
     }
-    if (pos0 + Tn > cfg.nPositions) {
-      throw new Error(`Cannot run GPT-2: position ${pos0 + Tn} exceeds n_positions ${cfg.nPositions}`);
+    const last = args.positions ? Math.max(...args.positions) + 1 : pos0 + Tn;
+    if (last > cfg.nPositions) {
+      throw new Error(`Cannot run GPT-2: position ${last} exceeds n_positions ${cfg.nPositions}`);
+    }
+    if (args.positions && args.positions.length !== B * Tn) {
+      throw new Error(`Cannot run GPT-2: ${args.positions.length} positions for ${B}×${Tn} tokens`);
     }
     const be = this.be, N = B * Tn;
     const p = (n: string) => this.param(n).buf;
     const ids = be.upload(args.ids, "input ids");
     const mask = args.mask ? be.upload(args.mask, "attention mask") : undefined;
+    const positions = args.positions ? be.upload(args.positions, "position ids") : undefined;
     const x = be.alloc(N * C, "f32", "residual");
     const h = be.alloc(N * C, "f32", "layernorm out");
     const qkv = be.alloc(N * 3 * C, "f32", "qkv");
@@ -382,6 +392,7 @@ export class GPT2 {
       T: Tn,
       C,
       pos0,
+      positions,
     });
     for (let l = 0; l < cfg.nLayer; l++) {
       const L = `transformer.h.${l}`;
@@ -450,7 +461,7 @@ export class GPT2 {
     }
     const logits = be.alloc(rows * V, "f32", "logits");
     be.matmul({ out: logits, a: src, b: p("transformer.wte.weight"), M: rows, N: V, K: C, transB: true });
-    for (const b of [ids, mask, x, h, qkv, att, fc, act, tmp]) if (b) be.free(b);
+    for (const b of [ids, mask, positions, x, h, qkv, att, fc, act, tmp]) if (b) be.free(b);
     if (src !== h) be.free(src);
     return logits;
   }
