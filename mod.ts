@@ -30,7 +30,7 @@ export { CpuBackend } from "./src/backend/cpu.ts";
 export { Tape, Tensor } from "./src/autograd/tensor.ts";
 export { type GPT2Config, parseConfig } from "./src/model/config.ts";
 export { type Batch, GPT2, KvCache } from "./src/model/gpt2.ts";
-export { generate, type GenerateOptions } from "./src/model/generate.ts";
+export { type BatchPrompt, generate, generateBatch, type GenerateOptions } from "./src/model/generate.ts";
 export { loadModelAndTokenizer } from "./src/model/load.ts";
 export { BertTokenizer } from "./src/tokenizer/tokenizer.ts";
 export { loadModelDir, saveModelDir } from "./src/io/model_dir.ts";

@@ -23,6 +23,8 @@
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
 #   tta.log          bench/time_to_accuracy.ts --backend webgpu --pad both, then the notebook's loop from the same
 #                    start: bench/pytorch_time_to_accuracy.py --device cuda (a JSON line each)
+#   generate.log     bench/generate.ts --backend webgpu --shape gpt2 --n 16 --new-tokens 32: evaluation's
+#                    generation one prompt at a time vs batched (JSON last line)
 # Environment: GPU_CHECK_BUDGET (seconds, default 510), FIXTURES (a tiny-gpt2-zh dir), BENCH_STEPS (default 10),
 # GPU_CHECK_QUICK=1 (bench and PyTorch with --quick: a smoke test of this script on a machine without a GPU).
 set -u
@@ -144,6 +146,11 @@ run_step "time to 99 % (tiny model), ours then PyTorch" "$OUT/tta.log" 120 sh -c
   "'$DENO' run -A bench/time_to_accuracy.ts --backend webgpu --pad both --json --save-init '$tta_init' $tta_quick && python3 bench/pytorch_time_to_accuracy.py '$tta_init' --device cuda --json"
 rm -rf "$tta_init"
 
+gen_shape=gpt2
+[ -n "$tta_quick" ] && gen_shape=tiny
+run_step "generation (evaluation's), one prompt at a time vs batched" "$OUT/generate.log" 90 \
+  "$DENO" run -A bench/generate.ts --backend webgpu --shape "$gen_shape" --n 16 --new-tokens 32 --json
+
 run_step "webgpu kernel tests" "$OUT/webgpu_test.log" 150 "$DENO" test -A tests/webgpu_ops_test.ts
 
 # ---------------------------------------------------------------- headline figures
@@ -201,6 +208,11 @@ if bp:
           f"{total:.1f} ms of GPU time in {s.get('dispatches')} dispatches; the largest:")
     for r in s["profile"][:20]:
         print(f"    {r['kernel']:<48} {r['calls']:6.0f} calls {r['ms']:9.3f} ms {100 * r['ms'] / total:5.1f} %")
+g = load("generate.log")
+if g:
+    print(f"webgpu generation ({g['shape']}, {g['prompts']} prompts x {g['new_tokens'] // g['prompts']} tokens): one at a time "
+          f"{g['one_at_a_time_tokens_per_s']:.0f} tokens/s, batched {g['batch']} rows {g['batched_tokens_per_s']:.0f} "
+          f"tokens/s ({g['speedup']:.1f}x), same ids {g['same_ids']}/{g['prompts']}")
 p = load("pytorch.log")
 if p and "error" in p:
     print(f"pytorch: {p['error']}")

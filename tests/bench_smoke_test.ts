@@ -2,7 +2,7 @@
  * The benchmark scripts still run and report what they promise (not how fast: timings are not asserted, the
  * machine running the tests is shared). `bench/classify.ts`'s `benchClassifier` on a few prompts,
  * `bench/time_to_accuracy.ts` for a few steps in both padding modes, with `--save-init` for the PyTorch side and
- * `--profile`, and `bench/tiny_steps.ts` for 12 steps.
+ * `--profile`, `bench/tiny_steps.ts` for 12 steps, and `bench/generate.ts`'s `benchGeneration` on a few prompts.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { benchClassifier } from "../bench/classify.ts";
+import { benchGeneration } from "../bench/generate.ts";
 import { timeToAccuracyMain } from "../bench/time_to_accuracy.ts";
 import { tinyStepsMain } from "../bench/tiny_steps.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
@@ -44,6 +45,17 @@ describe("bench scripts (smoke)", () => {
     // per step: one embedding and five layernorms (2 layers, then ln_f); the evaluations' forwards would add more
     expect(table).toMatch(/\nembeddingForward +1 /);
     expect(table).toMatch(/\nlayernormForward +5 /);
+  }, 60_000);
+
+  test("benchGeneration: one at a time and batched give the same ids; the figures are filled in", async () => {
+    const be = new CpuBackend();
+    const r = await benchGeneration(be, { n: 5, newTokens: 6, batch: 2, shape: "tiny" });
+    expect(r.same_ids).toBe(5);
+    expect(r.new_tokens).toBe(30); // no eos: every prompt its full budget
+    expect(r.prompt_tokens).toBeGreaterThan(20); // ChatML-wrapped extraction instructions
+    for (const k of ["one_at_a_time_ms", "batched_ms", "batched_tokens_per_s", "speedup"] as const) {
+      expect(r[k]).toBeGreaterThan(0);
+    }
   }, 60_000);
 
   test("benchClassifier: the three ways agree, the shared prefix is found, the figures are filled in", async () => {

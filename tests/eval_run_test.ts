@@ -142,6 +142,27 @@ describe("runEvaluation", () => {
     expect(result.paths).toBeUndefined();
   });
 
+  test("batched generation (gen batch 2, sampling) answers what one-at-a-time generation answers", async () => {
+    const { root, sftDir } = await setup();
+    const be = new CpuBackend();
+    const run = (batchSize: number) =>
+      runEvaluation({
+        ...quiet,
+        sftDir,
+        task: "json_extraction",
+        testFile: join(root, "custom_sft_test.jsonl"),
+        maxSamples: 3,
+        decoding: { maxNewTokens: 12, doSample: true, seed: 5, batchSize },
+        backend: be,
+      });
+    const [one, batched] = [(await run(1)).report, (await run(2)).report];
+    const preds = (r: typeof one) => r.comparison.map((c) => [c.base, c.sft]);
+    expect(preds(batched)).toEqual(preds(one));
+    expect(new Set(preds(one).flat()).size).toBeGreaterThan(3); // the answers differ item to item
+    await expect(planEvaluation({ sftDir, testFile: join(root, "custom_sft_test.jsonl"), decoding: { batchSize: 0 } }))
+      .rejects.toThrow("Invalid generation batch size: 0");
+  });
+
   test("runBase false (--no-base): no base summary, no base column", async () => {
     const { root, sftDir } = await setup();
     const { report } = await runEvaluation({

@@ -40,6 +40,8 @@ Generation (tasks without labels; the notebook: greedy, repetition penalty 1.1, 
   --temperature X       sampling temperature (default 0.7 with --do-sample)
   --top-p X             nucleus sampling (default 0.9 with --do-sample)
   --seed N              sampling seed; item i uses seed + i (default 0)
+  --gen-batch N         prompts generated at once, each row computing what it would alone (default 16;
+                        1: one at a time, as the notebook)
 
 Run and output
   --backend NAME        auto | cpu | webgpu (default auto: WebGPU on a hardware adapter, else CPU)
@@ -96,6 +98,7 @@ export async function evalMain(
       temperature: { type: "string" },
       "top-p": { type: "string" },
       seed: { type: "string" },
+      "gen-batch": { type: "string" },
       backend: { type: "string" },
       report: { type: "string", default: "runs/eval/report" },
       "no-report": { type: "boolean", default: false },
@@ -131,6 +134,7 @@ export async function evalMain(
       temperature: v.temperature === undefined ? undefined : numberFlag("temperature", v.temperature, 0, { min: 0 }),
       topP: v["top-p"] === undefined ? undefined : numberFlag("top-p", v["top-p"], 1, { min: 0, max: 1 }),
       seed: numberFlag("seed", v.seed, 0, { integer: true, min: 0 }),
+      batchSize: numberFlag("gen-batch", v["gen-batch"], 16, { integer: true, min: 1 }),
     },
     reportBase: v["no-report"] ? undefined : v.report!,
     hub: { offline: v.offline || undefined },

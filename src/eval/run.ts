@@ -47,7 +47,7 @@ import {
 } from "../data/synth.ts";
 import { DEFAULT_MODEL, type ResolveModelOptions } from "../io/hub.ts";
 import { ProgressBar } from "../io/progress.ts";
-import { generate } from "../model/generate.ts";
+import { generate, generateBatch } from "../model/generate.ts";
 import type { GPT2 } from "../model/gpt2.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
@@ -98,6 +98,11 @@ export interface DecodingOptions {
   repetitionPenalty?: number;
   /** Default 3. */
   noRepeatNgramSize?: number;
+  /**
+   * Prompts generated at once (default 16): rows decoded in lockstep by `generateBatch`, each computing
+   * what it computes alone; 1 generates one prompt at a time, as the notebook does.
+   */
+  batchSize?: number;
 }
 
 /** The `sft_task.json` the training run writes beside the SFT model (the notebook's `meta`). */
@@ -281,7 +286,11 @@ export async function planEvaluation(
     seed: d.seed ?? 0,
     repetitionPenalty: d.repetitionPenalty ?? NOTEBOOK_EVAL.repetitionPenalty,
     noRepeatNgramSize: d.noRepeatNgramSize ?? NOTEBOOK_EVAL.noRepeatNgramSize,
+    batchSize: d.batchSize ?? GENERATION_BATCH,
   };
+  if (!Number.isInteger(decoding.batchSize) || decoding.batchSize < 1) {
+    throw new Error(`Invalid generation batch size: ${decoding.batchSize} (expected a whole number ≥ 1)`);
+  }
   if (!Number.isInteger(decoding.maxNewTokens) || decoding.maxNewTokens < 1) {
     throw new Error(`Invalid max new tokens: ${decoding.maxNewTokens} (expected a whole number ≥ 1)`);
   }
@@ -322,11 +331,14 @@ export async function planEvaluation(
  * of upcoming instructions at once (batched on the device); the calls that follow return those answers.
  */
 type Predictor = ((instruction: string, index: number) => Promise<string>) & {
-  prefetch?: (instructions: readonly string[]) => Promise<void>;
+  /** Answer `instructions`, the test items `first`, `first + 1`, …, ahead of their calls. */
+  prefetch?: (instructions: readonly string[], first: number) => Promise<void>;
 };
 
 /** How many test items a batched predictor answers at once. */
 const PREFETCH = 32;
+/** Prompts generated at once by default (see `DecodingOptions.batchSize`). */
+const GENERATION_BATCH = 16;
 
 /**
  * The notebook's `_lm_classify`, with every label scored from one shared prompt pass and the test items
@@ -376,22 +388,37 @@ export function generator(
   } else {
     eos = model.config.eosTokenId; // generation_config.eos_token_id
   }
-  return async (instruction, index) => {
-    const prompt = opts.chatml ? promptFor(instruction) : instruction;
-    const promptIds = tokenizer.encode(prompt).ids; // tok(prompt): [CLS] … [SEP]
-    const ids = await generate(model, promptIds, {
-      maxNewTokens: d.maxNewTokens,
-      doSample: d.doSample,
-      temperature: d.temperature,
-      topP: d.topP,
-      seed: d.seed + index,
-      repetitionPenalty: d.repetitionPenalty,
-      noRepeatNgramSize: d.noRepeatNgramSize,
-      eosTokenId: eos,
-    });
-    if (!opts.chatml) return pyStrip(tokenizer.decode(ids, { skipSpecialTokens: true }));
-    return cleanResponse(tokenizer.decode(ids, { skipSpecialTokens: false }));
+  const settings = {
+    maxNewTokens: d.maxNewTokens,
+    doSample: d.doSample,
+    temperature: d.temperature,
+    topP: d.topP,
+    repetitionPenalty: d.repetitionPenalty,
+    noRepeatNgramSize: d.noRepeatNgramSize,
+    eosTokenId: eos,
   };
+  // tok(prompt): [CLS] … [SEP]
+  const promptIds = (instruction: string) => tokenizer.encode(opts.chatml ? promptFor(instruction) : instruction).ids;
+  const text = (ids: number[]) =>
+    opts.chatml
+      ? cleanResponse(tokenizer.decode(ids, { skipSpecialTokens: false }))
+      : pyStrip(tokenizer.decode(ids, { skipSpecialTokens: true }));
+  // answers generated ahead by `prefetch`, by item index (the seed depends on it)
+  const ready = new Map<number, { instruction: string; answer: string }>();
+  const predict: Predictor = async (instruction, index) => {
+    const done = ready.get(index);
+    if (done?.instruction === instruction) return done.answer;
+    return text(await generate(model, promptIds(instruction), { ...settings, seed: d.seed + index }));
+  };
+  if (d.batchSize > 1) {
+    predict.prefetch = async (instructions, first) => {
+      ready.clear();
+      const prompts = instructions.map((x, k) => ({ ids: promptIds(x), seed: d.seed + first + k }));
+      const outs = await generateBatch(model, prompts, { ...settings, batchSize: d.batchSize });
+      instructions.forEach((instruction, k) => ready.set(first + k, { instruction, answer: text(outs[k]!) }));
+    };
+  }
+  return predict;
 }
 
 /** generate_response's clean-up: drop `[CLS]`/`[SEP]`, strip, cut at `<|im_end|>`, strip. */
@@ -430,7 +457,7 @@ async function evaluateModel(
     for (let i = 0; i < total; i++) {
       const r = items[i]!;
       if (predict.prefetch && i % PREFETCH === 0) {
-        await predict.prefetch(items.slice(i, i + PREFETCH).map((x) => userText(x, plan.plain)));
+        await predict.prefetch(items.slice(i, i + PREFETCH).map((x) => userText(x, plan.plain)), i);
       }
       let pred: string;
       try {
