@@ -22,6 +22,7 @@ import { tinyModel } from "../src/demo/tiny.ts";
 import { classify, classifyBatch, commonPrefixLength, scoreLabelsNotebook } from "../src/eval/classify.ts";
 import { parseConfig } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
+import type { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 
 /** What {@link benchClassifier} measures. */
 export interface ClassifierResult {
@@ -39,6 +40,32 @@ export interface ClassifierResult {
   same_predictions: number;
 }
 
+/**
+ * The model the evaluation benchmarks run: the demo's tiny model (trained on 500 records, with its tokenizer),
+ * or random weights of the real GPT-2 shape (vocab 21191, 12 layers, C 768) with that same tokenizer.
+ */
+export async function benchModel(
+  be: Backend,
+  shape: "tiny" | "gpt2",
+): Promise<{ model: GPT2; tokenizer: BertTokenizer }> {
+  const tiny = await tinyModel(be, {
+    configPath: new URL("../data/tiny_config.json", import.meta.url).pathname,
+    records: generateClassificationRecords(500, 42),
+  });
+  if (shape === "tiny") return tiny;
+  tiny.model.dispose();
+  const config = parseConfig({
+    model_type: "gpt2",
+    vocab_size: 21191,
+    n_positions: 1024,
+    n_embd: 768,
+    n_layer: 12,
+    n_head: 12,
+    activation_function: "gelu_new",
+  }, { file: "bench config (gpt2 shape)" });
+  return { model: GPT2.random(be, config, 1), tokenizer: tiny.tokenizer };
+}
+
 /** Time the notebook's classifier against ours on `be`: `n` test prompts (seed 44) × the six labels. */
 export async function benchClassifier(
   be: Backend,
@@ -46,25 +73,7 @@ export async function benchClassifier(
 ): Promise<ClassifierResult> {
   const { n, shape } = opts;
   const records = generateClassificationRecords(n, 44);
-  const tiny = await tinyModel(be, {
-    configPath: new URL("../data/tiny_config.json", import.meta.url).pathname,
-    records: generateClassificationRecords(500, 42),
-  });
-  const tokenizer = tiny.tokenizer;
-  let model = tiny.model;
-  if (shape === "gpt2") {
-    model.dispose();
-    const config = parseConfig({
-      model_type: "gpt2",
-      vocab_size: 21191,
-      n_positions: 1024,
-      n_embd: 768,
-      n_layer: 12,
-      n_head: 12,
-      activation_function: "gelu_new",
-    }, { file: "bench config (gpt2 shape)" });
-    model = GPT2.random(be, config, 1);
-  }
+  const { model, tokenizer } = await benchModel(be, shape);
   try {
     const labels = ISSUE_LABELS.map((l) => ({ label: l, ids: tokenizer.encode(l, { addSpecialTokens: false }).ids }));
     const prompts = records.map((r) => tokenizer.encode(promptFor(r.instruction), { addSpecialTokens: false }).ids);

@@ -17,11 +17,9 @@ import type { Backend } from "../src/backend/backend.ts";
 import { createBackend, parseBackendName } from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
-import { generateClassificationRecords, generateExtractionRecords } from "../src/data/synth.ts";
-import { tinyModel } from "../src/demo/tiny.ts";
-import { parseConfig } from "../src/model/config.ts";
+import { generateExtractionRecords } from "../src/data/synth.ts";
 import { generate, generateBatch } from "../src/model/generate.ts";
-import { GPT2 } from "../src/model/gpt2.ts";
+import { benchModel } from "./classify.ts";
 
 /** What {@link benchGeneration} measures. */
 export interface GenerationResult {
@@ -45,27 +43,10 @@ export async function benchGeneration(
   opts: { n: number; newTokens: number; batch: number; shape: "tiny" | "gpt2"; log?: (s: string) => void },
 ): Promise<GenerationResult> {
   const { n, newTokens, batch, shape } = opts;
-  const tiny = await tinyModel(be, {
-    configPath: new URL("../data/tiny_config.json", import.meta.url).pathname,
-    records: generateClassificationRecords(500, 42),
-  });
-  let model = tiny.model;
-  if (shape === "gpt2") {
-    model.dispose();
-    const config = parseConfig({
-      model_type: "gpt2",
-      vocab_size: 21191,
-      n_positions: 1024,
-      n_embd: 768,
-      n_layer: 12,
-      n_head: 12,
-      activation_function: "gelu_new",
-    }, { file: "bench config (gpt2 shape)" });
-    model = GPT2.random(be, config, 1);
-  }
+  const { model, tokenizer } = await benchModel(be, shape);
   try {
     const records = generateExtractionRecords(n, 44);
-    const prompts = records.map((r) => tiny.tokenizer.encode(promptFor(r.instruction)).ids);
+    const prompts = records.map((r) => tokenizer.encode(promptFor(r.instruction)).ids);
     const settings = { maxNewTokens: newTokens, repetitionPenalty: 1.1, noRepeatNgramSize: 3 };
     await generate(model, prompts[0]!, { ...settings, maxNewTokens: 2 }); // warm up (pipelines, pools)
     let t = performance.now();

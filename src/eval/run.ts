@@ -388,15 +388,8 @@ export function generator(
   } else {
     eos = model.config.eosTokenId; // generation_config.eos_token_id
   }
-  const settings = {
-    maxNewTokens: d.maxNewTokens,
-    doSample: d.doSample,
-    temperature: d.temperature,
-    topP: d.topP,
-    repetitionPenalty: d.repetitionPenalty,
-    noRepeatNgramSize: d.noRepeatNgramSize,
-    eosTokenId: eos,
-  };
+  const { seed: _seed, batchSize: _batchSize, ...decoding } = d; // the seed goes per item, the batch size to prefetch
+  const settings = { ...decoding, eosTokenId: eos };
   // tok(prompt): [CLS] … [SEP]
   const promptIds = (instruction: string) => tokenizer.encode(opts.chatml ? promptFor(instruction) : instruction).ids;
   const text = (ids: number[]) =>
