@@ -46,6 +46,9 @@ describe("groupLayout", () => {
       'Cannot allocate group "gradients": buffer 1 has 200 elements, more than one binding holds (150)',
     );
     expect(() => groupLayout([10, 0], 64, 150, "g")).toThrow('group "g": buffer 1 has length 0');
+    expect(() => groupLayout([10, 200], 64, 150, "parameters", ["a", "transformer.wte.weight"])).toThrow(
+      'Cannot allocate group "parameters": "transformer.wte.weight" has 200 elements',
+    );
   });
 });
 
@@ -100,10 +103,10 @@ describe("buffer groups", () => {
 
   test.skipIf(!available)("webgpu: a view written beside a read of its group is refused, naming both", async () => {
     const be = await gpu();
-    const g = be.allocGroup([64, 64], "grads");
+    const g = be.allocGroup([64, 64], "gradients", ["h.0.w", "h.0.b"]);
     const other = be.upload(ramp(64, 0), "other");
     expect(() => be.add({ out: g.views[0]!, a: g.views[1]!, b: other, n: 64 })).toThrow(
-      '"grads[0]" is written while "grads[1]", in the same GPU buffer, is bound too (read)',
+      '"gradients: h.0.w" is written while "gradients: h.0.b", in the same GPU buffer, is bound too (read)',
     );
     be.free(other);
     freeGroup(be, g);

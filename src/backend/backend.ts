@@ -50,15 +50,22 @@ export interface GroupLayout {
  * groups of the same lengths on the same backend (gradients and parameters, AdamW's m and v) line up
  * element for element.
  */
-export function groupLayout(lengths: readonly number[], align: number, maxChunk: number, label: string): GroupLayout {
+export function groupLayout(
+  lengths: readonly number[],
+  align: number,
+  maxChunk: number,
+  label: string,
+  names?: readonly string[],
+): GroupLayout {
   const chunks: GroupLayout["chunks"] = [];
   const offsets: number[] = [];
   let cur: GroupLayout["chunks"][number] | undefined;
   lengths.forEach((n, i) => {
-    if (!Number.isInteger(n) || n < 1) throw new Error(`Cannot allocate group "${label}": buffer ${i} has length ${n}`);
+    const which = names?.[i] ? `"${names[i]}"` : `buffer ${i}`;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`Cannot allocate group "${label}": ${which} has length ${n}`);
     if (n > maxChunk) {
       throw new Error(
-        `Cannot allocate group "${label}": buffer ${i} has ${n} elements, more than one binding holds (${maxChunk})`,
+        `Cannot allocate group "${label}": ${which} has ${n} elements, more than one binding holds (${maxChunk})`,
       );
     }
     const at = cur ? Math.ceil(cur.length / align) * align : 0;
@@ -138,12 +145,13 @@ export interface Backend {
   allocUninit?(length: number, dtype?: DType, label?: string): Buf;
   /**
    * Optional: zero-filled buffers of `lengths` side by side in as few allocations as the device allows
-   * (see {@link BufGroup} and {@link groupLayout}). `free` on one of the views does nothing; free the
+   * (see {@link BufGroup} and {@link groupLayout}); `names` label the views in errors (a parameter's name).
+   * `free` on one of the views does nothing; free the
    * group with {@link freeGroup}. A view may be bound writable beside other views of its chunk, but not
    * beside a read of the same chunk in one op (WebGPU forbids it): the model keeps parameters, gradients
    * and moments in separate groups, so no op does.
    */
-  allocGroup?(lengths: readonly number[], label?: string): BufGroup;
+  allocGroup?(lengths: readonly number[], label?: string, names?: readonly string[]): BufGroup;
   /** A new buffer holding a copy of `data`. */
   upload(data: Float32Array | Int32Array, label?: string): Buf;
   /** Overwrite `buf[offset … offset+data.length)` with `data`. */

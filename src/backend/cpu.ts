@@ -292,14 +292,15 @@ export class CpuBackend implements Backend {
    * One array (shared with helper threads) holding every buffer, 16-element aligned (64 bytes, a cache
    * line): one chunk, since an array has no binding limit. See `Backend.allocGroup`.
    */
-  allocGroup(lengths: readonly number[], label = "group"): BufGroup {
-    const layout = groupLayout(lengths, 16, Number.MAX_SAFE_INTEGER, label);
+  allocGroup(lengths: readonly number[], label = "group", names?: readonly string[]): BufGroup {
+    const layout = groupLayout(lengths, 16, Number.MAX_SAFE_INTEGER, label, names);
     const c = layout.chunks[0];
     if (!c) return { views: [], chunks: [] };
     const whole = new CpuBuf(newArray(c.length, "f32", this.#shared), label);
     const views = lengths.map((n, i) => {
       const at = layout.offsets[i]!;
-      return new CpuBuf((whole.data as Float32Array).subarray(at, at + n), `${label}[${i}]`, undefined, whole);
+      const name = names?.[i] ? `${label}: ${names[i]}` : `${label}[${i}]`;
+      return new CpuBuf((whole.data as Float32Array).subarray(at, at + n), name, undefined, whole);
     });
     return { views, chunks: [{ buf: whole, first: 0, count: views.length }] };
   }

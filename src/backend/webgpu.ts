@@ -524,10 +524,10 @@ export class WebGpuBackend implements Backend {
     return b;
   }
 
-  allocGroup(lengths: readonly number[], label = "group"): BufGroup {
+  allocGroup(lengths: readonly number[], label = "group", names?: readonly string[]): BufGroup {
     const align = this.#device.limits.minStorageBufferOffsetAlignment / 4;
     const maxChunk = Math.floor(Math.min(this.#maxBinding, this.#maxBuffer) / 4 / align) * align;
-    const layout = groupLayout(lengths, align, maxChunk, label);
+    const layout = groupLayout(lengths, align, maxChunk, label, names);
     const chunks = layout.chunks.map((c, ci) => {
       // an exact-size buffer (not a pooled size class: chunks are large and live long)
       const name = layout.chunks.length > 1 ? `${label} (chunk ${ci + 1} of ${layout.chunks.length})` : label;
@@ -545,7 +545,8 @@ export class WebGpuBackend implements Backend {
     const views: GpuBuf[] = [];
     for (const c of chunks) {
       for (let i = c.first; i < c.first + c.count; i++) {
-        views.push(new GpuBuf(lengths[i]!, "f32", null, `${label}[${i}]`, layout.offsets[i]! * 4, c.buf));
+        const name = names?.[i] ? `${label}: ${names[i]}` : `${label}[${i}]`;
+        views.push(new GpuBuf(lengths[i]!, "f32", null, name, layout.offsets[i]! * 4, c.buf));
       }
     }
     return { views, chunks };

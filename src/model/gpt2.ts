@@ -113,7 +113,7 @@ export class GPT2 {
     list: readonly { name: string; shape: readonly number[]; from: Float32Array | Buf }[],
   ): { params: Map<string, Tensor>; group: BufGroup | null } {
     const sizes = list.map(({ shape }) => shape.reduce((a, b) => a * b, 1));
-    const group = be.allocGroup?.(sizes, "parameters") ?? null;
+    const group = be.allocGroup?.(sizes, "parameters", list.map((p) => p.name)) ?? null;
     const params = new Map<string, Tensor>();
     list.forEach(({ name, shape, from }, i) => {
       let buf: Buf;
@@ -192,7 +192,7 @@ export class GPT2 {
       return;
     }
     if (this.#gradGroup) { for (const c of this.#gradGroup.chunks) this.be.zero(c.buf); }
-    else this.#gradGroup = this.be.allocGroup!(pg.views.map((v) => v.length), "gradients");
+    else this.#gradGroup = this.be.allocGroup!(pg.views.map((v) => v.length), "gradients", [...this.#params.keys()]);
     const views = this.#gradGroup.views;
     let i = 0;
     for (const t of this.#params.values()) {

@@ -156,8 +156,8 @@ export class AdamW {
     const old = [this.#mg, this.#vg];
     if (!this.#mg || !sameGroupLayout(this.#mg, params)) {
       const lengths = params.views.map((b) => b.length);
-      this.#mg = be.allocGroup!(lengths, "adam m");
-      this.#vg = be.allocGroup!(lengths, "adam v");
+      this.#mg = be.allocGroup!(lengths, "adam m", names);
+      this.#vg = be.allocGroup!(lengths, "adam v", names);
     }
     const pairs: [Map<string, Buf>, BufGroup][] = [[this.#m, this.#mg], [this.#v, this.#vg!]];
     names.forEach((name, i) => {
