@@ -466,6 +466,29 @@ describe("webgpu backend", () => {
     },
   );
 
+  gpuTest('attention "rows" whose T×T probabilities exceed one binding runs the flash kernels', async () => {
+    const g = await gpu(); // attention "rows"
+    expect(g.attentionSavedLength(2, 7, 3)).toBe(2 * 3 * 7 * 7);
+    // the smallest T whose probabilities (B = NH = 1) pass the device's largest binding (lavapipe: 128 MiB → 5793)
+    const T = Math.floor(Math.sqrt(g.maxBindingBytes / 4)) + 1, C = 16, NH = 1;
+    expect(g.attentionSavedLength(1, T, NH)).toBe(2 * T);
+    if (T > 6000) return; // a GPU with a larger binding: the shape would be too slow for the CPU reference
+    const qkv = randn(T * 3 * C, 5, -2, 2), dout = randn(T * C, 6);
+    const run = async (be: Backend, savedLength: number) => {
+      const up = (a: Float32Array) => be.upload(a);
+      const [q, d] = [up(qkv), up(dout)];
+      const out = be.alloc(T * C), att = be.alloc(savedLength), dqkv = be.alloc(T * 3 * C);
+      be.attentionForward({ out, att, qkv: q, B: 1, T, C, NH });
+      be.attentionBackward({ dqkv, dout: d, qkv: q, att, B: 1, T, C, NH });
+      const res = { out: (await be.read(out)) as Float32Array, dqkv: (await be.read(dqkv)) as Float32Array };
+      for (const b of [q, d, out, att, dqkv]) be.free(b);
+      return res;
+    };
+    const want = await run(new CpuBackend(), T * T), got = await run(g, 2 * T);
+    assertClose(got.out, want.out, { atol: 2e-5, rtol: 1e-5 }, "out");
+    assertClose(got.dqkv, want.dqkv, { atol: 5e-5, rtol: 2e-4 }, "dqkv");
+  });
+
   gpuTest("attentionCached: prefill then token by token, with a mask, against the CPU", async () => {
     const g = await gpu();
     const [B, Tmax, C, NH] = [2, 6, 10, 2];

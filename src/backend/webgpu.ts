@@ -637,6 +637,11 @@ export class WebGpuBackend implements Backend {
     return { allocatedBytes, buffers: this.#live.size, dispatches: this.#dispatches, submits: this.#submits };
   }
 
+  /** The largest buffer one binding can hold on this device, in bytes (maxStorageBufferBindingSize, maxBufferSize). */
+  get maxBindingBytes(): number {
+    return Math.min(this.#maxBinding, this.#maxBuffer);
+  }
+
   /** Whether dispatches are being timed (the `profile` option, `GPT2_SFT_PROFILE=1`). */
   get profiling(): boolean {
     return this.#profiler !== null;
@@ -944,7 +949,16 @@ export class WebGpuBackend implements Backend {
   // ------------------------------------------------------------------ attention
 
   attentionSavedLength(B: number, T: number, NH: number): number {
-    return this.attentionKernel === "flash" ? 2 * B * NH * T : B * NH * T * T;
+    return this.#flashFor(B, T, NH) ? 2 * B * NH * T : B * NH * T * T;
+  }
+
+  /**
+   * Whether a training attention call of this shape runs the flash kernels: always with attention
+   * "flash"; with "rows" when its T×T probabilities (B·NH·T² floats) would not fit one storage binding
+   * (lavapipe's 128 MiB at B = 4, T = 1024), so that long sequences run instead of failing.
+   */
+  #flashFor(B: number, T: number, NH: number): boolean {
+    return this.attentionKernel === "flash" || B * NH * T * T * 4 > this.maxBindingBytes;
   }
 
   attentionForward(args: OpArgs<"attentionForward">): void {
@@ -958,7 +972,7 @@ export class WebGpuBackend implements Backend {
     this.#need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
     this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
     if (mask) this.#need([[mask, "mask"]], B * T, op);
-    const flash = this.#flashAttention(C, NH, op);
+    const flash = this.#flashAttention(B, T, C, NH, op);
     this.#dispatch(flash ? K.attnFlashFwd : K.attnFwd, {
       params: [B, T, C, NH, ...drop.params],
       bufs: [qkv, mask, att, out],
@@ -968,11 +982,16 @@ export class WebGpuBackend implements Backend {
     });
   }
 
-  /** Whether the flash kernels run, after checking they can (head size ≤ their register arrays). */
-  #flashAttention(C: number, NH: number, op: string): boolean {
-    if (this.attentionKernel !== "flash") return false;
+  /** Whether the flash kernels run ({@link #flashFor}), after checking they can (head size ≤ their registers). */
+  #flashAttention(B: number, T: number, C: number, NH: number, op: string): boolean {
+    if (!this.#flashFor(B, T, NH)) return false;
     if (C / NH > FLASH_MAX_HS) {
-      throw new Error(`Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "rows"`);
+      throw new Error(
+        this.attentionKernel === "flash"
+          ? `Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "rows"`
+          : `Cannot run ${op}: the attention probabilities (B·NH·T² = ${B * NH * T * T} floats) exceed the device's ` +
+            `largest binding, and the flash kernels that avoid them take head sizes up to ${FLASH_MAX_HS}, not ${C / NH}`,
+      );
     }
     return true;
   }
@@ -987,7 +1006,7 @@ export class WebGpuBackend implements Backend {
     this.#need([[dqkv, "dqkv"], [qkv, "qkv"]], B * T * 3 * C, op);
     this.#need([[dout, "dout"]], B * T * C, op);
     this.#need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
-    if (this.#flashAttention(C, NH, op)) {
+    if (this.#flashAttention(B, T, C, NH, op)) {
       // the forward's mask is needed again: the probabilities are recomputed
       const mask = args.mask ? this.#buf(args.mask, op, "i32") : null;
       if (mask) this.#need([[mask, "mask"]], B * T, op);
