@@ -990,7 +990,9 @@ export class WebGpuBackend implements Backend {
         this.attentionKernel === "flash"
           ? `Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "rows"`
           : `Cannot run ${op}: the attention probabilities (B·NH·T² = ${B * NH * T * T} floats) exceed the device's ` +
-            `largest binding, and the flash kernels that avoid them take head sizes up to ${FLASH_MAX_HS}, not ${C / NH}`,
+            `largest binding, and the flash kernels that avoid them take head sizes up to ${FLASH_MAX_HS}, not ${
+              C / NH
+            }`,
       );
     }
     return true;
