@@ -12,7 +12,7 @@ import { toJsonl } from "../src/data/jsonl.ts";
 import { generateClassificationRecords, generateExtractionRecords, ISSUE_LABELS } from "../src/data/synth.ts";
 import { scoreLabels } from "../src/eval/classify.ts";
 import type { EvalReport } from "../src/eval/report.ts";
-import { cleanResponse, planEvaluation, runEvaluation, summaryJson } from "../src/eval/run.ts";
+import { cleanResponse, generator, planEvaluation, runEvaluation, summaryJson } from "../src/eval/run.ts";
 import { loadModelAndTokenizer } from "../src/model/load.ts";
 
 const FIX = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
@@ -161,6 +161,32 @@ describe("runEvaluation", () => {
     expect(new Set(preds(one).flat()).size).toBeGreaterThan(3); // the answers differ item to item
     await expect(planEvaluation({ sftDir, testFile: join(root, "custom_sft_test.jsonl"), decoding: { batchSize: 0 } }))
       .rejects.toThrow("Invalid generation batch size: 0");
+  });
+
+  test("the generator's prefetch answers items first, first + 1, … with their own seeds", async () => {
+    const { sftDir } = await setup();
+    const be = new CpuBackend();
+    const { model, tokenizer } = await loadModelAndTokenizer(sftDir, be, { prepare: false, warn: () => {} });
+    const decoding = {
+      maxNewTokens: 6,
+      doSample: true,
+      temperature: 0.9,
+      topP: 0.95,
+      seed: 3,
+      repetitionPenalty: 1.1,
+      noRepeatNgramSize: 3,
+    };
+    const items = generateExtractionRecords(3, 44).map((r) => r.instruction);
+    const batched = generator(model, tokenizer, { chatml: true, decoding: { ...decoding, batchSize: 2 } });
+    const alone = generator(model, tokenizer, { chatml: true, decoding: { ...decoding, batchSize: 1 } });
+    expect(alone.prefetch).toBeUndefined();
+    await batched.prefetch!(items, 5); // items 5, 6, 7 of a test set
+    for (const [k, x] of items.entries()) expect(await batched(x, 5 + k)).toBe(await alone(x, 5 + k));
+    // item 5 with seed 3 + 5, not 3 + 0: the answers differ from those of items 0, 1, 2
+    const shifted = [];
+    for (const [k, x] of items.entries()) shifted.push(await alone(x, k));
+    expect(shifted).not.toEqual(await Promise.all(items.map((x, k) => batched(x, 5 + k))));
+    model.dispose();
   });
 
   test("runBase false (--no-base): no base summary, no base column", async () => {
