@@ -127,6 +127,31 @@ describe("generateBatch", () => {
       gpu.dispose();
     }
   }, 120_000);
+  test("finished rows leave the batch: later steps run fewer rows", async () => {
+    const cpu = new CpuBackend();
+    const seen: number[] = [];
+    const attend = cpu.attentionCached.bind(cpu);
+    cpu.attentionCached = (args) => {
+      seen.push(args.B);
+      attend(args);
+    };
+    const mdl = GPT2.fromTensors(cpu, m.config, m.tensors);
+    const four = prompts.slice(0, 4), opts = { maxNewTokens: 10 };
+    const alone = [];
+    for (const p of four) alone.push(await generate(mdl, p.ids, opts));
+    const eos = alone[1]![1]!; // row 1 stops after 2 tokens (others may too, where they produce it)
+    const want = [];
+    for (const p of four) want.push(await generate(mdl, p.ids, { ...opts, eosTokenId: eos }));
+    seen.length = 0;
+    expect(await generateBatch(mdl, four, { ...opts, eosTokenId: eos, batchSize: 4 })).toEqual(want);
+    const perStep = seen.filter((_, i) => i % m.config.nLayer === 0); // one call per layer per step
+    expect(perStep[0]).toBe(4); // the prompts
+    // after row 1's second token 3 of 4 rows are live (the 3/4 rule): no later step runs 4 rows
+    expect(perStep.slice(2).every((b) => b < 4)).toBe(true);
+    expect(perStep.length).toBe(Math.max(...want.map((w) => w.length)));
+    mdl.dispose();
+  });
+
   test("an empty or too long prompt is an error naming it", async () => {
     await expect(generateBatch(model, [{ ids: [5] }, { ids: [] }], { maxNewTokens: 4 })).rejects.toThrow(
       "prompt 1 has no tokens",

@@ -183,13 +183,17 @@ export async function generateBatch(
   return results;
 }
 
-/** One left-padded batch of {@link generateBatch}. */
+/**
+ * One left-padded batch of {@link generateBatch}. Rows that finish leave the batch once a quarter of its
+ * rows have: the live rows' caches are copied into a smaller cache (a copy per layer and row, cheap beside
+ * a step), so the later steps do no work for them.
+ */
 async function decodeRows(
   model: GPT2,
   prompts: readonly BatchPrompt[],
   opts: Omit<GenerateOptions, "seed" | "onToken">,
 ): Promise<number[][]> {
-  const B = prompts.length, V = model.config.vocabSize, maxPos = model.config.nPositions;
+  const be = model.be, cfg = model.config, V = cfg.vocabSize, maxPos = cfg.nPositions;
   const lens = prompts.map((p) => p.ids.length);
   const L = Math.max(...lens);
   // each row's budget, as generate() gives it alone; the cache holds the longest run
@@ -202,46 +206,74 @@ async function decodeRows(
   const seqs = prompts.map((p) => [...p.ids]);
   const outs: number[][] = prompts.map(() => []);
   const done = prompts.map(() => false);
-  // mask [B,Tmax]: 0 on each row's left padding; positions from 0 at the row's first real token
-  const mask = new Int32Array(B * Tmax).fill(1);
-  const ids = new Int32Array(B * L), positions = new Int32Array(B * L);
+  // the prompt behind each row of the cache (finished rows stay until the next compaction)
+  let rows = prompts.map((_, b) => b);
+  // mask [rows,Tmax]: 0 on each row's left padding; positions from 0 at the row's first real token
+  const maskOf = (rows: readonly number[]) => {
+    const mask = new Int32Array(rows.length * Tmax).fill(1);
+    rows.forEach((b, r) => mask.fill(0, r * Tmax, r * Tmax + L - lens[b]!));
+    return mask;
+  };
+  let mask = maskOf(rows);
+  const ids = new Int32Array(rows.length * L), positions = new Int32Array(rows.length * L);
   prompts.forEach((p, b) => {
     const pad = L - lens[b]!;
-    mask.fill(0, b * Tmax, b * Tmax + pad);
     for (let t = 0; t < L; t++) {
       ids[b * L + t] = t < pad ? p.ids[0]! : p.ids[t - pad]!; // pads: any valid id, masked
       positions[b * L + t] = Math.max(0, t - pad);
     }
   });
-  const cache = new KvCache(model.be, model.config, B, Tmax);
+  let cache = new KvCache(be, cfg, rows.length, Tmax);
   try {
-    let logits = await model.forwardCached({ ids, B, Tn: L, pos0: 0, cache, mask, positions, lastOnly: true });
+    let logits = await model.forwardCached({
+      ids,
+      B: rows.length,
+      Tn: L,
+      pos0: 0,
+      cache,
+      mask,
+      positions,
+      lastOnly: true,
+    });
     for (let i = 0; i < steps; i++) {
-      const next = new Int32Array(B), pos = new Int32Array(B);
-      for (let b = 0; b < B; b++) {
-        pos[b] = lens[b]! + i;
-        if (done[b]) continue; // a finished row still takes a slot (its input: its last id)
-        const row = logits.subarray(b * V, (b + 1) * V);
+      rows.forEach((b, r) => {
+        if (done[b]) return;
+        const row = logits.subarray(r * V, (r + 1) * V);
         applyRepetitionPenalty(row, seqs[b]!, opts.repetitionPenalty ?? 1);
         applyNoRepeatNgram(row, seqs[b]!, opts.noRepeatNgramSize ?? 0);
         const id = greedy ? argmax(row) : sampleFromLogits(row, { ...opts, random: random[b]! });
         outs[b]!.push(id);
         seqs[b]!.push(id);
         if (eos.has(id) || outs[b]!.length >= room[b]!) done[b] = true;
-      }
-      if (done.every(Boolean)) break;
-      for (let b = 0; b < B; b++) {
-        next[b] = seqs[b]!.at(-1)!;
-        pos[b] = Math.min(pos[b]!, maxPos - 1); // a finished row's position may pass the end: clamp it
+      });
+      const live = rows.filter((b) => !done[b]);
+      if (live.length === 0) break;
+      if (live.length <= 0.75 * rows.length) {
+        // drop the finished rows: copy the live rows' keys and values into a cache of their own
+        const small = new KvCache(be, cfg, live.length, Tmax);
+        const block = Tmax * cfg.nEmbd; // one row of [B, NH, Tmax, HS]
+        let k = 0;
+        rows.forEach((b, r) => {
+          if (done[b]) return;
+          for (let l = 0; l < cfg.nLayer; l++) {
+            be.copy(small.k[l]!, cache.k[l]!, block, k * block, r * block);
+            be.copy(small.v[l]!, cache.v[l]!, block, k * block, r * block);
+          }
+          k++;
+        });
+        cache.dispose();
+        cache = small;
+        rows = live;
+        mask = maskOf(rows);
       }
       logits = await model.forwardCached({
-        ids: next,
-        B,
+        ids: Int32Array.from(rows, (b) => seqs[b]!.at(-1)!), // a finished row: its last id (output unused)
+        B: rows.length,
         Tn: 1,
         pos0: L + i,
         cache,
         mask,
-        positions: pos,
+        positions: Int32Array.from(rows, (b) => Math.min(seqs[b]!.length - 1, maxPos - 1)),
         lastOnly: true,
       });
     }
