@@ -155,6 +155,7 @@ describe("webgpu backend", () => {
       // auto: the small shapes take the tiled kernel; this one (11 × 11 = 121 blocks of 128) the large one;
       // the last two are split-K (few blocks, K ≥ 1024: 6 and 4 slices, the last slice partial)
       if (kernel === "auto") shapes.push([1300, 1290, 5], [5, 7, 3000], [70, 130, 2049]);
+      if (kernel === "tiled") shapes.push([5, 7, 3000], [70, 130, 2049]); // the default splits K too
       // tune: each shape's first call times the candidates and runs auto's choice; later calls (the other
       // layouts and flags) run the chosen one, the split-K candidates among them here
       if (kernel === "tune") shapes.push([5, 7, 3000]);
@@ -166,7 +167,7 @@ describe("webgpu backend", () => {
           for (const transB of [false, true]) {
             // every combination for the small kernels; the large ones compile slowly under Dawn on lavapipe
             // (seconds per variant), so bias and accumulate are checked there with A transposed only
-            const split = (kernel === "auto" || kernel === "tune") && K >= 1024;
+            const split = (kernel === "auto" || kernel === "tune" || kernel === "tiled") && K >= 1024;
             const combos = kernel === "tiled" || kernel === "naive" || split || (transA && !transB)
               ? [[false, false], [true, false], [true, true]] as const
               : [[false, false]] as const;
@@ -675,27 +676,29 @@ describe("webgpu backend", () => {
     g.free(y);
   });
 
-  gpuTest("auto splits K where a product has few blocks and a long K (split_k_reduce), else not", async () => {
+  gpuTest("tiled (the default) and auto split K where a product has few blocks and a long K, else not", async () => {
     expect(splitKSlices(32, 768, 21191)).toBe(22); // the LM head's backward dx at B=4 (12 blocks)
     expect(splitKSlices(5, 7, 3000)).toBe(6);
     expect(splitKSlices(70, 130, 2049)).toBe(5); // ⌈2049/512⌉ = 5 slices of 416
     expect(splitKSlices(1024, 768, 3072)).toBe(1); // 192 blocks: enough work already
     expect(splitKSlices(8, 8, 1023)).toBe(1); // short K
-    const g = await WebGpuBackend.create({ matmul: "auto", profile: true });
-    try {
-      const a = g.upload(randn(5 * 3000, 1), "a"), b = g.upload(randn(3000 * 7, 2), "b");
-      const out = g.alloc(35, "f32", "out");
-      g.matmul({ out, a, b, M: 5, N: 7, K: 3000 });
-      g.matmul({ out, a, b: a, M: 5, N: 5, K: 100, transB: true });
-      const kernels = (await g.profile()).map((r) => r.kernel).sort();
-      expect(kernels).toEqual([
-        "matmul_tiled.wgsl:main 5×5×100 Bᵀ",
-        "matmul_tiled.wgsl:main 5×7×3000 split 6",
-        "split_k_reduce.wgsl:main",
-      ]);
-      for (const x of [a, b, out]) g.free(x);
-    } finally {
-      g.dispose();
+    for (const matmul of ["tiled", "auto"] as const) {
+      const g = await WebGpuBackend.create({ matmul, profile: true });
+      try {
+        const a = g.upload(randn(5 * 3000, 1), "a"), b = g.upload(randn(3000 * 7, 2), "b");
+        const out = g.alloc(35, "f32", "out");
+        g.matmul({ out, a, b, M: 5, N: 7, K: 3000 });
+        g.matmul({ out, a, b: a, M: 5, N: 5, K: 100, transB: true });
+        const kernels = (await g.profile()).map((r) => r.kernel).sort();
+        expect(kernels).toEqual([
+          "matmul_tiled.wgsl:main 5×5×100 Bᵀ",
+          "matmul_tiled.wgsl:main 5×7×3000 split 6",
+          "split_k_reduce.wgsl:main",
+        ]);
+        for (const x of [a, b, out]) g.free(x);
+      } finally {
+        g.dispose();
+      }
     }
   });
 

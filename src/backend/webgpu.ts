@@ -224,7 +224,8 @@ const K = {
 } as const satisfies Record<string, KernelDef>;
 
 /**
- * Which matmul kernel to use: "tiled" (kernels/matmul_tiled.wgsl, 64×64 blocks, the default), "large"
+ * Which matmul kernel to use: "tiled" (kernels/matmul_tiled.wgsl, 64×64 blocks, split in K where a product
+ * has few blocks and a long K: {@link splitKSlices}; the default), "large"
  * (matmul_large.wgsl: 128×128 blocks, 8×8 per invocation, double-buffered), "auto" (per product: "large"
  * when it still gets at least {@link AUTO_LARGE_MIN_GROUPS} workgroups, else "tiled"), "large-f16" (the
  * large kernel with f16 arithmetic accumulated in f32: opt-in, needs `shader-f16`, less accurate),
@@ -244,11 +245,13 @@ export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "auto"
 export const AUTO_LARGE_MIN_GROUPS = 96;
 
 /**
- * Split-K ("auto" only): how many slices of K a product that would run in 64×64 blocks is cut into, 1 for
- * none. Only a product with fewer than 64 blocks and K ≥ 1024 is split (the LM head's backward dx:
- * 32×768 outputs = 12 blocks, K = 21191; matrix–vector products when generating), into enough slices for
- * about 256 workgroups, each at least 512 deep, the partial results capped at 4 M floats.
- * Like AUTO_LARGE_MIN_GROUPS, a guess for a GPU to check (`bench --profile` keys each product by shape).
+ * Split-K ("tiled", the default, and "auto"): how many slices of K a product that would run in 64×64
+ * blocks is cut into, 1 for none. Only a product with fewer than 64 blocks and K ≥ 1024 is split (the LM
+ * head's backward dx: 32×768 outputs = 12 blocks, K = 21191; matrix–vector products when generating), into
+ * enough slices for about 256 workgroups, each at least 512 deep, the partial results capped at 4 M floats.
+ * Unsplit, the head's dx would keep 12 workgroups busy for 21191 steps of k while an H100 has 132 SMs; split
+ * it is 22 slices (264 workgroups) plus a reduce. The thresholds are a guess for a GPU to check
+ * (`bench --profile` keys each product by shape; `GPT2_SFT_MATMUL=tune` times split against unsplit).
  */
 export function splitKSlices(M: number, N: number, K: number): number {
   const blocks = Math.ceil(M / 64) * Math.ceil(N / 64);
@@ -852,7 +855,8 @@ export class WebGpuBackend implements Backend {
     const forced = this.#forced;
     if (forced) return this.#matmulRun(x, MATMUL_DEFS[forced.kernel], forced.slices);
     const kernel = this.#matmul;
-    if (kernel !== "auto") return this.#matmulRun(x, kernel, 1);
+    // the default tiled kernel splits K where a product has too few blocks to fill a GPU (auto does too)
+    if (kernel !== "auto") return this.#matmulRun(x, kernel, kernel === MATMUL_DEFS.tiled ? splitKSlices(M, N, Kd) : 1);
     const tuner = this.#tuner;
     if (tuner) {
       const key = tuner.key(M, N, Kd, !!args.transA, !!args.transB);
