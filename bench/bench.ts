@@ -8,7 +8,7 @@
  *                   [--batch B] [--layers L] [--only PART[,PART…]] [--all-layouts] [--no-dropout]
  *                   [--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,…]
  *   bun bench/bench.ts …the same flags…
- * PART: matmul, step, dispatch, classify, tta (default: all of them).
+ * PART: matmul, step, dispatch, classify, generate, tta (default: all of them).
  *
  * Matmul: M = B·T rows (default 4·256 = 1024) times each of GPT-2's weights: c_attn 768×2304, c_fc 768×3072,
  * mlp c_proj 3072×768, attn c_proj 768×768 (forward layout A·B, with bias), the tied LM head A·Bᵀ with
@@ -35,6 +35,9 @@
  * forward per label) and ours (prefix shared, KV cache, batched), on the demo's tiny model or, with
  * `--classify-shape gpt2`, random weights of the real shape.
  *
+ * Generation (`generate`): evaluation's greedy generation (bench/generate.ts) of 16 extraction prompts (4 with
+ * `--quick`) × 32 new tokens, one prompt at a time and 16 rows batched, on the classifier's model.
+ *
  * Time to accuracy (`tta`): `bench/time_to_accuracy.ts --pad both` on the same backend (the tiny demo model until
  * 99 %; with `--quick` only 20 steps), its summary and ratio in the JSON.
  *
@@ -48,6 +51,7 @@ import { parseArgs } from "node:util";
 import { type Backend, type BackendName, createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
+import { benchGeneration, type GenerationResult } from "./generate.ts";
 import { timeToAccuracyMain } from "./time_to_accuracy.ts";
 import { type MatmulKernel, parseMatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { formatProfile, type KernelTime } from "../src/backend/profile.ts";
@@ -510,7 +514,7 @@ async function main(): Promise<number> {
   const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
   const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
   // --only: one part, or several separated by commas (e.g. "matmul,step"); "all" by default
-  const PARTS = ["matmul", "step", "dispatch", "classify", "tta", "all"] as const;
+  const PARTS = ["matmul", "step", "dispatch", "classify", "generate", "tta", "all"] as const;
   const parts = new Set((v.only ?? "all").split(",").map((p) => choiceFlag("only", p.trim(), PARTS, "all")));
   const run = (part: (typeof PARTS)[number]) => parts.has("all") || parts.has(part);
   const classifyN = numberFlag("classify-n", v["classify-n"], quick ? 20 : 100, { integer: true, min: 1 });
@@ -605,6 +609,21 @@ async function main(): Promise<number> {
     }
   }
 
+  // evaluation's generation, one prompt at a time vs batched (bench/generate.ts), on the classifier's model
+  let generation: GenerationResult | undefined;
+  if (run("generate")) {
+    const be = await createBackend(backendName);
+    if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
+    device = be.description;
+    name = be.name;
+    try {
+      const n = quick ? 4 : 16;
+      generation = await benchGeneration(be, { n, newTokens: 32, batch: 16, shape: classifyShape, log });
+    } finally {
+      be.dispose();
+    }
+  }
+
   // time to 99 % (bench/time_to_accuracy.ts, the tiny demo model, both paddings); --quick: a few steps only
   let tta: unknown;
   if (run("tta")) {
@@ -649,6 +668,7 @@ async function main(): Promise<number> {
       step,
       dispatch,
       classify,
+      generate: generation,
       time_to_accuracy: tta,
       peak_bytes: peakBytes,
       peak_kind: gpu ? "gpu_buffers_allocated" : "host_rss_peak",
