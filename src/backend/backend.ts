@@ -28,7 +28,8 @@ export interface Buf {
  * Buffers side by side in a few large allocations ("chunks"), made by {@link Backend.allocGroup}: the
  * model's parameters, their gradients and AdamW's two moments. An op given a chunk sees all of that chunk's
  * buffers at once, which is how the optimizer updates every parameter with one AdamW dispatch per chunk
- * (one in all where a binding holds every parameter) instead of one per parameter, and reduces the gradient norm in one pass.
+ * (one in all where a binding holds every parameter) instead of one per parameter, and reduces the gradient
+ * norm in one pass.
  */
 export interface BufGroup {
   /** One zero-filled buffer per requested length, in order. They live and die with their chunks. */
