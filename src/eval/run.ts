@@ -333,6 +333,8 @@ export async function planEvaluation(
 type Predictor = ((instruction: string, index: number) => Promise<string>) & {
   /** Answer `instructions`, the test items `first`, `first + 1`, …, ahead of their calls. */
   prefetch?: (instructions: readonly string[], first: number) => Promise<void>;
+  /** How many items one prefetch takes (default {@link PREFETCH}): the progress display moves by this much. */
+  prefetchSize?: number;
 };
 
 /** How many test items a batched predictor answers at once. */
@@ -404,6 +406,7 @@ export function generator(
     return text(await generate(model, promptIds(instruction), { ...settings, seed: d.seed + index }));
   };
   if (d.batchSize > 1) {
+    predict.prefetchSize = d.batchSize; // one batch at a time, so that the progress moves batch by batch
     predict.prefetch = async (instructions, first) => {
       ready.clear();
       const prompts = instructions.map((x, k) => ({ ids: promptIds(x), seed: d.seed + first + k }));
@@ -449,8 +452,9 @@ async function evaluateModel(
   try {
     for (let i = 0; i < total; i++) {
       const r = items[i]!;
-      if (predict.prefetch && i % PREFETCH === 0) {
-        await predict.prefetch(items.slice(i, i + PREFETCH).map((x) => userText(x, plan.plain)), i);
+      const chunk = predict.prefetchSize ?? PREFETCH;
+      if (predict.prefetch && i % chunk === 0) {
+        await predict.prefetch(items.slice(i, i + chunk).map((x) => userText(x, plan.plain)), i);
       }
       let pred: string;
       try {
