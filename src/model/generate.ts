@@ -95,6 +95,26 @@ export function sampleFromLogits(
 }
 
 /**
+ * The choice both generation loops make at each step, as HF's `generate()`: `next` applies the repetition
+ * penalty and the no-repeat n-gram ban to a sequence's `logits` (in place), then takes the most likely id
+ * or samples one with `random`; `eos` holds the ids that end a sequence.
+ */
+function tokenChooser(opts: Omit<GenerateOptions, "seed" | "onToken">): {
+  next: (logits: Float32Array, seq: readonly number[], random: () => number) => number;
+  eos: Set<number>;
+} {
+  const greedy = !opts.doSample || opts.temperature === 0;
+  return {
+    next: (logits, seq, random) => {
+      applyRepetitionPenalty(logits, seq, opts.repetitionPenalty ?? 1);
+      applyNoRepeatNgram(logits, seq, opts.noRepeatNgramSize ?? 0);
+      return greedy ? argmax(logits) : sampleFromLogits(logits, { ...opts, random });
+    },
+    eos: new Set(opts.eosTokenId === undefined ? [] : [opts.eosTokenId].flat()),
+  };
+}
+
+/**
  * Generate up to `maxNewTokens` ids after `promptIds` (one sequence). Returns the new ids only, the eos
  * id included when it was produced.
  */
@@ -105,8 +125,7 @@ export async function generate(model: GPT2, promptIds: readonly number[], opts: 
   if (room <= 0) {
     throw new Error(`Cannot generate: the prompt has ${promptIds.length} tokens, the model's n_positions is ${maxPos}`);
   }
-  const eos = new Set(opts.eosTokenId === undefined ? [] : [opts.eosTokenId].flat());
-  const greedy = !opts.doSample || opts.temperature === 0;
+  const { next, eos } = tokenChooser(opts);
   const random = uniformRng(opts.seed ?? 0);
   const cache = new KvCache(model.be, model.config, 1, promptIds.length + room);
   const seq = [...promptIds];
@@ -121,9 +140,7 @@ export async function generate(model: GPT2, promptIds: readonly number[], opts: 
       lastOnly: true,
     });
     for (let i = 0; i < room; i++) {
-      applyRepetitionPenalty(logits, seq, opts.repetitionPenalty ?? 1);
-      applyNoRepeatNgram(logits, seq, opts.noRepeatNgramSize ?? 0);
-      const id = greedy ? argmax(logits) : sampleFromLogits(logits, { ...opts, random });
+      const id = next(logits, seq, random);
       out.push(id);
       seq.push(id);
       opts.onToken?.(id);
@@ -200,8 +217,7 @@ async function decodeRows(
   const room = lens.map((n) => Math.min(opts.maxNewTokens, maxPos - n));
   const steps = Math.max(...room);
   const Tmax = L + steps;
-  const eos = new Set(opts.eosTokenId === undefined ? [] : [opts.eosTokenId].flat());
-  const greedy = !opts.doSample || opts.temperature === 0;
+  const { next, eos } = tokenChooser(opts);
   const random = prompts.map((p) => uniformRng(p.seed ?? 0));
   const seqs = prompts.map((p) => [...p.ids]);
   const outs: number[][] = prompts.map(() => []);
@@ -238,10 +254,7 @@ async function decodeRows(
     for (let i = 0; i < steps; i++) {
       rows.forEach((b, r) => {
         if (done[b]) return;
-        const row = logits.subarray(r * V, (r + 1) * V);
-        applyRepetitionPenalty(row, seqs[b]!, opts.repetitionPenalty ?? 1);
-        applyNoRepeatNgram(row, seqs[b]!, opts.noRepeatNgramSize ?? 0);
-        const id = greedy ? argmax(row) : sampleFromLogits(row, { ...opts, random: random[b]! });
+        const id = next(logits.subarray(r * V, (r + 1) * V), seqs[b]!, random[b]!);
         outs[b]!.push(id);
         seqs[b]!.push(id);
         if (eos.has(id) || outs[b]!.length >= room[b]!) done[b] = true;

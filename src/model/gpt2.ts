@@ -364,7 +364,8 @@ export class GPT2 {
     if (pos0 + Tn > cache.Tmax) {
       throw new Error(`Cannot run GPT-2: position ${pos0 + Tn} exceeds the cache (${cache.Tmax})`);
     }
-    const last = args.positions ? Math.max(...args.positions) + 1 : pos0 + Tn;
+    // (a reduce, not Math.max(...): a spread of a long array would overflow the call stack)
+    const last = args.positions ? args.positions.reduce((m, p) => Math.max(m, p + 1), 0) : pos0 + Tn;
     if (last > cfg.nPositions) {
       throw new Error(`Cannot run GPT-2: position ${last} exceeds n_positions ${cfg.nPositions}`);
     }
