@@ -85,6 +85,11 @@ export function groupLayout(
   return { chunks, offsets };
 }
 
+/** The label of view `i` of group `label` in errors: its name when given (a parameter's), else its index. */
+export function groupViewLabel(label: string, names: readonly string[] | undefined, i: number): string {
+  return names?.[i] ? `${label}: ${names[i]}` : `${label}[${i}]`;
+}
+
 /** Whether two groups line up element for element (same chunks, same views at the same offsets). */
 export function sameGroupLayout(a: BufGroup, b: BufGroup): boolean {
   return a.views.length === b.views.length && a.chunks.length === b.chunks.length &&

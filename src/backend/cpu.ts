@@ -29,6 +29,7 @@ import {
   type BufGroup,
   type DType,
   groupLayout,
+  groupViewLabel,
   type MatmulArgs,
   OP_NAMES,
   type OpArgs,
@@ -299,7 +300,7 @@ export class CpuBackend implements Backend {
     const whole = new CpuBuf(newArray(c.length, "f32", this.#shared), label);
     const views = lengths.map((n, i) => {
       const at = layout.offsets[i]!;
-      const name = names?.[i] ? `${label}: ${names[i]}` : `${label}[${i}]`;
+      const name = groupViewLabel(label, names, i);
       return new CpuBuf((whole.data as Float32Array).subarray(at, at + n), name, undefined, whole);
     });
     return { views, chunks: [{ buf: whole, first: 0, count: views.length }] };

@@ -33,6 +33,7 @@ import {
   type BufGroup,
   type DType,
   groupLayout,
+  groupViewLabel,
   type MatmulArgs,
   type OpArgs,
   quarterStepClass,
@@ -548,7 +549,7 @@ export class WebGpuBackend implements Backend {
     const views: GpuBuf[] = [];
     for (const c of chunks) {
       for (let i = c.first; i < c.first + c.count; i++) {
-        const name = names?.[i] ? `${label}: ${names[i]}` : `${label}[${i}]`;
+        const name = groupViewLabel(label, names, i);
         views.push(new GpuBuf(lengths[i]!, "f32", null, name, layout.offsets[i]! * 4, c.buf));
       }
     }
