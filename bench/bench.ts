@@ -557,13 +557,19 @@ async function main(): Promise<number> {
     }
   }
 
-  let step: StepResult | undefined;
-  let gpu: { allocatedBytes: number; buffers: number } | undefined;
-  if (run("step")) {
-    const be = await createBackend(backendName, { profile: v.profile });
+  /** A fresh backend for one part; the first one announces itself, the last one names the JSON's device. */
+  const open = async (opts: { profile?: boolean } = {}) => {
+    const be = await createBackend(backendName, opts);
     if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
     device = be.description;
     name = be.name;
+    return be;
+  };
+
+  let step: StepResult | undefined;
+  let gpu: { allocatedBytes: number; buffers: number } | undefined;
+  if (run("step")) {
+    const be = await open({ profile: v.profile });
     const dropout = v["no-dropout"] ? 0 : 0.1;
     const cfg = benchConfig(layers, dropout);
     const kernel = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
@@ -598,10 +604,7 @@ async function main(): Promise<number> {
 
   let classify: ClassifierResult | undefined;
   if (run("classify")) {
-    const be = await createBackend(backendName);
-    if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
-    device = be.description;
-    name = be.name;
+    const be = await open();
     try {
       classify = await benchClassifier(be, { n: classifyN, shape: classifyShape, log });
     } finally {
@@ -612,10 +615,7 @@ async function main(): Promise<number> {
   // evaluation's generation, one prompt at a time vs batched (bench/generate.ts), on the classifier's model
   let generation: GenerationResult | undefined;
   if (run("generate")) {
-    const be = await createBackend(backendName);
-    if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
-    device = be.description;
-    name = be.name;
+    const be = await open();
     try {
       const n = quick ? 4 : 16;
       generation = await benchGeneration(be, { n, newTokens: 32, batch: 16, shape: classifyShape, log });
