@@ -144,14 +144,35 @@ async function main(): Promise<number> {
   }
   const n = numberFlag("n", v.n, 100, { integer: true, min: 1 });
   const shape = choiceFlag("shape", v.shape, ["tiny", "gpt2"] as const, "tiny");
-  const be = await createBackend(parseBackendName(v.backend));
+  return await runOnBackend(
+    "bench/classify",
+    v.backend,
+    v.json!,
+    (be, log) => benchClassifier(be, { n, shape, log }),
+    (r) => r.same_predictions === n,
+  );
+}
+
+/**
+ * The rest of an evaluation bench script's `main` once its flags are read: `measure` on a fresh backend
+ * (`--backend`), after a header line naming it; with `json` the result as one JSON line last. Exits 0 when
+ * `ok(result)` (every prompt answered the same both ways), else 1.
+ */
+export async function runOnBackend<R extends object>(
+  tool: string,
+  backendFlag: string | undefined,
+  json: boolean,
+  measure: (be: Backend, log: (s: string) => void) => Promise<R>,
+  ok: (result: R) => boolean,
+): Promise<number> {
+  const be = await createBackend(parseBackendName(backendFlag));
   try {
-    console.log(`bench/classify: ${be.name} (${be.description}), ${runtimeName()}`);
-    const result = await benchClassifier(be, { n, shape, log: (s) => console.log(s) });
-    if (v.json) {
+    console.log(`${tool}: ${be.name} (${be.description}), ${runtimeName()}`);
+    const result = await measure(be, (s) => console.log(s));
+    if (json) {
       console.log(JSON.stringify({ backend: be.name, device: be.description, runtime: runtimeName(), ...result }));
     }
-    return result.same_predictions === n ? 0 : 1;
+    return ok(result) ? 0 : 1;
   } finally {
     be.dispose();
   }

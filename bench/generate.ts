@@ -14,12 +14,11 @@
 
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.ts";
-import { createBackend, parseBackendName } from "../src/backend/mod.ts";
-import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { choiceFlag, numberFlag, runMain } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { generateExtractionRecords } from "../src/data/synth.ts";
 import { generate, generateBatch } from "../src/model/generate.ts";
-import { benchModel } from "./classify.ts";
+import { benchModel, runOnBackend } from "./classify.ts";
 
 /** What {@link benchGeneration} measures. */
 export interface GenerationResult {
@@ -112,17 +111,13 @@ async function main(): Promise<number> {
   const newTokens = numberFlag("new-tokens", v["new-tokens"], 32, { integer: true, min: 1 });
   const batch = numberFlag("batch", v.batch, 16, { integer: true, min: 1 });
   const shape = choiceFlag("shape", v.shape, ["tiny", "gpt2"] as const, "tiny");
-  const be = await createBackend(parseBackendName(v.backend));
-  try {
-    console.log(`bench/generate: ${be.name} (${be.description}), ${runtimeName()}`);
-    const result = await benchGeneration(be, { n, newTokens, batch, shape, log: (s) => console.log(s) });
-    if (v.json) {
-      console.log(JSON.stringify({ backend: be.name, device: be.description, runtime: runtimeName(), ...result }));
-    }
-    return result.same_ids === n ? 0 : 1;
-  } finally {
-    be.dispose();
-  }
+  return await runOnBackend(
+    "bench/generate",
+    v.backend,
+    v.json!,
+    (be, log) => benchGeneration(be, { n, newTokens, batch, shape, log }),
+    (r) => r.same_ids === n,
+  );
 }
 
 if (import.meta.main) runMain("bench/generate", main);
