@@ -12,12 +12,12 @@
 # Outputs go to $OUT (the device tool's folder; ./runs/gpu_check when unset), at most 8 files:
 #   summary.txt      environment, each step's status and time, the headline figures, the issue's goals as ratios
 #   parity.log       deno task parity <fixture> --backend webgpu --matmul tiled | large | large-f16, and
-#                    --attention flash
+#                    --attention flash | rows (the default is matmul)
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
 #   bench.log        deno task bench --backend webgpu --json --all-layouts --steps 10 --warmup 2
 #                    --only matmul,step,dispatch,classify --classify-shape gpt2
 #                    --matmul-kernels tiled,large,auto,tune,large-f16 (JSON last line)
-#   steps.log        the step alone at T = 128; at T = 256 with GPT2_SFT_ATTENTION=flash; at T = 256 with
+#   steps.log        the step alone at T = 128; at T = 256 with GPT2_SFT_ATTENTION=flash, and =rows; at T = 256 with
 #                    --profile (GPU time per kernel from timestamp queries); at T = 256 with GPT2_SFT_MATMUL=tune
 #                    (a JSON line each)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
@@ -122,7 +122,7 @@ run_step() {
 # ---------------------------------------------------------------- the steps
 if [ -n "$fixture" ]; then
   run_step "parity (webgpu)" "$OUT/parity.log" 150 sh -c \
-    "r=0; for k in tiled large large-f16; do '$DENO' task parity '$fixture' --backend webgpu --matmul \$k || r=1; done; '$DENO' task parity '$fixture' --backend webgpu --attention flash || r=1; exit \$r"
+    "r=0; for k in tiled large large-f16; do '$DENO' task parity '$fixture' --backend webgpu --matmul \$k || r=1; done; for a in flash rows; do '$DENO' task parity '$fixture' --backend webgpu --attention \$a || r=1; done; exit \$r"
 else
   say "[skip] parity: no fixture dir"
   echo "skipped: no fixture dir" > "$OUT/parity.log"
@@ -134,9 +134,10 @@ run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
 run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}
 
 q="${quick[*]}" # the same flag, as a word inside the sh -c string
-run_step "bench webgpu steps: T=128; T=256 with flash attention; T=256 profiled; T=256 tuned" "$OUT/steps.log" 180 sh -c \
+run_step "bench webgpu steps: T=128; T=256 with flash, then rows attention; T=256 profiled; T=256 tuned" "$OUT/steps.log" 200 sh -c \
   "r=0; '$DENO' task bench --backend webgpu --json --only step --seq 128 --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_ATTENTION=flash '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
+   GPT2_SFT_ATTENTION=rows '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    '$DENO' task bench --backend webgpu --json --only step --steps 3 --warmup 1 --profile $q || r=1; \
    GPT2_SFT_MATMUL=tune '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    exit \$r"
@@ -192,6 +193,7 @@ if b and b.get("step"):
 steps = json_lines("steps.log")
 b2 = next((x for x in steps if x.get("step") and x["step"]["T"] == 128 and not x["step"].get("profile")), None)
 bf = next((x for x in steps if "attention flash" in x.get("device", "") and x.get("step")), None)
+br = next((x for x in steps if "attention rows" in x.get("device", "") and x.get("step")), None)
 bp = next((x for x in steps if x.get("step") and x["step"].get("profile")), None)
 bt = next((x for x in steps if x.get("step") and x["step"].get("matmul_tuning")), None)
 if bt:
@@ -201,6 +203,9 @@ if bt:
         print(f"    tune {t['shape']:<28} {c}")
 if b2:
     step_line("webgpu step", b2, b2.get("step"))
+for tag, x in [("flash", bf), ("rows", br)]:
+    if x:
+        step_line(f"webgpu step, {tag} attention (default: matmul)", x, x.get("step"))
 if bp:
     s = bp["step"]
     total = sum(r["ms"] for r in s["profile"]) or 1

@@ -317,13 +317,14 @@ async function main(argv: string[]): Promise<number> {
   });
   if (values.help || positionals.length !== 1) {
     console.log(
-      `Usage: deno task parity <fixture-dir> [--backend auto|cpu|webgpu] [--matmul KERNEL] [--attention rows|flash] [--json]
+      `Usage: deno task parity <fixture-dir> [--backend auto|cpu|webgpu] [--matmul KERNEL] [--attention matmul|rows|flash] [--json]
 
 Compares logits, losses, every gradient, AdamW steps, greedy generation, label scores and tokenization
 against a PyTorch fixture (see ../shared/fixtures/README.md). Exits 1 when a check is out of tolerance.
 --matmul (WebGPU only): tiled, large, auto, large-f16, naive; "large-f16" is checked against the f16
 tolerances (PARITY_TOLERANCES in src/parity.ts), every other kernel against the fixture's f32 ones.
---attention (WebGPU only): rows (the default) or flash (online softmax, probabilities recomputed).`,
+--attention (WebGPU only): matmul (the default: batched products around a softmax), rows (a workgroup per
+query row) or flash (online softmax, probabilities recomputed).`,
     );
     return values.help ? 0 : 2;
   }

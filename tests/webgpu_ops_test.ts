@@ -17,7 +17,7 @@ import { describe, expect, test } from "bun:test";
 import type { Backend, Buf } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
-import { type MatmulKernel, splitKSlices, WebGpuBackend } from "../src/backend/webgpu.ts";
+import { type MatmulKernel, parseAttentionKernel, splitKSlices, WebGpuBackend } from "../src/backend/webgpu.ts";
 import { assertClose, type Tolerance } from "../src/testing/compare.ts";
 import { formatProfile } from "../src/backend/profile.ts";
 import { formatTuning, matmulCandidates, tuneKey } from "../src/backend/matmul_tuner.ts";
@@ -37,6 +37,7 @@ async function gpu(matmul: MatmulKernel = "tiled"): Promise<WebGpuBackend> {
 }
 const cpu = new CpuBackend({ matmul: "reference" }); // the spec: plain TypeScript loops
 let flash: WebGpuBackend | undefined; // attention "flash"
+let rowsAttention: WebGpuBackend | undefined; // attention "rows" (the default is "matmul")
 
 /** A small deterministic PRNG (mulberry32), uniform in [lo, hi). */
 function rng(seed: number): (lo?: number, hi?: number) => number {
@@ -390,8 +391,8 @@ describe("webgpu backend", () => {
     return m;
   }
 
-  gpuTest("attention forward and backward: T = 1, odd head sizes, padding mask, fully masked rows", async () => {
-    const g = await gpu();
+  gpuTest('attention "rows" forward and backward: T = 1, odd head sizes, padding mask, fully masked rows', async () => {
+    const g = rowsAttention ??= await WebGpuBackend.create({ attention: "rows" });
     for (const [B, T, C, NH] of attnShapes) {
       for (const masked of [false, true]) {
         const inputs = {
@@ -467,8 +468,56 @@ describe("webgpu backend", () => {
     },
   );
 
-  gpuTest('attention "rows" whose T×T probabilities exceed one binding runs the flash kernels', async () => {
-    const g = await gpu(); // attention "rows"
+  gpuTest(
+    'attention "matmul" (batched Q·Kᵀ and P·V around a softmax): the CPU\'s att, out and dqkv, with masks and dropout',
+    async () => {
+      const g = await gpu(); // the default attention
+      expect(g.attentionKernel).toBe("matmul");
+      expect(g.attentionSavedLength(2, 7, 3)).toBe(2 * 3 * 7 * 7); // the probabilities, as "rows"
+      // beyond attnShapes: T across several 64-row blocks with heads of 8 (blocks on and off the diagonal,
+      // skipped and partial), and HS = 64 (GPT-2's) over two batch rows
+      const shapes: [number, number, number, number][] = [...attnShapes, [2, 130, 16, 2], [2, 67, 128, 2]];
+      for (const [B, T, C, NH] of shapes) {
+        for (const masked of [false, true]) {
+          for (const dropout of [undefined, { p: 0.2, seed: 77 }]) {
+            const inputs = {
+              qkv: randn(B * T * 3 * C, B + T + C, -2, 2),
+              mask: attnMask(B, T),
+              out: new Float32Array(B * T * C),
+              att: randn(B * NH * T * T, 3), // must be overwritten everywhere (zeros above the diagonal)
+              dout: randn(B * T * C, 9),
+              dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
+            };
+            const r = await both(g, inputs, (be, x) => {
+              const mask = masked ? x.mask : undefined;
+              be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, B, T, C, NH, dropout });
+              be.attentionBackward({
+                dqkv: x.dqkv!,
+                dout: x.dout!,
+                qkv: x.qkv!,
+                att: x.att!,
+                mask,
+                B,
+                T,
+                C,
+                NH,
+                dropout,
+              });
+            }, ["out", "att", "dqkv"]);
+            const what = `B${B} T${T} C${C} NH${NH} mask${+masked} dropout${dropout ? dropout.p : 0}`;
+            // the rows kernels' tolerances: the same sums (k in order), other reduction trees
+            close(r, "att", { atol: 2e-6, rtol: 1e-5 }, what);
+            close(r, "out", { atol: 1e-5, rtol: 1e-5 }, what);
+            close(r, "dqkv", { atol: 2e-5, rtol: 1e-4 }, what);
+          }
+        }
+      }
+      expect(() => parseAttentionKernel("matmull")).toThrow(/expected one of matmul, rows, flash/);
+    },
+  );
+
+  gpuTest("the default attention whose T×T probabilities exceed a binding runs the flash kernels", async () => {
+    const g = await gpu(); // attention "matmul" ("rows" falls back the same way)
     expect(g.attentionSavedLength(2, 7, 3)).toBe(2 * 3 * 7 * 7);
     // the smallest T whose probabilities (B = NH = 1) pass the device's largest binding (lavapipe: 128 MiB → 5793)
     const T = Math.floor(Math.sqrt(g.maxBindingBytes / 4)) + 1, C = 16, NH = 1;
@@ -825,6 +874,7 @@ describe("webgpu backend", () => {
   gpuTest("release devices", async () => {
     for (const be of backends.values()) be.dispose();
     flash?.dispose();
+    rowsAttention?.dispose();
     backends.clear();
     await Promise.resolve();
   });

@@ -49,6 +49,7 @@ import addSrc from "../../kernels/add.wgsl" with { type: "text" };
 import attentionBackwardSrc from "../../kernels/attention_backward.wgsl" with { type: "text" };
 import attentionCachedSrc from "../../kernels/attention_cached.wgsl" with { type: "text" };
 import attentionForwardSrc from "../../kernels/attention_forward.wgsl" with { type: "text" };
+import attentionSoftmaxSrc from "../../kernels/attention_softmax.wgsl" with { type: "text" };
 import crossEntropySrc from "../../kernels/cross_entropy.wgsl" with { type: "text" };
 import dropoutSrc from "../../kernels/dropout.wgsl" with { type: "text" };
 import embeddingBackwardSrc from "../../kernels/embedding_backward.wgsl" with { type: "text" };
@@ -61,6 +62,7 @@ import layernormForwardSrc from "../../kernels/layernorm_forward.wgsl" with { ty
 import matmulNaiveSrc from "../../kernels/matmul_naive.wgsl" with { type: "text" };
 import matmulTiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
 import matmulLargeSrc from "../../kernels/matmul_large.wgsl" with { type: "text" };
+import matmulBatchedSrc from "../../kernels/matmul_batched.wgsl" with { type: "text" };
 import attentionFlashForwardSrc from "../../kernels/attention_flash_forward.wgsl" with { type: "text" };
 import attentionFlashBackwardSrc from "../../kernels/attention_flash_backward.wgsl" with { type: "text" };
 import matmulLargeF16Src from "../../kernels/matmul_large_f16.wgsl" with { type: "text" };
@@ -118,6 +120,7 @@ const F = {
   attentionForward: kernelFile("attention_forward.wgsl", attentionForwardSrc),
   attentionFlashForward: kernelFile("attention_flash_forward.wgsl", attentionFlashForwardSrc),
   attentionFlashBackward: kernelFile("attention_flash_backward.wgsl", attentionFlashBackwardSrc),
+  attentionSoftmax: kernelFile("attention_softmax.wgsl", attentionSoftmaxSrc),
   crossEntropy: kernelFile("cross_entropy.wgsl", crossEntropySrc),
   dropout: kernelFile("dropout.wgsl", dropoutSrc),
   embeddingBackward: kernelFile("embedding_backward.wgsl", embeddingBackwardSrc),
@@ -131,6 +134,7 @@ const F = {
   matmulTiled: kernelFile("matmul_tiled.wgsl", matmulTiledSrc),
   matmulLarge: kernelFile("matmul_large.wgsl", matmulLargeSrc),
   matmulLargeF16: kernelFile("matmul_large_f16.wgsl", matmulLargeF16Src),
+  matmulBatched: kernelFile("matmul_batched.wgsl", matmulBatchedSrc),
   scale: kernelFile("scale.wgsl", scaleSrc),
   sum: kernelFile("sum.wgsl", sumSrc),
   sumRows: kernelFile("sum_rows.wgsl", sumRowsSrc),
@@ -185,6 +189,8 @@ const K = {
     params: "uuuuuuf",
     bindings: ["r", "r", "r", "rw", "rw"],
   },
+  attnSoftmaxFwd: { src: F.attentionSoftmax, entry: "forward_main", params: "uuuuuf", bindings: ["r", "rw", "rw"] },
+  attnSoftmaxBwd: { src: F.attentionSoftmax, entry: "backward_main", params: "uuuuuf", bindings: ["r", "rw", "rw"] },
   crossEntropy: { src: F.crossEntropy, entry: "main", params: "uuf", bindings: ["rw", "r", "rw", "rw"] },
   dropoutFwd: { src: F.dropout, entry: "forward_main", params: "uuuf", bindings: ["r", "rw"] },
   dropoutBwd: { src: F.dropout, entry: "backward_main", params: "uuuf", bindings: ["r", "rw"] },
@@ -217,6 +223,12 @@ const K = {
   matmulNaive: { src: F.matmulNaive, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   matmulTiled: { src: F.matmulTiled, entry: "main", params: "uuuu", bindings: ["r", "r", "r", "rw"] },
   matmulLarge: { src: F.matmulLarge, entry: "main", params: "uuuu", bindings: ["r", "r", "r", "rw"] },
+  matmulBatched: {
+    src: F.matmulBatched,
+    entry: "main",
+    params: "uuuuuuuuuuuuuuuufuuf",
+    bindings: ["r", "r", "rw"],
+  },
   matmulLargeF16: { src: F.matmulLargeF16, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
   scale: { src: F.scale, entry: "main", params: "uf", bindings: ["rw"] },
   sum: { src: F.sum, entry: "main", params: "uf", bindings: ["r", "rw"] },
@@ -271,27 +283,58 @@ export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKern
 }
 
 /**
- * Which training attention kernels to use: "rows" (attention_forward/backward.wgsl: the T×T probabilities
- * saved for the backward, the default) or "flash" (attention_flash_*.wgsl: an online softmax that saves
- * one log-sum-exp per row and recomputes the probabilities in the backward: B·NH·T floats instead of
- * B·NH·T², so long sequences fit the binding limits).
+ * Which training attention kernels to use: "matmul" (the default: attention as PyTorch's eager GPT-2 computes
+ * it, batched tiled products Q·Kᵀ and P·V from matmul_batched.wgsl around the softmax of
+ * attention_softmax.wgsl, the T×T probabilities saved for the backward); "rows" (attention_forward/
+ * backward.wgsl: the same saved probabilities, a workgroup per query row doing its own dot products: simpler
+ * to read, 3× slower on lavapipe); or "flash" (attention_flash_*.wgsl:
+ * an online softmax that saves one log-sum-exp per row and recomputes the probabilities in the backward:
+ * B·NH·T floats instead of B·NH·T², so long sequences fit the binding limits).
  */
-export type AttentionKernel = "rows" | "flash";
+export type AttentionKernel = "matmul" | "rows" | "flash";
+const ATTENTION_KERNELS: readonly AttentionKernel[] = ["matmul", "rows", "flash"];
+
+/**
+ * One operand of matmul_batched.wgsl for every (batch row b, head h): element (i, j) of the matrix at
+ * `at[0] + b·at[1] + h·at[2] + i·ld + j` (element (j, i) with `trans`), e.g. head h's keys in qkv [B,T,3C]:
+ * ld 3C, at [C, T·3C, HS].
+ */
+interface HeadView {
+  buf: GpuBuf;
+  ld: number;
+  at: readonly [number, number, number];
+  trans?: boolean;
+}
+
+/** Head h's HS columns from column `col` of a [B,T,ld] buffer (qkv: ld 3C, keys at col C), for every (b, h). */
+function headCols(buf: GpuBuf, ld: number, col: number, T: number, HS: number, trans = false): HeadView {
+  return { buf, ld, at: [col, T * ld, HS], trans };
+}
+
+/** The T×T matrix of (b, h) in a [B,NH,T,T] buffer (the probabilities), for every (b, h). */
+function headSquares(buf: GpuBuf, T: number, NH: number, trans = false): HeadView {
+  return { buf, ld: T, at: [0, NH * T * T, T * T], trans };
+}
+
+/** 1/√HS in float32, as the attention kernels compute it. */
+function attentionScale(HS: number): number {
+  return Math.fround(1 / Math.fround(Math.sqrt(HS)));
+}
 
 /** The head size the flash kernels hold in registers at most (MAX_HS in the WGSL). */
 const FLASH_MAX_HS = 128;
 
 /** Parse an attention kernel name (from an option or `GPT2_SFT_ATTENTION`). */
 export function parseAttentionKernel(v: string, what = "attention kernel"): AttentionKernel {
-  if (v === "rows" || v === "flash") return v;
-  throw new Error(`Invalid ${what} "${v}": expected rows or flash`);
+  if ((ATTENTION_KERNELS as readonly string[]).includes(v)) return v as AttentionKernel;
+  throw new Error(`Invalid ${what} "${v}": expected one of ${ATTENTION_KERNELS.join(", ")}`);
 }
 
 /** Options for {@link WebGpuBackend.create}. */
 export interface WebGpuBackendOptions extends GpuDeviceOptions {
   /** Default: `GPT2_SFT_MATMUL` when set, else "tiled". */
   matmul?: MatmulKernel;
-  /** Default: `GPT2_SFT_ATTENTION` when set, else "rows". */
+  /** Default: `GPT2_SFT_ATTENTION` when set, else "matmul". */
   attention?: AttentionKernel;
   /**
    * Time every dispatch on the GPU (timestamp queries; see `gpu_profiler.ts` and {@link WebGpuBackend.profile}).
@@ -497,9 +540,9 @@ export class WebGpuBackend implements Backend {
     }
     const envAtt = readEnv("GPT2_SFT_ATTENTION");
     const attention = opts.attention ??
-      (envAtt ? parseAttentionKernel(envAtt, "kernel in GPT2_SFT_ATTENTION") : "rows");
+      (envAtt ? parseAttentionKernel(envAtt, "kernel in GPT2_SFT_ATTENTION") : "matmul");
     const suffix = (matmul === "tiled" ? "" : `, matmul ${matmul}`) +
-      (attention === "rows" ? "" : `, attention ${attention}`);
+      (attention === "matmul" ? "" : `, attention ${attention}`);
     const profile = opts.profile ?? readEnv("GPT2_SFT_PROFILE") === "1";
     try {
       const desc = gpu.description + suffix + (profile ? ", profiling" : "");
@@ -959,7 +1002,7 @@ export class WebGpuBackend implements Backend {
 
   /**
    * Whether a training attention call of this shape runs the flash kernels: always with attention
-   * "flash"; with "rows" when its T×T probabilities (B·NH·T² floats) would not fit one storage binding
+   * "flash"; with "matmul" or "rows" when its T×T probabilities (B·NH·T² floats) would not fit one storage binding
    * (lavapipe's 128 MiB at B = 4, T = 1024), so that long sequences run instead of failing.
    */
   #flashFor(B: number, T: number, NH: number): boolean {
@@ -978,6 +1021,22 @@ export class WebGpuBackend implements Backend {
     this.#need([[qkv, "qkv"]], B * T * 3 * C, op);
     if (mask) this.#need([[mask, "mask"]], B * T, op);
     const flash = this.#flashAttention(B, T, C, NH, op);
+    if (!flash && this.attentionKernel === "matmul") {
+      // S = Q·Kᵀ·scale into att; P = softmax(S) in place (what the backward reads); out = P̃·V
+      const HS = C / NH, heads = { B, NH, M: T };
+      const Q = headCols(qkv, 3 * C, 0, T, HS), Kt = headCols(qkv, 3 * C, C, T, HS, true);
+      const V = headCols(qkv, 3 * C, 2 * C, T, HS), P = headSquares(att, T, NH);
+      this.#batchedMatmul({ ...heads, N: T, K: HS, alpha: attentionScale(HS), causal: 1, note: "Q·Kᵀ" }, Q, Kt, P);
+      this.#dispatch(K.attnSoftmaxFwd, {
+        params: [B, T, NH],
+        bufs: [mask, att, null],
+        groups: B * NH * T,
+        constants: { HAS_MASK: +(mask !== null) },
+      });
+      const O = headCols(out, C, 0, T, HS);
+      this.#batchedMatmul({ ...heads, N: HS, K: T, alpha: 1, causal: 2, drop, note: "P̃·V" }, P, V, O);
+      return;
+    }
     this.#dispatch(flash ? K.attnFlashFwd : K.attnFwd, {
       params: [B, T, C, NH, ...drop.params],
       bufs: [qkv, mask, att, out],
@@ -993,7 +1052,7 @@ export class WebGpuBackend implements Backend {
     if (C / NH > FLASH_MAX_HS) {
       throw new Error(
         this.attentionKernel === "flash"
-          ? `Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "rows"`
+          ? `Cannot run ${op} (flash): head size ${C / NH} exceeds ${FLASH_MAX_HS}; use attention "matmul"`
           : `Cannot run ${op}: the attention probabilities (B·NH·T² = ${B * NH * T * T} floats) exceed the device's ` +
             `largest binding, and the flash kernels that avoid them take head sizes up to ${FLASH_MAX_HS}, not ${
               C / NH
@@ -1025,6 +1084,28 @@ export class WebGpuBackend implements Backend {
       this.#dispatch(K.attnFlashDkv, { params, bufs, groups, constants });
       return;
     }
+    if (this.attentionKernel === "matmul") {
+      // dP̃ = dout·Vᵀ into grad; dS = P·(dP − D) in place; dQ = dS·K·scale, dK = dSᵀ·Q·scale, dV = P̃ᵀ·dout
+      const HS = C / NH, C3 = 3 * C, scale = attentionScale(HS);
+      const grad = this.#acquire(B * NH * T * T, "f32", "attention dS");
+      const sq = { B, NH, M: T, N: T, K: HS }, toHead = { B, NH, M: T, N: HS, K: T };
+      const Q = headCols(qkv, C3, 0, T, HS), Kh = headCols(qkv, C3, C, T, HS);
+      const Vt = headCols(qkv, C3, 2 * C, T, HS, true), dO = headCols(dout, C, 0, T, HS);
+      const dQ = headCols(dqkv, C3, 0, T, HS), dK = headCols(dqkv, C3, C, T, HS), dV = headCols(dqkv, C3, 2 * C, T, HS);
+      this.#batchedMatmul({ ...sq, alpha: 1, causal: 1, note: "dout·Vᵀ" }, dO, Vt, headSquares(grad, T, NH));
+      this.#dispatch(K.attnSoftmaxBwd, {
+        params: [B, T, NH, ...drop.params],
+        bufs: [null, att, grad],
+        groups: B * NH * T,
+        constants: { DROPOUT: drop.on },
+      });
+      const dS = headSquares(grad, T, NH), dSt = headSquares(grad, T, NH, true), Pt = headSquares(att, T, NH, true);
+      this.#batchedMatmul({ ...toHead, alpha: scale, causal: 2, note: "dS·K" }, dS, Kh, dQ);
+      this.#batchedMatmul({ ...toHead, alpha: scale, causal: 3, note: "dSᵀ·Q" }, dSt, Q, dK);
+      this.#batchedMatmul({ ...toHead, alpha: 1, causal: 3, drop, note: "P̃ᵀ·dout" }, Pt, dO, dV);
+      this.free(grad);
+      return;
+    }
     const dpre = this.#acquire(B * NH * T * T, "f32", "attention dpreatt");
     const bufs = [dout, qkv, att, dqkv, dpre];
     const params = [B, T, C, NH, ...drop.params];
@@ -1033,6 +1114,42 @@ export class WebGpuBackend implements Backend {
     this.#dispatch(K.attnBwdDq, { params, bufs, groups: Math.ceil((B * T * C) / 256), constants });
     this.#dispatch(K.attnBwdDkv, { params, bufs, groups: Math.ceil((B * T * C) / 256), constants });
     this.free(dpre);
+  }
+
+  /**
+   * Attention's products for every (batch row b, head h) in one dispatch of matmul_batched.wgsl:
+   * out = alpha · A·B, each operand a {@link HeadView}. `causal` and `drop` as the kernel's CAUSAL and DROP_A.
+   */
+  #batchedMatmul(
+    s: {
+      B: number;
+      NH: number;
+      M: number;
+      N: number;
+      K: number;
+      alpha: number;
+      causal: 0 | 1 | 2 | 3;
+      drop?: { params: number[]; on: number };
+      /** What the product is, for the profiler's table ("Q·Kᵀ", …). */
+      note: string;
+    },
+    a: HeadView,
+    b: HeadView,
+    out: HeadView,
+  ): void {
+    if (s.B * s.NH > MAX_GROUPS_PER_DIM) {
+      throw new Error(`Cannot run attention: B·NH = ${s.B * s.NH} exceeds ${MAX_GROUPS_PER_DIM} (batched products)`);
+    }
+    if (out.trans) throw new Error("batched matmul: the output view cannot be transposed");
+    const [a0, ab, ah] = a.at, [b0, bb, bh] = b.at, [c0, cb, ch] = out.at;
+    const drop = s.drop ?? { params: [0, 0, 0], on: 0 };
+    this.#dispatch(K.matmulBatched, {
+      params: [s.M, s.N, s.K, s.NH, a.ld, b.ld, out.ld, a0, ab, ah, b0, bb, bh, c0, cb, ch, s.alpha, ...drop.params],
+      bufs: [a.buf, b.buf, out.buf],
+      groups: [Math.ceil(s.N / 64), Math.ceil(s.M / 64), s.B * s.NH],
+      constants: { TRANS_A: +!!a.trans, TRANS_B: +!!b.trans, DROP_A: drop.on, CAUSAL: s.causal },
+      profileNote: `${s.note} ${s.B * s.NH}×(${s.M}×${s.N}×${s.K})`,
+    });
   }
 
   attentionCached(args: OpArgs<"attentionCached">): void {
