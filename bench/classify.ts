@@ -14,7 +14,7 @@
 
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.ts";
-import { createBackend, parseBackendName } from "../src/backend/mod.ts";
+import { createBackend, parseBackendName, profileReport } from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { generateClassificationRecords, ISSUE_LABELS } from "../src/data/synth.ts";
@@ -169,6 +169,8 @@ export async function runOnBackend<R extends object>(
   try {
     console.log(`${tool}: ${be.name} (${be.description}), ${runtimeName()}`);
     const result = await measure(be, (s) => console.log(s));
+    const report = await profileReport(be); // GPT2_SFT_PROFILE=1: where the time went
+    if (report) console.log(report);
     if (json) {
       console.log(JSON.stringify({ backend: be.name, device: be.description, runtime: runtimeName(), ...result }));
     }
