@@ -21,8 +21,10 @@
 // Entry points and dispatch:
 //   dinp_main:    one workgroup of 128 per row n = wg.x + wg.y · num_workgroups.x; invocation j handles
 //                 channels j, j + 128, …; the two row means are tree reductions in shared memory.
-//   dparams_main: one invocation per channel c (workgroups of 64 along x), looping over rows n = 0…N−1
-//                 in order: deterministic without float atomics, and the same order as the CPU loop.
+//   dparams_main: workgroups of 16×16, one per 16 channels (block w = wg.x + wg.y · num_workgroups.x):
+//                 invocation (x, r) takes channel c = 16w + x and every 16th row n = r, r + 16, … in order,
+//                 then the 16 partial sums of a channel are added in a fixed tree in shared memory
+//                 (deterministic without float atomics; as sum_rows.wgsl, where the reason is spelled out).
 // Matches: CpuBackend.layernormBackward.
 
 struct Params {
@@ -92,17 +94,42 @@ fn dinp_main(
   }
 }
 
-@compute @workgroup_size(64)
-fn dparams_main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let c = gid.x;
-  if (c >= p.C) { return; }
-  var dw = dweight[c];
-  var db = dbias[c];
-  for (var n = 0u; n < p.N; n++) {
-    let d = dout[n * p.C + c];
-    dw += d * (inp[n * p.C + c] - mean[n]) * rstd[n];
-    db += d;
+const COLS = 16u; // dparams_main: channels per workgroup
+const LANES = 16u; // dparams_main: row lanes per channel
+
+var<workgroup> part_w: array<f32, 256>; // part_w[r · COLS + x]: lane r's Σ dout·x̂ for channel x
+var<workgroup> part_b: array<f32, 256>; // likewise Σ dout
+
+@compute @workgroup_size(16, 16)
+fn dparams_main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+  let x = lid.x;
+  let r = lid.y;
+  let c = (wg.x + wg.y * nwg.x) * COLS + x;
+  var dw = 0.0;
+  var db = 0.0;
+  if (c < p.C) {
+    for (var n = r; n < p.N; n += LANES) {
+      let d = dout[n * p.C + c];
+      dw += d * (inp[n * p.C + c] - mean[n]) * rstd[n];
+      db += d;
+    }
   }
-  dweight[c] = dw;
-  dbias[c] = db;
+  part_w[r * COLS + x] = dw;
+  part_b[r * COLS + x] = db;
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+    if (r < s) {
+      part_w[r * COLS + x] += part_w[(r + s) * COLS + x];
+      part_b[r * COLS + x] += part_b[(r + s) * COLS + x];
+    }
+    workgroupBarrier();
+  }
+  if (r == 0u && c < p.C) {
+    dweight[c] += part_w[x];
+    dbias[c] += part_b[x];
+  }
 }

@@ -874,7 +874,7 @@ export class WebGpuBackend implements Backend {
     const bufs = [dout, inp, weight, mean, rstd, dinp, dweight, dbias];
     const constants = { ACCUMULATE: +!!args.accumulate };
     this.#dispatch(K.lnBwdDinp, { params: [N, C], bufs, groups: N, constants });
-    this.#dispatch(K.lnBwdDparams, { params: [N, C], bufs, groups: Math.ceil(C / 64), constants });
+    this.#dispatch(K.lnBwdDparams, { params: [N, C], bufs, groups: Math.ceil(C / 16), constants }); // 16 channels each
   }
 
   // ------------------------------------------------------------------ matmul
@@ -989,7 +989,7 @@ export class WebGpuBackend implements Backend {
     this.#dispatch(K.sumRows, {
       params: [args.M, args.N],
       bufs: [inp, out],
-      groups: Math.ceil(args.N / 64),
+      groups: Math.ceil(args.N / 16), // a workgroup per 16 columns
       constants: { ACCUMULATE: +!!args.accumulate },
     });
   }
