@@ -391,31 +391,51 @@ describe("webgpu backend", () => {
     return m;
   }
 
-  gpuTest('attention "rows" forward and backward: T = 1, odd head sizes, padding mask, fully masked rows', async () => {
+  /**
+   * attentionForward then attentionBackward of one shape on the CPU and on `g`, from the same inputs; `att`
+   * starts as noise (whatever a kernel saves must be written, not assumed zero) and is long enough for both
+   * the probabilities and the flash kernels' statistics.
+   */
+  function attentionBoth(
+    g: Backend,
+    [B, T, C, NH]: [number, number, number, number],
+    masked: boolean,
+    dropout: { p: number; seed: number } | undefined,
+    outputs: readonly string[],
+  ) {
+    const inputs = {
+      qkv: randn(B * T * 3 * C, B + T + C, -2, 2),
+      mask: attnMask(B, T),
+      out: new Float32Array(B * T * C),
+      att: randn(Math.max(B * NH * T * T, 2 * B * NH * T), 3),
+      dout: randn(B * T * C, 9),
+      dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
+    };
+    const what = `B${B} T${T} C${C} NH${NH} mask${+masked} dropout${dropout ? dropout.p : 0}`;
+    const result = both(g, inputs, (be, x) => {
+      const mask = masked ? x.mask : undefined;
+      const shape = { qkv: x.qkv!, att: x.att!, mask, B, T, C, NH, dropout };
+      be.attentionForward({ ...shape, out: x.out! });
+      be.attentionBackward({ ...shape, dqkv: x.dqkv!, dout: x.dout! });
+    }, outputs);
+    return result.then((r) => ({ r, what }));
+  }
+  const noDropout = undefined, dropout = { p: 0.2, seed: 77 };
+
+  gpuTest('attention "rows": T = 1, odd head sizes, padding mask, fully masked rows, dropout', async () => {
     const g = rowsAttention ??= await WebGpuBackend.create({ attention: "rows" });
     for (const [B, T, C, NH] of attnShapes) {
       for (const masked of [false, true]) {
-        const inputs = {
-          qkv: randn(B * T * 3 * C, B + T + C, -2, 2),
-          mask: attnMask(B, T),
-          out: new Float32Array(B * T * C),
-          att: new Float32Array(B * NH * T * T),
-          dout: randn(B * T * C, 9),
-          dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
-        };
-        const r = await both(g, inputs, (be, x) => {
-          const mask = masked ? x.mask : undefined;
-          be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, B, T, C, NH });
-          be.attentionBackward({ dqkv: x.dqkv!, dout: x.dout!, qkv: x.qkv!, att: x.att!, B, T, C, NH });
-        }, ["out", "att", "dqkv"]);
-        const what = `B${B} T${T} C${C} NH${NH} mask${+masked}`;
-        // exp with a few ULP, sums over ≤ 70 keys in another order: 1e-5 absolute on values of size ~1.
-        close(r, "att", { atol: 2e-6, rtol: 1e-5 }, what);
-        close(r, "out", { atol: 1e-5, rtol: 1e-5 }, what);
-        close(r, "dqkv", { atol: 2e-5, rtol: 1e-4 }, what);
-        if (masked && B > 1) {
-          // batch 1 is fully padded: every output and gradient there is exactly 0
-          expect(Array.from(r.gpu.out!.subarray(T * C, 2 * T * C)).every((v) => v === 0)).toBe(true);
+        for (const drop of [noDropout, dropout]) {
+          const { r, what } = await attentionBoth(g, [B, T, C, NH], masked, drop, ["out", "att", "dqkv"]);
+          // exp with a few ULP, sums over ≤ 70 keys in another order: 1e-5 absolute on values of size ~1.
+          close(r, "att", { atol: 2e-6, rtol: 1e-5 }, what);
+          close(r, "out", { atol: 1e-5, rtol: 1e-5 }, what);
+          close(r, "dqkv", { atol: 2e-5, rtol: 1e-4 }, what);
+          if (masked && B > 1) {
+            // batch 1 is fully padded: every output and gradient there is exactly 0
+            expect(Array.from(r.gpu.out!.subarray(T * C, 2 * T * C)).every((v) => v === 0)).toBe(true);
+          }
         }
       }
     }
@@ -426,35 +446,10 @@ describe("webgpu backend", () => {
     async () => {
       const g = flash ??= await WebGpuBackend.create({ attention: "flash" });
       expect(g.attentionSavedLength(2, 7, 3)).toBe(2 * 2 * 3 * 7); // lse and D per row, not T² probabilities
-      for (const [B, T, C, NH] of [...attnShapes, [2, 130, 16, 1] as [number, number, number, number]]) {
+      for (const shape of [...attnShapes, [2, 130, 16, 1] as [number, number, number, number]]) {
         for (const masked of [false, true]) {
-          for (const dropout of [undefined, { p: 0.2, seed: 77 }]) {
-            const saved = Math.max(B * NH * T * T, 2 * B * NH * T);
-            const inputs = {
-              qkv: randn(B * T * 3 * C, B + T + C, -2, 2),
-              mask: attnMask(B, T),
-              out: new Float32Array(B * T * C),
-              att: new Float32Array(saved),
-              dout: randn(B * T * C, 9),
-              dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
-            };
-            const r = await both(g, inputs, (be, x) => {
-              const mask = masked ? x.mask : undefined;
-              be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, B, T, C, NH, dropout });
-              be.attentionBackward({
-                dqkv: x.dqkv!,
-                dout: x.dout!,
-                qkv: x.qkv!,
-                att: x.att!,
-                mask,
-                B,
-                T,
-                C,
-                NH,
-                dropout,
-              });
-            }, ["out", "dqkv"]);
-            const what = `B${B} T${T} C${C} NH${NH} mask${+masked} dropout${dropout ? dropout.p : 0}`;
+          for (const drop of [noDropout, dropout]) {
+            const { r, what } = await attentionBoth(g, shape, masked, drop, ["out", "dqkv"]);
             // as the rows kernels, plus exp(x − lse) for P instead of e/Σe (a few ULP more)
             close(r, "out", { atol: 2e-5, rtol: 1e-5 }, what);
             close(r, "dqkv", { atol: 5e-5, rtol: 2e-4 }, what);
@@ -477,34 +472,10 @@ describe("webgpu backend", () => {
       // beyond attnShapes: T across several 64-row blocks with heads of 8 (blocks on and off the diagonal,
       // skipped and partial), and HS = 64 (GPT-2's) over two batch rows
       const shapes: [number, number, number, number][] = [...attnShapes, [2, 130, 16, 2], [2, 67, 128, 2]];
-      for (const [B, T, C, NH] of shapes) {
+      for (const shape of shapes) {
         for (const masked of [false, true]) {
-          for (const dropout of [undefined, { p: 0.2, seed: 77 }]) {
-            const inputs = {
-              qkv: randn(B * T * 3 * C, B + T + C, -2, 2),
-              mask: attnMask(B, T),
-              out: new Float32Array(B * T * C),
-              att: randn(B * NH * T * T, 3), // must be overwritten everywhere (zeros above the diagonal)
-              dout: randn(B * T * C, 9),
-              dqkv: randn(B * T * 3 * C, 10), // must be overwritten (=)
-            };
-            const r = await both(g, inputs, (be, x) => {
-              const mask = masked ? x.mask : undefined;
-              be.attentionForward({ out: x.out!, att: x.att!, qkv: x.qkv!, mask, B, T, C, NH, dropout });
-              be.attentionBackward({
-                dqkv: x.dqkv!,
-                dout: x.dout!,
-                qkv: x.qkv!,
-                att: x.att!,
-                mask,
-                B,
-                T,
-                C,
-                NH,
-                dropout,
-              });
-            }, ["out", "att", "dqkv"]);
-            const what = `B${B} T${T} C${C} NH${NH} mask${+masked} dropout${dropout ? dropout.p : 0}`;
+          for (const drop of [noDropout, dropout]) {
+            const { r, what } = await attentionBoth(g, shape, masked, drop, ["out", "att", "dqkv"]);
             // the rows kernels' tolerances: the same sums (k in order), other reduction trees
             close(r, "att", { atol: 2e-6, rtol: 1e-5 }, what);
             close(r, "out", { atol: 1e-5, rtol: 1e-5 }, what);
