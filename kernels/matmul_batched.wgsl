@@ -10,7 +10,14 @@
 // a qkv row), one per batch row and one per head.
 // The tiles, the 4×4 register block and the load mapping are matmul_tiled.wgsl's (read that one first); what
 // is new is the leading dimensions (lda, ldb, ldc: the distance between rows, which BLAS calls the same),
-// the per-z offsets, and three options attention needs:
+// the per-z offsets, and two options attention needs.
+//
+// Example, the scores S = Q·Kᵀ of head h of batch row b (M = N = T, K = HS = C/NH):
+//   A = Q:   a = qkv, lda = 3C, a_0 = 0, a_b = T·3C, a_h = HS        (q of token t: qkv[b, t, h·HS …])
+//   B = Kᵀ:  b = qkv, TRANS_B, ldb = 3C, b_0 = C, b_b = T·3C, b_h = HS (k of token s: qkv[b, s, C + h·HS …])
+//   out = S: att, ldc = T, c_0 = 0, c_b = NH·T², c_h = T²            (att[b, h, t, s])
+// (WebGpuBackend.attentionForward / attentionBackward in src/backend/webgpu.ts set up all six products.)
+//
 //
 // DROP_A (dropout on A): every element read from `a` is multiplied by its dropout factor, keep(i)·drop_scale
 //   or 0, where i is the element's index in `a` and keep(i) = lowbias32(lowbias32(i) ^ drop_key) >=
