@@ -287,9 +287,9 @@ export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKern
  * it, batched tiled products Q·Kᵀ and P·V from matmul_batched.wgsl around the softmax of
  * attention_softmax.wgsl, the T×T probabilities saved for the backward); "rows" (attention_forward/
  * backward.wgsl: the same saved probabilities, a workgroup per query row doing its own dot products: simpler
- * to read, 3× slower on lavapipe); or "flash" (attention_flash_*.wgsl:
- * an online softmax that saves one log-sum-exp per row and recomputes the probabilities in the backward:
- * B·NH·T floats instead of B·NH·T², so long sequences fit the binding limits).
+ * to read, 3× slower on lavapipe); or "flash" (attention_flash_*.wgsl: an online softmax that saves one
+ * log-sum-exp per row and recomputes the probabilities in the backward: B·NH·T floats instead of B·NH·T², so
+ * long sequences fit the binding limits).
  */
 export type AttentionKernel = "matmul" | "rows" | "flash";
 const ATTENTION_KERNELS: readonly AttentionKernel[] = ["matmul", "rows", "flash"];
