@@ -17,7 +17,13 @@ import { describe, expect, test } from "bun:test";
 import type { Backend, Buf } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
-import { type MatmulKernel, parseAttentionKernel, splitKSlices, WebGpuBackend } from "../src/backend/webgpu.ts";
+import {
+  type MatmulKernel,
+  parseAttentionKernel,
+  parseFlushEvery,
+  splitKSlices,
+  WebGpuBackend,
+} from "../src/backend/webgpu.ts";
 import { assertClose, type Tolerance } from "../src/testing/compare.ts";
 import { formatProfile } from "../src/backend/profile.ts";
 import { formatTuning, matmulCandidates, tuneKey } from "../src/backend/matmul_tuner.ts";
@@ -674,6 +680,28 @@ describe("webgpu backend", () => {
     const back = await g.read(x);
     expect([back[0], back[1], back[n - 2], back[n - 1]]).toEqual([2, 4, 6, 8]);
     g.free(x);
+  });
+
+  gpuTest("flushEvery (GPT2_SFT_FLUSH_EVERY): the recorded work is submitted every N dispatches", async () => {
+    const g = await WebGpuBackend.create({ flushEvery: 4 });
+    try {
+      expect(g.flushEvery).toBe(4);
+      expect(g.description).toContain("submits every 4 dispatches");
+      const a = g.upload(new Float32Array(8).fill(1)), out = g.alloc(8);
+      const before = g.stats.submits;
+      for (let i = 0; i < 10; i++) g.add({ out, a, b: a, n: 8 });
+      expect(g.stats.submits - before).toBe(2); // after the 4th and the 8th dispatch
+      expect(Array.from(await g.read(out))).toEqual(new Array(8).fill(2)); // the read submits the last two
+      expect(g.stats.submits - before).toBe(3);
+    } finally {
+      g.dispose();
+    }
+    expect((await gpu()).flushEvery).toBe(256);
+    for (const bad of ["0", "257", "4.5", "many", ""]) {
+      expect(() => parseFlushEvery(bad, "value of GPT2_SFT_FLUSH_EVERY")).toThrow(
+        /Invalid value of GPT2_SFT_FLUSH_EVERY ".*": expected a whole number of dispatches from 1 to 256/,
+      );
+    }
   });
 
   gpuTest("bind groups are reused across dispatches while each dispatch keeps its own uniforms", async () => {

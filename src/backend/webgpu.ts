@@ -15,7 +15,7 @@
  *   buffer, written with one `writeBuffer` just before the batch is submitted.
  * - **Dispatch** records compute passes into one command encoder; the batch is submitted when the host
  *   needs the results (`read`, `sync`), before a host write (`write`, `upload`), or every
- *   {@link MAX_BATCH} dispatches. Nothing is read back except in `read()`.
+ *   {@link MAX_BATCH} dispatches (fewer with `GPT2_SFT_FLUSH_EVERY`). Nothing is read back except in `read()`.
  * - Workgroup counts above 65535 (maxComputeWorkgroupsPerDimension) become 2D grids; the kernels
  *   linearise `workgroup_id` and skip the excess.
  * - WebGPU forbids binding one buffer twice in a dispatch when one binding is writable: ops whose output
@@ -346,6 +346,22 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions {
    * instead of what `matmul` chooses, e.g. `{ name: "large split 3", kernel: "large", slices: 3 }`.
    */
   matmulCandidate?: MatmulCandidate;
+  /**
+   * Submit the recorded work every this many dispatches (1 … 256). Default: `GPT2_SFT_FLUSH_EVERY` when set,
+   * else 256. Smaller batches start a GPU sooner after a sync, at the cost of more submits; which is better
+   * on a real GPU is for `bench/gpu_check.sh` to measure (under Deno on lavapipe a submit waits for the
+   * previous one to finish, so small batches are slow there).
+   */
+  flushEvery?: number;
+}
+
+/** Parse a flush interval (from an option or `GPT2_SFT_FLUSH_EVERY`): a whole number of dispatches, 1 … 256. */
+export function parseFlushEvery(v: string | number, what = "flush interval"): number {
+  const n = typeof v === "number" ? v : /^\d+$/.test(v.trim()) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_BATCH) {
+    throw new Error(`Invalid ${what} "${v}": expected a whole number of dispatches from 1 to ${MAX_BATCH}`);
+  }
+  return n;
 }
 
 /** Each matmul kernel's entry point and the output block one workgroup computes. */
@@ -453,6 +469,8 @@ export class WebGpuBackend implements Backend {
   readonly matmulKernel: MatmulKernel;
   /** The training attention kernels this backend runs. */
   readonly attentionKernel: AttentionKernel;
+  /** Dispatches recorded before a batch is submitted ({@link WebGpuBackendOptions.flushEvery}). */
+  readonly flushEvery: number;
   readonly #maxBinding: number;
   readonly #maxBuffer: number;
   readonly #modules = new Map<KernelFile, GPUShaderModule>();
@@ -485,6 +503,7 @@ export class WebGpuBackend implements Backend {
     matmul: MatmulKernel,
     attention: AttentionKernel,
     profile: boolean,
+    flushEvery: number,
   ) {
     this.#device = device;
     this.#profiler = profile ? new GpuProfiler(device, MAX_BATCH) : null;
@@ -493,6 +512,7 @@ export class WebGpuBackend implements Backend {
     this.#matmul = matmul === "auto" || matmul === "tune" ? "auto" : MATMUL_DEFS[matmul];
     this.matmulKernel = matmul;
     this.attentionKernel = attention;
+    this.flushEvery = flushEvery;
     this.#maxBinding = device.limits.maxStorageBufferBindingSize;
     this.#maxBuffer = device.limits.maxBufferSize;
     this.#uniforms = device.createBuffer({
@@ -541,12 +561,19 @@ export class WebGpuBackend implements Backend {
     const envAtt = readEnv("GPT2_SFT_ATTENTION");
     const attention = opts.attention ??
       (envAtt ? parseAttentionKernel(envAtt, "kernel in GPT2_SFT_ATTENTION") : "matmul");
+    const envFlush = readEnv("GPT2_SFT_FLUSH_EVERY");
+    const flushEvery = opts.flushEvery !== undefined
+      ? parseFlushEvery(opts.flushEvery)
+      : envFlush
+      ? parseFlushEvery(envFlush, "value of GPT2_SFT_FLUSH_EVERY")
+      : MAX_BATCH;
     const suffix = (matmul === "tiled" ? "" : `, matmul ${matmul}`) +
-      (attention === "matmul" ? "" : `, attention ${attention}`);
+      (attention === "matmul" ? "" : `, attention ${attention}`) +
+      (flushEvery === MAX_BATCH ? "" : `, submits every ${flushEvery} dispatches`);
     const profile = opts.profile ?? readEnv("GPT2_SFT_PROFILE") === "1";
     try {
       const desc = gpu.description + suffix + (profile ? ", profiling" : "");
-      const be = new WebGpuBackend(gpu.device, desc, matmul, attention, profile);
+      const be = new WebGpuBackend(gpu.device, desc, matmul, attention, profile, flushEvery);
       be.#forced = opts.matmulCandidate ?? null;
       return be;
     } catch (e) {
@@ -1475,7 +1502,7 @@ export class WebGpuBackend implements Backend {
     }
     const { pipeline, bgl, layoutId } = this.#pipeline(k, args.constants ?? {});
     // Uniform parameters into this dispatch's slot.
-    if (this.#slots >= MAX_BATCH) this.#flush();
+    if (this.#slots >= this.flushEvery) this.#flush();
     const slot = this.#slots++;
     const view = new DataView(this.#uniformHost, slot * UNIFORM_SLOT, UNIFORM_SLOT);
     for (let i = 0; i < k.params.length; i++) {

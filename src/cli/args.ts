@@ -13,6 +13,7 @@ export const ENV_HELP = `Environment (backend tuning; the description printed at
   GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | tune (timed per shape on this GPU) |
                         large-f16 (half precision: for evaluation)
   GPT2_SFT_ATTENTION    WebGPU training attention: matmul (default) | rows | flash (no T×T buffers: long sequences fit)
+  GPT2_SFT_FLUSH_EVERY  WebGPU: submit every N dispatches (1 … 256, default 256)
   GPT2_SFT_PROFILE=1    time every kernel (WebGPU: on the GPU) or op (CPU); the table is printed at the end
   HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
 `;
