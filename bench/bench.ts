@@ -135,6 +135,12 @@ interface StepResult {
    * WebGPU it is the host's cost per step, overlapped with the GPU's work.
    */
   host_ms: number;
+  /**
+   * WebGPU, without `--profile`, with ≥ 2 steps: milliseconds per step when `steps` more steps run back to back
+   * with one `sync()` at the end, as the trainer runs them (`ms` syncs after every step, as the notebook's loop
+   * does with `loss.item()`).
+   */
+  back_to_back_ms?: number;
   /** WebGPU: compute dispatches and command-buffer submits per step. */
   dispatches?: number;
   submits?: number;
@@ -453,6 +459,25 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
     const note = be.name === "cpu" ? "" : "; profiled: one pass per dispatch";
     log(formatProfile(profile, { title: `${profiler.what}, per step (mean of ${o.steps}${note})` }));
   }
+  // WebGPU: the same number of steps again, back to back with one sync at the end, as the trainer runs them
+  // (it reads the loss every 20 steps): the host records a step while the GPU still runs the previous one.
+  // On the CPU every call finishes its work before it returns, so this would repeat the figure above.
+  let backToBack: number | undefined;
+  if (be.name !== "cpu" && !profiler && o.steps >= 2) {
+    const t0 = now();
+    for (let i = 0; i < o.steps; i++) {
+      model.zeroGrad();
+      const dropoutSeed = o.dropout > 0 ? o.warmup + o.steps + i + 1 : undefined;
+      be.free(model.loss(batch, { backward: true, dropoutSeed }).loss);
+      opt.step(LR);
+    }
+    await be.sync();
+    backToBack = (now() - t0) / o.steps;
+    log(
+      `  back to back (${o.steps} steps, one sync at the end, as the trainer runs them): ` +
+        `${backToBack.toFixed(1)} ms/step`,
+    );
+  }
   model.dispose();
   opt.dispose();
   return {
@@ -471,6 +496,7 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
     loss_first: losses[0]!,
     loss_last: losses[losses.length - 1]!,
     host_ms: median(hostTimes.slice(o.warmup)),
+    ...(backToBack !== undefined ? { back_to_back_ms: backToBack } : {}),
     ...counts,
     profile,
   };
