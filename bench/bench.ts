@@ -418,6 +418,13 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   log(`  ${(flops / 1e9).toFixed(1)} GFLOP per step${est}; ${o.warmup} warm-up + ${o.steps} timed step(s)`);
   const times: number[] = [], hostTimes: number[] = [], losses: number[] = [];
   const profiler = opProfiler(be);
+  // step i: training mode (dropout at the config's rates, a new mask each step) unless the rates are 0
+  const trainStep = (i: number) => {
+    model.zeroGrad();
+    const { loss } = model.loss(batch, { backward: true, dropoutSeed: o.dropout > 0 ? i + 1 : undefined });
+    opt.step(LR);
+    return loss;
+  };
   let counts0: { dispatches: number; submits: number } | undefined;
   for (let i = 0; i < o.warmup + o.steps; i++) {
     if (i === o.warmup) {
@@ -425,11 +432,7 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
       counts0 = gpuStats(be);
     }
     t = now();
-    model.zeroGrad();
-    // training mode (dropout at the config's rates, a new mask each step) unless the rates are 0
-    const dropoutSeed = o.dropout > 0 ? i + 1 : undefined;
-    const { loss } = model.loss(batch, { backward: true, dropoutSeed });
-    opt.step(LR);
+    const loss = trainStep(i);
     hostTimes.push(now() - t);
     await be.sync();
     const ms = now() - t;
@@ -465,12 +468,7 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   let backToBack: number | undefined;
   if (be.name !== "cpu" && !profiler && o.steps >= 2) {
     const t0 = now();
-    for (let i = 0; i < o.steps; i++) {
-      model.zeroGrad();
-      const dropoutSeed = o.dropout > 0 ? o.warmup + o.steps + i + 1 : undefined;
-      be.free(model.loss(batch, { backward: true, dropoutSeed }).loss);
-      opt.step(LR);
-    }
+    for (let i = 0; i < o.steps; i++) be.free(trainStep(o.warmup + o.steps + i));
     await be.sync();
     backToBack = (now() - t0) / o.steps;
     log(

@@ -1164,9 +1164,6 @@ export class WebGpuBackend implements Backend {
     b: HeadView,
     out: HeadView,
   ): void {
-    if (s.B * s.NH > MAX_GROUPS_PER_DIM) {
-      throw new Error(`Cannot run attention: B·NH = ${s.B * s.NH} exceeds ${MAX_GROUPS_PER_DIM} (batched products)`);
-    }
     if (out.trans) throw new Error("batched matmul: the output view cannot be transposed");
     const [a0, ab, ah] = a.at, [b0, bb, bh] = b.at, [c0, cb, ch] = out.at;
     const drop = s.drop ?? { params: [0, 0, 0], on: 0 };
