@@ -1,6 +1,7 @@
 /**
  * The CPU backend's matmul at GPT-2 (124M-class, C = 768) training shapes with N = B·T = 1024 rows: the
- * reference loops, the WebAssembly SIMD fallback (src/backend/cpu_wasm.ts), the fast path (OpenBLAS
+ * reference loops, the WebAssembly SIMD fallback (src/backend/cpu_wasm.ts) on one thread and split over
+ * the default helper threads (`wasm×N`, when there are several cores), the fast path (OpenBLAS
  * through FFI, src/backend/cpu_fast.ts), and numpy's sgemm on the same shapes and layouts (a python3
  * subprocess; the column is skipped without python3 + numpy). `fast/numpy` is BLAS over numpy.
  *
@@ -127,7 +128,9 @@ function main(): Promise<number> {
   const reps = numberFlag("reps", v.reps, 3, { integer: true, min: 1 });
   const refRows = numberFlag("ref-rows", v["ref-rows"], 32, { integer: true, min: 1 });
   const ref = new CpuBackend({ matmul: "reference" });
-  const wasm = new CpuBackend({ matmul: "wasm" });
+  // the WASM kernel on one thread, and split over the default helper threads (what runs without a BLAS)
+  const wasm = new CpuBackend({ matmul: "wasm", threads: 1 }), wasmThreads = new CpuBackend({ matmul: "wasm" });
+  const wasmThreadCount = Number(/; (\d+) threads\)/.exec(wasmThreads.description)?.[1] ?? 1);
   let fast: CpuBackend | undefined, fastWhy = "";
   try {
     fast = new CpuBackend({ matmul: "blas" });
@@ -140,12 +143,17 @@ function main(): Promise<number> {
     const flop = (M: number) => 2 * M * s.N * s.K;
     const refGflops = flop(Math.min(refRows, s.M)) / timeMatmul(ref, s, Math.min(refRows, s.M), 1) / 1e9;
     const wasmGflops = flop(s.M) / timeMatmul(wasm, s, s.M, 1) / 1e9;
+    const wasmThreadsGflops = wasmThreadCount > 1 ? flop(s.M) / timeMatmul(wasmThreads, s, s.M, 1) / 1e9 : undefined;
     const fastGflops = fast ? flop(s.M) / timeMatmul(fast, s, s.M, reps) / 1e9 : undefined;
     const numpyGflops = "seconds" in np ? flop(s.M) / np.seconds[i]! / 1e9 : undefined;
     return {
       ...s,
       refGflops,
       wasmGflops,
+      wasmThreadsGflops,
+      wasmThreadsToNumpy: wasmThreadsGflops !== undefined && numpyGflops !== undefined
+        ? wasmThreadsGflops / numpyGflops
+        : undefined,
       fastGflops,
       numpyGflops,
       ratioToNumpy: fastGflops !== undefined && numpyGflops !== undefined ? fastGflops / numpyGflops : undefined,
@@ -157,10 +165,12 @@ function main(): Promise<number> {
     runtime: runtimeName(),
     cores: navigator.hardwareConcurrency,
     fast: fast?.description ?? `unavailable: ${fastWhy}`,
+    wasmThreads: wasmThreadCount,
     numpy: "seconds" in np ? `numpy ${np.version} (OpenBLAS kernel ${np.core})` : `unavailable: ${np.reason}`,
     refRows,
     reps,
     geomeanRatioToNumpy: geo(rows.map((r) => r.ratioToNumpy)),
+    geomeanWasmThreadsToNumpy: geo(rows.map((r) => r.wasmThreadsToNumpy)),
     rows,
   };
   if (v.json) {
@@ -170,22 +180,30 @@ function main(): Promise<number> {
   const f = (x: number | undefined, d = 1) => x === undefined ? "—" : x.toFixed(d);
   console.log(`runtime ${summary.runtime}, ${summary.cores} cores`);
   console.log(`blas:  ${summary.fast}\nnumpy: ${summary.numpy}`);
-  console.log(`reference timed on ${refRows} rows, wasm once; blas and numpy best of ${reps}; fast = blas\n`);
+  console.log(
+    `reference timed on ${refRows} rows, wasm once (wasm×${wasmThreadCount}: over ${wasmThreadCount} threads); ` +
+      `blas and numpy best of ${reps}; fast = blas\n`,
+  );
   console.log(
     `${"matmul".padEnd(20)}${"M×N×K".padEnd(18)}${"ref GF/s".padStart(9)}${"wasm GF/s".padStart(11)}` +
+      `${`wasm×${wasmThreadCount}`.padStart(10)}` +
       `${"blas GF/s".padStart(11)}` +
       `${"numpy GF/s".padStart(12)}${"fast/numpy".padStart(12)}`,
   );
   for (const r of rows) {
     console.log(
       `${r.name.padEnd(20)}${`${r.M}×${r.N}×${r.K}`.padEnd(18)}${f(r.refGflops).padStart(9)}` +
-        `${f(r.wasmGflops).padStart(11)}` +
+        `${f(r.wasmGflops).padStart(11)}${f(r.wasmThreadsGflops).padStart(10)}` +
         `${f(r.fastGflops).padStart(11)}${f(r.numpyGflops).padStart(12)}` +
         `${(r.ratioToNumpy === undefined ? "—" : `${(100 * r.ratioToNumpy).toFixed(0)} %`).padStart(12)}`,
     );
   }
   const g = summary.geomeanRatioToNumpy;
   if (g !== undefined) console.log(`\nfast/numpy, geometric mean over the shapes: ${(100 * g).toFixed(0)} %`);
+  const gw = summary.geomeanWasmThreadsToNumpy;
+  if (gw !== undefined) {
+    console.log(`wasm×${wasmThreadCount}/numpy (no BLAS), geometric mean over the shapes: ${(100 * gw).toFixed(0)} %`);
+  }
   return Promise.resolve(0);
 }
 

@@ -1,14 +1,15 @@
 /**
- * The CPU backend's BLAS attention (src/backend/cpu_attention_blas.ts: the products of attentionForward
- * and attentionBackward through strided `cblas_sgemm`) against the reference loops of cpu.ts
- * (`new CpuBackend({ matmul: "reference" })` vs `{ matmul: "blas" }`), forward and backward, at awkward
+ * The CPU backend's GEMM attention (src/backend/cpu_attention_blas.ts: the products of attentionForward
+ * and attentionBackward through a strided GEMM — `cblas_sgemm`, or the WebAssembly kernel of cpu_wasm.ts)
+ * against the reference loops of cpu.ts (`new CpuBackend({ matmul: "reference" })` vs `{ matmul: "blas" }`
+ * and `{ matmul: "wasm" }`), forward and backward, at awkward
  * shapes: T = 1, T = 70 (two query blocks of 64, the second partial), HS = 5 and 64, batches with padding
  * (keys masked, and a row with every key masked: a fully masked query row), with and without dropout 0.1.
  *
- * Without a loadable OpenBLAS (or FFI) the tests are skipped with a notice, except under CI (`CI` set),
+ * Without a loadable OpenBLAS (or FFI) the BLAS tests are skipped with a notice, except under CI (`CI` set),
  * where .ci/run installs Debian's libopenblas0-pthread and a missing library is a failure.
  *
- * Tolerance: the reference sums in float64 and rounds once; BLAS sums K products in float32 (K = HS for the
+ * Tolerance: the reference sums in float64 and rounds once; BLAS and WASM sum K products in float32 (K = HS for the
  * scores and dP, K ≤ T for P·V, dV, dQ, dK), an error of at most about K·ε·Σ|terms| (ε = 2⁻²³). Inputs are
  * uniform in [−1, 1), so a score's terms sum to at most HS/√HS = √HS, and the softmax turns a score error δ
  * into a relative probability error ≤ 2δ: att gets rtol 4·HS·√HS·ε. out and dqkv are chains of such sums
@@ -37,7 +38,10 @@ if (!available) {
   }
   console.log(`cpu_attention_fast_test: no BLAS (${loaded.reason}); skipping the BLAS attention tests`);
 }
-const blasTest = (name: string, fn: () => void) => test.skipIf(!available)(name, fn, 60_000);
+type Impl = "blas" | "wasm";
+/** A test of one implementation: the WASM GEMM always runs, BLAS where it loads. */
+const implTest = (impl: Impl) => (name: string, fn: () => void) =>
+  test.skipIf(impl === "blas" && !available)(name, fn, 60_000);
 
 const EPS = 2 ** -23;
 
@@ -91,13 +95,13 @@ function padMask(B: number, T: number): Int32Array {
   return mask;
 }
 
-function check(c: Case): void {
+function check(impl: Impl, c: Case): void {
   const { B, T, NH, HS } = c, C = NH * HS;
   const qkv = rand(B * T * 3 * C, 1 + T + HS), dout = rand(B * T * C, 2 + T * HS);
   const mask = c.pad ? padMask(B, T) : undefined;
   const ref = run(new CpuBackend({ matmul: "reference" }), c, qkv, dout, mask);
-  const got = run(new CpuBackend({ matmul: "blas" }), c, qkv, dout, mask);
-  const what = `B=${B} T=${T} NH=${NH} HS=${HS} pad=${c.pad} p=${c.dropout?.p ?? 0}`;
+  const got = run(new CpuBackend({ matmul: impl, threads: 1 }), c, qkv, dout, mask);
+  const what = `${impl} B=${B} T=${T} NH=${NH} HS=${HS} pad=${c.pad} p=${c.dropout?.p ?? 0}`;
   // zeros of the reference (masked / future keys, fully masked rows) are exact zeros here too
   for (const [name, a, e] of [["att", got.att, ref.att], ["out", got.out, ref.out]] as const) {
     let wrong = 0;
@@ -113,52 +117,57 @@ function check(c: Case): void {
   }
 }
 
-describe("cpu BLAS attention vs the reference loops", () => {
-  const drop = { p: 0.1, seed: 1234 };
-  for (const dropout of [undefined, drop]) {
-    const p = dropout ? " dropout 0.1" : "";
-    blasTest(`T=1, HS=5${p}`, () => check({ B: 2, T: 1, NH: 3, HS: 5, pad: false, dropout }));
-    blasTest(`T=1, HS=5, padding${p}`, () => check({ B: 4, T: 1, NH: 2, HS: 5, pad: true, dropout }));
-    blasTest(`T=70, HS=5, padding${p}`, () => check({ B: 4, T: 70, NH: 3, HS: 5, pad: true, dropout }));
-    blasTest(`T=70, HS=64${p}`, () => check({ B: 1, T: 70, NH: 2, HS: 64, pad: false, dropout }));
-    blasTest(`T=130, HS=64, padding${p}`, () => check({ B: 4, T: 130, NH: 1, HS: 64, pad: true, dropout }));
-  }
-});
-
-describe("cpu BLAS cached attention (the KV-cache inference path) vs the reference loops", () => {
-  // a prefill of `first` positions, then one position at a time, into caches of Tmax; batch row 1 has its first
-  // two keys masked (left padding) and row 2 a hole, so the masked softmax is exercised
-  function run(be: CpuBackend, B: number, NH: number, HS: number, Tmax: number, first: number) {
-    const C = NH * HS;
-    const kc = be.upload(rand(B * NH * Tmax * HS, 7)), vc = be.upload(rand(B * NH * Tmax * HS, 8)); // garbage
-    const mask = new Int32Array(B * Tmax).fill(1);
-    if (B > 1) mask.fill(0, Tmax, Tmax + 2);
-    if (B > 2) mask[2 * Tmax + 3] = 0;
-    const m = be.upload(mask);
-    const outs: Float32Array[] = [];
-    for (let pos0 = 0; pos0 < Tmax;) {
-      const Tn = pos0 === 0 ? first : 1;
-      const out = be.alloc(B * Tn * C);
-      const qkv = be.upload(rand(B * Tn * 3 * C, 100 + pos0));
-      be.attentionCached({ out, qkv, kcache: kc, vcache: vc, mask: m, B, Tn, pos0, Tmax, C, NH });
-      outs.push((cpuData(out) as Float32Array).slice());
-      pos0 += Tn;
+for (const impl of ["blas", "wasm"] as const) {
+  const t = implTest(impl);
+  describe(`cpu ${impl} attention vs the reference loops`, () => {
+    const drop = { p: 0.1, seed: 1234 };
+    for (const dropout of [undefined, drop]) {
+      const p = dropout ? " dropout 0.1" : "";
+      t(`T=1, HS=5${p}`, () => check(impl, { B: 2, T: 1, NH: 3, HS: 5, pad: false, dropout }));
+      t(`T=1, HS=5, padding${p}`, () => check(impl, { B: 4, T: 1, NH: 2, HS: 5, pad: true, dropout }));
+      t(`T=70, HS=5, padding${p}`, () => check(impl, { B: 4, T: 70, NH: 3, HS: 5, pad: true, dropout }));
+      t(`T=70, HS=64${p}`, () => check(impl, { B: 1, T: 70, NH: 2, HS: 64, pad: false, dropout }));
+      t(`T=130, HS=64, padding${p}`, () => check(impl, { B: 4, T: 130, NH: 1, HS: 64, pad: true, dropout }));
     }
-    return { outs, kc: (cpuData(kc) as Float32Array).slice(), vc: (cpuData(vc) as Float32Array).slice() };
-  }
-  for (const [B, NH, HS, Tmax, first] of [[3, 2, 5, 9, 4], [2, 3, 64, 40, 33], [1, 1, 16, 1, 1]] as const) {
-    blasTest(`B=${B} NH=${NH} HS=${HS} Tmax=${Tmax}, prefill ${first} then token by token`, () => {
-      const ref = run(new CpuBackend({ matmul: "reference" }), B, NH, HS, Tmax, first);
-      const got = run(new CpuBackend({ matmul: "blas" }), B, NH, HS, Tmax, first);
-      // the caches are copies: the same bits; the outputs are float32 sums of ≤ Tmax + HS terms (see the top)
-      for (const k of ["kc", "vc"] as const) {
-        for (let i = 0; i < ref[k].length; i++) {
-          if (!Object.is(got[k][i], ref[k][i])) throw new Error(`${k}[${i}]: ${got[k][i]} vs ${ref[k][i]}`);
+  });
+}
+
+for (const impl of ["blas", "wasm"] as const) {
+  describe(`cpu ${impl} cached attention (the KV-cache inference path) vs the reference loops`, () => {
+    // a prefill of `first` positions, then one position at a time, into caches of Tmax; batch row 1 has its first
+    // two keys masked (left padding) and row 2 a hole, so the masked softmax is exercised
+    function run(be: CpuBackend, B: number, NH: number, HS: number, Tmax: number, first: number) {
+      const C = NH * HS;
+      const kc = be.upload(rand(B * NH * Tmax * HS, 7)), vc = be.upload(rand(B * NH * Tmax * HS, 8)); // garbage
+      const mask = new Int32Array(B * Tmax).fill(1);
+      if (B > 1) mask.fill(0, Tmax, Tmax + 2);
+      if (B > 2) mask[2 * Tmax + 3] = 0;
+      const m = be.upload(mask);
+      const outs: Float32Array[] = [];
+      for (let pos0 = 0; pos0 < Tmax;) {
+        const Tn = pos0 === 0 ? first : 1;
+        const out = be.alloc(B * Tn * C);
+        const qkv = be.upload(rand(B * Tn * 3 * C, 100 + pos0));
+        be.attentionCached({ out, qkv, kcache: kc, vcache: vc, mask: m, B, Tn, pos0, Tmax, C, NH });
+        outs.push((cpuData(out) as Float32Array).slice());
+        pos0 += Tn;
+      }
+      return { outs, kc: (cpuData(kc) as Float32Array).slice(), vc: (cpuData(vc) as Float32Array).slice() };
+    }
+    for (const [B, NH, HS, Tmax, first] of [[3, 2, 5, 9, 4], [2, 3, 64, 40, 33], [1, 1, 16, 1, 1]] as const) {
+      implTest(impl)(`B=${B} NH=${NH} HS=${HS} Tmax=${Tmax}, prefill ${first} then token by token`, () => {
+        const ref = run(new CpuBackend({ matmul: "reference" }), B, NH, HS, Tmax, first);
+        const got = run(new CpuBackend({ matmul: impl, threads: 1 }), B, NH, HS, Tmax, first);
+        // the caches are copies: the same bits; the outputs are float32 sums of ≤ Tmax + HS terms (see the top)
+        for (const k of ["kc", "vc"] as const) {
+          for (let i = 0; i < ref[k].length; i++) {
+            if (!Object.is(got[k][i], ref[k][i])) throw new Error(`${k}[${i}]: ${got[k][i]} vs ${ref[k][i]}`);
+          }
         }
-      }
-      for (const [j, e] of ref.outs.entries()) {
-        assertClose(got.outs[j]!, e, { atol: 4 * (Tmax + HS) * EPS * Math.max(maxAbs(e), 1) }, `step ${j} out`);
-      }
-    });
-  }
-});
+        for (const [j, e] of ref.outs.entries()) {
+          assertClose(got.outs[j]!, e, { atol: 4 * (Tmax + HS) * EPS * Math.max(maxAbs(e), 1) }, `step ${j} out`);
+        }
+      });
+    }
+  });
+}

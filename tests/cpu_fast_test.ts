@@ -17,7 +17,15 @@
 import { describe, expect, test } from "bun:test";
 import process from "node:process";
 import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
-import { blasSelfCheck, loadBlas, parseCpuMatmulMode, selectCpuMatmul } from "../src/backend/cpu_fast.ts";
+import {
+  ACCELERATE,
+  blasCandidates,
+  blasMatmul,
+  blasSelfCheck,
+  loadBlas,
+  parseCpuMatmulMode,
+  selectCpuMatmul,
+} from "../src/backend/cpu_fast.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { type Cblas, openCblas } from "../src/runtime.ts";
 import { wasmSimdMath } from "../src/backend/cpu_wasm_math.ts";
@@ -145,9 +153,9 @@ for (const impl of ["blas", "wasm"] as const) {
       checkCase(ref, fast, { ...base, transA: false, transB: false, bias: true, accumulate: false }, 13);
     });
 
-    // only BLAS has a strided gemm for sumRows (the wasm matmul leaves it to the loops)
-    if (impl === "blas") {
-      implTest("sumRows (BLAS: a row of ones times inp), = and +=, against the loops' float64 sums", () => {
+    // sumRows goes through the strided GEMM (a row of ones times inp) on both
+    {
+      implTest("sumRows (a row of ones times inp), = and +=, against the loops' float64 sums", () => {
         for (const [M, N] of [[1, 1], [7, 3], [2100, 64], [33, 769]] as const) {
           const x = rand(M * N, M + N), old = rand(N, N);
           for (const accumulate of [false, true]) {
@@ -167,6 +175,50 @@ for (const impl of ["blas", "wasm"] as const) {
         }
       });
     }
+
+    implTest("the strided GEMM: offsets, leading dimensions past the width, alpha, beta (C unread at beta 0)", () => {
+      const gemm = selectCpuMatmul(impl)!.gemm;
+      for (const [M, N, K] of [[1, 1, 1], [5, 9, 3], [13, 17, 70]] as const) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            for (const [alpha, beta] of [[1, 0], [1, 1], [0.5, 0], [-2, 0.25]] as const) {
+              // sub-matrices of bigger arrays: rows of lda/ldb/ldc elements, starting at an offset
+              const lda = (transA ? M : K) + 3, ldb = (transB ? K : N) + 2, ldc = N + 5;
+              const aOffset = 7, bOffset = 4, cOffset = 11;
+              const a = rand(aOffset + (transA ? K : M) * lda, M + K), b = rand(bOffset + (transB ? N : K) * ldb, N);
+              const c0 = rand(cOffset + M * ldc, 3);
+              if (beta === 0) c0.fill(NaN, cOffset); // BLAS never reads C at beta 0: NaN must not leak through
+              const c = c0.slice();
+              gemm({ transA, transB, M, N, K, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc });
+              const what = JSON.stringify({ M, N, K, transA, transB, alpha, beta });
+              for (let i = 0; i < M; i++) {
+                for (let j = 0; j < ldc; j++) {
+                  const at = cOffset + i * ldc + j;
+                  if (j >= N) { // outside the sub-matrix: untouched
+                    if (!Object.is(c[at], c0[at])) throw new Error(`${what}: C[${i},${j}] outside N was written`);
+                    continue;
+                  }
+                  let acc = 0, mag = 0;
+                  for (let k = 0; k < K; k++) {
+                    const p = (transA ? a[aOffset + k * lda + i]! : a[aOffset + i * lda + k]!) *
+                      (transB ? b[bOffset + j * ldb + k]! : b[bOffset + k * ldb + j]!);
+                    acc += p;
+                    mag += Math.abs(p);
+                  }
+                  const e = alpha * acc + (beta === 0 ? 0 : beta * c0[at]!);
+                  const tol = (K + 3) * EPS * (Math.abs(alpha) * mag + Math.abs(beta * (beta ? c0[at]! : 0)));
+                  if (!(Math.abs(c[at]! - e) <= tol)) {
+                    throw new Error(`${what}: C[${i},${j}] = ${c[at]}, expected ${e}`);
+                  }
+                }
+              }
+              // before the first row and after the last: untouched
+              expect(c.subarray(0, cOffset)).toEqual(c0.subarray(0, cOffset));
+            }
+          }
+        }
+      }
+    });
 
     implTest("still rejects out aliasing an input", () => {
       const x = fast.upload(new Float32Array(4));
@@ -218,6 +270,29 @@ describe("choosing the CPU matmul", () => {
   test("a library that is not there gives a reason, not an exception", () => {
     const r = openCblas(["libno_such_blas_here.so.9"]);
     expect("reason" in r).toBeTruthy();
+  });
+
+  test("the libraries tried: GPT2_SFT_BLAS_LIB first, OpenBLAS's names, and Accelerate on macOS only", () => {
+    const env = process.env.GPT2_SFT_BLAS_LIB;
+    try {
+      delete process.env.GPT2_SFT_BLAS_LIB;
+      expect(blasCandidates("linux")[0]).toBe("libopenblas.so.0");
+      expect(blasCandidates("linux")).not.toContain(ACCELERATE);
+      expect(blasCandidates("darwin").at(-1)).toBe(ACCELERATE);
+      process.env.GPT2_SFT_BLAS_LIB = "/opt/my/libblis.so";
+      expect(blasCandidates("win32")[0]).toBe("/opt/my/libblis.so");
+    } finally {
+      if (env === undefined) delete process.env.GPT2_SFT_BLAS_LIB;
+      else process.env.GPT2_SFT_BLAS_LIB = env;
+    }
+  });
+
+  test("a one-thread BLAS (OPENBLAS_NUM_THREADS=1) is split over the helper threads like the WASM kernel", () => {
+    const fake = (threads: number): Cblas => ({ sgemm: () => {}, path: "fake", config: "", threads, close: () => {} });
+    const single = blasMatmul(fake(1)), many = blasMatmul(fake(8)), unknown = blasMatmul(fake(0));
+    expect([single.multithreaded, many.multithreaded, unknown.multithreaded]).toEqual([false, true, true]);
+    expect(single.singleThreaded?.(() => 42)).toBe(42); // nothing to hold back: heads may be split
+    expect(many.singleThreaded).toBeUndefined(); // 8 threads but no way to set them: heads stay whole
   });
 
   test("the self-check rejects a library whose sgemm computes wrong results", () => {

@@ -1,8 +1,10 @@
 /**
  * The CPU backend's helper threads (src/backend/cpu_threads.ts, cpu_worker.ts, cpu_parallel.ts): every op
  * they split gives the same numbers as one thread — bit for bit where each element's arithmetic is the
- * same whoever computes it (attention per head, GELU, dropout, AdamW, layernorm's outputs), and to float32
- * rounding for layernorm's weight and bias gradients (the parts' sums are added after). Sizes are above the
+ * same whoever computes it (attention per head, GELU, dropout, AdamW, layernorm's outputs, the WASM
+ * matmul's blocks of rows or columns), and to float32 rounding for layernorm's weight and bias gradients
+ * (the parts' sums are added after) and for attention whose products OpenBLAS threads in one run and not in
+ * the other. Sizes are above the
  * split threshold (65536 elements of work), with lengths that do not divide evenly; 3 threads on any machine.
  */
 
@@ -21,6 +23,8 @@ function rand(n: number, seed: number): Float32Array {
 
 const one = new CpuBackend({ threads: 1 }), three = new CpuBackend({ threads: 3 });
 const blas = "blas" in loadBlas();
+/** The WebAssembly matmul (what runs where no BLAS loads): the products are split over the threads too. */
+const oneW = new CpuBackend({ threads: 1, matmul: "wasm" }), threeW = new CpuBackend({ threads: 3, matmul: "wasm" });
 
 function same(what: string, a: Float32Array, b: Float32Array): void {
   expect(a.length).toBe(b.length);
@@ -29,14 +33,31 @@ function same(what: string, a: Float32Array, b: Float32Array): void {
   }
 }
 
-/** Run `f` on both backends and return each's outputs as arrays; `splits` ops must have been split. */
-function both(f: (be: CpuBackend) => Buf[], splits: number): [Float32Array[], Float32Array[]] {
+/**
+ * Run `f` on a 3-thread and a 1-thread backend (`pair`: BLAS where it loads, or the WASM matmul) and
+ * return each's outputs as arrays; `splits` ops must have been split.
+ */
+function both(
+  f: (be: CpuBackend) => Buf[],
+  splits: number,
+  [many, single] = [three, one],
+): [Float32Array[], Float32Array[]] {
   const get = (be: CpuBackend) => f(be).map((b) => (cpuData(b) as Float32Array).slice());
-  const before = three.splitOps;
-  const r: [Float32Array[], Float32Array[]] = [get(three), get(one)];
-  expect(three.splitOps - before).toBe(splits);
-  expect(one.splitOps).toBe(0);
+  const before = many.splitOps;
+  const r: [Float32Array[], Float32Array[]] = [get(many), get(single)];
+  expect(many.splitOps - before).toBe(splits);
+  expect(single.splitOps).toBe(0);
   return r;
+}
+
+/** Equal to float32 rounding: |a − b| ≤ 1e−5·max(1, |b|) (a wrong head or block is off by ≥ 1e−2 here). */
+function close(what: string, a: Float32Array, b: Float32Array): void {
+  expect(a.length).toBe(b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (!(Math.abs(a[i]! - b[i]!) <= 1e-5 * Math.max(1, Math.abs(b[i]!)))) {
+      throw new Error(`${what} [${i}]: ${a[i]} with 3 threads, ${b[i]} with 1`);
+    }
+  }
 }
 
 describe("CPU helper threads", () => {
@@ -133,38 +154,123 @@ describe("CPU helper threads", () => {
     "heads too big for OpenBLAS to keep on one thread: split with BLAS held to one, then restored",
     () => {
       // 64 × 160 × 80 > 4·65536: OpenBLAS would thread these products itself; B·NH·T² above the split threshold
-      const B = 2, T = 160, NH = 2, HS = 80, C = NH * HS;
-      const qkv = rand(B * T * 3 * C, 13), dy = rand(B * T * C, 14);
       const lib = loadBlas();
       const now = () => ("blas" in lib ? lib.blas.currentThreads?.() : undefined);
       const before = now();
-      const [a, b] = both((be) => {
-        const out = be.alloc(B * T * C), att = be.alloc(B * NH * T * T), dqkv = be.alloc(B * T * 3 * C);
-        const q = be.upload(qkv);
-        be.attentionForward({ out, att, qkv: q, B, T, C, NH });
-        be.attentionBackward({ dqkv, dout: be.upload(dy), qkv: q, att, B, T, C, NH });
-        return [out, att, dqkv];
-      }, "blas" in lib && lib.blas.setThreads && lib.blas.threads > 1 ? 2 : 0);
-      for (const [k, name] of ["out", "att", "dqkv"].entries()) same(name, a[k]!, b[k]!);
+      const splits = "blas" in lib && lib.blas.setThreads && lib.blas.threads > 1 ? 2 : 0;
+      // one OpenBLAS thread per product against two: the same sums, but OpenBLAS's kernels for some
+      // processors (Zen, measured) round differently when threaded, so to float32 rounding, not bit for bit
+      bigHeads([three, one], splits, close);
       expect(now()).toBe(before); // OpenBLAS's own threads are back
     },
   );
 
-  test.skipIf(!blas)("attention forward and backward, with padding and dropout: bit for bit", () => {
-    const B = 3, T = 97, NH = 4, HS = 8, C = NH * HS;
-    const qkv = rand(B * T * 3 * C, 11), dy = rand(B * T * C, 12);
-    const mask = new Int32Array(B * T).fill(1);
-    for (let t = 60; t < T; t++) mask[T + t] = 0; // row 1 right-padded
-    mask[2 * T + 3] = 0; // row 2: a hole (the general path)
-    for (const dropout of [undefined, { p: 0.1, seed: 3 }]) {
-      const [a, b] = both((be) => {
-        const out = be.alloc(B * T * C), att = be.alloc(B * NH * T * T), dqkv = be.alloc(B * T * 3 * C);
-        const q = be.upload(qkv), m = be.upload(mask);
-        be.attentionForward({ out, att, qkv: q, mask: m, B, T, C, NH, dropout });
-        be.attentionBackward({ dqkv, dout: be.upload(dy), qkv: q, att, mask: m, B, T, C, NH, dropout });
-        return [out, att, dqkv];
-      }, 2);
-      for (const [k, name] of ["out", "att", "dqkv"].entries()) same(`${name} p=${dropout?.p ?? 0}`, a[k]!, b[k]!);
+  test("heads too big for OpenBLAS, with the WASM matmul (it never threads a product): bit for bit", () => {
+    bigHeads([threeW, oneW], 2, same);
+  });
+
+  for (
+    const [name, pair] of [["BLAS", [three, one]], ["WASM", [threeW, oneW]]] as [string, [CpuBackend, CpuBackend]][]
+  ) {
+    test.skipIf(name === "BLAS" && !blas)(
+      `${name}: attention forward and backward, padding and dropout: bit for bit`,
+      () => {
+        const B = 3, T = 97, NH = 4, HS = 8, C = NH * HS;
+        const qkv = rand(B * T * 3 * C, 11), dy = rand(B * T * C, 12);
+        const mask = new Int32Array(B * T).fill(1);
+        for (let t = 60; t < T; t++) mask[T + t] = 0; // row 1 right-padded
+        mask[2 * T + 3] = 0; // row 2: a hole (the general path)
+        for (const dropout of [undefined, { p: 0.1, seed: 3 }]) {
+          const [a, b] = both(
+            (be) => {
+              const out = be.alloc(B * T * C), att = be.alloc(B * NH * T * T), dqkv = be.alloc(B * T * 3 * C);
+              const q = be.upload(qkv), m = be.upload(mask);
+              be.attentionForward({ out, att, qkv: q, mask: m, B, T, C, NH, dropout });
+              be.attentionBackward({ dqkv, dout: be.upload(dy), qkv: q, att, mask: m, B, T, C, NH, dropout });
+              return [out, att, dqkv];
+            },
+            2,
+            pair,
+          );
+          for (const [k, name] of ["out", "att", "dqkv"].entries()) same(`${name} p=${dropout?.p ?? 0}`, a[k]!, b[k]!);
+        }
+      },
+    );
+  }
+});
+
+/** Attention at GPT-2-like head sizes (64 × 160 × 80 products), forward and backward, on `pair`. */
+function bigHeads(pair: [CpuBackend, CpuBackend], splits: number, cmp: typeof same): void {
+  const B = 2, T = 160, NH = 2, HS = 80, C = NH * HS;
+  const qkv = rand(B * T * 3 * C, 13), dy = rand(B * T * C, 14);
+  const [a, b] = both(
+    (be) => {
+      const out = be.alloc(B * T * C), att = be.alloc(B * NH * T * T), dqkv = be.alloc(B * T * 3 * C);
+      const q = be.upload(qkv);
+      be.attentionForward({ out, att, qkv: q, B, T, C, NH });
+      be.attentionBackward({ dqkv, dout: be.upload(dy), qkv: q, att, B, T, C, NH });
+      return [out, att, dqkv];
+    },
+    splits,
+    pair,
+  );
+  for (const [k, name] of ["out", "att", "dqkv"].entries()) cmp(name, a[k]!, b[k]!);
+}
+
+describe("the WASM matmul split over helper threads (no BLAS: the products are the threads' work too)", () => {
+  test("threads by default from 2 cores with it (4 beside a BLAS that threads itself)", () => {
+    const old = process.env.GPT2_SFT_CPU_THREADS;
+    delete process.env.GPT2_SFT_CPU_THREADS;
+    try {
+      const cores = navigator.hardwareConcurrency;
+      expect(cpuThreadCount(false)).toBe(cores >= 2 ? Math.min(cores, 16) : 1);
+      expect(cpuThreadCount(true)).toBe(cores >= 4 ? Math.min(cores, 16) : 1);
+    } finally {
+      if (old !== undefined) process.env.GPT2_SFT_CPU_THREADS = old;
     }
+    expect(threeW.description).toContain("3 threads");
+    expect(oneW.description).toContain("1 thread)");
+  });
+
+  // [M, N, K]: columns split (N ≥ M, panels of 8, N not a multiple), rows split (M > N, blocks of 4, M odd)
+  for (const [M, N, K] of [[33, 1001, 70], [517, 61, 67]] as const) {
+    test(`M=${M} N=${N} K=${K}: all transA × transB × bias × accumulate, bit for bit`, () => {
+      const old = rand(M * N, 5), bias = rand(N, 6);
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const a = rand(M * K, 7), b = rand(K * N, 8);
+          const [x, y] = both(
+            (be) => {
+              const outs: Buf[] = [];
+              for (const withBias of [false, true]) {
+                for (const accumulate of [false, true]) {
+                  const out = be.upload(old);
+                  const args = { out, a: be.upload(a), b: be.upload(b), M, N, K, transA, transB, accumulate };
+                  be.matmul({ ...args, bias: withBias ? be.upload(bias) : undefined });
+                  outs.push(out);
+                }
+              }
+              return outs;
+            },
+            4,
+            [threeW, oneW],
+          );
+          for (let k = 0; k < 4; k++) same(`transA=${transA} transB=${transB} case ${k}`, x[k]!, y[k]!);
+        }
+      }
+    });
+  }
+
+  test("a product under 2²⁰ multiply-adds stays on one thread", () => {
+    const [M, N, K] = [64, 64, 64];
+    both(
+      (be) => {
+        const out = be.alloc(M * N);
+        be.matmul({ out, a: be.upload(rand(M * K, 1)), b: be.upload(rand(K * N, 2)), M, N, K });
+        return [out];
+      },
+      0,
+      [threeW, oneW],
+    );
   });
 });

@@ -38,7 +38,7 @@ import {
 import { type KernelTime, OpTimer } from "./profile.ts";
 import { readEnv } from "../runtime.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "./dropout_hash.ts";
-import { type CpuMatmulMode, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
+import { type CpuMatmulMode, type DenseMatmulArgs, type FastMatmul, selectCpuMatmul } from "./cpu_fast.ts";
 import { cachedAttentionBlas, gemmAttentionBackward, gemmAttentionForward } from "./cpu_attention_blas.ts";
 import { type FastMath, simdLayernormFits, wasmSimdMath } from "./cpu_wasm_math.ts";
 import { cpuThreadCount, CpuThreads, splitRange } from "./cpu_threads.ts";
@@ -122,6 +122,8 @@ export class CpuBuf implements Buf {
 const POOL_MIN = 16384;
 /** Elements (of work) below which an op stays on one thread: a split costs ≈ 10–50 µs. */
 const PAR_MIN = 65536;
+/** Multiply-adds below which a product stays on one thread (2²⁰: ≈ 0.1 ms for the WASM kernel). */
+const MATMUL_PAR_MIN = 2 ** 20;
 
 /**
  * Whether a head's products are small enough that OpenBLAS runs each on the calling thread (it threads a
@@ -192,9 +194,11 @@ export interface CpuBackendOptions {
   /** Time every op on the host clock ({@link CpuBackend.profile}). Default: on when `GPT2_SFT_PROFILE` is 1. */
   profile?: boolean;
   /**
-   * Threads for the ops beside the matmul (attention, GELU, dropout, layernorm, AdamW; cpu_threads.ts),
-   * the calling one included; 1 runs them on the calling thread alone. Default: `GPT2_SFT_CPU_THREADS`,
-   * else the number of cores (at most 16). Only with a fast matmul (the reference loops stay single-threaded).
+   * Threads for the ops beside the matmul (attention, GELU, dropout, layernorm, AdamW; cpu_threads.ts) and,
+   * where the matmul does not thread itself (the WASM kernel), for the products too; the calling one
+   * included; 1 runs them on the calling thread alone. Default: `GPT2_SFT_CPU_THREADS`, else the number of
+   * cores (at most 16) where there are at least 4 (2 with the WASM matmul), else 1. Only with a fast matmul
+   * (the reference loops stay single-threaded).
    */
   threads?: number;
 }
@@ -232,12 +236,13 @@ export class CpuBackend implements Backend {
       const fast = this.#fastMath ? "GELU, softmax, layernorm and AdamW in WebAssembly SIMD, other ops" : "other ops";
       this.description = this.#fastMatmul.description.replace(/\)$/, `; ${fast} plain TypeScript)`);
     } else this.description = "CPU reference (plain TypeScript loops, 1 thread)";
-    this.#threadCount = this.#fastMath ? options.threads ?? cpuThreadCount() : 1;
+    this.#threadCount = this.#fastMath ? options.threads ?? cpuThreadCount(this.#fastMatmul!.multithreaded) : 1;
     if (!Number.isInteger(this.#threadCount) || this.#threadCount < 1) {
       throw new Error(`CpuBackend: threads must be a whole number ≥ 1, got ${options.threads}`);
     }
     this.#shared = this.#threadCount > 1;
     if (this.#shared) this.description = this.description.replace(/\)$/, `; ${this.#threadCount} threads)`);
+    else if (this.#fastMatmul?.kind === "wasm") this.description = this.description.replace(/\)$/, "; 1 thread)");
     if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {
       this.#timer = new OpTimer();
       this.#timer.install(this, OP_NAMES);
@@ -395,7 +400,7 @@ export class CpuBackend implements Backend {
     if (this.#threads === undefined) {
       this.#threads = null;
       if (this.#threadCount > 1) {
-        const t = CpuThreads.start(this.#threadCount);
+        const t = CpuThreads.start(this.#threadCount, this.#fastMatmul?.kind);
         if ("reason" in t) {
           console.warn(`CPU backend: running on one thread (helper threads did not start: ${t.reason})`);
           this.description = this.description.replace(/; \d+ threads\)$/, "; 1 thread)");
@@ -450,6 +455,35 @@ export class CpuBackend implements Backend {
     if (smallHeads(T, C / NH)) return run();
     const single = this.#fastMatmul?.singleThreaded;
     return single ? single(run) : false;
+  }
+
+  /**
+   * A product split over the threads by blocks of the output: columns (multiples of the WASM kernel's 8-wide
+   * panels) when N ≥ M, else rows (multiples of 4). Every thread packs the whole of the other operand, which
+   * costs O(K·(M + N)) against the product's O(M·N·K / threads). Products under 2²⁰ multiply-adds (≈ 0.1 ms
+   * on one thread) stay whole.
+   */
+  #splitMatmul(d: DenseMatmulArgs): boolean {
+    const { M, N, K } = d;
+    if (M * N * K < MATMUL_PAR_MIN) return false;
+    const cols = N >= M;
+    const nums = {
+      M,
+      N,
+      K,
+      transA: d.transA ? 1 : 0,
+      transB: d.transB ? 1 : 0,
+      accumulate: d.accumulate ? 1 : 0,
+      cols: cols ? 1 : 0,
+    };
+    const arrays = { out: d.out, a: d.a, b: d.b, bias: d.bias };
+    const split = () =>
+      splitRange(cols ? N : M, this.#threadCount, cols ? 8 : 4).map(([lo, hi]) => ({
+        op: "matmul" as const,
+        arrays,
+        nums: { ...nums, lo, hi },
+      }));
+    return this.#parallel(PAR_MIN, Object.values(arrays), split);
   }
 
   /**
@@ -777,7 +811,12 @@ export class CpuBackend implements Backend {
     const a = f32(args.a, M * K, "matmul a"), b = f32(args.b, K * N, "matmul b");
     const bias = args.bias ? f32(args.bias, N, "matmul bias") : undefined;
     if (out === a || out === b) throw new Error("Cannot run matmul: out must not alias a or b");
-    if (this.#fastMatmul) return this.#fastMatmul.matmul({ ...args, out, a, b, bias });
+    if (this.#fastMatmul) {
+      const dense = { ...args, out, a, b, bias };
+      // a matmul that does not thread itself (WASM) gets a block of rows or columns per helper thread
+      if (!this.#fastMatmul.multithreaded && this.#splitMatmul(dense)) return;
+      return this.#fastMatmul.matmul(dense);
+    }
     const arow = new Float64Array(K); // row i of A, contiguous
     const acc = new Float64Array(N); // row i of the product, in float64
     for (let i = 0; i < M; i++) {

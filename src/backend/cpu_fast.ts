@@ -1,13 +1,15 @@
 /**
  * The CPU backend's fast matmul, chosen once when the backend is made: single-precision GEMM from a native
- * BLAS (OpenBLAS) through Deno's or Bun's FFI; else a WebAssembly SIMD kernel (cpu_wasm.ts); else the
- * plain TypeScript loops of `cpu.ts` (the reference).
+ * BLAS (OpenBLAS; Accelerate on macOS) through Deno's or Bun's FFI; else a WebAssembly SIMD kernel
+ * (cpu_wasm.ts); else the plain TypeScript loops of `cpu.ts` (the reference).
  *
  * Measured with bench/cpu_matmul.ts on the 2-core AMD EPYC (Zen 4, KVM) dev machine at GPT-2 small's
  * shapes with 1024 rows (shared machine, other processes running): the reference loops 3–5 GFLOP/s,
  * WASM SIMD (1 thread, 128-bit lanes) 15–27, Debian's OpenBLAS 0.3.21 (Cooperlake kernel, 2 threads)
  * through FFI 175–200, numpy 2.4's sgemm (its own OpenBLAS 0.3.31, SkylakeX kernel) 180–205: BLAS through
- * FFI is ~95 % of numpy, WASM SIMD ~10 %.
+ * FFI is ~95 % of numpy, WASM SIMD ~10 %. Since the seventh session the WASM kernel is a strided GEMM that
+ * the backend splits over its helper threads (cpu.ts): on a later 2-core VM (Zen kernel) 25–27 GFLOP/s on
+ * one thread, 38–53 on two, ≈ 30 % of numpy there.
  *
  * Choice (`CpuBackend`'s option `matmul`, default "auto"):
  * - "auto": BLAS when it loads, else WASM SIMD, else the reference. When the option is "auto", the
@@ -23,6 +25,7 @@
  * @module
  */
 
+import process from "node:process";
 import type { MatmulArgsOf } from "./backend.ts";
 import { CBLAS, type Cblas, openCblas, readEnv } from "../runtime.ts";
 import { wasmSimdMatmul } from "./cpu_wasm.ts";
@@ -45,12 +48,19 @@ export type DenseMatmulArgs = MatmulArgsOf<Float32Array>;
 
 /** A fast matmul implementation and a one-line description of it. */
 export interface FastMatmul {
+  /** Which one: a helper thread loads the same (cpu_threads.ts). */
+  readonly kind: "blas" | "wasm";
   /** E.g. "CPU (OpenBLAS 0.3.21 Cooperlake via FFI for matmul, 2 threads)". */
   readonly description: string;
+  /**
+   * Whether one call may use several cores (OpenBLAS with more than one thread). When not, the backend
+   * splits big products over its helper threads itself.
+   */
+  readonly multithreaded: boolean;
   /** `out[M,N] (=|+=) op(A)·op(B) (+ bias)`, as {@link DenseMatmulArgs}. */
   matmul(args: DenseMatmulArgs): void;
-  /** The strided GEMM of {@link StridedGemmArgs}; only the BLAS matmul has it. */
-  gemm?(args: StridedGemmArgs): void;
+  /** The strided GEMM of {@link StridedGemmArgs}. */
+  gemm(args: StridedGemmArgs): void;
   /**
    * Run `fn` with the BLAS on one thread per call (OpenBLAS's `openblas_set_num_threads(1)`, restored after),
    * so that several threads can each call it; undefined when the library cannot be told.
@@ -82,10 +92,17 @@ export interface StridedGemmArgs {
   ldc: number;
 }
 
-/** The library names tried, in order: `GPT2_SFT_BLAS_LIB` first when set, then the platform's OpenBLAS. */
-export function blasCandidates(): string[] {
+/** Apple's Accelerate framework: a CBLAS every Mac has (its `cblas_sgemm` is what numpy uses there). */
+export const ACCELERATE = "/System/Library/Frameworks/Accelerate.framework/Accelerate";
+
+/**
+ * The library names tried, in order: `GPT2_SFT_BLAS_LIB` first when set, then OpenBLAS by its usual
+ * names, then on macOS Accelerate. Whatever loads must pass {@link blasSelfCheck}, else the WASM kernel runs.
+ */
+export function blasCandidates(platform: string = process.platform): string[] {
   const user = readEnv("GPT2_SFT_BLAS_LIB");
   const names = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib", "libopenblas.dll", "openblas.dll"];
+  if (platform === "darwin") names.push(ACCELERATE);
   return user ? [user, ...names] : names;
 }
 
@@ -141,7 +158,7 @@ export function blasSelfCheck(blas: Cblas): string | undefined {
 
 /** A short name of the library from OpenBLAS's config string, e.g. "OpenBLAS 0.3.21 Cooperlake". */
 function blasName(blas: Cblas): string {
-  if (!blas.config) return `CBLAS (${blas.path})`;
+  if (!blas.config) return blas.path === ACCELERATE ? "Accelerate" : `CBLAS (${blas.path})`;
   const words = blas.config.split(/\s+/);
   // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64": the kernel is the
   // word before MAX_THREADS (a DYNAMIC_ARCH build names the one it picked for this processor).
@@ -152,50 +169,36 @@ function blasName(blas: Cblas): string {
   return parts.join(" ");
 }
 
-/** The matmul through `cblas_sgemm`; bias is added after, row by row. */
+/** The matmul through `cblas_sgemm` (the bias as in {@link matmulViaGemm}). */
 export function blasMatmul(blas: Cblas): FastMatmul {
+  const gemm = (g: StridedGemmArgs): void => {
+    // a subarray hands the FFI a pointer to its first element (Deno "buffer", Bun "ptr")
+    blas.sgemm(
+      CBLAS.rowMajor,
+      g.transA ? CBLAS.trans : CBLAS.noTrans,
+      g.transB ? CBLAS.trans : CBLAS.noTrans,
+      g.M,
+      g.N,
+      g.K,
+      g.alpha,
+      g.aOffset === 0 ? g.a : g.a.subarray(g.aOffset),
+      g.lda,
+      g.bOffset === 0 ? g.b : g.b.subarray(g.bOffset),
+      g.ldb,
+      g.beta,
+      g.cOffset === 0 ? g.c : g.c.subarray(g.cOffset),
+      g.ldc,
+    );
+  };
   const threads = blas.threads > 0 ? `, ${blas.threads} thread${blas.threads === 1 ? "" : "s"}` : "";
   return {
     description: `CPU (${blasName(blas)} via FFI for matmul${threads})`,
-    matmul(args: DenseMatmulArgs): void {
-      const { out, a, b, bias, M, N, K } = args;
-      if (M === 0 || N === 0) return;
-      if (K === 0) {
-        // an empty sum: cblas rejects lda = 0, and the answer is just the bias (or nothing)
-        for (let i = 0; i < M; i++) {
-          for (let j = 0; j < N; j++) out[i * N + j] = (args.accumulate ? out[i * N + j]! : 0) + (bias?.[j] ?? 0);
-        }
-        return;
-      }
-      // out = bias in every row, then sgemm adds the product (beta 1): adding the bias after, row by row in
-      // TypeScript, took as long as the product itself at 2100×256×64
-      const prefill = bias !== undefined && !args.accumulate;
-      if (prefill) fillRows(out, bias, M, N);
-      // row-major: A is [M,K] (lda K) or stored [K,M] (lda M); B is [K,N] (ldb N) or stored [N,K] (ldb K)
-      blas.sgemm(
-        CBLAS.rowMajor,
-        args.transA ? CBLAS.trans : CBLAS.noTrans,
-        args.transB ? CBLAS.trans : CBLAS.noTrans,
-        M,
-        N,
-        K,
-        1,
-        a,
-        args.transA ? M : K,
-        b,
-        args.transB ? K : N,
-        args.accumulate || prefill ? 1 : 0,
-        out,
-        N,
-      );
-      if (bias && !prefill) {
-        for (let i = 0; i < M; i++) {
-          const o = i * N;
-          for (let j = 0; j < N; j++) out[o + j] = out[o + j]! + bias[j]!;
-        }
-      }
-    },
-    singleThreaded: blas.setThreads && blas.threads > 1
+    kind: "blas",
+    multithreaded: blas.threads !== 1, // 0: the library cannot say, so assume it threads
+    matmul: (args: DenseMatmulArgs) => matmulViaGemm(gemm, args),
+    singleThreaded: blas.threads === 1
+      ? <T>(fn: () => T): T => fn() // OPENBLAS_NUM_THREADS=1: already one thread per call
+      : blas.setThreads && blas.threads > 1
       ? <T>(fn: () => T): T => {
         blas.setThreads!(1);
         try {
@@ -205,26 +208,67 @@ export function blasMatmul(blas: Cblas): FastMatmul {
         }
       }
       : undefined,
-    gemm(g: StridedGemmArgs): void {
-      // a subarray hands the FFI a pointer to its first element (Deno "buffer", Bun "ptr")
-      blas.sgemm(
-        CBLAS.rowMajor,
-        g.transA ? CBLAS.trans : CBLAS.noTrans,
-        g.transB ? CBLAS.trans : CBLAS.noTrans,
-        g.M,
-        g.N,
-        g.K,
-        g.alpha,
-        g.aOffset === 0 ? g.a : g.a.subarray(g.aOffset),
-        g.lda,
-        g.bOffset === 0 ? g.b : g.b.subarray(g.bOffset),
-        g.ldb,
-        g.beta,
-        g.cOffset === 0 ? g.c : g.c.subarray(g.cOffset),
-        g.ldc,
-      );
-    },
+    gemm,
   };
+}
+
+/** A block of a matmul's output: rows [lo, hi) or columns [lo, hi) (a part of it for one thread). */
+export interface MatmulPart {
+  cols: boolean;
+  lo: number;
+  hi: number;
+}
+
+/**
+ * `out[M,N] (=|+=) op(A)·op(B) (+ bias)` (DenseMatmulArgs) through a strided GEMM, on the whole output or
+ * on one block of rows or columns (`part`; with the WASM kernel, the same numbers as the whole, element
+ * for element). With a bias
+ * and `=`, the output is first filled with the bias and the GEMM adds the product (beta 1): adding it after,
+ * row by row in TypeScript, took as long as the product itself at 2100×256×64 with BLAS.
+ */
+export function matmulViaGemm(gemm: (g: StridedGemmArgs) => void, args: DenseMatmulArgs, part?: MatmulPart): void {
+  const { out, a, b, bias, M, N, K } = args;
+  const acc = args.accumulate ?? false;
+  const [m0, m1] = part && !part.cols ? [part.lo, part.hi] : [0, M];
+  const [n0, n1] = part?.cols ? [part.lo, part.hi] : [0, N];
+  if (m1 <= m0 || n1 <= n0) return;
+  if (K === 0) {
+    // an empty sum: cblas rejects lda = 0, and the answer is just the bias (or nothing)
+    for (let i = m0; i < m1; i++) {
+      for (let j = n0; j < n1; j++) out[i * N + j] = (acc ? out[i * N + j]! : 0) + (bias?.[j] ?? 0);
+    }
+    return;
+  }
+  const prefill = bias !== undefined && !acc;
+  if (prefill) {
+    if (n0 === 0 && n1 === N) fillRows(out.subarray(m0 * N, m1 * N), bias, m1 - m0, N);
+    else for (let i = m0; i < m1; i++) out.set(bias.subarray(n0, n1), i * N + n0);
+  }
+  // row-major: A is [M,K] (lda K) or stored [K,M] (lda M); B is [K,N] (ldb N) or stored [N,K] (ldb K)
+  gemm({
+    transA: args.transA ?? false,
+    transB: args.transB ?? false,
+    M: m1 - m0,
+    N: n1 - n0,
+    K,
+    alpha: 1,
+    a,
+    aOffset: args.transA ? m0 : m0 * K,
+    lda: args.transA ? M : K,
+    b,
+    bOffset: args.transB ? n0 * K : n0,
+    ldb: args.transB ? K : N,
+    beta: acc || prefill ? 1 : 0,
+    c: out,
+    cOffset: m0 * N + n0,
+    ldc: N,
+  });
+  if (bias && !prefill) {
+    for (let i = m0; i < m1; i++) {
+      const o = i * N;
+      for (let j = n0; j < n1; j++) out[o + j] = out[o + j]! + bias[j]!;
+    }
+  }
 }
 
 /** out[i·N + j] = row[j] for i < M: one row set, then copies that double the filled part (native memmove). */

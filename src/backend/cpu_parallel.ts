@@ -1,8 +1,9 @@
 /**
  * One part of a CPU op that the main thread and the helper threads (cpu_threads.ts, cpu_worker.ts) share:
  * the same SIMD and BLAS code the single-threaded fast path runs, on a slice of the work — a range of
- * elements (GELU, dropout, AdamW), of rows (layernorm) or of heads (attention). Every part writes only its
- * own slice of the outputs; layernorm's weight and bias gradients, which every row adds to, go to a
+ * elements (GELU, dropout, AdamW), of rows (layernorm), of heads (attention) or of the product's rows or
+ * columns (matmul, where the matmul does not thread itself). Every part writes only its
+ * own slice of the outputs (a matmul part: its block of rows or columns of the product); layernorm's weight and bias gradients, which every row adds to, go to a
  * part's own accumulators that the caller sums.
  * @module
  */
@@ -10,6 +11,7 @@
 import type { DropoutParams } from "./dropout_hash.ts";
 import { gemmAttentionBackward, gemmAttentionForward, type GemmFn } from "./cpu_attention_blas.ts";
 import type { FastMath } from "./cpu_wasm_math.ts";
+import { matmulViaGemm } from "./cpu_fast.ts";
 
 /** The ops that can be split. */
 export type PartOp =
@@ -20,7 +22,8 @@ export type PartOp =
   | "layernormBwd"
   | "adamw"
   | "attention"
-  | "attentionBwd";
+  | "attentionBwd"
+  | "matmul";
 
 /** One part: its arrays (slices of the op's) and numbers. */
 export interface PartJob {
@@ -72,6 +75,13 @@ export function runPart(job: PartJob, ctx: PartContext): void {
     case "adamw": {
       const c = { clip: n.clip!, decay: n.decay!, w1: n.w1!, beta2: n.beta2!, stepSize: n.stepSize! };
       return math.adamw(a.param!, a.grad!, a.m!, a.v!, a.param!.length, { ...c, bc2Sqrt: n.bc2Sqrt!, eps: n.eps! });
+    }
+    case "matmul": {
+      if (!ctx.gemm) throw new Error("matmul part: no GEMM on this thread");
+      const { out, a: A, b: B, bias } = a;
+      const { M, N, K, transA, transB, accumulate, cols, lo, hi } = n as Record<string, number>;
+      const args = { out: out!, a: A!, b: B!, bias, M: M!, N: N!, K: K!, transA: transA === 1, transB: transB === 1 };
+      return matmulViaGemm(ctx.gemm, { ...args, accumulate: accumulate === 1 }, { cols: cols === 1, lo: lo!, hi: hi! });
     }
     case "attention":
     case "attentionBwd": {

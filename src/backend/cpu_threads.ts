@@ -4,6 +4,8 @@
  * products over every core. Here each such op is cut into parts (heads, rows, or ranges of elements) that
  * the main thread and `threads − 1` workers (`node:worker_threads`, in Deno and Bun alike) run at once, each
  * with its own SIMD module and its own BLAS handle (`cpu_parallel.ts` holds the one function both sides run).
+ * Where the matmul does not thread itself (the WebAssembly kernel when no BLAS loads), the products are cut
+ * too, into blocks of rows or columns, one per thread.
  *
  * The workers read and write the backend's own arrays: with helper threads the CPU backend allocates its
  * arrays on SharedArrayBuffers, so a part needs no copy. A job travels as a small message per worker (op name, numbers,
@@ -45,8 +47,13 @@ interface Helper {
   posted: number;
 }
 
-/** The number of threads to use (main included), from `GPT2_SFT_CPU_THREADS` or the core count. */
-export function cpuThreadCount(): number {
+/**
+ * The number of threads to use (main included), from `GPT2_SFT_CPU_THREADS` or the core count.
+ * `matmulThreads`: whether the matmul already spreads each product over every core (OpenBLAS); then helper
+ * threads start at 4 cores, else (the WASM kernel, or a one-thread BLAS) at 2, where the second core would
+ * otherwise idle through every product.
+ */
+export function cpuThreadCount(matmulThreads = true): number {
   const env = readEnv("GPT2_SFT_CPU_THREADS");
   if (env !== undefined && env !== "") {
     const n = Number(env);
@@ -61,7 +68,7 @@ export function cpuThreadCount(): number {
   const kind = runtimeKind();
   if (kind !== "deno" && kind !== "bun") return 1;
   const cores = (globalThis.navigator as { hardwareConcurrency?: number } | undefined)?.hardwareConcurrency ?? 1;
-  return cores >= 4 ? Math.min(cores, 16) : 1;
+  return cores >= (matmulThreads ? 4 : 2) ? Math.min(cores, 16) : 1;
 }
 
 /** The helper threads of one CPU backend. */
@@ -80,17 +87,17 @@ export class CpuThreads {
   }
 
   /**
-   * Start `threads − 1` workers and wait until each has loaded its SIMD module and BLAS; undefined (with
-   * the reason) when a worker cannot start, so the caller runs single-threaded.
+   * Start `threads − 1` workers and wait until each has loaded its SIMD module and its matmul (`matmul`:
+   * the main thread's kind); the reason when a worker cannot start, so the caller runs single-threaded.
    */
-  static start(threads: number): CpuThreads | { reason: string } {
+  static start(threads: number, matmul: "blas" | "wasm" = "blas"): CpuThreads | { reason: string } {
     const helpers: Helper[] = [];
     try {
       for (let k = 1; k < threads; k++) {
         const ctl = new Int32Array(new SharedArrayBuffer(16));
         const { port1, port2 } = new MessageChannel();
         const worker = new Worker(new URL("./cpu_worker.ts", import.meta.url), {
-          workerData: { ctl: ctl.buffer, port: port2 },
+          workerData: { ctl: ctl.buffer, port: port2, matmul },
           transferList: [port2] as never,
         });
         worker.unref();

@@ -1,12 +1,15 @@
 /**
- * A WebAssembly SIMD matmul, the CPU backend's fallback when no BLAS loads (no library, no FFI): one
- * thread, 128-bit lanes, a 4×8 register tile. The module is ~300 bytes, assembled below by hand (there is
+ * A WebAssembly SIMD matmul, the CPU backend's fallback when no BLAS loads (no library, no FFI): 128-bit
+ * lanes, a 4×8 register tile, on the calling thread (the backend splits big products over its helper
+ * threads, each with its own instance: cpu_threads.ts). It is a strided GEMM (`C = alpha·op(A)·op(B) +
+ * beta·C` on sub-matrices, as `cblas_sgemm`), so everything the BLAS path does with products — attention
+ * per head, bias gradients — runs on it too. The module is ~300 bytes, assembled below by hand (there is
  * no WASM toolchain in this project), so every instruction is visible.
  *
  * Layout: the operands are packed into WASM memory so the kernel never branches on transposition or edges:
  * - Ap: A in row blocks of 4, `Ap[ib][k][r] = A(4·ib + r, k)` (rows past M are 0);
  * - Bp: B in column panels of 8, `Bp[jb][k][c] = B(k, 8·jb + c)` (columns past N are 0);
- * - Cp: `[4·mb, 8·nb]` row-major, written with `=`; the caller adds bias / old values when copying out.
+ * - Cp: `[4·mb, 8·nb]` row-major, written with `=`; copying it out applies alpha and beta.
  * Kernel: for each panel jb, for each row block ib: eight f32x4 accumulators c[r][h] (row r, half h) and
  * `c[r][h] += splat(Ap[ib][k][r]) · Bp[jb][k][4h … 4h+3]` over k. The B panel (K·32 bytes) stays in L1/L2
  * while the row blocks stream past it.
@@ -15,7 +18,7 @@
  * @module
  */
 
-import type { DenseMatmulArgs, FastMatmul } from "./cpu_fast.ts";
+import { type DenseMatmulArgs, type FastMatmul, matmulViaGemm, type StridedGemmArgs } from "./cpu_fast.ts";
 
 import { I32, simd, uleb, V128, wasmModule } from "./wasm_asm.ts";
 
@@ -93,57 +96,64 @@ export function wasmSimdMatmul(): FastMatmul | { reason: string } {
   } catch (e) {
     return { reason: `WebAssembly SIMD is not available: ${e instanceof Error ? e.message : String(e)}` };
   }
-  return {
-    description: "CPU (WebAssembly SIMD for matmul, 1 thread)",
-    matmul(args: DenseMatmulArgs): void {
-      const { out, a, b, bias, M, N, K } = args;
-      if (M === 0 || N === 0) return;
-      const mb = Math.ceil(M / 4), nb = Math.ceil(N / 8);
-      const apLen = mb * 4 * K, bpLen = nb * 8 * K, cpLen = mb * 4 * nb * 8;
-      const bytes = 4 * (apLen + bpLen + cpLen);
-      if (bytes > 2 ** 32 - 65536) throw new Error(`Cannot run the WASM matmul: ${bytes} bytes exceed 4 GiB`);
-      if (mem.buffer.byteLength < bytes) mem.grow(Math.ceil((bytes - mem.buffer.byteLength) / 65536));
-      const f = new Float32Array(mem.buffer);
-      const ap = f.subarray(0, apLen), bp = f.subarray(apLen, apLen + bpLen);
-      const cp = f.subarray(apLen + bpLen, apLen + bpLen + cpLen);
-      // pack A: Ap[ib][k][r] = A(4ib + r, k)
-      ap.fill(0);
-      if (args.transA) {
-        for (let k = 0; k < K; k++) {
-          const src = k * M;
-          for (let i = 0; i < M; i++) ap[((i >> 2) * K + k) * 4 + (i & 3)] = a[src + i]!;
-        }
-      } else {
-        for (let i = 0; i < M; i++) {
-          const src = i * K, dst = (i >> 2) * K * 4 + (i & 3);
-          for (let k = 0; k < K; k++) ap[dst + 4 * k] = a[src + k]!;
-        }
+
+  /** `C = alpha·op(A)·op(B) + beta·C` on strided operands (StridedGemmArgs), through the packed kernel. */
+  function gemm(g: StridedGemmArgs): void {
+    const { M, N, K, a, b, c, lda, ldb, ldc, aOffset, bOffset, cOffset } = g;
+    if (M <= 0 || N <= 0) return;
+    const mb = Math.ceil(M / 4), nb = Math.ceil(N / 8);
+    const apLen = mb * 4 * K, bpLen = nb * 8 * K, ldp = nb * 8, cpLen = mb * 4 * ldp;
+    const bytes = 4 * (apLen + bpLen + cpLen);
+    if (bytes > 2 ** 32 - 65536) throw new Error(`Cannot run the WASM matmul: ${bytes} bytes exceed 4 GiB`);
+    if (mem.buffer.byteLength < bytes) mem.grow(Math.ceil((bytes - mem.buffer.byteLength) / 65536));
+    const f = new Float32Array(mem.buffer);
+    const ap = f.subarray(0, apLen), bp = f.subarray(apLen, apLen + bpLen);
+    const cp = f.subarray(apLen + bpLen, apLen + bpLen + cpLen);
+    // pack A: Ap[ib][k][r] = A(4ib + r, k); the rows past M in the last block are 0
+    if (M % 4) ap.fill(0, (mb - 1) * 4 * K);
+    if (g.transA) {
+      for (let k = 0; k < K; k++) {
+        const src = aOffset + k * lda;
+        for (let i = 0; i < M; i++) ap[((i >> 2) * K + k) * 4 + (i & 3)] = a[src + i]!;
       }
-      // pack B: Bp[jb][k][c] = B(k, 8jb + c)
-      bp.fill(0);
-      if (args.transB) {
-        for (let j = 0; j < N; j++) {
-          const src = j * K, dst = (j >> 3) * K * 8 + (j & 7);
-          for (let k = 0; k < K; k++) bp[dst + 8 * k] = b[src + k]!;
-        }
-      } else {
-        for (let k = 0; k < K; k++) {
-          const src = k * N;
-          for (let j = 0; j < N; j++) bp[((j >> 3) * K + k) * 8 + (j & 7)] = b[src + j]!;
-        }
-      }
-      if (K > 0) mm(0, 4 * apLen, 4 * (apLen + bpLen), mb, nb, K);
-      else cp.fill(0);
-      // copy out, adding the bias and the old value
-      const ldc = nb * 8;
+    } else {
       for (let i = 0; i < M; i++) {
-        const o = i * N, s = i * ldc;
-        for (let j = 0; j < N; j++) {
-          let v = cp[s + j]!;
-          if (bias) v += bias[j]!;
-          out[o + j] = args.accumulate ? out[o + j]! + v : v;
-        }
+        const src = aOffset + i * lda, dst = (i >> 2) * K * 4 + (i & 3);
+        for (let k = 0; k < K; k++) ap[dst + 4 * k] = a[src + k]!;
       }
-    },
+    }
+    // pack B: Bp[jb][k][c] = B(k, 8jb + c); the columns past N in the last panel are 0
+    if (N % 8) bp.fill(0, (nb - 1) * 8 * K);
+    if (g.transB) {
+      for (let j = 0; j < N; j++) {
+        const src = bOffset + j * ldb, dst = (j >> 3) * K * 8 + (j & 7);
+        for (let k = 0; k < K; k++) bp[dst + 8 * k] = b[src + k]!;
+      }
+    } else {
+      for (let k = 0; k < K; k++) {
+        const src = bOffset + k * ldb;
+        for (let j = 0; j < N; j++) bp[((j >> 3) * K + k) * 8 + (j & 7)] = b[src + j]!;
+      }
+    }
+    if (K > 0) mm(0, 4 * apLen, 4 * (apLen + bpLen), mb, nb, K);
+    else cp.fill(0);
+    // copy out: C = alpha·P + beta·C (C is not read when beta = 0, as in BLAS)
+    const { alpha, beta } = g;
+    for (let i = 0; i < M; i++) {
+      const o = cOffset + i * ldc, s = i * ldp;
+      if (alpha === 1 && beta === 0) c.set(cp.subarray(s, s + N), o);
+      else if (alpha === 1 && beta === 1) { for (let j = 0; j < N; j++) c[o + j] = c[o + j]! + cp[s + j]!; }
+      else if (beta === 0) { for (let j = 0; j < N; j++) c[o + j] = alpha * cp[s + j]!; }
+      else for (let j = 0; j < N; j++) c[o + j] = alpha * cp[s + j]! + beta * c[o + j]!;
+    }
+  }
+
+  return {
+    kind: "wasm",
+    description: "CPU (WebAssembly SIMD for matmul)",
+    multithreaded: false,
+    matmul: (args: DenseMatmulArgs) => matmulViaGemm(gemm, args),
+    gemm,
+    singleThreaded: <T>(fn: () => T): T => fn(), // it never uses more than the calling thread
   };
 }

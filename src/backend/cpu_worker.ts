@@ -1,5 +1,5 @@
 /**
- * A CPU helper thread (see cpu_threads.ts): loads its own SIMD module and BLAS, says it is ready, then
+ * A CPU helper thread (see cpu_threads.ts): loads its own SIMD module and matmul (BLAS or WASM), says it is ready, then
  * waits for jobs — each a message on its port, announced by a bump of the control block's counter — runs
  * the part (cpu_parallel.ts) on the shared arrays, and bumps its done counter. An error is sent back as a
  * message and flagged in the control block.
@@ -49,7 +49,8 @@ function main(): void {
   try {
     const math = wasmSimdMath();
     if ("reason" in math) throw new Error(math.reason);
-    ctx = { math, gemm: selectCpuMatmul("blas")?.gemm };
+    // the same matmul as the main thread's (BLAS, or the WASM kernel where no BLAS loads)
+    ctx = { math, gemm: selectCpuMatmul(workerData.matmul ?? "blas")?.gemm };
   } catch (e) {
     fail(e);
     Atomics.notify(ctl, STATE);

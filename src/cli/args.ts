@@ -8,8 +8,9 @@ import process from "node:process";
 
 /** The `--help` lines of the environment variables every model-running command reads (train, eval). */
 export const ENV_HELP = `Environment (backend tuning; the description printed at start says what is in use)
-  GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  an OpenBLAS to load
-  GPT2_SFT_CPU_THREADS  CPU threads for attention, GELU, dropout, layernorm, AdamW (default: the cores if ≥ 4, else 1)
+  GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  a CBLAS to load
+  GPT2_SFT_CPU_THREADS  CPU threads for attention, GELU, dropout, layernorm, AdamW, and the products without BLAS
+                        (default: the cores if ≥ 4, or ≥ 2 without BLAS, else 1)
   GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | tune (timed per shape on this GPU) |
                         large-f16 (half precision: for evaluation)
   GPT2_SFT_ATTENTION    WebGPU training attention: matmul (default) | rows | flash (no T×T buffers: long sequences fit)
