@@ -20,7 +20,7 @@
 
 import { type DenseMatmulArgs, type FastMatmul, matmulViaGemm, type StridedGemmArgs } from "./cpu_fast.ts";
 
-import { I32, simd, uleb, V128, wasmModule } from "./wasm_asm.ts";
+import { I32, simd, sleb, uleb, V128, wasmModule } from "./wasm_asm.ts";
 
 // opcodes
 const BLOCK_VOID = 0x40, LOOP = 0x03, END = 0x0b, BR_IF = 0x0d;
@@ -37,7 +37,7 @@ const C0 = 13, B0 = 21, B1 = 22, AV = 23;
 /** The kernel's body: `mm(ap, bp, cp, mb, nb, K)` with K, mb, nb ≥ 1 (byte addresses). */
 function kernelBody(): number[] {
   const get = (l: number) => [LOCAL_GET, l], set = (l: number) => [LOCAL_SET, l];
-  const i32 = (n: number) => [I32_CONST, ...uleb(n)]; // small non-negative constants only
+  const i32 = (n: number) => [I32_CONST, ...sleb(n)]; // i32.const takes a signed LEB128
   const memarg = (align: number, offset: number) => [align, ...uleb(offset)];
   const c: number[] = [];
   c.push(...get(NB), ...i32(32), I32_MUL, ...set(RS)); // row stride of Cp in bytes
