@@ -14,6 +14,7 @@
  */
 
 import { describe, expect, test } from "bun:test";
+import process from "node:process";
 import type { Backend, Buf } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { type Data, onBoth, webgpuForTests } from "../src/testing/backends.ts";
@@ -682,8 +683,51 @@ describe("webgpu backend", () => {
     g.free(x);
   });
 
+  gpuTest("the submit ramp: after each wait, batches of 16, 32, 64 … up to flushEvery; the same results", async () => {
+    const [ramp, flat] = [await WebGpuBackend.create(), await WebGpuBackend.create({ flushRamp: false })];
+    const x = new Float32Array(8).fill(1);
+    try {
+      expect(flat.description).toContain("no submit ramp");
+      expect(ramp.description).not.toContain("ramp");
+      const run = async (g: WebGpuBackend, flushed: number[]) => {
+        const out = g.upload(x);
+        await g.sync(); // the upload's own submit, then a wait: the ramp starts over
+        for (const expected of flushed) {
+          const before = g.stats.submits;
+          for (let i = 0; i < 100; i++) g.scale({ buf: out, n: 8, s: 1.001 });
+          expect(g.stats.submits - before).toBe(expected);
+        }
+        const got = Array.from(await g.read(out));
+        const before = g.stats.submits;
+        for (let i = 0; i < 17; i++) g.scale({ buf: out, n: 8, s: 1 });
+        expect(g.stats.submits - before).toBe(g.flushRamp ? 1 : 0); // the read waited: 16 again
+        return got;
+      };
+      // ramp: submits after the 16th and 48th dispatch (16 + 32), the 112th (+ 64), the 240th (+ 128), then
+      // every 256; flat: after the 256th only
+      const a = await run(ramp, [2, 1, 1]), b = await run(flat, [0, 0, 1]);
+      expect(a).toEqual(b);
+      expect(a[0]).toBeCloseTo(1.001 ** 300, 4);
+    } finally {
+      ramp.dispose();
+      flat.dispose();
+    }
+    const old = process.env.GPT2_SFT_FLUSH_RAMP;
+    try {
+      process.env.GPT2_SFT_FLUSH_RAMP = "0";
+      const g = await WebGpuBackend.create();
+      expect(g.flushRamp).toBe(false);
+      g.dispose();
+      process.env.GPT2_SFT_FLUSH_RAMP = "yes";
+      await expect(WebGpuBackend.create()).rejects.toThrow(/GPT2_SFT_FLUSH_RAMP "yes": expected 1/);
+    } finally {
+      if (old === undefined) delete process.env.GPT2_SFT_FLUSH_RAMP;
+      else process.env.GPT2_SFT_FLUSH_RAMP = old;
+    }
+  });
+
   gpuTest("flushEvery (GPT2_SFT_FLUSH_EVERY): the recorded work is submitted every N dispatches", async () => {
-    const g = await WebGpuBackend.create({ flushEvery: 4 });
+    const g = await WebGpuBackend.create({ flushEvery: 4, flushRamp: false });
     try {
       expect(g.flushEvery).toBe(4);
       expect(g.description).toContain("submits every 4 dispatches");
@@ -697,6 +741,7 @@ describe("webgpu backend", () => {
       g.dispose();
     }
     expect((await gpu()).flushEvery).toBe(256);
+    expect((await gpu()).flushRamp).toBe(true);
     for (const bad of ["0", "257", "4.5", "many", ""]) {
       expect(() => parseFlushEvery(bad, "value of GPT2_SFT_FLUSH_EVERY")).toThrow(
         /Invalid value of GPT2_SFT_FLUSH_EVERY ".*": expected a whole number of dispatches from 1 to 256/,

@@ -15,6 +15,7 @@ export const ENV_HELP = `Environment (backend tuning; the description printed at
                         large-f16 (half precision: for evaluation)
   GPT2_SFT_ATTENTION    WebGPU training attention: matmul (default) | rows | flash (no T×T buffers: long sequences fit)
   GPT2_SFT_FLUSH_EVERY  WebGPU: submit every N dispatches (1 … 256, default 256)
+  GPT2_SFT_FLUSH_RAMP   WebGPU: 1 (default) ramps batches up from 16 dispatches after each wait, 0 does not
   GPT2_SFT_PROFILE=1    time every kernel (WebGPU: on the GPU) or op (CPU); the table is printed at the end
   HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
 `;
