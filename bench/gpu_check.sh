@@ -18,7 +18,8 @@
 #                    --only matmul,step,dispatch,classify --classify-shape gpt2
 #                    --matmul-kernels tiled,large,auto,tune,large-f16 (JSON last line)
 #   steps.log        the step alone at T = 128; at T = 256 with GPT2_SFT_ATTENTION=flash, and =rows; at T = 256
-#                    with GPT2_SFT_FLUSH_EVERY=32 (submits of 32 dispatches instead of 256); at T = 256 with
+#                    with GPT2_SFT_FLUSH_EVERY=32 (submits of 32 dispatches instead of 256), and with
+#                    GPT2_SFT_FLUSH_RAMP=0 (no ramp from 16 dispatches after each sync); at T = 256 with
 #                    --profile (GPU time per kernel from timestamp queries); at T = 256 with GPT2_SFT_MATMUL=tune
 #                    (a JSON line each)
 #   pytorch.log      python3 bench/pytorch_bench.py (JSON last line)
@@ -135,11 +136,12 @@ run_step "bench webgpu B=4 T=256" "$OUT/bench.log" 150 \
 run_step "pytorch baseline" "$OUT/pytorch.log" 150 python3 bench/pytorch_bench.py ${quick[@]+"${quick[@]}"}
 
 q="${quick[*]}" # the same flag, as a word inside the sh -c string
-run_step "bench webgpu steps: T=128; T=256 with flash, then rows attention; submits of 32; T=256 profiled; T=256 tuned" "$OUT/steps.log" 230 sh -c \
+run_step "bench webgpu steps: T=128; T=256 with flash, then rows attention; submits of 32; no ramp; profiled; tuned" "$OUT/steps.log" 250 sh -c \
   "r=0; '$DENO' task bench --backend webgpu --json --only step --seq 128 --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_ATTENTION=flash '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_ATTENTION=rows '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_FLUSH_EVERY=32 '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
+   GPT2_SFT_FLUSH_RAMP=0 '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    '$DENO' task bench --backend webgpu --json --only step --steps 3 --warmup 1 --profile $q || r=1; \
    GPT2_SFT_MATMUL=tune '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    exit \$r"
@@ -198,6 +200,7 @@ b2 = next((x for x in steps if x.get("step") and x["step"]["T"] == 128 and not x
 bf = next((x for x in steps if "attention flash" in x.get("device", "") and x.get("step")), None)
 br = next((x for x in steps if "attention rows" in x.get("device", "") and x.get("step")), None)
 bs = next((x for x in steps if "submits every" in x.get("device", "") and x.get("step")), None)
+bn = next((x for x in steps if "no submit ramp" in x.get("device", "") and x.get("step")), None)
 bp = next((x for x in steps if x.get("step") and x["step"].get("profile")), None)
 bt = next((x for x in steps if x.get("step") and x["step"].get("matmul_tuning")), None)
 if bt:
@@ -207,9 +210,10 @@ if bt:
         print(f"    tune {t['shape']:<28} {c}")
 if b2:
     step_line("webgpu step", b2, b2.get("step"))
-for tag, x in [("flash attention", bf), ("rows attention", br), ("submits of 32 dispatches", bs)]:
+for tag, x in [("flash attention", bf), ("rows attention", br), ("submits of 32 dispatches", bs),
+               ("no submit ramp after a sync", bn)]:
     if x:
-        step_line(f"webgpu step, {tag} (defaults: matmul attention, submits of 256)", x, x.get("step"))
+        step_line(f"webgpu step, {tag} (defaults: matmul attention, submits of 256 ramping from 16)", x, x.get("step"))
 if bp:
     s = bp["step"]
     total = sum(r["ms"] for r in s["profile"]) or 1
