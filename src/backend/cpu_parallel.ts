@@ -2,9 +2,9 @@
  * One part of a CPU op that the main thread and the helper threads (cpu_threads.ts, cpu_worker.ts) share:
  * the same SIMD and BLAS code the single-threaded fast path runs, on a slice of the work — a range of
  * elements (GELU, dropout, AdamW), of rows (layernorm), of heads (attention) or of the product's rows or
- * columns (matmul, where the matmul does not thread itself). Every part writes only its
- * own slice of the outputs (a matmul part: its block of rows or columns of the product); layernorm's weight and bias gradients, which every row adds to, go to a
- * part's own accumulators that the caller sums.
+ * columns (matmul, where the matmul does not thread itself). Every part writes only its own slice of the
+ * outputs; layernorm's weight and bias gradients, which every row adds to, go to a part's own accumulators
+ * that the caller sums.
  * @module
  */
 

@@ -1,8 +1,8 @@
 /**
- * A CPU helper thread (see cpu_threads.ts): loads its own SIMD module and matmul (BLAS or WASM), says it is ready, then
- * waits for jobs — each a message on its port, announced by a bump of the control block's counter — runs
- * the part (cpu_parallel.ts) on the shared arrays, and bumps its done counter. An error is sent back as a
- * message and flagged in the control block.
+ * A CPU helper thread (see cpu_threads.ts): loads its own SIMD module and matmul (BLAS, or the WASM
+ * kernel where the main thread has no BLAS), says it is ready, then waits for jobs — each a message on its
+ * port, announced by a bump of the control block's counter — runs the part (cpu_parallel.ts) on the shared
+ * arrays, and bumps its done counter. An error is sent back as a message and flagged in the control block.
  * @module
  */
 
