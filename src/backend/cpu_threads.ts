@@ -15,7 +15,7 @@
  * ops of ≥ ~0.1 ms are split. Workers are `unref`'d: they never keep a finished program alive.
  *
  * Threads: `GPT2_SFT_CPU_THREADS` (1 = none), else `navigator.hardwareConcurrency` (at most 16) on machines with
- * at least 4 cores under Deno or Bun, else 1.
+ * at least 4 cores under Deno or Bun (at least 2 when the matmul does not thread itself), else 1.
  * @module
  */
 
