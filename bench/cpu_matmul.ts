@@ -19,6 +19,7 @@ import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backend/cpu.ts";
+import { cpuThreadCount } from "../src/backend/cpu_threads.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
 
@@ -130,7 +131,7 @@ function main(): Promise<number> {
   const ref = new CpuBackend({ matmul: "reference" });
   // the WASM kernel on one thread, and split over the default helper threads (what runs without a BLAS)
   const wasm = new CpuBackend({ matmul: "wasm", threads: 1 }), wasmThreads = new CpuBackend({ matmul: "wasm" });
-  const wasmThreadCount = Number(/; (\d+) threads\)/.exec(wasmThreads.description)?.[1] ?? 1);
+  const wasmThreadCount = cpuThreadCount(false); // the default of a matmul that does not thread itself
   let fast: CpuBackend | undefined, fastWhy = "";
   try {
     fast = new CpuBackend({ matmul: "blas" });

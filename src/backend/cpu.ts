@@ -411,11 +411,17 @@ export class CpuBackend implements Backend {
   }
 
   /**
-   * Run the parts `jobs()` makes, one per thread, when `work` (elements) is worth a split (≥ PAR_MIN) and
-   * every array is shared; returns false (nothing done) otherwise, for the single-threaded path.
+   * Run the parts `jobs()` makes, one per thread, when `work` is worth a split (≥ `min`: PAR_MIN elements,
+   * or MATMUL_PAR_MIN multiply-adds for a product) and every array is shared; returns false (nothing done)
+   * otherwise, for the single-threaded path.
    */
-  #parallel(work: number, arrays: (Float32Array | Int32Array | undefined)[], jobs: () => PartJob[]): boolean {
-    if (work < PAR_MIN || this.#threadCount <= 1 || !CpuThreads.shareable(...arrays)) return false;
+  #parallel(
+    work: number,
+    arrays: (Float32Array | Int32Array | undefined)[],
+    jobs: () => PartJob[],
+    min = PAR_MIN,
+  ): boolean {
+    if (work < min || this.#threadCount <= 1 || !CpuThreads.shareable(...arrays)) return false;
     const threads = this.#helpers();
     if (!threads) return false;
     const math = this.#fastMath!, gemm = this.#fastMatmul?.gemm;
@@ -465,7 +471,6 @@ export class CpuBackend implements Backend {
    */
   #splitMatmul(d: DenseMatmulArgs): boolean {
     const { M, N, K } = d;
-    if (M * N * K < MATMUL_PAR_MIN) return false;
     const cols = N >= M;
     const nums = {
       M,
@@ -483,7 +488,7 @@ export class CpuBackend implements Backend {
         arrays,
         nums: { ...nums, lo, hi },
       }));
-    return this.#parallel(PAR_MIN, Object.values(arrays), split);
+    return this.#parallel(M * N * K, Object.values(arrays), split, MATMUL_PAR_MIN);
   }
 
   /**

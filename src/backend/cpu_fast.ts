@@ -222,9 +222,9 @@ export interface MatmulPart {
 /**
  * `out[M,N] (=|+=) op(A)·op(B) (+ bias)` (DenseMatmulArgs) through a strided GEMM, on the whole output or
  * on one block of rows or columns (`part`; with the WASM kernel, the same numbers as the whole, element
- * for element). With a bias
- * and `=`, the output is first filled with the bias and the GEMM adds the product (beta 1): adding it after,
- * row by row in TypeScript, took as long as the product itself at 2100×256×64 with BLAS.
+ * for element). With a bias and `=`, the output is first filled with the bias and the GEMM adds the product
+ * (beta 1): adding it after, row by row in TypeScript, took as long as the product itself at 2100×256×64
+ * with BLAS.
  */
 export function matmulViaGemm(gemm: (g: StridedGemmArgs) => void, args: DenseMatmulArgs, part?: MatmulPart): void {
   const { out, a, b, bias, M, N, K } = args;
