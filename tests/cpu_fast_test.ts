@@ -154,27 +154,25 @@ for (const impl of ["blas", "wasm"] as const) {
     });
 
     // sumRows goes through the strided GEMM (a row of ones times inp) on both
-    {
-      implTest("sumRows (a row of ones times inp), = and +=, against the loops' float64 sums", () => {
-        for (const [M, N] of [[1, 1], [7, 3], [2100, 64], [33, 769]] as const) {
-          const x = rand(M * N, M + N), old = rand(N, N);
-          for (const accumulate of [false, true]) {
-            const sum = (be: CpuBackend) => {
-              const out = be.upload(old);
-              be.sumRows({ out, inp: be.upload(x), M, N, accumulate });
-              return cpuData(out) as Float32Array;
-            };
-            const got = sum(fast), exp = sum(ref);
-            // float32 sums of M terms in [−1, 1): at most M·ε·M, far below a dropped row or the old value
-            for (let j = 0; j < N; j++) {
-              if (!(Math.abs(got[j]! - exp[j]!) <= M * M * EPS + 1e-6)) {
-                throw new Error(`sumRows M=${M} N=${N} += ${accumulate} [${j}]: got ${got[j]}, expected ${exp[j]}`);
-              }
+    implTest("sumRows (a row of ones times inp), = and +=, against the loops' float64 sums", () => {
+      for (const [M, N] of [[1, 1], [7, 3], [2100, 64], [33, 769]] as const) {
+        const x = rand(M * N, M + N), old = rand(N, N);
+        for (const accumulate of [false, true]) {
+          const sum = (be: CpuBackend) => {
+            const out = be.upload(old);
+            be.sumRows({ out, inp: be.upload(x), M, N, accumulate });
+            return cpuData(out) as Float32Array;
+          };
+          const got = sum(fast), exp = sum(ref);
+          // float32 sums of M terms in [−1, 1): at most M·ε·M, far below a dropped row or the old value
+          for (let j = 0; j < N; j++) {
+            if (!(Math.abs(got[j]! - exp[j]!) <= M * M * EPS + 1e-6)) {
+              throw new Error(`sumRows M=${M} N=${N} += ${accumulate} [${j}]: got ${got[j]}, expected ${exp[j]}`);
             }
           }
         }
-      });
-    }
+      }
+    });
 
     implTest("the strided GEMM: offsets, leading dimensions past the width, alpha, beta (C unread at beta 0)", () => {
       const gemm = selectCpuMatmul(impl)!.gemm;

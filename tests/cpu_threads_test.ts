@@ -4,8 +4,8 @@
  * same whoever computes it (attention per head, GELU, dropout, AdamW, layernorm's outputs, the WASM
  * matmul's blocks of rows or columns), and to float32 rounding for layernorm's weight and bias gradients
  * (the parts' sums are added after) and for attention whose products OpenBLAS threads in one run and not in
- * the other. Sizes are above the
- * split threshold (65536 elements of work), with lengths that do not divide evenly; 3 threads on any machine.
+ * the other. Sizes are above the split thresholds (65536 elements of work, 2²⁰ multiply-adds for a product),
+ * with lengths that do not divide evenly; 3 threads on any machine.
  */
 
 import { describe, expect, test } from "bun:test";
