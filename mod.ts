@@ -48,4 +48,10 @@ export { NOTEBOOK_TRAIN_CONFIG, type TrainConfig, trainLoop } from "./src/train/
 export { runTraining } from "./src/train/run.ts";
 export { classify, classifyBatch, scoreLabels } from "./src/eval/classify.ts";
 export { scorePrediction } from "./src/eval/metrics.ts";
+export {
+  type ConfusionMatrix,
+  confusionMatrix,
+  renderConfusionConsole,
+  renderConfusionSvg,
+} from "./src/eval/confusion.ts";
 export { runEvaluation } from "./src/eval/run.ts";

@@ -22,7 +22,15 @@ import {
   summarize,
   summaryRecord,
 } from "../src/eval/metrics.ts";
-import { type EvalReport, formatPercent, renderConsole, renderMarkdown, writeReport } from "../src/eval/report.ts";
+import {
+  confusionSvg,
+  type EvalReport,
+  formatPercent,
+  renderConsole,
+  renderMarkdown,
+  writeReport,
+} from "../src/eval/report.ts";
+import { confusionMatrix, renderConfusionConsole, renderConfusionMarkdown } from "../src/eval/confusion.ts";
 
 const EXPECTED_JSON = '{"name": "陈洁", "email": "chen.jie@example.com", "order_id": "OD20240105-1234"}';
 const text = (expected: string): ScoredRecord => ({ metric: "text", expected });
@@ -217,13 +225,52 @@ describe("summarize and report", () => {
     expect(coloured).toContain("\x1b[31mBase: 续写<|im_end|>\x1b[0m");
   });
 
-  test("writeReport writes .md and .json atomically", async () => {
+  // classification reports carry each model's confusion matrix (tests/eval_confusion_test.ts tests the matrix)
+  const labels = ["延迟发货", "退款申请"];
+  const withConfusion = (): EvalReport => ({
+    ...report(),
+    confusion: {
+      base: confusionMatrix(["延迟发货", "退款申请"], ["退款申请", "退款申请"], labels),
+      sft: confusionMatrix(["延迟发货", "退款申请"], ["延迟发货", "延迟发货"], labels),
+    },
+  });
+
+  test("confusion matrices: in the console after the accuracies, in the Markdown with the heatmap", () => {
+    const r = withConfusion();
+    const plain = renderConsole(r, { color: false });
+    const base = renderConfusionConsole(r.confusion!.base!, { title: "Base model" });
+    const sft = renderConfusionConsole(r.confusion!.sft, { title: "SFT model" });
+    expect(plain).toContain(`overall: 6.2%\n\n${base}\n\n${sft}\n\nSamples (SFT):`);
+    expect(renderConsole(r, { color: true })).toContain("\x1b[32m"); // green correct counts
+    const md = renderMarkdown(r, { svgName: "eval.confusion.svg" });
+    expect(md).toContain("## Confusion matrix");
+    expect(md).toContain("![confusion matrices](eval.confusion.svg)");
+    expect(md).toContain(`Base model:\n\n${renderConfusionMarkdown(r.confusion!.base!)}`);
+    expect(md).toContain(`SFT model:\n\n${renderConfusionMarkdown(r.confusion!.sft)}`);
+    expect(md.indexOf("## Confusion matrix")).toBeLessThan(md.indexOf("## Samples"));
+    expect(renderMarkdown(r)).not.toContain("!["); // no heatmap named, none shown
+    expect(renderMarkdown(report())).not.toContain("Confusion");
+    expect(confusionSvg(r)!.indexOf("Base model")).toBeLessThan(confusionSvg(r)!.indexOf("SFT model"));
+    expect(confusionSvg({ ...r, confusion: { sft: r.confusion!.sft } })).not.toContain("Base model");
+    expect(confusionSvg(report())).toBeNull();
+  });
+
+  test("writeReport writes .md and .json atomically, and the heatmap when there are confusion matrices", async () => {
     const dir = await mkdtemp(join(tmpdir(), "report-"));
     try {
       const paths = await writeReport(report(), join(dir, "out", "eval"));
+      expect(paths.svg).toBeUndefined();
       expect(JSON.parse(await readFile(paths.json, "utf8"))).toEqual(JSON.parse(JSON.stringify(report())));
       expect(await readFile(paths.md, "utf8")).toBe(renderMarkdown(report()));
       expect((await readdir(join(dir, "out"))).sort()).toEqual(["eval.json", "eval.md"]); // no temp files left
+
+      const r = withConfusion();
+      const p2 = await writeReport(r, join(dir, "c", "eval"));
+      expect(p2.svg).toBe(join(dir, "c", "eval.confusion.svg"));
+      expect(await readFile(p2.svg!, "utf8")).toBe(confusionSvg(r));
+      expect(await readFile(p2.md, "utf8")).toBe(renderMarkdown(r, { svgName: "eval.confusion.svg" }));
+      expect(JSON.parse(await readFile(p2.json, "utf8")).confusion.sft.counts).toEqual([[1, 0], [1, 0]]);
+      expect((await readdir(join(dir, "c"))).sort()).toEqual(["eval.confusion.svg", "eval.json", "eval.md"]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

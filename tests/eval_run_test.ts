@@ -100,10 +100,25 @@ describe("runEvaluation", () => {
     model.dispose();
 
     // reports written
-    expect(result.paths).toEqual({ md: `${reportBase}.md`, json: `${reportBase}.json` });
+    expect(result.paths).toEqual({
+      md: `${reportBase}.md`,
+      json: `${reportBase}.json`,
+      svg: `${reportBase}.confusion.svg`,
+    });
     const json = JSON.parse(await readFile(`${reportBase}.json`, "utf8")) as EvalReport;
     expect(json.sft.overall.total).toBe(10);
-    expect(await readFile(`${reportBase}.md`, "utf8")).toContain("# Evaluation: classification");
+    const mdText = await readFile(`${reportBase}.md`, "utf8");
+    expect(mdText).toContain("# Evaluation: classification");
+    expect(mdText).toContain("![confusion matrices](report.confusion.svg)");
+    expect(await readFile(`${reportBase}.confusion.svg`, "utf8")).toContain("Base model");
+
+    // the confusion matrices count exactly the predictions: the diagonal is the number correct
+    for (const [m, summary] of [[r.confusion!.sft, r.sft], [r.confusion!.base!, r.base!]] as const) {
+      expect(m.classes).toEqual([...ISSUE_LABELS]); // the classifier only ever answers a label
+      expect(m.counts.flat().reduce((a, b) => a + b, 0)).toBe(10);
+      expect(m.counts.reduce((a, row, i) => a + row[i]!, 0)).toBe(summary.overall.correct);
+    }
+    expect(json.confusion!.sft.counts).toEqual(r.confusion!.sft.counts);
     const line = summaryJson(result);
     expect(Object.keys(line)).toEqual(["task", "sft", "base", "seconds", "report"]);
     expect((line.sft as { overall: number }).overall).toBe(r.sft.overall.accuracy);
@@ -133,6 +148,7 @@ describe("runEvaluation", () => {
     expect(r.comparison).toHaveLength(5);
     expect(typeof r.comparison[3]!.base).toBe("string");
     expect(r.comparison[3]!.baseCorrect).toBe(false);
+    expect(r.confusion).toBeUndefined(); // no labels to confuse
     for (const s of r.samples) {
       expect(typeof s.pred).toBe("string");
       expect(s.pred).not.toContain("[CLS]");
@@ -200,6 +216,8 @@ describe("runEvaluation", () => {
       backend: new CpuBackend(),
     });
     expect(report.base).toBeUndefined();
+    expect(report.confusion!.base).toBeUndefined();
+    expect(report.confusion!.sft.counts.flat().reduce((a, b) => a + b, 0)).toBe(2);
     checkSummary(report.sft, 2);
     expect(report.samples).toHaveLength(2);
     expect(report.comparison).toHaveLength(5);

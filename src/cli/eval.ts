@@ -45,7 +45,8 @@ Generation (tasks without labels; the notebook: greedy, repetition penalty 1.1, 
 
 Run and output
   --backend NAME        auto | cpu | webgpu (default auto: WebGPU on a hardware adapter, else CPU)
-  --report PATH         write PATH.md and PATH.json (default runs/eval/report)
+  --report PATH         write PATH.md and PATH.json, and for classification the confusion matrices as
+                        PATH.confusion.svg (default runs/eval/report)
   --no-report           write no report files
   --json                print a one-line JSON summary last: {task, sft: {overall, categories}, base?, seconds, report?}
   --quiet               no progress display and no report printout (errors and --json still print)
@@ -149,7 +150,10 @@ export async function evalMain(
     const result = await runEvaluation({ ...run, plan, backend: be, print: say });
     say("");
     say(renderConsole(result.report, { color: !v["no-color"] && stdout.isTTY === true && colorEnabled() }));
-    if (result.paths) say(`\nReport: ${result.paths.md} and ${result.paths.json}`);
+    if (result.paths) {
+      const p = result.paths;
+      say(`\nReport: ${p.md} and ${p.json}${p.svg ? ` (confusion matrices: ${p.svg})` : ""}`);
+    }
     const profile = await profileReport(be);
     if (profile) say(profile);
     if (v.json) print(JSON.stringify(summaryJson(result)));

@@ -1,16 +1,24 @@
 /**
  * The evaluation report: base vs SFT accuracy per category and overall (as the notebook's
  * `f"{acc*100:.1f}%"`), three SFT samples, the side-by-side comparison of the first test items, and the
- * settings of the run. Rendered as Markdown and JSON (written atomically) and as the notebook's console
- * printout, coloured green/red for correct/wrong unless NO_COLOR is set.
+ * settings of the run, and for the classification task the confusion matrices (confusion.ts). Rendered as
+ * Markdown and JSON (written atomically, with the matrices as an SVG heatmap beside them) and as the notebook's
+ * console printout, coloured green/red for correct/wrong unless NO_COLOR is set.
  * @module
  */
 
+import { basename } from "node:path";
 import process from "node:process";
 import { atomicWriteFile } from "../io/atomic.ts";
 import { formatDuration } from "../io/progress.ts";
 import { formatFixed } from "../train/metrics.ts";
 import { pySlice, type Summary } from "./metrics.ts";
+import {
+  type ConfusionMatrix,
+  renderConfusionConsole,
+  renderConfusionMarkdown,
+  renderConfusionSvg,
+} from "./confusion.ts";
 
 /** One of the samples the notebook prints (`samples` holds the first three test items). */
 export interface EvalSample {
@@ -73,6 +81,8 @@ export interface EvalReport {
   /** The base model's summary; absent when EVAL_RUN_BASE is off. */
   base?: Summary;
   sft: Summary;
+  /** Classification: which label was predicted for which expected label, per model (base absent as above). */
+  confusion?: { base?: ConfusionMatrix; sft: ConfusionMatrix };
   /** The first three SFT predictions. */
   samples: EvalSample[];
   /** Base vs SFT on the first test items. */
@@ -138,8 +148,11 @@ function settingsRows(report: EvalReport): [string, string][] {
   return rows;
 }
 
-/** The report as Markdown: summary table, samples, comparison, settings. */
-export function renderMarkdown(report: EvalReport): string {
+/**
+ * The report as Markdown: summary table, confusion matrices (with `svgName`, the heatmap's file name
+ * relative to the Markdown file, shown above them), samples, comparison, settings.
+ */
+export function renderMarkdown(report: EvalReport, opts: { svgName?: string } = {}): string {
   const out: string[] = [`# Evaluation: ${md(report.task)}`, ""];
   const hasBase = report.base !== undefined;
   out.push(hasBase ? "| Category | Base | SFT |" : "| Category | SFT |", hasBase ? "|---|---:|---:|" : "|---|---:|");
@@ -148,6 +161,13 @@ export function renderMarkdown(report: EvalReport): string {
     s ? `**${formatPercent(s.overall.accuracy)}** (${s.overall.correct}/${s.overall.total})` : "–";
   rows.push(["**overall**", overall(report.base), overall(report.sft)]);
   for (const [name, b, s] of rows) out.push(hasBase ? `| ${name} | ${b} | ${s} |` : `| ${name} | ${s} |`);
+
+  if (report.confusion) {
+    out.push("", "## Confusion matrix", "", "Rows: the expected label; columns: the label the model predicted.", "");
+    if (opts.svgName) out.push(`![confusion matrices](${opts.svgName})`, "");
+    if (report.confusion.base) out.push("Base model:", "", renderConfusionMarkdown(report.confusion.base), "");
+    out.push("SFT model:", "", renderConfusionMarkdown(report.confusion.sft));
+  }
 
   out.push("", "## Samples (SFT)", "", "| # | Question | Expected | Prediction | |", "|---|---|---|---|---|");
   report.samples.forEach((x, i) => {
@@ -201,6 +221,12 @@ export function renderConsole(report: EvalReport, opts: ConsoleOptions = {}): st
   };
   if (report.base) summary("Base model:", report.base);
   summary("SFT model:", report.sft);
+  if (report.confusion) {
+    if (report.confusion.base) {
+      out.push("", renderConfusionConsole(report.confusion.base, { title: "Base model", color }));
+    }
+    out.push("", renderConfusionConsole(report.confusion.sft, { title: "SFT model", color }));
+  }
   out.push("", "Samples (SFT):");
   for (const x of report.samples) {
     out.push(
@@ -222,10 +248,30 @@ export function renderConsole(report: EvalReport, opts: ConsoleOptions = {}): st
   return out.join("\n");
 }
 
-/** Writes `outBase.md` and `outBase.json` (each atomically); returns their paths. */
-export async function writeReport(report: EvalReport, outBase: string): Promise<{ md: string; json: string }> {
-  const paths = { md: `${outBase}.md`, json: `${outBase}.json` };
+/** The heatmap of a report's confusion matrices (base first when present), or null without them. */
+export function confusionSvg(report: EvalReport): string | null {
+  const c = report.confusion;
+  if (!c) return null;
+  const panels = [{ title: "SFT model", matrix: c.sft }];
+  if (c.base) panels.unshift({ title: "Base model", matrix: c.base });
+  return renderConfusionSvg(panels);
+}
+
+/**
+ * Writes `outBase.md` and `outBase.json`, and with confusion matrices `outBase.confusion.svg` (each
+ * atomically); returns their paths.
+ */
+export async function writeReport(
+  report: EvalReport,
+  outBase: string,
+): Promise<{ md: string; json: string; svg?: string }> {
+  const paths: { md: string; json: string; svg?: string } = { md: `${outBase}.md`, json: `${outBase}.json` };
+  const svg = confusionSvg(report);
+  if (svg !== null) {
+    paths.svg = `${outBase}.confusion.svg`;
+    await atomicWriteFile(paths.svg, svg);
+  }
   await atomicWriteFile(paths.json, JSON.stringify(report, null, 2) + "\n");
-  await atomicWriteFile(paths.md, renderMarkdown(report));
+  await atomicWriteFile(paths.md, renderMarkdown(report, svg === null ? {} : { svgName: basename(paths.svg!) }));
   return paths;
 }

@@ -53,6 +53,7 @@ import { loadModelAndTokenizer } from "../model/load.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
 import { classify, classifyBatch } from "./classify.ts";
 import { pyStrip, scorePrediction, summarize, type Summary } from "./metrics.ts";
+import { confusionMatrix } from "./confusion.ts";
 import { type ComparisonRow, type EvalReport, type EvalSample, type EvalSettings, writeReport } from "./report.ts";
 
 /** The tasks the evaluation knows. */
@@ -140,7 +141,7 @@ export interface EvalRunOptions {
   /** The compute backend; the models are loaded onto it. */
   backend: Backend;
   decoding?: DecodingOptions;
-  /** Write `<reportBase>.md` and `<reportBase>.json` (default: no files). */
+  /** Write `<reportBase>.md`, `<reportBase>.json` and, classifying, `<reportBase>.confusion.svg` (default: none). */
   reportBase?: string;
   /** Hub options for the base model (offline, cache, …). */
   hub?: ResolveModelOptions;
@@ -160,7 +161,7 @@ export interface EvalRunOptions {
 export interface EvalRunResult {
   report: EvalReport;
   /** The files written, when `reportBase` was given. */
-  paths?: { md: string; json: string };
+  paths?: { md: string; json: string; svg?: string };
 }
 
 /** Everything checked and read before any model is loaded. */
@@ -583,12 +584,20 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     runtime: runtimeName(),
     startedAt,
   };
+  let confusion: EvalReport["confusion"];
+  if (plan.labels) {
+    const expected = plan.evaluated.map((r) => r.expected);
+    const labels = plan.labels;
+    confusion = { sft: confusionMatrix(expected, sft.preds, labels) };
+    if (base) confusion.base = confusionMatrix(expected, base.preds, labels);
+  }
   const report: EvalReport = {
     task: plan.task,
     model: plan.model,
     checkpoint: plan.sftDir,
     ...(base ? { base: base.summary } : {}),
     sft: sft.summary,
+    ...(confusion ? { confusion } : {}),
     samples,
     comparison,
     settings,

@@ -110,7 +110,8 @@ function layout(
 // ---------------------------------------------------------------------------------------------------------
 // SVG
 
-function esc(s: string): string {
+/** Text made safe for SVG/XML content and attribute values. */
+export function esc(s: string): string {
   return s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;");
 }
 
