@@ -128,6 +128,102 @@ describe("training loop", () => {
   });
 });
 
+describe("gradient accumulation", () => {
+  // one epoch of the 12 examples, no dropout (its masks are drawn per batch): 8 × 1, 4 × 2 and 2 × 4 split the
+  // epoch into the same two steps (8 examples, then the 4 left), so they must compute the same training
+  const accumConfig = (batchSize: number, gradAccum: number): TrainConfig => ({
+    ...config,
+    batchSize,
+    gradAccum,
+    epochs: 1,
+    maxSteps: 1000,
+    dropout: false,
+  });
+  async function run(batchSize: number, gradAccum: number) {
+    const model = fresh();
+    const logs: { loss: number; gradNorm: number }[] = [];
+    let trainLoss = NaN;
+    const r = await trainLoop({
+      model,
+      train: examples,
+      padId: tok.padTokenId,
+      config: accumConfig(batchSize, gradAccum),
+      onStep: (l) => void logs.push({ loss: l.loss, gradNorm: l.gradNorm }),
+      onEpoch: (e) => void (trainLoss = e.trainLoss),
+    });
+    const params = new Map<string, Float32Array>();
+    for (const [name, t] of model.params) params.set(name, (await t.read()) as Float32Array);
+    return { r, logs, trainLoss, params };
+  }
+
+  test("a batch of 8, 4 × 2 accumulated and 2 × 4 accumulated: the same losses, norms and weights", async () => {
+    const whole = await run(8, 1);
+    expect(whole.r.position.step).toBe(2);
+    for (const [bs, k] of [[4, 2], [2, 4]] as const) {
+      const acc = await run(bs, k);
+      expect(acc.r.position.step).toBe(2); // ceil(ceil(12 / bs) / k)
+      expect(acc.logs).toHaveLength(2);
+      for (let i = 0; i < 2; i++) {
+        // the logged loss is the step's: the mean over the supervised tokens of all its batches
+        expect(Math.abs(acc.logs[i]!.loss - whole.logs[i]!.loss)).toBeLessThan(1e-5 * whole.logs[i]!.loss);
+        expect(Math.abs(acc.logs[i]!.gradNorm - whole.logs[i]!.gradNorm)).toBeLessThan(1e-5 * whole.logs[i]!.gradNorm);
+      }
+      expect(Math.abs(acc.trainLoss - whole.trainLoss)).toBeLessThan(1e-5 * whole.trainLoss);
+      let worst = 0;
+      for (const [name, w] of whole.params) {
+        const a = acc.params.get(name)!;
+        for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(a[i]! - w[i]!));
+      }
+      expect(worst).toBeLessThan(1e-5); // two AdamW steps of lr ≤ 1e-3: float rounding only
+    }
+  });
+
+  test("interrupted after a step and resumed: the same weights as a straight run", async () => {
+    const cfg = { ...accumConfig(2, 2), epochs: 2 }; // 3 steps an epoch (2 + 2 + 2 batches)
+    const straight = fresh();
+    const a = await trainLoop({ model: straight, train: examples, padId: tok.padTokenId, config: cfg });
+    expect(a.position.step).toBe(6);
+    const first = fresh();
+    let saved: Parameters<NonNullable<Parameters<typeof trainLoop>[0]["onCheckpoint"]>>[0] | undefined;
+    let steps = 0;
+    let opt: AdamW | undefined;
+    await trainLoop({
+      model: first,
+      train: examples,
+      padId: tok.padTokenId,
+      config: cfg,
+      onStep: () => void steps++,
+      shouldStop: () => steps >= 1,
+      onCheckpoint: (pos, o) => {
+        saved = pos;
+        opt = o;
+        return Promise.resolve();
+      },
+    });
+    expect(saved).toEqual({ step: 1, epoch: 0, batchInEpoch: 2, epochLossSum: saved!.epochLossSum, epochBatches: 1 });
+    const c = await trainLoop({
+      model: first,
+      train: examples,
+      padId: tok.padTokenId,
+      config: cfg,
+      optimizer: opt,
+      start: saved,
+    });
+    expect(c.position.step).toBe(6);
+    for (const [name, t] of straight.params) expect(await first.param(name).read()).toEqual(await t.read());
+  });
+
+  test("bad values are refused", async () => {
+    expect(() => checkTrainConfig({ ...config, gradAccum: 0 }, fresh())).toThrow("Invalid gradAccum: 0");
+    await expect(trainMain(["--grad-accum", "0"], () => {})).rejects.toThrow("Invalid --grad-accum: 0");
+    expect(() =>
+      fresh().loss({ inputIds: new Int32Array([1, 2]), labels: new Int32Array([-100, 2]), B: 1, T: 2 } as never, {
+        normalizer: 0.5,
+      })
+    ).toThrow("Invalid loss normalizer: 0.5");
+  });
+});
+
 describe("a whole training run", () => {
   test("writes the HF model dir, sft_task.json, metrics and the loss curve", async () => {
     const dir = await tmp();
@@ -174,6 +270,33 @@ describe("a whole training run", () => {
       expect(back.tensors.get("transformer.ln_f.bias")!.data).toEqual(
         await model.param("transformer.ln_f.bias").read(),
       );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  test("resuming with another batch size or accumulation is refused (the position counts batches)", async () => {
+    const dir = await tmp();
+    try {
+      await writeDataset({ task: "classification", outDir: join(dir, "data"), counts: { train: 12, val: 4, test: 4 } });
+      const opts = {
+        tokenizer: tok,
+        modelName: FIXTURE,
+        task: "classification" as const,
+        dataDir: join(dir, "data"),
+        mask: "assistant+eos" as const,
+        outDir: join(dir, "out"),
+        runDir: join(dir, "run"),
+        quiet: true,
+        print: () => {},
+      };
+      await runTraining({ ...opts, model: fresh(), config: { ...config, maxSteps: 1 } });
+      await expect(
+        runTraining({ ...opts, model: fresh(), config: { ...config, batchSize: 2, gradAccum: 2 }, resume: true }),
+      ).rejects.toThrow(
+        "it was trained with --batch-size 4 --grad-accum 1, this run asks --batch-size 2 --grad-accum 2",
+      );
+      const r = await runTraining({ ...opts, model: fresh(), config: { ...config, maxSteps: 2 }, resume: true });
+      expect(r.steps).toBe(2);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -318,7 +318,8 @@ export function gatherRows(ctx: OpContext, x: Tensor, runs: readonly RowRun[]): 
 
 /**
  * Fused softmax + masked mean cross-entropy over logits [N,V] and targets i32 [N] (−100 ignored).
- * `count` is the number of supervised rows (known on the host). Returns a 1-element buffer with the mean
+ * `count` divides the summed loss: the number of supervised rows (known on the host), or with gradient
+ * accumulation those of every batch of the optimizer step. Returns a 1-element buffer with the mean
  * loss that the caller owns. When recording, the logits' gradient is computed in the same pass, in place
  * (the logits are not needed afterwards).
  */

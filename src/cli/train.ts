@@ -35,6 +35,9 @@ Model and data
 
 Optimisation (torch.optim.AdamW, LinearLR warmup from 0.1, clip_grad_norm_)
   --batch-size N        (default 4)        --epochs N          (default 3)
+  --grad-accum N        batches summed per optimizer step (default 1): --batch-size 2 --grad-accum 2
+                        computes the notebook's batch of 4 in the memory of 2 (the loss normalised over
+                        the supervised tokens of all of them, so the same gradients up to rounding)
   --max-steps N         (default 1000)     --lr X              (default 5e-5)
   --warmup-steps N      (default 50)       --weight-decay X    (default 0.01)
   --grad-clip X         (default 1.0)      --seed N            (data order and dropout, default 42)
@@ -72,6 +75,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
       "max-length": { type: "string" },
       pad: { type: "string" },
       "batch-size": { type: "string" },
+      "grad-accum": { type: "string" },
       epochs: { type: "string" },
       "max-steps": { type: "string" },
       lr: { type: "string" },
@@ -100,6 +104,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
   // every flag is checked before anything is loaded
   const config: TrainConfig = {
     batchSize: numberFlag("batch-size", v["batch-size"], d.batchSize, int),
+    gradAccum: numberFlag("grad-accum", v["grad-accum"], 1, int),
     epochs: numberFlag("epochs", v.epochs, d.epochs, int),
     maxSteps: numberFlag("max-steps", v["max-steps"], d.maxSteps, int),
     lr: numberFlag("lr", v.lr, d.lr, { min: 0 }),

@@ -317,17 +317,25 @@ export class GPT2 {
    * Mean cross-entropy over supervised positions, labels shifted by one as Hugging Face does
    * (the logits at t predict the token at t+1). `dropoutSeed` turns on training-mode dropout (the config's
    * rates; it needs `backward`). With `backward`, gradients accumulate into the
-   * parameters' `.grad`. Returns the loss as a 1-element backend buffer (read it only when needed) and the
-   * number of supervised tokens.
+   * parameters' `.grad`. `normalizer` divides the summed cross-entropy instead of this batch's supervised
+   * count: gradient accumulation passes the count of all the batches of a step, so that their losses and
+   * gradients add up to those of one big batch. Returns the loss as a 1-element backend buffer (read it
+   * only when needed) and the number of supervised tokens.
    */
   loss(
     batch: Batch,
-    opts: { backward?: boolean; allPositions?: boolean; dropoutSeed?: number } = {},
+    opts: { backward?: boolean; allPositions?: boolean; dropoutSeed?: number; normalizer?: number } = {},
   ): { loss: Buf; supervised: number } {
     const { B, T } = batch;
     const { targets, count } = shiftLabels(batch.labels, B, T);
     if (count === 0) {
       throw new Error("Cannot compute the loss: the batch has no supervised token (every label is -100)");
+    }
+    const normalizer = opts.normalizer ?? count;
+    if (!(normalizer >= count)) {
+      throw new Error(
+        `Invalid loss normalizer: ${normalizer} (expected at least the batch's ${count} supervised tokens)`,
+      );
     }
     const be = this.be;
     const ids = be.upload(batch.inputIds, "input ids");
@@ -338,7 +346,7 @@ export class GPT2 {
     const tgt = be.upload(rows ? targets.filter((y) => y !== -100) : targets, "targets");
     const tape = opts.backward ? new Tape(be) : undefined;
     const logits = this.forward({ ids, mask, B, T, tape, rows, dropoutSeed: opts.dropoutSeed });
-    const loss = ops.crossEntropy({ be, tape }, logits, tgt, count);
+    const loss = ops.crossEntropy({ be, tape }, logits, tgt, normalizer);
     if (tape) tape.backward();
     else be.free(logits.buf);
     for (const b of [ids, mask, tgt]) if (b) be.free(b);

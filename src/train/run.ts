@@ -133,6 +133,10 @@ export function checkTrainConfig(cfg: TrainConfig, model: GPT2): void {
     if (!Number.isInteger(v) || v <= 0) throw new Error(`Invalid ${k}: ${v} (expected a whole number > 0)`);
   }
   if (!(cfg.lr > 0)) throw new Error(`Invalid lr: ${cfg.lr} (expected > 0)`);
+  const accum = cfg.gradAccum ?? 1;
+  if (!Number.isInteger(accum) || accum <= 0) {
+    throw new Error(`Invalid gradAccum: ${accum} (expected a whole number > 0)`);
+  }
 }
 
 /** The files of the tokenizer plus the notebook's sft_task.json, for the saved model dir. */
@@ -214,6 +218,15 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
         `Cannot resume from ${found}: it has vocab ${ck.state.vocabSize}, the model ${model.config.vocabSize}`,
       );
     }
+    const was = ck.state.config;
+    const batching = (c: TrainConfig) => `--batch-size ${c.batchSize} --grad-accum ${c.gradAccum ?? 1}`;
+    if (was && batching(was) !== batching(cfg)) {
+      // the position counts batches of the checkpoint's size: other sizes would skip or repeat examples
+      throw new Error(
+        `Cannot resume from ${found}: it was trained with ${batching(was)}, this run asks ${batching(cfg)}; ` +
+          "resume with the checkpoint's settings",
+      );
+    }
     for (const [name, t] of ck.params) be.write(model.param(name).buf, t.data);
     optimizer = new AdamW(
       be,
@@ -228,7 +241,12 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
 
   const totalSteps = plannedTotal({ examples: train.examples.length, ...cfg });
   print("Training configuration:");
-  print(`  Batch size: ${cfg.batchSize}`);
+  const accum = cfg.gradAccum ?? 1;
+  print(
+    accum === 1
+      ? `  Batch size: ${cfg.batchSize}`
+      : `  Batch size: ${cfg.batchSize} × ${accum} accumulated = ${cfg.batchSize * accum} per optimizer step`,
+  );
   print(`  Epochs: ${cfg.epochs}`);
   print(`  Learning rate: ${pyFloat(cfg.lr)}`);
   print(`  Total steps: ${totalSteps}`);

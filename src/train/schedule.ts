@@ -86,19 +86,24 @@ export interface TotalStepsOptions {
   epochs: number;
   /** MAX_STEPS (the notebook: 1000); null or undefined: no cap. */
   maxSteps?: number | null;
+  /** Batches whose gradients one optimizer step sums (default 1, as the notebook). */
+  gradAccum?: number;
 }
 
 /**
  * `min(len(train_dataloader)·epochs, maxSteps)`, where `len(train_dataloader) = ceil(examples/batchSize)`
- * (torch's DataLoader keeps the last partial batch).
+ * (torch's DataLoader keeps the last partial batch); with gradient accumulation the optimizer steps of an
+ * epoch are `ceil(len(train_dataloader)/gradAccum)` (the last one sums the batches left).
  */
 export function totalSteps(opts: TotalStepsOptions): number {
   const { examples, batchSize, epochs, maxSteps } = opts;
+  const accum = opts.gradAccum ?? 1;
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new Error(`Invalid batchSize: ${batchSize} (want an integer ≥ 1)`);
   }
+  if (!Number.isInteger(accum) || accum < 1) throw new Error(`Invalid gradAccum: ${accum} (want an integer ≥ 1)`);
   if (!Number.isInteger(examples) || examples < 0) throw new Error(`Invalid examples: ${examples}`);
   if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`Invalid epochs: ${epochs}`);
-  const estimated = Math.ceil(examples / batchSize) * epochs;
+  const estimated = Math.ceil(Math.ceil(examples / batchSize) / accum) * epochs;
   return maxSteps === null || maxSteps === undefined ? estimated : Math.min(estimated, maxSteps);
 }

@@ -12,12 +12,21 @@ import type { Buf } from "../backend/backend.ts";
 import type { GPT2 } from "../model/gpt2.ts";
 import { collate, type SftExample } from "../data/sft_dataset.ts";
 import { PyRandom } from "../data/random.ts";
+import { shiftLabels } from "../model/gpt2.ts";
 import { AdamW } from "./adamw.ts";
 import { lrAt, totalSteps as plannedTotal } from "./schedule.ts";
 
 /** Training settings; the defaults are the notebook's. */
 export interface TrainConfig {
+  /** Examples per batch (per forward/backward pass). */
   batchSize: number;
+  /**
+   * Batches per optimizer step (default 1, as the notebook): their gradients are summed before clipping
+   * and AdamW, with the loss normalised by the supervised tokens of all of them, so `batchSize` b with
+   * `gradAccum` k computes the gradients of one batch of b·k examples (up to float rounding) in the memory
+   * of a batch of b.
+   */
+  gradAccum?: number;
   epochs: number;
   /** Stop after this many optimizer steps (the notebook: 1000). */
   maxSteps: number;
@@ -60,11 +69,12 @@ export const NOTEBOOK_TRAIN_CONFIG: TrainConfig = {
 
 /** Where the loop is: enough to resume exactly (the data order is a function of seed and epoch). */
 export interface TrainPosition {
+  /** Optimizer steps done. */
   step: number;
   epoch: number;
-  /** Batches of the current epoch already done. */
+  /** Batches of the current epoch already done (with gradient accumulation, gradAccum per step). */
   batchInEpoch: number;
-  /** Sum of this epoch's batch losses so far, and how many batches (for the epoch's mean train loss). */
+  /** Sum of this epoch's step losses so far, and how many steps (for the epoch's mean train loss). */
   epochLossSum: number;
   epochBatches: number;
 }
@@ -155,6 +165,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   const be = model.be;
   if (train.length === 0) throw new Error("Cannot train: the training set is empty");
   const totalSteps = plannedTotal({ examples: train.length, ...cfg });
+  const accum = cfg.gradAccum ?? 1;
   const optimizer = args.optimizer ??
     new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
   const pos: TrainPosition = args.start
@@ -171,24 +182,43 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
       const order = epochOrder(train.length, cfg.seed, pos.epoch);
       const nBatches = Math.ceil(train.length / cfg.batchSize);
       for (; pos.batchInEpoch < nBatches; pos.batchInEpoch++) {
-        const idx = order.slice(pos.batchInEpoch * cfg.batchSize, (pos.batchInEpoch + 1) * cfg.batchSize);
-        const batch = collate(idx.map((i) => train[i]!), { padId: args.padId, pad: cfg.pad, maxLength: cfg.maxLength });
+        // this step's batches: gradAccum of them (fewer at the end of the epoch), each padded on its own
+        const batches = [];
+        const first = pos.batchInEpoch, end = Math.min(nBatches, first + accum);
+        for (let k = first; k < end; k++) {
+          const idx = order.slice(k * cfg.batchSize, (k + 1) * cfg.batchSize);
+          batches.push(
+            collate(idx.map((i) => train[i]!), { padId: args.padId, pad: cfg.pad, maxLength: cfg.maxLength }),
+          );
+        }
+        pos.batchInEpoch = end - 1;
+        // the loss of each is its summed cross-entropy over the supervised tokens of all of them, so the
+        // gradients add up to those of one batch holding every example (the notebook's mean over its tokens)
+        const normalizer = batches.reduce((n, b) => n + shiftLabels(b.labels, b.B, b.T).count, 0);
         model.zeroGrad();
-        // a dropout seed per step (and run seed), so a resumed run draws the same masks
-        const dropoutSeed = cfg.dropout ? cfg.seed * 1_000_000 + pos.step : undefined;
-        const { loss } = model.loss(batch, { backward: true, dropoutSeed });
+        let loss: Buf | undefined;
+        for (const [j, batch] of batches.entries()) {
+          // a dropout seed per step and batch (and run seed), so a resumed run draws the same masks
+          const dropoutSeed = cfg.dropout ? cfg.seed * 1_000_000 + pos.step * accum + j : undefined;
+          const part = model.loss(batch, { backward: true, dropoutSeed, normalizer }).loss;
+          if (loss === undefined) loss = part;
+          else {
+            be.sum({ out: loss, inp: part, n: 1, accumulate: true });
+            be.free(part);
+          }
+          tokensSinceLog += batch.tokens;
+          supervisedSinceLog += batch.supervised;
+        }
         optimizer.step(lrAt(pos.step, sched));
-        be.sum({ out: epochLoss, inp: loss, n: 1, accumulate: true });
+        be.sum({ out: epochLoss, inp: loss!, n: 1, accumulate: true });
         pos.step++;
         pos.epochBatches++;
-        tokensSinceLog += batch.tokens;
-        supervisedSinceLog += batch.supervised;
         const logNow = pos.step % cfg.logEvery === 0 || pos.step === totalSteps;
         if (logNow) {
-          const lossValue = (await be.read(loss))[0]!;
+          const lossValue = (await be.read(loss!))[0]!;
           const gradNorm = (await be.read(optimizer.gradNorm))[0]!;
           if (!Number.isFinite(lossValue)) {
-            be.free(loss);
+            be.free(loss!);
             throw new NonFiniteLossError(pos.step, lossValue);
           }
           const now = performance.now();
@@ -211,7 +241,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
           tokensSinceLog = 0;
           supervisedSinceLog = 0;
         }
-        be.free(loss);
+        be.free(loss!);
         if (args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint) {
           pos.epochLossSum = (await be.read(epochLoss))[0]!;
           await args.onCheckpoint({ ...pos, batchInEpoch: pos.batchInEpoch + 1 }, optimizer);
