@@ -31,6 +31,7 @@ import {
   writeReport,
 } from "../src/eval/report.ts";
 import { confusionMatrix, renderConfusionConsole, renderConfusionMarkdown } from "../src/eval/confusion.ts";
+import { fieldScores, renderFieldsConsole, renderFieldsMarkdown } from "../src/eval/fields.ts";
 
 const EXPECTED_JSON = '{"name": "陈洁", "email": "chen.jie@example.com", "order_id": "OD20240105-1234"}';
 const text = (expected: string): ScoredRecord => ({ metric: "text", expected });
@@ -253,6 +254,20 @@ describe("summarize and report", () => {
     expect(confusionSvg(r)!.indexOf("Base model")).toBeLessThan(confusionSvg(r)!.indexOf("SFT model"));
     expect(confusionSvg({ ...r, confusion: { sft: r.confusion!.sft } })).not.toContain("Base model");
     expect(confusionSvg(report())).toBeNull();
+  });
+
+  test("field scores (JSON extraction): in the console after the accuracies and in the Markdown", () => {
+    const exp = ['{"name": "陈洁", "email": "a@b.cn", "order_id": "OD20240105-1234"}'];
+    const fields = { base: fieldScores(["续写"], exp), sft: fieldScores(exp, exp) };
+    const r = { ...report(), fields };
+    const panels = [{ title: "Base", scores: fields.base }, { title: "SFT", scores: fields.sft }];
+    expect(renderConsole(r, { color: false })).toContain(`overall: 6.2%\n\n${renderFieldsConsole(panels)}\n`);
+    const md = renderMarkdown(r);
+    expect(md).toContain(`## Fields\n\nThe share of items with each field right`);
+    expect(md).toContain(renderFieldsMarkdown(panels));
+    const sftOnly = renderMarkdown({ ...r, base: undefined, fields: { sft: fields.sft } });
+    expect(sftOnly).toContain(renderFieldsMarkdown([{ title: "SFT", scores: fields.sft }]));
+    expect(renderMarkdown(report())).not.toContain("## Fields");
   });
 
   test("writeReport writes .md and .json atomically, and the heatmap when there are confusion matrices", async () => {

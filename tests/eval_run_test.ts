@@ -149,6 +149,12 @@ describe("runEvaluation", () => {
     expect(typeof r.comparison[3]!.base).toBe("string");
     expect(r.comparison[3]!.baseCorrect).toBe(false);
     expect(r.confusion).toBeUndefined(); // no labels to confuse
+    // per-field scores of the 3 evaluated items; the accuracy above needs every field right
+    expect(r.fields!.sft.fields.map((f) => f.field)).toEqual(["name", "email", "order_id"]);
+    for (const s of [r.fields!.sft, r.fields!.base!]) {
+      expect(s.parsed.total).toBe(3);
+      for (const f of s.fields) expect(f.total).toBe(3);
+    }
     for (const s of r.samples) {
       expect(typeof s.pred).toBe("string");
       expect(s.pred).not.toContain("[CLS]");

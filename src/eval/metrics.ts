@@ -270,13 +270,22 @@ export interface PlainFields {
  * first `OD\d{8}-\d{4}`; null unless all three are found (and non-empty).
  */
 export function parsePlainFields(text: string | null | undefined): PlainFields | null {
+  const { name, email, order_id } = findPlainFields(text);
+  if (!(name && email && order_id)) return null;
+  return { name, email, order_id };
+}
+
+/** The fields {@link parsePlainFields} looks for, each found or not on its own (for per-field scores). */
+export function findPlainFields(text: string | null | undefined): Partial<PlainFields> {
   const t = normalizeTextForEval(text);
-  const nameM = /姓名[:：]?([^；;，,。\n]+)/u.exec(t);
-  const emailM = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/u.exec(t);
-  const orderM = /OD\p{Nd}{8}-\p{Nd}{4}/u.exec(t);
-  const name = nameM?.[1], email = emailM?.[0], orderId = orderM?.[0];
-  if (!(name && email && orderId)) return null;
-  return { name, email, order_id: orderId };
+  const found: Partial<PlainFields> = {};
+  const name = /姓名[:：]?([^；;，,。\n]+)/u.exec(t)?.[1];
+  const email = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/u.exec(t)?.[0];
+  const orderId = /OD\p{Nd}{8}-\p{Nd}{4}/u.exec(t)?.[0];
+  if (name) found.name = name;
+  if (email) found.email = email;
+  if (orderId) found.order_id = orderId;
+  return found;
 }
 
 /** What a test record needs for scoring (`metric` is "numeric", "json" or anything else meaning text). */

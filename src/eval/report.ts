@@ -1,9 +1,10 @@
 /**
  * The evaluation report: base vs SFT accuracy per category and overall (as the notebook's
  * `f"{acc*100:.1f}%"`), three SFT samples, the side-by-side comparison of the first test items, and the
- * settings of the run, and for the classification task the confusion matrices (confusion.ts). Rendered as
- * Markdown and JSON (written atomically, with the matrices as an SVG heatmap beside them) and as the notebook's
- * console printout, coloured green/red for correct/wrong unless NO_COLOR is set.
+ * settings of the run; beyond the notebook, the confusion matrices of the classification task (confusion.ts)
+ * and the per-field scores of JSON extraction (fields.ts). Rendered as Markdown and JSON (written atomically,
+ * with the matrices as an SVG heatmap beside them) and as the notebook's console printout, coloured
+ * green/red for correct/wrong unless NO_COLOR is set.
  * @module
  */
 
@@ -13,6 +14,7 @@ import { atomicWriteFile } from "../io/atomic.ts";
 import { formatDuration } from "../io/progress.ts";
 import { formatFixed } from "../train/metrics.ts";
 import { pySlice, type Summary } from "./metrics.ts";
+import { type FieldScores, renderFieldsConsole, renderFieldsMarkdown } from "./fields.ts";
 import {
   type ConfusionMatrix,
   renderConfusionConsole,
@@ -83,6 +85,8 @@ export interface EvalReport {
   sft: Summary;
   /** Classification: which label was predicted for which expected label, per model (base absent as above). */
   confusion?: { base?: ConfusionMatrix; sft: ConfusionMatrix };
+  /** JSON extraction: per model, how often each field (and a parsable answer at all) was right. */
+  fields?: { base?: FieldScores; sft: FieldScores };
   /** The first three SFT predictions. */
   samples: EvalSample[];
   /** Base vs SFT on the first test items. */
@@ -148,8 +152,14 @@ function settingsRows(report: EvalReport): [string, string][] {
   return rows;
 }
 
+function fieldPanels(f: NonNullable<EvalReport["fields"]>): { title: string; scores: FieldScores }[] {
+  return f.base
+    ? [{ title: "Base", scores: f.base }, { title: "SFT", scores: f.sft }]
+    : [{ title: "SFT", scores: f.sft }];
+}
+
 /**
- * The report as Markdown: summary table, confusion matrices (with `svgName`, the heatmap's file name
+ * The report as Markdown: summary table, confusion matrices or field scores (with `svgName`, the heatmap's file name
  * relative to the Markdown file, shown above them), samples, comparison, settings.
  */
 export function renderMarkdown(report: EvalReport, opts: { svgName?: string } = {}): string {
@@ -167,6 +177,16 @@ export function renderMarkdown(report: EvalReport, opts: { svgName?: string } = 
     if (opts.svgName) out.push(`![confusion matrices](${opts.svgName})`, "");
     if (report.confusion.base) out.push("Base model:", "", renderConfusionMarkdown(report.confusion.base), "");
     out.push("SFT model:", "", renderConfusionMarkdown(report.confusion.sft));
+  }
+  if (report.fields) {
+    out.push(
+      "",
+      "## Fields",
+      "",
+      "The share of items with each field right (the accuracy above needs all of them).",
+      "",
+    );
+    out.push(renderFieldsMarkdown(fieldPanels(report.fields)));
   }
 
   out.push("", "## Samples (SFT)", "", "| # | Question | Expected | Prediction | |", "|---|---|---|---|---|");
@@ -227,6 +247,7 @@ export function renderConsole(report: EvalReport, opts: ConsoleOptions = {}): st
     }
     out.push("", renderConfusionConsole(report.confusion.sft, { title: "SFT model", color }));
   }
+  if (report.fields) out.push("", renderFieldsConsole(fieldPanels(report.fields)));
   out.push("", "Samples (SFT):");
   for (const x of report.samples) {
     out.push(

@@ -54,6 +54,7 @@ import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
 import { classify, classifyBatch } from "./classify.ts";
 import { pyStrip, scorePrediction, summarize, type Summary } from "./metrics.ts";
 import { confusionMatrix } from "./confusion.ts";
+import { fieldScores } from "./fields.ts";
 import { type ComparisonRow, type EvalReport, type EvalSample, type EvalSettings, writeReport } from "./report.ts";
 
 /** The tasks the evaluation knows. */
@@ -591,6 +592,14 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     confusion = { sft: confusionMatrix(expected, sft.preds, labels) };
     if (base) confusion.base = confusionMatrix(expected, base.preds, labels);
   }
+  let fields: EvalReport["fields"];
+  if (plan.evaluated.some((r) => r.metric === "json")) {
+    const items = plan.evaluated.map((r, i) => ({ r, i })).filter(({ r }) => r.metric === "json");
+    const expected = items.map(({ r }) => r.expected);
+    const of = (run: ModelRun) => fieldScores(items.map(({ i }) => run.preds[i]!), expected, { plain: plan.plain });
+    fields = { sft: of(sft) };
+    if (base) fields.base = of(base);
+  }
   const report: EvalReport = {
     task: plan.task,
     model: plan.model,
@@ -598,6 +607,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     ...(base ? { base: base.summary } : {}),
     sft: sft.summary,
     ...(confusion ? { confusion } : {}),
+    ...(fields ? { fields } : {}),
     samples,
     comparison,
     settings,
