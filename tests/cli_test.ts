@@ -4,6 +4,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { evalMain } from "../src/cli/eval.ts";
 import { trainMain } from "../src/cli/train.ts";
 import { main as phase5 } from "../phases/05_train.ts";
@@ -48,4 +50,20 @@ describe("train and eval command lines", () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe("npm scripts (the way in without sh, e.g. on Windows)", () => {
+  const root = new URL("..", import.meta.url).pathname;
+  const scripts = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts as Record<string, string>;
+
+  test("each starts its program directly (no deno task, no sh) and passes flags after --", () => {
+    const names = Object.keys(scripts).filter((n) => n !== "test");
+    expect(names.sort()).toEqual(["bench", "chat", "data", "demo", "eval", "parity", "show-masking", "train"]);
+    for (const name of names) {
+      expect(scripts[name]).toMatch(/^(deno run -A|bun run) [\w/]+\.ts$/);
+      const r = spawnSync("npm", ["run", "-s", name, "--", "--help"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+      expect({ name, status: r.status }).toEqual({ name, status: 0 });
+      expect(r.stdout.toLowerCase()).toContain("usage:");
+    }
+  }, 300_000);
 });
