@@ -12,6 +12,7 @@
  * @module
  */
 
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.ts";
 import { createBackend, parseBackendName, profileReport } from "../src/backend/mod.ts";
@@ -49,7 +50,7 @@ export async function benchModel(
   shape: "tiny" | "gpt2",
 ): Promise<{ model: GPT2; tokenizer: BertTokenizer }> {
   const tiny = await tinyModel(be, {
-    configPath: new URL("../data/tiny_config.json", import.meta.url).pathname,
+    configPath: fileURLToPath(new URL("../data/tiny_config.json", import.meta.url)),
     records: generateClassificationRecords(500, 42),
   });
   if (shape === "tiny") return tiny;

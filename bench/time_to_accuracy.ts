@@ -18,6 +18,7 @@
  * @module
  */
 
+import { fileURLToPath } from "node:url";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
@@ -192,7 +193,7 @@ export async function timeToAccuracyMain(
     const trainRecords = generateClassificationRecords(nTrain, SPLIT_SEEDS.train);
     const valRecords = generateClassificationRecords(evalN, SPLIT_SEEDS.val);
     const tiny = await tinyModel(be, {
-      configPath: new URL("../data/tiny_config.json", import.meta.url).pathname,
+      configPath: fileURLToPath(new URL("../data/tiny_config.json", import.meta.url)),
       records: trainRecords,
       seed,
     });

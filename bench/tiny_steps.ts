@@ -11,6 +11,7 @@
  * @module
  */
 
+import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName } from "../src/backend/mod.ts";
@@ -41,7 +42,7 @@ export async function tinyStepsMain(argv: string[], print: (line: string) => voi
   try {
     const records = generateClassificationRecords(DEMO_TRAIN.trainRecords, SPLIT_SEEDS.train);
     const tiny = await tinyModel(be, {
-      configPath: new URL("../data/tiny_config.json", import.meta.url).pathname,
+      configPath: fileURLToPath(new URL("../data/tiny_config.json", import.meta.url)),
       records,
       seed: 0,
     });
