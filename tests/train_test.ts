@@ -181,8 +181,16 @@ describe("gradient accumulation", () => {
   test("interrupted after a step and resumed: the same weights as a straight run", async () => {
     const cfg = { ...accumConfig(2, 2), epochs: 2 }; // 3 steps an epoch (2 + 2 + 2 batches)
     const straight = fresh();
-    const a = await trainLoop({ model: straight, train: examples, padId: tok.padTokenId, config: cfg });
+    const recorded: number[] = [];
+    const a = await trainLoop({
+      model: straight,
+      train: examples,
+      padId: tok.padTokenId,
+      config: cfg,
+      onStepRecorded: (s) => void recorded.push(s),
+    });
     expect(a.position.step).toBe(6);
+    expect(recorded).toEqual([1, 2, 3, 4, 5, 6]); // once per optimizer step, not per batch
     const first = fresh();
     let saved: Parameters<NonNullable<Parameters<typeof trainLoop>[0]["onCheckpoint"]>>[0] | undefined;
     let steps = 0;
@@ -289,7 +297,21 @@ describe("a whole training run", () => {
         quiet: true,
         print: () => {},
       };
-      await runTraining({ ...opts, model: fresh(), config: { ...config, maxSteps: 1 } });
+      const lines: string[] = [];
+      await runTraining({ ...opts, model: fresh(), config: { ...config, maxSteps: 1 }, print: (l) => lines.push(l) });
+      expect(lines).toContain("Reached MAX_STEPS=1, stopping early.");
+      // 12 examples in batches of 2, 2 per step: 3 steps an epoch, 6 in the 2 epochs, so a cap of 6 is no early stop
+      const full: string[] = [];
+      await runTraining({
+        ...opts,
+        runDir: join(dir, "run-accum"),
+        model: fresh(),
+        config: { ...config, batchSize: 2, gradAccum: 2, maxSteps: 6 },
+        print: (l) => full.push(l),
+      });
+      expect(full).toContain("  Batch size: 2 × 2 accumulated = 4 per optimizer step");
+      expect(full).toContain("  Total steps: 6");
+      expect(full.some((l) => l.startsWith("Reached MAX_STEPS"))).toBe(false);
       await expect(
         runTraining({ ...opts, model: fresh(), config: { ...config, batchSize: 2, gradAccum: 2 }, resume: true }),
       ).rejects.toThrow(

@@ -288,6 +288,10 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       checkpointEvery: opts.checkpointEvery ?? 200,
       shouldStop: () => interrupted,
       onCheckpoint: (pos, opt) => saveCheckpoint(ckptDir, { model, optimizer: opt, position: pos, config: cfg, run }),
+      // the bar moves every step where a step has run when it returns (the CPU: seconds a step at the real
+      // shape, so 20 steps between log lines are minutes); on WebGPU the host records steps ahead of the GPU,
+      // so the bar moves at the logging steps, when the loss is read and the GPU has caught up
+      onStepRecorded: be.name === "cpu" ? (step) => bar?.update(step) : undefined,
       onStep: (s) => {
         finalLoss = s.loss;
         log.train({
@@ -325,7 +329,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
         });
         if (bar) bar.log?.(summary);
         else print(summary);
-        if (e.step >= totalSteps && totalSteps < Math.ceil(train.examples.length / cfg.batchSize) * cfg.epochs) {
+        if (
+          e.step >= totalSteps && totalSteps < plannedTotal({ examples: train.examples.length, ...cfg, maxSteps: null })
+        ) {
           print(`Reached MAX_STEPS=${cfg.maxSteps}, stopping early.`);
         }
       },

@@ -115,6 +115,11 @@ export interface TrainLoopArgs {
   start?: TrainPosition;
   optimizer?: AdamW;
   onStep?: (log: StepLog) => void | Promise<void>;
+  /**
+   * Called after every optimizer step has been recorded, with the number of steps done, without reading
+   * anything back (on the CPU the step has run; on WebGPU the GPU may still be working on it).
+   */
+  onStepRecorded?: (step: number) => void;
   onEpoch?: (log: EpochLog) => void | Promise<void>;
   /** Called after every step; return true to stop (Ctrl-C). The loop then returns its position. */
   shouldStop?: () => boolean;
@@ -213,6 +218,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
         be.sum({ out: epochLoss, inp: loss!, n: 1, accumulate: true });
         pos.step++;
         pos.epochBatches++;
+        args.onStepRecorded?.(pos.step);
         const logNow = pos.step % cfg.logEvery === 0 || pos.step === totalSteps;
         if (logNow) {
           const lossValue = (await be.read(loss!))[0]!;
