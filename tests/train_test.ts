@@ -300,6 +300,27 @@ describe("a whole training run", () => {
       const lines: string[] = [];
       await runTraining({ ...opts, model: fresh(), config: { ...config, maxSteps: 1 }, print: (l) => lines.push(l) });
       expect(lines).toContain("Reached MAX_STEPS=1, stopping early.");
+      // the checkpoint is a model directory as well: the same weights as the saved model, its tokenizer and task
+      const ckpt = join(dir, "run", "checkpoint");
+      expect((await readdir(ckpt)).sort()).toEqual([
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "sft_task.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "trainer_state.json",
+        "vocab.txt",
+      ]);
+      const asModel = await loadModelDir(ckpt);
+      const saved = await loadModelDir(join(dir, "out"));
+      expect(asModel.config).toEqual(saved.config);
+      expect(asModel.tensors.get("transformer.h.0.attn.c_attn.weight")!.data).toEqual(
+        saved.tensors.get("transformer.h.0.attn.c_attn.weight")!.data,
+      );
+      expect((await BertTokenizer.fromDir(ckpt)).tokenToId("<|im_end|>")).toBe(tok.tokenToId("<|im_end|>"));
       // 12 examples in batches of 2, 2 per step: 3 steps an epoch, 6 in the 2 epochs, so a cap of 6 is no early stop
       const full: string[] = [];
       await runTraining({

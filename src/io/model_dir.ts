@@ -202,17 +202,16 @@ export async function loadModelDir(dir: string, opts: LoadModelDirOptions = {}):
 }
 
 /**
- * Save an HF model directory that Python `transformers` loads as it is: `config.json`
+ * The files of an HF model directory that Python `transformers` loads as it is: `config.json`
  * ({@link configToJson}), `generation_config.json`, `model.safetensors` (F32, the parameters of
  * {@link expectedParamShapes}; the tied `lm_head.weight` is not saved, as transformers does) and
- * `extraFiles`. The directory is written whole and swapped in atomically (see `atomicWriteDir`): files
- * of an earlier save that are not written again are gone afterwards.
+ * `extraFiles`. `where` names the directory in errors.
  */
-export async function saveModelDir(dir: string, opts: SaveModelDirOptions): Promise<void> {
+export function modelDirFiles(opts: SaveModelDirOptions, where: string): Record<string, string | Uint8Array> {
   const { config, tensors } = opts;
   const problems = checkTensors(tensors, config);
   if (problems.length) {
-    throw new Error(`Cannot save model to ${dir}: ${problems.length} tensor problem(s):\n  ${problems.join("\n  ")}`);
+    throw new Error(`Cannot save model to ${where}: ${problems.length} tensor problem(s):\n  ${problems.join("\n  ")}`);
   }
   const generation = opts.generationConfig ?? {
     _from_model_config: true,
@@ -222,10 +221,18 @@ export async function saveModelDir(dir: string, opts: SaveModelDirOptions): Prom
   };
   const files: Record<string, string | Uint8Array> = { ...(opts.extraFiles ?? {}) };
   for (const reserved of ["config.json", "generation_config.json", "model.safetensors"]) {
-    if (reserved in files) throw new Error(`Cannot save model to ${dir}: extraFiles may not contain ${reserved}`);
+    if (reserved in files) throw new Error(`Cannot save model to ${where}: extraFiles may not contain ${reserved}`);
   }
   files["config.json"] = JSON.stringify(configToJson(config), null, 2) + "\n";
   files["generation_config.json"] = JSON.stringify(generation, null, 2) + "\n";
   files["model.safetensors"] = writeSafetensors(tensors);
-  await atomicWriteDir(dir, files);
+  return files;
+}
+
+/**
+ * Save an HF model directory ({@link modelDirFiles}). The directory is written whole and swapped in
+ * atomically (see `atomicWriteDir`): files of an earlier save that are not written again are gone afterwards.
+ */
+export async function saveModelDir(dir: string, opts: SaveModelDirOptions): Promise<void> {
+  await atomicWriteDir(dir, modelDirFiles(opts, dir));
 }

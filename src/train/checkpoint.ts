@@ -4,7 +4,9 @@
  * checkpoint in place).
  *
  * Layout of `<dir>/`: `model.safetensors` (parameters by HF name), `optimizer.safetensors`
- * (`m.<name>`, `v.<name>`), `trainer_state.json` (step, epoch, batch, optimizer step, settings).
+ * (`m.<name>`, `v.<name>`), `trainer_state.json` (step, epoch, batch, optimizer step, settings), and, when
+ * the caller passes them, the files of a model directory (`config.json`, the tokenizer, …): then the
+ * checkpoint loads as a model (`loadModelDir`) as well, as Hugging Face's checkpoints do.
  * @module
  */
 
@@ -31,12 +33,26 @@ export interface TrainerState {
 /** Write a checkpoint into `dir`, replacing any previous one atomically. */
 export async function saveCheckpoint(
   dir: string,
-  args: { model: GPT2; optimizer: AdamW; position: TrainPosition; config: TrainConfig; run: Record<string, unknown> },
+  args: {
+    model: GPT2;
+    optimizer: AdamW;
+    position: TrainPosition;
+    config: TrainConfig;
+    run: Record<string, unknown>;
+    /** The files of a model directory, its `model.safetensors` included (`modelDirFiles`); default: the weights. */
+    modelFiles?: Record<string, string | Uint8Array>;
+  },
 ): Promise<void> {
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   await mkdir(tmp, { recursive: true });
-  const params = await args.model.toTensors();
-  await writeFile(join(tmp, "model.safetensors"), writeSafetensors(params));
+  const files = args.modelFiles ?? { "model.safetensors": writeSafetensors(await args.model.toTensors()) };
+  for (const reserved of ["optimizer.safetensors", "trainer_state.json"]) {
+    if (reserved in files) throw new Error(`Cannot save checkpoint to ${dir}: modelFiles may not contain ${reserved}`);
+  }
+  if (!("model.safetensors" in files)) {
+    throw new Error(`Cannot save checkpoint to ${dir}: modelFiles has no model.safetensors`);
+  }
+  for (const [name, data] of Object.entries(files)) await writeFile(join(tmp, name), data);
   const opt = await args.optimizer.exportState();
   const optTensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, data] of opt.m) optTensors.set(`m.${name}`, { shape: [data.length], data });

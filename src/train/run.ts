@@ -19,7 +19,8 @@ import {
   toMessages,
 } from "../data/synth.ts";
 import { IM_END } from "../data/chatml.ts";
-import { saveModelDir } from "../io/model_dir.ts";
+import { modelDirFiles } from "../io/model_dir.ts";
+import { atomicWriteDir } from "../io/atomic.ts";
 import { configToJson } from "../model/config.ts";
 import type { GPT2 } from "../model/gpt2.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
@@ -151,11 +152,14 @@ function modelDirExtras(opts: TrainRunOptions, labels: readonly string[] | null)
   return { ...opts.tokenizer.saveFiles(), "sft_task.json": JSON.stringify(meta, null, 2) + "\n" };
 }
 
-/** Save `model` + tokenizer as an HF model dir with eos = `<|im_end|>` and pad = `<|pad|>`. */
-export async function saveSftModel(
-  dir: string,
+/**
+ * The files of the SFT model directory (`model` + tokenizer, eos = `<|im_end|>`, pad = `<|pad|>`), as
+ * {@link modelDirFiles}; `where` names the directory in errors.
+ */
+export async function sftModelFiles(
+  where: string,
   args: { model: GPT2; tokenizer: BertTokenizer; extraFiles: Record<string, string> },
-): Promise<void> {
+): Promise<Record<string, string | Uint8Array>> {
   const { model, tokenizer } = args;
   const eos = tokenizer.tokenToId(IM_END);
   const config = {
@@ -165,7 +169,7 @@ export async function saveSftModel(
     bosTokenId: tokenizer.clsTokenId ?? model.config.bosTokenId,
   };
   const cfgJson = configToJson(config);
-  await saveModelDir(dir, {
+  return modelDirFiles({
     config,
     tensors: await model.toTensors(),
     generationConfig: {
@@ -175,7 +179,15 @@ export async function saveSftModel(
       transformers_version: cfgJson.transformers_version ?? "4.46.0",
     },
     extraFiles: args.extraFiles,
-  });
+  }, where);
+}
+
+/** Save `model` + tokenizer as an HF model dir with eos = `<|im_end|>` and pad = `<|pad|>`, atomically. */
+export async function saveSftModel(
+  dir: string,
+  args: { model: GPT2; tokenizer: BertTokenizer; extraFiles: Record<string, string> },
+): Promise<void> {
+  await atomicWriteDir(dir, await sftModelFiles(dir, args));
 }
 
 /** Run the notebook's training. */
@@ -287,7 +299,17 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       optimizer,
       checkpointEvery: opts.checkpointEvery ?? 200,
       shouldStop: () => interrupted,
-      onCheckpoint: (pos, opt) => saveCheckpoint(ckptDir, { model, optimizer: opt, position: pos, config: cfg, run }),
+      // the checkpoint is a model directory too (config, tokenizer, sft_task.json beside the weights), so a
+      // stopped run can be evaluated or chatted with before it is resumed
+      onCheckpoint: async (pos, opt) =>
+        saveCheckpoint(ckptDir, {
+          model,
+          optimizer: opt,
+          position: pos,
+          config: cfg,
+          run,
+          modelFiles: await sftModelFiles(ckptDir, { model, tokenizer, extraFiles: modelDirExtras(opts, labels) }),
+        }),
       // the bar moves every step where a step has run when it returns (the CPU: seconds a step at the real
       // shape, so 20 steps between log lines are minutes); on WebGPU the host records steps ahead of the GPU,
       // so the bar moves at the logging steps, when the loss is read and the GPU has caught up
@@ -364,6 +386,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   let outDir: string | undefined;
   if (result.stoppedBy === "interrupt") {
     print(`Stopped at step ${result.position.step}; resume with --resume (checkpoint in ${ckptDir})`);
+    print(
+      `The checkpoint is a model directory too: bun run eval.ts --sft ${ckptDir}, or deno task chat --model ${ckptDir}`,
+    );
   } else {
     await saveSftModel(opts.outDir, { model, tokenizer, extraFiles: modelDirExtras(opts, labels) });
     outDir = opts.outDir;
