@@ -1,12 +1,13 @@
 // The front doors end to end on the fixture's tiny base model (model-bin: vocab.txt only, SFT tokens added at
 // load): `deno task train` then `bun run eval.ts`, and the notebook's phases 5 and 6, which frame the same code.
 import { describe, expect, test } from "bun:test";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { evalMain } from "../src/cli/eval.ts";
+import { listFlag } from "../src/cli/args.ts";
 import { trainMain } from "../src/cli/train.ts";
 import { main as phase5 } from "../phases/05_train.ts";
 import { main as phase6 } from "../phases/06_evaluate.ts";
@@ -66,4 +67,60 @@ describe("npm scripts (the way in without sh, e.g. on Windows)", () => {
       expect(r.stdout.toLowerCase()).toContain("usage:");
     }
   }, 300_000);
+});
+
+describe("your own classification data (--labels)", () => {
+  test("listFlag: commas (also full-width), trimmed; empty items and repeats are errors naming the flag", () => {
+    expect(listFlag("labels", undefined)).toBeUndefined();
+    expect(listFlag("labels", "好评, 差评，中评")).toEqual(["好评", "差评", "中评"]);
+    expect(() => listFlag("labels", "好评,,差评")).toThrow('Invalid --labels: "好评,,差评" has an empty item');
+    expect(() => listFlag("labels", "好评,差评,好评")).toThrow('Invalid --labels: "好评" appears twice');
+  });
+
+  test(
+    "train with --labels on your own files; eval takes them from sft_task.json; a hint when they are missing",
+    async () => {
+      const dir = await mkdtemp(join(tmpdir(), "sft-labels-"));
+      try {
+        const data = join(dir, "data"), out = join(dir, "model"), run = join(dir, "run");
+        await mkdir(data, { recursive: true });
+        const rows = (n: number) =>
+          Array.from({ length: n }, (_, i) => {
+            const label = i % 2 ? "差评" : "好评";
+            const text = i % 2 ? "东西坏了，很失望" : "很好用，物流也快";
+            return JSON.stringify({
+              instruction: `判断评价是好评还是差评，只输出类别。文本：${text}${i}`,
+              response: label,
+              category: "评价分类",
+              metric: "text",
+              expected: label,
+            });
+          }).join("\n") + "\n";
+        for (const [split, n] of [["train", 8], ["val", 4], ["test", 4]] as const) {
+          await writeFile(join(data, `gpt2_sft_${split}.jsonl`), rows(n));
+        }
+        const common = ["--model", BASE, "--backend", "cpu", "--data-dir", data, "--out", out, "--run-dir", run];
+        const args = [...common, "--max-steps", "1", "--max-length", "160", "--quiet"];
+        await expect(trainMain(args, () => {})).rejects.toThrow("pass them with --labels 好评,差评");
+        await expect(trainMain([...args, "--task", "json_extraction", "--labels", "a,b"], () => {})).rejects.toThrow(
+          "Invalid --labels: only the classification task has labels",
+        );
+        expect(await trainMain([...args, "--labels", "好评,差评"], () => {})).toBe(0);
+        expect(JSON.parse(await readFile(join(out, "sft_task.json"), "utf8")).labels).toEqual(["好评", "差评"]);
+
+        const lines: string[] = [];
+        const evalArgs = ["--sft", out, "--backend", "cpu", "--data-dir", data, "--no-base", "--no-color"];
+        expect(await evalMain([...evalArgs, "--report", join(dir, "report")], (l) => lines.push(l))).toBe(0);
+        const report = JSON.parse(await readFile(join(dir, "report.json"), "utf8"));
+        expect(report.settings.labels).toEqual(["好评", "差评"]);
+        expect(report.confusion.sft.classes).toEqual(["好评", "差评"]);
+        expect(report.sft.overall.total).toBe(4);
+        await expect(evalMain([...evalArgs, "--no-report", "--task", "json_extraction", "--labels", "a"], () => {}))
+          .rejects.toThrow("labels were given, but the json_extraction task has none");
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    120_000,
+  );
 });

@@ -50,6 +50,21 @@ export function choiceFlag<T extends string>(
   return value as T;
 }
 
+/**
+ * A comma-separated list (`--labels 退款,换货,其他`; the full-width comma "，" separates too), trimmed;
+ * undefined when the flag is absent. Empty items and repeats are errors naming the flag.
+ */
+export function listFlag(name: string, value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(/[,，]/).map((s) => s.trim());
+  if (items.some((s) => s === "")) {
+    throw new Error(`Invalid --${name}: "${value}" has an empty item (expected names separated by commas)`);
+  }
+  const repeated = items.find((s, i) => items.indexOf(s) !== i);
+  if (repeated !== undefined) throw new Error(`Invalid --${name}: "${repeated}" appears twice`);
+  return items;
+}
+
 /** Run `main`, print an error as one line (the message, no stack unless DEBUG is set) and exit 1. */
 export function runMain(name: string, main: () => Promise<number | void>): void {
   main().then((code) => process.exit(code ?? 0), (e) => {

@@ -7,7 +7,7 @@
 import { stdout } from "node:process";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, ENV_HELP, numberFlag } from "./args.ts";
+import { choiceFlag, ENV_HELP, listFlag, numberFlag } from "./args.ts";
 import { colorEnabled, renderConsole } from "../eval/report.ts";
 import { EVAL_TASKS, NOTEBOOK_EVAL, planEvaluation, runEvaluation, summaryJson } from "../eval/run.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
@@ -27,6 +27,8 @@ Models and data
   --task NAME           ${EVAL_TASKS.join(" | ")} (default: sft_task.json's task, else classification)
   --plain               json_extraction: score "姓名：…；邮箱：…；订单号：…" answers (default: sft_task.json's
                         use_plain_extract)
+  --labels A,B,…        classification: the labels to score (default: sft_task.json's labels, else the notebook's
+                        six)
   --data-dir DIR        the task's JSONL files (default data); a missing test file is generated as the
                         notebook does (1000 records, seed 44)
   --test-file PATH      evaluate this JSONL file instead of the task's test file in --data-dir
@@ -89,6 +91,7 @@ export async function evalMain(
       model: { type: "string" },
       task: { type: "string" },
       plain: { type: "boolean" },
+      labels: { type: "string" },
       "data-dir": { type: "string", default: "data" },
       "test-file": { type: "string" },
       "max-samples": { type: "string" },
@@ -122,6 +125,7 @@ export async function evalMain(
     model: v.model,
     task,
     plain: v.plain,
+    labels: listFlag("labels", v.labels),
     dataDir: v["data-dir"]!,
     testFile: v["test-file"],
     maxSamples: maxSamplesFlag(v["max-samples"]),

@@ -7,7 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, ENV_HELP, numberFlag } from "./args.ts";
+import { choiceFlag, ENV_HELP, listFlag, numberFlag } from "./args.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
@@ -25,6 +25,8 @@ Model and data
   --model ID|DIR        hub id, id@revision or local dir (default ${DEFAULT_MODEL})
   --task NAME           classification | json_extraction (default classification)
   --plain               json_extraction: answer "姓名：…；邮箱：…；订单号：…" instead of JSON
+  --labels A,B,…        classification: the labels (default the notebook's six); for your own data in
+                        --data-dir, saved in sft_task.json for eval
   --data-dir DIR        JSONL files (default data)
   --limit-train N       use the first N training records (default all)
   --limit-val N         use the first N validation records (default all)
@@ -68,6 +70,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
       model: { type: "string", default: DEFAULT_MODEL },
       task: { type: "string" },
       plain: { type: "boolean", default: false },
+      labels: { type: "string" },
       "data-dir": { type: "string", default: "data" },
       "limit-train": { type: "string" },
       "limit-val": { type: "string" },
@@ -120,6 +123,8 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
   };
   const task = choiceFlag("task", v.task, TASKS, "classification");
   const mask = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");
+  const labels = listFlag("labels", v.labels);
+  if (labels && task !== "classification") throw new Error(`Invalid --labels: only the classification task has labels`);
   const limitTrain = v["limit-train"] ? numberFlag("limit-train", v["limit-train"], 0, int) : undefined;
   const limitVal = v["limit-val"] ? numberFlag("limit-val", v["limit-val"], 0, { integer: true, min: 0 }) : undefined;
   const checkpointEvery = numberFlag("checkpoint-every", v["checkpoint-every"], 200, { integer: true, min: 0 });
@@ -148,6 +153,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
         modelName: v.model!,
         task,
         plain: task === "json_extraction" && v.plain,
+        labels,
         dataDir: v["data-dir"]!,
         limitTrain,
         limitVal,

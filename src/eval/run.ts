@@ -267,6 +267,9 @@ export async function planEvaluation(
     ? parseTask(opts.task, "")
     : parseTask(meta?.task ?? "classification", meta?.task ? ` in ${join(sftDir, "sft_task.json")}` : "");
   let labels: string[] | null = null;
+  if (opts.labels && task !== "classification") {
+    throw new Error(`Cannot evaluate: labels were given, but the ${task} task has none (only classification does)`);
+  }
   if (task === "classification") {
     labels = [...(opts.labels ?? meta?.labels ?? ISSUE_LABELS)];
     if (labels.length === 0) throw new Error("Cannot evaluate: the classification task needs at least one label");

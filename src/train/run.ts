@@ -111,7 +111,12 @@ export function checkLabels(
   const seen = new Set(records.map((r) => r.expected));
   const missing = labels.filter((l) => !seen.has(l));
   if (missing.length === labels.length) {
-    throw new Error(`Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ${file}`);
+    // most likely the user's own data with its own labels: name them, as the flag that takes them wants them
+    const answers = [...seen];
+    const hint = answers.length <= 50
+      ? `; its answers are ${answers.length}: pass them with --labels ${answers.join(",")}`
+      : `; its records have ${answers.length} different answers (a classification task needs a few labels)`;
+    throw new Error(`Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ${file}${hint}`);
   }
   if (missing.length) {
     warn(
