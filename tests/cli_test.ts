@@ -78,7 +78,7 @@ describe("your own classification data (--labels)", () => {
   });
 
   test(
-    "train with --labels on your own files; eval takes them from sft_task.json; a hint when they are missing",
+    "--labels on your own files; eval reads them from sft_task.json; clear errors",
     async () => {
       const dir = await mkdtemp(join(tmpdir(), "sft-labels-"));
       try {
@@ -117,6 +117,16 @@ describe("your own classification data (--labels)", () => {
         expect(report.sft.overall.total).toBe(4);
         await expect(evalMain([...evalArgs, "--no-report", "--task", "json_extraction", "--labels", "a"], () => {}))
           .rejects.toThrow("labels were given, but the json_extraction task has none");
+
+        // files missing beside your own: the notebook's generator fills them in, with its labels — refused, named
+        await rm(join(data, "gpt2_sft_val.jsonl"));
+        await expect(trainMain([...args, "--labels", "好评,差评"], () => {})).rejects.toThrow(
+          `occurs as an answer in ${join(data, "gpt2_sft_val.jsonl")}; if the notebook's generator wrote it`,
+        );
+        await rm(join(data, "gpt2_sft_test.jsonl"));
+        await expect(evalMain([...evalArgs, "--no-report"], () => {})).rejects.toThrow(
+          `is the expected answer of a record in ${join(data, "gpt2_sft_test.jsonl")}; if the notebook's generator`,
+        );
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

@@ -314,6 +314,13 @@ export async function planEvaluation(
     testFile = await ensureTestFile(task, opts.dataDir ?? "data", plain, print);
   }
   const records = await readSftRecords(testFile, { purpose: "eval" });
+  if (labels && !records.some((r) => labels!.includes(r.expected))) {
+    throw new Error(
+      `Cannot evaluate: none of the labels (${labels.join(", ")}) is the expected answer of a record in ${testFile}` +
+        "; if the notebook's generator wrote it because it was missing, put your own test records there " +
+        "(or pass --labels)",
+    );
+  }
   const evaluated = maxSamples === null || maxSamples === 0 ? records : records.slice(0, maxSamples);
   return {
     sftDir,

@@ -209,7 +209,17 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   if (opts.limitTrain) trainRecords = trainRecords.slice(0, opts.limitTrain);
   if (opts.limitVal !== undefined) valRecords = valRecords.slice(0, opts.limitVal);
   const labels = opts.task === "classification" ? [...(opts.labels ?? ISSUE_LABELS)] : null;
-  if (labels) checkLabels(trainRecords, labels, join(opts.dataDir, names.train));
+  if (labels) {
+    checkLabels(trainRecords, labels, join(opts.dataDir, names.train));
+    // a validation file the notebook's generator wrote beside your own training file would have its labels
+    if (valRecords.length && !valRecords.some((r) => labels.includes(r.expected))) {
+      throw new Error(
+        `Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ` +
+          `${join(opts.dataDir, names.val)}; if the notebook's generator wrote it because it was missing, put your ` +
+          "own validation records there",
+      );
+    }
+  }
   print(`SFT task: ${opts.task}`);
   print(`Train: ${trainRecords.length} | Val: ${valRecords.length}`);
   const toConv = (r: SftRecord) => toMessages(r, { plain: opts.plain });
