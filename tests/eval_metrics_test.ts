@@ -26,6 +26,7 @@ import {
   confusionSvg,
   type EvalReport,
   formatPercent,
+  labelScoreLine,
   renderConsole,
   renderMarkdown,
   writeReport,
@@ -268,6 +269,18 @@ describe("summarize and report", () => {
     const sftOnly = renderMarkdown({ ...r, base: undefined, fields: { sft: fields.sft } });
     expect(sftOnly).toContain(renderFieldsMarkdown([{ title: "SFT", scores: fields.sft }]));
     expect(renderMarkdown(report())).not.toContain("## Fields");
+  });
+
+  test("label scores: highest first, two decimals, the rest counted; shown under the sample's prediction", () => {
+    const scores = { 延迟发货: -1.5, 退款申请: -0.012, 地址修改: -2.25, 物流异常: -3 };
+    expect(labelScoreLine(scores)).toBe("退款申请 -0.01 · 延迟发货 -1.50 · 地址修改 -2.25 · 1 more");
+    expect(labelScoreLine({ a: -1 }, 3)).toBe("a -1.00");
+    const r = report();
+    r.samples[0]!.labelScores = scores;
+    const text = renderConsole(r, { color: false });
+    expect(text).toContain(
+      `Pred: ${"退款申请".repeat(20)}\n  Label scores (mean log-prob per token): ${labelScoreLine(scores)}\n  ---`,
+    );
   });
 
   test("writeReport writes .md and .json atomically, and the heatmap when there are confusion matrices", async () => {

@@ -81,6 +81,13 @@ describe("runEvaluation", () => {
     checkSummary(r.base!, 10);
     expect(r.samples).toHaveLength(3);
     expect(r.comparison).toHaveLength(5);
+    // each sample carries the labels' scores; the prediction is the highest (the first on ties)
+    for (const sample of r.samples) {
+      const entries = Object.entries(sample.labelScores!);
+      expect(entries.map(([l]) => l)).toEqual([...ISSUE_LABELS]);
+      const top = entries.reduce((a, b) => b[1] > a[1] ? b : a);
+      expect(sample.pred).toBe(top[0]);
+    }
     for (const row of [...r.samples.map((s) => s.pred), ...r.comparison.flatMap((c) => [c.sft, c.base!])]) {
       expect(ISSUE_LABELS).toContain(row);
     }
@@ -96,6 +103,8 @@ describe("runEvaluation", () => {
     let best = 0;
     for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
     expect(r.samples[0]!.pred).toBe(ISSUE_LABELS[best]!);
+    // the batched pass scores as the item alone, up to float32 rounding of the wider products
+    Object.values(r.samples[0]!.labelScores!).forEach((v, k) => expect(v).toBeCloseTo(scores[k]!, 6));
     expect(r.samples[0]!.correct).toBe(ISSUE_LABELS[best] === rec.expected);
     model.dispose();
 
@@ -149,6 +158,7 @@ describe("runEvaluation", () => {
     expect(typeof r.comparison[3]!.base).toBe("string");
     expect(r.comparison[3]!.baseCorrect).toBe(false);
     expect(r.confusion).toBeUndefined(); // no labels to confuse
+    expect(r.samples.every((x) => x.labelScores === undefined)).toBe(true);
     // per-field scores of the 3 evaluated items; the accuracy above needs every field right
     expect(r.fields!.sft.fields.map((f) => f.field)).toEqual(["name", "email", "order_id"]);
     for (const s of [r.fields!.sft, r.fields!.base!]) {

@@ -29,6 +29,11 @@ export interface EvalSample {
   /** The full prediction (renderers truncate it to 80 characters, as the notebook prints `pred[:80]`). */
   pred: string;
   correct: boolean;
+  /**
+   * The label classifier: each label's score (its tokens' mean log-probability after the prompt), in label
+   * order; the prediction is the highest.
+   */
+  labelScores?: Record<string, number>;
 }
 
 /** One row of the notebook's "Comparison: Base vs SFT" (first five test items). */
@@ -209,6 +214,17 @@ export function renderMarkdown(report: EvalReport, opts: { svgName?: string } = 
   return out.join("\n");
 }
 
+/**
+ * The label scores, highest first: each label's mean log-probability per token after the prompt, which the
+ * classifier compares — how far apart they are shows how decided it was, which the accuracy alone does not.
+ */
+export function labelScoreLine(scores: Record<string, number>, top = 3): string {
+  const sorted = Object.entries(scores).sort((a, b) => b[1] - a[1]);
+  const shown = sorted.slice(0, top).map(([l, v]) => `${l} ${v.toFixed(2)}`);
+  if (sorted.length > top) shown.push(`${sorted.length - top} more`);
+  return shown.join(" · ");
+}
+
 /** Whether to colour console output: the NO_COLOR convention (set and non-empty: no colour). */
 export function colorEnabled(): boolean {
   try {
@@ -250,12 +266,9 @@ export function renderConsole(report: EvalReport, opts: ConsoleOptions = {}): st
   if (report.fields) out.push("", renderFieldsConsole(fieldPanels(report.fields)));
   out.push("", "Samples (SFT):");
   for (const x of report.samples) {
-    out.push(
-      `  Q: ${x.instruction}`,
-      `  Expected: ${x.expected}`,
-      paint(`  Pred: ${short(x.pred)}`, x.correct),
-      "  ---",
-    );
+    out.push(`  Q: ${x.instruction}`, `  Expected: ${x.expected}`, paint(`  Pred: ${short(x.pred)}`, x.correct));
+    if (x.labelScores) out.push(`  Label scores (mean log-prob per token): ${labelScoreLine(x.labelScores)}`);
+    out.push("  ---");
   }
   if (report.comparison.length > 0) {
     out.push("", "Comparison: Base vs SFT", "=".repeat(60));

@@ -347,6 +347,8 @@ type Predictor = ((instruction: string, index: number) => Promise<string>) & {
   prefetch?: (instructions: readonly string[], first: number) => Promise<void>;
   /** How many items one prefetch takes (default {@link PREFETCH}): the progress display moves by this much. */
   prefetchSize?: number;
+  /** The label classifier: the labels' scores behind the last answer (mean log-probability per token). */
+  lastScores?: () => number[] | undefined;
 };
 
 /** How many test items a batched predictor answers at once. */
@@ -366,20 +368,24 @@ export function labelClassifier(
   const labels = opts.labels.map((label) => ({ label, ids: tokenizer.encode(label, { addSpecialTokens: false }).ids }));
   const promptIds = (instruction: string) =>
     tokenizer.encode(opts.chatml ? promptFor(instruction) : instruction, { addSpecialTokens: false }).ids;
-  const ready = new Map<string, string>();
+  const ready = new Map<string, { label: string; scores?: number[] }>();
+  let last: number[] | undefined;
   const predict: Predictor = async (instruction) => {
-    const done = ready.get(instruction);
-    if (done !== undefined) return done;
-    const ids = promptIds(instruction);
-    // `if not prompt_ids: return labels[0]`
-    if (ids.length === 0) return labels[0]!.label;
-    return (await classify(model, ids, labels)).label;
+    let done = ready.get(instruction);
+    if (!done) {
+      const ids = promptIds(instruction);
+      // `if not prompt_ids: return labels[0]` (no scores then)
+      done = ids.length === 0 ? { label: labels[0]!.label } : await classify(model, ids, labels);
+    }
+    last = done.scores;
+    return done.label;
   };
+  predict.lastScores = () => last;
   predict.prefetch = async (instructions) => {
     ready.clear();
     const todo = [...new Set(instructions)].map((text) => ({ text, ids: promptIds(text) })).filter((x) => x.ids.length);
     const results = await classifyBatch(model, todo.map((x) => x.ids), labels);
-    for (const [i, x] of todo.entries()) ready.set(x.text, results[i]!.label);
+    for (const [i, x] of todo.entries()) ready.set(x.text, results[i]!);
   };
   return predict;
 }
@@ -446,6 +452,8 @@ interface ModelRun {
   summary: Summary;
   preds: string[];
   correct: boolean[];
+  /** The label classifier's scores of each evaluated item (empty for generation). */
+  scores: (number[] | undefined)[];
   /** Predictions of the comparison items beyond the evaluated ones. */
   extra: Map<number, { pred: string; correct: boolean }>;
 }
@@ -457,7 +465,7 @@ async function evaluateModel(
   args: { name: string; progress: Exclude<ProgressMode, "auto">; every: number; print: (l: string) => void },
 ): Promise<ModelRun> {
   const items = plan.evaluated, total = items.length;
-  const preds: string[] = [], correct: boolean[] = [];
+  const preds: string[] = [], correct: boolean[] = [], scores: (number[] | undefined)[] = [];
   const bar = args.progress === "bar"
     ? new ProgressBar({ total, unit: "items", itemName: "items", label: `eval ${args.name}` })
     : undefined;
@@ -477,6 +485,7 @@ async function evaluateModel(
         );
       }
       preds.push(pred);
+      if (predict.lastScores) scores.push(predict.lastScores());
       correct.push(scorePrediction(pred, r, { plain: plan.plain }));
       const idx = i + 1;
       bar?.update(idx);
@@ -495,7 +504,7 @@ async function evaluateModel(
     extra.set(i, { pred, correct: scorePrediction(pred, r, { plain: plan.plain }) });
   }
   const summary = summarize(items.map((r, i) => ({ category: r.category, correct: correct[i]! })));
-  return { summary, preds, correct, extra };
+  return { summary, preds, correct, scores, extra };
 }
 
 function predictionAt(run: ModelRun, i: number): { pred: string; correct: boolean } {
@@ -563,12 +572,17 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
     sftPair.model.dispose();
   }
 
-  const samples: EvalSample[] = plan.evaluated.slice(0, NOTEBOOK_EVAL.samples).map((r, i) => ({
-    instruction: r.instruction,
-    expected: r.expected,
-    pred: sft.preds[i]!,
-    correct: sft.correct[i]!,
-  }));
+  const samples: EvalSample[] = plan.evaluated.slice(0, NOTEBOOK_EVAL.samples).map((r, i) => {
+    const sample: EvalSample = {
+      instruction: r.instruction,
+      expected: r.expected,
+      pred: sft.preds[i]!,
+      correct: sft.correct[i]!,
+    };
+    const s = sft.scores[i];
+    if (plan.labels && s) sample.labelScores = Object.fromEntries(plan.labels.map((l, k) => [l, s[k]!]));
+    return sample;
+  });
   const comparison: ComparisonRow[] = plan.records.slice(0, NOTEBOOK_EVAL.comparisonItems).map((r, i) => {
     const s = predictionAt(sft, i);
     const row: ComparisonRow = { instruction: r.instruction, expected: r.expected, sft: s.pred, sftCorrect: s.correct };
