@@ -79,6 +79,28 @@ describe("schedule", () => {
     expect(totalSteps({ examples: 8000, batchSize: 4, epochs: 3, maxSteps: null })).toBe(6000);
     expect(totalSteps({ examples: 10, batchSize: 4, epochs: 2 })).toBe(6); // last partial batch kept
     expect(() => totalSteps({ examples: 10, batchSize: 0, epochs: 1 })).toThrow("batchSize");
+    // gradient accumulation: ceil(batches / gradAccum) optimizer steps an epoch
+    expect(totalSteps({ examples: 10, batchSize: 2, epochs: 2, gradAccum: 2 })).toBe(6);
+    expect(totalSteps({ examples: 8000, batchSize: 2, epochs: 3, gradAccum: 2, maxSteps: null })).toBe(6000);
+    expect(() => totalSteps({ examples: 10, batchSize: 2, epochs: 1, gradAccum: 0 })).toThrow("gradAccum");
+  });
+
+  test("decays after the warm-up: linear and cosine to 0 at the last step, as transformers' schedules", () => {
+    const base = { baseLr: 1e-3, warmupSteps: 2, startFactor: 0.1, totalSteps: 10 };
+    for (const decay of ["linear", "cosine"] as const) {
+      const o = { ...base, decay };
+      expect(lrAt(0, o)).toBe(lrAt(0, base)); // the warm-up is the notebook's
+      expect(lrAt(1, o)).toBe(lrAt(1, base));
+      expect(lrAt(2, o)).toBeCloseTo(1e-3, 15); // its end: the full rate
+      expect(lrAt(10, o)).toBe(0);
+      expect(lrAt(12, o)).toBe(0); // never negative past the end
+    }
+    expect(lrAt(6, { ...base, decay: "linear" })).toBeCloseTo(5e-4, 15); // halfway through the decay
+    expect(lrAt(4, { ...base, decay: "linear" })).toBeCloseTo(7.5e-4, 15);
+    expect(lrAt(6, { ...base, decay: "cosine" })).toBeCloseTo(5e-4, 15); // cos(π/2) = 0: half the rate
+    expect(lrAt(4, { ...base, decay: "cosine" })).toBeCloseTo(1e-3 * 0.5 * (1 + Math.cos(Math.PI / 4)), 15);
+    expect(lrAt(6, { ...base, decay: "constant" })).toBe(lrAt(6, base));
+    expect(() => lrAt(5, { baseLr: 1e-3, warmupSteps: 2, decay: "linear" })).toThrow("needs totalSteps");
   });
 });
 

@@ -128,6 +128,34 @@ describe("training loop", () => {
   });
 });
 
+describe("learning-rate decay", () => {
+  test("a linear decay reaches 0 at the last step; the warm-up steps train as the notebook's", async () => {
+    const lrs: number[] = [], constLrs: number[] = [];
+    const cfg = { ...config, epochs: 1, maxSteps: 3, warmupSteps: 1, dropout: false };
+    await trainLoop({
+      model: fresh(),
+      train: examples,
+      padId: tok.padTokenId,
+      config: { ...cfg, lrDecay: "linear" },
+      onStep: (l) => void lrs.push(l.lr),
+    });
+    await trainLoop({
+      model: fresh(),
+      train: examples,
+      padId: tok.padTokenId,
+      config: cfg,
+      onStep: (l) => void constLrs.push(l.lr),
+    });
+    // printed after each step: the rate of the next one (get_last_lr); 3 steps, 1 of warm-up
+    expect(lrs[0]).toBeCloseTo(config.lr, 12); // the warm-up's end: full rate
+    expect(lrs[1]).toBeCloseTo(config.lr / 2, 12);
+    expect(lrs[2]).toBe(0);
+    expect(constLrs.slice(0, 1)).toEqual(lrs.slice(0, 1));
+    expect(constLrs[2]).toBe(lrs[0]);
+    await expect(trainMain(["--lr-schedule", "step"], () => {})).rejects.toThrow('Invalid --lr-schedule: "step"');
+  });
+});
+
 describe("gradient accumulation", () => {
   // one epoch of the 12 examples, no dropout (its masks are drawn per batch): 8 × 1, 4 × 2 and 2 × 4 split the
   // epoch into the same two steps (8 examples, then the 4 left), so they must compute the same training

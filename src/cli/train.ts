@@ -13,6 +13,7 @@ import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
 import { runTraining, TASKS } from "../train/run.ts";
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../train/trainer.ts";
+import { LR_DECAYS } from "../train/schedule.ts";
 import { tokenizerSanityLines } from "../tokenizer/sanity.ts";
 
 export const TRAIN_HELP = `Usage: deno task train [options]   (also: deno run -A phases/05_train.ts)
@@ -42,6 +43,8 @@ Optimisation (torch.optim.AdamW, LinearLR warmup from 0.1, clip_grad_norm_)
                         the supervised tokens of all of them, so the same gradients up to rounding)
   --max-steps N         (default 1000)     --lr X              (default 5e-5)
   --warmup-steps N      (default 50)       --weight-decay X    (default 0.01)
+  --lr-schedule NAME    after the warm-up: constant (default, the notebook) | linear | cosine (a decay to 0
+                        at the last step, as transformers' get_linear/cosine_schedule_with_warmup)
   --grad-clip X         (default 1.0)      --seed N            (data order and dropout, default 42)
   --no-dropout          train without dropout (default: the config's rates, 0.1 for the base model, as the
                         notebook's model.train())
@@ -83,6 +86,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
       "max-steps": { type: "string" },
       lr: { type: "string" },
       "warmup-steps": { type: "string" },
+      "lr-schedule": { type: "string" },
       "weight-decay": { type: "string" },
       "grad-clip": { type: "string" },
       seed: { type: "string" },
@@ -113,6 +117,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
     lr: numberFlag("lr", v.lr, d.lr, { min: 0 }),
     warmupSteps: numberFlag("warmup-steps", v["warmup-steps"], d.warmupSteps, { integer: true, min: 0 }),
     warmupStartFactor: d.warmupStartFactor,
+    lrDecay: choiceFlag("lr-schedule", v["lr-schedule"], LR_DECAYS, "constant"),
     weightDecay: numberFlag("weight-decay", v["weight-decay"], d.weightDecay, { min: 0 }),
     maxGradNorm: numberFlag("grad-clip", v["grad-clip"], d.maxGradNorm, { min: 0 }),
     logEvery: numberFlag("log-every", v["log-every"], d.logEvery, int),

@@ -276,6 +276,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   );
   print(`  Epochs: ${cfg.epochs}`);
   print(`  Learning rate: ${pyFloat(cfg.lr)}`);
+  if ((cfg.lrDecay ?? "constant") !== "constant") {
+    print(`  LR schedule: warm-up over ${cfg.warmupSteps} steps, then ${cfg.lrDecay} decay to 0 at step ${totalSteps}`);
+  }
   print(`  Total steps: ${totalSteps}`);
   print(`  Max steps: ${cfg.maxSteps}`);
   print(`  Loss mask: ${opts.mask} | padding: ${cfg.pad} | max length: ${cfg.maxLength} | backend: ${be.name}`);

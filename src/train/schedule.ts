@@ -29,7 +29,19 @@ export interface ScheduleOptions {
   startFactor?: number;
   /** LinearLR's `end_factor` (default 1.0, as the notebook). */
   endFactor?: number;
+  /**
+   * After the warm-up: "constant" (the notebook: no decay), or a decay to 0 at `totalSteps` — "linear"
+   * (transformers' `get_linear_schedule_with_warmup`) or "cosine" (`get_cosine_schedule_with_warmup`, half a
+   * cycle). The warm-up itself stays the notebook's LinearLR from `startFactor`.
+   */
+  decay?: LrDecay;
+  /** The optimizer steps of the run (needed by a decay). */
+  totalSteps?: number;
 }
+
+/** The learning-rate shapes after the warm-up (see {@link ScheduleOptions.decay}). */
+export const LR_DECAYS = ["constant", "linear", "cosine"] as const;
+export type LrDecay = typeof LR_DECAYS[number];
 
 function check(step: number, opts: ScheduleOptions): void {
   if (!Number.isInteger(step) || step < 0) throw new Error(`Invalid schedule step: ${step} (want an integer ≥ 0)`);
@@ -47,10 +59,24 @@ export function lrAt(step: number, opts: ScheduleOptions): number {
   const start = opts.startFactor ?? 0.1;
   const end = opts.endFactor ?? 1.0;
   const total = opts.warmupSteps;
+  const decay = opts.decay ?? "constant";
+  if (decay !== "constant" && step >= total) {
+    return opts.baseLr * end * decayFactor(step, decay, total, opts.totalSteps);
+  }
   // torch would divide by zero for total_iters = 0; treat it as "no warm-up" (constant end·base).
   if (total === 0) return opts.baseLr * end;
   // Same operation order as torch's `_get_closed_form_lr`, so the float result is the same.
   return opts.baseLr * (start + (end - start) * Math.min(total, step) / total);
+}
+
+/** transformers' lr_lambda after the warm-up: from 1 at the warm-up's end down to 0 at `totalSteps`. */
+function decayFactor(step: number, decay: LrDecay, warmup: number, totalSteps: number | undefined): number {
+  if (totalSteps === undefined || !Number.isInteger(totalSteps) || totalSteps < 1) {
+    throw new Error(`Invalid schedule: the ${decay} decay needs totalSteps, a whole number ≥ 1 (got ${totalSteps})`);
+  }
+  const progress = Math.min(1, (step - warmup) / Math.max(1, totalSteps - warmup)); // 0 stays 0 past the end
+  if (decay === "linear") return Math.max(0, 1 - progress);
+  return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress)));
 }
 
 /**

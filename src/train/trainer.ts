@@ -14,7 +14,7 @@ import { collate, type SftExample } from "../data/sft_dataset.ts";
 import { PyRandom } from "../data/random.ts";
 import { shiftLabels } from "../model/gpt2.ts";
 import { AdamW } from "./adamw.ts";
-import { lrAt, totalSteps as plannedTotal } from "./schedule.ts";
+import { lrAt, type LrDecay, totalSteps as plannedTotal } from "./schedule.ts";
 
 /** Training settings; the defaults are the notebook's. */
 export interface TrainConfig {
@@ -34,6 +34,8 @@ export interface TrainConfig {
   warmupSteps: number;
   /** LinearLR start factor (the notebook: 0.1). */
   warmupStartFactor: number;
+  /** After the warm-up: constant (the notebook, the default), or a linear or cosine decay to 0 at the last step. */
+  lrDecay?: LrDecay;
   weightDecay: number;
   maxGradNorm: number;
   /** Log (and read the loss back) every this many steps (the notebook: 20). */
@@ -176,7 +178,13 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   const pos: TrainPosition = args.start
     ? { ...args.start }
     : { step: 0, epoch: 0, batchInEpoch: 0, epochLossSum: 0, epochBatches: 0 };
-  const sched = { baseLr: cfg.lr, warmupSteps: cfg.warmupSteps, startFactor: cfg.warmupStartFactor };
+  const sched = {
+    baseLr: cfg.lr,
+    warmupSteps: cfg.warmupSteps,
+    startFactor: cfg.warmupStartFactor,
+    decay: cfg.lrDecay,
+    totalSteps,
+  };
   const epochLoss: Buf = be.alloc(1, "f32", "epoch loss sum");
   if (pos.epochLossSum) be.write(epochLoss, Float32Array.of(pos.epochLossSum));
   const t0 = performance.now();
