@@ -12,6 +12,7 @@ import {
   formatExp,
   formatFixed,
   formatStepLine,
+  formatValLine,
   groupThousands,
   lossSeries,
   MetricsLog,
@@ -143,6 +144,13 @@ describe("python number formatting", () => {
 });
 
 describe("metrics log", () => {
+  test("the --eval-every line lines up with the step lines", () => {
+    expect(formatValLine({ step: 20, totalSteps: 1000, valLoss: 1.23456 })).toBe("Step   20/1000 | Val loss: 1.2346");
+    expect(formatValLine({ step: 20, totalSteps: 1000, valLoss: 1 }).indexOf(" | ")).toBe(
+      formatStepLine({ step: 20, totalSteps: 1000, loss: 1, lr: 1e-5 }).indexOf(" | "),
+    );
+  });
+
   test("console lines in the notebook's style", () => {
     expect(formatStepLine({ step: 20, loss: 1.23456, lr: 2.3e-05 })).toBe("Step   20 | Loss: 1.2346 | LR: 2.30e-05");
     expect(

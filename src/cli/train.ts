@@ -55,6 +55,8 @@ Run
   --run-dir DIR         metrics.jsonl, loss_curve.png/.svg, checkpoint/ (default runs/ch8_sft_gpt2)
   --log-every N         log every N steps (default 20)
   --checkpoint-every N  checkpoint every N steps (default 200; also at the end and on Ctrl-C)
+  --eval-every N        also the validation loss every N steps, printed and on the loss curve (default 0: at
+                        each epoch's end, as the notebook; with MAX_STEPS 1000 that is once, at step 1000)
   --resume              continue from the checkpoint in --run-dir
   --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
   --quiet               no progress bar or step lines
@@ -96,6 +98,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
       "run-dir": { type: "string", default: "runs/ch8_sft_gpt2" },
       "log-every": { type: "string" },
       "checkpoint-every": { type: "string" },
+      "eval-every": { type: "string" },
       resume: { type: "boolean", default: false },
       offline: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
@@ -133,6 +136,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
   const limitTrain = v["limit-train"] ? numberFlag("limit-train", v["limit-train"], 0, int) : undefined;
   const limitVal = v["limit-val"] ? numberFlag("limit-val", v["limit-val"], 0, { integer: true, min: 0 }) : undefined;
   const checkpointEvery = numberFlag("checkpoint-every", v["checkpoint-every"], 200, { integer: true, min: 0 });
+  const evalEvery = numberFlag("eval-every", v["eval-every"], 0, { integer: true, min: 0 });
 
   const be = await createBackend(parseBackendName(v.backend));
   print(`Using device: ${be.description}`);
@@ -168,6 +172,7 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
         runDir: v["run-dir"]!,
         resume: v.resume,
         checkpointEvery,
+        evalEvery,
         quiet: v.quiet,
         print,
       });

@@ -294,6 +294,12 @@ export function formatStepLine(o: StepLineOptions): string {
   return parts.join(" | ");
 }
 
+/** A validation line between the step lines (`--eval-every`), aligned with {@link formatStepLine}. */
+export function formatValLine(o: { step: number; totalSteps?: number; valLoss: number }): string {
+  const step = String(o.step).padStart(4, " ") + (o.totalSteps === undefined ? "" : `/${o.totalSteps}`);
+  return `Step ${step} | Val loss: ${formatFixed(o.valLoss, 4)}`;
+}
+
 /** The notebook's end-of-epoch block (with its leading blank line). */
 export function formatEpochSummary(o: { epoch: number; epochs: number; trainLoss: number; valLoss: number }): string {
   return [

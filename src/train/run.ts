@@ -26,7 +26,7 @@ import type { GPT2 } from "../model/gpt2.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
 import { AdamW } from "./adamw.ts";
 import { findCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import { formatEpochSummary, formatStepLine, lossSeries, MetricsLog, readMetrics } from "./metrics.ts";
+import { formatEpochSummary, formatStepLine, formatValLine, lossSeries, MetricsLog, readMetrics } from "./metrics.ts";
 import { terminalChart, writeLossCurve } from "./plot.ts";
 import { NonFiniteLossError, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
 import { totalSteps as plannedTotal } from "./schedule.ts";
@@ -62,6 +62,8 @@ export interface TrainRunOptions {
   resume?: boolean;
   /** Save a checkpoint every N steps (and at the end, and on Ctrl-C). 0: only at the end. */
   checkpointEvery?: number;
+  /** Also the validation loss every N steps, printed and logged (default 0: at the end of each epoch only). */
+  evalEvery?: number;
   /** Print less (no per-step lines, no progress bar). */
   quiet?: boolean;
   /** Where lines go (default console.log). */
@@ -357,6 +359,13 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
         if (bar) bar.log?.(line);
         else if (!opts.quiet) print(line);
         bar?.update(s.step, `loss ${s.loss.toFixed(4)}`);
+      },
+      evalEvery: opts.evalEvery,
+      onEval: (e) => {
+        log.val({ epoch: e.epoch + 1, val_loss: e.valLoss, step: e.step });
+        const line = formatValLine({ step: e.step, totalSteps, valLoss: e.valLoss });
+        if (bar) bar.log?.(line);
+        else if (!opts.quiet) print(line);
       },
       onEpoch: (e) => {
         if (e.valLoss !== undefined) valLosses.push(e.valLoss);

@@ -123,6 +123,12 @@ export interface TrainLoopArgs {
    */
   onStepRecorded?: (step: number) => void;
   onEpoch?: (log: EpochLog) => void | Promise<void>;
+  /**
+   * Also compute the validation loss every this many optimizer steps (default 0: only at the end of each
+   * epoch, as the notebook), reported through `onEval`; skipped at a step where the epoch's own follows.
+   */
+  evalEvery?: number;
+  onEval?: (log: { step: number; epoch: number; valLoss: number }) => void | Promise<void>;
   /** Called after every step; return true to stop (Ctrl-C). The loop then returns its position. */
   shouldStop?: () => boolean;
   /** Called every `checkpointEvery` steps and at the end with the position to save. */
@@ -256,6 +262,16 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
           supervisedSinceLog = 0;
         }
         be.free(loss!);
+        const epochEnds = pos.batchInEpoch + 1 >= nBatches || pos.step >= totalSteps;
+        if (args.evalEvery && pos.step % args.evalEvery === 0 && args.val?.length && !epochEnds) {
+          const valLoss = await evaluateLoss(model, args.val, {
+            batchSize: cfg.batchSize,
+            padId: args.padId,
+            pad: cfg.pad,
+            maxLength: cfg.maxLength,
+          });
+          await args.onEval?.({ step: pos.step, epoch: pos.epoch, valLoss });
+        }
         if (args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint) {
           pos.epochLossSum = (await be.read(epochLoss))[0]!;
           await args.onCheckpoint({ ...pos, batchInEpoch: pos.batchInEpoch + 1 }, optimizer);
