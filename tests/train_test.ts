@@ -161,46 +161,33 @@ describe("validation every N steps", () => {
     const dir = await tmp();
     try {
       await writeDataset({ task: "classification", outDir: join(dir, "data"), counts: { train: 12, val: 4, test: 4 } });
-      const r = await runTraining({
-        model: fresh(),
-        tokenizer: tok,
-        modelName: FIXTURE,
-        task: "classification",
-        dataDir: join(dir, "data"),
-        mask: "assistant+eos",
-        // 3 steps an epoch, 5 in all
-        config: { ...config, batchSize: 4, epochs: 2, maxSteps: 5, logEvery: 1, dropout: false },
-        evalEvery: 1,
-        outDir: join(dir, "out"),
-        runDir: join(dir, "run"),
-        quiet: true,
-        print: () => {},
-      });
-      expect(r.steps).toBe(5);
-      const metrics = (await readFile(join(dir, "run", "metrics.jsonl"), "utf8")).trim().split("\n").map((l) =>
-        JSON.parse(l)
-      );
-      const vals = metrics.filter((m) => m.type === "val");
+      // 3 steps an epoch, 5 in all; the steps of the validation entries in metrics.jsonl, and the run's result
+      const valSteps = async (name: string, evalEvery?: number) => {
+        const r = await runTraining({
+          model: fresh(),
+          tokenizer: tok,
+          modelName: FIXTURE,
+          task: "classification",
+          dataDir: join(dir, "data"),
+          mask: "assistant+eos",
+          config: { ...config, batchSize: 4, epochs: 2, maxSteps: 5, logEvery: 1, dropout: false },
+          evalEvery,
+          outDir: join(dir, `out-${name}`),
+          runDir: join(dir, name),
+          quiet: true,
+          print: () => {},
+        });
+        const metrics = (await readFile(join(dir, name, "metrics.jsonl"), "utf8")).trim().split("\n");
+        const vals = metrics.map((l) => JSON.parse(l)).filter((m) => m.type === "val");
+        return { r, steps: vals.map((m) => m.step), epochEnd: vals.map((m) => m.train_loss !== undefined) };
+      };
+      const every = await valSteps("every", 1);
       // steps 1, 2 mid-epoch; 3 the end of epoch 1; 4 mid-epoch; 5 the cap (epoch 2's end)
-      expect(vals.map((m) => m.step)).toEqual([1, 2, 3, 4, 5]);
-      expect(vals.map((m) => m.train_loss === undefined)).toEqual([true, true, false, true, false]);
-      expect(r.valLosses).toHaveLength(2); // the epochs' own
-      // without the flag: only the epochs' (the notebook)
-      await runTraining({
-        model: fresh(),
-        tokenizer: tok,
-        modelName: FIXTURE,
-        task: "classification",
-        dataDir: join(dir, "data"),
-        mask: "assistant+eos",
-        config: { ...config, batchSize: 4, epochs: 2, maxSteps: 5, logEvery: 1, dropout: false },
-        outDir: join(dir, "out2"),
-        runDir: join(dir, "run2"),
-        quiet: true,
-        print: () => {},
-      });
-      const plainMetrics = (await readFile(join(dir, "run2", "metrics.jsonl"), "utf8")).trim().split("\n");
-      expect(plainMetrics.map((l) => JSON.parse(l)).filter((m) => m.type === "val").map((m) => m.step)).toEqual([3, 5]);
+      expect(every.steps).toEqual([1, 2, 3, 4, 5]);
+      expect(every.epochEnd).toEqual([false, false, true, false, true]);
+      expect(every.r.steps).toBe(5);
+      expect(every.r.valLosses).toHaveLength(2); // the epochs' own
+      expect((await valSteps("notebook")).steps).toEqual([3, 5]); // without the flag: the epochs' only
       await expect(trainMain(["--eval-every=-1"], () => {})).rejects.toThrow("Invalid --eval-every: -1");
     } finally {
       await rm(dir, { recursive: true, force: true });

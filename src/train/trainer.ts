@@ -179,6 +179,14 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   if (train.length === 0) throw new Error("Cannot train: the training set is empty");
   const totalSteps = plannedTotal({ examples: train.length, ...cfg });
   const accum = cfg.gradAccum ?? 1;
+  // the notebook's evaluate_loss on the validation set, batched and padded as training
+  const validate = () =>
+    evaluateLoss(model, args.val ?? [], {
+      batchSize: cfg.batchSize,
+      padId: args.padId,
+      pad: cfg.pad,
+      maxLength: cfg.maxLength,
+    });
   const optimizer = args.optimizer ??
     new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
   const pos: TrainPosition = args.start
@@ -264,13 +272,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
         be.free(loss!);
         const epochEnds = pos.batchInEpoch + 1 >= nBatches || pos.step >= totalSteps;
         if (args.evalEvery && pos.step % args.evalEvery === 0 && args.val?.length && !epochEnds) {
-          const valLoss = await evaluateLoss(model, args.val, {
-            batchSize: cfg.batchSize,
-            padId: args.padId,
-            pad: cfg.pad,
-            maxLength: cfg.maxLength,
-          });
-          await args.onEval?.({ step: pos.step, epoch: pos.epoch, valLoss });
+          await args.onEval?.({ step: pos.step, epoch: pos.epoch, valLoss: await validate() });
         }
         if (args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint) {
           pos.epochLossSum = (await be.read(epochLoss))[0]!;
@@ -290,14 +292,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
       }
       // end of an epoch (or the step cap inside it): the notebook prints train and val loss then
       const trainLoss = (await be.read(epochLoss))[0]! / Math.max(pos.epochBatches, 1);
-      const valLoss = args.val?.length
-        ? await evaluateLoss(model, args.val, {
-          batchSize: cfg.batchSize,
-          padId: args.padId,
-          pad: cfg.pad,
-          maxLength: cfg.maxLength,
-        })
-        : undefined;
+      const valLoss = args.val?.length ? await validate() : undefined;
       await args.onEpoch?.({ epoch: pos.epoch, step: pos.step, trainLoss, valLoss });
       be.zero(epochLoss);
       pos.epochLossSum = 0;
