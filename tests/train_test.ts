@@ -188,6 +188,19 @@ describe("validation every N steps", () => {
       expect(every.r.steps).toBe(5);
       expect(every.r.valLosses).toHaveLength(2); // the epochs' own
       expect((await valSteps("notebook")).steps).toEqual([3, 5]); // without the flag: the epochs' only
+      // each validation is announced first with its size (minutes on a CPU at the real shape)
+      const announced: number[] = [];
+      await trainLoop({
+        model: fresh(),
+        train: examples,
+        val: examples.slice(0, 4),
+        padId: tok.padTokenId,
+        config: { ...config, epochs: 1, maxSteps: 3 },
+        evalEvery: 2,
+        onEval: () => {},
+        onValidate: (n) => void announced.push(n),
+      });
+      expect(announced).toEqual([4, 4]); // step 2, then the epoch's end at step 3
       await expect(trainMain(["--eval-every=-1"], () => {})).rejects.toThrow("Invalid --eval-every: -1");
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -361,6 +361,12 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
         bar?.update(s.step, `loss ${s.loss.toFixed(4)}`);
       },
       evalEvery: opts.evalEvery,
+      // on a CPU the notebook's 1000 validation examples take minutes at the real shape: say what is running
+      onValidate: (n) => {
+        const line = `Validating on ${n} examples…`;
+        if (bar) bar.log?.(line);
+        else if (!opts.quiet) print(line);
+      },
       onEval: (e) => {
         log.val({ epoch: e.epoch + 1, val_loss: e.valLoss, step: e.step });
         const line = formatValLine({ step: e.step, totalSteps, valLoss: e.valLoss });

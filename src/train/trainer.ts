@@ -125,10 +125,13 @@ export interface TrainLoopArgs {
   onEpoch?: (log: EpochLog) => void | Promise<void>;
   /**
    * Also compute the validation loss every this many optimizer steps (default 0: only at the end of each
-   * epoch, as the notebook), reported through `onEval`; skipped at a step where the epoch's own follows.
+   * epoch, as the notebook), reported through `onEval` (without it nothing is computed); skipped at a step
+   * where the epoch's own follows.
    */
   evalEvery?: number;
   onEval?: (log: { step: number; epoch: number; valLoss: number }) => void | Promise<void>;
+  /** Called before each validation pass (the epoch's or `evalEvery`'s) with the number of examples. */
+  onValidate?: (examples: number) => void;
   /** Called after every step; return true to stop (Ctrl-C). The loop then returns its position. */
   shouldStop?: () => boolean;
   /** Called every `checkpointEvery` steps and at the end with the position to save. */
@@ -180,13 +183,15 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   const totalSteps = plannedTotal({ examples: train.length, ...cfg });
   const accum = cfg.gradAccum ?? 1;
   // the notebook's evaluate_loss on the validation set, batched and padded as training
-  const validate = () =>
-    evaluateLoss(model, args.val ?? [], {
+  const validate = () => {
+    args.onValidate?.(args.val?.length ?? 0);
+    return evaluateLoss(model, args.val ?? [], {
       batchSize: cfg.batchSize,
       padId: args.padId,
       pad: cfg.pad,
       maxLength: cfg.maxLength,
     });
+  };
   const optimizer = args.optimizer ??
     new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
   const pos: TrainPosition = args.start
@@ -271,8 +276,9 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
         }
         be.free(loss!);
         const epochEnds = pos.batchInEpoch + 1 >= nBatches || pos.step >= totalSteps;
-        if (args.evalEvery && pos.step % args.evalEvery === 0 && args.val?.length && !epochEnds) {
-          await args.onEval?.({ step: pos.step, epoch: pos.epoch, valLoss: await validate() });
+        if (args.evalEvery && pos.step % args.evalEvery === 0 && args.val?.length && !epochEnds && args.onEval) {
+          const valLoss = await validate();
+          await args.onEval({ step: pos.step, epoch: pos.epoch, valLoss });
         }
         if (args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint) {
           pos.epochLossSum = (await be.read(epochLoss))[0]!;
