@@ -281,6 +281,12 @@ describe("summarize and report", () => {
     expect(text).toContain(
       `Pred: ${"退款申请".repeat(20)}\n  Label scores (mean log-prob per token): ${labelScoreLine(scores)}\n  ---`,
     );
+    // the Markdown samples get a column for them ("–" where a sample has none)
+    const md = renderMarkdown(r);
+    expect(md).toContain("| # | Question | Expected | Prediction | | Label scores |");
+    expect(md).toContain(`| ✓ | ${labelScoreLine(scores)} |`);
+    expect(md).toContain("| 2 | Q2 | 延迟发货 | 地址修改 | ✗ | – |");
+    expect(renderMarkdown(report())).toContain("| # | Question | Expected | Prediction | |\n");
   });
 
   test("writeReport writes .md and .json atomically, and the heatmap when there are confusion matrices", async () => {

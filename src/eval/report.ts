@@ -194,9 +194,20 @@ export function renderMarkdown(report: EvalReport, opts: { svgName?: string } = 
     out.push(renderFieldsMarkdown(fieldPanels(report.fields)));
   }
 
-  out.push("", "## Samples (SFT)", "", "| # | Question | Expected | Prediction | |", "|---|---|---|---|---|");
+  // classifying, a column of the labels' scores (mean log-probability per token), highest first
+  const scored = report.samples.some((x) => x.labelScores);
+  out.push(
+    "",
+    "## Samples (SFT)",
+    "",
+    `| # | Question | Expected | Prediction | |${scored ? " Label scores |" : ""}`,
+    `|---|---|---|---|---|${scored ? "---|" : ""}`,
+  );
   report.samples.forEach((x, i) => {
-    out.push(`| ${i + 1} | ${md(x.instruction)} | ${md(x.expected)} | ${md(short(x.pred))} | ${mark(x.correct)} |`);
+    const scores = scored ? ` ${x.labelScores ? md(labelScoreLine(x.labelScores)) : "–"} |` : "";
+    out.push(
+      `| ${i + 1} | ${md(x.instruction)} | ${md(x.expected)} | ${md(short(x.pred))} | ${mark(x.correct)} |${scores}`,
+    );
   });
 
   if (report.comparison.length > 0) {
