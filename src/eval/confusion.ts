@@ -15,6 +15,7 @@
  */
 
 import { esc } from "../train/plot.ts";
+import { markdownCell, percentOrDash } from "./format.ts";
 
 /** Counts of (expected, predicted) label pairs. */
 export interface ConfusionMatrix {
@@ -76,9 +77,6 @@ export function displayWidth(s: string): number {
 const padStart = (s: string, w: number) => " ".repeat(Math.max(0, w - displayWidth(s))) + s;
 const padEnd = (s: string, w: number) => s + " ".repeat(Math.max(0, w - displayWidth(s)));
 
-/** Percent with one decimal, "–" for NaN. */
-const pct = (x: number) => Number.isNaN(x) ? "–" : `${(x * 100).toFixed(1)}%`;
-
 /** Options of {@link renderConfusionConsole}. */
 export interface ConfusionConsoleOptions {
   /** Heading, e.g. "SFT model" (default "Confusion matrix"). */
@@ -106,26 +104,21 @@ export function renderConfusionConsole(m: ConfusionMatrix, opts: ConfusionConsol
       const text = padStart(n === 0 ? "·" : String(n), colW);
       return n === 0 ? paint(text, "2") : paint(text, i === j ? "32" : "31");
     });
-    out.push("  " + padEnd(m.classes[i]!, rowHead) + cells.join("") + padStart(pct(rec[i]!), 9));
+    out.push("  " + padEnd(m.classes[i]!, rowHead) + cells.join("") + padStart(percentOrDash(rec[i]!), 9));
   });
   return out.join("\n");
-}
-
-/** Text made safe for a Markdown table cell. */
-function mdCell(s: string): string {
-  return s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll("|", "\\|");
 }
 
 /** The matrix as a Markdown table: diagonal counts bold, a recall column. */
 export function renderConfusionMarkdown(m: ConfusionMatrix): string {
   const rec = recalls(m);
   const out = [
-    `| expected \\ predicted | ${m.classes.map(mdCell).join(" | ")} | recall |`,
+    `| expected \\ predicted | ${m.classes.map(markdownCell).join(" | ")} | recall |`,
     `|---|${m.classes.map(() => "---:").join("|")}|---:|`,
   ];
   m.counts.forEach((row, i) => {
     const cells = row.map((n, j) => i === j ? `**${n}**` : n === 0 ? "·" : String(n));
-    out.push(`| ${mdCell(m.classes[i]!)} | ${cells.join(" | ")} | ${pct(rec[i]!)} |`);
+    out.push(`| ${markdownCell(m.classes[i]!)} | ${cells.join(" | ")} | ${percentOrDash(rec[i]!)} |`);
   });
   return out.join("\n");
 }
@@ -156,7 +149,7 @@ export function renderConfusionSvg(panels: readonly { title: string; matrix: Con
     const correct = m.counts.reduce((a, row, i) => a + row[i]!, 0);
     o.push(
       `<text x="${x0 + side / 2}" y="22" text-anchor="middle" font-size="15">${esc(title)} — ` +
-        `${pct(correct / total)} correct (${correct}/${total})</text>`,
+        `${percentOrDash(correct / total)} correct (${correct}/${total})</text>`,
       `<text x="${x0 + side / 2}" y="42" text-anchor="middle" fill="#555">predicted label</text>`,
       `<text x="${x0 - labelW - 6}" y="${y0 + side / 2}" text-anchor="middle" fill="#555" ` +
         `transform="rotate(-90 ${x0 - labelW - 6} ${y0 + side / 2})">expected label</text>`,

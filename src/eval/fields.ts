@@ -23,6 +23,7 @@ import {
   pyEquals,
   pyJsonLoads,
 } from "./metrics.ts";
+import { markdownCell, percentOrDash } from "./format.ts";
 
 /** How many items have one field (or, for "parsed", an answer the scorer could read) right. */
 export interface FieldScore {
@@ -90,8 +91,6 @@ export function fieldScores(
   };
 }
 
-const pct = (x: number) => Number.isNaN(x) ? "–" : `${(x * 100).toFixed(1)}%`;
-
 /** A bar of `width` cells, filled to `x` ∈ [0, 1] in eighths. */
 function bar(x: number, width: number): string {
   const eighths = Math.round((Number.isNaN(x) ? 0 : Math.min(1, Math.max(0, x))) * width * 8);
@@ -122,7 +121,7 @@ export function renderFieldsConsole(panels: readonly { title: string; scores: Fi
     "  " + "field".padEnd(nameW) + panels.map((p) => p.title.padStart(9)).join(""),
   ];
   for (const n of names) {
-    const cells = panels.map((p) => pct(scoreOf(p.scores, n)?.accuracy ?? NaN).padStart(9));
+    const cells = panels.map((p) => percentOrDash(scoreOf(p.scores, n)?.accuracy ?? NaN).padStart(9));
     const last = scoreOf(panels[panels.length - 1]!.scores, n)?.accuracy ?? NaN;
     out.push("  " + n.padEnd(nameW) + cells.join("") + "  " + bar(last, 20).trimEnd());
   }
@@ -132,15 +131,15 @@ export function renderFieldsConsole(panels: readonly { title: string; scores: Fi
 /** The scores as a Markdown table (one column per model, `correct/total` beside each share). */
 export function renderFieldsMarkdown(panels: readonly { title: string; scores: FieldScores }[]): string {
   const out = [
-    `| Field | ${panels.map((p) => p.title).join(" | ")} |`,
+    `| Field | ${panels.map((p) => markdownCell(p.title)).join(" | ")} |`,
     `|---|${panels.map(() => "---:").join("|")}|`,
   ];
   for (const n of rows(panels)) {
     const cells = panels.map((p) => {
       const s = scoreOf(p.scores, n);
-      return s ? `${pct(s.accuracy)} (${s.correct}/${s.total})` : "–";
+      return s ? `${percentOrDash(s.accuracy)} (${s.correct}/${s.total})` : "–";
     });
-    out.push(`| ${n === "parsed" ? "answer parsed" : n} | ${cells.join(" | ")} |`);
+    out.push(`| ${markdownCell(n === "parsed" ? "answer parsed" : n)} | ${cells.join(" | ")} |`);
   }
   return out.join("\n");
 }

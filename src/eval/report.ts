@@ -14,6 +14,9 @@ import { atomicWriteFile } from "../io/atomic.ts";
 import { formatDuration } from "../io/progress.ts";
 import { formatFixed } from "../train/metrics.ts";
 import { pySlice, type Summary } from "./metrics.ts";
+import { formatPercent, markdownCell } from "./format.ts";
+
+export { formatPercent } from "./format.ts";
 import { type FieldScores, renderFieldsConsole, renderFieldsMarkdown } from "./fields.ts";
 import {
   type ConfusionMatrix,
@@ -101,11 +104,6 @@ export interface EvalReport {
   seconds: number;
 }
 
-/** The notebook's `f"{acc*100:.1f}%"` (Python rounding: half to even on the exact value). */
-export function formatPercent(accuracy: number): string {
-  return `${formatFixed(accuracy * 100, 1)}%`;
-}
-
 /** Python's `text[:80]`, as the notebook prints predictions. */
 function short(text: string): string {
   return pySlice(text, 80);
@@ -121,12 +119,6 @@ function categoryNames(report: EvalReport): string[] {
 function cellOf(s: Summary | undefined, category: string): string {
   const c = s?.categories.find((x) => x.category === category);
   return c ? `${formatPercent(c.accuracy)} (${c.correct}/${c.total})` : "–";
-}
-
-/** Text made safe for a Markdown table cell. */
-function md(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll("|", "\\|")
-    .replace(/\r?\n/g, "<br>");
 }
 
 function mark(correct: boolean | undefined): string {
@@ -168,10 +160,10 @@ function fieldPanels(f: NonNullable<EvalReport["fields"]>): { title: string; sco
  * relative to the Markdown file, shown above them), samples, comparison, settings.
  */
 export function renderMarkdown(report: EvalReport, opts: { svgName?: string } = {}): string {
-  const out: string[] = [`# Evaluation: ${md(report.task)}`, ""];
+  const out: string[] = [`# Evaluation: ${markdownCell(report.task)}`, ""];
   const hasBase = report.base !== undefined;
   out.push(hasBase ? "| Category | Base | SFT |" : "| Category | SFT |", hasBase ? "|---|---:|---:|" : "|---|---:|");
-  const rows = categoryNames(report).map((c) => [md(c), cellOf(report.base, c), cellOf(report.sft, c)]);
+  const rows = categoryNames(report).map((c) => [markdownCell(c), cellOf(report.base, c), cellOf(report.sft, c)]);
   const overall = (s: Summary | undefined) =>
     s ? `**${formatPercent(s.overall.accuracy)}** (${s.overall.correct}/${s.overall.total})` : "–";
   rows.push(["**overall**", overall(report.base), overall(report.sft)]);
@@ -204,23 +196,25 @@ export function renderMarkdown(report: EvalReport, opts: { svgName?: string } = 
     `|---|---|---|---|---|${scored ? "---|" : ""}`,
   );
   report.samples.forEach((x, i) => {
-    const scores = scored ? ` ${x.labelScores ? md(labelScoreLine(x.labelScores)) : "–"} |` : "";
+    const scores = scored ? ` ${x.labelScores ? markdownCell(labelScoreLine(x.labelScores)) : "–"} |` : "";
     out.push(
-      `| ${i + 1} | ${md(x.instruction)} | ${md(x.expected)} | ${md(short(x.pred))} | ${mark(x.correct)} |${scores}`,
+      `| ${i + 1} | ${markdownCell(x.instruction)} | ${markdownCell(x.expected)} | ${markdownCell(short(x.pred))} | ${
+        mark(x.correct)
+      } |${scores}`,
     );
   });
 
   if (report.comparison.length > 0) {
     out.push("", "## Comparison: base vs SFT", "", "| # | Question | Expected | Base | SFT |", "|---|---|---|---|---|");
     report.comparison.forEach((r, i) => {
-      const base = r.base === undefined ? "–" : `${mark(r.baseCorrect)} ${md(short(r.base))}`.trim();
-      const sft = `${mark(r.sftCorrect)} ${md(short(r.sft))}`.trim();
-      out.push(`| ${i + 1} | ${md(r.instruction)} | ${md(r.expected)} | ${base} | ${sft} |`);
+      const base = r.base === undefined ? "–" : `${mark(r.baseCorrect)} ${markdownCell(short(r.base))}`.trim();
+      const sft = `${mark(r.sftCorrect)} ${markdownCell(short(r.sft))}`.trim();
+      out.push(`| ${i + 1} | ${markdownCell(r.instruction)} | ${markdownCell(r.expected)} | ${base} | ${sft} |`);
     });
   }
 
   out.push("", "## Settings", "", "| Setting | Value |", "|---|---|");
-  for (const [k, v] of settingsRows(report)) out.push(`| ${k} | ${md(v)} |`);
+  for (const [k, v] of settingsRows(report)) out.push(`| ${k} | ${markdownCell(v)} |`);
   out.push("", "Predictions are shown truncated to 80 characters; the JSON report has them in full.", "");
   return out.join("\n");
 }
