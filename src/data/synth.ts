@@ -215,6 +215,14 @@ export async function ensureSplitFile(
   return { path, generated: true };
 }
 
+/**
+ * What to tell a user whose split has none of the labels as answers: {@link ensureSplitFile} may have
+ * generated it (the notebook's data, the notebook's labels) beside their own files.
+ */
+export function generatedSplitHint(what: "validation" | "test"): string {
+  return `if the notebook's generator wrote it because it was missing, put your own ${what} records there`;
+}
+
 /** The data file names of a task: `gpt2_sft_{split}.jsonl` or `custom_sft_{split}.jsonl`. */
 export function datasetFileNames(task: SftTask): { train: string; val: string; test: string } {
   const stem = task === "classification" ? "gpt2_sft" : "custom_sft";

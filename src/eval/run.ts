@@ -40,6 +40,7 @@ import { readSftRecords, type SftRecord } from "../data/jsonl.ts";
 import {
   buildPlainInstruction,
   ensureSplitFile,
+  generatedSplitHint,
   ISSUE_LABELS,
   type SftTask,
   SPLIT_COUNTS,
@@ -317,8 +318,7 @@ export async function planEvaluation(
   if (labels && !records.some((r) => labels!.includes(r.expected))) {
     throw new Error(
       `Cannot evaluate: none of the labels (${labels.join(", ")}) is the expected answer of a record in ${testFile}` +
-        "; if the notebook's generator wrote it because it was missing, put your own test records there " +
-        "(or pass --labels)",
+        `; ${generatedSplitHint("test")} (or pass --labels)`,
     );
   }
   const evaluated = maxSamples === null || maxSamples === 0 ? records : records.slice(0, maxSamples);

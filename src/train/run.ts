@@ -13,6 +13,7 @@ import { readSftRecords, type SftRecord } from "../data/jsonl.ts";
 import {
   datasetFileNames,
   ensureSplitFile,
+  generatedSplitHint,
   ISSUE_LABELS,
   type SftTask,
   SPLIT_SEEDS,
@@ -109,16 +110,19 @@ export function checkLabels(
   labels: readonly string[],
   file: string,
   warn: (msg: string) => void = (m) => console.error(`warning: ${m}`),
+  noneHint?: string,
 ): void {
   const seen = new Set(records.map((r) => r.expected));
   const missing = labels.filter((l) => !seen.has(l));
   if (missing.length === labels.length) {
-    // most likely the user's own data with its own labels: name them, as the flag that takes them wants them
+    // by default (the training file) most likely your own data with its own labels: name them, as the flag
+    // that takes them wants them
     const answers = [...seen];
-    const hint = answers.length <= 50
-      ? `; its answers are ${answers.length}: pass them with --labels ${answers.join(",")}`
-      : `; its records have ${answers.length} different answers (a classification task needs a few labels)`;
-    throw new Error(`Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ${file}${hint}`);
+    const hint = noneHint ??
+      (answers.length <= 50
+        ? `its answers are ${answers.length}: pass them with --labels ${answers.join(",")}`
+        : `its records have ${answers.length} different answers (a classification task needs a few labels)`);
+    throw new Error(`Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ${file}; ${hint}`);
   }
   if (missing.length) {
     warn(
@@ -214,12 +218,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   if (labels) {
     checkLabels(trainRecords, labels, join(opts.dataDir, names.train));
     // a validation file the notebook's generator wrote beside your own training file would have its labels
-    if (valRecords.length && !valRecords.some((r) => labels.includes(r.expected))) {
-      throw new Error(
-        `Cannot train: none of the labels (${labels.join(", ")}) occurs as an answer in ` +
-          `${join(opts.dataDir, names.val)}; if the notebook's generator wrote it because it was missing, put your ` +
-          "own validation records there",
-      );
+    // (labels it merely lacks are fine: a small validation set may miss some)
+    if (valRecords.length) {
+      checkLabels(valRecords, labels, join(opts.dataDir, names.val), () => {}, generatedSplitHint("validation"));
     }
   }
   print(`SFT task: ${opts.task}`);
@@ -292,6 +293,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   );
   print("\n" + "=".repeat(60) + "\nStarting SFT Training\n" + "=".repeat(60));
 
+  // the tokenizer's files and sft_task.json, for every checkpoint and the saved model (serialised once)
+  const extraFiles = modelDirExtras(opts, labels);
+
   // ---- the loop, with Ctrl-C saving a checkpoint
   const metricsPath = join(opts.runDir, "metrics.jsonl");
   const log = MetricsLog.open(metricsPath, { append: !!opts.resume });
@@ -328,7 +332,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
           position: pos,
           config: cfg,
           run,
-          modelFiles: await sftModelFiles(ckptDir, { model, tokenizer, extraFiles: modelDirExtras(opts, labels) }),
+          modelFiles: await sftModelFiles(ckptDir, { model, tokenizer, extraFiles }),
         }),
       // the bar moves every step where a step has run when it returns (the CPU: seconds a step at the real
       // shape, so 20 steps between log lines are minutes); on WebGPU the host records steps ahead of the GPU,
@@ -423,7 +427,7 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       `The checkpoint is a model directory too: bun run eval.ts --sft ${ckptDir}, or deno task chat --model ${ckptDir}`,
     );
   } else {
-    await saveSftModel(opts.outDir, { model, tokenizer, extraFiles: modelDirExtras(opts, labels) });
+    await saveSftModel(opts.outDir, { model, tokenizer, extraFiles });
     outDir = opts.outDir;
     print(`Saved SFT model to ${opts.outDir}`);
   }
