@@ -18,7 +18,7 @@ import {
   cleanGenerated,
   extractJson,
   findPlainFields,
-  type JsonValue,
+  isDict,
   normalizeJsonObj,
   pyEquals,
   pyJsonLoads,
@@ -41,10 +41,6 @@ export interface FieldScores {
   fields: FieldScore[];
 }
 
-function objectOf(v: unknown): Record<string, unknown> | null {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : null;
-}
-
 /**
  * Score each field of `expected` (JSON objects as strings) against the predictions. A field counts as
  * right when the prediction's object has it with the expected value after the notebook's normalisation.
@@ -61,21 +57,22 @@ export function fieldScores(
   const counts = new Map<string, { correct: number; total: number }>();
   let parsed = 0, items = 0;
   for (let i = 0; i < expected.length; i++) {
-    let want: Record<string, unknown> | null;
+    let want: unknown;
     try {
-      want = objectOf(normalizeJsonObj(pyJsonLoads(expected[i]!)));
+      want = normalizeJsonObj(pyJsonLoads(expected[i]!));
     } catch {
       want = null;
     }
-    if (!want) continue;
+    if (!isDict(want)) continue;
     items++;
+    // as scorePrediction: extract_json of the cleaned text (which cleans it again, as the notebook does)
     const raw: unknown = opts.plain ? findPlainFields(predictions[i]) : extractJson(cleanGenerated(predictions[i]));
-    const got = objectOf(normalizeJsonObj(raw));
+    const normalized = normalizeJsonObj(raw), got = isDict(normalized) ? normalized : null;
     if (got && Object.keys(got).length > 0) parsed++;
     for (const [field, value] of Object.entries(want)) {
       const c = counts.get(field) ?? { correct: 0, total: 0 };
       c.total++;
-      if (got && Object.hasOwn(got, field) && pyEquals(got[field] as JsonValue, value as JsonValue)) c.correct++;
+      if (got && Object.hasOwn(got, field) && pyEquals(got[field]!, value)) c.correct++;
       counts.set(field, c);
     }
   }

@@ -173,7 +173,8 @@ export function pyJsonLoads(text: string): JsonValue {
   return v;
 }
 
-function isDict(v: unknown): v is { [key: string]: JsonValue } {
+/** A JSON object (Python's dict): not null, not an array. */
+export function isDict(v: unknown): v is { [key: string]: JsonValue } {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
