@@ -3,8 +3,9 @@
  * grad-norm clipping, AdamW, the LinearLR warmup, validation loss each epoch. It only orchestrates: the
  * maths is in the model, the optimizer and the backend; display and files are the caller's callbacks.
  *
- * Nothing is read back from the device inside a step except at logging steps (the loss and grad norm),
- * where a NaN or infinite loss also stops the run.
+ * Nothing is read back from the device inside a step except at logging steps (the loss and grad norm), at
+ * checkpoint steps and when a stop is asked for: there a NaN or infinite loss stops the run before anything
+ * is saved. After each step the event loop gets a turn, so Ctrl-C is seen within one step on every backend.
  * @module
  */
 
@@ -209,6 +210,10 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   const t0 = performance.now();
   let lastLogTime = t0, lastLogStep = pos.step, tokensSinceLog = 0, supervisedSinceLog = 0;
   let stoppedBy: TrainResult["stoppedBy"] = "done";
+  // the step of the newest checkpoint known good (the one resumed from counts), for the divergence message
+  let lastCheckpoint: number | undefined = args.start?.step;
+  // where a run stopped by the step cap in the middle of an epoch continues (else: the position at the end)
+  let resumeAt: TrainPosition | undefined;
   try {
     outer: for (; pos.epoch < cfg.epochs; pos.epoch++) {
       const order = epochOrder(train.length, cfg.seed, pos.epoch);
@@ -246,50 +251,73 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
         pos.step++;
         pos.epochBatches++;
         args.onStepRecorded?.(pos.step);
-        const logNow = pos.step % cfg.logEvery === 0 || pos.step === totalSteps;
-        if (logNow) {
-          const lossValue = (await be.read(loss!))[0]!;
-          const gradNorm = (await be.read(optimizer.gradNorm))[0]!;
-          if (!Number.isFinite(lossValue)) {
-            be.free(loss!);
-            throw new NonFiniteLossError(pos.step, lossValue);
+        // let signal handlers run (Ctrl-C): on the CPU nothing in a step waits on the event loop
+        await yieldToEventLoop();
+        const capNow = pos.step >= totalSteps;
+        const logNow = pos.step % cfg.logEvery === 0 || capNow;
+        const checkpointNow = !!(args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint);
+        // the loss is read (once) where it is logged and before anything is saved: a diverged step is never
+        // checkpointed, whether the save is a periodic one, the last one or one asked for by Ctrl-C
+        let lossValue: number | undefined;
+        const checkedLoss = async (): Promise<number> => {
+          if (lossValue === undefined) {
+            lossValue = (await be.read(loss!))[0]!;
+            if (!Number.isFinite(lossValue)) throw new NonFiniteLossError(pos.step, lossValue, lastCheckpoint);
           }
-          const now = performance.now();
-          const elapsed = (now - t0) / 1000;
-          const perStep = (now - lastLogTime) / 1000 / Math.max(pos.step - lastLogStep, 1);
-          await args.onStep?.({
-            step: pos.step,
-            totalSteps,
-            epoch: pos.epoch,
-            loss: lossValue,
-            lr: lrAt(pos.step, sched),
-            gradNorm,
-            tokensPerSecond: tokensSinceLog / ((now - lastLogTime) / 1000),
-            supervisedTokens: supervisedSinceLog,
-            elapsedSeconds: elapsed,
-            etaSeconds: perStep * (totalSteps - pos.step),
-          });
-          lastLogTime = now;
-          lastLogStep = pos.step;
-          tokensSinceLog = 0;
-          supervisedSinceLog = 0;
+          return lossValue;
+        };
+        let stopNow: boolean;
+        try {
+          if (logNow || checkpointNow || capNow || args.shouldStop?.()) await checkedLoss();
+          if (logNow) {
+            const gradNorm = (await be.read(optimizer.gradNorm))[0]!;
+            const now = performance.now();
+            const elapsed = (now - t0) / 1000;
+            const perStep = (now - lastLogTime) / 1000 / Math.max(pos.step - lastLogStep, 1);
+            await args.onStep?.({
+              step: pos.step,
+              totalSteps,
+              epoch: pos.epoch,
+              loss: await checkedLoss(),
+              lr: lrAt(pos.step, sched),
+              gradNorm,
+              tokensPerSecond: tokensSinceLog / ((now - lastLogTime) / 1000),
+              supervisedTokens: supervisedSinceLog,
+              elapsedSeconds: elapsed,
+              etaSeconds: perStep * (totalSteps - pos.step),
+            });
+            lastLogTime = now;
+            lastLogStep = pos.step;
+            tokensSinceLog = 0;
+            supervisedSinceLog = 0;
+          }
+          // a stop asked for during the step's callbacks counts at this step
+          stopNow = args.shouldStop?.() ?? false;
+          if (stopNow) await checkedLoss();
+        } finally {
+          be.free(loss!);
         }
-        be.free(loss!);
-        const epochEnds = pos.batchInEpoch + 1 >= nBatches || pos.step >= totalSteps;
+        const epochEnds = pos.batchInEpoch + 1 >= nBatches || capNow;
         if (args.evalEvery && pos.step % args.evalEvery === 0 && args.val?.length && !epochEnds && args.onEval) {
           const valLoss = await validate();
           await args.onEval({ step: pos.step, epoch: pos.epoch, valLoss });
         }
-        if (args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint) {
+        if (checkpointNow) {
           pos.epochLossSum = (await be.read(epochLoss))[0]!;
-          await args.onCheckpoint({ ...pos, batchInEpoch: pos.batchInEpoch + 1 }, optimizer);
+          await args.onCheckpoint!({ ...pos, batchInEpoch: pos.batchInEpoch + 1 }, optimizer);
+          lastCheckpoint = pos.step;
         }
-        if (pos.step >= totalSteps) {
+        if (capNow) {
           pos.batchInEpoch++;
           stoppedBy = "max_steps";
+          // a later run with a larger --max-steps continues from the next batch of this epoch
+          if (pos.batchInEpoch < nBatches) {
+            resumeAt = { ...pos, epochLossSum: (await be.read(epochLoss))[0]! };
+          }
           break;
         }
-        if (args.shouldStop?.()) {
+        stopNow ||= args.shouldStop?.() ?? false;
+        if (stopNow) {
           pos.batchInEpoch++;
           pos.epochLossSum = (await be.read(epochLoss))[0]!;
           stoppedBy = "interrupt";
@@ -313,15 +341,46 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
   } finally {
     be.free(epochLoss);
   }
-  if (args.onCheckpoint) await args.onCheckpoint({ ...pos }, optimizer);
+  // the last checkpoint, unless a periodic one of this very step was just written (Ctrl-C right after a save)
+  const alreadySaved = stoppedBy === "interrupt" && lastCheckpoint === pos.step;
+  if (args.onCheckpoint && !alreadySaved) await args.onCheckpoint({ ...(resumeAt ?? pos) }, optimizer);
   model.zeroGrad();
   return { position: pos, optimizer, stoppedBy, seconds: (performance.now() - t0) / 1000 };
 }
 
-/** A NaN or infinite loss: the run stops at `step`, keeping the last good checkpoint. */
+/**
+ * A NaN or infinite loss: the run stops at `step`. `lastCheckpoint` is the step of the newest checkpoint
+ * written (or resumed from) before it, which is kept; undefined when there is none.
+ */
 export class NonFiniteLossError extends Error {
-  constructor(readonly step: number, readonly value: number) {
-    super(`Training stopped: the loss became ${value} at step ${step}; the last good checkpoint is kept`);
+  constructor(readonly step: number, readonly value: number, readonly lastCheckpoint?: number) {
+    super(
+      `Training stopped: the loss became ${value} at step ${step}; ` +
+        (lastCheckpoint === undefined
+          ? "no checkpoint was written before it (lower --lr, or check the data)"
+          : `the last good checkpoint, of step ${lastCheckpoint}, is kept`),
+    );
     this.name = "NonFiniteLossError";
   }
+}
+
+/**
+ * Give the event loop a turn (signal handlers, timers, I/O callbacks) without the ≥ 1 ms of a `setTimeout`:
+ * `setImmediate` where the runtime has it (Deno, Bun, Node), else a message through a `MessageChannel`
+ * (browsers).
+ */
+export function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (cb: () => void) => unknown };
+  if (typeof g.setImmediate === "function") return new Promise((resolve) => g.setImmediate!(resolve));
+  if (typeof MessageChannel === "function") {
+    return new Promise((resolve) => {
+      const ch = new MessageChannel();
+      ch.port1.onmessage = () => {
+        ch.port1.close();
+        resolve();
+      };
+      ch.port2.postMessage(null);
+    });
+  }
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
