@@ -112,6 +112,8 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
       config,
       outDir: sftDir,
       runDir: out,
+      // the demo makes everything afresh: a second demo replaces the first one's run
+      overwrite: true,
       checkpointEvery: 0,
       quiet: false,
       print,

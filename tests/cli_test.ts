@@ -41,7 +41,9 @@ describe("train and eval command lines", () => {
 
       // the phases print the notebook's headings around the same work
       const p5: string[] = [];
-      expect(await phase5([...common, ...small, "--out", out, "--run-dir", run, "--quiet"], (l) => p5.push(l))).toBe(0);
+      // the run dir holds the first run's checkpoint: a new run there says --overwrite
+      const again = [...common, ...small, "--out", out, "--run-dir", run, "--quiet", "--overwrite"];
+      expect(await phase5(again, (l) => p5.push(l))).toBe(0);
       expect(p5[0]).toContain("Part 5");
       const p6: string[] = [];
       expect(await phase6([...args], (l) => p6.push(l))).toBe(0);
@@ -100,7 +102,7 @@ describe("your own classification data (--labels)", () => {
           await writeFile(join(data, `gpt2_sft_${split}.jsonl`), rows(n));
         }
         const common = ["--model", BASE, "--backend", "cpu", "--data-dir", data, "--out", out, "--run-dir", run];
-        const args = [...common, "--max-steps", "1", "--max-length", "160", "--quiet"];
+        const args = [...common, "--max-steps", "1", "--max-length", "160", "--quiet", "--overwrite"];
         await expect(trainMain(args, () => {})).rejects.toThrow("pass them with --labels 好评,差评");
         await expect(trainMain([...args, "--task", "json_extraction", "--labels", "a,b"], () => {})).rejects.toThrow(
           "Invalid --labels: only the classification task has labels",

@@ -383,6 +383,7 @@ describe("a whole training run", () => {
       // the checkpoint is a model directory as well: the same weights as the saved model, its tokenizer and task
       const ckpt = join(dir, "run", "checkpoint");
       expect((await readdir(ckpt)).sort()).toEqual([
+        "checkpoint_manifest.json",
         "config.json",
         "generation_config.json",
         "model.safetensors",

@@ -5,16 +5,28 @@
  * @module
  */
 
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
 import { choiceFlag, ENV_HELP, listFlag, numberFlag } from "./args.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
-import { runTraining, TASKS } from "../train/run.ts";
+import { runTraining, TASKS, type TrainRunOptions } from "../train/run.ts";
+import { findCheckpoint, readTrainerState, type TrainerState } from "../train/checkpoint.ts";
+import type { RunSettings } from "../train/run_settings.ts";
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../train/trainer.ts";
 import { LR_DECAYS } from "../train/schedule.ts";
 import { tokenizerSanityLines } from "../tokenizer/sanity.ts";
+
+async function isModelDir(dir: string): Promise<boolean> {
+  try {
+    return (await stat(join(dir, "config.json"))).isFile();
+  } catch {
+    return false;
+  }
+}
 
 export const TRAIN_HELP = `Usage: deno task train [options]   (also: deno run -A phases/05_train.ts)
 
@@ -57,7 +69,11 @@ Run
   --checkpoint-every N  checkpoint every N steps (default 200; also at the end and on Ctrl-C)
   --eval-every N        also the validation loss every N steps, printed and on the loss curve (default 0: at
                         each epoch's end, as the notebook; with MAX_STEPS 1000 that is once, at step 1000)
-  --resume              continue from the checkpoint in --run-dir
+  --resume              continue the run whose checkpoint is in --run-dir: every flag left out is taken from
+                        the checkpoint (model, data, task, lr, …, --out); only --max-steps, --epochs,
+                        --log-every, --checkpoint-every, --eval-every, --backend and --quiet may change
+                        (a larger --max-steps trains on, exactly as one longer run would)
+  --overwrite           start a new run in a --run-dir that holds a checkpoint, deleting it
   --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
   --quiet               no progress bar or step lines
   -h, --help            this text
@@ -66,17 +82,22 @@ ${ENV_HELP}`;
 
 /**
  * Parse the training flags and run the training; `argv` as `process.argv.slice(2)`. Returns the exit code
- * (130 when interrupted). `deno task train` and phases/05_train.ts both call this.
+ * (130 when interrupted). `deno task train` and phases/05_train.ts both call this; `hooks` are for tests
+ * (a checkpoint file system that is slow or fails).
  */
-export async function trainMain(argv: string[], print: (line: string) => void = console.log): Promise<number> {
+export async function trainMain(
+  argv: string[],
+  print: (line: string) => void = console.log,
+  hooks: Pick<TrainRunOptions, "checkpointFs"> = {},
+): Promise<number> {
   const { values: v } = parseArgs({
     args: argv,
     options: {
-      model: { type: "string", default: DEFAULT_MODEL },
+      model: { type: "string" },
       task: { type: "string" },
-      plain: { type: "boolean", default: false },
+      plain: { type: "boolean" },
       labels: { type: "string" },
-      "data-dir": { type: "string", default: "data" },
+      "data-dir": { type: "string" },
       "limit-train": { type: "string" },
       "limit-val": { type: "string" },
       mask: { type: "string" },
@@ -92,14 +113,15 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
       "weight-decay": { type: "string" },
       "grad-clip": { type: "string" },
       seed: { type: "string" },
-      "no-dropout": { type: "boolean", default: false },
+      "no-dropout": { type: "boolean" },
       backend: { type: "string" },
-      out: { type: "string", default: "models/ch8_sft_gpt2" },
+      out: { type: "string" },
       "run-dir": { type: "string", default: "runs/ch8_sft_gpt2" },
       "log-every": { type: "string" },
       "checkpoint-every": { type: "string" },
       "eval-every": { type: "string" },
       resume: { type: "boolean", default: false },
+      overwrite: { type: "boolean", default: false },
       offline: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -109,40 +131,68 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
     print(TRAIN_HELP);
     return 0;
   }
-  const d = NOTEBOOK_TRAIN_CONFIG;
+  if (v.resume && v.overwrite) throw new Error("Invalid --overwrite with --resume: choose one");
+  // --resume: the checkpoint is found (and its settings read) before anything is loaded; its settings are
+  // the defaults of every flag left out, so `--resume --run-dir R` alone continues the run
+  const runDir = v["run-dir"]!;
+  let saved: { dir: string; state: TrainerState } | undefined;
+  if (v.resume) {
+    const dir = await findCheckpoint(`${runDir}/checkpoint`);
+    if (dir) saved = { dir, state: await readTrainerState(dir) };
+    // no checkpoint: runTraining says so, naming the directory, before any data is read
+  }
+  const was: Partial<TrainConfig> = saved?.state.config ?? {};
+  const wasRun = (saved?.state.run ?? {}) as Partial<RunSettings>;
+  const d: TrainConfig = { ...NOTEBOOK_TRAIN_CONFIG, ...was };
+  const givenStr = (name: string, savedValue: unknown): string | undefined =>
+    v[name as keyof typeof v] as string | undefined ??
+      (savedValue === undefined || savedValue === null ? undefined : String(savedValue));
   const int = { integer: true, min: 1 };
   // every flag is checked before anything is loaded
   const config: TrainConfig = {
     batchSize: numberFlag("batch-size", v["batch-size"], d.batchSize, int),
-    gradAccum: numberFlag("grad-accum", v["grad-accum"], 1, int),
+    gradAccum: numberFlag("grad-accum", v["grad-accum"], was.gradAccum ?? 1, int),
     epochs: numberFlag("epochs", v.epochs, d.epochs, int),
     maxSteps: numberFlag("max-steps", v["max-steps"], d.maxSteps, int),
     lr: numberFlag("lr", v.lr, d.lr, { min: 0 }),
     warmupSteps: numberFlag("warmup-steps", v["warmup-steps"], d.warmupSteps, { integer: true, min: 0 }),
     warmupStartFactor: d.warmupStartFactor,
-    lrDecay: choiceFlag("lr-schedule", v["lr-schedule"], LR_DECAYS, "constant"),
+    lrDecay: choiceFlag("lr-schedule", v["lr-schedule"], LR_DECAYS, d.lrDecay ?? "constant"),
     weightDecay: numberFlag("weight-decay", v["weight-decay"], d.weightDecay, { min: 0 }),
     maxGradNorm: numberFlag("grad-clip", v["grad-clip"], d.maxGradNorm, { min: 0 }),
     logEvery: numberFlag("log-every", v["log-every"], d.logEvery, int),
     seed: numberFlag("seed", v.seed, d.seed, { integer: true, min: 0 }),
     pad: choiceFlag("pad", v.pad, ["longest", "max_length"] as const, d.pad),
     maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
-    dropout: !v["no-dropout"],
+    dropout: v["no-dropout"] === undefined ? d.dropout : !v["no-dropout"],
   };
-  const task = choiceFlag("task", v.task, TASKS, "classification");
-  const mask = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");
-  const labels = listFlag("labels", v.labels);
+  const task = choiceFlag("task", givenStr("task", wasRun.task), TASKS, "classification");
+  const mask = choiceFlag("mask", givenStr("mask", wasRun.mask), MASK_MODES, "assistant+eos");
+  // the saved labels are the checkpoint's own; they are passed on only for the task that has them
+  const labels = listFlag("labels", v.labels) ?? (task === "classification" ? wasRun.labels ?? undefined : undefined);
   if (labels && task !== "classification") throw new Error(`Invalid --labels: only the classification task has labels`);
-  const limitTrain = v["limit-train"] ? numberFlag("limit-train", v["limit-train"], 0, int) : undefined;
-  const limitVal = v["limit-val"] ? numberFlag("limit-val", v["limit-val"], 0, { integer: true, min: 0 }) : undefined;
-  const checkpointEvery = numberFlag("checkpoint-every", v["checkpoint-every"], 200, { integer: true, min: 0 });
-  const evalEvery = numberFlag("eval-every", v["eval-every"], 0, { integer: true, min: 0 });
+  const limitTrainStr = givenStr("limit-train", wasRun.limitTrain);
+  const limitValStr = givenStr("limit-val", wasRun.limitVal);
+  const limitTrain = limitTrainStr ? numberFlag("limit-train", limitTrainStr, 0, int) : undefined;
+  const limitVal = limitValStr ? numberFlag("limit-val", limitValStr, 0, { integer: true, min: 0 }) : undefined;
+  const plain = v.plain ?? wasRun.plain ?? false;
+  const modelName = v.model ?? wasRun.model ?? DEFAULT_MODEL;
+  const dataDir = v["data-dir"] ?? wasRun.dataDir ?? "data";
+  const outDir = v.out ?? wasRun.out ?? "models/ch8_sft_gpt2";
+  const checkpointEvery = numberFlag("checkpoint-every", v["checkpoint-every"], wasRun.checkpointEvery ?? 200, {
+    integer: true,
+    min: 0,
+  });
+  const evalEvery = numberFlag("eval-every", v["eval-every"], wasRun.evalEvery ?? 0, { integer: true, min: 0 });
 
   const be = await createBackend(parseBackendName(v.backend));
   print(`Using device: ${be.description}`);
   try {
     print("Adding special tokens...");
-    const { model, tokenizer, added } = await loadModelAndTokenizer(v.model!, be, {
+    // a resumed run loads its model and tokenizer from the checkpoint, itself a model directory (no hub needed;
+    // its weights are the checkpoint's); the recorded source is still checked against --model
+    const loadFrom = saved && await isModelDir(saved.dir) ? saved.dir : modelName;
+    const { model, tokenizer, added } = await loadModelAndTokenizer(loadFrom, be, {
       hub: { offline: v.offline || undefined },
     });
     try {
@@ -159,18 +209,20 @@ export async function trainMain(argv: string[], print: (line: string) => void = 
       const r = await runTraining({
         model,
         tokenizer,
-        modelName: v.model!,
+        modelName,
         task,
-        plain: task === "json_extraction" && v.plain,
+        plain: task === "json_extraction" && plain,
         labels,
-        dataDir: v["data-dir"]!,
+        dataDir,
         limitTrain,
         limitVal,
         mask,
         config,
-        outDir: v.out!,
-        runDir: v["run-dir"]!,
+        outDir,
+        runDir,
         resume: v.resume,
+        overwrite: v.overwrite,
+        ...hooks,
         checkpointEvery,
         evalEvery,
         quiet: v.quiet,

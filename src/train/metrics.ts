@@ -12,6 +12,7 @@ import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { formatDuration } from "../io/progress.ts";
+import { atomicWriteFile } from "../io/atomic.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Python-compatible number formatting
@@ -234,6 +235,44 @@ export async function readMetrics(path: string): Promise<MetricsEntry[]> {
     }
   }
   return out;
+}
+
+/**
+ * Make a metrics log fit a run resumed at `step`: a last line cut short by a kill mid-write is dropped, and
+ * so are the lines of steps after `step` (logged before the crash, they will be logged again). The file is
+ * rewritten atomically; a missing file is left missing. Returns what was dropped.
+ */
+export async function repairMetrics(path: string, step: number): Promise<{ torn: boolean; later: number }> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT") return { torn: false, later: 0 };
+    throw e;
+  }
+  const lines = text.split("\n");
+  while (lines.length > 0 && lines[lines.length - 1]!.trim() === "") lines.pop();
+  let torn = false;
+  if (lines.length > 0) {
+    try {
+      JSON.parse(lines[lines.length - 1]!);
+    } catch {
+      lines.pop();
+      torn = true;
+    }
+  }
+  const kept = lines.filter((l) => {
+    if (l.trim() === "") return false;
+    try {
+      const o = JSON.parse(l) as { step?: unknown };
+      return !(typeof o.step === "number" && o.step > step);
+    } catch {
+      return true; // a bad line in the middle: readMetrics names it
+    }
+  });
+  const later = lines.filter((l) => l.trim() !== "").length - kept.length;
+  if (torn || later > 0) await atomicWriteFile(path, kept.length ? kept.join("\n") + "\n" : "");
+  return { torn, later };
 }
 
 /** A point of a loss curve. */

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { basename, join } from "node:path";
+import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import process from "node:process";
 import type { Backend } from "../backend/backend.ts";
 import { buildSftDataset, type MaskMode, type SftDataset } from "../data/sft_dataset.ts";
@@ -26,8 +27,34 @@ import { configToJson } from "../model/config.ts";
 import type { GPT2 } from "../model/gpt2.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
 import { AdamW } from "./adamw.ts";
-import { findCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import { formatEpochSummary, formatStepLine, formatValLine, lossSeries, MetricsLog, readMetrics } from "./metrics.ts";
+import {
+  anyCheckpoint,
+  type CheckpointFs,
+  findCheckpoint,
+  loadCheckpoint,
+  readTrainerState,
+  removeCheckpoint,
+  saveCheckpoint,
+  type TrainerState,
+  validateCheckpoint,
+} from "./checkpoint.ts";
+import { acquireRunLock } from "./run_lock.ts";
+import {
+  dataConflicts,
+  fileSha256,
+  RESUME_MUTABLE_FLAGS,
+  type RunSettings,
+  settingsConflicts,
+} from "./run_settings.ts";
+import {
+  formatEpochSummary,
+  formatStepLine,
+  formatValLine,
+  lossSeries,
+  MetricsLog,
+  readMetrics,
+  repairMetrics,
+} from "./metrics.ts";
 import { terminalChart, writeLossCurve } from "./plot.ts";
 import { NonFiniteLossError, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
 import { totalSteps as plannedTotal } from "./schedule.ts";
@@ -61,6 +88,10 @@ export interface TrainRunOptions {
   /** Metrics, loss curve and checkpoints. */
   runDir: string;
   resume?: boolean;
+  /** A fresh run into a run directory that holds a checkpoint replaces it (else that is refused). */
+  overwrite?: boolean;
+  /** The file operations of the checkpoint saves (tests inject slow or failing ones). */
+  checkpointFs?: CheckpointFs;
   /** Save a checkpoint every N steps (and at the end, and on Ctrl-C). 0: only at the end. */
   checkpointEvery?: number;
   /** Also the validation loss every N steps, printed and logged (default 0: at the end of each epoch only). */
@@ -201,20 +232,203 @@ export async function saveSftModel(
   await atomicWriteDir(dir, await sftModelFiles(dir, args));
 }
 
+/** `spec` as recorded: a local directory as its absolute path (so eval finds it from anywhere), a hub id as is. */
+export async function modelSource(spec: string): Promise<string> {
+  try {
+    if ((await stat(spec)).isDirectory()) return resolve(spec);
+  } catch {
+    // not a local path: a hub id
+  }
+  return spec;
+}
+
+function inside(child: string, parent: string): boolean {
+  const r = relative(parent, child);
+  return r === "" || (!r.startsWith("..") && !isAbsolute(r));
+}
+
+/** The names a run writes in its `--run-dir` (a `--out` there would be overwritten or deleted). */
+const RUN_DIR_NAMES = /^(checkpoint(\.old|\.tmp-.*)?|metrics\.jsonl|loss_curve\.(png|svg)|\.lock)$/;
+
+/**
+ * The checks on `--out` and `--run-dir` that would otherwise fail only after training: `--run-dir` not inside
+ * `--out` (the final save replaces the whole of `--out`: checkpoints and metrics would go with it), `--out` not
+ * the run directory or one of the names the run writes there (`checkpoint`, `metrics.jsonl`, …; a `--out`
+ * beside them, as the demo's `runs/demo/model`, is fine), and `--out` absent, empty or a model directory this
+ * tool wrote (it has `sft_task.json`), on a file system that takes writes.
+ */
+export async function checkOutputDirs(outDir: string, runDir: string): Promise<void> {
+  const out = resolve(outDir), run = resolve(runDir);
+  const nested = () =>
+    new Error(
+      `Invalid --out ${outDir} with --run-dir ${runDir}: ` +
+        (inside(run, out)
+          ? "the run directory is inside --out, and saving the model replaces all of --out (the checkpoint and " +
+            "metrics included)"
+          : "--out is where the run keeps its checkpoint, metrics or loss curve") +
+        "; choose separate directories",
+    );
+  if (inside(run, out)) throw nested();
+  if (inside(out, run) && RUN_DIR_NAMES.test(relative(run, out).split(/[\\/]/)[0]!)) throw nested();
+  let entries: string[] | undefined;
+  try {
+    const st = await stat(out);
+    if (!st.isDirectory()) throw new Error(`Invalid --out ${outDir}: it exists and is not a directory`);
+    entries = await readdir(out);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "ENOTDIR") throw new Error(`Invalid --out ${outDir}: a part of its path is a file, not a directory`);
+    if (code !== "ENOENT") throw e;
+  }
+  if (entries && entries.length > 0 && !entries.includes("sft_task.json")) {
+    throw new Error(
+      `Invalid --out ${outDir}: it exists and is not a model directory this tool wrote (no sft_task.json), and ` +
+        "saving replaces the whole directory; choose another --out, or empty it",
+    );
+  }
+  // the save writes a sibling of --out and renames it into place: that must be possible
+  const parent = dirname(out);
+  const probe = join(parent, `.${basename(out)}.probe-${process.pid}`);
+  try {
+    await mkdir(parent, { recursive: true });
+    await mkdir(probe);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new Error(
+      `Invalid --out ${outDir}: cannot write in ${parent} (${code ?? (e instanceof Error ? e.message : e)})`,
+    );
+  } finally {
+    await rm(probe, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** The settings of this run as a checkpoint records them (see `run_settings.ts`). */
+async function runSettingsOf(
+  opts: TrainRunOptions,
+  labels: readonly string[] | null,
+  files: { train: string; val: string | null },
+): Promise<RunSettings> {
+  return {
+    model: await modelSource(opts.modelName),
+    task: opts.task,
+    plain: !!opts.plain,
+    labels: labels ? [...labels] : null,
+    dataDir: resolve(opts.dataDir),
+    limitTrain: opts.limitTrain ?? null,
+    limitVal: opts.limitVal ?? null,
+    mask: opts.mask,
+    out: resolve(opts.outDir),
+    checkpointEvery: opts.checkpointEvery ?? 200,
+    evalEvery: opts.evalEvery ?? 0,
+    dataFiles: {
+      train: { path: resolve(files.train), sha256: await fileSha256(files.train) },
+      val: files.val ? { path: resolve(files.val), sha256: await fileSha256(files.val) } : null,
+    },
+  };
+}
+
+function refuseResume(found: string, conflicts: string[]): never {
+  throw new Error(
+    `Cannot resume from ${found}: ${conflicts.join("; ")}. Resume with the checkpoint's settings (flags left out ` +
+      `are taken from it); only ${RESUME_MUTABLE_FLAGS.join(", ")} may change`,
+  );
+}
+
 /** Run the notebook's training. */
 export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
   const print = opts.print ?? ((l: string) => console.log(l));
+  const { model, cfg } = { model: opts.model, cfg: opts.config };
+  checkTrainConfig(cfg, model);
+  await checkOutputDirs(opts.outDir, opts.runDir);
+  const lock = acquireRunLock(opts.runDir, (m) => print(m));
+  try {
+    return await trainLocked(opts, print, lock.release);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(
+  opts: TrainRunOptions,
+  print: (l: string) => void,
+  releaseLock: () => void,
+): Promise<TrainRunResult> {
   const { model, tokenizer, config: cfg } = opts;
   const be: Backend = model.be;
-  checkTrainConfig(cfg, model);
+  const ckptDir = join(opts.runDir, "checkpoint");
+
+  // ---- the checkpoint first: a missing one, or one of another run, fails before any data is read
+  let found: string | undefined;
+  let savedState: TrainerState | undefined;
+  if (opts.resume) {
+    found = await findCheckpoint(ckptDir);
+    if (!found) {
+      throw new Error(
+        `Cannot resume: no complete checkpoint in ${ckptDir}` +
+          ((await anyCheckpoint(ckptDir)) ? " (only an incomplete one, from a save that was cut short)" : ""),
+      );
+    }
+    savedState = await readTrainerState(found);
+  } else if (await anyCheckpoint(ckptDir)) {
+    if (!opts.overwrite) {
+      throw new Error(
+        `Cannot start a new run in ${opts.runDir}: it holds a checkpoint (${ckptDir}); continue it with --resume, ` +
+          "start over with --overwrite, or choose another --run-dir",
+      );
+    }
+    await removeCheckpoint(ckptDir);
+    print(`Removed the checkpoint in ${ckptDir} (--overwrite)`);
+  }
+  const labels = opts.task === "classification" ? [...(opts.labels ?? ISSUE_LABELS)] : null;
+  const names = datasetFileNames(opts.task);
+  if (savedState) {
+    const was = savedState.config;
+    const batching = (c: TrainConfig) => `--batch-size ${c.batchSize} --grad-accum ${c.gradAccum ?? 1}`;
+    if (was && batching(was) !== batching(cfg)) {
+      // the position counts batches of the checkpoint's size: other sizes would skip or repeat examples
+      throw new Error(
+        `Cannot resume from ${found}: it was trained with ${batching(was)}, this run asks ${batching(cfg)}; ` +
+          "resume with the checkpoint's settings",
+      );
+    }
+    const conflicts = settingsConflicts(
+      { config: was ?? {}, run: savedState.run as Partial<RunSettings> },
+      {
+        config: cfg,
+        run: {
+          model: await modelSource(opts.modelName),
+          task: opts.task,
+          plain: !!opts.plain,
+          labels,
+          dataDir: resolve(opts.dataDir),
+          limitTrain: opts.limitTrain ?? null,
+          limitVal: opts.limitVal ?? null,
+          mask: opts.mask,
+          out: resolve(opts.outDir),
+        },
+      },
+    );
+    if (conflicts.length) refuseResume(found!, conflicts);
+    if (savedState.vocabSize !== model.config.vocabSize) {
+      throw new Error(
+        `Cannot resume from ${found}: it has vocab ${savedState.vocabSize}, the model ${model.config.vocabSize}`,
+      );
+    }
+  }
 
   // ---- data (Part 3) and the masked dataset (Part 4)
-  const names = datasetFileNames(opts.task);
   let trainRecords = await loadTaskRecords(opts.task, opts.dataDir, "train", { plain: opts.plain, print });
   let valRecords = await loadTaskRecords(opts.task, opts.dataDir, "val", { plain: opts.plain, print });
   if (opts.limitTrain) trainRecords = trainRecords.slice(0, opts.limitTrain);
   if (opts.limitVal !== undefined) valRecords = valRecords.slice(0, opts.limitVal);
-  const labels = opts.task === "classification" ? [...(opts.labels ?? ISSUE_LABELS)] : null;
+  const settings = await runSettingsOf(opts, labels, {
+    train: join(opts.dataDir, names.train),
+    val: join(opts.dataDir, names.val),
+  });
+  if (savedState) {
+    const conflicts = dataConflicts((savedState.run as Partial<RunSettings>).dataFiles, settings.dataFiles);
+    if (conflicts.length) refuseResume(found!, conflicts);
+  }
   if (labels) {
     checkLabels(trainRecords, labels, join(opts.dataDir, names.train));
     // a validation file the notebook's generator wrote beside your own training file would have its labels
@@ -233,28 +447,20 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     ? buildSftDataset(valRecords.map(toConv), tokenizer, { ...dsOpts, source: names.val })
     : undefined;
   if (val) print(`Processed ${val.examples.length}/${val.total} examples`);
+  const totalSteps = plannedTotal({ examples: train.examples.length, ...cfg });
 
-  // ---- resume
+  // ---- resume: the checkpoint's tensors, checked against the model before any is written into it
   let start: TrainPosition | undefined;
   let optimizer: AdamW | undefined;
-  const ckptDir = join(opts.runDir, "checkpoint");
-  const run = { task: opts.task, model: opts.modelName, mask: opts.mask, plain: !!opts.plain };
-  if (opts.resume) {
-    const found = await findCheckpoint(ckptDir);
-    if (!found) throw new Error(`Cannot resume: no checkpoint in ${ckptDir}`);
+  const run = { ...settings } as unknown as Record<string, unknown>;
+  if (found) {
     const ck = await loadCheckpoint(found);
-    if (ck.state.vocabSize !== model.config.vocabSize) {
+    validateCheckpoint(found, ck, model);
+    start = ck.state.position;
+    if (start.step >= totalSteps) {
       throw new Error(
-        `Cannot resume from ${found}: it has vocab ${ck.state.vocabSize}, the model ${model.config.vocabSize}`,
-      );
-    }
-    const was = ck.state.config;
-    const batching = (c: TrainConfig) => `--batch-size ${c.batchSize} --grad-accum ${c.gradAccum ?? 1}`;
-    if (was && batching(was) !== batching(cfg)) {
-      // the position counts batches of the checkpoint's size: other sizes would skip or repeat examples
-      throw new Error(
-        `Cannot resume from ${found}: it was trained with ${batching(was)}, this run asks ${batching(cfg)}; ` +
-          "resume with the checkpoint's settings",
+        `Nothing to resume: ${found} is at step ${start.step} and this run ends at step ${totalSteps}; ` +
+          "pass a larger --max-steps (or --epochs) to train on",
       );
     }
     for (const [name, t] of ck.params) be.write(model.param(name).buf, t.data);
@@ -265,11 +471,9 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       model,
     );
     optimizer.importState(ck.optimizer);
-    start = ck.state.position;
     print(`Resumed from ${found} at step ${start.step} (epoch ${start.epoch + 1}, batch ${start.batchInEpoch})`);
   }
 
-  const totalSteps = plannedTotal({ examples: train.examples.length, ...cfg });
   print("Training configuration:");
   const accum = cfg.gradAccum ?? 1;
   print(
@@ -291,17 +495,37 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       ? `  Dropout: embd ${c.embdPdrop}, attn ${c.attnPdrop}, resid ${c.residPdrop} (from config.json)`
       : "  Dropout: off (--no-dropout)",
   );
+  for (const line of smallModelHint(model, cfg)) print(line);
   print("\n" + "=".repeat(60) + "\nStarting SFT Training\n" + "=".repeat(60));
 
   // the tokenizer's files and sft_task.json, for every checkpoint and the saved model (serialised once)
-  const extraFiles = modelDirExtras(opts, labels);
+  const extraFiles = modelDirExtras({ ...opts, modelName: settings.model }, labels);
 
   // ---- the loop, with Ctrl-C saving a checkpoint
   const metricsPath = join(opts.runDir, "metrics.jsonl");
-  const log = MetricsLog.open(metricsPath, { append: !!opts.resume });
-  let interrupted = false;
+  if (found) {
+    // the lines of steps after the checkpoint (written before a crash) go, and so does a line cut short
+    const dropped = await repairMetrics(metricsPath, start!.step);
+    if (dropped.torn) print(`warning: dropped the last line of ${metricsPath}, cut short by an interrupted write`);
+    if (dropped.later) print(`Dropped ${dropped.later} metrics line(s) of steps after the checkpoint's ${start!.step}`);
+  }
+  const log = MetricsLog.open(metricsPath, { append: !!found });
+  let interrupted = false, saving = false, lastSaved: number | undefined = start?.step;
   const onSigint = () => {
-    if (interrupted) process.exit(130);
+    if (interrupted) {
+      // a second Ctrl-C: quit now; a checkpoint being written is a temporary, so the previous one stays valid
+      print(
+        saving
+          ? `\nQuit while saving: the checkpoint being written is dropped; ${
+            lastSaved === undefined ? "no checkpoint was written before it" : `the one of step ${lastSaved} is intact`
+          } (${ckptDir})`
+          : `\nQuit: ${
+            lastSaved === undefined ? "no checkpoint was written" : `the checkpoint of step ${lastSaved} is intact`
+          } (${ckptDir})`,
+      );
+      releaseLock();
+      process.exit(130);
+    }
     interrupted = true;
     print("\nInterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
   };
@@ -325,15 +549,23 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       shouldStop: () => interrupted,
       // the checkpoint is a model directory too (config, tokenizer, sft_task.json beside the weights), so a
       // stopped run can be evaluated or chatted with before it is resumed
-      onCheckpoint: async (pos, opt) =>
-        saveCheckpoint(ckptDir, {
-          model,
-          optimizer: opt,
-          position: pos,
-          config: cfg,
-          run,
-          modelFiles: await sftModelFiles(ckptDir, { model, tokenizer, extraFiles }),
-        }),
+      onCheckpoint: async (pos, opt) => {
+        saving = true;
+        try {
+          await saveCheckpoint(ckptDir, {
+            model,
+            optimizer: opt,
+            position: pos,
+            config: cfg,
+            run,
+            modelFiles: await sftModelFiles(ckptDir, { model, tokenizer, extraFiles }),
+            fs: opts.checkpointFs,
+          });
+          lastSaved = pos.step;
+        } finally {
+          saving = false;
+        }
+      },
       // the bar moves every step where a step has run when it returns (the CPU: seconds a step at the real
       // shape, so 20 steps between log lines are minutes); on WebGPU the host records steps ahead of the GPU,
       // so the bar moves at the logging steps, when the loss is read and the GPU has caught up
@@ -396,10 +628,12 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       },
     });
   } catch (e) {
+    bar?.finish();
+    log.close();
     if (e instanceof NonFiniteLossError) {
-      bar?.finish();
-      log.close();
-      throw e;
+      throw new Error(
+        e.lastCheckpoint === undefined ? e.message : `${e.message} (${ckptDir}; resume it with a lower --lr)`,
+      );
     }
     throw e;
   } finally {
@@ -409,27 +643,39 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   log.close();
   result.optimizer.dispose();
 
-  // ---- loss curve and the saved model (end of Part 5)
-  const series = lossSeries(await readMetrics(metricsPath));
-  if (series.train.length) {
-    const paths = await writeLossCurve({
-      train: series.train,
-      val: series.val,
-      outBase: join(opts.runDir, "loss_curve"),
-    });
-    if (!opts.quiet) print(`\n${terminalChart(series.train)}`);
-    print(`Loss curve: ${paths.png} (and .svg); metrics: ${metricsPath}`);
-  }
+  // ---- the saved model, then the loss curve (end of Part 5): a figure that fails to draw loses no model
   let outDir: string | undefined;
   if (result.stoppedBy === "interrupt") {
-    print(`Stopped at step ${result.position.step}; resume with --resume (checkpoint in ${ckptDir})`);
+    print(`Stopped at step ${result.position.step}; checkpoint saved in ${ckptDir}`);
+    print(`Resume with: deno task train --resume --run-dir ${opts.runDir}`);
     print(
       `The checkpoint is a model directory too: bun run eval.ts --sft ${ckptDir}, or deno task chat --model ${ckptDir}`,
     );
   } else {
-    await saveSftModel(opts.outDir, { model, tokenizer, extraFiles });
+    try {
+      await saveSftModel(opts.outDir, { model, tokenizer, extraFiles });
+    } catch (e) {
+      throw new Error(
+        `Cannot save the model to ${opts.outDir}: ${e instanceof Error ? e.message : e}; the trained weights are ` +
+          `in the checkpoint ${ckptDir}`,
+      );
+    }
     outDir = opts.outDir;
     print(`Saved SFT model to ${opts.outDir}`);
+  }
+  try {
+    const series = lossSeries(await readMetrics(metricsPath));
+    if (series.train.length) {
+      const paths = await writeLossCurve({
+        train: series.train,
+        val: series.val,
+        outBase: join(opts.runDir, "loss_curve"),
+      });
+      if (!opts.quiet) print(`\n${terminalChart(series.train)}`);
+      print(`Loss curve: ${paths.png} (and .svg); metrics: ${metricsPath}`);
+    }
+  } catch (e) {
+    print(`warning: no loss curve: ${e instanceof Error ? e.message : e}`);
   }
   return {
     steps: result.position.step,
@@ -440,4 +686,18 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
     outDir,
     dataset: { train, val },
   };
+}
+
+/**
+ * The notebook's defaults (lr 5e-5, 1000 steps) are for the real 102 M-parameter model, which already knows
+ * the language; a tiny or randomly initialised model (the demo's, the test fixtures) learns next to nothing
+ * with them. Said before training when the model is small and the lr is the default.
+ */
+export function smallModelHint(model: GPT2, cfg: TrainConfig): string[] {
+  if (model.numParams >= 10_000_000 || cfg.lr > 1e-4) return [];
+  return [
+    `  Note: ${model.numParams.toLocaleString("en-US")} parameters is a tiny model; the notebook's lr ` +
+    `${pyFloat(cfg.lr)} is meant for the real 102 M one and a tiny or random model learns next to nothing with ` +
+    "it: try --lr 1e-3 (the demo uses 3e-3)",
+  ];
 }
