@@ -55,7 +55,13 @@ describe("readJsonl", () => {
   test("a missing file and invalid UTF-8", async () => {
     await expect(readJsonl(join(tmpdir(), "does_not_exist_4711.jsonl"))).rejects.toThrow("Cannot read JSONL file");
     await withFile(new Uint8Array([0x7b, 0x7d, 0x0a, 0x22, 0xff, 0x22]), async (path) => {
-      await expect(readJsonl(path)).rejects.toThrow(`${path}: not valid UTF-8 at byte 4`);
+      await expect(readJsonl(path)).rejects.toThrow(`${path}:2:2: not valid UTF-8 (byte 0xff at line 2, column 2`);
+    });
+    // the column counts characters, not bytes: 中 and 文 are 3 bytes each; a BOM and \r\n line ends
+    const bytes = [0xef, 0xbb, 0xbf, 0x7b, 0x7d, 0x0d, 0x0a, 0x7b, 0x7d, 0x0d, 0x0a, 0x22];
+    bytes.push(...new TextEncoder().encode("中文"), 0xc3, 0x28, 0x22);
+    await withFile(new Uint8Array(bytes), async (path) => {
+      await expect(readJsonl(path)).rejects.toThrow(`${path}:3:4: not valid UTF-8 (byte 0xc3 at line 3, column 4`);
     });
   });
 });

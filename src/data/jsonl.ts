@@ -74,7 +74,13 @@ export async function readJsonlEntries(path: string, opts: ReadJsonlOptions = {}
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new Error(`${path}: not valid UTF-8 at byte ${firstBadUtf8(bytes)}`);
+    const at = firstBadUtf8(bytes);
+    const { line, column } = lineColumn(bytes, at);
+    throw new Error(
+      `${path}:${line}:${column}: not valid UTF-8 (byte 0x${
+        (bytes[at] ?? 0).toString(16).padStart(2, "0")
+      } at line ${line}, column ${column}; save the file as UTF-8)`,
+    );
   }
   return parseJsonl(text, path, opts);
 }
@@ -132,10 +138,19 @@ const SFT_FIELDS: Record<SftPurpose, readonly string[]> = {
  * are ignored.
  */
 export async function readSftRecords(path: string, opts: { purpose?: SftPurpose } = {}): Promise<SftRecord[]> {
+  return (await readSftRecordLines(path, opts)).records;
+}
+
+/** {@link readSftRecords}, with each record's line number in the file. */
+export async function readSftRecordLines(
+  path: string,
+  opts: { purpose?: SftPurpose } = {},
+): Promise<{ records: SftRecord[]; lines: number[] }> {
   const purpose = opts.purpose ?? "both";
   const entries = await readJsonlEntries(path);
   const recs = validateRecords(entries, path, SFT_FIELDS[purpose]);
-  return recs.map((r, i) => {
+  const lines = entries.map((e) => e.line);
+  const records = recs.map((r, i) => {
     const line = entries[i]!.line;
     for (const f of ["instruction", "response", "category", "metric", "expected"]) {
       if (f in r && typeof r[f] !== "string") {
@@ -155,6 +170,7 @@ export async function readSftRecords(path: string, opts: { purpose?: SftPurpose 
       expected: (r.expected ?? response) as string,
     };
   });
+  return { records, lines };
 }
 
 /**
@@ -201,8 +217,22 @@ function describe(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
+/** The 1-based line and column (in characters) of byte `at`, counting lines as Python's text mode does. */
+function lineColumn(bytes: Uint8Array, at: number): { line: number; column: number } {
+  let lineStart = 0, line = 1;
+  for (let i = 0; i < at; i++) {
+    const b = bytes[i]!;
+    if (b === 0x0a || (b === 0x0d && bytes[i + 1] !== 0x0a)) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  const before = new TextDecoder("utf-8").decode(bytes.subarray(lineStart, at)); // a BOM is dropped here
+  return { line, column: [...before].length + 1 };
+}
+
 function firstBadUtf8(bytes: Uint8Array): number {
-  // binary search for the longest prefix that decodes (a cut-off trailing sequence is fine in stream mode)
+  // binary search for the longest prefix that decodes in stream mode (a cut-off trailing sequence is fine)
   let lo = 0;
   let hi = bytes.length;
   while (hi - lo > 1) {
@@ -212,6 +242,15 @@ function firstBadUtf8(bytes: Uint8Array): number {
       lo = mid;
     } catch {
       hi = mid;
+    }
+  }
+  // that prefix may end inside the bad sequence (its lead byte and up to two more): back up to where it starts
+  for (let p = lo; p > lo - 4 && p >= 0; p--) {
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, p));
+      return p;
+    } catch {
+      // still inside the sequence
     }
   }
   return lo;
