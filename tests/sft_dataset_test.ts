@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFile } from "node:fs/promises";
 import { parseChatml } from "../src/data/chatml.ts";
-import { buildSftDataset, collate, processExample } from "../src/data/sft_dataset.ts";
+import { buildSftDataset, collate, droppedSummary, processExample } from "../src/data/sft_dataset.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 
@@ -68,7 +68,31 @@ describe("SFT dataset against the fixture", () => {
     );
     expect(ds.total).toBe(4);
     expect(ds.dropped).toBe(3);
+    expect(ds.droppedLines).toEqual([1, 2, 3]);
+    expect(ds.emptyAnswers).toBe(0);
     expect(() => buildSftDataset(conversations, tok, { maxLength: 40, mask: "assistant", source: "x.jsonl" }))
       .toThrow("none of the 3 conversations has a supervised token after truncation to 40");
+  });
+
+  test("dropped examples are named by line, with the cause: truncation or an empty answer", () => {
+    const empty = [{ role: "user" as const, content: "你好" }, { role: "assistant" as const, content: "" }];
+    const ok = [{ role: "user" as const, content: "你好" }, { role: "assistant" as const, content: "好的好的" }];
+    const ds = buildSftDataset([conversations[0]!, empty, ok], tok, {
+      maxLength: 40,
+      mask: "assistant",
+      lines: [3, 5, 8],
+    });
+    expect(ds.droppedLines).toEqual([3, 5]);
+    expect(ds.emptyAnswers).toBe(1);
+    expect(droppedSummary(ds, "d/train.jsonl", 40)).toBe(
+      "Dropped 2 of 3 examples of d/train.jsonl with no supervised token: 1 cut away by truncation to 40 tokens " +
+        "(raise --max-length to keep them), 1 with an empty answer; lines 3, 5",
+    );
+    expect(droppedSummary(buildSftDataset([ok], tok, { maxLength: 40, mask: "assistant" }), "f", 40)).toBeUndefined();
+    // nothing left because every answer is empty: said so, not blamed on truncation
+    expect(() => buildSftDataset([empty, empty], tok, { maxLength: 256, mask: "assistant", lines: [1, 2] })).toThrow(
+      "none of the 2 conversations has an answer to learn (every assistant answer is empty or a single token, " +
+        'mask mode "assistant"; lines 1, 2)',
+    );
   });
 });

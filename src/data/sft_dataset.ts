@@ -36,8 +36,12 @@ export interface SftDataset {
   examples: SftExample[];
   /** Conversations given. */
   total: number;
-  /** Conversations dropped because truncation cut away every supervised token. */
+  /** Conversations dropped: no supervised token was left (see `droppedLines` and `emptyAnswers`). */
   dropped: number;
+  /** The line (or, without `lines`, the 1-based position) of each dropped conversation, in order. */
+  droppedLines: number[];
+  /** How many of the dropped had no supervised token even untruncated (an empty answer), not truncation. */
+  emptyAnswers: number;
 }
 
 /** Tokenize one conversation and compute its labels. Returns undefined when nothing is supervised. */
@@ -59,26 +63,60 @@ export function processExample(
 }
 
 /**
- * Build the dataset. Conversations whose supervised tokens were all cut away by truncation are dropped
- * and counted; a dataset with no supervised token at all is an error.
+ * Build the dataset. Conversations with no supervised token left are dropped and counted, with their
+ * lines (`lines[i]` is conversation i's line in its file) and why: truncation cut the answer away, or
+ * the answer is empty. A dataset with no supervised token at all is an error that names the cause.
  */
 export function buildSftDataset(
   conversations: readonly (readonly Message[])[],
   tok: SftTokenizer,
-  opts: { maxLength: number; mask: MaskMode; source?: string },
+  opts: { maxLength: number; mask: MaskMode; source?: string; lines?: readonly number[] },
 ): SftDataset {
   const examples: SftExample[] = [];
-  for (const messages of conversations) {
+  const droppedLines: number[] = [];
+  let emptyAnswers = 0;
+  for (const [i, messages] of conversations.entries()) {
     const ex = processExample(messages, tok, opts);
-    if (ex) examples.push(ex);
+    if (ex) {
+      examples.push(ex);
+      continue;
+    }
+    droppedLines.push(opts.lines?.[i] ?? i + 1);
+    // untruncated, is anything supervised? If not, the answer itself is empty (or a single token)
+    if (!processExample(messages, tok, { ...opts, maxLength: Number.MAX_SAFE_INTEGER })) emptyAnswers++;
   }
   if (examples.length === 0) {
+    const from = `Cannot build the SFT dataset${opts.source ? ` from ${opts.source}` : ""}`;
+    const n = conversations.length;
     throw new Error(
-      `Cannot build the SFT dataset${opts.source ? ` from ${opts.source}` : ""}: none of the ${conversations.length} ` +
-        `conversations has a supervised token after truncation to ${opts.maxLength} (mask mode "${opts.mask}")`,
+      emptyAnswers === n
+        ? `${from}: none of the ${n} conversations has an answer to learn (every assistant answer is empty or ` +
+          `a single token, mask mode "${opts.mask}"; lines ${formatLines(droppedLines)})`
+        : `${from}: none of the ${n} conversations has a supervised token after truncation to ${opts.maxLength} ` +
+          `(mask mode "${opts.mask}"${emptyAnswers ? `; ${emptyAnswers} of them have an empty answer` : ""}); ` +
+          "raise --max-length, or shorten the prompts",
     );
   }
-  return { examples, total: conversations.length, dropped: conversations.length - examples.length };
+  return { examples, total: conversations.length, dropped: droppedLines.length, droppedLines, emptyAnswers };
+}
+
+/** "3, 7, 9" or "3, 7, 9, 12, 15 and 40 more": the first few of a list of line numbers. */
+export function formatLines(lines: readonly number[], first = 5): string {
+  const shown = lines.slice(0, first).join(", ");
+  return lines.length > first ? `${shown} and ${lines.length - first} more` : shown;
+}
+
+/** The line printed when conversations were dropped (undefined when none was). */
+export function droppedSummary(ds: SftDataset, file: string, maxLength: number): string | undefined {
+  if (ds.dropped === 0) return undefined;
+  const truncated = ds.dropped - ds.emptyAnswers;
+  const why = [
+    truncated ? `${truncated} cut away by truncation to ${maxLength} tokens (raise --max-length to keep them)` : "",
+    ds.emptyAnswers ? `${ds.emptyAnswers} with an empty answer` : "",
+  ].filter(Boolean).join(", ");
+  return `Dropped ${ds.dropped} of ${ds.total} examples of ${file} with no supervised token: ${why}; lines ${
+    formatLines(ds.droppedLines)
+  }`;
 }
 
 /** Pad a list of examples into one batch: to the longest (default) or to `maxLength`. */
