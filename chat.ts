@@ -11,7 +11,7 @@ import { stderr, stdin, stdout } from "node:process";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName } from "./src/backend/mod.ts";
-import { numberFlag, runMain } from "./src/cli/args.ts";
+import { numberFlag, runMain, SAMPLING_SEED_RANGE } from "./src/cli/args.ts";
 import { formatChatml, IM_END, IM_START, type Message } from "./src/data/chatml.ts";
 import { cleanResponse } from "./src/eval/run.ts";
 import { generate } from "./src/model/generate.ts";
@@ -160,7 +160,7 @@ async function main(): Promise<number> {
     greedy: v.greedy!,
     temperature: numberFlag("temperature", v.temperature, 0.7, { min: 0 }),
     topP: numberFlag("top-p", v["top-p"], 0.9, { min: 0, max: 1 }),
-    seed: numberFlag("seed", v.seed, Math.floor(Math.random() * 2 ** 31), { integer: true, min: 0 }),
+    seed: numberFlag("seed", v.seed, Math.floor(Math.random() * 2 ** 31), SAMPLING_SEED_RANGE),
     raw: v.raw!,
     multiTurn: v["multi-turn"]!,
     system: v.system,

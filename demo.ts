@@ -9,7 +9,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "./src/backend/mod.ts";
-import { numberFlag, runMain } from "./src/cli/args.ts";
+import { numberFlag, runMain, SEED_RANGE } from "./src/cli/args.ts";
 import { readSftRecords } from "./src/data/jsonl.ts";
 import { datasetFileNames, writeDataset } from "./src/data/synth.ts";
 import { DEMO_TRAIN, tinyModel } from "./src/demo/tiny.ts";
@@ -63,7 +63,7 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
   const nTrain = numberFlag("train", v.train, DEMO_TRAIN.trainRecords, int);
   const nVal = numberFlag("val", v.val, 200, int);
   const nTest = numberFlag("test", v.test, 200, int);
-  const seed = numberFlag("seed", v.seed, 0, { integer: true, min: 0 });
+  const seed = numberFlag("seed", v.seed, 0, SEED_RANGE);
   const config: TrainConfig = {
     ...NOTEBOOK_TRAIN_CONFIG,
     batchSize: numberFlag("batch-size", v["batch-size"], DEMO_TRAIN.batchSize, int),

@@ -3,7 +3,7 @@
 // the run with its step and keeps the last good checkpoint; the whole run writes an HF model dir, metrics
 // and a loss curve; bad settings fail before any training.
 import { describe, expect, test } from "bun:test";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CpuBackend } from "../src/backend/cpu.ts";
@@ -17,6 +17,7 @@ import { findCheckpoint, loadCheckpoint, saveCheckpoint } from "../src/train/che
 import { checkLabels, checkTrainConfig, loadTaskRecords, runTraining } from "../src/train/run.ts";
 import { NonFiniteLossError, NOTEBOOK_TRAIN_CONFIG, type TrainConfig, trainLoop } from "../src/train/trainer.ts";
 import { trainMain } from "../src/cli/train.ts";
+import { numberFlag } from "../src/cli/args.ts";
 import process from "node:process";
 import { generateClassificationRecords } from "../src/data/synth.ts";
 
@@ -427,6 +428,41 @@ describe("a whole training run", () => {
   });
 });
 
+describe("your own data", () => {
+  test("training needs only instruction and response; all-empty answers are named as such", async () => {
+    const dir = await tmp();
+    try {
+      const data = join(dir, "data");
+      await mkdir(data);
+      const rows = (n: number, answer: (i: number) => string) =>
+        Array.from({ length: n }, (_, i) => JSON.stringify({ instruction: `第${i}条：好吗？`, response: answer(i) }))
+          .join("\n") + "\n";
+      await writeFile(join(data, "gpt2_sft_train.jsonl"), rows(8, (i) => (i % 2 ? "好评" : "差评")));
+      await writeFile(join(data, "gpt2_sft_val.jsonl"), rows(2, () => "好评"));
+      const opts = {
+        tokenizer: tok,
+        modelName: FIXTURE,
+        task: "classification" as const,
+        labels: ["好评", "差评"],
+        dataDir: data,
+        mask: "assistant+eos" as const,
+        outDir: join(dir, "out"),
+        runDir: join(dir, "run"),
+        quiet: true,
+        print: () => {},
+      };
+      const r = await runTraining({ ...opts, model: fresh(), config: { ...config, maxSteps: 1 } });
+      expect(r.steps).toBe(1);
+      await writeFile(join(data, "gpt2_sft_train.jsonl"), rows(8, () => ""));
+      await expect(runTraining({ ...opts, model: fresh(), config, overwrite: true })).rejects.toThrow(
+        `Cannot train: every answer in ${join(data, "gpt2_sft_train.jsonl")} is empty`,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("bad settings fail before training", () => {
   test("max length above the model's positions", () => {
     expect(() => checkTrainConfig({ ...config, maxLength: 300 }, fresh())).toThrow(
@@ -447,6 +483,14 @@ describe("bad settings fail before training", () => {
     await expect(trainMain(["--task", "chat"], () => {})).rejects.toThrow('Invalid --task: "chat"');
     await expect(trainMain(["--mask", "all"], () => {})).rejects.toThrow('Invalid --mask: "all"');
     await expect(trainMain(["--lr", "fast"], () => {})).rejects.toThrow('Invalid --lr: "fast" is not a number');
+    await expect(trainMain(["--lr", "0x10"], () => {})).rejects.toThrow('Invalid --lr: "0x10" is not a decimal number');
+    for (const [text, v] of [["1e-3", 0.001], [".5", 0.5], ["+2", 2], ["3.", 3], [" 7 ", 7]] as const) {
+      expect(numberFlag("lr", text, 0)).toBe(v);
+    }
+    for (const bad of ["0b1", "0o7", "1_000", "Infinity", "1e"]) expect(() => numberFlag("lr", bad, 0)).toThrow(bad);
+    await expect(trainMain(["--seed", "9007199254740992"], () => {})).rejects.toThrow(
+      "Invalid --seed: 9007199254740992 (expected ≤ 9007199254740991, 2^53 − 1)",
+    );
   });
   test("a model that is neither a directory nor reachable", async () => {
     const dir = await tmp();

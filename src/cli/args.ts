@@ -20,6 +20,13 @@ export const ENV_HELP = `Environment (backend tuning; the description printed at
   HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
 `;
 
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** The range of `--seed`: what Python's `random.Random` reproduction (PyRandom) and the dropout seeds take. */
+export const SEED_RANGE = { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER } as const;
+/** The range of a sampling `--seed` (eval, chat): the 32-bit seed of the sampler's generator (mulberry32). */
+export const SAMPLING_SEED_RANGE = { integer: true, min: 0, max: 2 ** 32 - 1 } as const;
+
 /** A flag value as a number; `integer` and `min` are checked, with the flag named in the error. */
 export function numberFlag(
   name: string,
@@ -30,9 +37,14 @@ export function numberFlag(
   if (value === undefined) return fallback;
   const v = Number(value);
   if (value.trim() === "" || !Number.isFinite(v)) throw new Error(`Invalid --${name}: "${value}" is not a number`);
+  // Number() also reads 0x10, 0b1 and 0o7: a flag takes decimal numbers only (1e-3 and .5 included)
+  if (!DECIMAL.test(value.trim())) throw new Error(`Invalid --${name}: "${value}" is not a decimal number`);
   if (opts.integer && !Number.isInteger(v)) throw new Error(`Invalid --${name}: ${value} is not a whole number`);
   if (opts.min !== undefined && v < opts.min) throw new Error(`Invalid --${name}: ${value} (expected ≥ ${opts.min})`);
-  if (opts.max !== undefined && v > opts.max) throw new Error(`Invalid --${name}: ${value} (expected ≤ ${opts.max})`);
+  if (opts.max !== undefined && v > opts.max) {
+    const power = opts.max === Number.MAX_SAFE_INTEGER ? ", 2^53 − 1" : opts.max === 2 ** 32 - 1 ? ", 2^32 − 1" : "";
+    throw new Error(`Invalid --${name}: ${value} (expected ≤ ${opts.max}${power})`);
+  }
   return v;
 }
 

@@ -7,7 +7,7 @@
 import { stdout } from "node:process";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, ENV_HELP, listFlag, numberFlag } from "./args.ts";
+import { choiceFlag, ENV_HELP, listFlag, numberFlag, SAMPLING_SEED_RANGE } from "./args.ts";
 import { colorEnabled, renderConsole } from "../eval/report.ts";
 import { EVAL_TASKS, NOTEBOOK_EVAL, planEvaluation, runEvaluation, summaryJson } from "../eval/run.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
@@ -138,7 +138,7 @@ export async function evalMain(
       doSample,
       temperature: v.temperature === undefined ? undefined : numberFlag("temperature", v.temperature, 0, { min: 0 }),
       topP: v["top-p"] === undefined ? undefined : numberFlag("top-p", v["top-p"], 1, { min: 0, max: 1 }),
-      seed: numberFlag("seed", v.seed, 0, { integer: true, min: 0 }),
+      seed: numberFlag("seed", v.seed, 0, SAMPLING_SEED_RANGE),
       batchSize: numberFlag("gen-batch", v["gen-batch"], 16, { integer: true, min: 1 }),
     },
     reportBase: v["no-report"] ? undefined : v.report!,

@@ -9,7 +9,7 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, ENV_HELP, listFlag, numberFlag } from "./args.ts";
+import { choiceFlag, ENV_HELP, listFlag, numberFlag, SEED_RANGE } from "./args.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
@@ -161,7 +161,7 @@ export async function trainMain(
     weightDecay: numberFlag("weight-decay", v["weight-decay"], d.weightDecay, { min: 0 }),
     maxGradNorm: numberFlag("grad-clip", v["grad-clip"], d.maxGradNorm, { min: 0 }),
     logEvery: numberFlag("log-every", v["log-every"], d.logEvery, int),
-    seed: numberFlag("seed", v.seed, d.seed, { integer: true, min: 0 }),
+    seed: numberFlag("seed", v.seed, d.seed, SEED_RANGE),
     pad: choiceFlag("pad", v.pad, ["longest", "max_length"] as const, d.pad),
     maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
     dropout: v["no-dropout"] === undefined ? d.dropout : !v["no-dropout"],

@@ -9,8 +9,8 @@ import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import process from "node:process";
 import type { Backend } from "../backend/backend.ts";
-import { buildSftDataset, type MaskMode, type SftDataset } from "../data/sft_dataset.ts";
-import { readSftRecords, type SftRecord } from "../data/jsonl.ts";
+import { buildSftDataset, droppedSummary, type MaskMode, type SftDataset } from "../data/sft_dataset.ts";
+import { readSftRecordLines, type SftRecord } from "../data/jsonl.ts";
 import {
   datasetFileNames,
   ensureSplitFile,
@@ -120,6 +120,19 @@ export async function loadTaskRecords(
   split: "train" | "val" | "test",
   opts: { plain?: boolean; print?: (l: string) => void } = {},
 ): Promise<SftRecord[]> {
+  return (await loadTaskSplit(task, dataDir, split, opts)).records;
+}
+
+/**
+ * {@link loadTaskRecords} with each record's line in its file. Training and validation records need only
+ * `instruction` and `response`; the test split is read with the fields evaluation needs as well.
+ */
+export async function loadTaskSplit(
+  task: SftTask,
+  dataDir: string,
+  split: "train" | "val" | "test",
+  opts: { plain?: boolean; print?: (l: string) => void } = {},
+): Promise<{ records: SftRecord[]; lines: number[] }> {
   if (!TASKS.includes(task)) {
     throw new Error(`Unknown task: "${task}" (expected one of ${TASKS.join(", ")})`);
   }
@@ -127,9 +140,9 @@ export async function loadTaskRecords(
   if (generated) {
     opts.print?.(`Generated ${basename(path)} in ${dataDir} (the notebook's generator, seed ${SPLIT_SEEDS[split]})`);
   }
-  const records = await readSftRecords(path);
-  if (records.length === 0) throw new Error(`Cannot use ${path}: it has no records`);
-  return records;
+  const read = await readSftRecordLines(path, { purpose: split === "test" ? "both" : "train" });
+  if (read.records.length === 0) throw new Error(`Cannot use ${path}: it has no records`);
+  return read;
 }
 
 /**
@@ -148,7 +161,10 @@ export function checkLabels(
   if (missing.length === labels.length) {
     // by default (the training file) most likely your own data with its own labels: name them, as the flag
     // that takes them wants them
-    const answers = [...seen];
+    const answers = [...seen].filter((a) => a.trim() !== "");
+    if (answers.length === 0) {
+      throw new Error(`Cannot train: every answer in ${file} is empty (its "response" and "expected" fields)`);
+    }
     const hint = noneHint ??
       (answers.length <= 50
         ? `its answers are ${answers.length}: pass them with --labels ${answers.join(",")}`
@@ -417,10 +433,10 @@ async function trainLocked(
   }
 
   // ---- data (Part 3) and the masked dataset (Part 4)
-  let trainRecords = await loadTaskRecords(opts.task, opts.dataDir, "train", { plain: opts.plain, print });
-  let valRecords = await loadTaskRecords(opts.task, opts.dataDir, "val", { plain: opts.plain, print });
-  if (opts.limitTrain) trainRecords = trainRecords.slice(0, opts.limitTrain);
-  if (opts.limitVal !== undefined) valRecords = valRecords.slice(0, opts.limitVal);
+  const trainSplit = await loadTaskSplit(opts.task, opts.dataDir, "train", { plain: opts.plain, print });
+  const valSplit = await loadTaskSplit(opts.task, opts.dataDir, "val", { plain: opts.plain, print });
+  const trainRecords = trainSplit.records.slice(0, opts.limitTrain ?? trainSplit.records.length);
+  const valRecords = valSplit.records.slice(0, opts.limitVal ?? valSplit.records.length);
   const settings = await runSettingsOf(opts, labels, {
     train: join(opts.dataDir, names.train),
     val: join(opts.dataDir, names.val),
@@ -441,12 +457,20 @@ async function trainLocked(
   print(`Train: ${trainRecords.length} | Val: ${valRecords.length}`);
   const toConv = (r: SftRecord) => toMessages(r, { plain: opts.plain });
   const dsOpts = { maxLength: cfg.maxLength, mask: opts.mask };
-  const train = buildSftDataset(trainRecords.map(toConv), tokenizer, { ...dsOpts, source: names.train });
+  const train = buildSftDataset(trainRecords.map(toConv), tokenizer, {
+    ...dsOpts,
+    source: names.train,
+    lines: trainSplit.lines,
+  });
   print(`Processed ${train.examples.length}/${train.total} examples`);
+  const trainDropped = droppedSummary(train, join(opts.dataDir, names.train), cfg.maxLength);
+  if (trainDropped) print(trainDropped);
   const val = valRecords.length
-    ? buildSftDataset(valRecords.map(toConv), tokenizer, { ...dsOpts, source: names.val })
+    ? buildSftDataset(valRecords.map(toConv), tokenizer, { ...dsOpts, source: names.val, lines: valSplit.lines })
     : undefined;
   if (val) print(`Processed ${val.examples.length}/${val.total} examples`);
+  const valDropped = val && droppedSummary(val, join(opts.dataDir, names.val), cfg.maxLength);
+  if (valDropped) print(valDropped);
   const totalSteps = plannedTotal({ examples: train.examples.length, ...cfg });
 
   // ---- resume: the checkpoint's tensors, checked against the model before any is written into it

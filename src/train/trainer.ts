@@ -236,7 +236,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
         let loss: Buf | undefined;
         for (const [j, batch] of batches.entries()) {
           // a dropout seed per step and batch (and run seed), so a resumed run draws the same masks
-          const dropoutSeed = cfg.dropout ? cfg.seed * 1_000_000 + pos.step * accum + j : undefined;
+          const dropoutSeed = cfg.dropout ? stepDropoutSeed(cfg.seed, pos.step * accum + j) : undefined;
           const part = model.loss(batch, { backward: true, dropoutSeed, normalizer }).loss;
           if (loss === undefined) loss = part;
           else {
@@ -362,6 +362,14 @@ export class NonFiniteLossError extends Error {
     );
     this.name = "NonFiniteLossError";
   }
+}
+
+/**
+ * The dropout seed of batch `n` of a run (`n` = step · accumulation + batch): (seed · 10⁶ + n) mod 2³², exact
+ * for every seed up to 2⁵³ (only its value mod 2³² reaches the hash, and the model multiplies it by 64 sites).
+ */
+export function stepDropoutSeed(seed: number, n: number): number {
+  return Number((BigInt(seed) * 1_000_000n + BigInt(n)) % 4294967296n);
 }
 
 /**
