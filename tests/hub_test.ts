@@ -13,7 +13,7 @@ import { type DownloadProgress, HubError, parseModelSpec, resolveModel, resolveS
 import type { ResolveModelOptions } from "../src/io/hub.ts";
 import { hubSettingsFromEnv, repoFolderName } from "../src/io/hf_cache.ts";
 import { formatBytes, formatDuration, ProgressBar } from "../src/io/progress.ts";
-import { fakeCommit, gitBlobOid, startFakeHub } from "./helpers/fake_hub.ts";
+import { fakeCommit, gitBlobOid, type HostileValues, startFakeHub } from "./helpers/fake_hub.ts";
 
 const FIXTURES = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
 const MODEL_BIN = join(FIXTURES, "model-bin");
@@ -292,6 +292,83 @@ describe("resolveModel against a fake hub", () => {
     } finally {
       await gated.close();
       await forbidden.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Every path under `dir`, relative, sorted. */
+function listTree(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).map(String).sort();
+}
+
+describe("resolveModel against a hostile hub", () => {
+  const commit = fakeCommit(REPO);
+  const cases: Array<[string, HostileValues, RegExp]> = [
+    ["oid", { file: "config.json", oid: "../../../escaped" }, /"oid" of config\.json is "\.\.\/\.\.\/\.\.\/escaped"/],
+    ["lfs.oid", { file: WEIGHTS, lfsOid: "../../../escaped" }, /"lfs\.oid" of pytorch_model\.bin is "\.\.\//],
+    ["absolute oid", { file: "config.json", oid: "/tmp/escaped" }, /"oid" of config\.json is "\/tmp\/escaped"/],
+    ["upper-case oid", { file: "config.json", oid: "A".repeat(40) }, /"oid" of config\.json is "A{40}"/],
+    ["path", { file: "config.json", path: "../config.json" }, /"path" is "\.\.\/config\.json" .*"\.\." segment/],
+    ["path with a backslash", { file: "config.json", path: "..\\config.json" }, /"path" is .*backslash/],
+    ["sha", { sha: "../../../escaped" }, /"sha" is "\.\.\/.*40 lowercase hex digits/],
+    ["X-Repo-Commit", { repoCommit: "../../../escaped" }, /header X-Repo-Commit is "\.\.\/.*40 lowercase hex digits/],
+    ["ETag", { file: "config.json", etag: `"../../../escaped"` }, /header ETag is .*40 or 64 lowercase hex digits/],
+    ["X-Linked-Etag", { linkedEtag: `"../../../escaped"` }, /header X-Linked-Etag is .*40 or 64 lowercase hex/],
+  ];
+  for (const [what, hostile, message] of cases) {
+    test(`a bad ${what} is refused, naming the URL, and nothing is written`, async () => {
+      // A dropped download (retries 0) keeps its .incomplete file: were the oid used, it would stay outside.
+      const hub = await startFakeHub({
+        repos: { [REPO]: MODEL_BIN },
+        hostile,
+        drop: { file: hostile.file ?? WEIGHTS, bytes: 100, times: 1 },
+      });
+      const outer = tempDir("hostile");
+      const cacheDir = join(outer, "cache");
+      mkdirSync(cacheDir);
+      const seen = new Set<string>();
+      const onProgress = () => listTree(outer).forEach((p) => seen.add(p));
+      try {
+        const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { retries: 0, onProgress })));
+        expect(err.kind).toBe("bad-response");
+        expect(err.message).toMatch(message);
+        expect(err.message).toContain(`Cannot use the answer of ${hub.url}/`);
+        // Nothing at all was created: no ref, no blob, no snapshot, inside the cache or outside it.
+        expect(listTree(outer)).toEqual(["cache"]);
+        expect([...seen].filter((p) => p !== "cache")).toEqual([]);
+      } finally {
+        await hub.close();
+        rmSync(outer, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test("ETags are read as huggingface_hub reads them: W/ and quotes stripped", async () => {
+    const config = new Uint8Array(readFileSync(join(MODEL_BIN, "config.json")));
+    const hub = await startFakeHub({
+      repos: { [REPO]: MODEL_BIN },
+      hostile: { etag: `W/"${gitBlobOid(config)}"`, repoCommit: commit },
+    });
+    const cacheDir = tempDir("weak-etag");
+    try {
+      expectSameFiles(await resolveModel(REPO, options(cacheDir, hub.url)), MODEL_BIN, BIN_FILES);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a file name to fetch must be a relative name inside the repository", async () => {
+    const cacheDir = tempDir("bad-name");
+    try {
+      for (const bad of ["../x.json", "/etc/passwd", "a\\b", "a\0b", "a//b"]) {
+        const err = await caught(resolveModel(REPO, options(cacheDir, DEAD, { files: [bad] })));
+        expect(err.kind).toBe("bad-spec");
+        expect(err.message).toContain(`Invalid file to fetch: ${JSON.stringify(bad)}`);
+      }
+      expect(listTree(cacheDir)).toEqual([]);
+    } finally {
       rmSync(cacheDir, { recursive: true, force: true });
     }
   });

@@ -76,12 +76,37 @@ export function hubSettingsFromEnv(
 /** A full 40-hex-digit commit sha. */
 export const COMMIT_SHA = /^[0-9a-f]{40}$/;
 
+/** A blob name: a git blob sha1 (40 lowercase hex digits) or a sha256 (64). */
+export const BLOB_HASH = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** An ETag header as `huggingface_hub` reads it: without a weak `W/` prefix and without the quotes. */
+export function normalizeEtag(raw: string): string {
+  return raw.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
+}
+
+/**
+ * Why a repo file name cannot be joined under a snapshot directory, or undefined when it can: it must be
+ * relative, with no empty, "." or ".." segment, no backslash and no NUL.
+ */
+export function unsafeFileName(name: string): string | undefined {
+  if (name.includes("\0")) return "it contains a NUL character";
+  if (name.includes("\\")) return "it contains a backslash";
+  if (name.startsWith("/") || /^[A-Za-z]:/.test(name)) return "it is an absolute path";
+  const segments = name.split("/");
+  if (segments.includes("..")) return `it has a ".." segment`;
+  if (segments.some((s) => s === "" || s === ".")) return `it has an empty or "." segment`;
+  return undefined;
+}
+
 /** The cache folder name of a model repo: `uer/gpt2-x` → `models--uer--gpt2-x`. */
 export function repoFolderName(repoId: string): string {
   return ["models", ...repoId.split("/")].join("--");
 }
 
-/** Paths of one model repo inside a hub cache. */
+/**
+ * Paths of one model repo inside a hub cache. Commits, blob names and file names are checked before they
+ * are joined into a path, so that no value can point outside the repo's folder.
+ */
 export class RepoCache {
   /** The repo's folder, `<cacheDir>/models--org--name`. */
   readonly root: string;
@@ -96,10 +121,18 @@ export class RepoCache {
   }
   /** `snapshots/<commit>`: the directory handed to the model loader. */
   snapshotDir(commit: string): string {
+    if (!COMMIT_SHA.test(commit)) {
+      throw new Error(`Invalid commit for the hub cache: ${JSON.stringify(commit)} (expected 40 lowercase hex digits)`);
+    }
     return join(this.root, "snapshots", commit);
   }
   /** `blobs/<etag>`: the file contents. */
   blobPath(etag: string): string {
+    if (!BLOB_HASH.test(etag)) {
+      throw new Error(
+        `Invalid blob name for the hub cache: ${JSON.stringify(etag)} (expected 40 or 64 lowercase hex digits)`,
+      );
+    }
     return join(this.root, "blobs", etag);
   }
   /** `blobs/<etag>.incomplete`: a download in progress. */
@@ -134,6 +167,10 @@ export class RepoCache {
    * what was there. Where symlinks are not allowed, the blob is copied instead, as Python does.
    */
   async link(commit: string, file: string, etag: string): Promise<string> {
+    const unsafe = unsafeFileName(file);
+    if (unsafe !== undefined) {
+      throw new Error(`Invalid file name for the hub cache: ${JSON.stringify(file)}: ${unsafe}`);
+    }
     const pointer = join(this.snapshotDir(commit), file);
     const blob = this.blobPath(etag);
     await mkdir(dirname(pointer), { recursive: true });

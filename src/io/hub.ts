@@ -14,23 +14,32 @@
  * interruption (retrying a few times, then on the next run), is checked (size; sha256 for LFS files, git
  * blob sha1 for small ones), renamed to `blobs/<etag>` and only then linked into `snapshots/<commit>/`: a
  * snapshot never holds a partial file.
+ *
+ * What the server says is checked before it becomes a path, so that a hostile or broken endpoint cannot
+ * write outside the cache: the listing's file names must be relative names (no "..", no backslash, no
+ * absolute path, no NUL), its `oid` / `lfs.oid`, the model info's `sha` and the X-Repo-Commit, X-Linked-Etag
+ * and ETag headers (without `W/` and quotes, as `huggingface_hub` reads them) must be 40 or 64 lowercase hex
+ * digits; anything else is a {@link HubError} of kind "bad-response" naming the URL and the field.
  * @module
  */
 
-import { downloadFile, HubApiError, modelInfo, pathsInfo } from "@huggingface/hub";
-import type { PathInfo } from "@huggingface/hub";
+import { downloadFile, fileDownloadInfo, HubApiError, modelInfo, pathsInfo } from "@huggingface/hub";
+import type { FileDownloadInfoOutput, PathInfo } from "@huggingface/hub";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { env as processEnv, stderr } from "node:process";
 import {
+  BLOB_HASH,
   type BlobExpectation,
   checkBlob,
   COMMIT_SHA,
   fileSize,
   type HubSettings,
   hubSettingsFromEnv,
+  normalizeEtag,
   RepoCache,
+  unsafeFileName,
 } from "./hf_cache.ts";
 import { ProgressBar } from "./progress.ts";
 
@@ -121,6 +130,7 @@ export type HubErrorKind =
   | "missing-files"
   | "integrity"
   | "http"
+  | "bad-response"
   | "network";
 
 /** An error of {@link resolveModel}, with a message meant for the user and a kind for code. */
@@ -197,6 +207,12 @@ export async function resolveModel(spec: string, opts: ResolveModelOptions = {})
   const { repoId, revision } = parseModelSpec(spec);
   const settings = resolveSettings(opts);
   const choices = (opts.files ?? GPT2_MODEL_FILES).map(toChoice);
+  for (const name of candidateFiles(choices)) {
+    const unsafe = unsafeFileName(name);
+    if (unsafe !== undefined) {
+      throw new HubError(`Invalid file to fetch: ${JSON.stringify(name)}: ${unsafe}`, "bad-spec");
+    }
+  }
   const cache = new RepoCache(settings.cacheDir, repoId);
   const log = opts.log ?? (opts.quiet ? () => {} : (m: string) => void stderr.write(`${m}\n`));
 
@@ -351,8 +367,22 @@ class Unreachable extends Error {
 
 /** What the wrapped fetch saw of the last response. */
 interface Observed {
+  /** The URL asked for. */
+  url?: string;
   status?: number;
   errorCode?: string;
+  /** A header that failed its check (the error is also thrown to the library, which may lose it). */
+  bad?: HubError;
+}
+
+const HASH_EXPECTED = "40 or 64 lowercase hex digits";
+
+/** The error for a value of the server's that is not what it must be; such a value is never used. */
+function badAnswer(url: string, what: string, value: unknown, expected: string): HubError {
+  return new HubError(
+    `Cannot use the answer of ${url}: ${what} is ${JSON.stringify(value)} (expected ${expected})`,
+    "bad-response",
+  );
 }
 
 interface SessionInit {
@@ -386,40 +416,73 @@ class HubSession {
     return { hubUrl: endpoint, ...(token !== undefined ? { accessToken: token } : {}) };
   }
 
-  /** A fetch that records error codes, and marks failures to connect as {@link Unreachable}. */
+  /**
+   * A fetch that records error codes, marks failures to connect as {@link Unreachable}, and checks the
+   * headers that name a commit or blob ({@link checkHeaders}).
+   */
   #fetch(observed?: Observed): typeof fetch {
     const wrapped = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (observed !== undefined) observed.url = url;
       let res: Response;
       try {
         res = await fetch(input, init);
       } catch (e) {
         throw new Unreachable(e instanceof Error ? e.message : String(e), { cause: e });
       }
-      const seen: Observed = { status: res.status };
+      const seen: Observed = { url, status: res.status };
       const code = res.headers.get("x-error-code");
       if (code !== null) seen.errorCode = code;
       if (!res.ok) this.#lastError = seen;
       if (observed !== undefined) Object.assign(observed, seen);
+      if (res.ok) {
+        const bad = this.#checkHeaders(url, res);
+        if (bad !== undefined) {
+          await res.body?.cancel();
+          if (observed !== undefined) observed.bad = bad;
+          throw bad;
+        }
+      }
       return res;
     };
     return wrapped as typeof fetch;
   }
 
+  /**
+   * The hub's headers that name a commit or a blob (X-Repo-Commit, X-Linked-Etag, and the ETag of a
+   * resolve answer from the hub itself, not from a CDN it redirected to) must be hashes.
+   */
+  #checkHeaders(url: string, res: Response): HubError | undefined {
+    const at = res.url !== "" ? res.url : url;
+    const commit = res.headers.get("x-repo-commit");
+    if (commit !== null && !COMMIT_SHA.test(commit.trim())) {
+      return badAnswer(at, "header X-Repo-Commit", commit, "a commit sha: 40 lowercase hex digits");
+    }
+    const linked = res.headers.get("x-linked-etag");
+    if (linked !== null && !BLOB_HASH.test(normalizeEtag(linked))) {
+      return badAnswer(at, "header X-Linked-Etag", linked, HASH_EXPECTED);
+    }
+    const etag = res.headers.get("etag");
+    if (etag !== null && linked === null && new URL(url).pathname.includes("/resolve/")) {
+      const fromHub = new URL(at).origin === new URL(this.#s.settings.endpoint).origin;
+      if (fromHub && !BLOB_HASH.test(normalizeEtag(etag))) return badAnswer(at, "header ETag", etag, HASH_EXPECTED);
+    }
+    return undefined;
+  }
+
   /** The commit sha the revision points at now. */
   async resolveCommit(): Promise<string> {
+    const observed: Observed = {};
     const info = await modelInfo({
       ...this.#common,
       name: this.#s.repoId,
       revision: this.#s.revision,
       additionalFields: ["sha"],
-      fetch: this.#fetch(),
+      fetch: this.#fetch(observed),
     });
-    const sha = info.sha;
+    const sha: unknown = info.sha;
     if (typeof sha !== "string" || !COMMIT_SHA.test(sha)) {
-      throw new HubError(
-        `Cannot resolve ${this.#s.repoId}@${this.#s.revision}: the hub's model info has no commit sha`,
-        "http",
-      );
+      throw badAnswer(observed.url ?? this.#s.settings.endpoint, `"sha"`, sha, "a commit sha: 40 lowercase hex digits");
     }
     return sha;
   }
@@ -428,16 +491,25 @@ class HubSession {
   async fetchSnapshot(commit: string, choices: readonly FileChoice[]): Promise<string> {
     const { repoId, revision, cache } = this.#s;
     let infos: PathInfo[];
+    const observed: Observed = {};
     try {
       infos = await pathsInfo({
         ...this.#common,
         repo: this.#repo,
         paths: candidateFiles(choices),
         revision: commit,
-        fetch: this.#fetch(),
+        fetch: this.#fetch(observed),
       });
     } catch (e) {
       throw this.explain(e);
+    }
+    const listUrl = observed.url ?? this.#s.settings.endpoint;
+    // Names and hashes of the listing become paths: all are checked before anything is written.
+    for (const info of infos) {
+      const unsafe = typeof info.path === "string" ? unsafeFileName(info.path) : "it is not a string";
+      if (unsafe !== undefined) {
+        throw badAnswer(listUrl, `"path"`, info.path, `a relative file name in the repository, but ${unsafe}`);
+      }
     }
     const byName = new Map(infos.filter((i) => i.type === "file").map((i) => [i.path, i]));
     const { files, missing } = selectFiles(choices, (n) => byName.has(n));
@@ -448,29 +520,37 @@ class HubSession {
         "missing-files",
       );
     }
-    await cache.writeRef(revision, commit);
-
     // What each file must be, and which ones are not in the snapshot yet.
-    const plan: Array<{ file: string; etag: string; want: BlobExpectation }> = [];
+    const plan: Array<{ file: string; etag: string; want: BlobExpectation; download?: FileDownloadInfoOutput }> = [];
     for (const file of files) {
       const info = byName.get(file)!;
-      const etag = info.lfs?.oid ?? info.oid;
-      if (etag === undefined) {
-        throw new HubError(`Cannot download ${file} from ${repoId}: the hub gave no oid for it`, "http");
+      if (info.lfs !== undefined && !/^[0-9a-f]{64}$/.test(String(info.lfs.oid))) {
+        throw badAnswer(listUrl, `"lfs.oid" of ${file}`, info.lfs.oid, "a sha256: 64 lowercase hex digits");
       }
-      const want: BlobExpectation = info.lfs !== undefined
-        ? { size: info.lfs.size, sha256: info.lfs.oid }
-        : { size: info.size, gitOid: etag };
+      if (info.lfs === undefined && !BLOB_HASH.test(String(info.oid))) {
+        throw badAnswer(listUrl, `"oid" of ${file}`, info.oid, HASH_EXPECTED);
+      }
+      const etag = info.lfs?.oid ?? info.oid!;
+      const size = info.lfs?.size ?? info.size;
+      if (!Number.isSafeInteger(size) || size < 0) {
+        throw badAnswer(listUrl, `"size" of ${file}`, size, "a byte count");
+      }
+      const want: BlobExpectation = info.lfs !== undefined ? { size, sha256: etag } : { size, gitOid: etag };
       const pointer = join(cache.snapshotDir(commit), file);
       if ((await fileSize(pointer)) === want.size) continue;
       plan.push({ file, etag, want });
     }
+    // The download URLs and their headers are asked for (and checked) before anything is written.
+    for (const p of plan) {
+      if ((await fileSize(cache.blobPath(p.etag))) !== p.want.size) p.download = await this.#downloadInfo(commit, p);
+    }
+    await cache.writeRef(revision, commit);
 
     const progress = new Progress(this.#s, plan.map((p) => p.want.size));
     try {
-      for (const { file, etag, want } of plan) {
-        if ((await fileSize(cache.blobPath(etag))) !== want.size) {
-          await this.#downloadBlob(commit, file, etag, want, progress);
+      for (const { file, etag, want, download } of plan) {
+        if (download !== undefined) {
+          await this.#downloadBlob(commit, file, etag, want, download, progress);
         } else {
           progress.skip(file, want.size);
         }
@@ -482,12 +562,40 @@ class HubSession {
     return cache.snapshotDir(commit);
   }
 
+  /** Where the file is downloaded from, and its size there (which must be the listing's). */
+  async #downloadInfo(commit: string, p: { file: string; want: BlobExpectation }): Promise<FileDownloadInfoOutput> {
+    let info: FileDownloadInfoOutput | null;
+    try {
+      info = await fileDownloadInfo({
+        ...this.#common,
+        repo: this.#repo,
+        path: p.file,
+        revision: commit,
+        fetch: this.#fetch(),
+      });
+    } catch (e) {
+      throw this.explain(e, p.file);
+    }
+    if (info === null) {
+      throw new HubError(`Cannot download ${p.file} from ${this.#s.repoId}: file not found (HTTP 404)`, "not-found");
+    }
+    if (info.size !== p.want.size) {
+      throw new HubError(
+        `Cannot download ${p.file} from ${this.#s.repoId}: the hub reports ${info.size} bytes, its file list ` +
+          `${p.want.size}`,
+        "integrity",
+      );
+    }
+    return info;
+  }
+
   /** Downloads one file into `blobs/<etag>`, resuming and retrying, and checks it. */
   async #downloadBlob(
     commit: string,
     file: string,
     etag: string,
     want: BlobExpectation,
+    download: FileDownloadInfoOutput,
     progress: Progress,
   ): Promise<void> {
     const { cache, opts, log } = this.#s;
@@ -502,7 +610,7 @@ class HubSession {
       }
       try {
         if (offset < want.size || offset === 0) {
-          await this.#fetchInto({ commit, file, path: incomplete, offset, size: want.size, progress });
+          await this.#fetchInto({ commit, file, path: incomplete, offset, size: want.size, download, progress });
         } else {
           progress.skip(file, want.size);
         }
@@ -542,6 +650,7 @@ class HubSession {
     path: string;
     offset: number;
     size: number;
+    download: FileDownloadInfoOutput;
     progress: Progress;
   }): Promise<void> {
     const observed: Observed = {};
@@ -551,17 +660,12 @@ class HubSession {
       path: a.file,
       revision: a.commit,
       fetch: this.#fetch(observed),
+      downloadInfo: a.download,
       // Plain HTTP (with Range) from the resolve URL; the hub serves Xet-backed files that way too.
       xet: false,
     });
     if (blob === null) {
       throw new HubError(`Cannot download ${a.file} from ${this.#s.repoId}: file not found (HTTP 404)`, "not-found");
-    }
-    if (blob.size !== a.size) {
-      throw new HubError(
-        `Cannot download ${a.file} from ${this.#s.repoId}: the hub reports ${blob.size} bytes, its file list ${a.size}`,
-        "integrity",
-      );
     }
     let offset = a.offset;
     const reader = (offset > 0 ? blob.slice(offset) : blob).stream().getReader();
@@ -575,6 +679,7 @@ class HubSession {
           chunk = await reader.read();
         } catch (e) {
           // The web blob turns HTTP errors into a bare message: recover the status seen by our fetch.
+          if (observed.bad !== undefined) throw observed.bad;
           if (observed.status === 416) {
             throw new HubError(`Cannot resume ${a.file}: the server refused the range (HTTP 416)`, "integrity");
           }

@@ -12,7 +12,9 @@
  * - `GET /cdn/{sha256}`: the LFS content, with Range support.
  *
  * Faults for tests: drop the connection after N bytes of a file, ignore Range, serve corrupted bytes,
- * answer every request with a status, or require a token. Every request is logged; ones that match no
+ * answer every request with a status, or require a token. A hostile hub (`hostile`) puts chosen values
+ * where a client takes paths from: the listing's `path`, `oid` and `lfs.oid`, the model info's `sha`, and
+ * the X-Repo-Commit, ETag and X-Linked-Etag headers. Every request is logged; ones that match no
  * route go to `unknown` as well (that is how to find out what the library asks for).
  * @module
  */
@@ -59,6 +61,27 @@ export interface FakeHubOptions {
   fail?: { status: number; errorCode?: string };
   /** Require `Authorization: Bearer <token>` on /api and /resolve, else 401 GatedRepo. */
   requireToken?: string;
+  /** Values put in place of the real ones. */
+  hostile?: HostileValues;
+}
+
+/**
+ * What a hostile hub answers instead of the truth. The file fields apply to `file` (default every file);
+ * the headers go on every content answer (resolve and CDN).
+ */
+export interface HostileValues {
+  file?: string;
+  /** The listing's `path` of the file. */
+  path?: string;
+  /** The listing's `oid` (git blob sha1). */
+  oid?: string;
+  /** The listing's `lfs.oid` (sha256) of an LFS file. */
+  lfsOid?: string;
+  /** The model info's `sha`. */
+  sha?: string;
+  repoCommit?: string;
+  etag?: string;
+  linkedEtag?: string;
 }
 
 /** A request the fake hub received. */
@@ -163,13 +186,16 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       }
       return repo;
     };
-    const treeEntry = (name: string, f: FakeFile) => ({
-      type: "file",
-      oid: f.gitOid,
-      size: f.bytes.length,
-      path: name,
-      ...(f.lfs ? { lfs: { oid: f.sha256, size: f.bytes.length, pointerSize: 134 } } : {}),
-    });
+    const treeEntry = (name: string, f: FakeFile) => {
+      const h = opts.hostile !== undefined && (opts.hostile.file ?? name) === name ? opts.hostile : {};
+      return {
+        type: "file",
+        oid: h.oid ?? f.gitOid,
+        size: f.bytes.length,
+        path: h.path ?? name,
+        ...(f.lfs ? { lfs: { oid: h.lfsOid ?? f.sha256, size: f.bytes.length, pointerSize: 134 } } : {}),
+      };
+    };
     const json = (value: unknown) => {
       res.writeHead(200, { "Content-Type": "application/json" });
       res.end(JSON.stringify(value));
@@ -186,7 +212,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
         return json({
           _id: `fake-${repoId}`,
           id: repoId,
-          sha: repo.commit,
+          sha: opts.hostile?.sha ?? repo.commit,
           private: false,
           gated: false,
           disabled: false,
@@ -256,6 +282,10 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       bytes = bytes.slice();
       bytes[bytes.length >> 1]! ^= 0xff;
     }
+    const h = opts.hostile;
+    if (h?.repoCommit !== undefined) headers = { ...headers, "X-Repo-Commit": h.repoCommit };
+    if (h?.etag !== undefined) headers = { ...headers, ETag: h.etag };
+    if (h?.linkedEtag !== undefined) headers = { ...headers, "X-Linked-Etag": h.linkedEtag };
     const size = bytes.length;
     let start = 0;
     let end = size - 1;
