@@ -374,6 +374,134 @@ describe("resolveModel against a hostile hub", () => {
   });
 });
 
+describe("resolveModel against a slow hub", () => {
+  const API_URL = /http:\/\/127\.0\.0\.1:\d+\/api\/models\/uer\/gpt2-chinese-cluecorpussmall\/revision\/main\S*/;
+
+  test("a hub that never answers fails after HF_HUB_ETAG_TIMEOUT, naming the URL", async () => {
+    const hub = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, noAnswer: "api" });
+    const cacheDir = tempDir("no-answer");
+    try {
+      const t0 = Date.now();
+      const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { env: { HF_HUB_ETAG_TIMEOUT: "0.3" } })));
+      const elapsed = Date.now() - t0;
+      expect(err.kind).toBe("not-cached");
+      expect(err.message).toMatch(/the hub did not answer http:\/\/127\.0\.0\.1:\d+\/api\/models\/uer\//);
+      expect(err.message).toContain("within 0.3 s (HF_HUB_ETAG_TIMEOUT)");
+      expect(elapsed).toBeGreaterThanOrEqual(250);
+      expect(elapsed).toBeLessThan(3000);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a download URL that never answers fails after HF_HUB_ETAG_TIMEOUT, naming it", async () => {
+    const hub = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, noAnswer: "resolve" });
+    const cacheDir = tempDir("no-answer-resolve");
+    try {
+      const t0 = Date.now();
+      const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { etagTimeout: 0.3 })));
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(err.kind).toBe("network");
+      expect(err.message).toMatch(
+        /no answer from http:\/\/127\.0\.0\.1:\d+\/uer\/gpt2-chinese-cluecorpussmall\/resolve\/[0-9a-f]{40}\/\S+ within 0\.3 s \(HF_HUB_ETAG_TIMEOUT\)/,
+      );
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a download that stalls mid-file is resumed with Range after HF_HUB_DOWNLOAD_TIMEOUT", async () => {
+    const hub = await startFakeHub({
+      repos: { [REPO]: MODEL_BIN },
+      stall: { file: WEIGHTS, bytes: 300_000, times: 1 },
+    });
+    const cacheDir = tempDir("stall");
+    const notices: string[] = [];
+    try {
+      const t0 = Date.now();
+      const dir = await resolveModel(
+        REPO,
+        options(cacheDir, hub.url, { env: { HF_HUB_DOWNLOAD_TIMEOUT: "0.3" }, log: (m) => notices.push(m) }),
+      );
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expectSameFiles(dir, MODEL_BIN, BIN_FILES);
+      expect(notices.length).toBe(1);
+      expect(notices[0]).toMatch(
+        /Download of pytorch_model\.bin interrupted \(Download of pytorch_model\.bin timed out: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.3 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\); retrying \(1\/3\)/,
+      );
+      const resumed = hub.requests.filter((r) => r.url.startsWith("/cdn/") && r.range?.match(/^bytes=[1-9]/));
+      expect(resumed.map((r) => r.range)).toEqual([`bytes=300000-${WEIGHTS_SIZE - 1}`]);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a download that keeps stalling fails in bounded time, naming the URL and the bytes kept", async () => {
+    const hub = await startFakeHub({
+      repos: { [REPO]: MODEL_BIN },
+      stall: { file: WEIGHTS, bytes: 200_000, times: 9 },
+    });
+    const cacheDir = tempDir("stall-fail");
+    try {
+      const t0 = Date.now();
+      const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { downloadTimeout: 0.2, retries: 1 })));
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(err.kind).toBe("network");
+      expect(err.message).toMatch(/timed out: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.2 s/);
+      expect(err.message).toMatch(/400000 bytes kept in .*\.incomplete, the next run resumes there/);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("with the model cached, a 503 or a hub that does not answer falls back to the cache", async () => {
+    const good = await startFakeHub({ repos: { [REPO]: MODEL_BIN } });
+    const down = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, fail: { status: 503 } });
+    const silent = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, noAnswer: "api" });
+    const cacheDir = tempDir("fallback");
+    const notices: string[] = [];
+    const log = (m: string) => notices.push(m);
+    try {
+      const snapshot = await resolveModel(REPO, options(cacheDir, good.url));
+      expect(await resolveModel(REPO, options(cacheDir, down.url, { log }))).toBe(snapshot);
+      expect(notices.length).toBe(1);
+      expect(notices[0]).toMatch(/^The hub answered HTTP 503 for /);
+      expect(notices[0]).toMatch(API_URL);
+      expect(notices[0]).toContain(`: using the cached snapshot ${snapshot}`);
+
+      const t0 = Date.now();
+      expect(await resolveModel(REPO, options(cacheDir, silent.url, { log, etagTimeout: 0.3 }))).toBe(snapshot);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(notices.length).toBe(2);
+      expect(notices[1]).toMatch(/^No answer from /);
+      expect(notices[1]).toMatch(API_URL);
+      expect(notices[1]).toContain(`within 0.3 s (HF_HUB_ETAG_TIMEOUT): using the cached snapshot ${snapshot}`);
+      expectSameFiles(snapshot, MODEL_BIN, BIN_FILES);
+    } finally {
+      for (const hub of [good, down, silent]) await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("without a cache, a 503 is one error naming the URL and the status", async () => {
+    const down = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, fail: { status: 503 } });
+    const cacheDir = tempDir("503");
+    try {
+      const err = await caught(resolveModel(REPO, options(cacheDir, down.url)));
+      expect(err.kind).toBe("not-cached");
+      expect(err.message).toMatch(/the hub answered HTTP 503 for http:\/\/127\.0\.0\.1:\d+\/api\/models\/uer\//);
+      expect(err.message).toContain(join(cacheDir, "models--uer--gpt2-chinese-cluecorpussmall"));
+    } finally {
+      await down.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});
+
 /** Builds the cache the way Python's huggingface_hub leaves it, by hand. */
 function writePythonCache(cacheDir: string, commit: string): string {
   const root = join(cacheDir, "models--uer--gpt2-chinese-cluecorpussmall");
@@ -486,6 +614,8 @@ describe("model specs and settings", () => {
       cacheDir: "/home/u/.cache/huggingface/hub",
       endpoint: "https://huggingface.co",
       offline: false,
+      etagTimeout: 10,
+      downloadTimeout: 10,
     });
     expect(hubSettingsFromEnv({ XDG_CACHE_HOME: "/x" }, home).cacheDir).toBe("/x/huggingface/hub");
     expect(hubSettingsFromEnv({ XDG_CACHE_HOME: "/x", HF_HOME: "~/hf" }, home).cacheDir).toBe("/home/u/hf/hub");
@@ -501,6 +631,8 @@ describe("model specs and settings", () => {
       endpoint: "https://hf-mirror.com",
       token: "hf_abc",
       offline: true,
+      etagTimeout: 10,
+      downloadTimeout: 10,
     });
     expect(hubSettingsFromEnv({ HUGGING_FACE_HUB_TOKEN: "hf_old" }, home).token).toBe("hf_old");
     // The home directory is asked for only when a path needs it.
@@ -512,6 +644,20 @@ describe("model specs and settings", () => {
     for (const [v, on] of [["1", true], ["TRUE", true], ["yes", true], ["0", false], ["", false]] as const) {
       expect(hubSettingsFromEnv({ HF_HUB_OFFLINE: v }, home).offline).toBe(on);
     }
+    // The timeouts are seconds, as in Python; a value that is not a number > 0 names the variable.
+    const t = hubSettingsFromEnv({ HF_HUB_ETAG_TIMEOUT: "0.5", HF_HUB_DOWNLOAD_TIMEOUT: " 30 " }, home);
+    expect([t.etagTimeout, t.downloadTimeout]).toEqual([0.5, 30]);
+    expect(hubSettingsFromEnv({ HF_HUB_ETAG_TIMEOUT: "" }, home).etagTimeout).toBe(10);
+    for (const v of ["ten", "0", "-1", "1s", "Infinity"]) {
+      expect(() => hubSettingsFromEnv({ HF_HUB_ETAG_TIMEOUT: v }, home)).toThrow(
+        `Invalid HF_HUB_ETAG_TIMEOUT: ${JSON.stringify(v)} (expected a number of seconds > 0)`,
+      );
+      expect(() => hubSettingsFromEnv({ HF_HUB_DOWNLOAD_TIMEOUT: v }, home)).toThrow(/Invalid HF_HUB_DOWNLOAD_TIMEOUT/);
+    }
+    // An option replaces its variable, which is then not read.
+    const o = resolveSettings({ env: { HF_HUB_ETAG_TIMEOUT: "ten", HF_HUB_DOWNLOAD_TIMEOUT: "2" }, etagTimeout: 0.3 });
+    expect([o.etagTimeout, o.downloadTimeout]).toEqual([0.3, 2]);
+    expect(() => resolveSettings({ env: {}, downloadTimeout: 0 })).toThrow(/Invalid downloadTimeout: 0/);
     // Options win over the environment.
     const r = resolveSettings({
       env: { HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://a" },

@@ -12,7 +12,7 @@
  * ```
  *
  * Also here: the settings read from the environment (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN,
- * HF_HUB_OFFLINE) as a pure function of an env object, and the checks a blob passes before it is linked.
+ * HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT) as a pure function of an env object, and the checks a blob passes before it is linked.
  * @module
  */
 
@@ -35,6 +35,24 @@ export interface HubSettings {
   token?: string;
   /** True when HF_HUB_OFFLINE is set to a true value: no network at all. */
   offline: boolean;
+  /** Seconds a metadata request (model info, file list, download URL) may take to answer (HF_HUB_ETAG_TIMEOUT). */
+  etagTimeout: number;
+  /** Seconds a download may wait for its answer or its next bytes (HF_HUB_DOWNLOAD_TIMEOUT). */
+  downloadTimeout: number;
+}
+
+/** Python's `huggingface_hub` defaults of HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT, in seconds. */
+export const DEFAULT_ETAG_TIMEOUT = 10;
+export const DEFAULT_DOWNLOAD_TIMEOUT = 10;
+
+/** A timeout in seconds from a variable: unset or empty gives the default, anything but a number > 0 throws. */
+export function envSeconds(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === "") return fallback;
+  const v = Number(value);
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new Error(`Invalid ${name}: ${JSON.stringify(value)} (expected a number of seconds > 0)`);
+  }
+  return v;
 }
 
 /** True for the values Python's `huggingface_hub` accepts as "on": 1, true, yes, on (any case). */
@@ -46,7 +64,8 @@ export function envFlag(value: string | undefined): boolean {
  * Reads the hub settings from an environment object the way Python's `huggingface_hub` does:
  * cache = HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, where HF_HOME defaults to
  * $XDG_CACHE_HOME/huggingface and that to ~/.cache/huggingface; endpoint = HF_ENDPOINT; token = HF_TOKEN,
- * else HUGGING_FACE_HUB_TOKEN; offline = HF_HUB_OFFLINE. Pure: pass `process.env` and the home directory
+ * else HUGGING_FACE_HUB_TOKEN; offline = HF_HUB_OFFLINE; timeouts = HF_HUB_ETAG_TIMEOUT and
+ * HF_HUB_DOWNLOAD_TIMEOUT (seconds, default 10 each; a value that is not a number > 0 throws). Pure: pass `process.env` and the home directory
  * (or a function giving it, called only when a path needs it).
  */
 export function hubSettingsFromEnv(
@@ -70,6 +89,8 @@ export function hubSettingsFromEnv(
     endpoint: (nonEmpty("HF_ENDPOINT") ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
     ...(token !== undefined ? { token } : {}),
     offline: envFlag(env["HF_HUB_OFFLINE"]),
+    etagTimeout: envSeconds("HF_HUB_ETAG_TIMEOUT", env["HF_HUB_ETAG_TIMEOUT"], DEFAULT_ETAG_TIMEOUT),
+    downloadTimeout: envSeconds("HF_HUB_DOWNLOAD_TIMEOUT", env["HF_HUB_DOWNLOAD_TIMEOUT"], DEFAULT_DOWNLOAD_TIMEOUT),
   };
 }
 

@@ -12,7 +12,7 @@
  * - `GET /cdn/{sha256}`: the LFS content, with Range support.
  *
  * Faults for tests: drop the connection after N bytes of a file, ignore Range, serve corrupted bytes,
- * answer every request with a status, or require a token. A hostile hub (`hostile`) puts chosen values
+ * answer every request with a status, stall a file after N bytes, never answer, or require a token. A hostile hub (`hostile`) puts chosen values
  * where a client takes paths from: the listing's `path`, `oid` and `lfs.oid`, the model info's `sha`, and
  * the X-Repo-Commit, ETag and X-Linked-Etag headers. Every request is logged; ones that match no
  * route go to `unknown` as well (that is how to find out what the library asks for).
@@ -22,7 +22,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 
 /** One file of a fake repo. */
@@ -49,6 +49,10 @@ export interface FakeHubOptions {
   isLfs?: (name: string) => boolean;
   /** Drop the connection after `bytes` bytes of `file`'s content, the first `times` times it is sent. */
   drop?: { file: string; bytes: number; times: number };
+  /** Send `bytes` bytes of `file`'s content and then nothing more (the connection stays open), `times` times. */
+  stall?: { file: string; bytes: number; times: number };
+  /** Never answer these requests (the connection stays open until close): /api, /{repo}/resolve, or all. */
+  noAnswer?: "api" | "resolve" | "all";
   /**
    * Answer ranged content requests other than the `bytes=0-0` probe with the whole file (200), as a server
    * or proxy that drops Range does. (The probe must work: @huggingface/hub's fileDownloadInfo reads the
@@ -143,6 +147,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
   const requests: LoggedRequest[] = [];
   const unknown: LoggedRequest[] = [];
   let dropsLeft = opts.drop?.times ?? 0;
+  let stallsLeft = opts.stall?.times ?? 0;
   let base = "";
 
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
@@ -151,6 +156,9 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
     if (typeof req.headers.authorization === "string") entry.authorization = req.headers.authorization;
     requests.push(entry);
     const path = new URL(entry.url, "http://x").pathname;
+    const silent = opts.noAnswer === "all" || (opts.noAnswer === "api" && path.startsWith("/api/")) ||
+      (opts.noAnswer === "resolve" && path.includes("/resolve/"));
+    if (silent) return;
 
     const sendError = (status: number, code: string | undefined, message: string) => {
       const headers: Record<string, string> = { "Content-Type": "application/json" };
@@ -319,6 +327,12 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       });
       return;
     }
+    const stall = opts.stall;
+    if (stall !== undefined && stall.file === name && stallsLeft > 0 && body.length > stall.bytes) {
+      stallsLeft--;
+      res.write(body.subarray(0, stall.bytes));
+      return;
+    }
     res.end(body);
   };
 
@@ -327,6 +341,12 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       res.writeHead(500);
       res.end(String(e));
     });
+  });
+  // Held connections (stall, noAnswer) are destroyed on close.
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
@@ -340,6 +360,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+        for (const socket of sockets) socket.destroy();
       }),
   };
 }
