@@ -429,7 +429,7 @@ describe("resolveModel against a slow hub", () => {
       expectSameFiles(dir, MODEL_BIN, BIN_FILES);
       expect(notices.length).toBe(1);
       expect(notices[0]).toMatch(
-        /Download of pytorch_model\.bin interrupted \(Download of pytorch_model\.bin timed out: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.3 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\); retrying \(1\/3\)/,
+        /Download of pytorch_model\.bin interrupted \(Timed out downloading pytorch_model\.bin: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.3 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\); retrying \(1\/3\)/,
       );
       const resumed = hub.requests.filter((r) => r.url.startsWith("/cdn/") && r.range?.match(/^bytes=[1-9]/));
       expect(resumed.map((r) => r.range)).toEqual([`bytes=300000-${WEIGHTS_SIZE - 1}`]);
@@ -450,7 +450,9 @@ describe("resolveModel against a slow hub", () => {
       const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { downloadTimeout: 0.2, retries: 1 })));
       expect(Date.now() - t0).toBeLessThan(3000);
       expect(err.kind).toBe("network");
-      expect(err.message).toMatch(/timed out: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.2 s/);
+      expect(err.message).toMatch(
+        /Timed out downloading pytorch_model\.bin: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.2 s/,
+      );
       expect(err.message).toMatch(/400000 bytes kept in .*\.incomplete, the next run resumes there/);
     } finally {
       await hub.close();

@@ -808,7 +808,7 @@ class HubSession {
           // The web blob turns HTTP errors into a bare message: recover the status seen by our fetch.
           if (observed.bad !== undefined) throw observed.bad;
           if (observed.timedOut !== undefined) {
-            throw new HubError(`Download of ${a.file} timed out: ${observed.timedOut.message}`, "network", {
+            throw new HubError(`Timed out downloading ${a.file}: ${observed.timedOut.message}`, "network", {
               cause: e,
             });
           }
