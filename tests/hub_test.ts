@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DownloadProgress, HubError, parseModelSpec, resolveModel, resolveSettings } from "../src/io/hub.ts";
 import type { ResolveModelOptions } from "../src/io/hub.ts";
-import { hubSettingsFromEnv, repoFolderName } from "../src/io/hf_cache.ts";
+import { hubSettingsFromEnv, normalizeEtag, RepoCache, repoFolderName, unsafeFileName } from "../src/io/hf_cache.ts";
 import { formatBytes, formatDuration, ProgressBar } from "../src/io/progress.ts";
 import { fakeCommit, gitBlobOid, type HostileValues, startFakeHub } from "./helpers/fake_hub.ts";
 
@@ -359,6 +359,19 @@ describe("resolveModel against a hostile hub", () => {
     }
   });
 
+  test("the cache itself refuses names that would leave it", () => {
+    const cache = new RepoCache("/c", REPO);
+    for (const bad of ["../../x", "A".repeat(40), "", "0".repeat(41)]) {
+      expect(() => cache.blobPath(bad)).toThrow(`Invalid blob name for the hub cache: ${JSON.stringify(bad)}`);
+      expect(() => cache.snapshotDir(bad)).toThrow(`Invalid commit for the hub cache: ${JSON.stringify(bad)}`);
+    }
+    expect(cache.blobPath("0".repeat(64))).toBe(join(cache.root, "blobs", "0".repeat(64)));
+    expect(unsafeFileName("sub/model.safetensors")).toBeUndefined();
+    expect(unsafeFileName("a/../b")).toBe(`it has a ".." segment`);
+    expect(unsafeFileName("C:x")).toBe("it is an absolute path");
+    expect(normalizeEtag(`W/"abc"`)).toBe("abc");
+  });
+
   test("a file name to fetch must be a relative name inside the repository", async () => {
     const cacheDir = tempDir("bad-name");
     try {
@@ -485,6 +498,25 @@ describe("resolveModel against a slow hub", () => {
       expectSameFiles(snapshot, MODEL_BIN, BIN_FILES);
     } finally {
       for (const hub of [good, down, silent]) await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("with the model cached, a 502 on the file list falls back to the cache too", async () => {
+    const good = await startFakeHub({ repos: { [REPO]: MODEL_BIN } });
+    const down = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, fail: { status: 502, only: "/paths-info/" } });
+    const cacheDir = tempDir("fallback-paths");
+    const notices: string[] = [];
+    try {
+      const snapshot = await resolveModel(REPO, options(cacheDir, good.url));
+      expect(await resolveModel(REPO, options(cacheDir, down.url, { log: (m) => notices.push(m) }))).toBe(snapshot);
+      expect(notices).toEqual([
+        `The hub answered HTTP 502 for ${down.url}/api/models/${REPO}/paths-info/${fakeCommit(REPO)}: ` +
+        `using the cached snapshot ${snapshot}`,
+      ]);
+    } finally {
+      await good.close();
+      await down.close();
       rmSync(cacheDir, { recursive: true, force: true });
     }
   });

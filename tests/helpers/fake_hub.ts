@@ -61,8 +61,8 @@ export interface FakeHubOptions {
   ignoreRange?: boolean;
   /** Flip one byte of this file's content (same size, wrong hash). */
   corrupt?: string;
-  /** Answer every /api and /resolve request with this status and X-Error-Code. */
-  fail?: { status: number; errorCode?: string };
+  /** Answer every /api and /resolve request (or those whose path has `only` in it) with this status and X-Error-Code. */
+  fail?: { status: number; errorCode?: string; only?: string };
   /** Require `Authorization: Bearer <token>` on /api and /resolve, else 401 GatedRepo. */
   requireToken?: string;
   /** Values put in place of the real ones. */
@@ -167,7 +167,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       res.end(req.method === "HEAD" ? undefined : JSON.stringify({ error: message }));
     };
     const guard = (repoId: string): boolean => {
-      if (opts.fail !== undefined) {
+      if (opts.fail !== undefined && (opts.fail.only === undefined || path.includes(opts.fail.only))) {
         sendError(opts.fail.status, opts.fail.errorCode, `Fake failure for ${repoId}`);
         return false;
       }
