@@ -11,9 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DownloadProgress, HubError, parseModelSpec, resolveModel, resolveSettings } from "../src/io/hub.ts";
 import type { ResolveModelOptions } from "../src/io/hub.ts";
-import { hubSettingsFromEnv, repoFolderName } from "../src/io/hf_cache.ts";
+import { hubSettingsFromEnv, normalizeEtag, RepoCache, repoFolderName, unsafeFileName } from "../src/io/hf_cache.ts";
 import { formatBytes, formatDuration, ProgressBar } from "../src/io/progress.ts";
-import { fakeCommit, gitBlobOid, startFakeHub } from "./helpers/fake_hub.ts";
+import { fakeCommit, gitBlobOid, type HostileValues, startFakeHub } from "./helpers/fake_hub.ts";
 
 const FIXTURES = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
 const MODEL_BIN = join(FIXTURES, "model-bin");
@@ -297,6 +297,245 @@ describe("resolveModel against a fake hub", () => {
   });
 });
 
+/** Every path under `dir`, relative, sorted. */
+function listTree(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).map(String).sort();
+}
+
+describe("resolveModel against a hostile hub", () => {
+  const commit = fakeCommit(REPO);
+  const cases: Array<[string, HostileValues, RegExp]> = [
+    ["oid", { file: "config.json", oid: "../../../escaped" }, /"oid" of config\.json is "\.\.\/\.\.\/\.\.\/escaped"/],
+    ["lfs.oid", { file: WEIGHTS, lfsOid: "../../../escaped" }, /"lfs\.oid" of pytorch_model\.bin is "\.\.\//],
+    ["absolute oid", { file: "config.json", oid: "/tmp/escaped" }, /"oid" of config\.json is "\/tmp\/escaped"/],
+    ["upper-case oid", { file: "config.json", oid: "A".repeat(40) }, /"oid" of config\.json is "A{40}"/],
+    ["path", { file: "config.json", path: "../config.json" }, /"path" is "\.\.\/config\.json" .*"\.\." segment/],
+    ["path with a backslash", { file: "config.json", path: "..\\config.json" }, /"path" is .*backslash/],
+    ["sha", { sha: "../../../escaped" }, /"sha" is "\.\.\/.*40 lowercase hex digits/],
+    ["X-Repo-Commit", { repoCommit: "../../../escaped" }, /header X-Repo-Commit is "\.\.\/.*40 lowercase hex digits/],
+    ["ETag", { file: "config.json", etag: `"../../../escaped"` }, /header ETag is .*40 or 64 lowercase hex digits/],
+    ["X-Linked-Etag", { linkedEtag: `"../../../escaped"` }, /header X-Linked-Etag is .*40 or 64 lowercase hex/],
+  ];
+  for (const [what, hostile, message] of cases) {
+    test(`a bad ${what} is refused, naming the URL, and nothing is written`, async () => {
+      // A dropped download (retries 0) keeps its .incomplete file: were the oid used, it would stay outside.
+      const hub = await startFakeHub({
+        repos: { [REPO]: MODEL_BIN },
+        hostile,
+        drop: { file: hostile.file ?? WEIGHTS, bytes: 100, times: 1 },
+      });
+      const outer = tempDir("hostile");
+      const cacheDir = join(outer, "cache");
+      mkdirSync(cacheDir);
+      const seen = new Set<string>();
+      const onProgress = () => listTree(outer).forEach((p) => seen.add(p));
+      try {
+        const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { retries: 0, onProgress })));
+        expect(err.kind).toBe("bad-response");
+        expect(err.message).toMatch(message);
+        expect(err.message).toContain(`Cannot use the answer of ${hub.url}/`);
+        // Nothing at all was created: no ref, no blob, no snapshot, inside the cache or outside it.
+        expect(listTree(outer)).toEqual(["cache"]);
+        expect([...seen].filter((p) => p !== "cache")).toEqual([]);
+      } finally {
+        await hub.close();
+        rmSync(outer, { recursive: true, force: true });
+      }
+    });
+  }
+
+  test("ETags are read as huggingface_hub reads them: W/ and quotes stripped", async () => {
+    const config = new Uint8Array(readFileSync(join(MODEL_BIN, "config.json")));
+    const hub = await startFakeHub({
+      repos: { [REPO]: MODEL_BIN },
+      hostile: { etag: `W/"${gitBlobOid(config)}"`, repoCommit: commit },
+    });
+    const cacheDir = tempDir("weak-etag");
+    try {
+      expectSameFiles(await resolveModel(REPO, options(cacheDir, hub.url)), MODEL_BIN, BIN_FILES);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("the cache itself refuses names that would leave it", () => {
+    const cache = new RepoCache("/c", REPO);
+    for (const bad of ["../../x", "A".repeat(40), "", "0".repeat(41)]) {
+      expect(() => cache.blobPath(bad)).toThrow(`Invalid blob name for the hub cache: ${JSON.stringify(bad)}`);
+      expect(() => cache.snapshotDir(bad)).toThrow(`Invalid commit for the hub cache: ${JSON.stringify(bad)}`);
+    }
+    expect(cache.blobPath("0".repeat(64))).toBe(join(cache.root, "blobs", "0".repeat(64)));
+    expect(unsafeFileName("sub/model.safetensors")).toBeUndefined();
+    expect(unsafeFileName("a/../b")).toBe(`it has a ".." segment`);
+    expect(unsafeFileName("C:x")).toBe("it is an absolute path");
+    expect(normalizeEtag(`W/"abc"`)).toBe("abc");
+  });
+
+  test("a file name to fetch must be a relative name inside the repository", async () => {
+    const cacheDir = tempDir("bad-name");
+    try {
+      for (const bad of ["../x.json", "/etc/passwd", "a\\b", "a\0b", "a//b"]) {
+        const err = await caught(resolveModel(REPO, options(cacheDir, DEAD, { files: [bad] })));
+        expect(err.kind).toBe("bad-spec");
+        expect(err.message).toContain(`Invalid file to fetch: ${JSON.stringify(bad)}`);
+      }
+      expect(listTree(cacheDir)).toEqual([]);
+    } finally {
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("resolveModel against a slow hub", () => {
+  const API_URL = /http:\/\/127\.0\.0\.1:\d+\/api\/models\/uer\/gpt2-chinese-cluecorpussmall\/revision\/main\S*/;
+
+  test("a hub that never answers fails after HF_HUB_ETAG_TIMEOUT, naming the URL", async () => {
+    const hub = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, noAnswer: "api" });
+    const cacheDir = tempDir("no-answer");
+    try {
+      const t0 = Date.now();
+      const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { env: { HF_HUB_ETAG_TIMEOUT: "0.3" } })));
+      const elapsed = Date.now() - t0;
+      expect(err.kind).toBe("not-cached");
+      expect(err.message).toMatch(/the hub did not answer http:\/\/127\.0\.0\.1:\d+\/api\/models\/uer\//);
+      expect(err.message).toContain("within 0.3 s (HF_HUB_ETAG_TIMEOUT)");
+      expect(elapsed).toBeGreaterThanOrEqual(250);
+      expect(elapsed).toBeLessThan(3000);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a download URL that never answers fails after HF_HUB_ETAG_TIMEOUT, naming it", async () => {
+    const hub = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, noAnswer: "resolve" });
+    const cacheDir = tempDir("no-answer-resolve");
+    try {
+      const t0 = Date.now();
+      const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { etagTimeout: 0.3 })));
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(err.kind).toBe("network");
+      expect(err.message).toMatch(
+        /no answer from http:\/\/127\.0\.0\.1:\d+\/uer\/gpt2-chinese-cluecorpussmall\/resolve\/[0-9a-f]{40}\/\S+ within 0\.3 s \(HF_HUB_ETAG_TIMEOUT\)/,
+      );
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a download that stalls mid-file is resumed with Range after HF_HUB_DOWNLOAD_TIMEOUT", async () => {
+    const hub = await startFakeHub({
+      repos: { [REPO]: MODEL_BIN },
+      stall: { file: WEIGHTS, bytes: 300_000, times: 1 },
+    });
+    const cacheDir = tempDir("stall");
+    const notices: string[] = [];
+    try {
+      const t0 = Date.now();
+      const dir = await resolveModel(
+        REPO,
+        options(cacheDir, hub.url, { env: { HF_HUB_DOWNLOAD_TIMEOUT: "0.3" }, log: (m) => notices.push(m) }),
+      );
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expectSameFiles(dir, MODEL_BIN, BIN_FILES);
+      expect(notices.length).toBe(1);
+      expect(notices[0]).toMatch(
+        /Download of pytorch_model\.bin interrupted \(Timed out downloading pytorch_model\.bin: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.3 s \(HF_HUB_DOWNLOAD_TIMEOUT\)\); retrying \(1\/3\)/,
+      );
+      const resumed = hub.requests.filter((r) => r.url.startsWith("/cdn/") && r.range?.match(/^bytes=[1-9]/));
+      expect(resumed.map((r) => r.range)).toEqual([`bytes=300000-${WEIGHTS_SIZE - 1}`]);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a download that keeps stalling fails in bounded time, naming the URL and the bytes kept", async () => {
+    const hub = await startFakeHub({
+      repos: { [REPO]: MODEL_BIN },
+      stall: { file: WEIGHTS, bytes: 200_000, times: 9 },
+    });
+    const cacheDir = tempDir("stall-fail");
+    try {
+      const t0 = Date.now();
+      const err = await caught(resolveModel(REPO, options(cacheDir, hub.url, { downloadTimeout: 0.2, retries: 1 })));
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(err.kind).toBe("network");
+      expect(err.message).toMatch(
+        /Timed out downloading pytorch_model\.bin: no data from http:\/\/127\.0\.0\.1:\d+\/cdn\/[0-9a-f]{64}\S* for 0\.2 s/,
+      );
+      expect(err.message).toMatch(/400000 bytes kept in .*\.incomplete, the next run resumes there/);
+    } finally {
+      await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("with the model cached, a 503 or a hub that does not answer falls back to the cache", async () => {
+    const good = await startFakeHub({ repos: { [REPO]: MODEL_BIN } });
+    const down = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, fail: { status: 503 } });
+    const silent = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, noAnswer: "api" });
+    const cacheDir = tempDir("fallback");
+    const notices: string[] = [];
+    const log = (m: string) => notices.push(m);
+    try {
+      const snapshot = await resolveModel(REPO, options(cacheDir, good.url));
+      expect(await resolveModel(REPO, options(cacheDir, down.url, { log }))).toBe(snapshot);
+      expect(notices.length).toBe(1);
+      expect(notices[0]).toMatch(/^The hub answered HTTP 503 for /);
+      expect(notices[0]).toMatch(API_URL);
+      expect(notices[0]).toContain(`: using the cached snapshot ${snapshot}`);
+
+      const t0 = Date.now();
+      expect(await resolveModel(REPO, options(cacheDir, silent.url, { log, etagTimeout: 0.3 }))).toBe(snapshot);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(notices.length).toBe(2);
+      expect(notices[1]).toMatch(/^No answer from /);
+      expect(notices[1]).toMatch(API_URL);
+      expect(notices[1]).toContain(`within 0.3 s (HF_HUB_ETAG_TIMEOUT): using the cached snapshot ${snapshot}`);
+      expectSameFiles(snapshot, MODEL_BIN, BIN_FILES);
+    } finally {
+      for (const hub of [good, down, silent]) await hub.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("with the model cached, a 502 on the file list falls back to the cache too", async () => {
+    const good = await startFakeHub({ repos: { [REPO]: MODEL_BIN } });
+    const down = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, fail: { status: 502, only: "/paths-info/" } });
+    const cacheDir = tempDir("fallback-paths");
+    const notices: string[] = [];
+    try {
+      const snapshot = await resolveModel(REPO, options(cacheDir, good.url));
+      expect(await resolveModel(REPO, options(cacheDir, down.url, { log: (m) => notices.push(m) }))).toBe(snapshot);
+      expect(notices).toEqual([
+        `The hub answered HTTP 502 for ${down.url}/api/models/${REPO}/paths-info/${fakeCommit(REPO)}: ` +
+        `using the cached snapshot ${snapshot}`,
+      ]);
+    } finally {
+      await good.close();
+      await down.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  test("without a cache, a 503 is one error naming the URL and the status", async () => {
+    const down = await startFakeHub({ repos: { [REPO]: MODEL_BIN }, fail: { status: 503 } });
+    const cacheDir = tempDir("503");
+    try {
+      const err = await caught(resolveModel(REPO, options(cacheDir, down.url)));
+      expect(err.kind).toBe("not-cached");
+      expect(err.message).toMatch(/the hub answered HTTP 503 for http:\/\/127\.0\.0\.1:\d+\/api\/models\/uer\//);
+      expect(err.message).toContain(join(cacheDir, "models--uer--gpt2-chinese-cluecorpussmall"));
+    } finally {
+      await down.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});
+
 /** Builds the cache the way Python's huggingface_hub leaves it, by hand. */
 function writePythonCache(cacheDir: string, commit: string): string {
   const root = join(cacheDir, "models--uer--gpt2-chinese-cluecorpussmall");
@@ -409,6 +648,8 @@ describe("model specs and settings", () => {
       cacheDir: "/home/u/.cache/huggingface/hub",
       endpoint: "https://huggingface.co",
       offline: false,
+      etagTimeout: 10,
+      downloadTimeout: 10,
     });
     expect(hubSettingsFromEnv({ XDG_CACHE_HOME: "/x" }, home).cacheDir).toBe("/x/huggingface/hub");
     expect(hubSettingsFromEnv({ XDG_CACHE_HOME: "/x", HF_HOME: "~/hf" }, home).cacheDir).toBe("/home/u/hf/hub");
@@ -424,6 +665,8 @@ describe("model specs and settings", () => {
       endpoint: "https://hf-mirror.com",
       token: "hf_abc",
       offline: true,
+      etagTimeout: 10,
+      downloadTimeout: 10,
     });
     expect(hubSettingsFromEnv({ HUGGING_FACE_HUB_TOKEN: "hf_old" }, home).token).toBe("hf_old");
     // The home directory is asked for only when a path needs it.
@@ -435,6 +678,20 @@ describe("model specs and settings", () => {
     for (const [v, on] of [["1", true], ["TRUE", true], ["yes", true], ["0", false], ["", false]] as const) {
       expect(hubSettingsFromEnv({ HF_HUB_OFFLINE: v }, home).offline).toBe(on);
     }
+    // The timeouts are seconds, as in Python; a value that is not a number > 0 names the variable.
+    const t = hubSettingsFromEnv({ HF_HUB_ETAG_TIMEOUT: "0.5", HF_HUB_DOWNLOAD_TIMEOUT: " 30 " }, home);
+    expect([t.etagTimeout, t.downloadTimeout]).toEqual([0.5, 30]);
+    expect(hubSettingsFromEnv({ HF_HUB_ETAG_TIMEOUT: "" }, home).etagTimeout).toBe(10);
+    for (const v of ["ten", "0", "-1", "1s", "Infinity"]) {
+      expect(() => hubSettingsFromEnv({ HF_HUB_ETAG_TIMEOUT: v }, home)).toThrow(
+        `Invalid HF_HUB_ETAG_TIMEOUT: ${JSON.stringify(v)} (expected a number of seconds > 0)`,
+      );
+      expect(() => hubSettingsFromEnv({ HF_HUB_DOWNLOAD_TIMEOUT: v }, home)).toThrow(/Invalid HF_HUB_DOWNLOAD_TIMEOUT/);
+    }
+    // An option replaces its variable, which is then not read.
+    const o = resolveSettings({ env: { HF_HUB_ETAG_TIMEOUT: "ten", HF_HUB_DOWNLOAD_TIMEOUT: "2" }, etagTimeout: 0.3 });
+    expect([o.etagTimeout, o.downloadTimeout]).toEqual([0.3, 2]);
+    expect(() => resolveSettings({ env: {}, downloadTimeout: 0 })).toThrow(/Invalid downloadTimeout: 0/);
     // Options win over the environment.
     const r = resolveSettings({
       env: { HF_HUB_OFFLINE: "1", HF_ENDPOINT: "http://a" },

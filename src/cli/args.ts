@@ -18,6 +18,7 @@ export const ENV_HELP = `Environment (backend tuning; the description printed at
   GPT2_SFT_FLUSH_RAMP   WebGPU: 1 (default) ramps batches up from 16 dispatches after each wait, 0 does not
   GPT2_SFT_PROFILE=1    time every kernel (WebGPU: on the GPU) or op (CPU); the table is printed at the end
   HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
+  HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT   seconds a hub request, a stalled download may wait (default 10 each)
 `;
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;

@@ -12,7 +12,7 @@
  * ```
  *
  * Also here: the settings read from the environment (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN,
- * HF_HUB_OFFLINE) as a pure function of an env object, and the checks a blob passes before it is linked.
+ * HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT) as a pure function of an env object, and the checks a blob passes before it is linked.
  * @module
  */
 
@@ -35,6 +35,24 @@ export interface HubSettings {
   token?: string;
   /** True when HF_HUB_OFFLINE is set to a true value: no network at all. */
   offline: boolean;
+  /** Seconds a metadata request (model info, file list, download URL) may take to answer (HF_HUB_ETAG_TIMEOUT). */
+  etagTimeout: number;
+  /** Seconds a download may wait for its answer or its next bytes (HF_HUB_DOWNLOAD_TIMEOUT). */
+  downloadTimeout: number;
+}
+
+/** Python's `huggingface_hub` defaults of HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT, in seconds. */
+export const DEFAULT_ETAG_TIMEOUT = 10;
+export const DEFAULT_DOWNLOAD_TIMEOUT = 10;
+
+/** A timeout in seconds from a variable: unset or empty gives the default, anything but a number > 0 throws. */
+export function envSeconds(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === "") return fallback;
+  const v = Number(value);
+  if (!Number.isFinite(v) || v <= 0) {
+    throw new Error(`Invalid ${name}: ${JSON.stringify(value)} (expected a number of seconds > 0)`);
+  }
+  return v;
 }
 
 /** True for the values Python's `huggingface_hub` accepts as "on": 1, true, yes, on (any case). */
@@ -46,7 +64,8 @@ export function envFlag(value: string | undefined): boolean {
  * Reads the hub settings from an environment object the way Python's `huggingface_hub` does:
  * cache = HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, where HF_HOME defaults to
  * $XDG_CACHE_HOME/huggingface and that to ~/.cache/huggingface; endpoint = HF_ENDPOINT; token = HF_TOKEN,
- * else HUGGING_FACE_HUB_TOKEN; offline = HF_HUB_OFFLINE. Pure: pass `process.env` and the home directory
+ * else HUGGING_FACE_HUB_TOKEN; offline = HF_HUB_OFFLINE; timeouts = HF_HUB_ETAG_TIMEOUT and
+ * HF_HUB_DOWNLOAD_TIMEOUT (seconds, default 10 each; a value that is not a number > 0 throws). Pure: pass `process.env` and the home directory
  * (or a function giving it, called only when a path needs it).
  */
 export function hubSettingsFromEnv(
@@ -70,18 +89,45 @@ export function hubSettingsFromEnv(
     endpoint: (nonEmpty("HF_ENDPOINT") ?? DEFAULT_ENDPOINT).replace(/\/+$/, ""),
     ...(token !== undefined ? { token } : {}),
     offline: envFlag(env["HF_HUB_OFFLINE"]),
+    etagTimeout: envSeconds("HF_HUB_ETAG_TIMEOUT", env["HF_HUB_ETAG_TIMEOUT"], DEFAULT_ETAG_TIMEOUT),
+    downloadTimeout: envSeconds("HF_HUB_DOWNLOAD_TIMEOUT", env["HF_HUB_DOWNLOAD_TIMEOUT"], DEFAULT_DOWNLOAD_TIMEOUT),
   };
 }
 
 /** A full 40-hex-digit commit sha. */
 export const COMMIT_SHA = /^[0-9a-f]{40}$/;
 
+/** A blob name: a git blob sha1 (40 lowercase hex digits) or a sha256 (64). */
+export const BLOB_HASH = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** An ETag header as `huggingface_hub` reads it: without a weak `W/` prefix and without the quotes. */
+export function normalizeEtag(raw: string): string {
+  return raw.trim().replace(/^W\//, "").replace(/^"|"$/g, "");
+}
+
+/**
+ * Why a repo file name cannot be joined under a snapshot directory, or undefined when it can: it must be
+ * relative, with no empty, "." or ".." segment, no backslash and no NUL.
+ */
+export function unsafeFileName(name: string): string | undefined {
+  if (name.includes("\0")) return "it contains a NUL character";
+  if (name.includes("\\")) return "it contains a backslash";
+  if (name.startsWith("/") || /^[A-Za-z]:/.test(name)) return "it is an absolute path";
+  const segments = name.split("/");
+  if (segments.includes("..")) return `it has a ".." segment`;
+  if (segments.some((s) => s === "" || s === ".")) return `it has an empty or "." segment`;
+  return undefined;
+}
+
 /** The cache folder name of a model repo: `uer/gpt2-x` → `models--uer--gpt2-x`. */
 export function repoFolderName(repoId: string): string {
   return ["models", ...repoId.split("/")].join("--");
 }
 
-/** Paths of one model repo inside a hub cache. */
+/**
+ * Paths of one model repo inside a hub cache. Commits, blob names and file names are checked before they
+ * are joined into a path, so that no value can point outside the repo's folder.
+ */
 export class RepoCache {
   /** The repo's folder, `<cacheDir>/models--org--name`. */
   readonly root: string;
@@ -96,10 +142,18 @@ export class RepoCache {
   }
   /** `snapshots/<commit>`: the directory handed to the model loader. */
   snapshotDir(commit: string): string {
+    if (!COMMIT_SHA.test(commit)) {
+      throw new Error(`Invalid commit for the hub cache: ${JSON.stringify(commit)} (expected 40 lowercase hex digits)`);
+    }
     return join(this.root, "snapshots", commit);
   }
   /** `blobs/<etag>`: the file contents. */
   blobPath(etag: string): string {
+    if (!BLOB_HASH.test(etag)) {
+      throw new Error(
+        `Invalid blob name for the hub cache: ${JSON.stringify(etag)} (expected 40 or 64 lowercase hex digits)`,
+      );
+    }
     return join(this.root, "blobs", etag);
   }
   /** `blobs/<etag>.incomplete`: a download in progress. */
@@ -134,6 +188,10 @@ export class RepoCache {
    * what was there. Where symlinks are not allowed, the blob is copied instead, as Python does.
    */
   async link(commit: string, file: string, etag: string): Promise<string> {
+    const unsafe = unsafeFileName(file);
+    if (unsafe !== undefined) {
+      throw new Error(`Invalid file name for the hub cache: ${JSON.stringify(file)}: ${unsafe}`);
+    }
     const pointer = join(this.snapshotDir(commit), file);
     const blob = this.blobPath(etag);
     await mkdir(dirname(pointer), { recursive: true });

@@ -14,23 +14,40 @@
  * interruption (retrying a few times, then on the next run), is checked (size; sha256 for LFS files, git
  * blob sha1 for small ones), renamed to `blobs/<etag>` and only then linked into `snapshots/<commit>/`: a
  * snapshot never holds a partial file.
+ *
+ * What the server says is checked before it becomes a path, so that a hostile or broken endpoint cannot
+ * write outside the cache: the listing's file names must be relative names (no "..", no backslash, no
+ * absolute path, no NUL), its `oid` / `lfs.oid`, the model info's `sha` and the X-Repo-Commit, X-Linked-Etag
+ * and ETag headers (without `W/` and quotes, as `huggingface_hub` reads them) must be 40 or 64 lowercase hex
+ * digits; anything else is a {@link HubError} of kind "bad-response" naming the URL and the field.
+ *
+ * Time-outs, in seconds as in Python: HF_HUB_ETAG_TIMEOUT (default 10) bounds each metadata request (model
+ * info, file list, download URL) until its whole answer is in; HF_HUB_DOWNLOAD_TIMEOUT (default 10) bounds
+ * the wait for a download's answer and for each next chunk, and a stalled download is retried from where it
+ * stopped like a dropped one. A value that is not a number > 0 is an error naming the variable; the
+ * `etagTimeout` / `downloadTimeout` options replace them. When the hub cannot be reached, does not answer
+ * in time, or answers 5xx (or 429, 408) while the revision and its files are looked up, a model complete in
+ * the cache is used, with a one-line notice; without one the error names the URL and the status.
  * @module
  */
 
-import { downloadFile, HubApiError, modelInfo, pathsInfo } from "@huggingface/hub";
-import type { PathInfo } from "@huggingface/hub";
+import { downloadFile, fileDownloadInfo, HubApiError, modelInfo, pathsInfo } from "@huggingface/hub";
+import type { FileDownloadInfoOutput, PathInfo } from "@huggingface/hub";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { env as processEnv, stderr } from "node:process";
 import {
+  BLOB_HASH,
   type BlobExpectation,
   checkBlob,
   COMMIT_SHA,
   fileSize,
   type HubSettings,
   hubSettingsFromEnv,
+  normalizeEtag,
   RepoCache,
+  unsafeFileName,
 } from "./hf_cache.ts";
 import { ProgressBar } from "./progress.ts";
 
@@ -98,6 +115,10 @@ export interface ResolveModelOptions {
   endpoint?: string;
   /** Access token (default HF_TOKEN). */
   token?: string;
+  /** Seconds a metadata request may take (default HF_HUB_ETAG_TIMEOUT, else 10). */
+  etagTimeout?: number;
+  /** Seconds a download may wait for its answer or its next bytes (default HF_HUB_DOWNLOAD_TIMEOUT, else 10). */
+  downloadTimeout?: number;
   /** Called after each chunk; replaces the progress bar. */
   onProgress?: (p: DownloadProgress) => void;
   /** No progress bar and no notices on stderr. */
@@ -121,6 +142,7 @@ export type HubErrorKind =
   | "missing-files"
   | "integrity"
   | "http"
+  | "bad-response"
   | "network";
 
 /** An error of {@link resolveModel}, with a message meant for the user and a kind for code. */
@@ -161,17 +183,29 @@ export function parseModelSpec(spec: string): ModelSpec {
 export function resolveSettings(opts: ResolveModelOptions = {}): HubSettings {
   // The home directory is looked up only when no option or variable names the cache (Deno asks
   // --allow-sys=homedir for it).
-  const env = opts.env ?? processEnv;
-  const fromEnv = hubSettingsFromEnv(
-    opts.cacheDir !== undefined ? { ...env, HF_HUB_CACHE: opts.cacheDir } : env,
-    homedir,
-  );
+  // A variable that an option replaces is not read (nor refused when malformed). The environment is read
+  // a variable at a time, never listed.
+  const replaced: Record<string, string | undefined> = {};
+  if (opts.cacheDir !== undefined) replaced.HF_HUB_CACHE = opts.cacheDir;
+  if (opts.etagTimeout !== undefined) replaced.HF_HUB_ETAG_TIMEOUT = undefined;
+  if (opts.downloadTimeout !== undefined) replaced.HF_HUB_DOWNLOAD_TIMEOUT = undefined;
+  const base = opts.env ?? processEnv;
+  const env = new Proxy(base, { get: (_, k: string) => (k in replaced ? replaced[k] : base[k]) });
+  const fromEnv = hubSettingsFromEnv(env, homedir);
   const token = opts.token ?? fromEnv.token;
+  const seconds = (name: string, v: number | undefined, fallback: number) => {
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) {
+      throw new HubError(`Invalid ${name}: ${v} (expected a number of seconds > 0)`, "bad-spec");
+    }
+    return v ?? fallback;
+  };
   return {
     cacheDir: fromEnv.cacheDir,
     endpoint: (opts.endpoint ?? fromEnv.endpoint).replace(/\/+$/, ""),
     ...(token !== undefined ? { token } : {}),
     offline: opts.offline ?? fromEnv.offline,
+    etagTimeout: seconds("etagTimeout", opts.etagTimeout, fromEnv.etagTimeout),
+    downloadTimeout: seconds("downloadTimeout", opts.downloadTimeout, fromEnv.downloadTimeout),
   };
 }
 
@@ -181,9 +215,9 @@ export function resolveSettings(opts: ResolveModelOptions = {}): HubSettings {
  * - An existing directory is returned as it is.
  * - A hub id (`org/name`, `org/name@revision`) is looked up on the hub (unless offline), the wanted files
  *   missing from the cache are downloaded, and `<cache>/models--org--name/snapshots/<commit>` is returned.
- * - Offline (option or HF_HUB_OFFLINE=1), or when the hub cannot be reached, the revision is resolved from
- *   the cache (`refs/<revision>`); with nothing cached it throws a {@link HubError} of kind "not-cached"
- *   naming the files and the cache path.
+ * - Offline (option or HF_HUB_OFFLINE=1), or when the hub cannot be reached, times out or answers 5xx, the
+ *   revision is resolved from the cache (`refs/<revision>`); with nothing cached it throws a
+ *   {@link HubError} of kind "not-cached" naming the files, the cache path and what the hub did.
  *
  * @example
  * ```ts
@@ -197,6 +231,12 @@ export async function resolveModel(spec: string, opts: ResolveModelOptions = {})
   const { repoId, revision } = parseModelSpec(spec);
   const settings = resolveSettings(opts);
   const choices = (opts.files ?? GPT2_MODEL_FILES).map(toChoice);
+  for (const name of candidateFiles(choices)) {
+    const unsafe = unsafeFileName(name);
+    if (unsafe !== undefined) {
+      throw new HubError(`Invalid file to fetch: ${JSON.stringify(name)}: ${unsafe}`, "bad-spec");
+    }
+  }
   const cache = new RepoCache(settings.cacheDir, repoId);
   const log = opts.log ?? (opts.quiet ? () => {} : (m: string) => void stderr.write(`${m}\n`));
 
@@ -213,26 +253,28 @@ export async function resolveModel(spec: string, opts: ResolveModelOptions = {})
 
   const session = new HubSession({ settings, repoId, revision, cache, log, opts });
   let commit: string;
+  let listing: Listing;
   try {
     commit = await session.resolveCommit();
+    listing = await session.listFiles(commit, choices);
   } catch (e) {
-    if (!(e instanceof Unreachable)) throw session.explain(e);
+    // A hub that cannot be reached, does not answer in time or answers 5xx: the cache, when it has the model.
+    const outage = session.outage(e);
+    if (outage === undefined) throw session.explain(e);
     const cached = await resolveFromCache(cache, revision, choices);
     if (typeof cached === "string") {
-      log(`Cannot reach ${settings.endpoint} (${e.message}): using the cached snapshot ${cached}`);
+      log(`${outage.notice}: using the cached snapshot ${cached}`);
       return cached;
     }
-    throw notCachedError({
-      repoId,
-      revision,
-      cache,
-      choices,
-      why: `the hub at ${settings.endpoint} cannot be reached (${e.message})`,
-      cached,
-      cause: e,
-    });
+    throw notCachedError({ repoId, revision, cache, choices, why: outage.why, cached, cause: e });
   }
-  return await session.fetchSnapshot(commit, choices);
+  return await session.fetchSnapshot(commit, listing, choices);
+}
+
+/** The hub's file list at a commit, and where it came from. */
+interface Listing {
+  infos: PathInfo[];
+  url: string;
 }
 
 /** A spec naming an existing directory is that directory; one that looks like a path must exist. */
@@ -344,15 +386,43 @@ function notCachedError(a: {
   );
 }
 
-/** A fetch that failed before any response: the hub is unreachable (DNS, refused, reset). */
+/** A fetch that failed before any response: the hub is unreachable (DNS, refused, reset), or too slow. */
 class Unreachable extends Error {
   override name = "Unreachable";
 }
 
+/** A request that got no answer, or no next bytes, within its timeout. */
+class TimedOut extends Unreachable {
+  override name = "TimedOut";
+  constructor(readonly url: string, readonly seconds: number, readonly variable: string, stalled: boolean) {
+    super(
+      stalled
+        ? `no data from ${url} for ${seconds} s (${variable})`
+        : `no answer from ${url} within ${seconds} s (${variable})`,
+    );
+  }
+}
+
 /** What the wrapped fetch saw of the last response. */
 interface Observed {
+  /** The URL asked for. */
+  url?: string;
   status?: number;
   errorCode?: string;
+  /** A header that failed its check (the error is also thrown to the library, which may lose it). */
+  bad?: HubError;
+  /** The time-out that ended the request (the library may keep only its message). */
+  timedOut?: TimedOut;
+}
+
+const HASH_EXPECTED = "40 or 64 lowercase hex digits";
+
+/** The error for a value of the server's that is not what it must be; such a value is never used. */
+function badAnswer(url: string, what: string, value: unknown, expected: string): HubError {
+  return new HubError(
+    `Cannot use the answer of ${url}: ${what} is ${JSON.stringify(value)} (expected ${expected})`,
+    "bad-response",
+  );
 }
 
 interface SessionInit {
@@ -386,58 +456,187 @@ class HubSession {
     return { hubUrl: endpoint, ...(token !== undefined ? { accessToken: token } : {}) };
   }
 
-  /** A fetch that records error codes, and marks failures to connect as {@link Unreachable}. */
-  #fetch(observed?: Observed): typeof fetch {
+  /**
+   * A fetch that records error codes, marks failures to connect as {@link Unreachable}, and checks the
+   * headers that name a commit or blob ({@link checkHeaders}). Time-outs: a metadata request ("meta") must
+   * answer and send its whole body within HF_HUB_ETAG_TIMEOUT each; a download must answer, and then send
+   * each next chunk, within HF_HUB_DOWNLOAD_TIMEOUT. Either ends in a {@link TimedOut}.
+   */
+  #fetch(observed?: Observed, kind: "meta" | "download" = "meta"): typeof fetch {
+    const { etagTimeout, downloadTimeout } = this.#s.settings;
+    const seconds = kind === "meta" ? etagTimeout : downloadTimeout;
+    const variable = kind === "meta" ? "HF_HUB_ETAG_TIMEOUT" : "HF_HUB_DOWNLOAD_TIMEOUT";
     const wrapped = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (observed !== undefined) observed.url = url;
+      const abort = new AbortController();
+      let timedOut: TimedOut | undefined;
+      /** Runs `work`, aborting the request when it takes longer than the timeout. */
+      const timed = async <T>(work: Promise<T>, stalled: boolean): Promise<T> => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const expired = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            timedOut = new TimedOut(url, seconds, variable, stalled);
+            if (observed !== undefined) observed.timedOut = timedOut;
+            abort.abort(timedOut);
+            reject(timedOut);
+          }, seconds * 1000);
+        });
+        try {
+          return await Promise.race([work, expired]);
+        } catch (e) {
+          throw timedOut ?? e;
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+      const signal = init?.signal ? AbortSignal.any([init.signal, abort.signal]) : abort.signal;
       let res: Response;
       try {
-        res = await fetch(input, init);
+        res = await timed(fetch(input, { ...init, signal }), false);
       } catch (e) {
+        if (e instanceof TimedOut) throw e;
         throw new Unreachable(e instanceof Error ? e.message : String(e), { cause: e });
       }
-      const seen: Observed = { status: res.status };
+      const seen: Observed = { url, status: res.status };
       const code = res.headers.get("x-error-code");
       if (code !== null) seen.errorCode = code;
       if (!res.ok) this.#lastError = seen;
       if (observed !== undefined) Object.assign(observed, seen);
-      return res;
+      if (res.ok) {
+        const bad = this.#checkHeaders(url, res);
+        if (bad !== undefined) {
+          await res.body?.cancel();
+          if (observed !== undefined) observed.bad = bad;
+          throw bad;
+        }
+      }
+      const copy = (body: BodyInit | null) => {
+        const out = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+        Object.defineProperty(out, "url", { value: res.url });
+        return out;
+      };
+      if (kind === "meta") {
+        // The answer is read here, within the time; a size probe (`Range: bytes=0-0`) needs no body.
+        const probe = new Headers(init?.headers).get("range") === "bytes=0-0" && res.ok;
+        try {
+          if (probe) {
+            await res.body?.cancel();
+            return copy(null);
+          }
+          return copy(await timed(res.arrayBuffer(), true));
+        } catch (e) {
+          if (e instanceof TimedOut) throw e;
+          throw new Unreachable(`reading the answer of ${url}: ${errorText(e)}`, { cause: e });
+        }
+      }
+      if (res.body === null) return res;
+      const reader = res.body.getReader();
+      return copy(
+        new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            try {
+              const chunk = await timed(reader.read(), true);
+              if (chunk.done) controller.close();
+              else controller.enqueue(chunk.value);
+            } catch (e) {
+              controller.error(e);
+              reader.cancel(e).catch(() => {});
+            }
+          },
+          cancel: (reason) => reader.cancel(reason),
+        }),
+      );
     };
     return wrapped as typeof fetch;
   }
 
+  /**
+   * The hub's headers that name a commit or a blob (X-Repo-Commit, X-Linked-Etag, and the ETag of a
+   * resolve answer from the hub itself, not from a CDN it redirected to) must be hashes.
+   */
+  #checkHeaders(url: string, res: Response): HubError | undefined {
+    const at = res.url !== "" ? res.url : url;
+    const commit = res.headers.get("x-repo-commit");
+    if (commit !== null && !COMMIT_SHA.test(commit.trim())) {
+      return badAnswer(at, "header X-Repo-Commit", commit, "a commit sha: 40 lowercase hex digits");
+    }
+    const linked = res.headers.get("x-linked-etag");
+    if (linked !== null && !BLOB_HASH.test(normalizeEtag(linked))) {
+      return badAnswer(at, "header X-Linked-Etag", linked, HASH_EXPECTED);
+    }
+    const etag = res.headers.get("etag");
+    if (etag !== null && linked === null && new URL(url).pathname.includes("/resolve/")) {
+      const fromHub = new URL(at).origin === new URL(this.#s.settings.endpoint).origin;
+      if (fromHub && !BLOB_HASH.test(normalizeEtag(etag))) return badAnswer(at, "header ETag", etag, HASH_EXPECTED);
+    }
+    return undefined;
+  }
+
   /** The commit sha the revision points at now. */
   async resolveCommit(): Promise<string> {
+    const observed: Observed = {};
     const info = await modelInfo({
       ...this.#common,
       name: this.#s.repoId,
       revision: this.#s.revision,
       additionalFields: ["sha"],
-      fetch: this.#fetch(),
+      fetch: this.#fetch(observed),
     });
-    const sha = info.sha;
+    const sha: unknown = info.sha;
     if (typeof sha !== "string" || !COMMIT_SHA.test(sha)) {
-      throw new HubError(
-        `Cannot resolve ${this.#s.repoId}@${this.#s.revision}: the hub's model info has no commit sha`,
-        "http",
-      );
+      throw badAnswer(observed.url ?? this.#s.settings.endpoint, `"sha"`, sha, "a commit sha: 40 lowercase hex digits");
     }
     return sha;
   }
 
+  /** Size, oid and LFS sha256 of the files the choices may take, at the commit. */
+  async listFiles(commit: string, choices: readonly FileChoice[]): Promise<Listing> {
+    const observed: Observed = {};
+    const infos = await pathsInfo({
+      ...this.#common,
+      repo: this.#repo,
+      paths: candidateFiles(choices),
+      revision: commit,
+      fetch: this.#fetch(observed),
+    });
+    return { infos, url: observed.url ?? this.#s.settings.endpoint };
+  }
+
+  /**
+   * What to tell the user when `e` means the hub is out of service (cannot be reached, did not answer in
+   * time, answered 5xx, 429 or 408): a notice when the cache serves instead, the reason when it cannot.
+   */
+  outage(e: unknown): { notice: string; why: string } | undefined {
+    const { endpoint } = this.#s.settings;
+    if (e instanceof TimedOut) {
+      const what = `${e.url} within ${e.seconds} s (${e.variable})`;
+      return { notice: `No answer from ${what}`, why: `the hub did not answer ${what}` };
+    }
+    if (e instanceof Unreachable) {
+      return {
+        notice: `Cannot reach ${endpoint} (${e.message})`,
+        why: `the hub at ${endpoint} cannot be reached (${e.message})`,
+      };
+    }
+    if (e instanceof HubApiError && (e.statusCode >= 500 || e.statusCode === 429 || e.statusCode === 408)) {
+      const url = this.#lastError.status === e.statusCode && this.#lastError.url ? this.#lastError.url : e.url;
+      const what = `HTTP ${e.statusCode} for ${url}`;
+      return { notice: `The hub answered ${what}`, why: `the hub answered ${what}` };
+    }
+    return undefined;
+  }
+
   /** Makes `snapshots/<commit>` hold the chosen files (downloading what is missing) and returns it. */
-  async fetchSnapshot(commit: string, choices: readonly FileChoice[]): Promise<string> {
+  async fetchSnapshot(commit: string, listing: Listing, choices: readonly FileChoice[]): Promise<string> {
     const { repoId, revision, cache } = this.#s;
-    let infos: PathInfo[];
-    try {
-      infos = await pathsInfo({
-        ...this.#common,
-        repo: this.#repo,
-        paths: candidateFiles(choices),
-        revision: commit,
-        fetch: this.#fetch(),
-      });
-    } catch (e) {
-      throw this.explain(e);
+    const { infos, url: listUrl } = listing;
+    // Names and hashes of the listing become paths: all are checked before anything is written.
+    for (const info of infos) {
+      const unsafe = typeof info.path === "string" ? unsafeFileName(info.path) : "it is not a string";
+      if (unsafe !== undefined) {
+        throw badAnswer(listUrl, `"path"`, info.path, `a relative file name in the repository, but ${unsafe}`);
+      }
     }
     const byName = new Map(infos.filter((i) => i.type === "file").map((i) => [i.path, i]));
     const { files, missing } = selectFiles(choices, (n) => byName.has(n));
@@ -448,29 +647,37 @@ class HubSession {
         "missing-files",
       );
     }
-    await cache.writeRef(revision, commit);
-
     // What each file must be, and which ones are not in the snapshot yet.
-    const plan: Array<{ file: string; etag: string; want: BlobExpectation }> = [];
+    const plan: Array<{ file: string; etag: string; want: BlobExpectation; download?: FileDownloadInfoOutput }> = [];
     for (const file of files) {
       const info = byName.get(file)!;
-      const etag = info.lfs?.oid ?? info.oid;
-      if (etag === undefined) {
-        throw new HubError(`Cannot download ${file} from ${repoId}: the hub gave no oid for it`, "http");
+      if (info.lfs !== undefined && !/^[0-9a-f]{64}$/.test(String(info.lfs.oid))) {
+        throw badAnswer(listUrl, `"lfs.oid" of ${file}`, info.lfs.oid, "a sha256: 64 lowercase hex digits");
       }
-      const want: BlobExpectation = info.lfs !== undefined
-        ? { size: info.lfs.size, sha256: info.lfs.oid }
-        : { size: info.size, gitOid: etag };
+      if (info.lfs === undefined && !BLOB_HASH.test(String(info.oid))) {
+        throw badAnswer(listUrl, `"oid" of ${file}`, info.oid, HASH_EXPECTED);
+      }
+      const etag = info.lfs?.oid ?? info.oid!;
+      const size = info.lfs?.size ?? info.size;
+      if (!Number.isSafeInteger(size) || size < 0) {
+        throw badAnswer(listUrl, `"size" of ${file}`, size, "a byte count");
+      }
+      const want: BlobExpectation = info.lfs !== undefined ? { size, sha256: etag } : { size, gitOid: etag };
       const pointer = join(cache.snapshotDir(commit), file);
       if ((await fileSize(pointer)) === want.size) continue;
       plan.push({ file, etag, want });
     }
+    // The download URLs and their headers are asked for (and checked) before anything is written.
+    for (const p of plan) {
+      if ((await fileSize(cache.blobPath(p.etag))) !== p.want.size) p.download = await this.#downloadInfo(commit, p);
+    }
+    await cache.writeRef(revision, commit);
 
     const progress = new Progress(this.#s, plan.map((p) => p.want.size));
     try {
-      for (const { file, etag, want } of plan) {
-        if ((await fileSize(cache.blobPath(etag))) !== want.size) {
-          await this.#downloadBlob(commit, file, etag, want, progress);
+      for (const { file, etag, want, download } of plan) {
+        if (download !== undefined) {
+          await this.#downloadBlob(commit, file, etag, want, download, progress);
         } else {
           progress.skip(file, want.size);
         }
@@ -482,12 +689,40 @@ class HubSession {
     return cache.snapshotDir(commit);
   }
 
+  /** Where the file is downloaded from, and its size there (which must be the listing's). */
+  async #downloadInfo(commit: string, p: { file: string; want: BlobExpectation }): Promise<FileDownloadInfoOutput> {
+    let info: FileDownloadInfoOutput | null;
+    try {
+      info = await fileDownloadInfo({
+        ...this.#common,
+        repo: this.#repo,
+        path: p.file,
+        revision: commit,
+        fetch: this.#fetch(),
+      });
+    } catch (e) {
+      throw this.explain(e, p.file);
+    }
+    if (info === null) {
+      throw new HubError(`Cannot download ${p.file} from ${this.#s.repoId}: file not found (HTTP 404)`, "not-found");
+    }
+    if (info.size !== p.want.size) {
+      throw new HubError(
+        `Cannot download ${p.file} from ${this.#s.repoId}: the hub reports ${info.size} bytes, its file list ` +
+          `${p.want.size}`,
+        "integrity",
+      );
+    }
+    return info;
+  }
+
   /** Downloads one file into `blobs/<etag>`, resuming and retrying, and checks it. */
   async #downloadBlob(
     commit: string,
     file: string,
     etag: string,
     want: BlobExpectation,
+    download: FileDownloadInfoOutput,
     progress: Progress,
   ): Promise<void> {
     const { cache, opts, log } = this.#s;
@@ -502,7 +737,7 @@ class HubSession {
       }
       try {
         if (offset < want.size || offset === 0) {
-          await this.#fetchInto({ commit, file, path: incomplete, offset, size: want.size, progress });
+          await this.#fetchInto({ commit, file, path: incomplete, offset, size: want.size, download, progress });
         } else {
           progress.skip(file, want.size);
         }
@@ -542,6 +777,7 @@ class HubSession {
     path: string;
     offset: number;
     size: number;
+    download: FileDownloadInfoOutput;
     progress: Progress;
   }): Promise<void> {
     const observed: Observed = {};
@@ -550,18 +786,13 @@ class HubSession {
       repo: this.#repo,
       path: a.file,
       revision: a.commit,
-      fetch: this.#fetch(observed),
+      fetch: this.#fetch(observed, "download"),
+      downloadInfo: a.download,
       // Plain HTTP (with Range) from the resolve URL; the hub serves Xet-backed files that way too.
       xet: false,
     });
     if (blob === null) {
       throw new HubError(`Cannot download ${a.file} from ${this.#s.repoId}: file not found (HTTP 404)`, "not-found");
-    }
-    if (blob.size !== a.size) {
-      throw new HubError(
-        `Cannot download ${a.file} from ${this.#s.repoId}: the hub reports ${blob.size} bytes, its file list ${a.size}`,
-        "integrity",
-      );
     }
     let offset = a.offset;
     const reader = (offset > 0 ? blob.slice(offset) : blob).stream().getReader();
@@ -575,6 +806,12 @@ class HubSession {
           chunk = await reader.read();
         } catch (e) {
           // The web blob turns HTTP errors into a bare message: recover the status seen by our fetch.
+          if (observed.bad !== undefined) throw observed.bad;
+          if (observed.timedOut !== undefined) {
+            throw new HubError(`Timed out downloading ${a.file}: ${observed.timedOut.message}`, "network", {
+              cause: e,
+            });
+          }
           if (observed.status === 416) {
             throw new HubError(`Cannot resume ${a.file}: the server refused the range (HTTP 416)`, "integrity");
           }

@@ -12,7 +12,9 @@
  * - `GET /cdn/{sha256}`: the LFS content, with Range support.
  *
  * Faults for tests: drop the connection after N bytes of a file, ignore Range, serve corrupted bytes,
- * answer every request with a status, or require a token. Every request is logged; ones that match no
+ * answer every request with a status, stall a file after N bytes, never answer, or require a token. A hostile hub (`hostile`) puts chosen values
+ * where a client takes paths from: the listing's `path`, `oid` and `lfs.oid`, the model info's `sha`, and
+ * the X-Repo-Commit, ETag and X-Linked-Etag headers. Every request is logged; ones that match no
  * route go to `unknown` as well (that is how to find out what the library asks for).
  * @module
  */
@@ -20,7 +22,7 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 
 /** One file of a fake repo. */
@@ -47,6 +49,10 @@ export interface FakeHubOptions {
   isLfs?: (name: string) => boolean;
   /** Drop the connection after `bytes` bytes of `file`'s content, the first `times` times it is sent. */
   drop?: { file: string; bytes: number; times: number };
+  /** Send `bytes` bytes of `file`'s content and then nothing more (the connection stays open), `times` times. */
+  stall?: { file: string; bytes: number; times: number };
+  /** Never answer these requests (the connection stays open until close): /api, /{repo}/resolve, or all. */
+  noAnswer?: "api" | "resolve" | "all";
   /**
    * Answer ranged content requests other than the `bytes=0-0` probe with the whole file (200), as a server
    * or proxy that drops Range does. (The probe must work: @huggingface/hub's fileDownloadInfo reads the
@@ -55,10 +61,31 @@ export interface FakeHubOptions {
   ignoreRange?: boolean;
   /** Flip one byte of this file's content (same size, wrong hash). */
   corrupt?: string;
-  /** Answer every /api and /resolve request with this status and X-Error-Code. */
-  fail?: { status: number; errorCode?: string };
+  /** Answer every /api and /resolve request (or those whose path has `only` in it) with this status and X-Error-Code. */
+  fail?: { status: number; errorCode?: string; only?: string };
   /** Require `Authorization: Bearer <token>` on /api and /resolve, else 401 GatedRepo. */
   requireToken?: string;
+  /** Values put in place of the real ones. */
+  hostile?: HostileValues;
+}
+
+/**
+ * What a hostile hub answers instead of the truth. The file fields apply to `file` (default every file);
+ * the headers go on every content answer (resolve and CDN).
+ */
+export interface HostileValues {
+  file?: string;
+  /** The listing's `path` of the file. */
+  path?: string;
+  /** The listing's `oid` (git blob sha1). */
+  oid?: string;
+  /** The listing's `lfs.oid` (sha256) of an LFS file. */
+  lfsOid?: string;
+  /** The model info's `sha`. */
+  sha?: string;
+  repoCommit?: string;
+  etag?: string;
+  linkedEtag?: string;
 }
 
 /** A request the fake hub received. */
@@ -120,6 +147,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
   const requests: LoggedRequest[] = [];
   const unknown: LoggedRequest[] = [];
   let dropsLeft = opts.drop?.times ?? 0;
+  let stallsLeft = opts.stall?.times ?? 0;
   let base = "";
 
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
@@ -128,6 +156,9 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
     if (typeof req.headers.authorization === "string") entry.authorization = req.headers.authorization;
     requests.push(entry);
     const path = new URL(entry.url, "http://x").pathname;
+    const silent = opts.noAnswer === "all" || (opts.noAnswer === "api" && path.startsWith("/api/")) ||
+      (opts.noAnswer === "resolve" && path.includes("/resolve/"));
+    if (silent) return;
 
     const sendError = (status: number, code: string | undefined, message: string) => {
       const headers: Record<string, string> = { "Content-Type": "application/json" };
@@ -136,7 +167,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       res.end(req.method === "HEAD" ? undefined : JSON.stringify({ error: message }));
     };
     const guard = (repoId: string): boolean => {
-      if (opts.fail !== undefined) {
+      if (opts.fail !== undefined && (opts.fail.only === undefined || path.includes(opts.fail.only))) {
         sendError(opts.fail.status, opts.fail.errorCode, `Fake failure for ${repoId}`);
         return false;
       }
@@ -163,13 +194,16 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       }
       return repo;
     };
-    const treeEntry = (name: string, f: FakeFile) => ({
-      type: "file",
-      oid: f.gitOid,
-      size: f.bytes.length,
-      path: name,
-      ...(f.lfs ? { lfs: { oid: f.sha256, size: f.bytes.length, pointerSize: 134 } } : {}),
-    });
+    const treeEntry = (name: string, f: FakeFile) => {
+      const h = opts.hostile !== undefined && (opts.hostile.file ?? name) === name ? opts.hostile : {};
+      return {
+        type: "file",
+        oid: h.oid ?? f.gitOid,
+        size: f.bytes.length,
+        path: h.path ?? name,
+        ...(f.lfs ? { lfs: { oid: h.lfsOid ?? f.sha256, size: f.bytes.length, pointerSize: 134 } } : {}),
+      };
+    };
     const json = (value: unknown) => {
       res.writeHead(200, { "Content-Type": "application/json" });
       res.end(JSON.stringify(value));
@@ -186,7 +220,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
         return json({
           _id: `fake-${repoId}`,
           id: repoId,
-          sha: repo.commit,
+          sha: opts.hostile?.sha ?? repo.commit,
           private: false,
           gated: false,
           disabled: false,
@@ -256,6 +290,10 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       bytes = bytes.slice();
       bytes[bytes.length >> 1]! ^= 0xff;
     }
+    const h = opts.hostile;
+    if (h?.repoCommit !== undefined) headers = { ...headers, "X-Repo-Commit": h.repoCommit };
+    if (h?.etag !== undefined) headers = { ...headers, ETag: h.etag };
+    if (h?.linkedEtag !== undefined) headers = { ...headers, "X-Linked-Etag": h.linkedEtag };
     const size = bytes.length;
     let start = 0;
     let end = size - 1;
@@ -289,6 +327,12 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       });
       return;
     }
+    const stall = opts.stall;
+    if (stall !== undefined && stall.file === name && stallsLeft > 0 && body.length > stall.bytes) {
+      stallsLeft--;
+      res.write(body.subarray(0, stall.bytes));
+      return;
+    }
     res.end(body);
   };
 
@@ -297,6 +341,12 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       res.writeHead(500);
       res.end(String(e));
     });
+  });
+  // Held connections (stall, noAnswer) are destroyed on close.
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
@@ -310,6 +360,7 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+        for (const socket of sockets) socket.destroy();
       }),
   };
 }
