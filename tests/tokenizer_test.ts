@@ -290,5 +290,22 @@ describe("tokenizer: decode", () => {
     expect(sft.decode(ids, { skipSpecialTokens: true })).toBe("u s e r 你 好");
     expect(sft.decode([])).toBe("");
     expect(sft.decode([139, 99999, 176])).toBe("你 好");
+    // transformers 5 leaves clean_up_tokenization_spaces off unless the config says true (Python's decode of
+    // this fixture, which does not say: "[CLS] d o n ' t s t o p. [SEP]")
+    const dont = sft.encode("don't stop .").ids;
+    expect(dont).toEqual([2, 50, 61, 60, 11, 66, 65, 66, 61, 62, 18, 3]);
+    expect(sft.decode(dont)).toBe("[CLS] d o n ' t s t o p. [SEP]");
+    expect(sft.decode(dont, { cleanUpTokenizationSpaces: true })).toBe("[CLS] d on't s t o p. [SEP]");
+    // saved, the default is written out as false, so Python decodes the saved dir the same way
+    const saved = JSON.parse(sft.saveFiles()["tokenizer_config.json"]!);
+    expect(saved.clean_up_tokenization_spaces).toBe(false);
+    // an explicit true in a loaded config is honoured
+    const files = sft.saveFiles();
+    const on = BertTokenizer.fromFiles({
+      tokenizerJson: files["tokenizer.json"]!,
+      tokenizerConfig: JSON.stringify({ ...saved, clean_up_tokenization_spaces: true }),
+      source: "test",
+    });
+    expect(on.decode(dont)).toBe("[CLS] d on't s t o p. [SEP]");
   });
 });

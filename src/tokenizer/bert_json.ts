@@ -73,7 +73,7 @@ export interface BertSettings {
   tokenizeChineseChars: boolean | undefined;
   /** `strip_accents` (default null: follow `do_lower_case`), or undefined where the config does not say. */
   stripAccents: boolean | null | undefined;
-  /** `clean_up_tokenization_spaces` (default true). */
+  /** `clean_up_tokenization_spaces` (default false, as in transformers 5: an explicit true is honoured). */
   cleanUpTokenizationSpaces: boolean;
   /** `added_tokens_decoder` entries (transformers ≥ 4.34 configs), by id. */
   addedTokensDecoder: AddedTokenJson[];
@@ -232,7 +232,7 @@ export function resolveBertSettings(
     cleanUpTokenizationSpaces: optionalBool(
       cfg.clean_up_tokenization_spaces,
       `tokenizer_config.json (${source}) field clean_up_tokenization_spaces`,
-    ) ?? true,
+    ) ?? false,
     addedTokensDecoder,
     rest,
   };

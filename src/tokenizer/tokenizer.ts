@@ -58,7 +58,7 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Leave out special tokens (`[CLS]`, `<|im_end|>`, …). Default false. */
   skipSpecialTokens?: boolean;
-  /** Apply transformers' `clean_up_tokenization` (" ." → "." …). Default: the config's, else true. */
+  /** Apply transformers' `clean_up_tokenization` (" ." → "." …). Default: the config's, else false (transformers 5). */
   cleanUpTokenizationSpaces?: boolean;
 }
 
