@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import process from "node:process";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { writeDataset } from "../src/data/synth.ts";
@@ -392,7 +392,7 @@ describe("resume", () => {
       const run = join(dir, "run"), out = join(dir, "out");
       const first = [
         "--model",
-        FIXTURE,
+        relative(process.cwd(), FIXTURE), // a relative path: recorded absolute
         "--backend",
         "cpu",
         "--data-dir",
@@ -425,6 +425,8 @@ describe("resume", () => {
       expect(lines).toContain("Dropped 1 metrics line(s) of steps after the checkpoint's 2");
       expect(lines).toContain("  Learning rate: 0.002");
       expect(lines).toContain(`Saved SFT model to ${out}`);
+      // the base model is recorded as an absolute path, so eval finds it from any directory
+      expect(JSON.parse(await readFile(join(out, "sft_task.json"), "utf8")).model_name).toBe(FIXTURE);
       const state = JSON.parse(await readFile(join(run, "checkpoint", "trainer_state.json"), "utf8"));
       expect(state.position.step).toBe(3);
       expect(state.config.dropout).toBe(false);
