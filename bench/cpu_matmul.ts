@@ -124,8 +124,16 @@ function main(): Promise<number> {
       "ref-rows": { type: "string" },
       "no-numpy": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
+  if (v.help) {
+    console.log(
+      "Usage: deno run -A bench/cpu_matmul.ts [--reps 3] [--ref-rows 32] [--no-numpy] [--json]\n" +
+        "The CPU matmul (reference, WebAssembly SIMD, OpenBLAS) and numpy's sgemm at GPT-2's training shapes.",
+    );
+    return Promise.resolve(0);
+  }
   const reps = numberFlag("reps", v.reps, 3, { integer: true, min: 1 });
   const refRows = numberFlag("ref-rows", v["ref-rows"], 32, { integer: true, min: 1 });
   const ref = new CpuBackend({ matmul: "reference" });

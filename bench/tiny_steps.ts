@@ -89,7 +89,8 @@ export async function tinyStepsMain(argv: string[], print: (line: string) => voi
       `${timed.length} timed steps: median ${summary.median_ms.toFixed(1)} ms, min ${summary.min_ms.toFixed(1)}, ` +
         `p90 ${summary.p90_ms.toFixed(1)}, max ${summary.max_ms.toFixed(1)}`,
     );
-    print(`first 40: ${timed.slice(0, 40).map((t) => t.toFixed(0)).join(" ")}`);
+    const shown = timed.slice(0, 40);
+    print(`first ${shown.length}: ${shown.map((t) => t.toFixed(0)).join(" ")}`);
     if (v.json) {
       print(
         JSON.stringify({
