@@ -105,7 +105,17 @@ export async function runParity(
     checks.push({ name, max_abs_err: maxErr, tol, ok, ...(note ? { note } : {}) });
 
   const refPath = join(fixtureDir, "reference.json");
-  const ref = JSON.parse(await readFile(refPath, "utf8")) as RefJson;
+  let refText: string;
+  try {
+    refText = await readFile(refPath, "utf8");
+  } catch (e) {
+    if ((e as { code?: string }).code !== "ENOENT" && (e as { code?: string }).code !== "ENOTDIR") throw e;
+    throw new Error(
+      `Cannot check parity: ${fixtureDir} is not a fixture directory (no ${refPath}); a fixture holds ` +
+        "reference.json, reference.safetensors and model/, as make_fixture.py writes them",
+    );
+  }
+  const ref = JSON.parse(refText) as RefJson;
   const tensorsPath = join(fixtureDir, "reference.safetensors");
   const refT: RefTensors = readSafetensors(new Uint8Array(await readFile(tensorsPath)), tensorsPath);
   const loaded = await loadModelDir(join(fixtureDir, "model"));
