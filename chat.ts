@@ -172,8 +172,9 @@ async function main(): Promise<number> {
   if (v.system !== undefined && !settings.multiTurn) throw new Error("Invalid --system: it needs --multi-turn");
   if (v.model === DEFAULT_DIR && !existsSync(DEFAULT_DIR)) {
     throw new Error(
-      `Cannot chat: the model directory ${DEFAULT_DIR} does not exist; train one first with \`deno task train\` ` +
-        "or name another with --model",
+      `Cannot chat: the model directory ${DEFAULT_DIR} does not exist; train one first with \`npm run train\`, ` +
+        "or name another with --model (`npm run demo` then the README's offline walkthrough makes " +
+        "runs/tiny/model in a minute, offline; a hub id works too)",
     );
   }
   const interactive = stdin.isTTY === true;
@@ -237,6 +238,8 @@ async function main(): Promise<number> {
       if (interactive) rl.prompt();
     }
     rl.close();
+    // Ctrl-D or Ctrl-C leave the cursor after "User> ": end that line, so the shell's prompt starts on its own
+    if (interactive) stdout.write("\n");
     model.dispose();
     return 0;
   } finally {

@@ -640,6 +640,10 @@ describe("model specs and settings", () => {
     await expect(resolveModel("./no/such/model", { env: {} })).rejects.toThrow(
       "Model directory not found: ./no/such/model",
     );
+    // and how to get one
+    await expect(resolveModel("./no/such/model", { env: {} })).rejects.toThrow(
+      "`npm run demo` writes runs/demo/base_model",
+    );
   });
 
   test("hubSettingsFromEnv reads the variables Python reads, in Python's order", () => {

@@ -289,7 +289,13 @@ async function localModelDir(spec: string): Promise<string | undefined> {
   const idPart = spec.split("@")[0] ?? spec;
   const looksLikePath = /^(\.|\/|~)/.test(spec) || spec.includes("\\") || idPart.split("/").length > 2;
   if (isDir === false) throw new HubError(`Invalid model: ${spec} is a file, expected a directory`, "bad-spec");
-  if (looksLikePath) throw new HubError(`Model directory not found: ${spec}`, "bad-spec");
+  if (looksLikePath) {
+    throw new HubError(
+      `Model directory not found: ${spec} (a trained model is a directory that \`npm run train\` wrote with --out; ` +
+        "`npm run demo` writes runs/demo/base_model offline; or give a hub id such as uer/gpt2-chinese-cluecorpussmall)",
+      "bad-spec",
+    );
+  }
   return undefined;
 }
 
