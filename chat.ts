@@ -9,9 +9,8 @@
 import { existsSync } from "node:fs";
 import { stderr, stdin, stdout } from "node:process";
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
 import { createBackend, parseBackendName } from "./src/backend/mod.ts";
-import { numberFlag, runMain, SAMPLING_SEED_RANGE } from "./src/cli/args.ts";
+import { numberFlag, parseFlags, runMain, SAMPLING_SEED_RANGE } from "./src/cli/args.ts";
 import { formatChatml, IM_END, IM_START, type Message } from "./src/data/chatml.ts";
 import { cleanResponse } from "./src/eval/run.ts";
 import { generate } from "./src/model/generate.ts";
@@ -135,7 +134,7 @@ async function reply(
 }
 
 async function main(): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     options: {
       model: { type: "string", default: DEFAULT_DIR },
       backend: { type: "string" },

@@ -7,9 +7,8 @@
 
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "./src/backend/mod.ts";
-import { numberFlag, runMain, SEED_RANGE } from "./src/cli/args.ts";
+import { numberFlag, parseFlags, runMain, SEED_RANGE } from "./src/cli/args.ts";
 import { readSftRecords } from "./src/data/jsonl.ts";
 import { datasetFileNames, writeDataset } from "./src/data/synth.ts";
 import { DEMO_TRAIN, tinyModel } from "./src/demo/tiny.ts";
@@ -39,7 +38,7 @@ the data, SFT, then the label classifier on held-out test examples, base (untrai
 
 /** Run the demo; `argv` as `process.argv.slice(2)`; lines go to `print`. Returns the exit code. */
 export async function demoMain(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       out: { type: "string", default: "runs/demo" },

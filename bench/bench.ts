@@ -47,9 +47,8 @@
 
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { type Backend, type BackendName, createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
-import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
 import { benchGeneration, type GenerationResult } from "./generate.ts";
 import { timeToAccuracyMain } from "./time_to_accuracy.ts";
@@ -501,7 +500,7 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
 }
 
 async function main(): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     options: {
       backend: { type: "string" },
       json: { type: "boolean", default: false },

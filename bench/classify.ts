@@ -13,10 +13,9 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.ts";
 import { createBackend, parseBackendName, profileReport } from "../src/backend/mod.ts";
-import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { generateClassificationRecords, ISSUE_LABELS } from "../src/data/synth.ts";
 import { tinyModel } from "../src/demo/tiny.ts";
@@ -126,7 +125,7 @@ export async function benchClassifier(
 }
 
 async function main(): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     options: {
       backend: { type: "string" },
       n: { type: "string" },

@@ -17,11 +17,10 @@
 
 import { spawnSync } from "node:child_process";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { cpuThreadCount } from "../src/backend/cpu_threads.ts";
 import type { Buf } from "../src/backend/backend.ts";
-import { numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 
 /** One benchmarked matmul: out[M,N] = op(A)[M,K]·op(B)[K,N] (+ bias). */
 interface Shape {
@@ -118,7 +117,7 @@ function numpyTimes(reps: number): { version: string; core: string; seconds: num
 }
 
 function main(): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     options: {
       reps: { type: "string" },
       "ref-rows": { type: "string" },

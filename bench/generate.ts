@@ -12,9 +12,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.ts";
-import { choiceFlag, numberFlag, runMain } from "../src/cli/args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { generateExtractionRecords } from "../src/data/synth.ts";
 import { generate, generateBatch } from "../src/model/generate.ts";
@@ -87,7 +86,7 @@ export async function benchGeneration(
 }
 
 async function main(): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     options: {
       backend: { type: "string" },
       n: { type: "string" },

@@ -15,7 +15,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { readSftRecords } from "../src/data/jsonl.ts";
 import { datasetFileNames, writeDataset } from "../src/data/synth.ts";
@@ -24,8 +23,9 @@ import { parseConfig } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 import { saveSftModel } from "../src/train/run.ts";
+import { parseFlags } from "../src/cli/args.ts";
 
-const { values: v } = parseArgs({
+const { values: v } = parseFlags({
   args: process.argv.slice(2),
   options: {
     backend: { type: "string", default: "cpu" },

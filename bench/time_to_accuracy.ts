@@ -22,11 +22,10 @@ import { fileURLToPath } from "node:url";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.ts";
 import { createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
 import { formatProfile, type KernelTime, mergeMatmulRows } from "../src/backend/profile.ts";
-import { choiceFlag, numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { buildSftDataset, collate, MASK_MODES, type MaskMode, type SftExample } from "../src/data/sft_dataset.ts";
 import { generateClassificationRecords, ISSUE_LABELS, SPLIT_SEEDS, toMessages } from "../src/data/synth.ts";
@@ -130,7 +129,7 @@ export async function timeToAccuracyMain(
   argv: string[],
   print: (line: string) => void = console.log,
 ): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       pad: { type: "string" },

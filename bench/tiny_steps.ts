@@ -13,9 +13,8 @@
 
 import { fileURLToPath } from "node:url";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createBackend, parseBackendName } from "../src/backend/mod.ts";
-import { numberFlag, runMain, runtimeName } from "../src/cli/args.ts";
+import { numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { buildSftDataset } from "../src/data/sft_dataset.ts";
 import { generateClassificationRecords, SPLIT_SEEDS, toMessages } from "../src/data/synth.ts";
 import { DEMO_TRAIN, tinyModel } from "../src/demo/tiny.ts";
@@ -24,7 +23,7 @@ import { NOTEBOOK_TRAIN_CONFIG, trainLoop } from "../src/train/trainer.ts";
 
 /** Run the tool; `argv` as `process.argv.slice(2)`. Returns the exit code. */
 export async function tinyStepsMain(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       steps: { type: "string" },

@@ -6,9 +6,8 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createBackend, parseBackendName } from "../src/backend/mod.ts";
-import { numberFlag, runMain } from "../src/cli/args.ts";
+import { numberFlag, parseFlags, runMain } from "../src/cli/args.ts";
 import { pyStrip } from "../src/eval/metrics.ts";
 import { DEFAULT_MODEL } from "../src/io/hub.ts";
 import { generate, type GenerateOptions } from "../src/model/generate.ts";
@@ -92,7 +91,7 @@ export async function generateText(
 
 /** Run the phase; `argv` as `process.argv.slice(2)`. Returns the exit code. */
 export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       model: { type: "string", default: DEFAULT_MODEL },

@@ -5,8 +5,7 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { runMain } from "../src/cli/args.ts";
+import { parseFlags, runMain } from "../src/cli/args.ts";
 import { formatChatml, type Message } from "../src/data/chatml.ts";
 
 const HELP = `Usage: deno run -A phases/02_chatml.ts [options]
@@ -38,7 +37,7 @@ export const EXAMPLE_CONVERSATION: readonly Message[] = [
 
 /** Run the phase; `argv` as `process.argv.slice(2)`. Returns the exit code. */
 export function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       model: { type: "string" },

@@ -9,8 +9,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { choiceFlag, numberFlag, runMain } from "../src/cli/args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain } from "../src/cli/args.ts";
 import type { SftRecord } from "../src/data/jsonl.ts";
 import { datasetFileNames, type SftTask, toMessages, writeDataset } from "../src/data/synth.ts";
 import { loadTaskRecords, TASKS } from "../src/train/run.ts";
@@ -94,7 +93,7 @@ export function dataSummaryLines(
 
 /** Run the phase; `argv` as `process.argv.slice(2)`. Returns the exit code. */
 export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       task: { type: "string" },

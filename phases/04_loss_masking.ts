@@ -8,8 +8,7 @@
 
 import { writeFile } from "node:fs/promises";
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { choiceFlag, numberFlag, runMain } from "../src/cli/args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain } from "../src/cli/args.ts";
 import { loadSftTokenizer } from "../src/cli/show_masking.ts";
 import { buildMaskingView, renderMaskingConsole, renderMaskingHtml } from "../src/data/masking_view.ts";
 import { buildSftDataset, MASK_MODES } from "../src/data/sft_dataset.ts";
@@ -43,7 +42,7 @@ tokens of the first training example carry loss (green) and which are masked wit
 
 /** Run the phase; `argv` as `process.argv.slice(2)`. Returns the exit code. */
 export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       model: { type: "string", default: DEFAULT_MODEL },

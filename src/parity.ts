@@ -10,7 +10,6 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import type { Backend } from "./backend/backend.ts";
 import { createBackend, parseBackendName } from "./backend/mod.ts";
 import { loadModelDir } from "./io/model_dir.ts";
@@ -21,6 +20,7 @@ import { scoreLabels } from "./eval/classify.ts";
 import { AdamW } from "./train/adamw.ts";
 import { BertTokenizer } from "./tokenizer/tokenizer.ts";
 import { compareArrays, maxAbs } from "./testing/compare.ts";
+import { parseFlags } from "./cli/args.ts";
 
 /** One line of the parity table. */
 export interface ParityCheck {
@@ -314,7 +314,7 @@ export function formatParityTable(r: ParityResult): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseFlags({
     args: argv,
     options: {
       backend: { type: "string", default: "auto" },

@@ -484,6 +484,12 @@ describe("bad settings fail before training", () => {
     await expect(trainMain(["--mask", "all"], () => {})).rejects.toThrow('Invalid --mask: "all"');
     await expect(trainMain(["--lr", "fast"], () => {})).rejects.toThrow('Invalid --lr: "fast" is not a number');
     await expect(trainMain(["--lr", "0x10"], () => {})).rejects.toThrow('Invalid --lr: "0x10" is not a decimal number');
+    await expect(trainMain(["--lrr", "1"], () => {})).rejects.toThrow(
+      "Unknown flag --lrr (did you mean --lr?); --help lists the flags",
+    );
+    await expect(trainMain(["--chekpoint-every", "1"], () => {})).rejects.toThrow("did you mean --checkpoint-every?");
+    await expect(trainMain(["--zzz"], () => {})).rejects.toThrow(/^Unknown flag --zzz; --help lists the flags$/);
+    await expect(trainMain(["--lr"], () => {})).rejects.toThrow("argument missing; --help lists the flags");
     for (const [text, v] of [["1e-3", 0.001], [".5", 0.5], ["+2", 2], ["3.", 3], [" 7 ", 7]] as const) {
       expect(numberFlag("lr", text, 0)).toBe(v);
     }

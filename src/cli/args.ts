@@ -5,6 +5,7 @@
  */
 
 import process from "node:process";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** The `--help` lines of the environment variables every model-running command reads (train, eval). */
 export const ENV_HELP = `Environment (backend tuning; the description printed at start says what is in use)
@@ -94,4 +95,42 @@ export function runtimeName(): string {
   if (v.bun) return `bun ${v.bun}`;
   if (v.deno) return `deno ${v.deno}`;
   return `node ${v.node}`;
+}
+
+/** Levenshtein distance, for "did you mean". */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row.push(Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * `parseArgs` of node:util (strict), whose errors say what to do: an unknown flag gets the nearest known one
+ * ("did you mean --lr?") and every error a pointer to `--help`.
+ */
+export function parseFlags<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (typeof code !== "string" || !code.startsWith("ERR_PARSE_ARGS")) throw e;
+    const msg = e instanceof Error ? e.message : String(e);
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      const flag = /'(-{1,2}[^'=]+)/.exec(msg)?.[1] ?? "";
+      const name = flag.replace(/^-+/, "");
+      const known = Object.keys(config.options ?? {});
+      const best = known
+        .map((k) => ({ k, d: editDistance(name, k) }))
+        .sort((x, y) => x.d - y.d)[0];
+      const hint = best && best.d <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean --${best.k}?)` : "";
+      throw new Error(`Unknown flag ${flag}${hint}; --help lists the flags`);
+    }
+    throw new Error(`${msg.split(". ")[0]}; --help lists the flags`);
+  }
 }

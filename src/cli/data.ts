@@ -7,8 +7,7 @@
 
 import { readFile } from "node:fs/promises";
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { choiceFlag, numberFlag, runMain } from "./args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain } from "./args.ts";
 import { type SftTask, writeDataset } from "../data/synth.ts";
 import { TASKS } from "../train/run.ts";
 
@@ -61,7 +60,7 @@ export async function writeAndDescribe(opts: {
 
 /** The CLI; `argv` without the runtime and script. Returns the exit code. */
 export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       task: { type: "string" },

@@ -5,9 +5,8 @@
  */
 
 import { stdout } from "node:process";
-import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, ENV_HELP, listFlag, numberFlag, SAMPLING_SEED_RANGE } from "./args.ts";
+import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SAMPLING_SEED_RANGE } from "./args.ts";
 import { colorEnabled, renderConsole } from "../eval/report.ts";
 import { EVAL_TASKS, NOTEBOOK_EVAL, planEvaluation, runEvaluation, summaryJson } from "../eval/run.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
@@ -84,7 +83,7 @@ export async function evalMain(
   print: (line: string) => void = console.log,
   opts: EvalMainOptions = {},
 ): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       sft: { type: "string", default: "models/ch8_sft_gpt2" },

@@ -7,8 +7,7 @@
 
 import { atomicWriteFile } from "../io/atomic.ts";
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { choiceFlag, numberFlag, runMain } from "./args.ts";
+import { choiceFlag, numberFlag, parseFlags, runMain } from "./args.ts";
 import { IM_START } from "../data/chatml.ts";
 import { buildMaskingView, renderMaskingConsole, renderMaskingHtml } from "../data/masking_view.ts";
 import { MASK_MODES, processExample } from "../data/sft_dataset.ts";
@@ -60,7 +59,7 @@ export async function loadSftTokenizer(
 
 /** The CLI; `argv` without the runtime and script (as `process.argv.slice(2)`). Returns the exit code. */
 export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       model: { type: "string", default: DEFAULT_MODEL },

@@ -7,9 +7,8 @@
 
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
-import { choiceFlag, ENV_HELP, listFlag, numberFlag, SEED_RANGE } from "./args.ts";
+import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SEED_RANGE } from "./args.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
@@ -90,7 +89,7 @@ export async function trainMain(
   print: (line: string) => void = console.log,
   hooks: Pick<TrainRunOptions, "checkpointFs"> = {},
 ): Promise<number> {
-  const { values: v } = parseArgs({
+  const { values: v } = parseFlags({
     args: argv,
     options: {
       model: { type: "string" },
