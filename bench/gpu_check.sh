@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One check run on a lent NVIDIA GPU machine: parity on the tiny fixture, the WebGPU kernel tests, the
+# One check run on an NVIDIA GPU machine: parity on the tiny fixture, the WebGPU kernel tests, the
 # benchmark on WebGPU and the PyTorch baseline, each under its own timeout, all inside one time budget
 # (default 510 s, under the device tool's 9-minute plan). Every step continues when an earlier one fails.
 #

@@ -7,7 +7,7 @@
  * shapes with 1024 rows (shared machine, other processes running): the reference loops 3–5 GFLOP/s,
  * WASM SIMD (1 thread, 128-bit lanes) 15–27, Debian's OpenBLAS 0.3.21 (Cooperlake kernel, 2 threads)
  * through FFI 175–200, numpy 2.4's sgemm (its own OpenBLAS 0.3.31, SkylakeX kernel) 180–205: BLAS through
- * FFI is ~95 % of numpy, WASM SIMD ~10 %. Since the seventh session the WASM kernel is a strided GEMM that
+ * FFI is ~95 % of numpy, WASM SIMD ~10 %. The WASM kernel is now a strided GEMM that
  * the backend splits over its helper threads (cpu.ts): on a later 2-core VM (Zen kernel) 25–27 GFLOP/s on
  * one thread, 38–53 on two, ≈ 30 % of numpy there.
  *
