@@ -747,6 +747,13 @@ describe("ProgressBar", () => {
     bar.log("step 10: loss 2.5");
     expect(out.at(-2)).toMatch(/^\r +\rstep 10: loss 2\.5\n$/);
     expect(out.at(-1)).toContain("4.00 MiB/10.0 MiB");
+    // a message printed elsewhere (the training's lines go to stdout): the bar line is wiped first, then
+    // drawn again, so the message never runs into it
+    const printed: string[] = [];
+    bar.log("Reached MAX_STEPS=60, stopping early.", (l) => printed.push(l));
+    expect(printed).toEqual(["Reached MAX_STEPS=60, stopping early."]);
+    expect(out.at(-2)).toMatch(/^\r +\r$/);
+    expect(out.at(-1)).toContain("4.00 MiB/10.0 MiB");
     now = 3000;
     bar.update(10 * MiB);
     bar.finish();

@@ -138,15 +138,22 @@ export class ProgressBar {
 
   /**
    * Prints a line of text without breaking the bar: on a TTY the bar is wiped, the text printed, and the bar
-   * drawn again below it; otherwise the text is just written as a line.
+   * drawn again below it; otherwise the text is just written as a line. `print` writes the text somewhere
+   * else than the bar's stream (the training's messages go to stdout, the bar to stderr): it gets the message
+   * without its newline, as console.log takes it.
    */
-  log(message: string): void {
+  log(message: string, print?: (line: string) => void): void {
     const text = message.endsWith("\n") ? message : `${message}\n`;
+    const write = () => print ? print(text.slice(0, -1)) : this.#stream.write(text);
     if (this.#stream.isTTY !== true || this.#finished || this.#lastLineLength === 0) {
-      this.#stream.write(text);
+      write();
       return;
     }
-    this.#stream.write(`\r${" ".repeat(this.#lastLineLength)}\r${text}`);
+    const wipe = `\r${" ".repeat(this.#lastLineLength)}\r`;
+    if (print) {
+      this.#stream.write(wipe);
+      print(text.slice(0, -1));
+    } else this.#stream.write(wipe + text);
     this.#lastLineLength = 0;
     this.#draw(this.#now());
   }

@@ -616,7 +616,7 @@ async function trainLocked(
           supervisedTokens: s.supervisedTokens,
           etaS: s.etaSeconds,
         });
-        if (bar) bar.log?.(line);
+        if (bar) bar.log(line, print);
         else if (!opts.quiet) print(line);
         bar?.update(s.step, `loss ${s.loss.toFixed(4)}`);
       },
@@ -624,13 +624,13 @@ async function trainLocked(
       // on a CPU the notebook's 1000 validation examples take minutes at the real shape: say what is running
       onValidate: (n) => {
         const line = `Validating on ${n} examples…`;
-        if (bar) bar.log?.(line);
+        if (bar) bar.log(line, print);
         else if (!opts.quiet) print(line);
       },
       onEval: (e) => {
         log.val({ epoch: e.epoch + 1, val_loss: e.valLoss, step: e.step });
         const line = formatValLine({ step: e.step, totalSteps, valLoss: e.valLoss });
-        if (bar) bar.log?.(line);
+        if (bar) bar.log(line, print);
         else if (!opts.quiet) print(line);
       },
       onEpoch: (e) => {
@@ -642,12 +642,14 @@ async function trainLocked(
           trainLoss: e.trainLoss,
           valLoss: e.valLoss ?? NaN,
         });
-        if (bar) bar.log?.(summary);
+        if (bar) bar.log(summary, print);
         else print(summary);
         if (
           e.step >= totalSteps && totalSteps < plannedTotal({ examples: train.examples.length, ...cfg, maxSteps: null })
         ) {
-          print(`Reached MAX_STEPS=${cfg.maxSteps}, stopping early.`);
+          const line = `Reached MAX_STEPS=${cfg.maxSteps}, stopping early.`;
+          if (bar) bar.log(line, print);
+          else print(line);
         }
       },
     });
