@@ -146,6 +146,12 @@ describe("console charts", () => {
     expect([...sparkline(train.map((p) => p.loss), 10)]).toHaveLength(10);
   });
 
+  test("terminalChart's step labels keep a space between them on a narrow chart", () => {
+    const few = [20, 40, 60, 80, 100].map((step, i) => ({ step, loss: 5 - i }));
+    const last = terminalChart(few, { width: 60, height: 2 }).split("\n").at(-1)!;
+    expect(last.trim()).toBe("20 100  step");
+  });
+
   test("terminalChart has height rows plus axis and step labels", () => {
     const lines = terminalChart(train, { width: 60, height: 4 }).split("\n");
     expect(lines).toHaveLength(6);

@@ -514,7 +514,8 @@ export function terminalChart(train: readonly LossPoint[], o: { width?: number; 
   }
   const first = String(pts[0]!.step), last = String(pts[pts.length - 1]!.step);
   const axis = `${" ".repeat(pad)} └${"─".repeat(v.length)}`;
-  const steps = `${" ".repeat(pad + 2)}${first}${last.padStart(Math.max(1, v.length - first.length))}`;
+  // the last step's label ends under the last column, and at least one space after the first's
+  const steps = `${" ".repeat(pad + 2)}${first}${last.padStart(Math.max(last.length + 1, v.length - first.length))}`;
   lines.push(axis, steps + "  step");
   return lines.join("\n");
 }
