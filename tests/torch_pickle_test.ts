@@ -193,9 +193,9 @@ function zip(files: { name: string; data: Uint8Array; deflate?: boolean }[]): Ui
 
 function zipCheckpoint(top = "my_ckpt"): Uint8Array {
   return zip([
-    { name: `${top}/data.pkl`, data: statePickle(specs(), false), deflate: true },
+    { name: `${top}/data.pkl`, data: statePickle(specs(), false) },
     { name: `${top}/byteorder`, data: new TextEncoder().encode("little") },
-    ...storages().map((s, i) => ({ name: `${top}/data/${s.key}`, data: s.data, deflate: i % 2 === 1 })),
+    ...storages().map((s) => ({ name: `${top}/data/${s.key}`, data: s.data })),
     { name: `${top}/version`, data: new TextEncoder().encode("3\n") },
   ]);
 }
@@ -261,7 +261,7 @@ describe("pytorch_model.bin hand-made checkpoints", () => {
     checkHandMade(await readViaTemp(legacyCheckpoint()));
   });
 
-  test("zip: any top folder name, stored and deflated entries", async () => {
+  test("zip: any top folder name", async () => {
     checkHandMade(await readViaTemp(zipCheckpoint("some_other_name")));
   });
 });
@@ -322,5 +322,116 @@ describe("pytorch_model.bin corrupt input", () => {
     await expect(readViaTemp(new TextEncoder().encode("version https://git-lfs.github.com/spec/v1\n"))).rejects.toThrow(
       /pytorch_model\.bin: not a torch checkpoint/,
     );
+  });
+});
+
+/** A legacy checkpoint whose state-dict pickle is `state` (the header pickles are well formed). */
+const legacyWith = (state: number[]) => legacyCheckpoint(new Uint8Array([0x80, 2, ...state, 0x2e]));
+
+/** Expect `fn` to reject within `ms` milliseconds with a message matching `re`. */
+async function rejectsFast(p: Promise<unknown>, re: RegExp, ms = 1000): Promise<void> {
+  const t0 = performance.now();
+  await expect(p).rejects.toThrow(re);
+  expect(performance.now() - t0).toBeLessThan(ms);
+}
+
+describe("pytorch_model.bin hostile input: fails fast, bounded, naming the file", () => {
+  test("a negative BINSTRING length", async () => {
+    await rejectsFast(
+      readViaTemp(legacyWith([0x54, ...le32(-100)])),
+      /pytorch_model\.bin: pickle BINSTRING at offset \d+ has length -100, expected 0 to \d+/,
+    );
+  });
+
+  test("oversize lengths in every length-carrying opcode", async () => {
+    const big = le32(0x7fffff00);
+    const big8 = [0, 0, 0, 0x10, 0, 0, 0, 0];
+    const cases: [number[], string][] = [
+      [[0x58, ...big], "BINUNICODE"],
+      [[0x42, ...big], "BINBYTES"],
+      [[0x8c, 200], "SHORT_BINUNICODE"],
+      [[0x55, 200], "SHORT_BINSTRING"],
+      [[0x43, 200], "SHORT_BINBYTES"],
+      [[0x8b, ...big], "LONG4"],
+    ];
+    for (const [ops, name] of cases) {
+      await rejectsFast(
+        readViaTemp(legacyWith(ops)),
+        new RegExp(`pytorch_model\\.bin: pickle (is truncated: )?${name} at offset`),
+      );
+    }
+    for (const op of [0x8d, 0x8e, 0x95]) { // BINUNICODE8, BINBYTES8, FRAME
+      await rejectsFast(
+        readViaTemp(legacyWith([op, ...big8])),
+        /pytorch_model\.bin: pickle length \d+ exceeds the \d+ bytes left/,
+      );
+    }
+    // A long LONG1/LONG4 is refused before the quadratic BigInt decode.
+    await rejectsFast(
+      readViaTemp(legacyWith([0x8a, 40, ...new Array(40).fill(1)])),
+      /LONG1 at offset \d+ has 40 bytes, expected at most 16/,
+    );
+  });
+
+  test("invalid UTF-8 in a string names the file and the opcode", async () => {
+    await rejectsFast(
+      readViaTemp(legacyWith([0x8c, 2, 0xc3, 0x28])),
+      /pytorch_model\.bin: pickle SHORT_BINUNICODE at offset \d+ is not valid UTF-8/,
+    );
+  });
+
+  test("a stride-0 view of shape [2^30] and a [1e5, 1e5] view are refused before any array is made", async () => {
+    const views: [number[], number[]][] = [[[2 ** 30], [0]], [[1e5, 1e5], [0, 0]], [[1e5, 1e5], [1e5, 1]]];
+    for (const [size, stride] of views) {
+      const s = specs().map((x) => (x.name === "a" ? { ...x, size, stride } : x));
+      await rejectsFast(
+        readViaTemp(legacyCheckpoint(statePickle(s, true))),
+        /pytorch_model\.bin: tensor "a": view \(offset 0, size \[[\d,]+\], stride \[[\d,]+\]\) has more elements than its storage of 12/,
+      );
+    }
+    // Within the element bound but reaching past the storage through a large stride.
+    const s = specs().map((x) => (x.name === "a" ? { ...x, size: [2, 2], stride: [1e9, 1] } : x));
+    await rejectsFast(
+      readViaTemp(legacyCheckpoint(statePickle(s, true))),
+      /tensor "a": view .* exceeds its storage of 12/,
+    );
+  });
+
+  test("a deflated zip entry is refused (a 1 MiB bomb is never inflated)", async () => {
+    const bomb = zip([
+      { name: "c/data.pkl", data: statePickle(specs(), false) },
+      ...storages().map((s) => ({ name: `c/data/${s.key}`, data: s.data })),
+      { name: "c/data/bomb", data: new Uint8Array(1 << 20), deflate: true },
+    ]);
+    const pkl = zip([{ name: "c/data.pkl", data: statePickle(specs(), false), deflate: true }]);
+    await rejectsFast(
+      readViaTemp(pkl),
+      /pytorch_model\.bin: zip entry c\/data\.pkl: is deflate-compressed; torch\.save writes stored/,
+    );
+    // The bomb is not referenced, so the stored entries still load.
+    checkHandMade(await readViaTemp(bomb));
+  });
+
+  test("zip central-directory sizes and offsets are checked against the file", async () => {
+    const good = zipCheckpoint();
+    const eocd = good.length - 22;
+    const withEocd = (at: number, v: number, bytes = 4) => {
+      const b = good.slice(), dv = new DataView(b.buffer);
+      if (bytes === 4) dv.setUint32(eocd + at, v, true);
+      else dv.setUint16(eocd + at, v, true);
+      return b;
+    };
+    await rejectsFast(
+      readViaTemp(withEocd(12, 0x7fffffff)),
+      /pytorch_model\.bin: zip central directory \(\d+ bytes at offset \d+\) lies outside the file/,
+    );
+    await rejectsFast(
+      readViaTemp(withEocd(10, 60000, 2)),
+      /pytorch_model\.bin: zip central directory claims 60000 entries/,
+    );
+    // An entry whose name length runs past the directory.
+    const b = good.slice(), dv = new DataView(b.buffer);
+    dv.setUint16(dv.getUint32(eocd + 16, true) + 28, 60000, true);
+    await rejectsFast(readViaTemp(b), /zip central directory entry 0 runs past the end of the directory/);
   });
 });

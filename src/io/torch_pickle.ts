@@ -13,10 +13,18 @@
  * `collections.OrderedDict`, the `torch.*Storage` types); anything else fails with its name. Tensors are
  * materialised after unpickling from (storage, offset, size, stride), so shared storages (a tied
  * `lm_head.weight`) and non-contiguous views both come out as fresh contiguous arrays.
+ *
+ * Hostile or broken files fail fast with bounded memory, and every error starts with the file name:
+ * - every length a pickle opcode carries is checked against the bytes left before anything is read;
+ * - a tensor view is checked against its storage's element count before any array is made, and may
+ *   not have more elements than its storage (a stride-0 view of shape [2^30] would otherwise turn a
+ *   1 KB file into gigabytes);
+ * - zip entries must be stored (method 0), which is what `torch.save` writes: deflated entries are
+ *   refused rather than inflated, so a small entry cannot expand to gigabytes; central-directory sizes
+ *   and offsets are checked against the file length.
  * @module
  */
 
-import { inflateRawSync } from "node:zlib";
 import { decodeElements, dtypeSize, type ReadTensor } from "./safetensors.ts";
 
 /** Storage classes → safetensors dtype names. */
@@ -151,7 +159,10 @@ function unpickle(bytes: Uint8Array, start: number, ctx: PickleContext): { value
   const fail = (msg: string): never => {
     throw new Error(`Cannot read ${ctx.file}: ${msg}`);
   };
+  // Every read goes through need(): a negative or oversize length (from a hostile length field) is
+  // refused here, before any array of that size exists.
   const need = (n: number): number => {
+    if (!Number.isSafeInteger(n) || n < 0) fail(`pickle length ${n} at offset ${pos} is negative`);
     if (pos + n > bytes.length) {
       fail(`pickle is truncated (needs ${n} bytes at offset ${pos}, file is ${bytes.length})`);
     }
@@ -164,10 +175,33 @@ function unpickle(bytes: Uint8Array, start: number, ctx: PickleContext): { value
   const u32 = () => view.getUint32(need(4), true);
   const u64 = () => {
     const v = view.getBigUint64(need(8), true);
-    if (v > BigInt(bytes.length)) fail(`pickle length ${v} exceeds the file`);
+    if (v > BigInt(bytes.length - pos)) fail(`pickle length ${v} exceeds the ${bytes.length - pos} bytes left`);
     return Number(v);
   };
-  const take = (n: number) => bytes.subarray(need(n), pos);
+  /** The `n` bytes an opcode's length field announces; `what` names the opcode in the error. */
+  const take = (n: number, what: string) => {
+    if (n < 0 || n > bytes.length - pos) {
+      const kind = n < 0 ? "pickle" : "pickle is truncated:";
+      fail(`${kind} ${what} at offset ${opPos} has length ${n}, expected 0 to ${bytes.length - pos} (the bytes left)`);
+    }
+    return bytes.subarray(need(n), pos);
+  };
+  const text = (b: Uint8Array, what: string): string => {
+    try {
+      return utf8.decode(b);
+    } catch {
+      return fail(`pickle ${what} at offset ${opPos} is not valid UTF-8`);
+    }
+  };
+  // Integers longer than this are never part of a state dict (the legacy magic number is 10 bytes);
+  // the cap also keeps signedLE's BigInt arithmetic from going quadratic on a huge LONG4.
+  const MAX_LONG_BYTES = 16;
+  const long = (n: number, what: string): number | bigint => {
+    if (n > MAX_LONG_BYTES) {
+      fail(`pickle ${what} at offset ${opPos} has ${n} bytes, expected at most ${MAX_LONG_BYTES}`);
+    }
+    return smallInt(signedLE(take(n, what)));
+  };
   const line = (): string => {
     const nl = bytes.indexOf(0x0a, pos);
     if (nl < 0) fail(`pickle is truncated (unterminated line at offset ${pos})`);
@@ -212,14 +246,15 @@ function unpickle(bytes: Uint8Array, start: number, ctx: PickleContext): { value
     (target as unknown[]).push(...items);
   };
 
+  let opPos = pos;
   for (;;) {
-    const opPos = pos;
+    opPos = pos;
     const op = u8();
     switch (op) {
       case 0x80: // PROTO
         if (u8() > 5) fail(`pickle protocol is newer than 5`);
         break;
-      case 0x95: // FRAME: a length prefix only
+      case 0x95: // FRAME: a length prefix only, but it must fit in what is left
         u64();
         break;
       case 0x2e: // STOP
@@ -295,28 +330,28 @@ function unpickle(bytes: Uint8Array, start: number, ctx: PickleContext): { value
         break;
       }
       case 0x58: // BINUNICODE
-        stack.push(utf8.decode(take(u32())));
+        stack.push(text(take(u32(), "BINUNICODE"), "BINUNICODE"));
         break;
       case 0x8c: // SHORT_BINUNICODE
-        stack.push(utf8.decode(take(u8())));
+        stack.push(text(take(u8(), "SHORT_BINUNICODE"), "SHORT_BINUNICODE"));
         break;
       case 0x8d: // BINUNICODE8
-        stack.push(utf8.decode(take(u64())));
+        stack.push(text(take(u64(), "BINUNICODE8"), "BINUNICODE8"));
         break;
-      case 0x54: // BINSTRING (Python 2 str)
-        stack.push(latin1.decode(take(view.getInt32(need(4), true))));
+      case 0x54: // BINSTRING (Python 2 str): the length is signed, so a negative one must be refused
+        stack.push(latin1.decode(take(view.getInt32(need(4), true), "BINSTRING")));
         break;
       case 0x55: // SHORT_BINSTRING
-        stack.push(latin1.decode(take(u8())));
+        stack.push(latin1.decode(take(u8(), "SHORT_BINSTRING")));
         break;
       case 0x42: // BINBYTES
-        stack.push(take(u32()).slice());
+        stack.push(take(u32(), "BINBYTES").slice());
         break;
       case 0x43: // SHORT_BINBYTES
-        stack.push(take(u8()).slice());
+        stack.push(take(u8(), "SHORT_BINBYTES").slice());
         break;
       case 0x8e: // BINBYTES8
-        stack.push(take(u64()).slice());
+        stack.push(take(u64(), "BINBYTES8").slice());
         break;
       case 0x4a: // BININT
         stack.push(view.getInt32(need(4), true));
@@ -328,10 +363,10 @@ function unpickle(bytes: Uint8Array, start: number, ctx: PickleContext): { value
         stack.push(u16());
         break;
       case 0x8a: // LONG1
-        stack.push(smallInt(signedLE(take(u8()))));
+        stack.push(long(u8(), "LONG1"));
         break;
       case 0x8b: // LONG4
-        stack.push(smallInt(signedLE(take(u32()))));
+        stack.push(long(u32(), "LONG4"));
         break;
       case 0x49: { // INT (text): also encodes True/False as 01/00
         const s = line();
@@ -448,6 +483,34 @@ function parseStoragePid(pid: unknown, ctx: PickleContext): StorageRef {
 /** Where each storage's bytes are: byte offset of element 0 and element count. */
 type StorageLocator = (ref: StorageRef) => { offset: number; count: number };
 
+/**
+ * Check a view against its storage of `count` elements before anything is allocated; returns the
+ * view's element count. Sizes, strides and the offset must be non-negative, the largest element index
+ * the view touches must lie inside the storage, and the view may not have more elements than the
+ * storage: only stride-0 (expanded) views could, and they would let a tiny file demand any amount of
+ * memory. All arithmetic stays far below 2^53 because each step is bounded by `count` first.
+ */
+function checkView(t: TensorRef, count: number, fail: (msg: string) => never): number {
+  const desc = `view (offset ${t.offset}, size [${t.shape}], stride [${t.stride}])`;
+  if (t.shape.some((d) => d < 0) || t.stride.some((d) => d < 0) || t.offset < 0) {
+    fail(`${desc} has a negative size, stride or offset`);
+  }
+  const base = t.storage.elemOffset + t.offset;
+  let numel = 1;
+  for (const d of t.shape) {
+    numel *= d;
+    if (numel > count) fail(`${desc} has more elements than its storage of ${count}`);
+  }
+  if (numel === 0) return 0;
+  let last = base;
+  for (let i = 0; i < t.shape.length; i++) {
+    last += (t.shape[i]! - 1) * t.stride[i]!;
+    if (last >= count) fail(`${desc} exceeds its storage of ${count}`);
+  }
+  if (last >= count) fail(`${desc} exceeds its storage of ${count}`);
+  return numel;
+}
+
 /** Gather a strided view into a contiguous array. */
 function materialise(
   bytes: Uint8Array,
@@ -460,21 +523,13 @@ function materialise(
     throw new Error(`Cannot read ${file}: tensor "${name}": ${msg}`);
   };
   if (t.shape.length !== t.stride.length) fail(`size [${t.shape}] and stride [${t.stride}] differ in rank`);
-  if (t.shape.some((d) => d < 0) || t.stride.some((d) => d < 0) || t.offset < 0) {
-    fail(`negative size, stride or offset`);
-  }
+  const { offset, count } = opts.locate(s);
+  const numel = checkView(t, count, fail);
+  const base = s.elemOffset + t.offset;
   let store = opts.cache.get(`${s.key}/${s.dtype}`);
   if (!store) {
-    const { offset, count } = opts.locate(s);
     store = decodeElements(bytes, { dtype: s.dtype, offset, count, what: `${file} storage ${s.key}` });
     opts.cache.set(`${s.key}/${s.dtype}`, store);
-  }
-  const numel = t.shape.reduce((a, b) => a * b, 1);
-  const base = s.elemOffset + t.offset;
-  // The largest element index the view touches must lie inside the storage.
-  const last = numel === 0 ? base - 1 : base + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.stride[i]!, 0);
-  if (numel > 0 && last >= store.length) {
-    fail(`view (offset ${t.offset}, size [${t.shape}], stride [${t.stride}]) exceeds its storage of ${store.length}`);
   }
   const out = store instanceof Float32Array ? new Float32Array(numel) : new Int32Array(numel);
   // Contiguous (row-major) strides: one copy.
@@ -543,13 +598,18 @@ function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry
     cdSize = Number(view.getBigUint64(z + 40, true));
     cdOffset = Number(view.getBigUint64(z + 48, true));
   }
-  if (cdOffset + cdSize > bytes.length) fail(`zip central directory (offset ${cdOffset}) lies outside the file`);
+  if (cdOffset + cdSize > eocd) {
+    fail(`zip central directory (${cdSize} bytes at offset ${cdOffset}) lies outside the file (${bytes.length} bytes)`);
+  }
+  // Each entry takes at least 46 bytes, so the count is bounded by the directory's size.
+  if (count > cdSize / 46) fail(`zip central directory claims ${count} entries in ${cdSize} bytes`);
+  const cdEnd = cdOffset + cdSize;
 
   const entries = new Map<string, ZipEntry>();
   const utf8 = new TextDecoder();
   let p = cdOffset;
   for (let n = 0; n < count; n++) {
-    if (p + 46 > bytes.length || view.getUint32(p, true) !== 0x02014b50) {
+    if (p + 46 > cdEnd || view.getUint32(p, true) !== 0x02014b50) {
       fail(`zip central directory entry ${n} is corrupt`);
     }
     const method = view.getUint16(p + 10, true);
@@ -558,6 +618,10 @@ function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry
     const nameLen = view.getUint16(p + 28, true), extraLen = view.getUint16(p + 30, true);
     const commentLen = view.getUint16(p + 32, true);
     let localOffset = view.getUint32(p + 42, true);
+    // The variable-length fields must stay inside the directory, or names would be read from file data.
+    if (p + 46 + nameLen + extraLen + commentLen > cdEnd) {
+      fail(`zip central directory entry ${n} runs past the end of the directory (offset ${cdEnd})`);
+    }
     const name = utf8.decode(bytes.subarray(p + 46, p + 46 + nameLen));
     // Zip64 extended information (header id 1) holds the fields that overflowed, in this order.
     let e = p + 46 + nameLen;
@@ -567,6 +631,7 @@ function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry
       if (id === 1) {
         let q = e + 4;
         const next = () => {
+          if (q + 8 > Math.min(e + 4 + len, extraEnd)) fail(`zip entry ${name}: zip64 extra field is truncated`);
           const v = Number(view.getBigUint64(q, true));
           q += 8;
           return v;
@@ -583,7 +648,10 @@ function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry
   return entries;
 }
 
-/** The bytes of one zip entry (stored, or deflated via node:zlib). */
+/**
+ * The bytes of one zip entry. Only stored entries (method 0, what `torch.save` writes) are read: a
+ * deflated entry could inflate to gigabytes from a few megabytes, and no torch checkpoint needs one.
+ */
 function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Array {
   const fail = (msg: string): never => {
     throw new Error(`Cannot read ${file}: zip entry ${entry.name}: ${msg}`);
@@ -595,14 +663,16 @@ function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Ar
   const start = p + 30 + view.getUint16(p + 26, true) + view.getUint16(p + 28, true);
   const end = start + entry.compSize;
   if (end > bytes.length) fail(`data (${entry.compSize} bytes at offset ${start}) runs past the end of the file`);
-  const raw = bytes.subarray(start, end);
-  if (entry.method === 0) return raw;
   if (entry.method === 8) {
-    const out = new Uint8Array(inflateRawSync(raw));
-    if (out.length !== entry.size) fail(`inflated to ${out.length} bytes, expected ${entry.size}`);
-    return out;
+    fail(
+      "is deflate-compressed; torch.save writes stored (uncompressed) entries, re-save the checkpoint with torch.save",
+    );
   }
-  return fail(`unsupported compression method ${entry.method} (only stored and deflate are supported)`);
+  if (entry.method !== 0) fail(`unsupported compression method ${entry.method} (only stored entries are supported)`);
+  if (entry.size !== entry.compSize) {
+    fail(`stored entry has compressed size ${entry.compSize} but uncompressed size ${entry.size}`);
+  }
+  return bytes.subarray(start, end);
 }
 
 function readZipFormat(bytes: Uint8Array, file: string): Map<string, ReadTensor> {
@@ -733,6 +803,18 @@ function readLegacyFormat(bytes: Uint8Array, file: string): Map<string, ReadTens
  * `file` names the file in errors.
  */
 export function readTorchBin(bytes: Uint8Array, file: string): Map<string, ReadTensor> {
+  try {
+    return readTorchBinUnchecked(bytes, file);
+  } catch (e) {
+    // The readers name the file in their own errors; anything else that escapes (a RangeError from a
+    // DataView, a SyntaxError from a text LONG) gets the file name here.
+    const msg = (e as Error).message ?? String(e);
+    if (msg.includes(file)) throw e;
+    throw new Error(`Cannot read ${file}: ${msg}`, { cause: e });
+  }
+}
+
+function readTorchBinUnchecked(bytes: Uint8Array, file: string): Map<string, ReadTensor> {
   if (bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) {
     return readZipFormat(bytes, file);
   }
