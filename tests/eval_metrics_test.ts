@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import {
   cleanGenerated,
   extractJson,
@@ -23,6 +24,7 @@ import {
   summaryRecord,
 } from "../src/eval/metrics.ts";
 import {
+  colorEnabled,
   confusionSvg,
   type EvalReport,
   formatPercent,
@@ -225,6 +227,23 @@ describe("summarize and report", () => {
     expect(coloured).toContain("\x1b[32m  Pred: 退款申请");
     expect(coloured).toContain("\x1b[31m  Pred: 地址修改\x1b[0m");
     expect(coloured).toContain("\x1b[31mBase: 续写<|im_end|>\x1b[0m");
+  });
+
+  test("colour only on a terminal, and not with NO_COLOR set", () => {
+    const old = process.env.NO_COLOR;
+    try {
+      delete process.env.NO_COLOR;
+      expect(colorEnabled({ isTTY: true })).toBe(true);
+      expect(colorEnabled({ isTTY: false })).toBe(false); // a pipe or a file
+      expect(colorEnabled({})).toBe(false);
+      process.env.NO_COLOR = "1";
+      expect(colorEnabled({ isTTY: true })).toBe(false);
+      process.env.NO_COLOR = "";
+      expect(colorEnabled({ isTTY: true })).toBe(true);
+    } finally {
+      if (old === undefined) delete process.env.NO_COLOR;
+      else process.env.NO_COLOR = old;
+    }
   });
 
   // classification reports carry each model's confusion matrix (tests/eval_confusion_test.ts tests the matrix)

@@ -152,7 +152,7 @@ export async function evalMain(
   try {
     const result = await runEvaluation({ ...run, plan, backend: be, print: say });
     say("");
-    say(renderConsole(result.report, { color: !v["no-color"] && stdout.isTTY === true && colorEnabled() }));
+    say(renderConsole(result.report, { color: !v["no-color"] && colorEnabled(stdout) }));
     if (result.paths) {
       const p = result.paths;
       say(`\nReport: ${p.md} and ${p.json}${p.svg ? ` (confusion matrices: ${p.svg})` : ""}`);

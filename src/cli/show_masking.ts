@@ -34,7 +34,8 @@ tokenizer is loaded; the notebook's SFT tokens are added when it lacks <|im_star
   --html FILE           where to write the view of every token as a self-contained HTML page
                         (default runs/masking.html)
   --no-html             print the view only
-  --no-color            plain text (supervised tokens as «token»); also when NO_COLOR is set
+  --no-color            plain text (supervised tokens as «token»); also when NO_COLOR is set or the
+                        output is not a terminal
   --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
   -h, --help            this text
 `;

@@ -230,8 +230,12 @@ export function labelScoreLine(scores: Record<string, number>, top = 3): string 
   return shown.join(" · ");
 }
 
-/** Whether to colour console output: the NO_COLOR convention (set and non-empty: no colour). */
-export function colorEnabled(): boolean {
+/**
+ * Whether to colour console output written to `stream` (default stdout): only on a terminal, so pipes and
+ * files get plain text, and not when NO_COLOR is set and non-empty (the NO_COLOR convention).
+ */
+export function colorEnabled(stream: { isTTY?: boolean } = process.stdout): boolean {
+  if (stream.isTTY !== true) return false;
   try {
     const v = process.env.NO_COLOR;
     return v === undefined || v === "";
@@ -242,7 +246,7 @@ export function colorEnabled(): boolean {
 
 /** Console rendering options. */
 export interface ConsoleOptions {
-  /** ANSI colours (default: {@link colorEnabled}). */
+  /** ANSI colours (default: {@link colorEnabled}: on a terminal, NO_COLOR unset). */
   color?: boolean;
 }
 
