@@ -28,6 +28,7 @@ import { acquireRunLock } from "../src/train/run_lock.ts";
 import { checkOutputDirs, runTraining, type TrainRunOptions } from "../src/train/run.ts";
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../src/train/trainer.ts";
 import { trainMain } from "../src/cli/train.ts";
+import { webgpuForTests } from "../src/testing/backends.ts";
 
 const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -481,6 +482,8 @@ function startTrain(args: string[], script = "train.ts"): Child {
   };
 }
 
+const gpuAvailable = await webgpuForTests("train_faults_test");
+
 describe("Ctrl-C and SIGKILL on the command line", () => {
   const common = (dir: string, data: string) => [
     "--model",
@@ -561,6 +564,22 @@ describe("Ctrl-C and SIGKILL on the command line", () => {
     },
     120_000,
   );
+
+  test.skipIf(!gpuAvailable)("on WebGPU too: Ctrl-C stops within a step and saves the checkpoint", async () => {
+    const dir = await tmp();
+    try {
+      const data = await dataDir(dir);
+      const args = common(dir, data).map((a) => a === "cpu" ? "webgpu" : a);
+      const a = startTrain([...args, "--checkpoint-every", "0"]);
+      await a.waitFor(/Step +2\//, 90_000);
+      a.kill("SIGINT");
+      expect(await a.exited).toBe(130);
+      expect(a.out()).toMatch(/Stopped at step \d+; checkpoint saved in /);
+      expect(await stepOf(join(dir, "run", "checkpoint"))).toBeGreaterThanOrEqual(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   test("SIGKILL at any moment of a run that saves every step leaves a complete checkpoint to resume", async () => {
     const dir = await tmp();
