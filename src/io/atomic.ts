@@ -15,7 +15,8 @@ function randomSuffix(): string {
   return crypto.randomUUID().slice(0, 8);
 }
 
-async function writeAndSync(path: string, data: Uint8Array | string): Promise<void> {
+/** Write `data` to the new file `path` (it must not exist) and fsync it before returning. */
+export async function writeFileSynced(path: string, data: Uint8Array | string): Promise<void> {
   const fh = await open(path, "wx");
   try {
     await fh.writeFile(data);
@@ -25,7 +26,8 @@ async function writeAndSync(path: string, data: Uint8Array | string): Promise<vo
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/** True when `path` exists (a symlink counts when its target does). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
@@ -42,7 +44,7 @@ export async function atomicWriteFile(path: string, data: Uint8Array | string): 
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${randomSuffix()}.tmp`;
   try {
-    await writeAndSync(tmp, data);
+    await writeFileSynced(tmp, data);
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });
@@ -93,7 +95,7 @@ export async function atomicWriteDir(
   const tmp = `${dir}.tmp-${suffix}`, old = `${dir}.old-${suffix}`;
   try {
     await mkdir(tmp);
-    for (const [name, data] of Object.entries(files)) await writeAndSync(join(tmp, name), data);
+    for (const [name, data] of Object.entries(files)) await writeFileSynced(join(tmp, name), data);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;

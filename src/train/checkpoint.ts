@@ -23,6 +23,7 @@ import { createHash } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
+import { exists, writeFileSynced } from "../io/atomic.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { GPT2, HostTensor } from "../model/gpt2.ts";
 import type { AdamW, AdamWState } from "./adamw.ts";
@@ -55,16 +56,6 @@ export interface CheckpointManifest {
 export interface CheckpointFs {
   /** Write `data` to the new file `path` and fsync it. */
   writeFileSynced(path: string, data: Uint8Array | string): Promise<void>;
-}
-
-async function writeFileSynced(path: string, data: Uint8Array | string): Promise<void> {
-  const fh = await open(path, "wx");
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** fsync a directory so that the names in it survive a power cut (best effort: not every platform can). */
@@ -128,13 +119,18 @@ export async function saveCheckpoint(
     position: TrainPosition;
     config: TrainConfig;
     run: Record<string, unknown>;
-    /** The files of a model directory, its `model.safetensors` included (`modelDirFiles`); default: the weights. */
-    modelFiles?: Record<string, string | Uint8Array>;
+    /**
+     * The files of a model directory, its `model.safetensors` included (`modelDirFiles`), made from the
+     * parameters read for the save; default: the weights alone.
+     */
+    modelFiles?: (tensors: Map<string, HostTensor>) => Promise<Record<string, string | Uint8Array>>;
     fs?: CheckpointFs;
   },
 ): Promise<void> {
   const fs = args.fs ?? DEFAULT_CHECKPOINT_FS;
-  for (const [name, t] of await args.model.toTensors()) {
+  // the parameters are read from the device once: checked here, then serialised
+  const tensors = await args.model.toTensors();
+  for (const [name, t] of tensors) {
     const i = firstNonFinite(t.data as Float32Array);
     if (i >= 0) throw new NonFiniteCheckpointError(name, i, (t.data as Float32Array)[i]!);
   }
@@ -146,7 +142,7 @@ export async function saveCheckpoint(
     }
   }
   const files: Record<string, string | Uint8Array> = {
-    ...(args.modelFiles ?? { "model.safetensors": writeSafetensors(await args.model.toTensors()) }),
+    ...(args.modelFiles ? await args.modelFiles(tensors) : { "model.safetensors": writeSafetensors(tensors) }),
   };
   for (const reserved of ["optimizer.safetensors", "trainer_state.json", CHECKPOINT_MANIFEST]) {
     if (reserved in files) throw new Error(`Cannot save checkpoint to ${dir}: modelFiles may not contain ${reserved}`);
@@ -199,15 +195,6 @@ export async function saveCheckpoint(
   await rename(tmp, dir);
   await syncDir(dirname(dir));
   await removeOtherCopies(dir);
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** `<dir>.old` and every `<dir>.tmp-*`: the places a checkpoint can be besides `dir` itself. */

@@ -24,7 +24,7 @@ import { IM_END } from "../data/chatml.ts";
 import { modelDirFiles } from "../io/model_dir.ts";
 import { atomicWriteDir } from "../io/atomic.ts";
 import { configToJson } from "../model/config.ts";
-import type { GPT2 } from "../model/gpt2.ts";
+import type { GPT2, HostTensor } from "../model/gpt2.ts";
 import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
 import { AdamW } from "./adamw.ts";
 import {
@@ -216,7 +216,13 @@ function modelDirExtras(opts: TrainRunOptions, labels: readonly string[] | null)
  */
 export async function sftModelFiles(
   where: string,
-  args: { model: GPT2; tokenizer: BertTokenizer; extraFiles: Record<string, string> },
+  args: {
+    model: GPT2;
+    tokenizer: BertTokenizer;
+    extraFiles: Record<string, string>;
+    /** The parameters when already read from the device (default: read them). */
+    tensors?: Map<string, HostTensor>;
+  },
 ): Promise<Record<string, string | Uint8Array>> {
   const { model, tokenizer } = args;
   const eos = tokenizer.tokenToId(IM_END);
@@ -229,7 +235,7 @@ export async function sftModelFiles(
   const cfgJson = configToJson(config);
   return modelDirFiles({
     config,
-    tensors: await model.toTensors(),
+    tensors: args.tensors ?? await model.toTensors(),
     generationConfig: {
       bos_token_id: config.bosTokenId,
       eos_token_id: config.eosTokenId,
@@ -582,7 +588,7 @@ async function trainLocked(
             position: pos,
             config: cfg,
             run,
-            modelFiles: await sftModelFiles(ckptDir, { model, tokenizer, extraFiles }),
+            modelFiles: (tensors) => sftModelFiles(ckptDir, { model, tokenizer, extraFiles, tensors }),
             fs: opts.checkpointFs,
           });
           lastSaved = pos.step;
