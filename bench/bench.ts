@@ -280,7 +280,7 @@ async function benchMatmul(
 }
 
 /** The real model's config (or fewer layers) with dropout `pdrop` at all three sites (HF's default 0.1). */
-function benchConfig(layers: number, pdrop: number): GPT2Config {
+export function benchConfig(layers: number, pdrop: number): GPT2Config {
   return parseConfig({
     model_type: "gpt2",
     vocab_size: BASE_VOCAB + SFT_TOKENS,
@@ -702,4 +702,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-runMain("bench", main);
+if (import.meta.main) runMain("bench", main);

@@ -16,10 +16,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { CpuBackend } from "../src/backend/cpu.ts";
+import { benchConfig } from "./bench.ts";
+import { scriptArgv } from "../src/testing/child.ts";
 import { readSftRecords } from "../src/data/jsonl.ts";
 import { datasetFileNames, writeDataset } from "../src/data/synth.ts";
 import { vocabFromRecords } from "../src/demo/tiny.ts";
-import { parseConfig } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 import { saveSftModel } from "../src/train/run.ts";
@@ -47,20 +48,8 @@ await writeDataset({ task: "classification", outDir: data, counts: { train: 400,
 const records = await readSftRecords(join(data, datasetFileNames("classification").train));
 const tokenizer = BertTokenizer.fromVocab(vocabFromRecords(records), { doLowerCase: false, source: "demo vocabulary" });
 tokenizer.prepareForSft();
-const config = parseConfig({
-  model_type: "gpt2",
-  vocab_size: 21191,
-  n_positions: 1024,
-  n_embd: 768,
-  n_layer: 12,
-  n_head: 12,
-  activation_function: "gelu_new",
-  layer_norm_epsilon: 1e-5,
-  embd_pdrop: 0.1,
-  resid_pdrop: 0.1,
-  attn_pdrop: 0.1,
-  tokenizer_class: "BertTokenizer",
-}, { file: "real shape" });
+const config = benchConfig(12, 0.1); // the real shape, dropout 0.1 as the base model
+
 const be = new CpuBackend();
 const model = GPT2.random(be, config, 1);
 await saveSftModel(modelDir, { model, tokenizer, extraFiles: tokenizer.saveFiles() });
@@ -77,9 +66,8 @@ interface Trial {
 }
 
 function runOnce(args: string[]): Promise<Trial> {
-  const isBun = !!(process.versions as Record<string, string | undefined>).bun;
   const root = new URL("..", import.meta.url).pathname;
-  const argv = isBun ? ["train.ts", ...args] : ["run", "-A", "train.ts", ...args];
+  const argv = scriptArgv("train.ts", args);
   const child = spawn(process.execPath, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let out = "", t0 = 0, steps = 0, tHandler = 0, tStopped = 0;
   return new Promise((resolve, reject) => {

@@ -29,6 +29,7 @@ import { checkOutputDirs, runTraining, type TrainRunOptions } from "../src/train
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../src/train/trainer.ts";
 import { trainMain } from "../src/cli/train.ts";
 import { webgpuForTests } from "../src/testing/backends.ts";
+import { scriptArgv } from "../src/testing/child.ts";
 
 const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -52,6 +53,16 @@ async function tmp(): Promise<string> {
   return await mkdtemp(join(tmpdir(), "sft-faults-"));
 }
 
+/** Run `fn` in a new temporary directory, removed afterwards whatever happens. */
+async function inTmp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await tmp();
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** A model and an optimizer that has taken one step, ready to be checkpointed. */
 function trainedPair(): { model: GPT2; optimizer: AdamW } {
   const model = fresh();
@@ -70,8 +81,7 @@ async function stepOf(dir: string): Promise<number | undefined> {
 
 describe("checkpoint files", () => {
   test("the manifest is written last; a copy without it, or with a file cut short, is not a checkpoint", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const ck = join(dir, "checkpoint");
       await save(ck, 3);
       expect(await readdir(ck)).toContain(CHECKPOINT_MANIFEST);
@@ -94,14 +104,11 @@ describe("checkpoint files", () => {
       await save(ck, 4);
       expect((await readdir(dir)).sort()).toEqual(["checkpoint"]);
       expect(await stepOf(ck)).toBe(4);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test("resumed from checkpoint.old, a save that fails or completes leaves a complete checkpoint", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const ck = join(dir, "checkpoint");
       await save(ck, 5);
       // a kill between the two renames of a save: only <dir>.old is left
@@ -123,14 +130,11 @@ describe("checkpoint files", () => {
       expect(await stepOf(ck)).toBe(6);
       expect(await findCheckpoint(ck)).toBe(ck);
       expect((await readdir(dir)).sort()).toEqual(["checkpoint"]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test("a full disk (ENOSPC) or a read-only one (EROFS) names the path and removes the partial copy", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const ck = join(dir, "checkpoint");
       await save(ck, 1);
       for (
@@ -148,14 +152,11 @@ describe("checkpoint files", () => {
         expect((await readdir(dir)).sort()).toEqual(["checkpoint"]);
         expect(await stepOf(ck)).toBe(1);
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test("NaN parameters or moments are never written", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const pair = trainedPair();
       const w = pair.model.param("transformer.h.0.mlp.c_fc.weight");
       const data = await w.read();
@@ -165,14 +166,11 @@ describe("checkpoint files", () => {
       expect(err).toBeInstanceOf(NonFiniteCheckpointError);
       expect((err as Error).message).toContain("transformer.h.0.mlp.c_fc.weight[7] is NaN");
       expect(await readdir(dir)).toEqual([]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test("a file changed after the save, a missing or misshapen tensor: errors name the file and tensor", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const ck = join(dir, "checkpoint");
       await save(ck, 1);
       const model = fresh();
@@ -201,22 +199,17 @@ describe("checkpoint files", () => {
       bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
       await writeFile(path, bytes);
       await expect(loadCheckpoint(ck)).rejects.toThrow(`${path}: its sha256 differs from ${CHECKPOINT_MANIFEST}`);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test("a torn last metrics line and lines after the checkpoint's step are dropped", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const path = join(dir, "metrics.jsonl");
       await writeFile(path, ['{"type":"train","step":2}', '{"type":"train","step":4}', '{"type":"tr'].join("\n"));
       expect(await repairMetrics(path, 2)).toEqual({ torn: true, later: 1 });
       expect(await readFile(path, "utf8")).toBe('{"type":"train","step":2}\n');
       expect(await repairMetrics(path, 2)).toEqual({ torn: false, later: 0 });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -271,8 +264,7 @@ function runOpts(dir: string, data: string, over: Partial<TrainRunOptions> = {})
 
 describe("directories checked before training", () => {
   test("--run-dir inside --out, --out on the run's own files, a foreign or unwritable --out: refused", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       await expect(checkOutputDirs(join(dir, "m"), join(dir, "m", "run"))).rejects.toThrow(
         "the run directory is inside --out",
       );
@@ -291,14 +283,11 @@ describe("directories checked before training", () => {
       await expect(checkOutputDirs(join(dir, "file", "out"), join(dir, "r"))).rejects.toThrow(
         `Invalid --out ${join(dir, "file", "out")}: a part of its path is a file, not a directory`,
       );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   test("a fresh run on a checkpoint is refused; --resume without one fails before the data is read", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       await expect(runTraining(runOpts(dir, join(dir, "no-data"), { resume: true }))).rejects.toThrow(
         `Cannot resume: no complete checkpoint in ${join(dir, "run", "checkpoint")}`,
       );
@@ -311,16 +300,13 @@ describe("directories checked before training", () => {
       const r = await runTraining(runOpts(dir, data, { overwrite: true, print: (l) => lines.push(l) }));
       expect(lines).toContain(`Removed the checkpoint in ${join(dir, "run", "checkpoint")} (--overwrite)`);
       expect(r.steps).toBe(6);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 });
 
 describe("divergence", () => {
   test("--lr 1e30: no NaN checkpoint is written, and the message says there is none", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const data = await dataDir(dir);
       const cfg = { ...config, lr: 1e30, warmupSteps: 0, maxGradNorm: 1e30, logEvery: 20, maxSteps: 40 };
       const err = await runTraining(runOpts(dir, data, { config: cfg, checkpointEvery: 5 })).then(
@@ -330,16 +316,13 @@ describe("divergence", () => {
       expect(err?.message).toMatch(/^Training stopped: the loss became (NaN|-?Infinity) at step [1-5]; /);
       expect(err?.message).toContain("no checkpoint was written before it");
       expect(await findCheckpoint(join(dir, "run", "checkpoint"))).toBeUndefined();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 });
 
 describe("resume", () => {
   test("2 steps, then resumed to 6 with --max-steps alone: the same model, bit for bit, as 6 straight", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const data = await dataDir(dir);
       await runTraining(runOpts(dir, data, { outDir: join(dir, "straight"), runDir: join(dir, "run-straight") }));
       // stopped by the step cap in the middle of an epoch (4 batches an epoch), then extended
@@ -358,14 +341,11 @@ describe("resume", () => {
       await expect(runTraining(runOpts(dir, data, { resume: true }))).rejects.toThrow(
         "Nothing to resume: ",
       );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   test("a contradicting setting or changed data is refused naming both values", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const data = await dataDir(dir);
       await runTraining(runOpts(dir, data, { config: { ...config, maxSteps: 2 } }));
       await expect(runTraining(runOpts(dir, data, { resume: true, config: { ...config, lr: 2e-3 } }))).rejects.toThrow(
@@ -381,14 +361,11 @@ describe("resume", () => {
       await expect(runTraining(runOpts(dir, data, { resume: true }))).rejects.toThrow(
         `the training file ${join(data, "gpt2_sft_train.jsonl")} changed since the checkpoint`,
       );
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   test("the command line: --resume --run-dir alone takes every setting from the checkpoint", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const data = await dataDir(dir);
       const run = join(dir, "run"), out = join(dir, "out");
       const first = [
@@ -439,9 +416,7 @@ describe("resume", () => {
         trainMain(["--resume", "--run-dir", run, "--max-steps", "4", "--lr", "0.1", "--backend", "cpu"], () => {}),
       ).rejects
         .toThrow("--lr 0.1 here, --lr 0.002 in the checkpoint");
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 });
 
@@ -455,8 +430,7 @@ interface Child {
 }
 
 function startTrain(args: string[], script = "train.ts"): Child {
-  const isBun = !!(process.versions as Record<string, string | undefined>).bun;
-  const argv = isBun ? [script, ...args] : ["run", "-A", script, ...args];
+  const argv = scriptArgv(script, args);
   const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let text = "";
   child.stdout.on("data", (d) => text += d);
@@ -566,8 +540,7 @@ describe("Ctrl-C and SIGKILL on the command line", () => {
   );
 
   test.skipIf(!gpuAvailable)("on WebGPU too: Ctrl-C stops within a step and saves the checkpoint", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const data = await dataDir(dir);
       const args = common(dir, data).map((a) => a === "cpu" ? "webgpu" : a);
       const a = startTrain([...args, "--checkpoint-every", "0"]);
@@ -576,14 +549,11 @@ describe("Ctrl-C and SIGKILL on the command line", () => {
       expect(await a.exited).toBe(130);
       expect(a.out()).toMatch(/Stopped at step \d+; checkpoint saved in /);
       expect(await stepOf(join(dir, "run", "checkpoint"))).toBeGreaterThanOrEqual(2);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 120_000);
 
   test("SIGKILL at any moment of a run that saves every step leaves a complete checkpoint to resume", async () => {
-    const dir = await tmp();
-    try {
+    await inTmp(async (dir) => {
       const data = await dataDir(dir);
       const ck = join(dir, "run", "checkpoint");
       let last = 0;
@@ -615,8 +585,6 @@ describe("Ctrl-C and SIGKILL on the command line", () => {
       expect(d.out()).toContain("Removed a stale lock of PID");
       expect(d.out()).toContain(`Resumed from `);
       expect(await stepOf(ck)).toBe(last + 2);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   }, 120_000);
 });
