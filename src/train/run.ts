@@ -324,12 +324,11 @@ export async function checkOutputDirs(outDir: string, runDir: string): Promise<v
   }
 }
 
-/** The settings of this run as a checkpoint records them (see `run_settings.ts`). */
+/** The settings of this run as a checkpoint records them (see `run_settings.ts`), but for the data files. */
 async function runSettingsOf(
   opts: TrainRunOptions,
   labels: readonly string[] | null,
-  files: { train: string; val: string | null },
-): Promise<RunSettings> {
+): Promise<Omit<RunSettings, "dataFiles">> {
   return {
     model: await modelSource(opts.modelName),
     task: opts.task,
@@ -342,10 +341,14 @@ async function runSettingsOf(
     out: resolve(opts.outDir),
     checkpointEvery: opts.checkpointEvery ?? 200,
     evalEvery: opts.evalEvery ?? 0,
-    dataFiles: {
-      train: { path: resolve(files.train), sha256: await fileSha256(files.train) },
-      val: files.val ? { path: resolve(files.val), sha256: await fileSha256(files.val) } : null,
-    },
+  };
+}
+
+/** The data files read, with their sha256. */
+async function dataFilesOf(files: { train: string; val: string | null }): Promise<RunSettings["dataFiles"]> {
+  return {
+    train: { path: resolve(files.train), sha256: await fileSha256(files.train) },
+    val: files.val ? { path: resolve(files.val), sha256: await fileSha256(files.val) } : null,
   };
 }
 
@@ -403,6 +406,7 @@ async function trainLocked(
   }
   const labels = opts.task === "classification" ? [...(opts.labels ?? ISSUE_LABELS)] : null;
   const names = datasetFileNames(opts.task);
+  const runNow = await runSettingsOf(opts, labels);
   if (savedState) {
     const was = savedState.config;
     const batching = (c: TrainConfig) => `--batch-size ${c.batchSize} --grad-accum ${c.gradAccum ?? 1}`;
@@ -415,20 +419,7 @@ async function trainLocked(
     }
     const conflicts = settingsConflicts(
       { config: was ?? {}, run: savedState.run as Partial<RunSettings> },
-      {
-        config: cfg,
-        run: {
-          model: await modelSource(opts.modelName),
-          task: opts.task,
-          plain: !!opts.plain,
-          labels,
-          dataDir: resolve(opts.dataDir),
-          limitTrain: opts.limitTrain ?? null,
-          limitVal: opts.limitVal ?? null,
-          mask: opts.mask,
-          out: resolve(opts.outDir),
-        },
-      },
+      { config: cfg, run: runNow },
     );
     if (conflicts.length) refuseResume(found!, conflicts);
     if (savedState.vocabSize !== model.config.vocabSize) {
@@ -443,10 +434,10 @@ async function trainLocked(
   const valSplit = await loadTaskSplit(opts.task, opts.dataDir, "val", { plain: opts.plain, print });
   const trainRecords = trainSplit.records.slice(0, opts.limitTrain ?? trainSplit.records.length);
   const valRecords = valSplit.records.slice(0, opts.limitVal ?? valSplit.records.length);
-  const settings = await runSettingsOf(opts, labels, {
-    train: join(opts.dataDir, names.train),
-    val: join(opts.dataDir, names.val),
-  });
+  const settings: RunSettings = {
+    ...runNow,
+    dataFiles: await dataFilesOf({ train: join(opts.dataDir, names.train), val: join(opts.dataDir, names.val) }),
+  };
   if (savedState) {
     const conflicts = dataConflicts((savedState.run as Partial<RunSettings>).dataFiles, settings.dataFiles);
     if (conflicts.length) refuseResume(found!, conflicts);
