@@ -136,7 +136,7 @@ export async function trainMain(
   const runDir = v["run-dir"]!;
   let saved: { dir: string; state: TrainerState } | undefined;
   if (v.resume) {
-    const dir = await findCheckpoint(`${runDir}/checkpoint`);
+    const dir = await findCheckpoint(join(runDir, "checkpoint"));
     if (dir) saved = { dir, state: await readTrainerState(dir) };
     // no checkpoint: runTraining says so, naming the directory, before any data is read
   }
