@@ -7,7 +7,7 @@
  * ```ts
  * import { classify, createBackend, GPT2, ISSUE_LABELS, loadModelDir, promptFor, BertTokenizer } from "./mod.ts";
  *
- * const dir = "../shared/fixtures/tiny-gpt2-zh/model"; // or a hub id through loadModelAndTokenizer
+ * const dir = "tests/fixtures/tiny-gpt2-zh/model"; // or a hub id through loadModelAndTokenizer
  * const be = await createBackend("cpu");
  * const { config, tensors } = await loadModelDir(dir);
  * const model = GPT2.fromTensors(be, config, tensors);

@@ -38,10 +38,10 @@ root=$(pwd)
 # ---------------------------------------------------------------- --prepare (run here, not there)
 if [ "${1:-}" = "--prepare" ]; then
   src=""
-  for d in "${FIXTURES:-}" ../shared/fixtures/tiny-gpt2-zh ./shared/fixtures/tiny-gpt2-zh; do
+  for d in "${FIXTURES:-}" ./tests/fixtures/tiny-gpt2-zh; do
     if [ -n "$d" ] && [ -f "$d/reference.json" ]; then src=$d; break; fi
   done
-  [ -n "$src" ] || { echo "gpu_check --prepare: no fixture dir found (../shared/fixtures/tiny-gpt2-zh)" >&2; exit 1; }
+  [ -n "$src" ] || { echo "gpu_check --prepare: no fixture dir found (tests/fixtures/tiny-gpt2-zh)" >&2; exit 1; }
   [ -f .gpu/env.sh ] || echo "gpu_check --prepare: note: .gpu/env.sh is missing; run /work/shared/tools/gpu_prep.sh first (it empties .gpu/)" >&2
   mkdir -p .gpu/fixtures/tiny-gpt2-zh
   # only what src/parity.ts reads; .gpu/ is ignored by git, so nothing lands in the repo
@@ -80,7 +80,7 @@ fi
 DENO=$(command -v deno || echo "$root/node_modules/deno/deno")
 
 fixture=""
-for d in "${FIXTURES:-}" ./shared/fixtures/tiny-gpt2-zh ../shared/fixtures/tiny-gpt2-zh .gpu/fixtures/tiny-gpt2-zh; do
+for d in "${FIXTURES:-}" ./tests/fixtures/tiny-gpt2-zh .gpu/fixtures/tiny-gpt2-zh; do
   if [ -n "$d" ] && [ -f "$d/reference.json" ]; then fixture=$d; break; fi
 done
 

@@ -22,7 +22,7 @@ lets it continue three prompts with the notebook's generate_text settings (sampl
 top_p 0.9, repetition penalty 1.1, no-repeat n-gram 3, 30 new tokens).
 
   --model ID|DIR        hub id, id@revision or local dir (default ${DEFAULT_MODEL});
-                        offline: ../shared/fixtures/tiny-gpt2-zh/model-bin (a tiny random model)
+                        offline: tests/fixtures/tiny-gpt2-zh/model-bin (a tiny random model)
   --backend NAME        auto | cpu | webgpu (default auto)
   --seed N              sampling seed (default 42)
   --max-new-tokens N    tokens to generate per prompt (default 30)

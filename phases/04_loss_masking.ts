@@ -24,7 +24,7 @@ The notebook's Part 4: adds the SFT tokens to the tokenizer, builds the masked S
 tokens of the first training example carry loss (green) and which are masked with -100 (red).
 
   --model ID|DIR        tokenizer source (default ${DEFAULT_MODEL}); offline:
-                        ../shared/fixtures/tiny-gpt2-zh/model-bin (its tiny vocabulary lacks many characters)
+                        tests/fixtures/tiny-gpt2-zh/model-bin (its tiny vocabulary lacks many characters)
   --task NAME           classification | json_extraction (default classification)
   --plain               json_extraction: the "姓名：…；邮箱：…；订单号：…" form
   --data-dir DIR        JSONL files, generated when missing (default data)

@@ -1,7 +1,7 @@
 /**
  * The parity check: load a fixture dir written by `make_fixture.py` (PyTorch + transformers in float64)
  * and compare every number this implementation computes against it, on one backend. See
- * `../shared/fixtures/README.md` for the tensors and the tolerances used here.
+ * `tests/fixtures/README.md` for the tensors and the tolerances used here.
  *
  * Usage: `deno task parity <fixture-dir> [--backend auto|cpu|webgpu] [--json]`
  * @module
@@ -330,7 +330,7 @@ async function main(argv: string[]): Promise<number> {
       `Usage: deno task parity <fixture-dir> [--backend auto|cpu|webgpu] [--matmul KERNEL] [--attention matmul|rows|flash] [--json]
 
 Compares logits, losses, every gradient, AdamW steps, greedy generation, label scores and tokenization
-against a PyTorch fixture (see ../shared/fixtures/README.md). Exits 1 when a check is out of tolerance.
+against a PyTorch fixture (see tests/fixtures/README.md). Exits 1 when a check is out of tolerance.
 --matmul (WebGPU only): tiled, large, auto, large-f16, naive; "large-f16" is checked against the f16
 tolerances (PARITY_TOLERANCES in src/parity.ts), every other kernel against the fixture's f32 ones.
 --attention (WebGPU only): matmul (the default: batched products around a softmax), rows (a workgroup per

@@ -1,5 +1,5 @@
 // ChatML formatting and the notebook's loss mask. The labels are checked against the fixture
-// (../shared/fixtures/tiny-gpt2-zh, written by make_fixture.py's `encode` with Hugging Face's fast BERT
+// (tests/fixtures/tiny-gpt2-zh, written by make_fixture.py's `encode` with Hugging Face's fast BERT
 // tokenizer): its `texts`, the input ids / offsets of those texts in reference.json `tokenization`, and
 // `labels` / `labels_eos` in reference.safetensors. Integer labels: compared exactly, no tolerance.
 import { describe, expect, test } from "bun:test";
@@ -13,7 +13,7 @@ import {
   promptFor,
 } from "../src/data/chatml.ts";
 
-const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/", import.meta.url);
+const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url);
 
 interface TokEntry {
   text: string;

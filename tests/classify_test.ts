@@ -14,7 +14,7 @@ import { GPT2 } from "../src/model/gpt2.ts";
 import { webgpuForTests } from "../src/testing/backends.ts";
 import { assertClose } from "../src/testing/compare.ts";
 
-const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
 
 const be = new CpuBackend();
 const loaded = await loadModelDir(FIXTURE);

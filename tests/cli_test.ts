@@ -12,7 +12,7 @@ import { trainMain } from "../src/cli/train.ts";
 import { main as phase5 } from "../phases/05_train.ts";
 import { main as phase6 } from "../phases/06_evaluate.ts";
 
-const BASE = new URL("../../shared/fixtures/tiny-gpt2-zh/model-bin", import.meta.url).pathname;
+const BASE = new URL("./fixtures/tiny-gpt2-zh/model-bin", import.meta.url).pathname;
 
 describe("train and eval command lines", () => {
   test("train saves a model that eval then scores against the base model", async () => {

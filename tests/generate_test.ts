@@ -64,7 +64,7 @@ describe("sampling", () => {
 });
 
 const be = new CpuBackend();
-const m = await loadModelDir(new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname);
+const m = await loadModelDir(new URL("./fixtures/tiny-gpt2-zh/model", import.meta.url).pathname);
 const model = GPT2.fromTensors(be, m.config, m.tensors);
 const available = await webgpuForTests("generate_test");
 

@@ -15,7 +15,7 @@ import { loadModelDir } from "../src/io/model_dir.ts";
 import { type Batch, GPT2 } from "../src/model/gpt2.ts";
 import { AdamW } from "../src/train/adamw.ts";
 
-const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
 const available = await webgpuForTests("groups_test");
 let gpuBackend: WebGpuBackend | undefined;
 const gpu = async () => gpuBackend ??= await WebGpuBackend.create();

@@ -3,7 +3,7 @@ import { expect, test } from "bun:test";
 import { BertTokenizer, classify, createBackend, GPT2, ISSUE_LABELS, loadModelDir, promptFor } from "../mod.ts";
 
 test("mod.ts example: the label classifier on a model directory", async () => {
-  const dir = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+  const dir = new URL("./fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
   const be = await createBackend("cpu");
   const { config, tensors } = await loadModelDir(dir);
   const model = GPT2.fromTensors(be, config, tensors);

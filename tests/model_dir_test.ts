@@ -8,7 +8,7 @@ import { readSafetensors, writeSafetensors } from "../src/io/safetensors.ts";
 import { configToJson, parseConfig } from "../src/model/config.ts";
 import { assertClose } from "../src/testing/compare.ts";
 
-const FIX = "../shared/fixtures/tiny-gpt2-zh";
+const FIX = "tests/fixtures/tiny-gpt2-zh";
 
 const created: string[] = [];
 

@@ -7,7 +7,7 @@ import { loadModelDir } from "../src/io/model_dir.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
 import { readFile } from "node:fs/promises";
 
-const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
+const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
 const be = new CpuBackend({ matmul: "reference" });
 const loaded = await loadModelDir(FIXTURE + "model");
 const ref = readSafetensors(await readFile(FIXTURE + "reference.safetensors"), "reference.safetensors");

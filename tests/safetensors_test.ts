@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.ts";
 
-const FIXTURE = "../shared/fixtures/tiny-gpt2-zh/model/model.safetensors";
+const FIXTURE = "tests/fixtures/tiny-gpt2-zh/model/model.safetensors";
 
 /** Build a safetensors file from a header object and a raw body (no validation: for corrupt inputs). */
 function build(header: unknown, body: Uint8Array): Uint8Array {

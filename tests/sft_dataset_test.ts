@@ -9,7 +9,7 @@ import { buildSftDataset, collate, droppedSummary, processExample } from "../src
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 
-const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
+const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
 const ref = JSON.parse(await readFile(FIXTURE + "reference.json", "utf8")) as { texts: string[] };
 const tensors = readSafetensors(await readFile(FIXTURE + "reference.safetensors"), "reference.safetensors");
 const I = (name: string) => tensors.get(name)!.data as Int32Array;

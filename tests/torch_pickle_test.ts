@@ -6,7 +6,7 @@ import { deflateRawSync } from "node:zlib";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { readTorchBin } from "../src/io/torch_pickle.ts";
 
-const FIX = "../shared/fixtures/tiny-gpt2-zh";
+const FIX = "tests/fixtures/tiny-gpt2-zh";
 const ZIP = `${FIX}/model-bin/pytorch_model.bin`;
 const LEGACY = `${FIX}/model-bin-legacy/pytorch_model.bin`;
 

@@ -31,7 +31,7 @@ import { trainMain } from "../src/cli/train.ts";
 import { webgpuForTests } from "../src/testing/backends.ts";
 import { scriptArgv } from "../src/testing/child.ts";
 
-const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 const be = new CpuBackend();
 const loaded = await loadModelDir(FIXTURE);

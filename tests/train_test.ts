@@ -21,7 +21,7 @@ import { numberFlag } from "../src/cli/args.ts";
 import process from "node:process";
 import { generateClassificationRecords } from "../src/data/synth.ts";
 
-const FIXTURE = new URL("../../shared/fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
 const be = new CpuBackend();
 const loaded = await loadModelDir(FIXTURE);
 const tok = await BertTokenizer.fromDir(FIXTURE);

@@ -9,7 +9,7 @@
  * post-processor (`[CLS]`, `[SEP]`) get `[0, 0]`, as in Hugging Face.
  *
  * ```ts
- * const tok = await BertTokenizer.fromDir("../shared/fixtures/tiny-gpt2-zh/model-bin");
+ * const tok = await BertTokenizer.fromDir("tests/fixtures/tiny-gpt2-zh/model-bin");
  * tok.prepareForSft(); // 63 new ids: <|pad|> <|im_start|> <|im_end|> A…Z ##A… name email order_id OD od
  * const { ids, offsets } = tok.encode("<|im_start|>user\n你好<|im_end|>\n");
  * ```
