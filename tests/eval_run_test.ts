@@ -15,7 +15,7 @@ import type { EvalReport } from "../src/eval/report.ts";
 import { cleanResponse, generator, planEvaluation, runEvaluation, summaryJson } from "../src/eval/run.ts";
 import { loadModelAndTokenizer } from "../src/model/load.ts";
 
-const FIX = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
+const FIX = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-zh");
 const quiet = { progress: "none" as const, print: () => {}, warn: () => {} };
 
 interface Setup {

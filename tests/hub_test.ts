@@ -15,7 +15,7 @@ import { hubSettingsFromEnv, normalizeEtag, RepoCache, repoFolderName, unsafeFil
 import { formatBytes, formatDuration, ProgressBar } from "../src/io/progress.ts";
 import { fakeCommit, gitBlobOid, type HostileValues, startFakeHub } from "./helpers/fake_hub.ts";
 
-const FIXTURES = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
+const FIXTURES = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-zh");
 const MODEL_BIN = join(FIXTURES, "model-bin");
 const MODEL_ST = join(FIXTURES, "model");
 const REPO = "uer/gpt2-chinese-cluecorpussmall";

@@ -18,7 +18,7 @@ import { generateClassificationRecords, toMessages } from "../src/data/synth.ts"
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 
-const FIXTURE = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
+const FIXTURE = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-zh");
 // the fixture's model dir already has the notebook's SFT tokens (<|pad|> = 280, <|im_start|>, <|im_end|>)
 const tok = await BertTokenizer.fromDir(join(FIXTURE, "model"));
 const record = generateClassificationRecords(1, 42)[0]!;

@@ -16,7 +16,7 @@ import { main as phase04 } from "../phases/04_loss_masking.ts";
 import { main as dataCli } from "../src/cli/data.ts";
 import { readSftRecords } from "../src/data/jsonl.ts";
 
-const FIXTURE = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
+const FIXTURE = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-zh");
 
 /** Run a `main(argv, print)` and return its exit code and printed lines. */
 async function run(

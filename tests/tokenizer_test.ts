@@ -11,7 +11,7 @@ import { parseVocabTxt } from "../src/tokenizer/bert_json.ts";
 import { BertTokenizer, SFT_EXTRA_TOKENS } from "../src/tokenizer/tokenizer.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 
-const FIXTURE = join(import.meta.dirname ?? ".", "..", "..", "shared", "fixtures", "tiny-gpt2-zh");
+const FIXTURE = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-zh");
 
 interface Case {
   text: string;
