@@ -19,8 +19,10 @@ import { readSafetensors } from "../src/io/safetensors.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 
 const FIXTURE = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-zh");
-// the fixture's model dir already has the notebook's SFT tokens (<|pad|> = 280, <|im_start|>, <|im_end|>)
 const tok = await BertTokenizer.fromDir(join(FIXTURE, "model"));
+// as the notebook's tokenizer in memory, which padded the fixture's rows: pad <|pad|> (loaded alone, model/'s
+// stale special_tokens_map.json makes the pad [PAD], as in Python); the additions themselves are all there
+if (tok.prepareForSft() !== 0) throw new Error("the fixture's model/ lacks the SFT tokens");
 const record = generateClassificationRecords(1, 42)[0]!;
 const ESC = "\x1b[";
 

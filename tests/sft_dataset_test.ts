@@ -15,6 +15,9 @@ const tensors = readSafetensors(await readFile(FIXTURE + "reference.safetensors"
 const I = (name: string) => tensors.get(name)!.data as Int32Array;
 const [B, T] = tensors.get("input_ids")!.shape as [number, number];
 const tok = await BertTokenizer.fromDir(FIXTURE + "model");
+// as the notebook's tokenizer in memory, which padded the fixture's rows: pad <|pad|> (loaded alone, model/'s
+// stale special_tokens_map.json makes the pad [PAD], as in Python); the additions themselves are all there
+if (tok.prepareForSft() !== 0) throw new Error("the fixture's model/ lacks the SFT tokens");
 const conversations = ref.texts.map((t) => parseChatml(t));
 
 describe("SFT dataset against the fixture", () => {

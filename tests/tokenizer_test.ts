@@ -4,10 +4,11 @@
  * code points, ours are UTF-16 indices, so the fixture's are converted through the text.
  */
 import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseVocabTxt } from "../src/tokenizer/bert_json.ts";
+import { parseVocabTxt, type SpecialRole } from "../src/tokenizer/bert_json.ts";
 import { BertTokenizer, SFT_EXTRA_TOKENS } from "../src/tokenizer/tokenizer.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 
@@ -76,8 +77,9 @@ describe("tokenizer: fixture tokenizations", () => {
   test("model/ (tokenizer.json) matches tokenization", async () => {
     const tok = await BertTokenizer.fromDir(join(FIXTURE, "model"));
     expect(tok.vocabSize).toBe(343);
-    // tokenizer_config.json says <|pad|>; the stale special_tokens_map.json beside it says [PAD]
-    expect(tok.padTokenId).toBe(280);
+    // tokenizer_config.json says <|pad|>; the stale special_tokens_map.json beside it says [PAD], and wins
+    // in transformers 5 (Python loads this dir with pad [PAD] = 0)
+    expect(tok.padTokenId).toBe(0);
     expect(tok.additionalSpecialTokens).toEqual(["<|im_start|>", "<|im_end|>"]);
     expectFixture(tok, ref.tokenization);
     expect(tok.prepareForSft()).toBe(0);
@@ -112,7 +114,8 @@ describe("tokenizer: fixture tokenizations", () => {
       const n = [...mask.data.subarray(b * T, (b + 1) * T)].filter((m) => m === 1).length;
       const enc = tok.encode(text, { maxLength: T });
       expect(enc.ids).toEqual(row.slice(0, n));
-      expect(row.slice(n).every((x) => x === tok.padTokenId)).toBe(true);
+      // padded by the tokenizer in memory that saved model/, whose pad was <|pad|>
+      expect(row.slice(n).every((x) => x === ref.config.pad_token_id)).toBe(true);
       expect(enc.offsets.length).toBe(enc.ids.length);
       expect(enc.offsets[enc.offsets.length - 1]).toEqual([0, 0]);
     }
@@ -121,6 +124,44 @@ describe("tokenizer: fixture tokenizations", () => {
     expect(tok.encode("你好", { maxLength: 3 }).tokens).toEqual(["[CLS]", "你", "[SEP]"]);
     expect(tok.encode("你好", { maxLength: 1, addSpecialTokens: false }).tokens).toEqual(["你"]);
     expect(() => tok.encode("你好", { maxLength: 1 })).toThrow("no room for 2 special tokens");
+  });
+});
+
+interface SpecialTokensCase {
+  name: string;
+  tokenizer_config: Record<string, unknown>;
+  special_tokens_map: Record<string, unknown> | null;
+  roles: Record<SpecialRole, string | null>;
+  extra_special_tokens: string[];
+  pad_token_id: number | null;
+}
+
+describe("tokenizer: special tokens resolve as transformers 5 resolves them", () => {
+  const table = JSON.parse(
+    readFileSync(join(import.meta.dirname ?? ".", "fixtures", "tokenizer", "special_tokens.json"), "utf8"),
+  ) as { cases: SpecialTokensCase[] };
+  const tokenizerJson = readFileSync(join(FIXTURE, "model", "tokenizer.json"), "utf8");
+  test("every case of tokenizer_config.json against special_tokens_map.json", () => {
+    expect(table.cases.length).toBeGreaterThan(10);
+    for (const c of table.cases) {
+      const tok = BertTokenizer.fromFiles({
+        tokenizerJson,
+        tokenizerConfig: JSON.stringify(c.tokenizer_config),
+        specialTokensMap: c.special_tokens_map === null ? undefined : JSON.stringify(c.special_tokens_map),
+        source: c.name,
+      });
+      const roles = Object.fromEntries(
+        Object.keys(c.roles).map((r) => [r, tok.specialToken(r as SpecialRole) ?? null]),
+      );
+      expect({ case: c.name, roles }).toEqual({ case: c.name, roles: c.roles });
+      expect({ case: c.name, extra: tok.additionalSpecialTokens }).toEqual({
+        case: c.name,
+        extra: c.extra_special_tokens,
+      });
+      if (c.pad_token_id !== null) {
+        expect({ case: c.name, pad: tok.padTokenId }).toEqual({ case: c.name, pad: c.pad_token_id });
+      }
+    }
   });
 });
 

@@ -158,10 +158,15 @@ function optionalBool(v: unknown, what: string): boolean | undefined {
 }
 
 /**
- * Resolve `tokenizer_config.json` and `special_tokens_map.json` (either may be absent) into settings.
- * Where both name a role, tokenizer_config.json wins (transformers 5 writes the current value there and
- * leaves an old special_tokens_map.json in place, as the fixture's `model/` shows). `source` names the
- * files in errors.
+ * Resolve `tokenizer_config.json` and `special_tokens_map.json` (either may be absent) into settings,
+ * as transformers 5 does (`PreTrainedTokenizerBase.from_pretrained`):
+ * - the config's `additional_special_tokens` stand for `extra_special_tokens` when that is absent or empty;
+ * - then every key of special_tokens_map.json overrides the config's (a role set to null removes it),
+ *   so where the two files disagree special_tokens_map.json wins — the fixture's `model/` has a stale
+ *   map (`[PAD]`) beside a config that says `<|pad|>`, and Python's pad is `[PAD]`;
+ * - the map's `extra_special_tokens` are appended to the config's; its `additional_special_tokens` count
+ *   only where no `extra_special_tokens` were given at all.
+ * `source` names the files in errors.
  */
 export function resolveBertSettings(
   config: Record<string, unknown> | undefined,
@@ -172,24 +177,27 @@ export function resolveBertSettings(
   const map = specialTokensMap ?? {};
   const specials: Partial<Record<SpecialRole, string>> = { ...BERT_DEFAULT_SPECIALS };
   for (const role of SPECIAL_ROLES) {
-    for (const [obj, file] of [[map, "special_tokens_map.json"], [cfg, "tokenizer_config.json"]] as const) {
+    for (const [obj, file] of [[cfg, "tokenizer_config.json"], [map, "special_tokens_map.json"]] as const) {
       if (!(role in obj)) continue;
       const v = tokenContent(obj[role], `${file} (${source}) field ${role}`);
       if (v === undefined) delete specials[role];
       else specials[role] = v;
     }
   }
-  let additional = tokenList(map.additional_special_tokens, `special_tokens_map.json (${source})`);
-  if ("additional_special_tokens" in cfg) {
-    additional = tokenList(
-      cfg.additional_special_tokens,
-      `tokenizer_config.json (${source}) additional_special_tokens`,
-    );
+  const list = (obj: Record<string, unknown>, key: string, file: string) =>
+    key in obj ? tokenList(obj[key], `${file} (${source}) ${key}`) : undefined;
+  const cfgFile = "tokenizer_config.json", mapFile = "special_tokens_map.json";
+  const cfgExtra = list(cfg, "extra_special_tokens", cfgFile);
+  const cfgAdditional = list(cfg, "additional_special_tokens", cfgFile);
+  let extra = cfgExtra !== undefined && cfgExtra.length > 0 ? cfgExtra : cfgAdditional ?? cfgExtra;
+  const mapExtra = list(map, "extra_special_tokens", mapFile);
+  if (mapExtra !== undefined) {
+    extra = [...(extra ?? [])];
+    for (const t of mapExtra) if (!extra.includes(t)) extra.push(t);
   }
-  if ("extra_special_tokens" in cfg) {
-    const extra = tokenList(cfg.extra_special_tokens, `tokenizer_config.json (${source}) extra_special_tokens`);
-    for (const t of extra) if (!additional.includes(t)) additional.push(t);
-  }
+  const mapAdditional = list(map, "additional_special_tokens", mapFile);
+  if (mapAdditional !== undefined && extra === undefined) extra = mapAdditional;
+  const additional = [...(extra ?? [])];
   const sa = cfg.strip_accents;
   if (sa !== undefined && sa !== null && typeof sa !== "boolean") {
     throw new Error(`Cannot read tokenizer_config.json (${source}): strip_accents is ${JSON.stringify(sa)}`);
