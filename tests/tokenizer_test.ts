@@ -5,11 +5,13 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseVocabTxt, type SpecialRole } from "../src/tokenizer/bert_json.ts";
-import { BertTokenizer, SFT_EXTRA_TOKENS } from "../src/tokenizer/tokenizer.ts";
+import { BertTokenizer, SFT_EXTRA_TOKENS, skippedTokensWarning } from "../src/tokenizer/tokenizer.ts";
+import { loadModelAndTokenizer } from "../src/model/load.ts";
+import { CpuBackend } from "../src/backend/cpu.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 
 const FIXTURE = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-zh");
@@ -348,5 +350,97 @@ describe("tokenizer: decode", () => {
       source: "test",
     });
     expect(on.decode(dont)).toBe("[CLS] d on't s t o p. [SEP]");
+  });
+});
+
+interface LowercaseTable {
+  base_len: number;
+  len: number;
+  skipped: { token: string; same_as: string }[];
+  added_tokens: { id: number; content: string; special: boolean; normalized: boolean }[];
+  token_to_id: Record<string, number>;
+  decode_each: string[];
+  encodings: { text: string; ids: number[]; decoded: string; decoded_skip_special: string }[];
+}
+
+describe("tokenizer: the SFT additions on a lowercasing tokenizer load in Python with the same ids", () => {
+  const table = JSON.parse(
+    readFileSync(join(import.meta.dirname ?? ".", "fixtures", "tokenizer", "lowercase.json"), "utf8"),
+  ) as LowercaseTable;
+  const dir = join(FIXTURE, "model-bin");
+  const config = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
+  const tok = BertTokenizer.fromFiles({
+    vocabTxt: readFileSync(join(dir, "vocab.txt"), "utf8"),
+    tokenizerConfig: JSON.stringify({ ...config, do_lower_case: true }),
+    specialTokensMap: readFileSync(join(dir, "special_tokens_map.json"), "utf8"),
+    source: "model-bin with do_lower_case",
+  });
+  expect(tok.vocabSize).toBe(table.base_len);
+  const added = tok.prepareForSft();
+
+  test("one token per normalized form: A…Z, ##A…##Z and od are left out and reported", () => {
+    expect(table.skipped.length).toBe(53);
+    expect(tok.skippedTokens).toEqual(table.skipped.map((s) => ({ token: s.token, sameAs: s.same_as })));
+    expect(added).toBe(table.len - table.base_len);
+    expect(tok.vocabSize).toBe(table.len);
+    const ours = tok.toTokenizerJson().added_tokens.map((t) => ({
+      id: t.id,
+      content: t.content,
+      special: t.special,
+      normalized: t.normalized,
+    }));
+    expect(ours).toEqual(table.added_tokens);
+    for (const [t, id] of Object.entries(table.token_to_id)) {
+      expect({ t, id: tok.tokenToId(t) ?? tok.unkTokenId }).toEqual({ t, id });
+    }
+    const warning = skippedTokensWarning(tok.skippedTokens, "dir")!;
+    expect(warning.startsWith("53 of the tokens to add normalize (dir lowercases or strips accents)")).toBe(true);
+    expect(warning).toContain('"A" (as "a"), "B" (as "b")');
+    expect(warning).toContain('"od" (as "OD")');
+    expect(skippedTokensWarning([], "dir")).toBeUndefined();
+  });
+
+  test("loading such a model for SFT warns with the tokens left out", async () => {
+    const tmp = await mkdtemp(join(tmpdir(), "lower-"));
+    try {
+      await cp(dir, tmp, { recursive: true });
+      await writeFile(join(tmp, "tokenizer_config.json"), JSON.stringify({ ...config, do_lower_case: true }));
+      const warnings: string[] = [];
+      const { tokenizer, added } = await loadModelAndTokenizer(tmp, new CpuBackend(), {
+        warn: (m) => warnings.push(m),
+      });
+      expect(added).toBe(table.len - table.base_len);
+      expect(tokenizer.vocabSize).toBe(table.len);
+      expect(warnings.filter((w) => w.startsWith("53 of the tokens to add")).length).toBe(1);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test("encodings and decodings are Python's", () => {
+    for (const e of table.encodings) {
+      const ids = tok.encode(e.text).ids;
+      expect({ text: e.text, ids }).toEqual({ text: e.text, ids: e.ids });
+      expect({ text: e.text, decoded: tok.decode(ids) }).toEqual({ text: e.text, decoded: e.decoded });
+      expect({ text: e.text, decoded: tok.decode(ids, { skipSpecialTokens: true }) }).toEqual({
+        text: e.text,
+        decoded: e.decoded_skip_special,
+      });
+    }
+    expect(table.decode_each.length).toBe(tok.vocabSize);
+    for (const [id, text] of table.decode_each.entries()) expect({ id, text: tok.decode([id]) }).toEqual({ id, text });
+  });
+
+  test("saved and loaded again, the tokenizer is the same", () => {
+    const files = tok.saveFiles();
+    const again = BertTokenizer.fromFiles({
+      tokenizerJson: files["tokenizer.json"],
+      tokenizerConfig: files["tokenizer_config.json"],
+      specialTokensMap: files["special_tokens_map.json"],
+      source: "saved",
+    });
+    expect(again.vocabSize).toBe(table.len);
+    for (const e of table.encodings) expect(again.encode(e.text).ids).toEqual(e.ids);
+    expect(again.prepareForSft()).toBe(0);
   });
 });

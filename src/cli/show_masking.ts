@@ -14,7 +14,7 @@ import { MASK_MODES, processExample } from "../data/sft_dataset.ts";
 import { toMessages } from "../data/synth.ts";
 import { colorEnabled } from "../eval/report.ts";
 import { DEFAULT_MODEL, GPT2_MODEL_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
-import { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import { BertTokenizer, skippedTokensWarning } from "../tokenizer/tokenizer.ts";
 import { loadTaskRecords, TASKS } from "../train/run.ts";
 
 const HELP = `Usage: deno task show-masking [options]
@@ -87,7 +87,9 @@ export async function main(argv: string[], print: (line: string) => void = conso
   const maxLength = numberFlag("max-length", v["max-length"], 256, { integer: true, min: 3 });
   const color = !v["no-color"] && colorEnabled();
 
-  const { tokenizer } = await loadSftTokenizer(v.model!, { offline: v.offline || undefined });
+  const { tokenizer, dir } = await loadSftTokenizer(v.model!, { offline: v.offline || undefined });
+  const skipped = skippedTokensWarning(tokenizer.skippedTokens, dir);
+  if (skipped !== undefined) console.error(`warning: ${skipped}`);
   const records = await loadTaskRecords(task, v["data-dir"]!, "train", { plain: v.plain, print });
   const record = records[index];
   if (record === undefined) {

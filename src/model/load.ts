@@ -8,7 +8,7 @@
 import type { Backend } from "../backend/backend.ts";
 import { resolveModel, type ResolveModelOptions } from "../io/hub.ts";
 import { loadModelDir } from "../io/model_dir.ts";
-import { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import { BertTokenizer, skippedTokensWarning } from "../tokenizer/tokenizer.ts";
 import { GPT2 } from "./gpt2.ts";
 
 /** A model with its tokenizer and where they came from. */
@@ -43,6 +43,8 @@ export async function loadModelAndTokenizer(spec: string, be: Backend, opts: Loa
   let added = 0;
   if (opts.prepare ?? true) {
     added = tokenizer.prepareForSft();
+    const skipped = skippedTokensWarning(tokenizer.skippedTokens, dir);
+    if (skipped !== undefined) warn(skipped);
   }
   // as the notebook's resize_token_embeddings(len(tokenizer)) after adding tokens
   if (added > 0 || tokenizer.vocabSize > model.config.vocabSize) {

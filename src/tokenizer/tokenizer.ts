@@ -72,6 +72,23 @@ export interface TokenizerFiles {
   source: string;
 }
 
+/** A token {@link BertTokenizer.addTokens} left out, and the added token it normalizes like. */
+export interface SkippedToken {
+  token: string;
+  sameAs: string;
+}
+
+/**
+ * A warning naming the tokens {@link BertTokenizer.addTokens} left out, or undefined when there are none:
+ * `13 tokens normalize like a token already added and are not added: A (as a), …`.
+ */
+export function skippedTokensWarning(skipped: readonly SkippedToken[], source: string): string | undefined {
+  if (skipped.length === 0) return undefined;
+  const list = skipped.map((s) => `${JSON.stringify(s.token)} (as ${JSON.stringify(s.sameAs)})`).join(", ");
+  return `${skipped.length} of the tokens to add normalize (${source} lowercases or strips accents) like a token ` +
+    `already added, so they are not added and encode as that token: ${list}`;
+}
+
 /** The notebook's `add_special_tokens` call before SFT. */
 export const SFT_SPECIAL_TOKENS: { pad_token: string; additional_special_tokens: readonly string[] } = {
   pad_token: "<|pad|>",
@@ -121,6 +138,7 @@ export class BertTokenizer {
   #cleanUp: boolean;
   #configRest: Record<string, unknown>;
   #source: string;
+  #skipped: SkippedToken[] = [];
   // derived from the above by #rebuild()
   #lib!: Tokenizer;
   #idToToken: string[] = [];
@@ -254,6 +272,14 @@ export class BertTokenizer {
     return [...this.#additional];
   }
 
+  /**
+   * The tokens the last {@link addTokens} (or {@link prepareForSft}) left out because each normalizes like
+   * a token already added (`A` like `a`, `od` like `OD` when the tokenizer lowercases), with that token.
+   */
+  get skippedTokens(): readonly SkippedToken[] {
+    return [...this.#skipped];
+  }
+
   /** The token set for a role (`pad_token`, …), or undefined. */
   specialToken(role: SpecialRole): string | undefined {
     return this.#specials[role];
@@ -332,9 +358,12 @@ export class BertTokenizer {
    * anywhere in the (normalized) text before WordPiece. A token already in the vocabulary keeps its id
    * (and still becomes an added token, as the Rust library does); one already added is skipped. Returns
    * the number of new ids (HF's own return value also counts tokens that kept their vocabulary id).
+   * A token that normalizes like one already added (`A` after `a` when the tokenizer lowercases) is not
+   * added; {@link skippedTokens} lists those of the last call.
    */
   addTokens(tokens: readonly string[]): number {
     const before = this.#vocabSize;
+    this.#skipped = [];
     this.#register(tokens, false);
     this.#rebuild();
     return this.#vocabSize - before;
@@ -344,7 +373,8 @@ export class BertTokenizer {
    * The notebook's additions before SFT, in its order: `add_special_tokens({pad_token: "<|pad|>",
    * additional_special_tokens: ["<|im_start|>", "<|im_end|>"]})`, then `add_tokens` of
    * {@link SFT_EXTRA_TOKENS}. Returns the number of new ids (63 for the base vocabulary), by which the
-   * embeddings must grow (`vocabSize` is the new size).
+   * embeddings must grow (`vocabSize` is the new size). A tokenizer that lowercases gets no `A` beside `a`
+   * ({@link skippedTokens}), so that Python loads the saved tokenizer with one id per text.
    */
   prepareForSft(): number {
     return this.addSpecialTokens({ ...SFT_SPECIAL_TOKENS }) + this.addTokens(SFT_EXTRA_TOKENS);
@@ -431,11 +461,29 @@ export class BertTokenizer {
   #register(tokens: readonly string[], special: boolean): number {
     const added = this.#json.added_tokens;
     const have = new Set(added.map((t) => t.content));
+    // The normalized forms already taken by normalized added tokens. Two normalized tokens with one form
+    // (`a` and `A` under lowercasing) cannot both be matched: Rust's tokenizers then maps that form to
+    // one of their ids chosen anew in each process. So a second one is not added (and is reported).
+    const forms = new Map<string, string>();
+    for (const t of added) {
+      if (!t.normalized) continue;
+      const form = normalizeBert(t.content, this.#json.normalizer);
+      if (!forms.has(form)) forms.set(form, t.content);
+    }
     // as Rust's AddedVocabulary: after the model vocabulary and every id in use
     let next = Math.max(this.#modelVocab.size, this.#idToToken.length);
     let n = 0;
     for (const content of tokens) {
       if (content.length === 0 || have.has(content)) continue;
+      if (!special) {
+        const form = normalizeBert(content, this.#json.normalizer);
+        const sameAs = forms.get(form);
+        if (sameAs !== undefined) {
+          this.#skipped.push({ token: content, sameAs });
+          continue;
+        }
+        forms.set(form, content);
+      }
       const id = this.#tokenToId.get(content) ?? next++;
       added.push(addedToken(id, content, special));
       have.add(content);
@@ -461,8 +509,10 @@ export class BertTokenizer {
       idToToken[id] = t;
       tokenToId.set(t, id);
     }
+    // Rust's tokenizers names a normalized added token by its normalized content (`OD` is "od" when the
+    // tokenizer lowercases, `你好` is " 你  好 "): in the tokens of an encoding and in decode
     for (const t of json.added_tokens) {
-      idToToken[t.id] = t.content;
+      idToToken[t.id] = t.normalized ? normalizeBert(t.content, norm) : t.content;
       tokenToId.set(t.content, t.id);
     }
     const lib = new Tokenizer(json, {
@@ -503,6 +553,11 @@ export class BertTokenizer {
       throw new Error("Unsupported @huggingface/tokenizers version: Tokenizer.added_tokens_map is gone");
     }
     internals.added_tokens_map = addedMap;
+    const model = lib.model as unknown as { vocab?: string[] };
+    if (!Array.isArray(model.vocab)) {
+      throw new Error("Unsupported @huggingface/tokenizers version: Tokenizer.model.vocab is not an array");
+    }
+    for (const t of json.added_tokens) model.vocab[t.id] = idToToken[t.id]!;
     lib.normalizer = new RustBertNormalizer(norm);
     this.#lib = lib;
     this.#idToToken = idToToken;
