@@ -10,43 +10,110 @@
  * @module
  */
 
-import { BertNormalizer } from "@huggingface/tokenizers";
+import { BertNormalizer, BertPreTokenizer } from "@huggingface/tokenizers";
 import type { BertNormalizerJson } from "./bert_json.ts";
+import * as T from "./unicode_tables.ts";
 
-/** The CJK ideograph blocks BertNormalizer isolates (`handle_chinese_chars`), as in Rust `tokenizers`. */
-export function isChineseChar(cp: number): boolean {
-  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) ||
-    (cp >= 0x2a700 && cp <= 0x2b73f) || (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b920 && cp <= 0x2ceaf) ||
-    (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
+/**
+ * A set of code points as sorted, inclusive [first, last] pairs, read from a table of unicode_tables.ts;
+ * a bitmap answers for the Basic Multilingual Plane (nearly every character of real text), a binary
+ * search above it.
+ */
+class CodePointSet {
+  #bounds: Uint32Array;
+  #bmp = new Uint8Array(0x10000 / 8);
+  constructor(table: string) {
+    const words = table.split(" ").filter((w) => w.length > 0);
+    this.#bounds = new Uint32Array(words.length * 2);
+    let last = -1;
+    for (const [i, w] of words.entries()) {
+      const [gap, length] = w.split(",").map((x) => parseInt(x, 36)) as [number, number];
+      const first = last + 1 + gap;
+      last = first + length;
+      this.#bounds[2 * i] = first;
+      this.#bounds[2 * i + 1] = last;
+      for (let cp = first; cp <= Math.min(last, 0xffff); cp++) this.#bmp[cp >> 3]! |= 1 << (cp & 7);
+    }
+  }
+  has(cp: number): boolean {
+    if (cp <= 0xffff) return (this.#bmp[cp >> 3]! & (1 << (cp & 7))) !== 0;
+    const b = this.#bounds;
+    let lo = 0, hi = b.length / 2 - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (cp < b[2 * mid]!) hi = mid - 1;
+      else if (cp > b[2 * mid + 1]!) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  }
 }
 
-const CONTROL = /^[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Cn}]$/u;
-const WHITE_SPACE = /^\p{White_Space}$/u;
-const NONSPACING_MARK = /\p{Mn}/gu;
+/** A code point → string map read from a table of unicode_tables.ts. */
+function codePointMap(table: string): Map<number, string> {
+  const map = new Map<number, string>();
+  let last = -1;
+  for (const w of table.split(" ")) {
+    if (w.length === 0) continue;
+    const [gap, ...deltas] = w.split(",").map((x) => parseInt(x, 36)) as [number, ...number[]];
+    const cp = last + 1 + gap;
+    map.set(cp, String.fromCodePoint(...deltas.map((d) => cp + d)));
+    last = cp;
+  }
+  return map;
+}
+
+const CLEAN_REMOVED = new CodePointSet(T.CLEAN_REMOVED);
+const CLEAN_SPACE = new CodePointSet(T.CLEAN_SPACE);
+const CHINESE = new CodePointSet(T.CHINESE);
+const STRIP_REMOVED = new CodePointSet(T.STRIP_REMOVED);
+const STRIP_MAP = codePointMap(T.STRIP_MAP);
+const LOWER_MAP = codePointMap(T.LOWER_MAP);
+const SPLIT_WHITESPACE = new CodePointSet(T.SPLIT_WHITESPACE);
+const SPLIT_PUNCTUATION = new CodePointSet(T.SPLIT_PUNCTUATION);
+
+/** The CJK ideographs BertNormalizer isolates (`handle_chinese_chars`): the blocks Rust `tokenizers` names. */
+export function isChineseChar(cp: number): boolean {
+  return CHINESE.has(cp);
+}
+
+/** A precomposed Hangul syllable's canonical decomposition (Unicode ch. 3.12), or undefined. */
+function hangulDecomposition(cp: number): string | undefined {
+  const s = cp - 0xac00;
+  if (s < 0 || s >= 11172) return undefined;
+  const trail = s % 28;
+  const jamo = [0x1100 + Math.floor(s / 588), 0x1161 + Math.floor((s % 588) / 28)];
+  if (trail !== 0) jamo.push(0x11a7 + trail);
+  return String.fromCodePoint(...jamo);
+}
 
 /**
  * Normalize one code point (`ch`) as BertNormalizer does, in Rust's order: clean text (drop NUL, U+FFFD and
- * control/format/unassigned/private-use characters, map whitespace to a space; `\t\n\r` count as
- * whitespace), surround CJK ideographs with spaces, strip accents (NFD, drop nonspacing marks) where
- * `strip_accents` is true or is null while lowercasing, then lowercase per character (so there is no
- * final-sigma rule, as in Rust's `char::to_lowercase`).
+ * control, format and private-use characters, map whitespace to a space; `\t\n\r` count as whitespace),
+ * surround CJK ideographs with spaces, strip accents (canonical decomposition, nonspacing marks dropped)
+ * where `strip_accents` is true or is null while lowercasing, then lowercase per character (so there is no
+ * final-sigma rule, as in Rust's `char::to_lowercase`). The classes and mappings are Rust's own
+ * (unicode_tables.ts): an unassigned code point such as U+0378 is kept, and WordPiece makes it [UNK].
+ * A string's decomposition is taken one code point at a time: the canonical reordering of a run of
+ * combining marks matters only among marks that are kept, none of which the SFT data has.
  */
 function normalizeCodePoint(ch: string, o: BertNormalizerJson): string {
   const cp = ch.codePointAt(0)!;
-  let s = ch;
   if (o.clean_text) {
-    if (ch === "\t" || ch === "\n" || ch === "\r") return " ";
-    if (cp === 0 || cp === 0xfffd || CONTROL.test(ch)) return "";
-    if (WHITE_SPACE.test(ch)) return " ";
+    if (CLEAN_REMOVED.has(cp)) return "";
+    if (CLEAN_SPACE.has(cp)) return " ";
   }
-  if (o.handle_chinese_chars && isChineseChar(cp)) s = ` ${s} `;
-  if (o.strip_accents ?? o.lowercase) s = s.normalize("NFD").replace(NONSPACING_MARK, "");
+  if (o.strip_accents ?? o.lowercase) {
+    ch = STRIP_REMOVED.has(cp) ? "" : STRIP_MAP.get(cp) ?? hangulDecomposition(cp) ?? ch;
+  }
+  // (Rust isolates CJK before stripping accents; a CJK compatibility ideograph decomposes to another one)
+  if (o.handle_chinese_chars && CHINESE.has(cp)) ch = ` ${ch} `;
   if (o.lowercase) {
     let lower = "";
-    for (const c of s) lower += c.toLowerCase();
-    s = lower;
+    for (const c of ch) lower += LOWER_MAP.get(c.codePointAt(0)!) ?? c;
+    ch = lower;
   }
-  return s;
+  return ch;
 }
 
 /** A normalized string with, for each of its UTF-16 units, the [start, end) span of input it came from. */
@@ -152,13 +219,30 @@ export class TokenSplitter {
   }
 }
 
-/** The punctuation BertPreTokenizer isolates: Unicode P* and all ASCII punctuation (tokenizers.js's class). */
-const PUNCT = "\\p{P}\\u0021-\\u002F\\u003A-\\u0040\\u005B-\\u0060\\u007B-\\u007E";
-const WORDS = new RegExp(`[^\\s${PUNCT}]+|[${PUNCT}]`, "gu");
-
 /** BertPreTokenizer: split on whitespace (removed) and punctuation (isolated); returns [start, end) spans. */
 export function preTokenizeBert(text: string): [number, number][] {
   const out: [number, number][] = [];
-  for (const m of text.matchAll(WORDS)) out.push([m.index, m.index + m[0].length]);
+  let start = -1;
+  for (let i = 0; i < text.length;) {
+    const cp = text.codePointAt(i)!;
+    const n = cp > 0xffff ? 2 : 1;
+    const white = SPLIT_WHITESPACE.has(cp);
+    if (white || SPLIT_PUNCTUATION.has(cp)) {
+      if (start >= 0) out.push([start, i]);
+      start = -1;
+      if (!white) out.push([i, i + n]);
+    } else if (start < 0) {
+      start = i;
+    }
+    i += n;
+  }
+  if (start >= 0) out.push([start, text.length]);
   return out;
+}
+
+/** tokenizers.js's BertPreTokenizer with Rust's whitespace and punctuation classes (see {@link preTokenizeBert}). */
+export class RustBertPreTokenizer extends BertPreTokenizer {
+  override pre_tokenize_text(text: string): string[] {
+    return preTokenizeBert(text).map(([s, e]) => text.slice(s, e));
+  }
 }

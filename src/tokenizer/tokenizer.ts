@@ -32,7 +32,14 @@ import {
   synthesiseBertTokenizerJson,
   type TokenizerJson,
 } from "./bert_json.ts";
-import { normalizeAligned, normalizeBert, preTokenizeBert, RustBertNormalizer, TokenSplitter } from "./bert_align.ts";
+import {
+  normalizeAligned,
+  normalizeBert,
+  preTokenizeBert,
+  RustBertNormalizer,
+  RustBertPreTokenizer,
+  TokenSplitter,
+} from "./bert_align.ts";
 
 /** The result of {@link BertTokenizer.encode}. */
 export interface Encoding {
@@ -559,6 +566,7 @@ export class BertTokenizer {
     }
     for (const t of json.added_tokens) model.vocab[t.id] = idToToken[t.id]!;
     lib.normalizer = new RustBertNormalizer(norm);
+    lib.pre_tokenizer = new RustBertPreTokenizer();
     this.#lib = lib;
     this.#idToToken = idToToken;
     this.#tokenToId = tokenToId;
