@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # One check run on an NVIDIA GPU machine: parity on the tiny fixture, the WebGPU kernel tests, the
 # benchmark on WebGPU and the PyTorch baseline, each under its own timeout, all inside one time budget
-# (default 510 s, under the device tool's 9-minute plan). Every step continues when an earlier one fails.
+# (default 510 s, inside the 600 s given to the whole command). Every step continues when an earlier one fails.
 #
-# Here, once (this machine has ../shared and the registries):
-#   bash /work/shared/tools/gpu_prep.sh      # .gpu/: Vulkan loader, deno, slim node_modules (ignored by git)
-#   bash bench/gpu_check.sh --prepare        # copies the parity fixture into .gpu/fixtures (../shared does not travel)
-# There (device tool `run`, carry [".gpu"], timeout_s 600):
+# Before, on a machine with the registries: fill .gpu/ (ignored by git) with the Vulkan loader's .debs, a compressed
+# deno, a slim node_modules and .gpu/env.sh, which installs the loader, puts deno on PATH and unpacks node_modules on
+# the GPU machine (bench/README.md); then
+#   bash bench/gpu_check.sh --prepare        # checks for .gpu/env.sh; copies the parity fixture into .gpu/fixtures
+# On the GPU machine (the working tree and .gpu/ copied there, a limit of 600 s):
 #   source .gpu/env.sh; bash bench/gpu_check.sh
 #
-# Outputs go to $OUT (the device tool's folder; ./runs/gpu_check when unset), at most 8 files:
-#   summary.txt      environment, each step's status and time, the headline figures, the goals as ratios
+# Outputs go to $OUT (the folder the runner brings back; ./runs/gpu_check when unset), eight files:
+#   summary.txt      environment, each step's status and time, the headline figures, the targets as ratios
 #   parity.log       deno task parity <fixture> --backend webgpu --matmul tiled | large | large-f16, and
 #                    --attention flash | rows (the default is matmul)
 #   webgpu_test.log  deno test -A tests/webgpu_ops_test.ts
@@ -42,7 +43,7 @@ if [ "${1:-}" = "--prepare" ]; then
     if [ -n "$d" ] && [ -f "$d/reference.json" ]; then src=$d; break; fi
   done
   [ -n "$src" ] || { echo "gpu_check --prepare: no fixture dir found (tests/fixtures/tiny-gpt2-zh)" >&2; exit 1; }
-  [ -f .gpu/env.sh ] || echo "gpu_check --prepare: note: .gpu/env.sh is missing; run /work/shared/tools/gpu_prep.sh first (it empties .gpu/)" >&2
+  [ -f .gpu/env.sh ] || echo "gpu_check --prepare: note: .gpu/env.sh is missing; prepare .gpu/ first (bench/README.md)" >&2
   mkdir -p .gpu/fixtures/tiny-gpt2-zh
   # only what src/parity.ts reads; .gpu/ is ignored by git, so nothing lands in the repo
   cp -r "$src/model" "$src/model-bin" "$src/reference.json" "$src/reference.safetensors" .gpu/fixtures/tiny-gpt2-zh/
@@ -239,7 +240,7 @@ elif p:
     if c:
         print(f"pytorch classify: {c['forwards']} forwards, {c['ms_per_prompt']:.2f} ms per prompt")
 
-# ---- the goals as ratios, both sides from this run
+# ---- the performance targets as ratios, both sides from this run
 print("")
 print("goals (both sides measured in this run):")
 if b and p and "error" not in p:

@@ -2,11 +2,11 @@
  * Per-step times of the demo's tiny model training (the time-to-accuracy setting: 2000 records, batch 16,
  * per-batch padding, lr 3e-3, 20 warm-up steps), without evaluation: the quickest way to see whether a change
  * to the CPU backend made a step faster. Prints the median, min and 90th percentile of the step times after
- * the first 10 (JIT, pools), and the first 40 of those, so that a slow spell of a shared machine shows.
+ * the first 10 (JIT, pools), and the first 40 of those, so that a slow spell of a loaded machine shows.
  *
  * Usage: deno run -A bench/tiny_steps.ts [--steps 80] [--backend cpu] [--json]
  *        bun bench/tiny_steps.ts …the same flags…
- * Alternate it with the code it is compared with (a `git worktree` of the old commit): on a shared VM one
+ * Alternate it with the code it is compared with (a `git worktree` of the old commit): on a loaded VM one
  * run's median can move by 30 % from the next's.
  * @module
  */
