@@ -49,6 +49,61 @@ const WANTED_FEATURES = ["shader-f16", "timestamp-query"] as const;
 const DAWN_FLAGS = ["disable-dawn-features=timestamp_quantization"];
 
 let dawnLoaded: Promise<void> | undefined;
+let usingDawn = false;
+
+/**
+ * What Dawn's Vulkan backend prints to stderr on every adapter request on Mesa's lavapipe, whose limits
+ * (1,000,000 dynamic buffers) Dawn clamps: noise to a user, as the clamped limits are far above ours.
+ */
+const DAWN_NOISE =
+  /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced from \d+ to \d+ to fit dynamic offset allocation limit\.$/;
+
+/**
+ * Run `fn` with the process's stderr (file descriptor 2) sent to a temporary file, then write what it
+ * received back to stderr without {@link DAWN_NOISE}'s lines: native code writes to the descriptor, past
+ * any JS stream. Only under Bun on Linux and macOS (`bun:ffi` gives dup/dup2); elsewhere `fn` runs as is.
+ */
+export async function withDawnNoiseFiltered<T>(fn: () => Promise<T>): Promise<T> {
+  const bun = (globalThis as { Bun?: unknown }).Bun !== undefined;
+  if (!usingDawn || !bun || (process.platform !== "linux" && process.platform !== "darwin")) return await fn();
+  let libc: { symbols: { dup(fd: number): number; dup2(from: number, to: number): number } };
+  let file: string, fd: number;
+  const fs = await import("node:fs");
+  try {
+    const ffi = await import("bun:ffi" as string) as {
+      dlopen(lib: string, symbols: Record<string, { args: string[]; returns: string }>): typeof libc;
+    };
+    libc = ffi.dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", {
+      dup: { args: ["i32"], returns: "i32" },
+      dup2: { args: ["i32", "i32"], returns: "i32" },
+    });
+    const { tmpdir } = await import("node:os");
+    file = `${tmpdir()}/gpt2-sft-dawn-${process.pid}-${Date.now()}.log`;
+    fd = fs.openSync(file, "w+", 0o600);
+  } catch {
+    return await fn();
+  }
+  const saved = libc.symbols.dup(2);
+  if (saved < 0 || libc.symbols.dup2(fd, 2) < 0) {
+    if (saved >= 0) fs.closeSync(saved);
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+    return await fn();
+  }
+  try {
+    return await fn();
+  } finally {
+    libc.symbols.dup2(saved, 2);
+    fs.closeSync(saved);
+    const text = fs.readFileSync(file, "utf8");
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+    const kept = text.split("\n").filter((line, i, all) =>
+      !DAWN_NOISE.test(line) && (line !== "" || i < all.length - 1)
+    );
+    if (kept.length > 0) process.stderr.write(kept.join("\n") + "\n");
+  }
+}
 
 /** Make `navigator.gpu` exist: built in on Deno, from the npm `webgpu` package (Dawn) elsewhere. */
 async function ensureNavigatorGpu(): Promise<GPU | undefined> {
@@ -64,6 +119,7 @@ async function ensureNavigatorGpu(): Promise<GPU | undefined> {
       const g = globalThis as { navigator?: { gpu?: GPU } };
       if (!g.navigator) Object.defineProperty(globalThis, "navigator", { value: {}, configurable: true });
       Object.defineProperty(g.navigator!, "gpu", { value: mod.create(DAWN_FLAGS), configurable: true });
+      usingDawn = true;
     } catch {
       // No WebGPU available on this runtime: callers see undefined.
     }
@@ -92,7 +148,9 @@ export async function requestGpuDevice(opts: GpuDeviceOptions = {}): Promise<Gpu
   if (!gpu) return null;
   let adapter: GPUAdapter | null = null;
   try {
-    adapter = await gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined);
+    adapter = await withDawnNoiseFiltered(() =>
+      gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined)
+    );
   } catch {
     adapter = null;
   }
@@ -120,7 +178,7 @@ export async function webgpuAvailable(): Promise<boolean> {
   const gpu = await ensureNavigatorGpu();
   if (!gpu) return false;
   try {
-    return (await gpu.requestAdapter()) !== null;
+    return (await withDawnNoiseFiltered(() => gpu.requestAdapter())) !== null;
   } catch {
     return false;
   }
