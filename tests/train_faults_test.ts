@@ -291,6 +291,12 @@ describe("directories checked before training", () => {
       await expect(runTraining(runOpts(dir, join(dir, "no-data"), { resume: true }))).rejects.toThrow(
         `Cannot resume: no complete checkpoint in ${join(dir, "run", "checkpoint")}`,
       );
+      // the command line says so before it loads a model (here the hub's default, which is not there offline)
+      const printed: string[] = [];
+      await expect(
+        trainMain(["--resume", "--run-dir", join(dir, "run"), "--offline", "--backend", "cpu"], (l) => printed.push(l)),
+      ).rejects.toThrow(`Cannot resume: no complete checkpoint in ${join(dir, "run", "checkpoint")}`);
+      expect(printed).toEqual([]);
       const data = await dataDir(dir);
       await runTraining(runOpts(dir, data, { config: { ...config, maxSteps: 1 } }));
       await expect(runTraining(runOpts(dir, data))).rejects.toThrow(

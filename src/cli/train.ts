@@ -12,7 +12,7 @@ import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SEED_RANGE } fr
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
-import { runTraining, TASKS, type TrainRunOptions } from "../train/run.ts";
+import { noCheckpointError, runTraining, TASKS, type TrainRunOptions } from "../train/run.ts";
 import { findCheckpoint, readTrainerState, type TrainerState } from "../train/checkpoint.ts";
 import type { RunSettings } from "../train/run_settings.ts";
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../train/trainer.ts";
@@ -137,8 +137,8 @@ export async function trainMain(
   let saved: { dir: string; state: TrainerState } | undefined;
   if (v.resume) {
     const dir = await findCheckpoint(join(runDir, "checkpoint"));
-    if (dir) saved = { dir, state: await readTrainerState(dir) };
-    // no checkpoint: runTraining says so, naming the directory, before any data is read
+    if (!dir) throw await noCheckpointError(join(runDir, "checkpoint"));
+    saved = { dir, state: await readTrainerState(dir) };
   }
   const was: Partial<TrainConfig> = saved?.state.config ?? {};
   const wasRun = (saved?.state.run ?? {}) as Partial<RunSettings>;

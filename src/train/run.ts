@@ -359,6 +359,14 @@ function refuseResume(found: string, conflicts: string[]): never {
   );
 }
 
+/** The error of `--resume` where `ckptDir` holds no complete checkpoint (saying so when a torn one is there). */
+export async function noCheckpointError(ckptDir: string): Promise<Error> {
+  return new Error(
+    `Cannot resume: no complete checkpoint in ${ckptDir}` +
+      ((await anyCheckpoint(ckptDir)) ? " (only an incomplete one, from a save that was cut short)" : ""),
+  );
+}
+
 /** Run the notebook's training. */
 export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult> {
   const print = opts.print ?? ((l: string) => console.log(l));
@@ -387,12 +395,7 @@ async function trainLocked(
   let savedState: TrainerState | undefined;
   if (opts.resume) {
     found = await findCheckpoint(ckptDir);
-    if (!found) {
-      throw new Error(
-        `Cannot resume: no complete checkpoint in ${ckptDir}` +
-          ((await anyCheckpoint(ckptDir)) ? " (only an incomplete one, from a save that was cut short)" : ""),
-      );
-    }
+    if (!found) throw await noCheckpointError(ckptDir);
     savedState = await readTrainerState(found);
   } else if (await anyCheckpoint(ckptDir)) {
     if (!opts.overwrite) {
