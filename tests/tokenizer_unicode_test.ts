@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { BertNormalizerJson } from "../src/tokenizer/bert_json.ts";
 import { normalizeBert, preTokenizeBert } from "../src/tokenizer/bert_align.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
+import { splitGpt2 } from "../src/tokenizer/byte_level.ts";
 
 const FIXTURES = join(import.meta.dirname ?? ".", "fixtures");
 
@@ -24,6 +25,7 @@ interface UnicodeTable {
   strip: Step;
   lower: Step;
   split: [number, number, number][];
+  gpt2: [number, number, string][];
 }
 const table = JSON.parse(readFileSync(join(FIXTURES, "tokenizer", "unicode.json"), "utf8")) as UnicodeTable;
 
@@ -103,6 +105,21 @@ describe("tokenizer: every code point as Rust's tokenizers treats it", () => {
     const pieces = new Map<number, number>();
     for (const [first, last, n] of table.split) for (let cp = first; cp <= last; cp++) pieces.set(cp, n);
     expect(mismatches((ch) => preTokenizeBert(`a${ch}b`).length, (cp) => pieces.get(cp) ?? 1)).toEqual([]);
+  });
+
+  test("the letter, number and whitespace classes of GPT-2's split pattern", () => {
+    const classes = new Map<number, string>();
+    for (const [first, last, c] of table.gpt2) for (let cp = first; cp <= last; cp++) classes.set(cp, c);
+    // each class, seen through the split: "a"+ch is one piece for a letter, "1"+ch for a number, and
+    // "a"+ch+"a" three pieces for whitespace (ch alone, or "!"+ch one piece for the others)
+    const ours = (ch: string) => {
+      const n = (s: string) => splitGpt2(s).length;
+      if (ch === " " || (n(ch + " ") === 1 && n(`a${ch}a`) === 3)) return "S";
+      if (ch !== "'" && n(`a${ch}`) === 1) return "L";
+      if (n(`1${ch}`) === 1) return "N";
+      return "O";
+    };
+    expect(mismatches(ours, (cp) => classes.get(cp) ?? "O")).toEqual([]);
   });
 
   test("an unassigned code point is kept and encodes as [UNK], as in Python", async () => {

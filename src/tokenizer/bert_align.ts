@@ -19,7 +19,7 @@ import * as T from "./unicode_tables.ts";
  * a bitmap answers for the Basic Multilingual Plane (nearly every character of real text), a binary
  * search above it.
  */
-class CodePointSet {
+export class CodePointSet {
   #bounds: Uint32Array;
   #bmp = new Uint8Array(0x10000 / 8);
   constructor(table: string) {

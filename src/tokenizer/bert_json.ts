@@ -173,9 +173,19 @@ export function resolveBertSettings(
   specialTokensMap: Record<string, unknown> | undefined,
   source: string,
 ): BertSettings {
+  return resolveSpecialTokens(config, specialTokensMap, source, BERT_DEFAULT_SPECIALS);
+}
+
+/** {@link resolveBertSettings} with another tokenizer class's default special tokens. */
+export function resolveSpecialTokens(
+  config: Record<string, unknown> | undefined,
+  specialTokensMap: Record<string, unknown> | undefined,
+  source: string,
+  defaults: Partial<Record<SpecialRole, string>>,
+): BertSettings {
   const cfg = config ?? {};
   const map = specialTokensMap ?? {};
-  const specials: Partial<Record<SpecialRole, string>> = { ...BERT_DEFAULT_SPECIALS };
+  const specials: Partial<Record<SpecialRole, string>> = { ...defaults };
   for (const role of SPECIAL_ROLES) {
     for (const [obj, file] of [[cfg, "tokenizer_config.json"], [map, "special_tokens_map.json"]] as const) {
       if (!(role in obj)) continue;

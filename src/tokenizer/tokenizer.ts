@@ -40,50 +40,18 @@ import {
   RustBertPreTokenizer,
   TokenSplitter,
 } from "./bert_align.ts";
+import {
+  type DecodeOptions,
+  type EncodeOptions,
+  type Encoding,
+  SFT_SPECIAL_TOKENS,
+  type SkippedToken,
+  type Tokenizer as TokenizerInterface,
+  type TokenizerFiles,
+} from "./types.ts";
 
-/** The result of {@link BertTokenizer.encode}. */
-export interface Encoding {
-  ids: number[];
-  /** The vocabulary entry of each id (`convert_ids_to_tokens`). */
-  tokens: string[];
-  /** [start, end) of each token in the input, in UTF-16 indices; [0, 0] for `[CLS]` / `[SEP]`. */
-  offsets: [number, number][];
-}
-
-/** Options of {@link BertTokenizer.encode}. */
-export interface EncodeOptions {
-  /** Frame with the post-processor's tokens (`[CLS] … [SEP]`). Default true. */
-  addSpecialTokens?: boolean;
-  /**
-   * Truncate to at most this many ids, special tokens included, as HF's `truncation=True, max_length`:
-   * the content is cut from the right to make room for the framing.
-   */
-  maxLength?: number;
-}
-
-/** Options of {@link BertTokenizer.decode}. */
-export interface DecodeOptions {
-  /** Leave out special tokens (`[CLS]`, `<|im_end|>`, …). Default false. */
-  skipSpecialTokens?: boolean;
-  /** Apply transformers' `clean_up_tokenization` (" ." → "." …). Default: the config's, else false (transformers 5). */
-  cleanUpTokenizationSpaces?: boolean;
-}
-
-/** A tokenizer's files, as text (what a model dir or the hub gives). */
-export interface TokenizerFiles {
-  tokenizerJson?: string;
-  tokenizerConfig?: string;
-  vocabTxt?: string;
-  specialTokensMap?: string;
-  /** Where the files came from (a dir or repo id), for error messages. */
-  source: string;
-}
-
-/** A token {@link BertTokenizer.addTokens} left out, and the added token it normalizes like. */
-export interface SkippedToken {
-  token: string;
-  sameAs: string;
-}
+export type { DecodeOptions, EncodeOptions, Encoding, SkippedToken, TokenizerFiles } from "./types.ts";
+export { SFT_SPECIAL_TOKENS } from "./types.ts";
 
 /**
  * A warning naming the tokens {@link BertTokenizer.addTokens} left out, or undefined when there are none:
@@ -95,12 +63,6 @@ export function skippedTokensWarning(skipped: readonly SkippedToken[], source: s
   return `${skipped.length} of the tokens to add normalize (${source} lowercases or strips accents) like a token ` +
     `already added, so they are not added and encode as that token: ${list}`;
 }
-
-/** The notebook's `add_special_tokens` call before SFT. */
-export const SFT_SPECIAL_TOKENS: { pad_token: string; additional_special_tokens: readonly string[] } = {
-  pad_token: "<|pad|>",
-  additional_special_tokens: ["<|im_start|>", "<|im_end|>"],
-};
 
 /** The notebook's `add_tokens` list: a–z A–Z 0–9 `@._-`, the same with `##`, `{ } " : ,`, then JSON keys. */
 export const SFT_EXTRA_TOKENS: readonly string[] = (() => {
@@ -138,7 +100,7 @@ function parseJsonObject(text: string | undefined, file: string, source: string)
 }
 
 /** A BERT WordPiece tokenizer with Hugging Face `BertTokenizerFast` behaviour. */
-export class BertTokenizer {
+export class BertTokenizer implements TokenizerInterface {
   #json: TokenizerJson;
   #specials: Partial<Record<SpecialRole, string>>;
   #additional: string[];
@@ -259,6 +221,14 @@ export class BertTokenizer {
   /** The id of `[SEP]`, which ends every encoded text. */
   get sepTokenId(): number {
     return this.#roleId("sep_token");
+  }
+  /** `[CLS]`, which the notebook's saved config.json names as `bos_token_id`. */
+  get bosTokenId(): number | undefined {
+    return this.#specials.cls_token === undefined ? undefined : this.#tokenToId.get(this.#specials.cls_token);
+  }
+  /** `[SEP]`, which the notebook's saved config.json names as `eos_token_id`. */
+  get eosTokenId(): number | undefined {
+    return this.#specials.sep_token === undefined ? undefined : this.#tokenToId.get(this.#specials.sep_token);
   }
   /** The id of `[UNK]`. */
   get unkTokenId(): number {

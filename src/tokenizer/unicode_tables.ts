@@ -18,7 +18,7 @@ export const CLEAN_REMOVED: string =
   "xya,3 43z,7 h406,0 u,2n 1egw,1ekd 2,1ekd";
 
 /** `clean_text` maps these to a space (whitespace; tab, newline and carriage return included). */
-export const CLEAN_SPACE: string = "9,1 2,0 i,0 3j,0 4bj,0 1vj,a t,1 5,0 1b,0 334,0";
+export const CLEAN_SPACE: string = "9,4 i,0 2s,0 q,0 4bj,0 1vj,a t,1 5,0 1b,0 334,0";
 
 /** `handle_chinese_chars` puts a space on each side of these (CJK ideographs). */
 export const CHINESE: string = "a9s,533 1s,g73 hkw,e7 1fk0,wyn w,3dr 74,49b 85s,f3";
@@ -276,3 +276,50 @@ export const SPLIT_PUNCTUATION: string =
   "m,y 1,d 1,0 4,0 1,1 45,2 1,5 1,3 a,1 3,1 q,2 1,0 r,0 1,0 1,6 be,2 ik,0 1c,0 bi,0 kn,0 5j,0 v,0 7k,8 " +
   "12,0 34,6 1u,6 2h,3 x6,6 31,1 1,3 3i,3 1c,1 27,4 3,0 d,0 1,2 2g,5 2z,0 f0,0 6y,m 2x,2 6w,2 2lt,4 " +
   "dtl,1 3p,0 1t,4 8,0 g2i,0 5wn,4";
+
+/** The letters (`\p{L}`) of the GPT-2 split pattern of the ByteLevel pre-tokenizer. */
+export const GPT2_LETTER: string =
+  "1t,p 6,p 1b,0 a,0 4,0 5,m 1,u 1,cp 4,b e,4 7,0 1,0 3l,4 1,1 2,3 1,0 6,0 1,2 1,0 1,j 1,2a 1,3u 8,4l " +
+  "1,11 2,0 6,14 1z,q 4,3 19,16 z,1 1,2q 1,0 f,1 7,1 a,2 2,0 g,0 1,t t,2g b,0 o,w 9,1 4,0 5,l 4,0 9,0 " +
+  "3,0 n,o 7,a 5,n 1,5 h,15 1m,1h 3,0 i,0 7,9 f,f 4,7 2,1 2,l 1,6 1,0 3,3 3,0 g,0 d,1 1,2 e,1 a,0 8,5 " +
+  "4,1 2,l 1,6 1,1 1,1 1,1 v,3 1,0 j,2 g,8 1,2 1,l 1,6 1,1 1,4 3,0 i,0 f,1 n,0 b,7 2,1 2,l 1,6 1,1 1,4 " +
+  "3,0 u,1 1,2 f,0 h,0 1,5 3,2 1,3 3,1 1,0 1,1 3,1 3,2 3,b m,0 1g,7 1,2 1,m 1,f 3,0 q,2 2,0 2,1 u,0 4,7 " +
+  "1,2 1,m 1,9 1,4 3,0 v,1 1,1 f,1 h,8 1,2 1,14 2,0 g,0 5,2 8,2 o,5 5,h 3,n 1,8 1,0 2,6 1m,1b 1,1 c,6 " +
+  "1m,1 1,0 1,4 1,n 1,0 1,9 1,1 9,0 2,4 1,0 l,3 w,0 1r,7 1,z r,4 37,16 k,0 g,5 4,3 3,0 3,1 7,2 4,c c,0 " +
+  "h,11 1,0 5,0 2,16 1,98 1,3 2,6 1,0 1,3 2,14 1,3 2,w 1,3 2,6 1,0 1,3 2,e 1,1k 1,3 2,1u 11,f g,2d 2,5 " +
+  "3,h7 2,g 1,p 5,22 6,7 7,h d,i e,h e,c 1,2 f,1f z,0 4,0 1v,2g 7,4 2,x 1,0 5,1x a,u 1d,t 2,4 b,17 4,p " +
+  "1i,m 9,1g 2a,0 2l,1a h,7 1i,t d,1 a,17 q,z 15,2 a,z 2,a 5,16 2,2 15,3 1,5 1,1 3,0 5,5b 1s,7p 2,5 " +
+  "2,11 2,5 2,7 1,0 1,0 1,0 1,u 2,1g 1,6 1,0 3,2 1,6 3,3 2,5 4,c 5,2 1,6 38,0 d,0 g,c 2t,0 4,0 2,9 1,0 " +
+  "3,4 6,0 1,0 1,0 1,3 1,a 2,3 5,4 4,0 1g,1 22j,6c 6,3 3,1 c,11 1,0 5,0 2,1j 7,0 g,m 9,6 1,6 1,6 1,6 " +
+  "1,6 1,6 1,6 1,6 28,0 d1,1 16,4 5,1 4,2d 6,2 1,2h 1,3 5,16 1,2l h,v 1c,f e8,533 1s,h3g 1v,19 2,7g 3,f " +
+  "a,1 k,1a g,u 2,1x 1d,8 2,2u 2,1u 2,1 1,0 1,7 l,f 1,2 1,3 1,m t,1f e,1d 1q,5 3,0 1,1 b,r a,m p,s 7,1a " +
+  "s,0 g,4 1,9 a,4 1,14 n,2 1,7 k,m 3,0 3,1d 1,0 3,1 2,4 2,0 1,0 o,2 2,a 7,2 c,5 2,5 2,5 9,6 1,6 1,16 " +
+  "1,d 6,36 t,8mb c,m 4,1c 6is,a5 2,2x 12,6 c,4 5,0 1,9 1,c 1,4 1,0 1,1 1,1 1,2z x,a2 i,1r 2,1h 14,b " +
+  "38,4 1,3q 10,p 6,p b,2g 3,5 2,5 2,5 2,2 z,b 1,p 1,i 1,1 1,e 2,d y,3e at,s 3,1c 1b,v d,j 1,7 6,11 a,t " +
+  "2,z 4,7 1c,4d i,z 4,z 4,13 8,1f c,a 1,e 1,6 1,1 1,a 1,e 1,6 1,1 3,1f c,8m 9,l a,7 o,5 1,15 1,8 1x,5 " +
+  "2,0 1,17 1,1 3,0 2,m a,m 9,u 1t,i 1,1 a,l a,p 1y,1j 6,1 1s,0 f,3 1,2 1,s 16,s 3,s z,7 1,r r,1h a,l " +
+  "a,i d,h 32,20 1j,1e d,1e d,z 12,r 9,m 6y,15 6,1 g,2 1n,s a,0 8,l 16,h 1a,k r,m c,1g 1l,1 2,0 d,18 " +
+  "w,o q,z t,0 2,0 8,y 3,0 c,1b e,3 l,0 1,0 z,h 1,o j,1 1r,6 1,0 1,3 1,e 1,9 7,1a 12,7 2,1 2,l 1,6 1,1 " +
+  "1,4 3,0 i,0 c,4 u,9 1,0 2,0 1,11 1,0 p,0 1,0 18,1g i,3 k,2 u,1b k,1 1,0 54,1a 15,3 10,1b k,0 1n,16 " +
+  "d,0 1z,q 11,6 55,17 38,1r v,7 2,0 2,7 1,1 1,n f,0 1,0 2m,7 2,12 g,0 1,0 s,0 a,13 7,0 l,0 b,19 j,0 " +
+  "i,20 5j,w v,8 1,10 h,0 1d,t 34,6 1,1 1,11 l,0 p,5 1,1 1,v e,0 93,i f,0 1,c 1,x 3g,0 27,pl 6e,5f " +
+  "218,2o f,tr h,5 p,32y 5,g6 5a1,t 1cy,fs 7,u h,26 h,t i,1b g,3 v,k 5,i c0,18 5v,1r 3k,22 5,0 1u,c " +
+  "1s,1 1,0 s,4qf 8,yd 15,9 6w7,3 1,6 1,1 1,82 f,0 t,2 2,0 e,3 8,az 1s4,2y 5,c 3,8 7,9 4me,2c 1,1y 1,1 " +
+  "2,0 2,1 2,3 1,b 1,0 1,6 1,1s 1,3 2,7 1,6 1,r 1,3 1,4 1,0 3,6 1,9f 2,o 1,o 1,u 1,o 1,u 1,o 1,u 1,o " +
+  "1,u 1,o 1,7 1f8,u 6,5 79,1p 42,18 a,6 g,0 8x,t i,17 dg,r 6c,t 2,0 dr,6 1,3 1,1 1,e 1,5g 1n,1v 7,0 " +
+  "xg,3 1,q 1,1 1,0 2,0 1,9 1,3 1,0 1,0 6,0 4,0 1,0 1,0 1,2 1,1 1,0 2,0 1,0 1,0 1,0 1,0 1,1 1,0 2,3 1,6 " +
+  "1,3 1,3 1,0 1,9 1,g 5,2 1,4 1,g 3es,wyn w,37d 6,65 2,4g1 e,5rk f,h9 1wi,f1 15u,3t6 5,38f";
+
+/** The numbers (`\p{N}`) of the GPT-2 split pattern. */
+export const GPT2_NUMBER: string =
+  "1c,9 3c,1 5,0 2,2 141,9 3q,9 5i,9 bg,9 3a,9 4,5 30,9 3a,9 3a,9 2,5 32,c 37,9 8,6 2v,9 2w,6 7,i 31,9 " +
+  "2o,9 3a,9 1y,j 7g,9 1y,9 jz,j oh,2 6n,9 6,9 m,9 8c,9 3k,a 4l,9 6,9 52,9 2e,9 3q,9 6,9 t2,0 3,5 6,9 " +
+  "5i,1e 2,4 k6,1n 26,l hi,t 12h,0 ll,0 p,8 e,2 9j,3 3u,9 u,7 1,e w,9 13,e msg,9 58,9 8w,5 4a,9 12,9 " +
+  "5i,9 m,9 2e,9 ba,9 geu,9 dp,18 c,1k h,1 9h,q 10,3 t,0 8,0 3q,4 5m,9 q6,7 p,6 13,8 23,4 m,5 4g,1 2,f " +
+  "2,19 1s,8 1g,1 u,2 23,4 2w,7 o,7 15,6 96,5 1c,9 6,9 7q,u 4e,9 16,3 34,6 3q,t 3k,9 1o,9 40,9 7,j 6z,9 " +
+  "9i,9 3a,9 ae,9 2u,9 6,j 24,b bo,i 2l,9 ie,9 2e,s 6b,9 1y,9 bq,9 2u,k tn,32 c01,9 1t2,9 2e,9 3q,9 1,6 " +
+  "em,9 7a,m imx,9 152,j c,j 30,o ut,1d 1ts,9 bq,9 dy,9 6v,9 jw,8 3k,9 lz,1m 1,2 1,3 24,18 1,e qq,c " +
+  "25f,9";
+
+/** The whitespace (`\s`) of the GPT-2 split pattern. */
+export const GPT2_WHITESPACE: string = "9,4 i,0 2s,0 q,0 4bj,0 1vj,a t,1 5,0 1b,0 334,0";
