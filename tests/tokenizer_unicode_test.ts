@@ -29,6 +29,9 @@ interface UnicodeTable {
 }
 const table = JSON.parse(readFileSync(join(FIXTURES, "tokenizer", "unicode.json"), "utf8")) as UnicodeTable;
 
+/** Each walk over all 1.1 M code points takes seconds (more on a busy machine). */
+const WALK_TIMEOUT = 120_000;
+
 const isSurrogate = (cp: number) => cp >= 0xd800 && cp <= 0xdfff;
 
 /** Python's output for one code point, from a step's runs and spelled-out outputs. */
@@ -89,23 +92,23 @@ describe("tokenizer: every code point as Rust's tokenizers treats it", () => {
   test("clean_text and handle_chinese_chars", () => {
     const o = normalizer({ clean_text: true, handle_chinese_chars: true });
     expect(mismatches((ch) => normalizeBert(ch, o), expected(table.clean))).toEqual([]);
-  });
+  }, WALK_TIMEOUT);
 
   test("strip_accents (decomposition, nonspacing marks dropped)", () => {
     const o = normalizer({ strip_accents: true });
     expect(mismatches((ch) => normalizeBert(ch, o), expected(table.strip))).toEqual([]);
-  });
+  }, WALK_TIMEOUT);
 
   test("lowercase", () => {
     const o = normalizer({ lowercase: true });
     expect(mismatches((ch) => normalizeBert(ch, o), expected(table.lower))).toEqual([]);
-  });
+  }, WALK_TIMEOUT);
 
   test("BertPreTokenizer's whitespace and punctuation", () => {
     const pieces = new Map<number, number>();
     for (const [first, last, n] of table.split) for (let cp = first; cp <= last; cp++) pieces.set(cp, n);
     expect(mismatches((ch) => preTokenizeBert(`a${ch}b`).length, (cp) => pieces.get(cp) ?? 1)).toEqual([]);
-  });
+  }, WALK_TIMEOUT);
 
   test("the letter, number and whitespace classes of GPT-2's split pattern", () => {
     const classes = new Map<number, string>();
@@ -120,7 +123,7 @@ describe("tokenizer: every code point as Rust's tokenizers treats it", () => {
       return "O";
     };
     expect(mismatches(ours, (cp) => classes.get(cp) ?? "O")).toEqual([]);
-  });
+  }, WALK_TIMEOUT);
 
   test("an unassigned code point is kept and encodes as [UNK], as in Python", async () => {
     const tok = await BertTokenizer.fromDir(join(FIXTURES, "tiny-gpt2-zh", "model"));
