@@ -42,15 +42,25 @@ function attentionScale(HS: number): number {
 /** The head size the flash kernels hold in registers at most (MAX_HS in the WGSL). */
 const FLASH_MAX_HS = 128;
 
+/** The attention kernels' dropout uniforms by name and their DROPOUT override (1: on). */
+interface Dropout {
+  params: { drop_key: number; drop_threshold: number; drop_scale: number };
+  on: number;
+}
+
+/** No dropout: the uniforms 0, the override off. */
+const NO_DROPOUT: Dropout = { params: { drop_key: 0, drop_threshold: 0, drop_scale: 0 }, on: 0 };
+
 /**
  * The attention kernels' dropout uniforms (drop_key, drop_threshold, drop_scale) and their DROPOUT
  * override: off (and the uniforms 0) when there is no dropout or p = 0, so those calls run the undropped
  * pipeline unchanged.
  */
-function attentionDropout(dropout: AttentionDropout | undefined, op: string): { params: number[]; on: number } {
-  if (!dropout) return { params: [0, 0, 0], on: 0 };
+function attentionDropout(dropout: AttentionDropout | undefined, op: string): Dropout {
+  if (!dropout) return NO_DROPOUT;
   const d = dropoutParams(dropout.p, dropout.seed, `${op} dropout`);
-  return d.p === 0 ? { params: [0, 0, 0], on: 0 } : { params: [d.key, d.threshold, d.scale], on: 1 };
+  if (d.p === 0) return NO_DROPOUT;
+  return { params: { drop_key: d.key, drop_threshold: d.threshold, drop_scale: d.scale }, on: 1 };
 }
 
 function checkHeads(C: number, NH: number, op: string): void {
@@ -96,8 +106,8 @@ export class Attention {
       const V = headCols(qkv, 3 * C, 2 * C, T, HS), P = headSquares(att, T, NH);
       this.#batchedMatmul({ ...heads, N: T, K: HS, alpha: attentionScale(HS), causal: 1, note: "Q·Kᵀ" }, Q, Kt, P);
       this.#rt.dispatch(K.attnSoftmaxFwd, {
-        params: [B, T, NH],
-        bufs: [mask, att, null],
+        params: { B, T, NH, ...NO_DROPOUT.params },
+        bufs: { mask, att, grad: null },
         groups: B * NH * T,
         constants: { HAS_MASK: +(mask !== null) },
       });
@@ -106,8 +116,8 @@ export class Attention {
       return;
     }
     this.#rt.dispatch(flash ? K.attnFlashFwd : K.attnFwd, {
-      params: [B, T, C, NH, ...drop.params],
-      bufs: [qkv, mask, att, out],
+      params: { B, T, C, NH, ...drop.params },
+      bufs: flash ? { qkv, mask, stats: att, out } : { qkv, mask, att, out },
       // flash: a workgroup per block of 64 queries of one (b, h); rows: a workgroup per query row
       groups: flash ? B * NH * Math.ceil(T / 64) : B * NH * T,
       constants: { HAS_MASK: +(mask !== null), DROPOUT: drop.on },
@@ -144,8 +154,8 @@ export class Attention {
       // the forward's mask is needed again: the probabilities are recomputed
       const mask = args.mask ? this.#rt.buf(args.mask, op, "i32") : null;
       if (mask) this.#rt.need([[mask, "mask"]], B * T, op);
-      const bufs = [dout, qkv, mask, att, dqkv];
-      const params = [B, T, C, NH, ...drop.params];
+      const bufs = { dout, qkv, mask, stats: att, dqkv };
+      const params = { B, T, C, NH, ...drop.params };
       const constants = { HAS_MASK: +(mask !== null), DROPOUT: drop.on };
       const groups = Math.ceil((B * NH * T) / 64); // a row per invocation
       this.#rt.dispatch(K.attnFlashDq, { params, bufs, groups, constants }); // D_t first: dkv reads it
@@ -162,8 +172,8 @@ export class Attention {
       const dQ = headCols(dqkv, C3, 0, T, HS), dK = headCols(dqkv, C3, C, T, HS), dV = headCols(dqkv, C3, 2 * C, T, HS);
       this.#batchedMatmul({ ...sq, alpha: 1, causal: 1, note: "dout·Vᵀ" }, dO, Vt, headSquares(grad, T, NH));
       this.#rt.dispatch(K.attnSoftmaxBwd, {
-        params: [B, T, NH, ...drop.params],
-        bufs: [null, att, grad],
+        params: { B, T, NH, ...drop.params },
+        bufs: { mask: null, att, grad },
         groups: B * NH * T,
         constants: { DROPOUT: drop.on },
       });
@@ -175,8 +185,8 @@ export class Attention {
       return;
     }
     const dpre = this.#rt.acquire(B * NH * T * T, "f32", "attention dpreatt");
-    const bufs = [dout, qkv, att, dqkv, dpre];
-    const params = [B, T, C, NH, ...drop.params];
+    const bufs = { dout, qkv, att, dqkv, dpre };
+    const params = { B, T, C, NH, ...drop.params };
     const constants = { DROPOUT: drop.on };
     this.#rt.dispatch(K.attnBwdDpre, { params, bufs, groups: B * NH * T, constants });
     this.#rt.dispatch(K.attnBwdDq, { params, bufs, groups: Math.ceil((B * T * C) / 256), constants });
@@ -197,7 +207,7 @@ export class Attention {
       K: number;
       alpha: number;
       causal: 0 | 1 | 2 | 3;
-      drop?: { params: number[]; on: number };
+      drop?: Dropout;
       /** What the product is, for the profiler's table ("Q·Kᵀ", …). */
       note: string;
     },
@@ -207,10 +217,29 @@ export class Attention {
   ): void {
     if (out.trans) throw new Error("batched matmul: the output view cannot be transposed");
     const [a0, ab, ah] = a.at, [b0, bb, bh] = b.at, [c0, cb, ch] = out.at;
-    const drop = s.drop ?? { params: [0, 0, 0], on: 0 };
+    const drop = s.drop ?? NO_DROPOUT;
     this.#rt.dispatch(K.matmulBatched, {
-      params: [s.M, s.N, s.K, s.NH, a.ld, b.ld, out.ld, a0, ab, ah, b0, bb, bh, c0, cb, ch, s.alpha, ...drop.params],
-      bufs: [a.buf, b.buf, out.buf],
+      params: {
+        M: s.M,
+        N: s.N,
+        K: s.K,
+        NH: s.NH,
+        lda: a.ld,
+        ldb: b.ld,
+        ldc: out.ld,
+        a_0: a0,
+        a_b: ab,
+        a_h: ah,
+        b_0: b0,
+        b_b: bb,
+        b_h: bh,
+        c_0: c0,
+        c_b: cb,
+        c_h: ch,
+        alpha: s.alpha,
+        ...drop.params,
+      },
+      bufs: { a: a.buf, b: b.buf, out: out.buf },
       groups: [Math.ceil(s.N / 64), Math.ceil(s.M / 64), s.B * s.NH],
       constants: { TRANS_A: +!!a.trans, TRANS_B: +!!b.trans, DROP_A: drop.on, CAUSAL: s.causal },
       profileNote: `${s.note} ${s.B * s.NH}×(${s.M}×${s.N}×${s.K})`,
@@ -232,8 +261,8 @@ export class Attention {
     this.#rt.need([[kcache, "kcache"], [vcache, "vcache"]], B * Tmax * C, op);
     if (mask) this.#rt.need([[mask, "mask"]], B * Tmax, op);
     const scratch = this.#rt.acquire(B * NH * Tn * Tmax, "f32", "attention cached scores");
-    const bufs = [qkv, mask, kcache, vcache, out, scratch];
-    const params = [B, Tn, C, NH, pos0, Tmax];
+    const bufs = { qkv, mask, kcache, vcache, out, scratch };
+    const params = { B, Tn, C, NH, pos0, Tmax };
     const constants = { HAS_MASK: +(mask !== null) };
     this.#rt.dispatch(K.attnCachedStore, { params, bufs, groups: Math.ceil((B * Tn * C) / 256), constants });
     this.#rt.dispatch(K.attnCachedAttend, { params, bufs, groups: B * NH * Tn, constants });

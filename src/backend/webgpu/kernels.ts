@@ -1,8 +1,11 @@
 /**
  * The kernel registry: every WGSL file of `kernels/` (imported as text, so Deno and Bun read them the same
- * way) and every entry point the WebGPU backend dispatches, with its binding layout.
+ * way) and every entry point the WebGPU backend dispatches. Each file's uniforms and bindings are read from
+ * its WGSL when it is loaded (`layout.ts`), never spelled out a second time here.
  * @module
  */
+
+import { type KernelLayout, parseKernelLayout } from "./layout.ts";
 
 import adamwSrc from "../../../kernels/adamw.wgsl" with { type: "text" };
 import addSrc from "../../../kernels/add.wgsl" with { type: "text" };
@@ -31,26 +34,32 @@ import sumSrc from "../../../kernels/sum.wgsl" with { type: "text" };
 import sumRowsSrc from "../../../kernels/sum_rows.wgsl" with { type: "text" };
 import splitKReduceSrc from "../../../kernels/split_k_reduce.wgsl" with { type: "text" };
 
-/** One WGSL file. */
+/** One WGSL file and the interface it declares. */
 export interface KernelFile {
   readonly file: string;
   readonly code: string;
+  readonly layout: KernelLayout;
 }
 
 /**
- * One entry point of a kernel file with its binding layout: binding 0 is the uniform parameters, laid
- * out as `params` says (one 4-byte field per letter: u = u32, i = i32, f = f32); bindings 1… are storage
- * buffers, read-only ("r") or writable ("rw").
+ * One entry point of a kernel file. Its uniforms and bindings are the file's ({@link KernelFile.layout}):
+ * binding 0 is `struct Params`, bindings 1… the storage buffers, all entry points of a file sharing them.
  */
 export interface KernelDef {
   readonly src: KernelFile;
   readonly entry: string;
-  readonly params: string;
-  readonly bindings: readonly ("r" | "rw")[];
 }
 
 function kernelFile(file: string, code: string): KernelFile {
-  return { file, code };
+  return { file, code, layout: parseKernelLayout(file, code) };
+}
+
+/** Entry point `entry` of `src`, which must declare it. */
+function kernel(src: KernelFile, entry: string): KernelDef {
+  if (!src.layout.entries.has(entry)) {
+    throw new Error(`Cannot load kernel ${src.file}: no @compute entry point "${entry}"`);
+  }
+  return { src, entry };
 }
 
 const F = {
@@ -84,95 +93,40 @@ const F = {
 
 /** Every kernel entry point the backend dispatches. */
 export const K = {
-  adamw: { src: F.adamw, entry: "main", params: "uffffffffff", bindings: ["rw", "r", "rw", "rw", "r"] },
-  add: { src: F.add, entry: "main", params: "u", bindings: ["r", "r", "rw"] },
-  attnBwdDpre: {
-    src: F.attentionBackward,
-    entry: "dpre_main",
-    params: "uuuuuuf",
-    bindings: ["r", "r", "r", "rw", "rw"],
-  },
-  attnBwdDq: { src: F.attentionBackward, entry: "dq_main", params: "uuuuuuf", bindings: ["r", "r", "r", "rw", "rw"] },
-  attnBwdDkv: {
-    src: F.attentionBackward,
-    entry: "dkv_main",
-    params: "uuuuuuf",
-    bindings: ["r", "r", "r", "rw", "rw"],
-  },
-  attnCachedStore: {
-    src: F.attentionCached,
-    entry: "store_main",
-    params: "uuuuuu",
-    bindings: ["r", "r", "rw", "rw", "rw", "rw"],
-  },
-  attnCachedAttend: {
-    src: F.attentionCached,
-    entry: "attend_main",
-    params: "uuuuuu",
-    bindings: ["r", "r", "rw", "rw", "rw", "rw"],
-  },
-  attnFwd: { src: F.attentionForward, entry: "main", params: "uuuuuuf", bindings: ["r", "r", "rw", "rw"] },
-  attnFlashFwd: {
-    src: F.attentionFlashForward,
-    entry: "main",
-    params: "uuuuuuf",
-    bindings: ["r", "r", "rw", "rw"],
-  },
-  attnFlashDq: {
-    src: F.attentionFlashBackward,
-    entry: "dq_main",
-    params: "uuuuuuf",
-    bindings: ["r", "r", "r", "rw", "rw"],
-  },
-  attnFlashDkv: {
-    src: F.attentionFlashBackward,
-    entry: "dkv_main",
-    params: "uuuuuuf",
-    bindings: ["r", "r", "r", "rw", "rw"],
-  },
-  attnSoftmaxFwd: { src: F.attentionSoftmax, entry: "forward_main", params: "uuuuuf", bindings: ["r", "rw", "rw"] },
-  attnSoftmaxBwd: { src: F.attentionSoftmax, entry: "backward_main", params: "uuuuuf", bindings: ["r", "rw", "rw"] },
-  crossEntropy: { src: F.crossEntropy, entry: "main", params: "uuf", bindings: ["rw", "r", "rw", "rw"] },
-  dropoutFwd: { src: F.dropout, entry: "forward_main", params: "uuuf", bindings: ["r", "rw"] },
-  dropoutBwd: { src: F.dropout, entry: "backward_main", params: "uuuf", bindings: ["r", "rw"] },
-  embFwd: { src: F.embeddingForward, entry: "main", params: "uuuuu", bindings: ["r", "r", "r", "rw", "r"] },
-  embBwdLink: {
-    src: F.embeddingBackward,
-    entry: "link_main",
-    params: "uuuu",
-    bindings: ["r", "r", "rw", "rw", "rw"],
-  },
-  embBwdWte: { src: F.embeddingBackward, entry: "dwte_main", params: "uuuu", bindings: ["r", "r", "rw", "rw", "rw"] },
-  embBwdWpe: { src: F.embeddingBackward, entry: "dwpe_main", params: "uuuu", bindings: ["r", "r", "rw", "rw", "rw"] },
-  geluBwd: { src: F.geluBackward, entry: "main", params: "u", bindings: ["r", "r", "rw"] },
-  geluFwd: { src: F.geluForward, entry: "main", params: "u", bindings: ["r", "rw"] },
-  normPartial: { src: F.globalNorm, entry: "partial_main", params: "uuu", bindings: ["r", "rw", "rw"] },
-  normFinal: { src: F.globalNorm, entry: "final_main", params: "uuu", bindings: ["r", "rw", "rw"] },
-  lnBwdDinp: {
-    src: F.layernormBackward,
-    entry: "dinp_main",
-    params: "uu",
-    bindings: ["r", "r", "r", "r", "r", "rw", "rw", "rw"],
-  },
-  lnBwdDparams: {
-    src: F.layernormBackward,
-    entry: "dparams_main",
-    params: "uu",
-    bindings: ["r", "r", "r", "r", "r", "rw", "rw", "rw"],
-  },
-  lnFwd: { src: F.layernormForward, entry: "main", params: "uuf", bindings: ["r", "r", "r", "rw", "rw", "rw"] },
-  matmulNaive: { src: F.matmulNaive, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
-  matmulTiled: { src: F.matmulTiled, entry: "main", params: "uuuu", bindings: ["r", "r", "r", "rw"] },
-  matmulLarge: { src: F.matmulLarge, entry: "main", params: "uuuu", bindings: ["r", "r", "r", "rw"] },
-  matmulBatched: {
-    src: F.matmulBatched,
-    entry: "main",
-    params: "uuuuuuuuuuuuuuuufuuf",
-    bindings: ["r", "r", "rw"],
-  },
-  matmulLargeF16: { src: F.matmulLargeF16, entry: "main", params: "uuu", bindings: ["r", "r", "r", "rw"] },
-  scale: { src: F.scale, entry: "main", params: "uf", bindings: ["rw"] },
-  sum: { src: F.sum, entry: "main", params: "uf", bindings: ["r", "rw"] },
-  sumRows: { src: F.sumRows, entry: "main", params: "uu", bindings: ["r", "rw"] },
-  splitKReduce: { src: F.splitKReduce, entry: "main", params: "uuu", bindings: ["r", "r", "rw"] },
+  adamw: kernel(F.adamw, "main"),
+  add: kernel(F.add, "main"),
+  attnBwdDpre: kernel(F.attentionBackward, "dpre_main"),
+  attnBwdDq: kernel(F.attentionBackward, "dq_main"),
+  attnBwdDkv: kernel(F.attentionBackward, "dkv_main"),
+  attnCachedStore: kernel(F.attentionCached, "store_main"),
+  attnCachedAttend: kernel(F.attentionCached, "attend_main"),
+  attnFwd: kernel(F.attentionForward, "main"),
+  attnFlashFwd: kernel(F.attentionFlashForward, "main"),
+  attnFlashDq: kernel(F.attentionFlashBackward, "dq_main"),
+  attnFlashDkv: kernel(F.attentionFlashBackward, "dkv_main"),
+  attnSoftmaxFwd: kernel(F.attentionSoftmax, "forward_main"),
+  attnSoftmaxBwd: kernel(F.attentionSoftmax, "backward_main"),
+  crossEntropy: kernel(F.crossEntropy, "main"),
+  dropoutFwd: kernel(F.dropout, "forward_main"),
+  dropoutBwd: kernel(F.dropout, "backward_main"),
+  embFwd: kernel(F.embeddingForward, "main"),
+  embBwdLink: kernel(F.embeddingBackward, "link_main"),
+  embBwdWte: kernel(F.embeddingBackward, "dwte_main"),
+  embBwdWpe: kernel(F.embeddingBackward, "dwpe_main"),
+  geluBwd: kernel(F.geluBackward, "main"),
+  geluFwd: kernel(F.geluForward, "main"),
+  normPartial: kernel(F.globalNorm, "partial_main"),
+  normFinal: kernel(F.globalNorm, "final_main"),
+  lnBwdDinp: kernel(F.layernormBackward, "dinp_main"),
+  lnBwdDparams: kernel(F.layernormBackward, "dparams_main"),
+  lnFwd: kernel(F.layernormForward, "main"),
+  matmulNaive: kernel(F.matmulNaive, "main"),
+  matmulTiled: kernel(F.matmulTiled, "main"),
+  matmulLarge: kernel(F.matmulLarge, "main"),
+  matmulBatched: kernel(F.matmulBatched, "main"),
+  matmulLargeF16: kernel(F.matmulLargeF16, "main"),
+  scale: kernel(F.scale, "main"),
+  sum: kernel(F.sum, "main"),
+  sumRows: kernel(F.sumRows, "main"),
+  splitKReduce: kernel(F.splitKReduce, "main"),
 } as const satisfies Record<string, KernelDef>;

@@ -21,6 +21,14 @@ const MATMUL_DEFS: Record<Exclude<MatmulKernel, "auto" | "tune">, { def: KernelD
   "large-f16": { def: K.matmulLargeF16, block: 128 },
 };
 
+/**
+ * The sizes of a product as kernel `def` declares them: M, N, K, and KC (the depth of one slice of K) in the
+ * kernels that can split K (tiled, large: KC = K when unsplit).
+ */
+function matmulParams(def: KernelDef, M: number, N: number, K: number, KC: number): Record<string, number> {
+  return def.src.layout.params.some((f) => f.name === "KC") ? { M, N, K, KC } : { M, N, K };
+}
+
 /** One matmul call, its buffers checked. */
 interface MatmulCall {
   a: GpuBuf;
@@ -95,8 +103,8 @@ export class Matmuls {
   ): void {
     if (slices > 1) return this.#matmulSplitK({ ...x, S: slices }, k, timer);
     this.#rt.dispatch(k.def, {
-      params: [x.M, x.N, x.Kd, x.Kd],
-      bufs: [x.a, x.b, x.bias, x.out],
+      params: matmulParams(k.def, x.M, x.N, x.Kd, x.Kd),
+      bufs: { a: x.a, b: x.b, bias: x.bias, out: x.out },
       groups: [Math.ceil(x.N / k.block), Math.ceil(x.M / k.block)],
       constants: x.constants,
       profileNote: x.note,
@@ -135,16 +143,16 @@ export class Matmuls {
     const S = Math.ceil(Kd / KC);
     const part = this.#rt.acquire(S * M * N, "f32", "split-K partial products");
     this.#rt.dispatch(k.def, {
-      params: [M, N, Kd, KC],
-      bufs: [x.a, x.b, null, part],
+      params: matmulParams(k.def, M, N, Kd, KC),
+      bufs: { a: x.a, b: x.b, bias: null, out: part },
       groups: [Math.ceil(N / k.block), Math.ceil(M / k.block), S],
       constants: { ...x.constants, HAS_BIAS: 0, ACCUMULATE: 0, SPLIT_K: 1 },
       profileNote: `${x.note} split ${S}`,
       timer,
     });
     this.#rt.dispatch(K.splitKReduce, {
-      params: [M * N, N, S],
-      bufs: [part, x.bias, x.out],
+      params: { MN: M * N, N, S },
+      bufs: { part, bias: x.bias, out: x.out },
       groups: Math.ceil((M * N) / 256),
       constants: { HAS_BIAS: x.constants.HAS_BIAS!, ACCUMULATE: x.constants.ACCUMULATE! },
       timer,

@@ -19,8 +19,8 @@ export function add(rt: GpuRuntime, args: OpArgs<"add">): void {
   rt.need([[out, "out"], [a, "a"], [b, "b"]], args.n, "add");
   const aIsOut = sameRange(a, out), bIsOut = sameRange(b, out);
   rt.dispatch(K.add, {
-    params: [args.n],
-    bufs: [aIsOut ? null : a, bIsOut ? null : b, out],
+    params: { n: args.n },
+    bufs: { a: aIsOut ? null : a, b: bIsOut ? null : b, out },
     groups: Math.ceil(args.n / 256),
     constants: { A_IS_OUT: +aIsOut, B_IS_OUT: +bIsOut, ACCUMULATE: +!!args.accumulate },
   });
@@ -29,13 +29,13 @@ export function add(rt: GpuRuntime, args: OpArgs<"add">): void {
 export function scale(rt: GpuRuntime, args: OpArgs<"scale">): void {
   const b = rt.buf(args.buf, "scale");
   rt.need([[b, "buf"]], args.n, "scale");
-  rt.dispatch(K.scale, { params: [args.n, args.s], bufs: [b], groups: Math.ceil(args.n / 256) });
+  rt.dispatch(K.scale, { params: { n: args.n, s: args.s }, bufs: { buf: b }, groups: Math.ceil(args.n / 256) });
 }
 
 export function geluForward(rt: GpuRuntime, args: OpArgs<"geluForward">): void {
   const out = rt.buf(args.out, "geluForward"), inp = rt.buf(args.inp, "geluForward");
   rt.need([[out, "out"], [inp, "inp"]], args.n, "geluForward");
-  rt.dispatch(K.geluFwd, { params: [args.n], bufs: [inp, out], groups: Math.ceil(args.n / 256) });
+  rt.dispatch(K.geluFwd, { params: { n: args.n }, bufs: { inp, out }, groups: Math.ceil(args.n / 256) });
 }
 
 export function geluBackward(rt: GpuRuntime, args: OpArgs<"geluBackward">): void {
@@ -43,8 +43,8 @@ export function geluBackward(rt: GpuRuntime, args: OpArgs<"geluBackward">): void
   const dinp = rt.buf(args.dinp, op), inp = rt.buf(args.inp, op), dout = rt.buf(args.dout, op);
   rt.need([[dinp, "dinp"], [inp, "inp"], [dout, "dout"]], args.n, op);
   rt.dispatch(K.geluBwd, {
-    params: [args.n],
-    bufs: [inp, dout, dinp],
+    params: { n: args.n },
+    bufs: { inp, dout, dinp },
     groups: Math.ceil(args.n / 256),
     constants: { ACCUMULATE: +!!args.accumulate },
   });
@@ -57,8 +57,8 @@ export function dropoutForward(rt: GpuRuntime, args: OpArgs<"dropoutForward">): 
   rt.need([[out, "out"], [inp, "inp"]], args.n, op);
   const inPlace = sameRange(out, inp);
   rt.dispatch(K.dropoutFwd, {
-    params: [args.n, d.key, d.threshold, d.scale],
-    bufs: [inPlace ? null : inp, out],
+    params: { n: args.n, key: d.key, threshold: d.threshold, scale: d.scale },
+    bufs: { src: inPlace ? null : inp, dst: out },
     groups: Math.ceil(args.n / 256),
     constants: { IN_PLACE: +inPlace },
   });
@@ -71,8 +71,8 @@ export function dropoutBackward(rt: GpuRuntime, args: OpArgs<"dropoutBackward">)
   rt.need([[dinp, "dinp"], [dout, "dout"]], args.n, op);
   const inPlace = sameRange(dinp, dout);
   rt.dispatch(K.dropoutBwd, {
-    params: [args.n, d.key, d.threshold, d.scale],
-    bufs: [inPlace ? null : dout, dinp],
+    params: { n: args.n, key: d.key, threshold: d.threshold, scale: d.scale },
+    bufs: { src: inPlace ? null : dout, dst: dinp },
     groups: Math.ceil(args.n / 256),
     constants: { IN_PLACE: +inPlace, ACCUMULATE: +!!args.accumulate },
   });
@@ -93,8 +93,8 @@ export function embeddingForward(rt: GpuRuntime, args: OpArgs<"embeddingForward"
   else rt.need([[wpe, "wpe"]], (pos0 + T) * C, op);
   const V = Math.floor(wte.length / C);
   rt.dispatch(K.embFwd, {
-    params: [B, T, C, V, pos0],
-    bufs: [ids, wte, wpe, out, positions],
+    params: { B, T, C, V, pos0 },
+    bufs: { ids, wte, wpe, out, positions },
     groups: Math.ceil((B * T * C) / 256),
     constants: { HAS_POSITIONS: +(positions !== null) },
   });
@@ -111,8 +111,8 @@ export function embeddingBackward(rt: GpuRuntime, args: OpArgs<"embeddingBackwar
   rt.need([[ids, "ids"]], B * T, op);
   const N = B * T;
   const links = rt.acquire(2 * N, "i32", "embedding links");
-  const bufs = [ids, dout, dwte, dwpe, links];
-  const params = [B, T, C, V];
+  const bufs = { ids, dout, dwte, dwpe, links };
+  const params = { B, T, C, V };
   rt.dispatch(K.embBwdLink, { params, bufs, groups: Math.ceil(N / 64) });
   rt.dispatch(K.embBwdWte, { params, bufs, groups: Math.ceil((N * C) / 256) });
   rt.dispatch(K.embBwdWpe, { params, bufs, groups: Math.ceil((T * C) / 256) });
@@ -134,8 +134,8 @@ export function layernormForward(rt: GpuRuntime, args: OpArgs<"layernormForward"
   if (rstd) rt.need([[rstd, "rstd"]], N, op);
   const save = mean !== null && rstd !== null;
   rt.dispatch(K.lnFwd, {
-    params: [N, C, args.eps],
-    bufs: [inp, weight, bias, out, save ? mean : null, save ? rstd : null],
+    params: { N, C, eps: args.eps },
+    bufs: { inp, weight, bias, out, mean_out: save ? mean : null, rstd_out: save ? rstd : null },
     groups: N,
     constants: { SAVE_STATS: +save },
   });
@@ -157,10 +157,10 @@ export function layernormBackward(rt: GpuRuntime, args: OpArgs<"layernormBackwar
   rt.need([[dinp, "dinp"], [dout, "dout"], [inp, "inp"]], N * C, op);
   rt.need([[dweight, "dweight"], [dbias, "dbias"], [weight, "weight"]], C, op);
   rt.need([[mean, "mean"], [rstd, "rstd"]], N, op);
-  const bufs = [dout, inp, weight, mean, rstd, dinp, dweight, dbias];
+  const bufs = { dout, inp, weight, mean, rstd, dinp, dweight, dbias };
   const constants = { ACCUMULATE: +!!args.accumulate };
-  rt.dispatch(K.lnBwdDinp, { params: [N, C], bufs, groups: N, constants });
-  rt.dispatch(K.lnBwdDparams, { params: [N, C], bufs, groups: Math.ceil(C / 16), constants }); // 16 channels each
+  rt.dispatch(K.lnBwdDinp, { params: { N, C }, bufs, groups: N, constants });
+  rt.dispatch(K.lnBwdDparams, { params: { N, C }, bufs, groups: Math.ceil(C / 16), constants }); // 16 channels each
 }
 
 export function sumRows(rt: GpuRuntime, args: OpArgs<"sumRows">): void {
@@ -169,8 +169,8 @@ export function sumRows(rt: GpuRuntime, args: OpArgs<"sumRows">): void {
   rt.need([[out, "out"]], args.N, op);
   rt.need([[inp, "inp"]], args.M * args.N, op);
   rt.dispatch(K.sumRows, {
-    params: [args.M, args.N],
-    bufs: [inp, out],
+    params: { M: args.M, N: args.N },
+    bufs: { inp, out },
     groups: Math.ceil(args.N / 16), // a workgroup per 16 columns
     constants: { ACCUMULATE: +!!args.accumulate },
   });
@@ -191,8 +191,8 @@ export function crossEntropy(rt: GpuRuntime, args: OpArgs<"crossEntropy">): void
   const inPlace = dlogits !== null && sameRange(dlogits, logits);
   const mode = dlogits === null ? 0 : inPlace ? 2 : 1;
   rt.dispatch(K.crossEntropy, {
-    params: [N, V, args.scale],
-    bufs: [logits, targets, losses, mode === 1 ? dlogits : null],
+    params: { N, V, scale: args.scale },
+    bufs: { logits, targets, losses, dlogits: mode === 1 ? dlogits : null },
     groups: N,
     constants: { DLOGITS: mode },
   });
@@ -203,8 +203,8 @@ export function sum(rt: GpuRuntime, args: OpArgs<"sum">): void {
   rt.need([[out, "out"]], 1, "sum");
   rt.need([[inp, "inp"]], args.n, "sum");
   rt.dispatch(K.sum, {
-    params: [args.n, args.s ?? 1],
-    bufs: [inp, out],
+    params: { n: args.n, s: args.s ?? 1 },
+    bufs: { inp, out },
     groups: 1,
     constants: { ACCUMULATE: +!!args.accumulate },
   });
@@ -223,10 +223,11 @@ export function globalNorm(rt: GpuRuntime, args: OpArgs<"globalNorm">): void {
   for (const b of inputs) {
     const blocks = Math.ceil(b.length / BLOCK);
     if (blocks === 0) continue;
-    rt.dispatch(K.normPartial, { params: [b.length, offset, count], bufs: [b, partials, out], groups: blocks });
+    const params = { n: b.length, offset, count };
+    rt.dispatch(K.normPartial, { params, bufs: { inp: b, partials, out }, groups: blocks });
     offset += blocks;
   }
-  rt.dispatch(K.normFinal, { params: [0, 0, count], bufs: [null, partials, out], groups: 1 });
+  rt.dispatch(K.normFinal, { params: { n: 0, offset: 0, count }, bufs: { inp: null, partials, out }, groups: 1 });
   rt.release(partials);
 }
 
@@ -240,20 +241,20 @@ export function adamw(rt: GpuRuntime, args: OpArgs<"adamw">): void {
   const bc1 = 1 - Math.pow(args.beta1, args.step);
   const bc2 = 1 - Math.pow(args.beta2, args.step);
   rt.dispatch(K.adamw, {
-    params: [
-      args.n,
-      args.lr,
-      args.beta1,
-      args.beta2,
-      args.eps,
-      args.weightDecay,
+    params: {
+      n: args.n,
+      lr: args.lr,
+      beta1: args.beta1,
+      beta2: args.beta2,
+      eps: args.eps,
+      weight_decay: args.weightDecay,
       bc1,
       bc2,
-      args.maxNorm ?? 0,
-      1 - args.beta1,
-      1 - args.beta2,
-    ],
-    bufs: [param, grad, m, v, norm],
+      max_norm: args.maxNorm ?? 0,
+      one_minus_beta1: 1 - args.beta1,
+      one_minus_beta2: 1 - args.beta2,
+    },
+    bufs: { param, grad, m, v, norm },
     groups: Math.ceil(args.n / 256),
     constants: { HAS_NORM: +(norm !== null) },
   });

@@ -22,6 +22,7 @@ import type { Buf, DType } from "../backend.ts";
 import type { GpuProfiler } from "../gpu_profiler.ts";
 import { BufferPool, byteSize, GpuBuf, sameRange, USAGE_COPY_DST, USAGE_UNIFORM } from "./buffers.ts";
 import type { KernelDef, KernelFile } from "./kernels.ts";
+import { checkOverrides, orderBindings, packParams } from "./layout.ts";
 import { MAX_BATCH } from "./options.ts";
 
 const STAGE_COMPUTE = 0x4;
@@ -37,10 +38,13 @@ const RAMP_START = 16;
 
 /** Options of one dispatch. */
 export interface DispatchArgs {
-  /** Uniform parameter values, in the order and types of the kernel's `params`. */
-  params: readonly number[];
-  /** Storage buffers for bindings 1…; null binds a placeholder (for a binding the variant ignores). */
-  bufs: readonly (GpuBuf | null)[];
+  /** Uniform values by `struct Params` field name: every field, no other name. */
+  params: Readonly<Record<string, number>>;
+  /**
+   * Storage buffers by binding name: every binding of the kernel, no other name; null binds a placeholder
+   * (for a binding the variant ignores).
+   */
+  bufs: Readonly<Record<string, GpuBuf | null>>;
   /** Workgroups: a count (made 2D when above 65535) or an explicit [x, y]. */
   groups: number | readonly [number, number] | readonly [number, number, number];
   /** Override constants. */
@@ -243,10 +247,10 @@ export class GpuRuntime {
     if (!layout) {
       const entries: GPUBindGroupLayoutEntry[] = [
         { binding: 0, visibility: STAGE_COMPUTE, buffer: { type: "uniform", hasDynamicOffset: true } },
-        ...k.bindings.map((access, i): GPUBindGroupLayoutEntry => ({
+        ...k.src.layout.bindings.map((b, i): GPUBindGroupLayoutEntry => ({
           binding: i + 1,
           visibility: STAGE_COMPUTE,
-          buffer: { type: access === "rw" ? "storage" : "read-only-storage" },
+          buffer: { type: b.writable ? "storage" : "read-only-storage" },
         })),
       ];
       const bgl = this.device.createBindGroupLayout({ label: `${k.src.file}:${k.entry}`, entries });
@@ -258,6 +262,7 @@ export class GpuRuntime {
     const key = Object.keys(constants).sort().map((c) => `${c}=${constants[c]}`).join(",");
     let pipeline = byConstants.get(key);
     if (!pipeline) {
+      checkOverrides(k.src.layout, `${k.src.file}:${k.entry}`, constants);
       let module = this.#modules.get(k.src);
       if (!module) {
         module = this.device.createShaderModule({ label: k.src.file, code: k.src.code });
@@ -275,7 +280,7 @@ export class GpuRuntime {
 
   /**
    * The bind group of the uniform ring (binding 0, its slot chosen per dispatch by a dynamic offset) and
-   * `bufs` (bindings 1 … count; null binds a placeholder), made once per layout and set of buffers.
+   * `bufs` (bindings 1 … n in order; null binds a placeholder), made once per layout and set of buffers.
    * Creating bind groups was most of the host's time per dispatch; pooled buffers recur from step to step,
    * so the cache hits. A buffer is bound whole, a group's view as its own range. Binding whole buffers is
    * safe because every kernel indexes by its size uniforms, never by `arrayLength`, and every buffer fits a
@@ -284,12 +289,11 @@ export class GpuRuntime {
   #bindGroup(
     bgl: GPUBindGroupLayout,
     layoutId: number,
-    count: number,
     bufs: readonly (GpuBuf | null)[],
   ): GPUBindGroup {
     let key = String(layoutId);
     const resources: GPUBufferBinding[] = [];
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < bufs.length; i++) {
       const b = bufs[i];
       const buffer = b?.buffer ?? this.pool.placeholder(i);
       let id = this.#bufferIds.get(buffer);
@@ -339,39 +343,34 @@ export class GpuRuntime {
     }
     // A writable binding may share its GPU buffer only with other writable bindings of disjoint ranges
     // (views of one group): WebGPU rejects a buffer both written and read in one dispatch, and overlap.
-    const bufs = args.bufs;
+    const layout = k.src.layout;
+    const bufs = orderBindings(layout, label, args.bufs);
     for (let i = 0; i < bufs.length; i++) {
       const bi = bufs[i];
-      if (!bi || k.bindings[i] !== "rw") continue;
+      if (!bi || !layout.bindings[i]!.writable) continue;
       for (let j = 0; j < bufs.length; j++) {
         const bj = bufs[j];
         if (j === i || !bj || bj.buffer !== bi.buffer) continue;
-        if (k.bindings[j] !== "rw" || (bj.offset < bi.end && bi.offset < bj.end)) {
+        if (!layout.bindings[j]!.writable || (bj.offset < bi.end && bi.offset < bj.end)) {
           throw new Error(
             bi === bj || sameRange(bi, bj)
               ? `Cannot dispatch ${label}: buffer "${bi.label}" is bound twice and written`
               : `Cannot dispatch ${label}: "${bi.label}" is written while "${bj.label}", in the same GPU buffer, is ` +
-                `bound too (${k.bindings[j] === "rw" ? "overlapping" : "read"})`,
+                `bound too (${layout.bindings[j]!.writable ? "overlapping" : "read"})`,
           );
         }
       }
     }
     const { pipeline, bgl, layoutId } = this.#pipeline(k, args.constants ?? {});
-    // Uniform parameters into this dispatch's slot.
+    // Uniform parameters into this dispatch's slot (checked before the slot is taken).
     if (this.#slots >= this.#batchLimit) {
       this.flush();
       this.#batchLimit = Math.min(2 * this.#batchLimit, this.flushEvery);
     }
+    const view = new DataView(this.#uniformHost, this.#slots * UNIFORM_SLOT, UNIFORM_SLOT);
+    packParams(layout, label, args.params, view);
     const slot = this.#slots++;
-    const view = new DataView(this.#uniformHost, slot * UNIFORM_SLOT, UNIFORM_SLOT);
-    for (let i = 0; i < k.params.length; i++) {
-      const v = args.params[i] ?? 0;
-      const t = k.params[i];
-      if (t === "f") view.setFloat32(i * 4, v, true);
-      else if (t === "i") view.setInt32(i * 4, v, true);
-      else view.setUint32(i * 4, v, true);
-    }
-    const bindGroup = this.#bindGroup(bgl, layoutId, k.bindings.length, bufs);
+    const bindGroup = this.#bindGroup(bgl, layoutId, bufs);
     const timer = args.timer ??
       (this.profiler ? { by: this.profiler, key: args.profileNote ? `${label} ${args.profileNote}` : label } : null);
     if (timer) {
