@@ -5,6 +5,7 @@
  */
 
 import { describe, expect, test } from "bun:test";
+import { COMMON, linkKernel, parseHelpers } from "../src/backend/webgpu/common.ts";
 import { K } from "../src/backend/webgpu/kernels.ts";
 import { checkOverrides, orderBindings, packParams, parseKernelLayout } from "../src/backend/webgpu/layout.ts";
 
@@ -106,5 +107,76 @@ describe("kernel layout from WGSL", () => {
     ]);
     expect(K.matmulBatched.src.layout.params.length).toBe(20);
     for (const k of Object.values(K)) expect(k.src.layout.entries.has(k.entry)).toBe(true);
+  });
+});
+
+describe("common.wgsl helpers", () => {
+  const HELPERS = parseHelpers(`// header of the file
+// (not attached to a helper)
+
+// the first helper
+fn base(x: u32) -> u32 {
+  return x + 1u;
+}
+
+// uses base
+fn derived(x: u32) -> u32 {
+  return base(base(x));
+}
+
+fn other() -> f32 {
+  return 0.0;
+}
+`);
+  const kernelUsing = (line: string, body: string) =>
+    `// k.wgsl — a kernel.\n//\n${line}\n//\n@compute @workgroup_size(1)\nfn main() {\n${body}\n}\n`;
+
+  test("helpers are read with the comment above them and the helpers they call", () => {
+    expect([...HELPERS.keys()]).toEqual(["base", "derived", "other"]);
+    expect(HELPERS.get("derived")!.calls).toEqual(["base"]);
+    expect(HELPERS.get("base")!.text).toBe("// the first helper\nfn base(x: u32) -> u32 {\n  return x + 1u;\n}");
+  });
+
+  test("a kernel gets the helpers it names and those they call, appended in common.wgsl's order", () => {
+    const code = kernelUsing("// Uses from common.wgsl (appended when loaded): derived.", "  let y = derived(1u);");
+    const linked = linkKernel("k.wgsl", code, HELPERS);
+    expect(linked.startsWith(code.trimEnd())).toBe(true);
+    const tail = linked.slice(code.trimEnd().length);
+    expect(tail.indexOf("fn base(")).toBeGreaterThan(0);
+    expect(tail.indexOf("fn derived(")).toBeGreaterThan(tail.indexOf("fn base("));
+    expect(tail).not.toContain("fn other(");
+    const none = kernelUsing("// no helpers", "");
+    expect(linkKernel("k.wgsl", none, HELPERS)).toBe(none);
+  });
+
+  test("the header line must match the code: errors name the kernel and the helper", () => {
+    const link = (line: string, body: string) => () => linkKernel("k.wgsl", kernelUsing(line, body), HELPERS);
+    expect(link("// Uses from common.wgsl: nope.", "")).toThrow(
+      'Cannot load kernel k.wgsl: common.wgsl has no function "nope" (it has base, derived, other)',
+    );
+    expect(link("// no line", "  let y = other();")).toThrow(
+      'Cannot load kernel k.wgsl: it calls other from common.wgsl without naming it in its "Uses from common.wgsl" line',
+    );
+    expect(link("// Uses from common.wgsl: base, other.", "  let y = base(1u);")).toThrow(
+      'Cannot load kernel k.wgsl: its "Uses from common.wgsl" line names other, which it does not call',
+    );
+    expect(link("// Uses from common.wgsl: base.", "  let y = base(1u);\n}\nfn other() -> f32 {\n  return 1.0;"))
+      .toThrow(
+        "Cannot load kernel k.wgsl: it defines other, which common.wgsl provides",
+      );
+  });
+
+  test("kernels/common.wgsl holds the reductions and the dropout hash; no kernel keeps a copy", () => {
+    expect([...COMMON.keys()]).toEqual(["lowbias32", "dropout_hash", "workgroup_max", "workgroup_sum"]);
+    const compiled = [...new Set(Object.values(K).map((k) => k.src))];
+    for (const f of compiled) {
+      for (const name of COMMON.keys()) {
+        // each helper at most once in what the device compiles: appended, never also in the file
+        expect(f.code.split(`fn ${name}(`).length).toBeLessThanOrEqual(2);
+      }
+    }
+    expect(K.crossEntropy.src.code).toContain("fn workgroup_max(");
+    expect(K.dropoutFwd.src.code).toContain("fn lowbias32(");
+    expect(K.add.src.code).not.toContain("common.wgsl");
   });
 });

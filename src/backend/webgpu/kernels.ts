@@ -1,10 +1,12 @@
 /**
  * The kernel registry: every WGSL file of `kernels/` (imported as text, so Deno and Bun read them the same
  * way) and every entry point the WebGPU backend dispatches. Each file's uniforms and bindings are read from
- * its WGSL when it is loaded (`layout.ts`), never spelled out a second time here.
+ * its WGSL when it is loaded (`layout.ts`), never spelled out a second time here; the helpers it shares with
+ * other kernels come from `kernels/common.wgsl` (`common.ts`).
  * @module
  */
 
+import { linkKernel } from "./common.ts";
 import { type KernelLayout, parseKernelLayout } from "./layout.ts";
 
 import adamwSrc from "../../../kernels/adamw.wgsl" with { type: "text" };
@@ -37,6 +39,7 @@ import splitKReduceSrc from "../../../kernels/split_k_reduce.wgsl" with { type: 
 /** One WGSL file and the interface it declares. */
 export interface KernelFile {
   readonly file: string;
+  /** The source compiled: the file, then the common.wgsl helpers it names (`common.ts`). */
   readonly code: string;
   readonly layout: KernelLayout;
 }
@@ -50,8 +53,9 @@ export interface KernelDef {
   readonly entry: string;
 }
 
+/** A kernel file as the device compiles it: with the common.wgsl helpers it names appended. */
 function kernelFile(file: string, code: string): KernelFile {
-  return { file, code, layout: parseKernelLayout(file, code) };
+  return { file, code: linkKernel(file, code), layout: parseKernelLayout(file, code) };
 }
 
 /** Entry point `entry` of `src`, which must declare it. */

@@ -42,7 +42,7 @@ export const MAX_PARAMS_BYTES = 256;
 const SCALARS: ReadonlySet<string> = new Set(["u32", "i32", "f32"]);
 
 /** The code without `//` and `/* … *\/` comments (each replaced by a space). */
-function stripComments(code: string): string {
+export function stripComments(code: string): string {
   return code.replace(/\/\*[\s\S]*?\*\//g, " ").replace(/\/\/[^\n]*/g, " ");
 }
 
