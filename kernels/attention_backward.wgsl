@@ -1,5 +1,7 @@
 // attention_backward.wgsl — gradient of attention_forward.wgsl, in three entry points.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, workgroup_sum.
+//
 // Forward (per b, h): P = att = softmax(q·kᵀ·scale + mask), out = P·v, scale = 1/√HS.
 // Backward, with dP[t,s] = dout_t · v_s and the softmax Jacobian:
 //   dpre[t, s] = P[t,s] · (dP[t,s] − D[t]),   D[t] = Σ_s P[t,s] · dP[t,s]
@@ -56,34 +58,11 @@ const WG = 64u;
 @group(0) @binding(4) var<storage, read_write> dqkv: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dpre: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
-fn lowbias32(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 
 // The dropout factor M[a] of the probability at flat index a: drop_scale when kept, 0 when dropped.
 fn drop_factor(a: u32) -> f32 {
-  return select(0.0, p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
-}
-
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+  return select(0.0, p.drop_scale, dropout_hash(p.drop_key, a) >= p.drop_threshold);
 }
 
 @compute @workgroup_size(64)

@@ -1,5 +1,7 @@
 // attention_cached.wgsl — inference attention with a KV cache (one or a few new tokens at a time).
 //
+// Uses from common.wgsl (appended when the kernel is loaded): workgroup_max, workgroup_sum.
+//
 // New tokens tn < Tn sit at positions pos0 + tn. qkv [B,Tn,3C] holds their q, k, v (as in
 // attention_forward.wgsl). First their keys and values are stored in the caches:
 //   kcache[b, h, pos0 + tn, d] = k_tn[d],   vcache[b, h, pos0 + tn, d] = v_tn[d]
@@ -44,31 +46,7 @@ const NEG_BIG = -3.0e38; // stands for −∞
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> scratch: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_max(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] = max(red[j], red[j + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 
 fn visible(b: u32, tq: u32, s: u32) -> bool {
   if (s > tq) { return false; }

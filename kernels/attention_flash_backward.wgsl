@@ -1,6 +1,8 @@
 // attention_flash_backward.wgsl — gradient of attention_flash_forward.wgsl: the probabilities are
 // recomputed from q, k and the saved log-sum-exp instead of being read back from a T×T buffer.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash.
+//
 // The maths of attention_backward.wgsl (read that one first), with P(t, s) = exp(q_t·k_s·scale − lse_t)
 // for visible keys (s ≤ t, mask[b, s] ≠ 0) and 0 otherwise, and M = keep(a)·drop_scale with DROPOUT (the
 // forward's mask, same index a = ((b·NH + h)·T + t)·T + s), M = 1 without:
@@ -52,21 +54,10 @@ const NEG_BIG = -3.0e38; // the forward's lse of a row with no visible key
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dqkv: array<f32>;
 
-// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
-fn lowbias32(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
-
 // M(t, s) at flat index a: the forward's dropout factor (1 without DROPOUT).
 fn drop_factor(a: u32) -> f32 {
   if (!DROPOUT) { return 1.0; }
-  return select(0.0, p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+  return select(0.0, p.drop_scale, dropout_hash(p.drop_key, a) >= p.drop_threshold);
 }
 
 fn visible(b: u32, s: u32) -> bool {

@@ -1,6 +1,8 @@
 // attention_flash_forward.wgsl — attention_forward.wgsl's result without the T×T probabilities: an online
 // softmax per query row, keeping only the row's log-sum-exp for the backward (FlashAttention's idea).
 //
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash.
+//
 // Same maths as attention_forward.wgsl (read that one first): for batch b, head h, query t,
 //   out[b, t, h·HS + d] = Σ_s P̃(t, s) · v_s[d],   P(t, s) = exp(x_s − lse_t) over the visible keys s,
 //   x_s = q_t·k_s · scale,  lse_t = log Σ_visible exp(x_s),  P̃ = P, or with DROPOUT keep(a)·P·drop_scale
@@ -59,17 +61,6 @@ const NEG_BIG = -3.0e38; // "−∞": no visible key
 
 var<workgroup> ks: array<f32, 2048>; // TILE keys × HS, key j at j·HS
 var<workgroup> vs: array<f32, 2048>; // their values
-
-// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
-fn lowbias32(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
 
 @compute @workgroup_size(64)
 fn main(
@@ -137,7 +128,7 @@ fn main(
         var wt = e;
         if (DROPOUT) {
           let a = r * T + s;
-          wt = select(0.0, e * p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+          wt = select(0.0, e * p.drop_scale, dropout_hash(p.drop_key, a) >= p.drop_threshold);
         }
         for (var d = 0u; d < HS; d++) { acc[d] += wt * vs[j * HS + d]; }
       }

@@ -1,5 +1,7 @@
 // attention_forward.wgsl — causal multi-head softmax attention with a key padding mask (GPT-2).
 //
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, workgroup_max, workgroup_sum.
+//
 // For batch b, head h, query t (HS = C / NH channels per head, scale = 1/√HS):
 //   q_t = qkv[b, t, h·HS … h·HS+HS−1]            k_s = qkv[b, s, C + h·HS …]      v_s = qkv[b, s, 2C + h·HS …]
 //   visible(t, s) = s ≤ t and mask[b, s] ≠ 0   (no mask: s ≤ t)
@@ -52,43 +54,8 @@ const NEG_BIG = -3.0e38; // below any real score; stands for −∞ (WGSL has no
 @group(0) @binding(3) var<storage, read_write> att: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 var<workgroup> dropped: array<f32, WG>; // DROPOUT: one chunk of dropped probabilities
-
-// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
-fn lowbias32(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
-
-fn workgroup_max(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] = max(red[j], red[j + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
 
 fn visible(b: u32, t: u32, s: u32) -> bool {
   if (s > t) { return false; }
@@ -159,7 +126,7 @@ fn main(
         var w = 0.0;
         if (s <= t) {
           let a = arow + s;
-          w = select(0.0, att[a] * p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+          w = select(0.0, att[a] * p.drop_scale, dropout_hash(p.drop_key, a) >= p.drop_threshold);
         }
         dropped[j] = w;
         workgroupBarrier();

@@ -2,6 +2,8 @@
 // matmul_batched.wgsl computes the scores S = Q·Kᵀ·scale and the output P̃·V, this file turns scores into
 // probabilities and, in the backward, probability gradients into score gradients.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, workgroup_max, workgroup_sum.
+//
 // The maths is attention_forward.wgsl's and attention_backward.wgsl's (read those first). For the row
 // r = (b·NH + h)·T + t of the [B,NH,T,T] buffers, visible(t, s) = s ≤ t and mask[b, s] ≠ 0:
 //   forward_main:   att[r, s] = exp(S[r, s] − max) / Σ exp(…) over the visible s, 0 elsewhere (in place:
@@ -44,42 +46,7 @@ const NEG_BIG = -3.0e38; // below any real score; stands for −∞
 @group(0) @binding(2) var<storage, read_write> att: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
-fn lowbias32(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
-
-fn workgroup_max(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] = max(red[j], red[j + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 
 @compute @workgroup_size(64)
 fn forward_main(
@@ -135,7 +102,7 @@ fn backward_main(
     var dp = grad[row + s];
     if (DROPOUT) {
       let a = row + s;
-      dp = select(0.0, dp * p.drop_scale, lowbias32(lowbias32(a) ^ p.drop_key) >= p.drop_threshold);
+      dp = select(0.0, dp * p.drop_scale, dropout_hash(p.drop_key, a) >= p.drop_threshold);
     }
     grad[row + s] = dp;
     part += att[row + s] * dp;

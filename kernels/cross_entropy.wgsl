@@ -1,5 +1,7 @@
 // cross_entropy.wgsl — fused softmax + masked cross-entropy loss + its gradient, one workgroup per row.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): workgroup_max, workgroup_sum.
+//
 // For each row n < N (N = B·T) of logits x = logits[n, :] with target y = targets[n]:
 //   m = max_v x[v],  Z = Σ_v exp(x[v] − m)                       (softmax p[v] = exp(x[v] − m) / Z)
 //   losses[n]     = −log p[y] = log Z + m − x[y]                  (0 when y < 0, e.g. −100 = ignored)
@@ -36,31 +38,7 @@ const NEG_BIG = -3.0e38;
 @group(0) @binding(3) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_max(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] = max(red[j], red[j + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 
 fn write_grad(i: u32, g: f32) {
   if (DLOGITS == 1u) { dlogits[i] = g; } else if (DLOGITS == 2u) { logits[i] = g; }

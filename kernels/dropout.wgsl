@@ -1,5 +1,7 @@
 // dropout.wgsl — inverted dropout (torch.nn.functional.dropout in training mode) and its gradient.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash.
+//
 // Whether element i survives is a stateless counter-based hash of (seed, i), so the backward recomputes
 // the mask instead of reading a saved one, and the CPU backend draws exactly the same mask:
 //   h(i)     = lowbias32(lowbias32(i) ^ key)       key = lowbias32(seed ^ 0x9E3779B9), from the host
@@ -34,22 +36,11 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-// Chris Wellons' lowbias32: a bijection of u32 with very low bias.
-fn lowbias32(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
-
 // src[i] · scale where element i is kept, 0 where it is dropped.
 fn dropped(i: u32) -> f32 {
   var x = 0.0;
   if (IN_PLACE) { x = dst[i]; } else { x = src[i]; }
-  return select(0.0, x * p.scale, lowbias32(lowbias32(i) ^ p.key) >= p.threshold);
+  return select(0.0, x * p.scale, dropout_hash(p.key, i) >= p.threshold);
 }
 
 @compute @workgroup_size(256)

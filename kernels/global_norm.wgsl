@@ -1,5 +1,7 @@
 // global_norm.wgsl — the global L2 norm of many buffers (the gradient norm for clipping), two passes.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): workgroup_sum.
+//
 // Computes  out[0] = √(Σ_buffers Σ_i x[i]²).
 //   partial_main (once per buffer): block k of 4096 elements → partials[offset + k] = Σ_{i in block} x[i]²
 //   final_main (once):              out[0] = √(Σ_k partials[k]) over count partials
@@ -29,17 +31,7 @@ const BLOCK = 4096u;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  return red[0];
-}
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 
 @compute @workgroup_size(256)
 fn partial_main(

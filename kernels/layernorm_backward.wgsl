@@ -1,5 +1,7 @@
 // layernorm_backward.wgsl — gradient of layernorm_forward.wgsl, in two entry points.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): workgroup_sum.
+//
 // With x̂ = (x − mean)·rstd (per row) and g = dout·weight (per element):
 //   dinp[n, c]  = rstd·(g[c] − mean_c(g) − x̂[c]·mean_c(g·x̂))
 //   dweight[c] += Σ_n dout[n, c]·x̂[n, c]
@@ -46,19 +48,7 @@ const WG = 128u;
 @group(0) @binding(7) var<storage, read_write> dweight: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dbias: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 
 @compute @workgroup_size(128)
 fn dinp_main(

@@ -1,5 +1,7 @@
 // layernorm_forward.wgsl — layer normalisation over the channel axis, one workgroup per row.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): workgroup_sum.
+//
 // For each row n < N (N = B·T) of x = inp[n, :]:
 //   mean = Σ_c x[c] / C
 //   rstd = 1 / √(Σ_c (x[c] − mean)² / C + eps)       (biased variance, as torch.nn.LayerNorm)
@@ -38,20 +40,7 @@ const WG = 128u;
 @group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rstd_out: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-// Sum of `v` over the workgroup (a tree: 64 + 64, 32 + 32, …); every invocation gets the total.
-fn workgroup_sum(j: u32, v: f32) -> f32 {
-  red[j] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (j < s) { red[j] += red[j + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier(); // red is reused by the next reduction
-  return total;
-}
+var<workgroup> red: array<f32, WG>; // the scratch of the workgroup reductions (common.wgsl)
 
 @compute @workgroup_size(128)
 fn main(

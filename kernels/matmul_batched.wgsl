@@ -2,6 +2,8 @@
 // views of larger buffers: attention's Q·Kᵀ and P·V (and their gradients) for every (batch, head) at once,
 // straight from the [B,T,3C] qkv buffer, without copying heads apart.
 //
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash.
+//
 // For every z = b·NH + h (grid axis z) it computes
 //   out[c0 + m·ldc + n] = alpha · Σ_k A(m,k)·B(k,n)      for m < M, n < N
 //   A(m,k) = a[a0 + m·lda + k]     or, with TRANS_A, a[a0 + k·lda + m]
@@ -83,23 +85,12 @@ const BK = 16u; // depth of one tile step
 var<workgroup> As: array<vec4<f32>, 256>; // BK × BM / 4, k-major, 4 rows per vec4 (as matmul_tiled.wgsl)
 var<workgroup> Bs: array<vec4<f32>, 256>; // BK × BN / 4, 4 columns per vec4
 
-// Chris Wellons' lowbias32 (the dropout hash, as in dropout.wgsl).
-fn lowbias32(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
-
 // A(m, k) of the view starting at a0, zero outside the M×K matrix, dropped out with DROP_A.
 fn load_a(a0: u32, m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) { return 0.0; }
   var i = a0 + m * p.lda + k;
   if (TRANS_A) { i = a0 + k * p.lda + m; }
-  if (DROP_A) { return select(0.0, a[i] * p.drop_scale, lowbias32(lowbias32(i) ^ p.drop_key) >= p.drop_threshold); }
+  if (DROP_A) { return select(0.0, a[i] * p.drop_scale, dropout_hash(p.drop_key, i) >= p.drop_threshold); }
   return a[i];
 }
 

@@ -1,7 +1,7 @@
 /**
  * The dropout mask as a stateless counter-based hash, shared by the CPU backend, the WGSL kernels
- * (`kernels/dropout.wgsl`, `attention_forward.wgsl`, `attention_backward.wgsl` carry the same few lines of
- * u32 arithmetic) and the tests. Whether element `i` of a tensor survives depends only on `(seed, p, i)`:
+ * (`lowbias32` and `dropout_hash` in `kernels/common.wgsl`, used by `dropout.wgsl` and the attention kernels,
+ * are the same few lines of u32 arithmetic) and the tests. Whether element `i` of a tensor survives depends only on `(seed, p, i)`:
  *
  *   key       = lowbias32(seed ⊕ 0x9E3779B9)                     (once per call, on the host)
  *   h(i)      = lowbias32(lowbias32(i) ⊕ key)                     (per element, u32 arithmetic that wraps)
