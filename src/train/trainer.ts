@@ -457,8 +457,8 @@ export class NonFiniteLossError extends Error {
 
 /**
  * The dropout seed of batch `n` of a run (`n` = step · accumulation + batch): (seed · 10⁶ + n) mod 2³², exact
- * for every seed up to 2⁵³ (only its value mod 2³² reaches the hash; the model spreads it over its dropout sites with gpt2.ts's
- * dropoutSiteSeed).
+ * for every seed up to 2⁵³ (only its value mod 2³² reaches the hash; the model spreads it over its dropout
+ * sites with gpt2.ts's dropoutSiteSeed).
  */
 export function stepDropoutSeed(seed: number, n: number): number {
   return Number((BigInt(seed) * 1_000_000n + BigInt(n)) % 4294967296n);
