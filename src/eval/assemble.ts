@@ -5,7 +5,7 @@
  * @module
  */
 
-import { runtimeName } from "../cli/args.ts";
+import { runtimeName } from "../runtime.ts";
 import type { Summary } from "./metrics.ts";
 import { confusionMatrix } from "./confusion.ts";
 import { fieldScores } from "./fields.ts";
