@@ -12,7 +12,7 @@ import { createInterface } from "node:readline";
 import { createBackend, parseBackendName } from "./src/backend/mod.ts";
 import { numberFlag, parseFlags, runMain, SAMPLING_SEED_RANGE } from "./src/cli/args.ts";
 import { formatChatml, IM_END, IM_START, type Message } from "./src/data/chatml.ts";
-import { cleanResponse } from "./src/eval/run.ts";
+import { cleanResponse } from "./src/eval/predictors.ts";
 import { generate } from "./src/model/generate.ts";
 import type { GPT2 } from "./src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "./src/model/load.ts";

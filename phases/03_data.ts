@@ -9,7 +9,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { choiceFlag, numberFlag, parseFlags, runMain } from "../src/cli/args.ts";
+import { choiceFlag, parseFlags, runMain } from "../src/cli/args.ts";
+import { splitCountFlags } from "../src/cli/data.ts";
 import type { SftRecord } from "../src/data/jsonl.ts";
 import { datasetFileNames, type SftTask, toMessages, writeDataset } from "../src/data/synth.ts";
 import { loadTaskRecords, TASKS } from "../src/train/run.ts";
@@ -115,12 +116,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
   }
   const task = choiceFlag("task", v.task, TASKS, "classification");
   const dataDir = v["data-dir"] ?? v.out ?? "data";
-  const count = { integer: true, min: 0 };
-  const counts = {
-    train: numberFlag("train", v.train, 8000, count),
-    val: numberFlag("val", v.val, 1000, count),
-    test: numberFlag("test", v.test, 1000, count),
-  };
+  const counts = splitCountFlags(v);
   // the notebook's USE_PLAIN_EXTRACT is forced off for classification
   const plain = task === "json_extraction" && v.plain;
 

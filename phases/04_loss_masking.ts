@@ -6,11 +6,10 @@
  * @module
  */
 
-import { writeFile } from "node:fs/promises";
 import process from "node:process";
 import { choiceFlag, numberFlag, parseFlags, runMain } from "../src/cli/args.ts";
-import { loadSftTokenizer } from "../src/cli/show_masking.ts";
-import { buildMaskingView, renderMaskingConsole, renderMaskingHtml } from "../src/data/masking_view.ts";
+import { loadSftTokenizer, writeMaskingHtml } from "../src/cli/show_masking.ts";
+import { buildMaskingView, renderMaskingConsole } from "../src/data/masking_view.ts";
 import { buildSftDataset, MASK_MODES } from "../src/data/sft_dataset.ts";
 import { toMessages } from "../src/data/synth.ts";
 import { colorEnabled } from "../src/eval/report.ts";
@@ -110,7 +109,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
   print(renderMaskingConsole(view, { color }));
   print(`\n(mask mode: ${mask}${mask === "assistant" ? "，即 notebook 的 mask_prompt=True" : ""})`);
   if (v.html) {
-    const html = renderMaskingHtml(view, {
+    await writeMaskingHtml(v.html, view, {
       details: [
         ["Model (tokenizer)", v.model!],
         ["Task", task + (plain ? " (plain)" : "")],
@@ -118,11 +117,8 @@ export async function main(argv: string[], print: (line: string) => void = conso
         ["Mask mode", mask],
         ["Max length", String(maxLength)],
       ],
+      print,
     });
-    await writeFile(v.html, html).catch((e) => {
-      throw new Error(`Cannot write ${v.html}: ${e instanceof Error ? e.message : String(e)}`);
-    });
-    print(`Wrote ${v.html} (${view.total} tokens)`);
   }
   return 0;
 }

@@ -1,6 +1,7 @@
 /**
- * The one place that touches `Deno.*` and `Bun.*` (via `bun:ffi`): which runtime this is, reading an
- * environment variable without a permission prompt, and opening a CBLAS library through the runtime's FFI.
+ * The one place that touches `Deno.*` and `Bun.*` (via `bun:ffi`): which runtime this is (and its
+ * version), reading an environment variable without a permission prompt, and opening a CBLAS library
+ * through the runtime's FFI.
  * Everything else in src/ uses `node:` built-ins and web APIs.
  *
  * @example
@@ -40,6 +41,14 @@ export function runtimeKind(): RuntimeKind {
   if ((globalThis as unknown as { Bun?: unknown }).Bun !== undefined) return "bun";
   if (typeof process !== "undefined" && process.versions?.node !== undefined) return "node";
   return "unknown";
+}
+
+/** The runtime and its version: "deno 2.9.6" / "bun 1.4.5" / "node 20.x". */
+export function runtimeName(): string {
+  const v = process.versions as Record<string, string | undefined>;
+  if (v.bun) return `bun ${v.bun}`;
+  if (v.deno) return `deno ${v.deno}`;
+  return `node ${v.node}`;
 }
 
 /**

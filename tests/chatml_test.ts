@@ -4,14 +4,8 @@
 // `labels` / `labels_eos` in reference.safetensors. Integer labels: compared exactly, no tolerance.
 import { describe, expect, test } from "bun:test";
 import { readFile } from "node:fs/promises";
-import {
-  chatmlWithSpans,
-  formatChatml,
-  labelsFromOffsets,
-  type Message,
-  parseChatml,
-  promptFor,
-} from "../src/data/chatml.ts";
+import { chatmlWithSpans, formatChatml, labelsFromOffsets, type Message, promptFor } from "../src/data/chatml.ts";
+import { parseChatml } from "./helpers/parse_chatml.ts";
 
 const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url);
 

@@ -21,7 +21,6 @@ import {
   type ScoredRecord,
   scorePrediction,
   summarize,
-  summaryRecord,
 } from "../src/eval/metrics.ts";
 import {
   colorEnabled,
@@ -35,6 +34,7 @@ import {
 } from "../src/eval/report.ts";
 import { confusionMatrix, renderConfusionConsole, renderConfusionMarkdown } from "../src/eval/confusion.ts";
 import { fieldScores, renderFieldsConsole, renderFieldsMarkdown } from "../src/eval/fields.ts";
+import { summaryRecord } from "./helpers/summary_record.ts";
 
 const EXPECTED_JSON = '{"name": "陈洁", "email": "chen.jie@example.com", "order_id": "OD20240105-1234"}';
 const text = (expected: string): ScoredRecord => ({ metric: "text", expected });

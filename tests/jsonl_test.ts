@@ -7,12 +7,12 @@ import { join } from "node:path";
 import {
   parseJsonl,
   pythonJsonDumps,
-  readJsonl,
   readJsonlEntries,
   readSftRecords,
   toJsonl,
   validateRecords,
 } from "../src/data/jsonl.ts";
+import { readJsonl } from "./helpers/read_jsonl.ts";
 
 async function withFile(content: string | Uint8Array, fn: (path: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "jsonl_test_"));

@@ -1,10 +1,13 @@
 // GPT-2 in training mode: dropout at the config's rates changes the loss, is reproducible from its seed, and
-// its gradient is right (central differences of the whole model with the same masks).
+// its gradient is right (central differences of the whole model with the same masks), and no two dropout sites of a
+// run share a seed at any depth.
 import { describe, expect, test } from "bun:test";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { loadModelDir } from "../src/io/model_dir.ts";
-import { GPT2 } from "../src/model/gpt2.ts";
+import { dropoutSiteSeed, dropoutSiteStride, GPT2 } from "../src/model/gpt2.ts";
+import type { GPT2Config } from "../src/model/config.ts";
+import { stepDropoutSeed } from "../src/train/trainer.ts";
 import { readFile } from "node:fs/promises";
 
 const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
@@ -63,5 +66,87 @@ describe("dropout in the model", () => {
       expect(Math.abs(fd - grad[c]!)).toBeLessThan(0.02 * Math.abs(grad[c]!) + 5e-5);
     }
     model.zeroGrad();
+  });
+});
+
+/** The CPU reference recording the seed of every dropout mask it draws (the residual/embedding ones and attention's). */
+class SeedRecorder extends CpuBackend {
+  seeds: number[] = [];
+  override dropoutForward(args: Parameters<CpuBackend["dropoutForward"]>[0]): void {
+    this.seeds.push(args.seed >>> 0);
+    super.dropoutForward(args);
+  }
+  override attentionForward(args: Parameters<CpuBackend["attentionForward"]>[0]): void {
+    if (args.dropout) this.seeds.push(args.dropout.seed >>> 0);
+    super.attentionForward(args);
+  }
+}
+
+/** A GPT-2 of `nLayer` layers as small as it gets otherwise, with dropout at every site. */
+function deepConfig(nLayer: number): GPT2Config {
+  return {
+    vocabSize: 5,
+    nPositions: 4,
+    nEmbd: 4,
+    nLayer,
+    nHead: 1,
+    layerNormEpsilon: 1e-5,
+    activationFunction: "gelu_new",
+    embdPdrop: 0.1,
+    residPdrop: 0.1,
+    attnPdrop: 0.1,
+    tieWordEmbeddings: true,
+    raw: {},
+  };
+}
+
+describe("dropout seeds", () => {
+  for (const nLayer of [24, 48]) {
+    test(`a ${nLayer}-layer forward draws ${1 + 3 * nLayer} masks, and no two (step, site) pairs share a seed`, () => {
+      const rec = new SeedRecorder({ matmul: "reference" });
+      const m = GPT2.random(rec, deepConfig(nLayer), 1);
+      const ids = rec.upload(Int32Array.of(1, 2, 3, 4));
+      const steps = 6;
+      for (let n = 0; n < steps; n++) {
+        const before = rec.seeds.length;
+        rec.free(m.forward({ ids, B: 1, T: 4, dropoutSeed: stepDropoutSeed(7, n) }).buf);
+        expect(rec.seeds.length - before).toBe(1 + 3 * nLayer);
+      }
+      expect(new Set(rec.seeds).size).toBe(steps * (1 + 3 * nLayer));
+      rec.free(ids);
+      m.dispose();
+    });
+
+    test(`at ${nLayer} layers the site seeds of 2000 consecutive steps are distinct mod 2³²`, () => {
+      const seen = new Set<number>();
+      for (let n = 0; n < 2000; n++) {
+        for (let site = 0; site <= 3 * nLayer; site++) seen.add(dropoutSiteSeed(stepDropoutSeed(42, n), site, nLayer));
+      }
+      expect(seen.size).toBe(2000 * (1 + 3 * nLayer));
+    });
+  }
+
+  test("up to 21 layers the seeds are seed · 64 + site as before; the stride grows only past 64 sites", () => {
+    expect([1, 12, 21, 22, 24, 36, 42, 43, 48].map(dropoutSiteStride)).toEqual([
+      64,
+      64,
+      64,
+      128,
+      128,
+      128,
+      128,
+      256,
+      256,
+    ]);
+    for (const seed of [0, 5, 4294967295, 2 ** 40 + 3, -1]) {
+      for (const site of [0, 1, 63]) {
+        expect(dropoutSiteSeed(seed, site, 21)).toBe(
+          Number(((BigInt(seed) * 64n + BigInt(site)) % 2n ** 32n + 2n ** 32n) % 2n ** 32n),
+        );
+      }
+    }
+    expect(dropoutSiteSeed(4294967295, 100, 48)).toBe((4294967295 * 256 + 100) % 2 ** 32);
+    expect(() => dropoutSiteSeed(1.5, 0, 2)).toThrow("dropoutSeed must be an integer, got 1.5");
+    expect(() => dropoutSiteSeed(1, 64, 2)).toThrow("dropout site must be an integer in [0, 64), got 64");
   });
 });

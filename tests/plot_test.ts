@@ -14,10 +14,10 @@ import {
   niceTicks,
   PNG_SIGNATURE,
   renderLossCurve,
-  sparkline,
   terminalChart,
   writeLossCurve,
 } from "../src/train/plot.ts";
+import { sparkline } from "./helpers/sparkline.ts";
 
 interface Decoded {
   width: number;

@@ -5,7 +5,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { lastLr, lrAt, torchRecursiveLr, totalSteps } from "../src/train/schedule.ts";
+import { lrAt, totalSteps } from "../src/train/schedule.ts";
+import { lastLr, torchRecursiveLr } from "./helpers/schedule.ts";
 import {
   formatDuration,
   formatEpochSummary,

@@ -4,10 +4,10 @@
 // masking rule; integer tensors, compared exactly.
 import { describe, expect, test } from "bun:test";
 import { readFile } from "node:fs/promises";
-import { parseChatml } from "../src/data/chatml.ts";
 import { buildSftDataset, collate, droppedSummary, processExample } from "../src/data/sft_dataset.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
+import { parseChatml } from "./helpers/parse_chatml.ts";
 
 const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
 const ref = JSON.parse(await readFile(FIXTURE + "reference.json", "utf8")) as { texts: string[] };

@@ -172,6 +172,11 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
 export interface OpContext {
   be: Backend;
   tape?: Tape;
+  /**
+   * Where the ops' outputs come from (f32, assigned in full by the op), when not from the backend: an
+   * untaped forward hands each layer the buffers the previous one released.
+   */
+  alloc?: (n: number, name: string) => Buf;
 }
 
 function record<K extends keyof OpContexts>(
@@ -192,7 +197,8 @@ function record<K extends keyof OpContexts>(
 /** The output of a forward op: every op here writes its output in full, so it need not start zeroed. */
 function newTensor(ctx: OpContext, shape: number[], name: string, requiresGrad: boolean): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  return new Tensor(ctx.be, allocOutput(ctx.be, n, name), shape, { requiresGrad: requiresGrad && !!ctx.tape, name });
+  const buf = ctx.alloc?.(n, name) ?? allocOutput(ctx.be, n, name);
+  return new Tensor(ctx.be, buf, shape, { requiresGrad: requiresGrad && !!ctx.tape, name });
 }
 
 /** A float32 buffer that an op assigns in full: not zeroed where the backend can skip it. */
@@ -283,18 +289,25 @@ export function dropout(ctx: OpContext, x: Tensor, p: number, seed: number): Ten
   return out;
 }
 
-/** Token + position embedding: out[b,t] = wte[ids[b,t]] + wpe[t]. `ids` is i32 [B,T]. */
+/**
+ * Token + position embedding: out[b,t] = wte[ids[b,t]] + wpe[t]. `ids` is i32 [B,T]. Inference (with a KV
+ * cache) may shift the positions to pos0 + t or give them per token (`positions`, i32 [B,T]); the backward
+ * knows only positions 0…T−1, so those are refused when recording.
+ */
 export function embedding(
   ctx: OpContext,
   ids: Buf,
   wte: Tensor,
   wpe: Tensor,
-  opts: { B: number; T: number },
+  opts: { B: number; T: number; pos0?: number; positions?: Buf },
 ): Tensor {
-  const { B, T } = opts;
+  const { B, T, pos0, positions } = opts;
+  if (ctx.tape && (pos0 || positions)) {
+    throw new Error("Cannot record embedding: pos0 and positions are inference only");
+  }
   const C = wte.shape[1]!;
   const out = newTensor(ctx, [B, T, C], "embedding:out", true);
-  ctx.be.embeddingForward({ out: out.buf, ids, wte: wte.buf, wpe: wpe.buf, B, T, C });
+  ctx.be.embeddingForward({ out: out.buf, ids, wte: wte.buf, wpe: wpe.buf, B, T, C, pos0, positions });
   record(ctx, "embedding", { ids, wte, wpe, out, B, T, C }, [out]);
   return out;
 }

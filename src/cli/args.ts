@@ -7,6 +7,8 @@
 import process from "node:process";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
+export { runtimeName } from "../runtime.ts";
+
 /** The `--help` lines of the environment variables every model-running command reads (train, eval). */
 export const ENV_HELP = `Environment (backend tuning; the description printed at start says what is in use)
   GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  a CBLAS to load
@@ -87,14 +89,6 @@ export function runMain(name: string, main: () => Promise<number | void>): void 
     if (process.env.DEBUG && e instanceof Error) console.error(e.stack);
     process.exit(1);
   });
-}
-
-/** "deno 2.9.6" / "bun 1.4.5" / "node 20.x". */
-export function runtimeName(): string {
-  const v = process.versions as Record<string, string | undefined>;
-  if (v.bun) return `bun ${v.bun}`;
-  if (v.deno) return `deno ${v.deno}`;
-  return `node ${v.node}`;
 }
 
 /** Levenshtein distance, for "did you mean". */

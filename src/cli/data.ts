@@ -58,6 +58,21 @@ export async function writeAndDescribe(opts: {
   return out;
 }
 
+/**
+ * The records per split from `--train N`, `--val N`, `--test N` (defaults 8000, 1000, 1000, the notebook's;
+ * whole numbers ≥ 0), as this CLI and phases/03_data.ts read them.
+ */
+export function splitCountFlags(
+  v: { train?: string; val?: string; test?: string },
+): { train: number; val: number; test: number } {
+  const count = { integer: true, min: 0 };
+  return {
+    train: numberFlag("train", v.train, 8000, count),
+    val: numberFlag("val", v.val, 1000, count),
+    test: numberFlag("test", v.test, 1000, count),
+  };
+}
+
 /** The CLI; `argv` without the runtime and script. Returns the exit code. */
 export async function main(argv: string[], print: (line: string) => void = console.log): Promise<number> {
   const { values: v } = parseFlags({
@@ -77,12 +92,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
     return 0;
   }
   const task = choiceFlag("task", v.task, TASKS, "classification");
-  const count = { integer: true, min: 0 };
-  const counts = {
-    train: numberFlag("train", v.train, 8000, count),
-    val: numberFlag("val", v.val, 1000, count),
-    test: numberFlag("test", v.test, 1000, count),
-  };
+  const counts = splitCountFlags(v);
   if (v.plain && task !== "json_extraction") {
     print("Note: --plain applies to json_extraction only; ignored for classification (as the notebook does)");
   }

@@ -9,7 +9,7 @@ import { atomicWriteFile } from "../io/atomic.ts";
 import process from "node:process";
 import { choiceFlag, numberFlag, parseFlags, runMain } from "./args.ts";
 import { IM_START } from "../data/chatml.ts";
-import { buildMaskingView, renderMaskingConsole, renderMaskingHtml } from "../data/masking_view.ts";
+import { buildMaskingView, type MaskingView, renderMaskingConsole, renderMaskingHtml } from "../data/masking_view.ts";
 import { MASK_MODES, processExample } from "../data/sft_dataset.ts";
 import { toMessages } from "../data/synth.ts";
 import { colorEnabled } from "../eval/report.ts";
@@ -102,7 +102,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
   const view = buildMaskingView(example, tokenizer);
   print(renderMaskingConsole(view, { color }));
   if (v.html && !v["no-html"]) {
-    const html = renderMaskingHtml(view, {
+    await writeMaskingHtml(v.html, view, {
       details: [
         ["Model (tokenizer)", v.model!],
         ["Task", task + (v.plain ? " (plain)" : "")],
@@ -110,15 +110,28 @@ export async function main(argv: string[], print: (line: string) => void = conso
         ["Mask mode", mask],
         ["Max length", String(maxLength)],
       ],
+      print,
     });
-    try {
-      await atomicWriteFile(v.html, html);
-    } catch (e) {
-      throw new Error(`Cannot write ${v.html}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    print(`Wrote ${v.html} (${view.total} tokens)`);
   }
   return 0;
+}
+
+/**
+ * Write the masking view of every token as a self-contained HTML page at `path` (atomically), with the
+ * `details` rows above it, and say so through `print`; as this CLI and phases/04_loss_masking.ts do.
+ */
+export async function writeMaskingHtml(
+  path: string,
+  view: MaskingView,
+  opts: { details: [string, string][]; print: (line: string) => void },
+): Promise<void> {
+  const html = renderMaskingHtml(view, { details: opts.details });
+  try {
+    await atomicWriteFile(path, html);
+  } catch (e) {
+    throw new Error(`Cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  opts.print(`Wrote ${path} (${view.total} tokens)`);
 }
 
 if (import.meta.main) runMain("show-masking", () => main(process.argv.slice(2)));

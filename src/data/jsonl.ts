@@ -85,11 +85,6 @@ export async function readJsonlEntries(path: string, opts: ReadJsonlOptions = {}
   return parseJsonl(text, path, opts);
 }
 
-/** Read a JSONL file (UTF-8, BOM allowed, blank lines skipped) into its values, as the notebook's `load_jsonl`. */
-export async function readJsonl(path: string, opts: ReadJsonlOptions = {}): Promise<unknown[]> {
-  return (await readJsonlEntries(path, opts)).map((e) => e.value);
-}
-
 /**
  * Check that every entry is a JSON object holding each of `requiredFields` as a string, and return the
  * objects. The first failure throws, naming file, line and field: `x.jsonl:3: missing field "response"`.

@@ -389,8 +389,3 @@ export function summarize(results: readonly ScoredItem[]): Summary {
     overall: { category: "overall", correct, total: results.length, accuracy: correct / results.length },
   };
 }
-
-/** The summary as the notebook's dict `{category: accuracy, …, "overall": accuracy}`. */
-export function summaryRecord(s: Summary): Record<string, number> {
-  return Object.fromEntries([...s.categories.map((c) => [c.category, c.accuracy]), ["overall", s.overall.accuracy]]);
-}

@@ -18,7 +18,7 @@
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { pid } from "node:process";
 
@@ -212,16 +212,6 @@ export async function fileSize(path: string): Promise<number | undefined> {
     return s.isFile() ? s.size : undefined;
   } catch {
     return undefined;
-  }
-}
-
-/** True when something (even a broken symlink) exists at the path. */
-export async function pathExists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -21,11 +21,12 @@
  *   1 KB file into gigabytes);
  * - zip entries must be stored (method 0), which is what `torch.save` writes: deflated entries are
  *   refused rather than inflated, so a small entry cannot expand to gigabytes; central-directory sizes
- *   and offsets are checked against the file length.
+ *   and offsets are checked against the file length (the zip reader is ./zip.ts).
  * @module
  */
 
 import { decodeElements, dtypeSize, type ReadTensor } from "./safetensors.ts";
+import { readZipDirectory, readZipEntry } from "./zip.ts";
 
 /** Storage classes → safetensors dtype names. */
 const STORAGE_DTYPES: Record<string, string> = {
@@ -558,122 +559,7 @@ function materialise(
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Zip container
-
-interface ZipEntry {
-  name: string;
-  method: number;
-  compSize: number;
-  size: number;
-  localOffset: number;
-}
-
-/** Read the central directory of a zip archive (zip64 included). */
-function readZipDirectory(bytes: Uint8Array, file: string): Map<string, ZipEntry> {
-  const fail = (msg: string): never => {
-    throw new Error(`Cannot read ${file}: ${msg}`);
-  };
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // End of central directory: 22 bytes + a comment of up to 65535 bytes, at the end of the file.
-  let eocd = -1;
-  for (let i = bytes.length - 22; i >= Math.max(0, bytes.length - 22 - 65535); i--) {
-    if (view.getUint32(i, true) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
-  }
-  if (eocd < 0) fail("zip end-of-central-directory record not found (the file is truncated or not a zip archive)");
-  let count = view.getUint16(eocd + 10, true);
-  let cdSize = view.getUint32(eocd + 12, true);
-  let cdOffset = view.getUint32(eocd + 16, true);
-  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
-    // Zip64: the locator sits just before the EOCD and points to the zip64 EOCD record.
-    const loc = eocd - 20;
-    if (loc < 0 || view.getUint32(loc, true) !== 0x07064b50) fail("zip64 end-of-central-directory locator not found");
-    const z = Number(view.getBigUint64(loc + 8, true));
-    if (z + 56 > bytes.length || view.getUint32(z, true) !== 0x06064b50) {
-      fail("zip64 end-of-central-directory is corrupt");
-    }
-    count = Number(view.getBigUint64(z + 32, true));
-    cdSize = Number(view.getBigUint64(z + 40, true));
-    cdOffset = Number(view.getBigUint64(z + 48, true));
-  }
-  if (cdOffset + cdSize > eocd) {
-    fail(`zip central directory (${cdSize} bytes at offset ${cdOffset}) lies outside the file (${bytes.length} bytes)`);
-  }
-  // Each entry takes at least 46 bytes, so the count is bounded by the directory's size.
-  if (count > cdSize / 46) fail(`zip central directory claims ${count} entries in ${cdSize} bytes`);
-  const cdEnd = cdOffset + cdSize;
-
-  const entries = new Map<string, ZipEntry>();
-  const utf8 = new TextDecoder();
-  let p = cdOffset;
-  for (let n = 0; n < count; n++) {
-    if (p + 46 > cdEnd || view.getUint32(p, true) !== 0x02014b50) {
-      fail(`zip central directory entry ${n} is corrupt`);
-    }
-    const method = view.getUint16(p + 10, true);
-    let compSize = view.getUint32(p + 20, true);
-    let size = view.getUint32(p + 24, true);
-    const nameLen = view.getUint16(p + 28, true), extraLen = view.getUint16(p + 30, true);
-    const commentLen = view.getUint16(p + 32, true);
-    let localOffset = view.getUint32(p + 42, true);
-    // The variable-length fields must stay inside the directory, or names would be read from file data.
-    if (p + 46 + nameLen + extraLen + commentLen > cdEnd) {
-      fail(`zip central directory entry ${n} runs past the end of the directory (offset ${cdEnd})`);
-    }
-    const name = utf8.decode(bytes.subarray(p + 46, p + 46 + nameLen));
-    // Zip64 extended information (header id 1) holds the fields that overflowed, in this order.
-    let e = p + 46 + nameLen;
-    const extraEnd = e + extraLen;
-    while (e + 4 <= extraEnd) {
-      const id = view.getUint16(e, true), len = view.getUint16(e + 2, true);
-      if (id === 1) {
-        let q = e + 4;
-        const next = () => {
-          if (q + 8 > Math.min(e + 4 + len, extraEnd)) fail(`zip entry ${name}: zip64 extra field is truncated`);
-          const v = Number(view.getBigUint64(q, true));
-          q += 8;
-          return v;
-        };
-        if (size === 0xffffffff) size = next();
-        if (compSize === 0xffffffff) compSize = next();
-        if (localOffset === 0xffffffff) localOffset = next();
-      }
-      e += 4 + len;
-    }
-    entries.set(name, { name, method, compSize, size, localOffset });
-    p = extraEnd + commentLen;
-  }
-  return entries;
-}
-
-/**
- * The bytes of one zip entry. Only stored entries (method 0, what `torch.save` writes) are read: a
- * deflated entry could inflate to gigabytes from a few megabytes, and no torch checkpoint needs one.
- */
-function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): Uint8Array {
-  const fail = (msg: string): never => {
-    throw new Error(`Cannot read ${file}: zip entry ${entry.name}: ${msg}`);
-  };
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const p = entry.localOffset;
-  if (p + 30 > bytes.length || view.getUint32(p, true) !== 0x04034b50) fail("local header is missing or corrupt");
-  // The local header has its own name and extra lengths (torch pads the extra field to align the data).
-  const start = p + 30 + view.getUint16(p + 26, true) + view.getUint16(p + 28, true);
-  const end = start + entry.compSize;
-  if (end > bytes.length) fail(`data (${entry.compSize} bytes at offset ${start}) runs past the end of the file`);
-  if (entry.method === 8) {
-    fail(
-      "is deflate-compressed; torch.save writes stored (uncompressed) entries, re-save the checkpoint with torch.save",
-    );
-  }
-  if (entry.method !== 0) fail(`unsupported compression method ${entry.method} (only stored entries are supported)`);
-  if (entry.size !== entry.compSize) {
-    fail(`stored entry has compressed size ${entry.compSize} but uncompressed size ${entry.size}`);
-  }
-  return bytes.subarray(start, end);
-}
+// The two container formats
 
 function readZipFormat(bytes: Uint8Array, file: string): Map<string, ReadTensor> {
   const entries = readZipDirectory(bytes, file);

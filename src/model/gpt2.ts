@@ -3,8 +3,9 @@
  * positions, `gelu_new`, Conv1D weights stored [in, out] (`transformer.h.{i}.attn.c_attn.weight` is
  * [C, 3C]) and the LM head tied to `transformer.wte.weight`.
  *
- * Two forward paths: {@link GPT2.forward} records on a tape for training; {@link GPT2.forwardCached} is
- * the inference path with a KV cache (generation, label scoring).
+ * One block, two ways in: {@link GPT2.forward} records on a tape for training; {@link GPT2.forwardCached} is
+ * the inference path with a KV cache (generation, label scoring). Both run the same embeddings, blocks and
+ * LM head; only the attention step differs, over the batch or over the cache it appends to.
  * @module
  */
 
@@ -49,20 +50,27 @@ export interface CachedForwardArgs {
   lastOnly?: boolean;
 }
 
-/** Per-layer KV cache for inference: [B, NH, Tmax, HS] keys and values per layer. */
+/**
+ * Per-layer KV cache for inference: [B, NH, Tmax, HS] keys and values per layer, and the activation buffers
+ * of the forwards that use it (kept from call to call, freed with the cache).
+ */
 export class KvCache {
   readonly k: Buf[] = [];
   readonly v: Buf[] = [];
+  /** The activations of {@link GPT2.forwardCached} calls on this cache. */
+  readonly scratch: Scratch;
   constructor(readonly be: Backend, cfg: GPT2Config, readonly B: number, readonly Tmax: number) {
     for (let l = 0; l < cfg.nLayer; l++) {
       this.k.push(be.alloc(B * Tmax * cfg.nEmbd, "f32", `kv cache k ${l}`));
       this.v.push(be.alloc(B * Tmax * cfg.nEmbd, "f32", `kv cache v ${l}`));
     }
+    this.scratch = new Scratch(be);
   }
   dispose(): void {
     for (const b of [...this.k, ...this.v]) this.be.free(b);
     this.k.length = 0;
     this.v.length = 0;
+    this.scratch.dispose();
   }
 }
 
@@ -262,55 +270,10 @@ export class GPT2 {
     },
   ): Tensor {
     const { ids, mask, B, T, tape, rows, dropoutSeed } = args;
-    const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon;
-    if (T > cfg.nPositions) {
-      throw new Error(`Cannot run GPT-2: sequence length ${T} exceeds n_positions ${cfg.nPositions}`);
+    if (T > this.config.nPositions) {
+      throw new Error(`Cannot run GPT-2: sequence length ${T} exceeds n_positions ${this.config.nPositions}`);
     }
-    const ctx: ops.OpContext = { be: this.be, tape };
-    const p = (n: string) => this.param(n);
-    // HF's dropout sites (training only): after the embeddings, on the attention probabilities, and on each
-    // residual branch before it is added. Each site and step gets its own seed, the same for its backward.
-    const train = dropoutSeed !== undefined;
-    const siteSeed = (site: number) => (dropoutSeed ?? 0) * 64 + site;
-    const drop = (t: Tensor, p: number, site: number) => {
-      if (!train || p <= 0) return t;
-      const out = ops.dropout(ctx, t, p, siteSeed(site));
-      if (!tape) this.be.free(t.buf); // without a tape nothing needs the undropped values
-      return out;
-    };
-    const emb = ops.embedding(ctx, ids, p("transformer.wte.weight"), p("transformer.wpe.weight"), { B, T });
-    let x = drop(emb, cfg.embdPdrop, 0);
-    for (let l = 0; l < cfg.nLayer; l++) {
-      const h = `transformer.h.${l}`;
-      const ln1 = ops.layernorm(ctx, x, p(`${h}.ln_1.weight`), p(`${h}.ln_1.bias`), eps);
-      const qkv = ops.linear(ctx, ln1, p(`${h}.attn.c_attn.weight`), p(`${h}.attn.c_attn.bias`));
-      const attnDrop = train && cfg.attnPdrop > 0 ? { p: cfg.attnPdrop, seed: siteSeed(1 + 3 * l) } : undefined;
-      const att = ops.attention(ctx, qkv, { B, T, C, NH, mask, dropout: attnDrop });
-      const proj = drop(
-        ops.linear(ctx, att, p(`${h}.attn.c_proj.weight`), p(`${h}.attn.c_proj.bias`)),
-        cfg.residPdrop,
-        2 + 3 * l,
-      );
-      const x2 = ops.add(ctx, x, proj);
-      const ln2 = ops.layernorm(ctx, x2, p(`${h}.ln_2.weight`), p(`${h}.ln_2.bias`), eps);
-      const fc = ops.linear(ctx, ln2, p(`${h}.mlp.c_fc.weight`), p(`${h}.mlp.c_fc.bias`));
-      const act = ops.gelu(ctx, fc);
-      const mlp = drop(
-        ops.linear(ctx, act, p(`${h}.mlp.c_proj.weight`), p(`${h}.mlp.c_proj.bias`)),
-        cfg.residPdrop,
-        3 + 3 * l,
-      );
-      const xIn = x;
-      x = ops.add(ctx, x2, mlp);
-      // without a tape nothing needs the intermediates any more
-      if (!tape) { for (const t of [xIn, ln1, qkv, att, proj, x2, ln2, fc, act, mlp]) this.be.free(t.buf); }
-    }
-    const xf = ops.layernorm(ctx, x, p("transformer.ln_f.weight"), p("transformer.ln_f.bias"), eps);
-    // with `rows`, the LM head runs only at those positions: logits [R,V] instead of [B,T,V]
-    const picked = rows ? ops.gatherRows(ctx, xf, rows) : xf;
-    const logits = ops.linear(ctx, picked, p("transformer.wte.weight"), undefined, { transW: true });
-    if (!tape) { for (const t of new Set([x, xf, picked])) this.be.free(t.buf); }
-    return logits;
+    return this.#run({ be: this.be, tape }, { ids, B, T, rows, dropoutSeed, attend: { mask } });
   }
 
   /**
@@ -365,10 +328,13 @@ export class GPT2 {
     return out;
   }
 
-  /** {@link forwardCached} without the read: the logits stay on the device (the caller frees them). */
+  /**
+   * {@link forwardCached} without the read: the logits stay on the device (the caller frees them). The same
+   * blocks as {@link forward}, untaped, their attention step reading and appending to the cache.
+   */
   forwardCachedOnDevice(args: CachedForwardArgs): Buf {
     const { B, Tn, pos0, cache, lastOnly } = args;
-    const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon, V = cfg.vocabSize;
+    const cfg = this.config;
     if (pos0 + Tn > cache.Tmax) {
       throw new Error(`Cannot run GPT-2: position ${pos0 + Tn} exceeds the cache (${cache.Tmax})`);
     }
@@ -380,99 +346,103 @@ export class GPT2 {
     if (args.positions && args.positions.length !== B * Tn) {
       throw new Error(`Cannot run GPT-2: ${args.positions.length} positions for ${B}×${Tn} tokens`);
     }
-    const be = this.be, N = B * Tn;
-    const p = (n: string) => this.param(n).buf;
+    const be = this.be;
     const ids = be.upload(args.ids, "input ids");
     const mask = args.mask ? be.upload(args.mask, "attention mask") : undefined;
     const positions = args.positions ? be.upload(args.positions, "position ids") : undefined;
-    const x = be.alloc(N * C, "f32", "residual");
-    const h = be.alloc(N * C, "f32", "layernorm out");
-    const qkv = be.alloc(N * 3 * C, "f32", "qkv");
-    const att = be.alloc(N * C, "f32", "attention out");
-    const fc = be.alloc(N * 4 * C, "f32", "mlp hidden");
-    const act = be.alloc(N * 4 * C, "f32", "mlp activation");
-    const tmp = be.alloc(N * C, "f32", "projection out");
-    be.embeddingForward({
-      out: x,
-      ids,
-      wte: p("transformer.wte.weight"),
-      wpe: p("transformer.wpe.weight"),
+    // lastOnly: the LM head at each row's last position only, [B,V]
+    const rows = lastOnly ? Array.from({ length: B }, (_, b) => ({ src: b * Tn + Tn - 1, len: 1 })) : undefined;
+    const logits = this.#run({ be }, { ids, B, T: Tn, rows, attend: { mask, cache, pos0, positions } });
+    for (const b of [ids, mask, positions]) if (b) be.free(b);
+    return logits.buf;
+  }
+
+  /**
+   * GPT-2 from token ids to logits: embeddings, the blocks ({@link GPT2.#block}), the final layernorm and
+   * the tied LM head, at every position or (with `rows`) only at those rows of the flattened [B·T] batch.
+   * Training and inference differ only in the tape, `dropoutSeed` and `attend`: with a KV cache the
+   * tokens sit at positions pos0… (or `positions`) and attend to everything cached before them.
+   */
+  #run(
+    outer: ops.OpContext,
+    args: { ids: Buf; B: number; T: number; rows?: readonly ops.RowRun[]; dropoutSeed?: number; attend: Attend },
+  ): Tensor {
+    const { B, T, rows, dropoutSeed, attend } = args;
+    // untaped, each layer's activations are released as the next ones are made, and reused (a cache keeps
+    // them from one call to the next: a generation step needs the same ones as the step before)
+    const scratch = outer.tape ? undefined : attend.cache?.scratch ?? new Scratch(this.be);
+    const ctx: ops.OpContext = scratch ? { ...outer, alloc: scratch.alloc } : outer;
+    const release: Release = (ts) => {
+      if (scratch) { for (const t of ts) scratch.release(t.buf); }
+    };
+    const cfg = this.config, eps = cfg.layerNormEpsilon;
+    const p = (n: string) => this.param(n);
+    const emb = ops.embedding(ctx, args.ids, p("transformer.wte.weight"), p("transformer.wpe.weight"), {
       B,
-      T: Tn,
-      C,
-      pos0,
-      positions,
+      T,
+      pos0: attend.pos0,
+      positions: attend.positions,
     });
-    for (let l = 0; l < cfg.nLayer; l++) {
-      const L = `transformer.h.${l}`;
-      be.layernormForward({ out: h, inp: x, weight: p(`${L}.ln_1.weight`), bias: p(`${L}.ln_1.bias`), N, C, eps });
-      be.matmul({
-        out: qkv,
-        a: h,
-        b: p(`${L}.attn.c_attn.weight`),
-        bias: p(`${L}.attn.c_attn.bias`),
-        M: N,
-        N: 3 * C,
-        K: C,
-      });
-      be.attentionCached({
-        out: att,
-        qkv,
-        kcache: cache.k[l]!,
-        vcache: cache.v[l]!,
-        mask,
-        B,
-        Tn,
-        pos0,
-        Tmax: cache.Tmax,
-        C,
-        NH,
-      });
-      be.matmul({
-        out: tmp,
-        a: att,
-        b: p(`${L}.attn.c_proj.weight`),
-        bias: p(`${L}.attn.c_proj.bias`),
-        M: N,
-        N: C,
-        K: C,
-      });
-      be.add({ out: x, a: x, b: tmp, n: N * C });
-      be.layernormForward({ out: h, inp: x, weight: p(`${L}.ln_2.weight`), bias: p(`${L}.ln_2.bias`), N, C, eps });
-      be.matmul({ out: fc, a: h, b: p(`${L}.mlp.c_fc.weight`), bias: p(`${L}.mlp.c_fc.bias`), M: N, N: 4 * C, K: C });
-      be.geluForward({ out: act, inp: fc, n: N * 4 * C });
-      be.matmul({
-        out: tmp,
-        a: act,
-        b: p(`${L}.mlp.c_proj.weight`),
-        bias: p(`${L}.mlp.c_proj.bias`),
-        M: N,
-        N: C,
-        K: 4 * C,
-      });
-      be.add({ out: x, a: x, b: tmp, n: N * C });
-    }
-    be.layernormForward({
-      out: h,
-      inp: x,
-      weight: p("transformer.ln_f.weight"),
-      bias: p("transformer.ln_f.bias"),
-      N,
-      C,
-      eps,
-    });
-    let rows = N, src = h;
-    if (lastOnly) {
-      // gather each row's last position: [B,C]
-      rows = B;
-      src = be.alloc(B * C, "f32", "last hidden");
-      for (let b = 0; b < B; b++) be.copy(src, h, C, b * C, (b * Tn + Tn - 1) * C);
-    }
-    const logits = be.alloc(rows * V, "f32", "logits");
-    be.matmul({ out: logits, a: src, b: p("transformer.wte.weight"), M: rows, N: V, K: C, transB: true });
-    for (const b of [ids, mask, positions, x, h, qkv, att, fc, act, tmp]) if (b) be.free(b);
-    if (src !== h) be.free(src);
+    let x = this.#drop(ctx, emb, cfg.embdPdrop, { dropoutSeed, site: 0, release });
+    for (let l = 0; l < cfg.nLayer; l++) x = this.#block(ctx, x, { l, B, T, attend, dropoutSeed, release });
+    const xf = ops.layernorm(ctx, x, p("transformer.ln_f.weight"), p("transformer.ln_f.bias"), eps);
+    // with `rows`, the LM head runs only at those positions: logits [R,V] instead of [B,T,V]
+    const picked = rows ? ops.gatherRows(ctx, xf, rows) : xf;
+    // the logits are the caller's: from the backend, not the scratch
+    const logits = ops.linear(outer, picked, p("transformer.wte.weight"), undefined, { transW: true });
+    release(picked === xf ? [x, xf] : [x, xf, picked]);
+    if (scratch !== attend.cache?.scratch) scratch?.dispose();
     return logits;
+  }
+
+  /**
+   * Block `l` (pre-layernorm): x + attn(ln_1(x)), then that + mlp(ln_2(that)), each branch through its
+   * dropout site. The attention step is causal over the batch (training, scoring) or, with `attend.cache`,
+   * over the cached keys and values of layer `l` and the new ones it appends (inference).
+   */
+  #block(
+    ctx: ops.OpContext,
+    x: Tensor,
+    o: { l: number; B: number; T: number; attend: Attend; dropoutSeed?: number; release: Release },
+  ): Tensor {
+    const { l, B, T, attend, dropoutSeed, release } = o;
+    const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon;
+    const p = (n: string) => this.param(`transformer.h.${l}.${n}`);
+    const drop = (t: Tensor, site: number) => this.#drop(ctx, t, cfg.residPdrop, { dropoutSeed, site, release });
+    const ln1 = ops.layernorm(ctx, x, p("ln_1.weight"), p("ln_1.bias"), eps);
+    const qkv = ops.linear(ctx, ln1, p("attn.c_attn.weight"), p("attn.c_attn.bias"));
+    const { mask, cache } = attend;
+    let att: Tensor;
+    if (cache) {
+      att = cachedAttention(ctx, qkv, { cache, l, mask, B, Tn: T, pos0: attend.pos0 ?? 0, C, NH });
+    } else {
+      const dropout = dropoutSeed !== undefined && cfg.attnPdrop > 0
+        ? { p: cfg.attnPdrop, seed: dropoutSiteSeed(dropoutSeed, 1 + 3 * l, cfg.nLayer) }
+        : undefined;
+      att = ops.attention(ctx, qkv, { B, T, C, NH, mask, dropout });
+    }
+    const proj = drop(ops.linear(ctx, att, p("attn.c_proj.weight"), p("attn.c_proj.bias")), 2 + 3 * l);
+    const x2 = ops.add(ctx, x, proj);
+    const ln2 = ops.layernorm(ctx, x2, p("ln_2.weight"), p("ln_2.bias"), eps);
+    const fc = ops.linear(ctx, ln2, p("mlp.c_fc.weight"), p("mlp.c_fc.bias"));
+    const act = ops.gelu(ctx, fc);
+    const mlp = drop(ops.linear(ctx, act, p("mlp.c_proj.weight"), p("mlp.c_proj.bias")), 3 + 3 * l);
+    const out = ops.add(ctx, x2, mlp);
+    // without a tape nothing needs the intermediates any more
+    release([x, ln1, qkv, att, proj, x2, ln2, fc, act, mlp]);
+    return out;
+  }
+
+  /**
+   * Dropout site `site` on `t` in training mode (HF's sites: after the embeddings, on the attention
+   * probabilities, on each residual branch before it is added), each site and step with its own seed
+   * ({@link dropoutSiteSeed}), the same for its backward; `t` itself in eval mode (no `dropoutSeed`).
+   */
+  #drop(ctx: ops.OpContext, t: Tensor, p: number, o: { dropoutSeed?: number; site: number; release: Release }): Tensor {
+    if (o.dropoutSeed === undefined || p <= 0) return t;
+    const out = ops.dropout(ctx, t, p, dropoutSiteSeed(o.dropoutSeed, o.site, this.config.nLayer));
+    o.release([t]); // without a tape nothing needs the undropped values
+    return out;
   }
 
   /**
@@ -494,6 +464,93 @@ export class GPT2 {
       }
     }
   }
+}
+
+/** Hands tensors that an untaped forward no longer needs back to its {@link Scratch} (a no-op when taped). */
+type Release = (ts: readonly Tensor[]) => void;
+
+/**
+ * The activations of untaped forwards: buffers released by one layer are handed to the next by length (a
+ * layer needs the same ones), so a forward allocates about one layer's worth whatever its depth, and a
+ * {@link KvCache}'s next forward of the same shape none. {@link Scratch.dispose} returns them to the backend.
+ */
+export class Scratch {
+  readonly #idle = new Map<number, Buf[]>();
+  constructor(readonly be: Backend) {}
+
+  /** A buffer of `n` f32 (contents undefined): a released one, or a new one from the backend. */
+  readonly alloc = (n: number, name: string): Buf =>
+    this.#idle.get(n)?.pop() ?? this.be.allocUninit?.(n, "f32", name) ?? this.be.alloc(n, "f32", name);
+
+  /** Take `buf` back for a later {@link alloc} of its length. */
+  release(buf: Buf): void {
+    const list = this.#idle.get(buf.length);
+    if (list) list.push(buf);
+    else this.#idle.set(buf.length, [buf]);
+  }
+
+  /** Free the released buffers (those still held, such as the logits, are their holders'). */
+  dispose(): void {
+    for (const list of this.#idle.values()) for (const b of list) this.be.free(b);
+    this.#idle.clear();
+  }
+}
+
+/** What the blocks' attention step attends over (see `GPT2.#block`). */
+interface Attend {
+  /** Key padding mask, i32: [B,T] over the batch, [B,Tmax] over a cache. */
+  mask?: Buf;
+  /** Inference: the KV cache that the new tokens read and append to. */
+  cache?: KvCache;
+  /** With a cache: the position of the first new token (0 without). */
+  pos0?: number;
+  /** With a cache: position ids [B,T] instead of pos0… (see {@link CachedForwardArgs}). */
+  positions?: Buf;
+}
+
+/** Attention of the new tokens over layer `l`'s KV cache, which it appends to (inference: nothing is recorded). */
+function cachedAttention(
+  ctx: ops.OpContext,
+  qkv: Tensor,
+  o: { cache: KvCache; l: number; mask?: Buf; B: number; Tn: number; pos0: number; C: number; NH: number },
+): Tensor {
+  if (ctx.tape) throw new Error("Cannot record attention over a KV cache: it has no backward");
+  const { cache, l, mask, B, Tn, pos0, C, NH } = o;
+  const n = B * Tn * C, name = "attention:out";
+  const out = new Tensor(ctx.be, ctx.alloc?.(n, name) ?? ctx.be.alloc(n, "f32", name), [B, Tn, C], { name });
+  const { k, v, Tmax } = cache;
+  ctx.be.attentionCached({ out: out.buf, qkv: qkv.buf, kcache: k[l]!, vcache: v[l]!, mask, B, Tn, pos0, Tmax, C, NH });
+  return out;
+}
+
+/**
+ * How far apart two consecutive dropout seeds' site seeds lie: 64, or for models with more than 64 dropout
+ * sites (3 per layer plus the embeddings: 22 layers or more) the smallest power of two at or above the site
+ * count, so that no site of one seed takes the seed of a site of the next one. Models of up to 21 layers keep
+ * 64, and with it the masks they had.
+ */
+export function dropoutSiteStride(nLayer: number): number {
+  const sites = 1 + 3 * nLayer;
+  let stride = 64;
+  while (stride < sites) stride *= 2;
+  return stride;
+}
+
+/**
+ * The seed of dropout site `site` (0 the embeddings, 1 + 3l layer l's attention probabilities, 2 + 3l and
+ * 3 + 3l its two residual branches) under the forward's `dropoutSeed`: (seed · stride + site) mod 2³², the
+ * stride of {@link dropoutSiteStride}. Computed in u32 arithmetic (`Math.imul`), so it is exact for every
+ * integer seed; only its value mod 2³² reaches the hash, as in the kernels. For a fixed layer count, the
+ * site seeds of 2³² / stride consecutive dropout seeds are all distinct.
+ */
+export function dropoutSiteSeed(seed: number, site: number, nLayer: number): number {
+  if (!Number.isSafeInteger(seed)) throw new Error(`Cannot run GPT-2: dropoutSeed must be an integer, got ${seed}`);
+  const stride = dropoutSiteStride(nLayer);
+  if (!(Number.isInteger(site) && site >= 0 && site < stride)) {
+    throw new Error(`Cannot run GPT-2: dropout site must be an integer in [0, ${stride}), got ${site}`);
+  }
+  // seed mod 2³², as a u32 also for negative seeds (>>> 0 of a safe integer is exact)
+  return (Math.imul(seed >>> 0, stride) + site) >>> 0;
 }
 
 /**

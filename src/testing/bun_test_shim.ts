@@ -195,13 +195,3 @@ class Matchers {
 export function expect(actual: unknown): Matchers {
   return new Matchers(actual);
 }
-
-/** Runs `fn` once before the tests registered after it (Deno: at first use). */
-export function beforeAll(fn: () => unknown): void {
-  Deno.test({
-    name: "(before all)",
-    fn: fn as () => Promise<void>,
-    sanitizeResources: false,
-    sanitizeOps: false,
-  });
-}

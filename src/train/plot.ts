@@ -451,10 +451,11 @@ export async function writeLossCurve(o: LossCurveOptions): Promise<{ svg: string
 // ---------------------------------------------------------------------------------------------------------
 // Console
 
-const BLOCKS = "▁▂▃▄▅▆▇█";
+/** The eighth-height block characters, lowest first. */
+export const BLOCKS = "▁▂▃▄▅▆▇█";
 
 /** `values` resampled to `width` buckets by averaging (non-finite values ignored; empty bucket: NaN). */
-function resample(values: readonly number[], width: number): number[] {
+export function resample(values: readonly number[], width: number): number[] {
   if (values.length <= width) return [...values];
   const out: number[] = [];
   for (let i = 0; i < width; i++) {
@@ -469,22 +470,6 @@ function resample(values: readonly number[], width: number): number[] {
     out.push(n ? sum / n : NaN);
   }
   return out;
-}
-
-/**
- * A one-line chart of `values` in block characters `▁▂▃▄▅▆▇█`, at most `width` characters (longer series
- * are averaged into buckets); non-finite values show as spaces.
- */
-export function sparkline(values: readonly number[], width = 60): string {
-  const v = resample(values, Math.max(1, width));
-  const fin = v.filter(Number.isFinite);
-  if (fin.length === 0) return " ".repeat(v.length);
-  const lo = Math.min(...fin), hi = Math.max(...fin);
-  return v.map((x) => {
-    if (!Number.isFinite(x)) return " ";
-    const level = hi > lo ? Math.round((x - lo) / (hi - lo) * 7) : 3;
-    return BLOCKS[level]!;
-  }).join("");
 }
 
 /**

@@ -7,15 +7,14 @@
  * - constructing the scheduler sets `last_epoch = 0` and the group's lr to `base·start_factor`;
  * - optimizer step `k` runs with the lr for `last_epoch = k` ({@link lrAt});
  * - `scheduler.step()` then moves to `last_epoch = k + 1`, and `scheduler.get_last_lr()` (what the notebook
- *   prints after step `k + 1`, counted from 1) is the lr for `last_epoch = k + 1` ({@link lastLr}).
+ *   prints after step `k + 1`, counted from 1) is the lr for `last_epoch = k + 1`, `lrAt(k + 1)`.
  *
  * torch's `step()` computes the rate recursively (`get_lr()`: the previous rate times
  * `1 + (end − start) / (total·start + (last_epoch − 1)·(end − start))`), which accumulates float rounding;
  * this module uses torch's closed form (`_get_closed_form_lr`:
  * `base·(start + (end − start)·min(total, last_epoch)/total)`). The two differ by a few ulp: for the
  * notebook's settings (base 5e-5, 50 warm-up steps) at most 6.4e-16 relative (e.g. step 50: torch
- * 4.999999999999998e-05, closed form 5e-05). {@link torchRecursiveLr} reproduces torch's recursion bit for
- * bit when that matters (the tests check both).
+ * 4.999999999999998e-05, closed form 5e-05); the tests replay torch's recursion and check the two agree.
  * @module
  */
 
@@ -77,31 +76,6 @@ function decayFactor(step: number, decay: LrDecay, warmup: number, totalSteps: n
   const progress = Math.min(1, (step - warmup) / Math.max(1, totalSteps - warmup)); // 0 stays 0 past the end
   if (decay === "linear") return Math.max(0, 1 - progress);
   return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress)));
-}
-
-/**
- * `scheduler.get_last_lr()[0]` after `stepsDone` calls of `scheduler.step()` (what the notebook prints in
- * `Step {step} | … | LR: …`, with `step` counted from 1): the lr the next optimizer step will use.
- */
-export function lastLr(stepsDone: number, opts: ScheduleOptions): number {
-  return lrAt(stepsDone, opts);
-}
-
-/**
- * The lr torch itself holds at `last_epoch = step`, by replaying LinearLR's recursive `get_lr()` from the
- * start (O(min(step, warmupSteps))). Differs from {@link lrAt} by float rounding only (≤ ~1e-15 relative).
- */
-export function torchRecursiveLr(step: number, opts: ScheduleOptions): number {
-  check(step, opts);
-  const start = opts.startFactor ?? 0.1;
-  const end = opts.endFactor ?? 1.0;
-  const total = opts.warmupSteps;
-  let lr = opts.baseLr * start; // last_epoch == 0
-  if (total === 0) return opts.baseLr * end;
-  for (let e = 1; e <= Math.min(step, total); e++) {
-    lr = lr * (1.0 + (end - start) / (total * start + (e - 1) * (end - start)));
-  }
-  return lr; // last_epoch > total_iters: the lr stays as it is
 }
 
 /** Sizes of the run, as the notebook's training-configuration cell. */

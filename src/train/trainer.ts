@@ -2,6 +2,8 @@
  * The training loop, as the notebook's Part 5: shuffled batches, masked cross-entropy, backward, global
  * grad-norm clipping, AdamW, the LinearLR warmup, validation loss each epoch. It only orchestrates: the
  * maths is in the model, the optimizer and the backend; display and files are the caller's callbacks.
+ * {@link trainLoop} runs epochs of optimizer steps (what follows each step, the log, checkpoint and stop
+ * checks, in a helper of its own), and the position (step, epoch, batch) moves in one function, `advance`.
  *
  * Nothing is read back from the device inside a step except at logging steps (the loss and grad norm), at
  * checkpoint steps and when a stop is asked for: there a NaN or infinite loss stops the run before anything
@@ -178,174 +180,263 @@ export async function evaluateLoss(
 
 /** Run the training loop. */
 export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
-  const { model, train, config: cfg } = args;
-  const be = model.be;
-  if (train.length === 0) throw new Error("Cannot train: the training set is empty");
-  const totalSteps = plannedTotal({ examples: train.length, ...cfg });
-  const accum = cfg.gradAccum ?? 1;
-  // the notebook's evaluate_loss on the validation set, batched and padded as training
-  const validate = () => {
+  if (args.train.length === 0) throw new Error("Cannot train: the training set is empty");
+  const loop = new Loop(args);
+  let end: LoopEnd;
+  try {
+    end = await loop.run();
+  } finally {
+    loop.dispose();
+  }
+  const { optimizer } = loop;
+  // the last checkpoint, unless a periodic one of this very step was just written (Ctrl-C right after a save)
+  const alreadySaved = end.stoppedBy === "interrupt" && loop.lastCheckpoint === end.position.step;
+  if (args.onCheckpoint && !alreadySaved) await args.onCheckpoint({ ...(end.resumeAt ?? end.position) }, optimizer);
+  args.model.zeroGrad();
+  return { position: end.position, optimizer, stoppedBy: end.stoppedBy, seconds: loop.seconds() };
+}
+
+/**
+ * The one place a loop's position moves: past an optimizer step that ran the epoch's batches up to
+ * `batchEnd` (exclusive), or to the start of the next epoch. Within an epoch `epochLossSum` stays what the
+ * epoch started (or resumed) with: the running sum lives on the device, read into the positions handed out.
+ */
+function advance(pos: TrainPosition, to: { batchEnd: number } | "next epoch"): void {
+  if (to === "next epoch") {
+    pos.epoch++;
+    pos.batchInEpoch = 0;
+    pos.epochLossSum = 0;
+    pos.epochBatches = 0;
+  } else {
+    pos.step++;
+    pos.epochBatches++;
+    pos.batchInEpoch = to.batchEnd;
+  }
+}
+
+/** How {@link Loop.run} ended: the final position, and where a later run continues when that differs. */
+interface LoopEnd {
+  stoppedBy: TrainResult["stoppedBy"];
+  position: TrainPosition;
+  resumeAt?: TrainPosition;
+}
+
+/** One {@link trainLoop} call: the epochs, their steps, and what they share (schedule, optimizer, logging). */
+class Loop {
+  /** Where the loop is; moved only by {@link advance}. */
+  readonly pos: TrainPosition;
+  readonly optimizer: AdamW;
+  /** The step of the newest checkpoint known good (the one resumed from counts), for the divergence message. */
+  lastCheckpoint: number | undefined;
+  readonly #args: TrainLoopArgs;
+  readonly #cfg: TrainConfig;
+  readonly #be: GPT2["be"];
+  readonly #totalSteps: number;
+  readonly #accum: number;
+  readonly #nBatches: number;
+  readonly #sched: Parameters<typeof lrAt>[1];
+  /** The running sum of this epoch's step losses, on the device. */
+  readonly #epochLoss: Buf;
+  readonly #t0 = performance.now();
+  /** What the steps since the last log did. */
+  #sinceLog: { time: number; step: number; tokens: number; supervised: number };
+
+  constructor(args: TrainLoopArgs) {
+    const { model, config: cfg } = args;
+    const be = model.be;
+    this.#args = args;
+    this.#cfg = cfg;
+    this.#be = be;
+    this.#totalSteps = plannedTotal({ examples: args.train.length, ...cfg });
+    this.#accum = cfg.gradAccum ?? 1;
+    this.#nBatches = Math.ceil(args.train.length / cfg.batchSize);
+    this.optimizer = args.optimizer ??
+      new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
+    this.pos = args.start
+      ? { ...args.start }
+      : { step: 0, epoch: 0, batchInEpoch: 0, epochLossSum: 0, epochBatches: 0 };
+    this.#sched = {
+      baseLr: cfg.lr,
+      warmupSteps: cfg.warmupSteps,
+      startFactor: cfg.warmupStartFactor,
+      decay: cfg.lrDecay,
+      totalSteps: this.#totalSteps,
+    };
+    this.#epochLoss = be.alloc(1, "f32", "epoch loss sum");
+    if (this.pos.epochLossSum) be.write(this.#epochLoss, Float32Array.of(this.pos.epochLossSum));
+    this.#sinceLog = { time: this.#t0, step: this.pos.step, tokens: 0, supervised: 0 };
+    this.lastCheckpoint = args.start?.step;
+  }
+
+  /** The epochs from the position on, until the last one ends, the step cap is reached or a stop is asked. */
+  async run(): Promise<LoopEnd> {
+    const pos = this.pos;
+    while (pos.epoch < this.#cfg.epochs) {
+      const stop = await this.#epoch();
+      if (stop === "interrupt") return { stoppedBy: "interrupt", position: await this.#position() };
+      // a later run with a larger --max-steps continues from the next batch of this epoch
+      const resumeAt = stop === "max_steps" && pos.batchInEpoch < this.#nBatches ? await this.#position() : undefined;
+      // end of an epoch (or the step cap inside it): the notebook prints train and val loss then
+      await this.#endEpoch();
+      if (stop === "max_steps") return { stoppedBy: "max_steps", position: pos, resumeAt };
+    }
+    return { stoppedBy: pos.step >= this.#totalSteps ? "max_steps" : "done", position: pos };
+  }
+
+  /** Seconds since the loop was made. */
+  seconds(): number {
+    return (performance.now() - this.#t0) / 1000;
+  }
+
+  dispose(): void {
+    this.#be.free(this.#epochLoss);
+  }
+
+  /** The rest of the current epoch, one optimizer step at a time; says why it ended early, if it did. */
+  async #epoch(): Promise<"max_steps" | "interrupt" | undefined> {
+    const { pos } = this, cfg = this.#cfg, train = this.#args.train;
+    const order = epochOrder(train.length, cfg.seed, pos.epoch);
+    while (pos.batchInEpoch < this.#nBatches) {
+      // this step's batches: gradAccum of them (fewer at the end of the epoch), each padded on its own
+      const batches = [];
+      const end = Math.min(this.#nBatches, pos.batchInEpoch + this.#accum);
+      for (let k = pos.batchInEpoch; k < end; k++) {
+        const idx = order.slice(k * cfg.batchSize, (k + 1) * cfg.batchSize);
+        batches.push(
+          collate(idx.map((i) => train[i]!), { padId: this.#args.padId, pad: cfg.pad, maxLength: cfg.maxLength }),
+        );
+      }
+      const loss = this.#step(batches);
+      advance(pos, { batchEnd: end });
+      this.#args.onStepRecorded?.(pos.step);
+      // let signal handlers run (Ctrl-C): on the CPU nothing in a step waits on the event loop
+      await yieldToEventLoop();
+      const stop = await this.#afterStep(loss, end >= this.#nBatches);
+      if (stop) return stop;
+    }
+    return undefined;
+  }
+
+  /**
+   * One optimizer step over `batches` (forward, backward, AdamW), recorded without reading anything back.
+   * Returns the step's loss on the device (the caller frees it), also added to the epoch's sum.
+   */
+  #step(batches: readonly ReturnType<typeof collate>[]): Buf {
+    const { model, config: cfg } = this.#args, be = this.#be, step = this.pos.step;
+    // the loss of each is its summed cross-entropy over the supervised tokens of all of them, so the
+    // gradients add up to those of one batch holding every example (the notebook's mean over its tokens)
+    const normalizer = batches.reduce((n, b) => n + shiftLabels(b.labels, b.B, b.T).count, 0);
+    model.zeroGrad();
+    let loss: Buf | undefined;
+    for (const [j, batch] of batches.entries()) {
+      // a dropout seed per step and batch (and run seed), so a resumed run draws the same masks
+      const dropoutSeed = cfg.dropout ? stepDropoutSeed(cfg.seed, step * this.#accum + j) : undefined;
+      const part = model.loss(batch, { backward: true, dropoutSeed, normalizer }).loss;
+      if (loss === undefined) loss = part;
+      else {
+        be.sum({ out: loss, inp: part, n: 1, accumulate: true });
+        be.free(part);
+      }
+      this.#sinceLog.tokens += batch.tokens;
+      this.#sinceLog.supervised += batch.supervised;
+    }
+    this.optimizer.step(lrAt(step, this.#sched));
+    be.sum({ out: this.#epochLoss, inp: loss!, n: 1, accumulate: true });
+    return loss!;
+  }
+
+  /**
+   * What follows a step: the log, the divergence check, the periodic validation and checkpoint, the step cap
+   * and Ctrl-C. Frees `loss`. `epochEnds`: the step ran the epoch's last batch.
+   */
+  async #afterStep(loss: Buf, epochEnds: boolean): Promise<"max_steps" | "interrupt" | undefined> {
+    const { pos } = this, args = this.#args, be = this.#be;
+    const capNow = pos.step >= this.#totalSteps;
+    const logNow = pos.step % this.#cfg.logEvery === 0 || capNow;
+    const checkpointNow = !!(args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint);
+    // the loss is read (once) where it is logged and before anything is saved: a diverged step is never
+    // checkpointed, whether the save is a periodic one, the last one or one asked for by Ctrl-C
+    let lossValue: number | undefined;
+    const checkedLoss = async (): Promise<number> => {
+      if (lossValue === undefined) {
+        lossValue = (await be.read(loss))[0]!;
+        if (!Number.isFinite(lossValue)) throw new NonFiniteLossError(pos.step, lossValue, this.lastCheckpoint);
+      }
+      return lossValue;
+    };
+    let stopNow: boolean;
+    try {
+      if (logNow || checkpointNow || capNow || args.shouldStop?.()) await checkedLoss();
+      if (logNow) await this.#log(checkedLoss);
+      // a stop asked for during the step's callbacks counts at this step
+      stopNow = args.shouldStop?.() ?? false;
+      if (stopNow) await checkedLoss();
+    } finally {
+      be.free(loss);
+    }
+    if (
+      args.evalEvery && pos.step % args.evalEvery === 0 && args.val?.length && !(epochEnds || capNow) && args.onEval
+    ) {
+      const valLoss = await this.#validate();
+      await args.onEval({ step: pos.step, epoch: pos.epoch, valLoss });
+    }
+    if (checkpointNow) {
+      await args.onCheckpoint!(await this.#position(), this.optimizer);
+      this.lastCheckpoint = pos.step;
+    }
+    if (capNow) return "max_steps";
+    stopNow ||= args.shouldStop?.() ?? false;
+    return stopNow ? "interrupt" : undefined;
+  }
+
+  /** Report a logging step (`loss` reads the step's loss, checked) and start the next log's counts. */
+  async #log(loss: () => Promise<number>): Promise<void> {
+    const { pos } = this, since = this.#sinceLog;
+    const gradNorm = (await this.#be.read(this.optimizer.gradNorm))[0]!;
+    const now = performance.now();
+    const elapsed = (now - this.#t0) / 1000;
+    const perStep = (now - since.time) / 1000 / Math.max(pos.step - since.step, 1);
+    await this.#args.onStep?.({
+      step: pos.step,
+      totalSteps: this.#totalSteps,
+      epoch: pos.epoch,
+      loss: await loss(),
+      lr: lrAt(pos.step, this.#sched),
+      gradNorm,
+      tokensPerSecond: since.tokens / ((now - since.time) / 1000),
+      supervisedTokens: since.supervised,
+      elapsedSeconds: elapsed,
+      etaSeconds: perStep * (this.#totalSteps - pos.step),
+    });
+    this.#sinceLog = { time: now, step: pos.step, tokens: 0, supervised: 0 };
+  }
+
+  /** The epoch's mean train loss and validation loss reported, then on to the next epoch. */
+  async #endEpoch(): Promise<void> {
+    const { pos } = this, args = this.#args;
+    const trainLoss = (await this.#be.read(this.#epochLoss))[0]! / Math.max(pos.epochBatches, 1);
+    const valLoss = args.val?.length ? await this.#validate() : undefined;
+    await args.onEpoch?.({ epoch: pos.epoch, step: pos.step, trainLoss, valLoss });
+    this.#be.zero(this.#epochLoss);
+    advance(pos, "next epoch");
+  }
+
+  /** The position with the epoch's loss sum read back: what a checkpoint or a stop hands out. */
+  async #position(): Promise<TrainPosition> {
+    return { ...this.pos, epochLossSum: (await this.#be.read(this.#epochLoss))[0]! };
+  }
+
+  /** The notebook's evaluate_loss on the validation set, batched and padded as training. */
+  #validate(): Promise<number> {
+    const args = this.#args, cfg = this.#cfg;
     args.onValidate?.(args.val?.length ?? 0);
-    return evaluateLoss(model, args.val ?? [], {
+    return evaluateLoss(args.model, args.val ?? [], {
       batchSize: cfg.batchSize,
       padId: args.padId,
       pad: cfg.pad,
       maxLength: cfg.maxLength,
     });
-  };
-  const optimizer = args.optimizer ??
-    new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
-  const pos: TrainPosition = args.start
-    ? { ...args.start }
-    : { step: 0, epoch: 0, batchInEpoch: 0, epochLossSum: 0, epochBatches: 0 };
-  const sched = {
-    baseLr: cfg.lr,
-    warmupSteps: cfg.warmupSteps,
-    startFactor: cfg.warmupStartFactor,
-    decay: cfg.lrDecay,
-    totalSteps,
-  };
-  const epochLoss: Buf = be.alloc(1, "f32", "epoch loss sum");
-  if (pos.epochLossSum) be.write(epochLoss, Float32Array.of(pos.epochLossSum));
-  const t0 = performance.now();
-  let lastLogTime = t0, lastLogStep = pos.step, tokensSinceLog = 0, supervisedSinceLog = 0;
-  let stoppedBy: TrainResult["stoppedBy"] = "done";
-  // the step of the newest checkpoint known good (the one resumed from counts), for the divergence message
-  let lastCheckpoint: number | undefined = args.start?.step;
-  // where a run stopped by the step cap in the middle of an epoch continues (else: the position at the end)
-  let resumeAt: TrainPosition | undefined;
-  try {
-    outer: for (; pos.epoch < cfg.epochs; pos.epoch++) {
-      const order = epochOrder(train.length, cfg.seed, pos.epoch);
-      const nBatches = Math.ceil(train.length / cfg.batchSize);
-      for (; pos.batchInEpoch < nBatches; pos.batchInEpoch++) {
-        // this step's batches: gradAccum of them (fewer at the end of the epoch), each padded on its own
-        const batches = [];
-        const first = pos.batchInEpoch, end = Math.min(nBatches, first + accum);
-        for (let k = first; k < end; k++) {
-          const idx = order.slice(k * cfg.batchSize, (k + 1) * cfg.batchSize);
-          batches.push(
-            collate(idx.map((i) => train[i]!), { padId: args.padId, pad: cfg.pad, maxLength: cfg.maxLength }),
-          );
-        }
-        pos.batchInEpoch = end - 1;
-        // the loss of each is its summed cross-entropy over the supervised tokens of all of them, so the
-        // gradients add up to those of one batch holding every example (the notebook's mean over its tokens)
-        const normalizer = batches.reduce((n, b) => n + shiftLabels(b.labels, b.B, b.T).count, 0);
-        model.zeroGrad();
-        let loss: Buf | undefined;
-        for (const [j, batch] of batches.entries()) {
-          // a dropout seed per step and batch (and run seed), so a resumed run draws the same masks
-          const dropoutSeed = cfg.dropout ? stepDropoutSeed(cfg.seed, pos.step * accum + j) : undefined;
-          const part = model.loss(batch, { backward: true, dropoutSeed, normalizer }).loss;
-          if (loss === undefined) loss = part;
-          else {
-            be.sum({ out: loss, inp: part, n: 1, accumulate: true });
-            be.free(part);
-          }
-          tokensSinceLog += batch.tokens;
-          supervisedSinceLog += batch.supervised;
-        }
-        optimizer.step(lrAt(pos.step, sched));
-        be.sum({ out: epochLoss, inp: loss!, n: 1, accumulate: true });
-        pos.step++;
-        pos.epochBatches++;
-        args.onStepRecorded?.(pos.step);
-        // let signal handlers run (Ctrl-C): on the CPU nothing in a step waits on the event loop
-        await yieldToEventLoop();
-        const capNow = pos.step >= totalSteps;
-        const logNow = pos.step % cfg.logEvery === 0 || capNow;
-        const checkpointNow = !!(args.checkpointEvery && pos.step % args.checkpointEvery === 0 && args.onCheckpoint);
-        // the loss is read (once) where it is logged and before anything is saved: a diverged step is never
-        // checkpointed, whether the save is a periodic one, the last one or one asked for by Ctrl-C
-        let lossValue: number | undefined;
-        const checkedLoss = async (): Promise<number> => {
-          if (lossValue === undefined) {
-            lossValue = (await be.read(loss!))[0]!;
-            if (!Number.isFinite(lossValue)) throw new NonFiniteLossError(pos.step, lossValue, lastCheckpoint);
-          }
-          return lossValue;
-        };
-        let stopNow: boolean;
-        try {
-          if (logNow || checkpointNow || capNow || args.shouldStop?.()) await checkedLoss();
-          if (logNow) {
-            const gradNorm = (await be.read(optimizer.gradNorm))[0]!;
-            const now = performance.now();
-            const elapsed = (now - t0) / 1000;
-            const perStep = (now - lastLogTime) / 1000 / Math.max(pos.step - lastLogStep, 1);
-            await args.onStep?.({
-              step: pos.step,
-              totalSteps,
-              epoch: pos.epoch,
-              loss: await checkedLoss(),
-              lr: lrAt(pos.step, sched),
-              gradNorm,
-              tokensPerSecond: tokensSinceLog / ((now - lastLogTime) / 1000),
-              supervisedTokens: supervisedSinceLog,
-              elapsedSeconds: elapsed,
-              etaSeconds: perStep * (totalSteps - pos.step),
-            });
-            lastLogTime = now;
-            lastLogStep = pos.step;
-            tokensSinceLog = 0;
-            supervisedSinceLog = 0;
-          }
-          // a stop asked for during the step's callbacks counts at this step
-          stopNow = args.shouldStop?.() ?? false;
-          if (stopNow) await checkedLoss();
-        } finally {
-          be.free(loss!);
-        }
-        const epochEnds = pos.batchInEpoch + 1 >= nBatches || capNow;
-        if (args.evalEvery && pos.step % args.evalEvery === 0 && args.val?.length && !epochEnds && args.onEval) {
-          const valLoss = await validate();
-          await args.onEval({ step: pos.step, epoch: pos.epoch, valLoss });
-        }
-        if (checkpointNow) {
-          pos.epochLossSum = (await be.read(epochLoss))[0]!;
-          await args.onCheckpoint!({ ...pos, batchInEpoch: pos.batchInEpoch + 1 }, optimizer);
-          lastCheckpoint = pos.step;
-        }
-        if (capNow) {
-          pos.batchInEpoch++;
-          stoppedBy = "max_steps";
-          // a later run with a larger --max-steps continues from the next batch of this epoch
-          if (pos.batchInEpoch < nBatches) {
-            resumeAt = { ...pos, epochLossSum: (await be.read(epochLoss))[0]! };
-          }
-          break;
-        }
-        stopNow ||= args.shouldStop?.() ?? false;
-        if (stopNow) {
-          pos.batchInEpoch++;
-          pos.epochLossSum = (await be.read(epochLoss))[0]!;
-          stoppedBy = "interrupt";
-          break outer;
-        }
-      }
-      // end of an epoch (or the step cap inside it): the notebook prints train and val loss then
-      const trainLoss = (await be.read(epochLoss))[0]! / Math.max(pos.epochBatches, 1);
-      const valLoss = args.val?.length ? await validate() : undefined;
-      await args.onEpoch?.({ epoch: pos.epoch, step: pos.step, trainLoss, valLoss });
-      be.zero(epochLoss);
-      pos.epochLossSum = 0;
-      pos.epochBatches = 0;
-      pos.batchInEpoch = 0;
-      if (stoppedBy === "max_steps") {
-        pos.epoch++;
-        break;
-      }
-    }
-    if (stoppedBy === "done" && pos.step >= totalSteps) stoppedBy = "max_steps";
-  } finally {
-    be.free(epochLoss);
   }
-  // the last checkpoint, unless a periodic one of this very step was just written (Ctrl-C right after a save)
-  const alreadySaved = stoppedBy === "interrupt" && lastCheckpoint === pos.step;
-  if (args.onCheckpoint && !alreadySaved) await args.onCheckpoint({ ...(resumeAt ?? pos) }, optimizer);
-  model.zeroGrad();
-  return { position: pos, optimizer, stoppedBy, seconds: (performance.now() - t0) / 1000 };
 }
 
 /**
@@ -366,7 +457,8 @@ export class NonFiniteLossError extends Error {
 
 /**
  * The dropout seed of batch `n` of a run (`n` = step · accumulation + batch): (seed · 10⁶ + n) mod 2³², exact
- * for every seed up to 2⁵³ (only its value mod 2³² reaches the hash, and the model multiplies it by 64 sites).
+ * for every seed up to 2⁵³ (only its value mod 2³² reaches the hash; the model spreads it over its dropout
+ * sites with gpt2.ts's dropoutSiteSeed).
  */
 export function stepDropoutSeed(seed: number, n: number): number {
   return Number((BigInt(seed) * 1_000_000n + BigInt(n)) % 4294967296n);
