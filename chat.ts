@@ -16,7 +16,7 @@ import { cleanResponse } from "./src/eval/predictors.ts";
 import { generate } from "./src/model/generate.ts";
 import type { GPT2 } from "./src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "./src/model/load.ts";
-import type { BertTokenizer } from "./src/tokenizer/tokenizer.ts";
+import type { Tokenizer } from "./src/tokenizer/types.ts";
 
 const DEFAULT_DIR = "models/ch8_sft_gpt2";
 
@@ -74,7 +74,7 @@ interface ChatSettings {
 
 /** The prompt ids of a conversation ending with a user turn, dropping the oldest turns to fit `budget`. */
 function promptIds(
-  tokenizer: BertTokenizer,
+  tokenizer: Tokenizer,
   history: Message[],
   user: string,
   budget: number,
@@ -101,7 +101,7 @@ function promptIds(
 /** One reply, streamed to stdout as it is generated; returns generate_response's cleaned text. */
 async function reply(
   model: GPT2,
-  tokenizer: BertTokenizer,
+  tokenizer: Tokenizer,
   args: { ids: number[]; eos: number | undefined; settings: ChatSettings; turn: number },
 ): Promise<string> {
   const s = args.settings;

@@ -22,7 +22,7 @@ import { tinyModel } from "../src/demo/tiny.ts";
 import { classify, classifyBatch, commonPrefixLength, scoreLabelsNotebook } from "../src/eval/classify.ts";
 import { parseConfig } from "../src/model/config.ts";
 import { GPT2 } from "../src/model/gpt2.ts";
-import type { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../src/tokenizer/types.ts";
 
 /** What {@link benchClassifier} measures. */
 export interface ClassifierResult {
@@ -47,7 +47,7 @@ export interface ClassifierResult {
 export async function benchModel(
   be: Backend,
   shape: "tiny" | "gpt2",
-): Promise<{ model: GPT2; tokenizer: BertTokenizer }> {
+): Promise<{ model: GPT2; tokenizer: Tokenizer }> {
   const tiny = await tinyModel(be, {
     configPath: fileURLToPath(new URL("../data/tiny_config.json", import.meta.url)),
     records: generateClassificationRecords(500, 42),

@@ -13,7 +13,7 @@ import { DEFAULT_MODEL } from "../src/io/hub.ts";
 import { generate, type GenerateOptions } from "../src/model/generate.ts";
 import type { GPT2 } from "../src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "../src/model/load.ts";
-import type { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../src/tokenizer/types.ts";
 
 const HELP = `Usage: deno run -A phases/01_base_model.ts [options]
 
@@ -68,7 +68,7 @@ export const REMARK = "如你所见，基础模型并不理解指令格式——
  */
 export async function generateText(
   model: GPT2,
-  tokenizer: BertTokenizer,
+  tokenizer: Tokenizer,
   prompt: string,
   opts: { maxNewTokens?: number; temperature?: number; doSample?: boolean; topP?: number; seed?: number } = {},
 ): Promise<string> {

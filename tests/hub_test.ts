@@ -3,6 +3,7 @@
  * (tests/helpers/fake_hub.ts) serving the tiny fixture model, and of the progress bar (src/io/progress.ts).
  * No tolerances here: every file comparison is byte-exact.
  */
+import { loadTokenizer } from "../src/tokenizer/load.ts";
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
@@ -128,6 +129,30 @@ describe("resolveModel against a fake hub", () => {
     }
   });
 
+  test("a byte-level BPE repository without tokenizer.json gets vocab.json + merges.txt, and loads", async () => {
+    const bpe = join(import.meta.dirname ?? ".", "fixtures", "tiny-gpt2-bpe");
+    const repoDir = tempDir("bpe");
+    const cacheDir = tempDir("bpecache");
+    copyFileSync(join(bpe, "model", "model.safetensors"), join(repoDir, "model.safetensors"));
+    for (const f of ["config.json", "vocab.json", "merges.txt", "tokenizer_config.json"]) {
+      copyFileSync(join(bpe, "model-vocab", f), join(repoDir, f));
+    }
+    const hub = await startFakeHub({ repos: { "org/gpt2-tiny": repoDir } });
+    try {
+      const dir = await resolveModel("org/gpt2-tiny", options(cacheDir, hub.url));
+      expect(readdirSync(dir).sort()).toEqual(
+        ["config.json", "merges.txt", "model.safetensors", "tokenizer_config.json", "vocab.json"],
+      );
+      const tok = await loadTokenizer(dir);
+      expect(tok.encode("Hello world").ids).toEqual(
+        (await loadTokenizer(join(bpe, "model"))).encode("Hello world").ids,
+      );
+    } finally {
+      await hub.close();
+      for (const d of [repoDir, cacheDir]) rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test("skips absent optional files and names a missing required one", async () => {
     const repoDir = tempDir("repo");
     const cacheDir = tempDir("opt");
@@ -140,7 +165,7 @@ describe("resolveModel against a fake hub", () => {
       expectSameFiles(dir, MODEL_BIN, ["config.json", WEIGHTS, "vocab.txt"]);
       const err = await caught(resolveModel("org/notok", options(cacheDir, hub.url)));
       expect(err.kind).toBe("missing-files");
-      expect(err.message).toMatch(/no tokenizer \(tokenizer\.json or vocab\.txt\)/);
+      expect(err.message).toMatch(/no tokenizer \(tokenizer\.json or vocab\.txt or vocab\.json \+ merges\.txt\)/);
       // An explicit list of files works too.
       const only = await resolveModel("org/notok", options(cacheDir, hub.url, { files: ["config.json"] }));
       expect(readdirSync(only)).toEqual(["config.json"]);
@@ -614,7 +639,7 @@ describe("resolveModel with nothing cached and no hub", () => {
         expect(err.kind).toBe("not-cached");
         expect(err.message).toMatch(why);
         expect(err.message).toContain(
-          "config.json; model.safetensors or pytorch_model.bin; tokenizer.json or vocab.txt",
+          "config.json; model.safetensors or pytorch_model.bin; tokenizer.json or vocab.txt or vocab.json + merges.txt",
         );
         expect(err.message).toContain(join(cacheDir, "models--uer--gpt2-chinese-cluecorpussmall"));
         expect(err.message).toContain("`deno task demo`");

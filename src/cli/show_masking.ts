@@ -14,7 +14,9 @@ import { MASK_MODES, processExample } from "../data/sft_dataset.ts";
 import { toMessages } from "../data/synth.ts";
 import { colorEnabled } from "../eval/report.ts";
 import { DEFAULT_MODEL, GPT2_MODEL_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
-import { BertTokenizer, skippedTokensWarning } from "../tokenizer/tokenizer.ts";
+import { loadTokenizer } from "../tokenizer/load.ts";
+import { skippedTokensWarning } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
 import { loadTaskRecords, TASKS } from "../train/run.ts";
 
 const HELP = `Usage: deno task show-masking [options]
@@ -40,7 +42,7 @@ tokenizer is loaded; the notebook's SFT tokens are added when it lacks <|im_star
   -h, --help            this text
 `;
 
-/** The hub files a tokenizer needs (tokenizer.json, else vocab.txt, with the configs): no weights. */
+/** The hub files a tokenizer needs (tokenizer.json, else vocab.txt or vocab.json + merges.txt, with the configs): no weights. */
 export const TOKENIZER_FILES = GPT2_MODEL_FILES.filter((f) => f.what === "tokenizer");
 
 /**
@@ -51,9 +53,9 @@ export const TOKENIZER_FILES = GPT2_MODEL_FILES.filter((f) => f.what === "tokeni
 export async function loadSftTokenizer(
   spec: string,
   hub: ResolveModelOptions = {},
-): Promise<{ tokenizer: BertTokenizer; added: number; dir: string }> {
+): Promise<{ tokenizer: Tokenizer; added: number; dir: string }> {
   const dir = await resolveModel(spec, { ...hub, files: TOKENIZER_FILES });
-  const tokenizer = await BertTokenizer.fromDir(dir);
+  const tokenizer = await loadTokenizer(dir);
   const added = tokenizer.tokenToId(IM_START) === undefined ? tokenizer.prepareForSft() : 0;
   return { tokenizer, added, dir };
 }

@@ -10,6 +10,7 @@ import type { SftRecord } from "../data/jsonl.ts";
 import { parseConfig } from "../model/config.ts";
 import { GPT2 } from "../model/gpt2.ts";
 import { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
 
 /**
  * The demo's training settings where they differ from the notebook's (`demo.ts`, and `bench/time_to_accuracy.ts`
@@ -44,7 +45,7 @@ export function vocabFromRecords(records: readonly SftRecord[], opts: { minWordC
 export async function tinyModel(
   be: Backend,
   args: { configPath: string; records: readonly SftRecord[]; seed?: number },
-): Promise<{ model: GPT2; tokenizer: BertTokenizer }> {
+): Promise<{ model: GPT2; tokenizer: Tokenizer }> {
   const tokenizer = BertTokenizer.fromVocab(vocabFromRecords(args.records), {
     doLowerCase: false,
     source: "demo vocabulary",

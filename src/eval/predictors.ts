@@ -8,7 +8,7 @@
 import { IM_END, promptFor } from "../data/chatml.ts";
 import { generate, generateBatch } from "../model/generate.ts";
 import type { GPT2 } from "../model/gpt2.ts";
-import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
 import { classify, classifyBatch } from "./classify.ts";
 import { pyStrip } from "./metrics.ts";
 import type { DecodingOptions } from "./plan.ts";
@@ -34,7 +34,7 @@ export const PREFETCH = 32;
  */
 export function labelClassifier(
   model: GPT2,
-  tokenizer: BertTokenizer,
+  tokenizer: Tokenizer,
   opts: { labels: readonly string[]; chatml: boolean },
 ): Predictor {
   const labels = opts.labels.map((label) => ({ label, ids: tokenizer.encode(label, { addSpecialTokens: false }).ids }));
@@ -68,7 +68,7 @@ export function labelClassifier(
  */
 export function generator(
   model: GPT2,
-  tokenizer: BertTokenizer,
+  tokenizer: Tokenizer,
   opts: { chatml: boolean; decoding: Required<DecodingOptions> },
 ): Predictor {
   const d = opts.decoding;

@@ -39,7 +39,7 @@ import type { ResolveModelOptions } from "../io/hub.ts";
 import { ProgressBar } from "../io/progress.ts";
 import type { GPT2 } from "../model/gpt2.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
-import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
 import { scorePrediction, summarize } from "./metrics.ts";
 import { assembleReport, type EvalRunResult, type ModelRun } from "./assemble.ts";
 import { type EvalPlan, type EvalPlanOptions, NOTEBOOK_EVAL, planEvaluation } from "./plan.ts";
@@ -151,7 +151,7 @@ export async function runEvaluation(opts: EvalRunOptions): Promise<EvalRunResult
   print(`Task: ${plan.task} (${mode})`);
   print(`Test file: ${plan.testFile} (${plan.evaluated.length} of ${plan.records.length} records)`);
 
-  const predictorFor = (model: GPT2, tokenizer: BertTokenizer, chatml: boolean): Predictor =>
+  const predictorFor = (model: GPT2, tokenizer: Tokenizer, chatml: boolean): Predictor =>
     plan.labels
       ? labelClassifier(model, tokenizer, { labels: plan.labels, chatml })
       : generator(model, tokenizer, { chatml, decoding: plan.decoding });

@@ -30,7 +30,7 @@ export type FileSpec = string | FileChoice;
 
 /**
  * The files of a GPT-2 model dir: config, optional generation config, weights (safetensors preferred, the
- * real base model has only `pytorch_model.bin`), tokenizer (`tokenizer.json`, else BERT's `vocab.txt`).
+ * real base model has only `pytorch_model.bin`), tokenizer (`tokenizer.json`, else BERT's `vocab.txt` or GPT-2's `vocab.json` + `merges.txt`).
  */
 export const GPT2_MODEL_FILES: readonly FileChoice[] = [
   { what: "config", required: true, options: [{ needs: ["config.json"] }] },
@@ -46,6 +46,7 @@ export const GPT2_MODEL_FILES: readonly FileChoice[] = [
     options: [
       { needs: ["tokenizer.json"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
       { needs: ["vocab.txt"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
+      { needs: ["vocab.json", "merges.txt"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
     ],
   },
 ];

@@ -8,13 +8,15 @@
 import type { Backend } from "../backend/backend.ts";
 import { resolveModel, type ResolveModelOptions } from "../io/hub.ts";
 import { loadModelDir } from "../io/model_dir.ts";
-import { BertTokenizer, skippedTokensWarning } from "../tokenizer/tokenizer.ts";
+import { loadTokenizer } from "../tokenizer/load.ts";
+import { skippedTokensWarning } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
 import { GPT2 } from "./gpt2.ts";
 
 /** A model with its tokenizer and where they came from. */
 export interface LoadedPair {
   model: GPT2;
-  tokenizer: BertTokenizer;
+  tokenizer: Tokenizer;
   /** The local directory the files were read from. */
   dir: string;
   /** Tokens added by `prepareForSft()` (0 when the tokenizer already had them or `prepare` was false). */
@@ -38,7 +40,7 @@ export async function loadModelAndTokenizer(spec: string, be: Backend, opts: Loa
   const warn = opts.warn ?? ((m: string) => console.error(`warning: ${m}`));
   const dir = await resolveModel(spec, opts.hub);
   const loaded = await loadModelDir(dir, { warn });
-  const tokenizer = await BertTokenizer.fromDir(dir);
+  const tokenizer = await loadTokenizer(dir);
   const model = GPT2.fromTensors(be, loaded.config, loaded.tensors);
   let added = 0;
   if (opts.prepare ?? true) {

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { BertTokenizer } from "./tokenizer.ts";
+import type { Tokenizer } from "./types.ts";
 
 /** The notebook's tokenizer sanity samples (Part 5). */
 export const SANITY_SAMPLES: readonly string[] = [
@@ -13,11 +13,13 @@ export const SANITY_SAMPLES: readonly string[] = [
 ];
 
 /** The notebook's `[UNK]` check: lines to print (the samples that have `[UNK]`, or "Tokenizer OK: …"). */
-export function tokenizerSanityLines(tokenizer: BertTokenizer): string[] {
+export function tokenizerSanityLines(tokenizer: Tokenizer): string[] {
   const lines: string[] = [];
   for (const text of SANITY_SAMPLES) {
-    const { tokens } = tokenizer.encode(text, { addSpecialTokens: false });
-    if (tokens.includes("[UNK]")) {
+    const { ids, tokens } = tokenizer.encode(text, { addSpecialTokens: false });
+    // (a byte-level BPE has a token for every byte: its "unk", <|endoftext|>, comes only from that text)
+    const unk = tokenizer.unkTokenId;
+    if (unk !== undefined && ids.includes(unk)) {
       lines.push(`Tokenizer UNK in sample: ${text}`);
       lines.push(`[${tokens.map((t) => `'${t}'`).join(", ")}]`);
     }

@@ -25,7 +25,7 @@ import { modelDirFiles } from "../io/model_dir.ts";
 import { atomicWriteDir } from "../io/atomic.ts";
 import { configToJson } from "../model/config.ts";
 import type { GPT2, HostTensor } from "../model/gpt2.ts";
-import type { BertTokenizer } from "../tokenizer/tokenizer.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
 import { AdamW } from "./adamw.ts";
 import {
   anyCheckpoint,
@@ -68,7 +68,7 @@ export const TASKS: readonly SftTask[] = ["classification", "json_extraction"];
 export interface TrainRunOptions {
   /** The model and its SFT tokenizer, already loaded (see `loadModelAndTokenizer`). */
   model: GPT2;
-  tokenizer: BertTokenizer;
+  tokenizer: Tokenizer;
   /** Where the model came from (hub id or directory), for sft_task.json. */
   modelName: string;
   task: SftTask;
@@ -218,7 +218,7 @@ export async function sftModelFiles(
   where: string,
   args: {
     model: GPT2;
-    tokenizer: BertTokenizer;
+    tokenizer: Tokenizer;
     extraFiles: Record<string, string>;
     /** The parameters when already read from the device (default: read them). */
     tensors?: Map<string, HostTensor>;
@@ -230,7 +230,7 @@ export async function sftModelFiles(
     ...model.config,
     eosTokenId: eos ?? model.config.eosTokenId,
     padTokenId: tokenizer.padTokenId,
-    bosTokenId: tokenizer.clsTokenId ?? model.config.bosTokenId,
+    bosTokenId: tokenizer.bosTokenId ?? model.config.bosTokenId,
   };
   const cfgJson = configToJson(config);
   return modelDirFiles({
@@ -249,7 +249,7 @@ export async function sftModelFiles(
 /** Save `model` + tokenizer as an HF model dir with eos = `<|im_end|>` and pad = `<|pad|>`, atomically. */
 export async function saveSftModel(
   dir: string,
-  args: { model: GPT2; tokenizer: BertTokenizer; extraFiles: Record<string, string> },
+  args: { model: GPT2; tokenizer: Tokenizer; extraFiles: Record<string, string> },
 ): Promise<void> {
   await atomicWriteDir(dir, await sftModelFiles(dir, args));
 }
