@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { evalMain } from "../src/cli/eval.ts";
 import { listFlag } from "../src/cli/args.ts";
 import { trainMain } from "../src/cli/train.ts";
+import { loadTokenizer } from "../src/tokenizer/load.ts";
 import { main as phase5 } from "../phases/05_train.ts";
 import { main as phase6 } from "../phases/06_evaluate.ts";
 
@@ -49,6 +50,37 @@ describe("train and eval command lines", () => {
       expect(await phase6([...args], (l) => p6.push(l))).toBe(0);
       expect(p6[0]).toContain("Part 6");
       expect(p6.some((l) => l.includes("总结"))).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe("a byte-level BPE GPT-2 (the original GPT-2's tokenizer family)", () => {
+  test("trains and saves a directory with the pad and ChatML tokens added, ids as Python's", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "sft-bpe-"));
+    try {
+      const data = join(dir, "data"), out = join(dir, "model"), run = join(dir, "run");
+      const bpe = new URL("./fixtures/tiny-gpt2-bpe/model", import.meta.url).pathname;
+      const lines: string[] = [];
+      const code = await trainMain([
+        ...["--model", bpe, "--backend", "cpu", "--data-dir", data, "--limit-train", "8", "--limit-val", "4"],
+        ...["--max-steps", "2", "--max-length", "120", "--out", out, "--run-dir", run, "--quiet"],
+      ], (l) => lines.push(l));
+      expect(code).toBe(0);
+      expect(lines).toContain("Added 3 total tokens (special + ASCII)");
+      const config = JSON.parse(await readFile(join(out, "config.json"), "utf8"));
+      // 600 + <|pad|> <|im_start|> <|im_end|> (tests/fixtures/tiny-gpt2-bpe/tokenization.json: Python's ids)
+      expect([config.vocab_size, config.pad_token_id, config.eos_token_id, config.bos_token_id]).toEqual([
+        603,
+        600,
+        602,
+        0,
+      ]);
+      const tc = JSON.parse(await readFile(join(out, "tokenizer_config.json"), "utf8"));
+      expect([tc.tokenizer_class, tc.pad_token]).toEqual(["GPT2Tokenizer", "<|pad|>"]);
+      const tok = await loadTokenizer(out);
+      expect(tok.encode("<|im_start|>user\n你好<|im_end|>").ids).toEqual([601, 368, 309, 199, 411, 602]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
