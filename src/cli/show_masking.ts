@@ -5,6 +5,9 @@
  * @module
  */
 
+import { DATA_FORMATS, readChatData } from "../data/formats.ts";
+import { TRAIN_ON } from "../data/chatml.ts";
+import type { SftInput } from "../data/sft_dataset.ts";
 import { atomicWriteFile } from "../io/atomic.ts";
 import process from "node:process";
 import { choiceFlag, numberFlag, parseFlags, runMain } from "./args.ts";
@@ -29,6 +32,13 @@ tokenizer is loaded; the notebook's SFT tokens are added when it lacks <|im_star
   --task NAME           classification | json_extraction (default classification)
   --plain               json_extraction: the "姓名：…；邮箱：…；订单号：…" form
   --data-dir DIR        JSONL files, generated when missing (default data)
+  --train-file F.jsonl  your own chat data in place of the notebook's task (the formats of deno task train)
+  --format NAME         auto | messages | sharegpt | prompt-completion | text | notebook (default auto)
+  --train-on WHICH      all | last: the assistant turns with loss (default all)
+  --json                print every example of --train-file (or the task's training split) as one JSON
+                        line, in file order: {"input_ids": […], "labels": […]}, unpadded, after truncation
+                        to --max-length, labels -100 where there is no loss (conversations with nothing to
+                        learn are left out, as training leaves them out)
   --index N             which training record (default 0, the notebook's train_dataset[0])
   --mask MODE           assistant | assistant+eos | none (default assistant+eos, as deno task train;
                         the notebook: assistant)
@@ -70,6 +80,10 @@ export async function main(argv: string[], print: (line: string) => void = conso
       plain: { type: "boolean", default: false },
       "data-dir": { type: "string", default: "data" },
       index: { type: "string" },
+      "train-file": { type: "string" },
+      format: { type: "string" },
+      "train-on": { type: "string" },
+      json: { type: "boolean", default: false },
       mask: { type: "string" },
       "max-length": { type: "string" },
       html: { type: "string", default: "runs/masking.html" },
@@ -92,12 +106,31 @@ export async function main(argv: string[], print: (line: string) => void = conso
   const { tokenizer, dir } = await loadSftTokenizer(v.model!, { offline: v.offline || undefined });
   const skipped = skippedTokensWarning(tokenizer.skippedTokens, dir);
   if (skipped !== undefined) console.error(`warning: ${skipped}`);
-  const records = await loadTaskRecords(task, v["data-dir"]!, "train", { plain: v.plain, print });
-  const record = records[index];
-  if (record === undefined) {
-    throw new Error(`Invalid --index ${index}: the training split has ${records.length} records`);
+  const trainOn = choiceFlag("train-on", v["train-on"], TRAIN_ON, "all");
+  let inputs: SftInput[];
+  if (v["train-file"] !== undefined) {
+    const data = await readChatData(v["train-file"], choiceFlag("format", v.format, DATA_FORMATS, "auto"));
+    inputs = data.examples.map((e) => (e.kind === "text" ? { text: e.text } : e.messages));
+  } else {
+    if (v.format !== undefined) throw new Error("Invalid --format: it goes with --train-file (your own chat data)");
+    const records = await loadTaskRecords(task, v["data-dir"]!, "train", {
+      plain: v.plain,
+      print: v.json ? () => {} : print,
+    });
+    inputs = records.map((r) => toMessages(r, { plain: v.plain }));
   }
-  const example = processExample(toMessages(record, { plain: v.plain }), tokenizer, { maxLength, mask });
+  if (v.json) {
+    for (const input of inputs) {
+      const ex = processExample(input, tokenizer, { maxLength, mask, trainOn });
+      if (ex) print(JSON.stringify({ input_ids: ex.inputIds, labels: ex.labels }));
+    }
+    return 0;
+  }
+  const input = inputs[index];
+  if (input === undefined) {
+    throw new Error(`Invalid --index ${index}: the training data has ${inputs.length} examples`);
+  }
+  const example = processExample(input, tokenizer, { maxLength, mask, trainOn });
   if (example === undefined) {
     throw new Error(`Record ${index} has no supervised token after truncation to ${maxLength} (mask mode "${mask}")`);
   }

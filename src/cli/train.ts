@@ -9,6 +9,8 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
 import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SEED_RANGE } from "./args.ts";
+import { DATA_FORMATS } from "../data/formats.ts";
+import { TRAIN_ON } from "../data/chatml.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
@@ -35,7 +37,15 @@ the defaults are the notebook's.
 
 Model and data
   --model ID|DIR        hub id, id@revision or local dir (default ${DEFAULT_MODEL})
-  --task NAME           classification | json_extraction (default classification)
+  --train-file F.jsonl  your own chat data in place of the notebook's task: messages ({"messages": [{"role",
+                        "content", "weight"}]}), ShareGPT ({"conversations": [{"from", "value"}]}),
+                        prompt/completion, {"text"} (every token trained) or instruction/response
+  --val-file V.jsonl    validation data for --train-file (any of the formats)
+  --val-split X         or hold out this fraction of --train-file for validation (seeded by --seed; default 0)
+  --format NAME         auto | messages | sharegpt | prompt-completion | text | notebook (default auto: from
+                        the first record's keys)
+  --train-on WHICH      all | last: the assistant turns with loss (default all, as TRL's assistant_only_loss)
+  --task NAME           the notebook's presets: classification | json_extraction (default classification)
   --plain               json_extraction: answer "姓名：…；邮箱：…；订单号：…" instead of JSON
   --labels A,B,…        classification: the labels (default the notebook's six); for your own data in
                         --data-dir, saved in sft_task.json for eval
@@ -93,6 +103,11 @@ export async function trainMain(
     args: argv,
     options: {
       model: { type: "string" },
+      "train-file": { type: "string" },
+      "val-file": { type: "string" },
+      "val-split": { type: "string" },
+      format: { type: "string" },
+      "train-on": { type: "string" },
       task: { type: "string" },
       plain: { type: "boolean" },
       labels: { type: "string" },
@@ -165,7 +180,32 @@ export async function trainMain(
     maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
     dropout: v["no-dropout"] === undefined ? d.dropout : !v["no-dropout"],
   };
-  const task = choiceFlag("task", givenStr("task", wasRun.task), TASKS, "classification");
+  // your own chat data (--train-file), or the notebook's task presets
+  const wasChat = wasRun.task === "chat";
+  const trainFile = v["train-file"] ?? (wasChat ? wasRun.dataFiles?.train.path : undefined);
+  let chat: TrainRunOptions["chat"];
+  if (trainFile !== undefined) {
+    for (const f of ["task", "labels", "plain"] as const) {
+      if (v[f] !== undefined) {
+        throw new Error(`Invalid --${f} with --train-file: --${f} belongs to the notebook's task presets`);
+      }
+    }
+    const valSplit = numberFlag("val-split", givenStr("val-split", wasRun.valSplit), 0, { min: 0, max: 0.99 });
+    const valFile = v["val-file"] ?? (wasChat ? wasRun.dataFiles?.val?.path : undefined);
+    if (valFile !== undefined && valSplit > 0) throw new Error("Invalid --val-split with --val-file: choose one");
+    chat = {
+      trainFile,
+      ...(valFile !== undefined ? { valFile } : {}),
+      valSplit,
+      format: choiceFlag("format", givenStr("format", wasRun.format), DATA_FORMATS, "auto"),
+      trainOn: choiceFlag("train-on", givenStr("train-on", wasRun.trainOn), TRAIN_ON, "all"),
+    };
+  } else {
+    for (const f of ["val-file", "val-split", "format", "train-on"] as const) {
+      if (v[f] !== undefined) throw new Error(`Invalid --${f}: it goes with --train-file (your own chat data)`);
+    }
+  }
+  const task = chat ? "classification" : choiceFlag("task", givenStr("task", wasRun.task), TASKS, "classification");
   const mask = choiceFlag("mask", givenStr("mask", wasRun.mask), MASK_MODES, "assistant+eos");
   // the saved labels are the checkpoint's own; they are passed on only for the task that has them
   const labels = listFlag("labels", v.labels) ?? (task === "classification" ? wasRun.labels ?? undefined : undefined);
@@ -209,6 +249,7 @@ export async function trainMain(
         model,
         tokenizer,
         modelName,
+        ...(chat ? { chat } : {}),
         task,
         plain: task === "json_extraction" && plain,
         labels,

@@ -22,7 +22,14 @@
 export interface Message {
   role: "system" | "user" | "assistant" | (string & Record<never, never>);
   content: string;
+  /** An assistant message's loss weight: 0 leaves it out of the loss (OpenAI's fine-tuning format); default 1. */
+  weight?: 0 | 1;
 }
+
+/** Which assistant turns carry loss: all of them (TRL's assistant_only_loss), or only the last. */
+export type TrainOn = "all" | "last";
+/** The values of {@link TrainOn}, for `--train-on`. */
+export const TRAIN_ON: readonly TrainOn[] = ["all", "last"];
 
 /** The token that opens a message. */
 export const IM_START = "<|im_start|>";
@@ -49,19 +56,27 @@ export function formatChatml(messages: readonly Message[]): string {
 
 /**
  * The ChatML text and the character spans that carry loss (see {@link SpanMode}), computed the way the
- * notebook's `SFTDataset._process_example` tracks `assistant_ranges`.
+ * notebook's `SFTDataset._process_example` tracks `assistant_ranges`: every assistant turn whose weight is
+ * not 0, or with `trainOn` "last" only the last such turn.
  *
  * Mode "none" returns one span over the whole text. Fed to {@link labelsFromOffsets} that supervises every
  * token of the text but not the tokenizer's added `[CLS]`/`[SEP]` (offset (0,0)); the notebook's
  * `labels = input_ids.clone()` also supervises those (and padding), so a caller that wants exactly the
  * notebook's behaviour copies the ids instead (as src/data/sft_dataset.ts does).
  */
-export function chatmlWithSpans(messages: readonly Message[], mode: SpanMode): { text: string; spans: Span[] } {
+export function chatmlWithSpans(
+  messages: readonly Message[],
+  mode: SpanMode,
+  trainOn: TrainOn = "all",
+): { text: string; spans: Span[] } {
   let text = "";
   const spans: Span[] = [];
-  for (const m of messages) {
+  let last = -1;
+  for (const [i, m] of messages.entries()) if (m.role === "assistant" && m.weight !== 0) last = i;
+  for (const [i, m] of messages.entries()) {
     const head = `${IM_START}${m.role}\n`;
-    if (m.role === "assistant" && mode !== "none") {
+    const trained = m.role === "assistant" && m.weight !== 0 && (trainOn === "all" || i === last);
+    if (trained && mode !== "none") {
       const start = text.length + head.length;
       const end = start + m.content.length + (mode === "assistant+eos" ? IM_END.length : 0);
       spans.push([start, end]);

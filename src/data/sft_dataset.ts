@@ -7,7 +7,18 @@
  */
 
 import type { Batch } from "../model/gpt2.ts";
-import { chatmlWithSpans, labelsFromOffsets, type Message } from "./chatml.ts";
+import { chatmlWithSpans, labelsFromOffsets, type Message, type TrainOn } from "./chatml.ts";
+
+/** One example to tokenize: a conversation (rendered as ChatML), or plain text that is trained on whole. */
+export type SftInput = readonly Message[] | { readonly text: string };
+
+/** Options of {@link processExample} and {@link buildSftDataset}. */
+export interface SftExampleOptions {
+  maxLength: number;
+  mask: MaskMode;
+  /** Which assistant turns carry loss (default all). */
+  trainOn?: TrainOn;
+}
 
 /** Which tokens carry loss. */
 export type MaskMode = "assistant" | "assistant+eos" | "none";
@@ -44,15 +55,17 @@ export interface SftDataset {
   emptyAnswers: number;
 }
 
-/** Tokenize one conversation and compute its labels. Returns undefined when nothing is supervised. */
-export function processExample(
-  messages: readonly Message[],
-  tok: SftTokenizer,
-  opts: { maxLength: number; mask: MaskMode },
-): SftExample | undefined {
-  const { text, spans } = chatmlWithSpans(messages, opts.mask);
+/**
+ * Tokenize one conversation (or plain text) and compute its labels. Returns undefined when nothing is
+ * supervised. Plain text is trained on whole, as mask "none" trains a conversation.
+ */
+export function processExample(input: SftInput, tok: SftTokenizer, opts: SftExampleOptions): SftExample | undefined {
+  const plain = "text" in input;
+  const { text, spans } = plain
+    ? { text: input.text, spans: [] }
+    : chatmlWithSpans(input as readonly Message[], opts.mask, opts.trainOn);
   const enc = tok.encode(text, { maxLength: opts.maxLength });
-  const labels = opts.mask === "none"
+  const labels = opts.mask === "none" || plain
     ? [...enc.ids] // the notebook's mask_prompt=False: every real token is a target
     : labelsFromOffsets(enc.ids, enc.offsets, spans);
   const supervised = labels.filter((l) => l !== -100).length;
@@ -68,9 +81,9 @@ export function processExample(
  * the answer is empty. A dataset with no supervised token at all is an error that names the cause.
  */
 export function buildSftDataset(
-  conversations: readonly (readonly Message[])[],
+  conversations: readonly SftInput[],
   tok: SftTokenizer,
-  opts: { maxLength: number; mask: MaskMode; source?: string; lines?: readonly number[] },
+  opts: SftExampleOptions & { source?: string; lines?: readonly number[] },
 ): SftDataset {
   const examples: SftExample[] = [];
   const droppedLines: number[] = [];

@@ -62,6 +62,13 @@ export async function readSftTaskMeta(sftDir: string): Promise<SftTaskMeta | nul
 
 /** `value` as a task the evaluation knows; `from` says where it was read, for the error (" in FILE" or ""). */
 export function parseTask(value: string, from: string): SftTask {
+  if (value === "chat") {
+    throw new Error(
+      `Cannot evaluate task "chat"${from}: the model was trained on your own chat data (--train-file), and ` +
+        "free-form evaluation of it is not there yet; evaluate a notebook task with --task, talk to the model " +
+        "with deno task chat, or read its validation loss in the run's metrics.jsonl",
+    );
+  }
   if (!(EVAL_TASKS as readonly string[]).includes(value)) {
     throw new Error(`Unknown task: "${value}"${from} (expected one of ${EVAL_TASKS.join(", ")})`);
   }

@@ -20,7 +20,8 @@ import {
   SPLIT_SEEDS,
   toMessages,
 } from "../data/synth.ts";
-import { IM_END } from "../data/chatml.ts";
+import { IM_END, type TrainOn } from "../data/chatml.ts";
+import { type ChatDataOptions, loadChatTrainingData, type SplitData } from "./chat_data.ts";
 import { modelDirFiles } from "../io/model_dir.ts";
 import { atomicWriteDir } from "../io/atomic.ts";
 import { configToJson } from "../model/config.ts";
@@ -78,6 +79,11 @@ export interface TrainRunOptions {
   labels?: readonly string[];
   /** Directory of the JSONL files; missing files are generated as the notebook does. */
   dataDir: string;
+  /**
+   * Your own chat data in place of the notebook's task (any format of src/data/formats.ts): `task`, `plain`,
+   * `labels` and `dataDir` are then not used, and the saved model's sft_task.json says task "chat".
+   */
+  chat?: Omit<ChatDataOptions, "limitTrain" | "limitVal" | "seed"> & { trainOn?: TrainOn };
   /** Use only the first N training / validation records (default all). */
   limitTrain?: number;
   limitVal?: number;
@@ -201,7 +207,7 @@ export function checkTrainConfig(cfg: TrainConfig, model: GPT2): void {
 /** The files of the tokenizer plus the notebook's sft_task.json, for the saved model dir. */
 function modelDirExtras(opts: TrainRunOptions, labels: readonly string[] | null): Record<string, string> {
   const meta = {
-    task: opts.task,
+    task: opts.chat ? "chat" : opts.task,
     use_plain_extract: !!opts.plain,
     labels,
     model_name: opts.modelName,
@@ -331,7 +337,10 @@ async function runSettingsOf(
 ): Promise<Omit<RunSettings, "dataFiles">> {
   return {
     model: await modelSource(opts.modelName),
-    task: opts.task,
+    task: opts.chat ? "chat" : opts.task,
+    ...(opts.chat
+      ? { format: opts.chat.format ?? "auto", trainOn: opts.chat.trainOn ?? "all", valSplit: opts.chat.valSplit ?? 0 }
+      : {}),
     plain: !!opts.plain,
     labels: labels ? [...labels] : null,
     dataDir: resolve(opts.dataDir),
@@ -407,7 +416,7 @@ async function trainLocked(
     await removeCheckpoint(ckptDir);
     print(`Removed the checkpoint in ${ckptDir} (--overwrite)`);
   }
-  const labels = opts.task === "classification" ? [...(opts.labels ?? ISSUE_LABELS)] : null;
+  const labels = !opts.chat && opts.task === "classification" ? [...(opts.labels ?? ISSUE_LABELS)] : null;
   const names = datasetFileNames(opts.task);
   const runNow = await runSettingsOf(opts, labels);
   if (savedState) {
@@ -433,43 +442,27 @@ async function trainLocked(
   }
 
   // ---- data (Part 3) and the masked dataset (Part 4)
-  const trainSplit = await loadTaskSplit(opts.task, opts.dataDir, "train", { plain: opts.plain, print });
-  const valSplit = await loadTaskSplit(opts.task, opts.dataDir, "val", { plain: opts.plain, print });
-  const trainRecords = trainSplit.records.slice(0, opts.limitTrain ?? trainSplit.records.length);
-  const valRecords = valSplit.records.slice(0, opts.limitVal ?? valSplit.records.length);
-  const settings: RunSettings = {
-    ...runNow,
-    dataFiles: await dataFilesOf({ train: join(opts.dataDir, names.train), val: join(opts.dataDir, names.val) }),
-  };
+  const data = opts.chat
+    ? await loadChatTrainingData(
+      { ...opts.chat, limitTrain: opts.limitTrain, limitVal: opts.limitVal, seed: cfg.seed },
+      print,
+    )
+    : await notebookData(opts, labels, names, print);
+  const settings: RunSettings = { ...runNow, dataFiles: await dataFilesOf(data.files) };
   if (savedState) {
     const conflicts = dataConflicts((savedState.run as Partial<RunSettings>).dataFiles, settings.dataFiles);
     if (conflicts.length) refuseResume(found!, conflicts);
   }
-  if (labels) {
-    checkLabels(trainRecords, labels, join(opts.dataDir, names.train));
-    // a validation file the notebook's generator wrote beside your own training file would have its labels
-    // (labels it merely lacks are fine: a small validation set may miss some)
-    if (valRecords.length) {
-      checkLabels(valRecords, labels, join(opts.dataDir, names.val), () => {}, generatedSplitHint("validation"));
-    }
-  }
-  print(`SFT task: ${opts.task}`);
-  print(`Train: ${trainRecords.length} | Val: ${valRecords.length}`);
-  const toConv = (r: SftRecord) => toMessages(r, { plain: opts.plain });
-  const dsOpts = { maxLength: cfg.maxLength, mask: opts.mask };
-  const train = buildSftDataset(trainRecords.map(toConv), tokenizer, {
-    ...dsOpts,
-    source: names.train,
-    lines: trainSplit.lines,
-  });
+  const dsOpts = { maxLength: cfg.maxLength, mask: opts.mask, trainOn: opts.chat?.trainOn };
+  const dataset = (split: SplitData) =>
+    buildSftDataset(split.inputs, tokenizer, { ...dsOpts, source: split.name, lines: split.lines });
+  const train = dataset(data.train);
   print(`Processed ${train.examples.length}/${train.total} examples`);
-  const trainDropped = droppedSummary(train, join(opts.dataDir, names.train), cfg.maxLength);
+  const trainDropped = droppedSummary(train, data.files.train, cfg.maxLength);
   if (trainDropped) print(trainDropped);
-  const val = valRecords.length
-    ? buildSftDataset(valRecords.map(toConv), tokenizer, { ...dsOpts, source: names.val, lines: valSplit.lines })
-    : undefined;
+  const val = data.val.inputs.length ? dataset(data.val) : undefined;
   if (val) print(`Processed ${val.examples.length}/${val.total} examples`);
-  const valDropped = val && droppedSummary(val, join(opts.dataDir, names.val), cfg.maxLength);
+  const valDropped = val && droppedSummary(val, data.files.val ?? data.files.train, cfg.maxLength);
   if (valDropped) print(valDropped);
   const totalSteps = plannedTotal({ examples: train.examples.length, ...cfg });
 
@@ -726,4 +719,33 @@ export function smallModelHint(model: GPT2, cfg: TrainConfig): string[] {
     `${pyFloat(cfg.lr)} is meant for the real 102 M one and a tiny or random model learns next to nothing with ` +
     "it: try --lr 1e-3 (the demo uses 3e-3)",
   ];
+}
+
+/** The notebook task's training and validation data (generated first where the files are missing). */
+async function notebookData(
+  opts: TrainRunOptions,
+  labels: readonly string[] | null,
+  names: { train: string; val: string },
+  print: (l: string) => void,
+): Promise<{ train: SplitData; val: SplitData; files: { train: string; val: string | null } }> {
+  const trainSplit = await loadTaskSplit(opts.task, opts.dataDir, "train", { plain: opts.plain, print });
+  const valSplit = await loadTaskSplit(opts.task, opts.dataDir, "val", { plain: opts.plain, print });
+  const trainRecords = trainSplit.records.slice(0, opts.limitTrain ?? trainSplit.records.length);
+  const valRecords = valSplit.records.slice(0, opts.limitVal ?? valSplit.records.length);
+  if (labels) {
+    checkLabels(trainRecords, labels, join(opts.dataDir, names.train));
+    // a validation file the notebook's generator wrote beside your own training file would have its labels
+    // (labels it merely lacks are fine: a small validation set may miss some)
+    if (valRecords.length) {
+      checkLabels(valRecords, labels, join(opts.dataDir, names.val), () => {}, generatedSplitHint("validation"));
+    }
+  }
+  print(`SFT task: ${opts.task}`);
+  print(`Train: ${trainRecords.length} | Val: ${valRecords.length}`);
+  const toConv = (r: SftRecord) => toMessages(r, { plain: opts.plain });
+  return {
+    train: { inputs: trainRecords.map(toConv), lines: trainSplit.lines, name: names.train },
+    val: { inputs: valRecords.map(toConv), lines: valSplit.lines, name: names.val },
+    files: { train: join(opts.dataDir, names.train), val: join(opts.dataDir, names.val) },
+  };
 }

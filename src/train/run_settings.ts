@@ -23,6 +23,10 @@ export interface RunSettings {
   limitTrain: number | null;
   limitVal: number | null;
   mask: string;
+  /** Your own chat data (`--train-file`): its `--format`, `--train-on` and `--val-split`. */
+  format?: string;
+  trainOn?: string;
+  valSplit?: number;
   /** Absolute path of the saved model. */
   out: string;
   /** The files read, with their sha256 (the data order is a function of their contents). */
@@ -67,6 +71,9 @@ const RUN_FLAGS: Partial<Record<keyof RunSettings, string>> = {
   limitTrain: "--limit-train",
   limitVal: "--limit-val",
   mask: "--mask",
+  format: "--format",
+  trainOn: "--train-on",
+  valSplit: "--val-split",
   out: "--out",
 };
 
