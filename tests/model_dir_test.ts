@@ -248,7 +248,8 @@ describe("parseConfig / configToJson", () => {
     expect(() => parseConfig({ ...minimal, vocab_size: "10" }, f)).toThrow(
       'field "vocab_size" must be a positive integer',
     );
-    expect(() => parseConfig({ ...minimal, n_inner: 7 }, f)).toThrow('field "n_inner" is 7');
+    expect(parseConfig({ ...minimal, n_inner: 7 }, f).nInner).toBe(7);
+    expect(() => parseConfig({ ...minimal, n_inner: 0 }, f)).toThrow('field "n_inner" must be a positive integer');
     expect(() => parseConfig({ ...minimal, model_type: "bert" }, f)).toThrow('model_type is "bert", expected "gpt2"');
     expect(() => parseConfig([], f)).toThrow("Cannot read cfg.json: expected a JSON object");
   });

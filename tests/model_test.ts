@@ -150,3 +150,27 @@ describe("dropout seeds", () => {
     expect(() => dropoutSiteSeed(1, 64, 2)).toThrow("dropout site must be an integer in [0, 64), got 64");
   });
 });
+
+describe("config variants against PyTorch (tests/fixtures/tiny-gpt2-variants)", () => {
+  const dir = new URL("./fixtures/tiny-gpt2-variants/", import.meta.url).pathname;
+  test("n_inner 96, layer_norm_epsilon 1e-3, reorder_and_upcast_attn: the logits of transformers", async () => {
+    const ref = JSON.parse(await readFile(dir + "reference.json", "utf8")).variants.n_inner as {
+      input_ids: number[];
+      logits: number[][];
+    };
+    const m = await loadModelDir(dir + "n_inner");
+    expect([m.config.nInner, m.config.layerNormEpsilon]).toEqual([96, 1e-3]);
+    const be = new CpuBackend();
+    const gpt = GPT2.fromTensors(be, m.config, m.tensors);
+    const T = ref.input_ids.length;
+    const ids = be.upload(Int32Array.from(ref.input_ids), "ids");
+    const logits = gpt.forward({ ids, B: 1, T });
+    const got = (await logits.read()) as Float32Array;
+    let worst = 0;
+    for (const [t, row] of ref.logits.entries()) {
+      for (const [v, want] of row.entries()) worst = Math.max(worst, Math.abs(got[t * row.length + v]! - want));
+    }
+    expect(worst).toBeLessThan(2e-4);
+    gpt.dispose();
+  });
+});

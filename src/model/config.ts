@@ -3,7 +3,7 @@
  *
  * {@link parseConfig} accepts what `GPT2Config` in `transformers` writes (`n_positions` or the older
  * `n_ctx`), checks what this implementation can run (a tanh GELU, `n_embd` divisible by `n_head`, the
- * standard MLP width, no cross-attention) and keeps every field in `raw` so that {@link configToJson}
+ * MLP width of `n_inner`, no cross-attention) and keeps every field in `raw` so that {@link configToJson}
  * writes them back.
  * @module
  */
@@ -16,6 +16,8 @@ export interface GPT2Config {
   nEmbd: number;
   nLayer: number;
   nHead: number;
+  /** The MLP's inner width (`n_inner`); unset: the standard 4·n_embd. */
+  nInner?: number;
   layerNormEpsilon: number;
   /** `gelu_new` or `gelu_pytorch_tanh` (the same tanh approximation). */
   activationFunction: string;
@@ -95,14 +97,13 @@ export function parseConfig(json: unknown, opts: ParseConfigOptions): GPT2Config
       } (the tanh GELU this implementation computes)`,
     );
   }
-  // Architecture variants this implementation does not compute: refuse rather than run a different model.
-  if (raw.n_inner !== undefined && raw.n_inner !== null && raw.n_inner !== 4 * nEmbd) {
-    fail(
-      `field "n_inner" is ${JSON.stringify(raw.n_inner)}; only the default MLP width 4·n_embd (${
-        4 * nEmbd
-      }) is supported`,
-    );
+  const nInner = raw.n_inner === undefined || raw.n_inner === null ? undefined : posInt("n_inner", raw.n_inner);
+  // reorder_and_upcast_attn (HF's mixed-precision guard: the attention scores in float32, scaled before the
+  // product) is what this implementation always computes, in float32; accepted as is.
+  if (raw.reorder_and_upcast_attn !== undefined && typeof raw.reorder_and_upcast_attn !== "boolean") {
+    fail(`field "reorder_and_upcast_attn" must be a boolean, got ${JSON.stringify(raw.reorder_and_upcast_attn)}`);
   }
+  // Architecture variants this implementation does not compute: refuse rather than run a different model.
   if (raw.add_cross_attention === true) fail(`field "add_cross_attention" is true; cross-attention is not supported`);
   if (raw.scale_attn_weights === false) fail(`field "scale_attn_weights" is false; only scaled attention is supported`);
   if (raw.scale_attn_by_inverse_layer_idx === true) {
@@ -135,6 +136,7 @@ export function parseConfig(json: unknown, opts: ParseConfigOptions): GPT2Config
     nEmbd,
     nLayer,
     nHead,
+    ...(nInner !== undefined ? { nInner } : {}),
     layerNormEpsilon,
     activationFunction: act as string,
     embdPdrop,
@@ -190,7 +192,7 @@ export function configToJson(cfg: GPT2Config): Record<string, unknown> {
  * then ln_f). Conv1D weights are [in, out]: `attn.c_attn.weight` is [C, 3C].
  */
 export function parameterShapes(config: GPT2Config): Map<string, number[]> {
-  const C = config.nEmbd, m = new Map<string, number[]>();
+  const C = config.nEmbd, F = config.nInner ?? 4 * C, m = new Map<string, number[]>();
   m.set("transformer.wte.weight", [config.vocabSize, C]);
   m.set("transformer.wpe.weight", [config.nPositions, C]);
   for (let i = 0; i < config.nLayer; i++) {
@@ -203,9 +205,9 @@ export function parameterShapes(config: GPT2Config): Map<string, number[]> {
     m.set(`${h}.attn.c_proj.bias`, [C]);
     m.set(`${h}.ln_2.weight`, [C]);
     m.set(`${h}.ln_2.bias`, [C]);
-    m.set(`${h}.mlp.c_fc.weight`, [C, 4 * C]);
-    m.set(`${h}.mlp.c_fc.bias`, [4 * C]);
-    m.set(`${h}.mlp.c_proj.weight`, [4 * C, C]);
+    m.set(`${h}.mlp.c_fc.weight`, [C, F]);
+    m.set(`${h}.mlp.c_fc.bias`, [F]);
+    m.set(`${h}.mlp.c_proj.weight`, [F, C]);
     m.set(`${h}.mlp.c_proj.bias`, [C]);
   }
   m.set("transformer.ln_f.weight", [C]);
