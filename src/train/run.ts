@@ -21,6 +21,7 @@ import {
   toMessages,
 } from "../data/synth.ts";
 import { IM_END, type TrainOn } from "../data/chatml.ts";
+import { checkFits, cpuAvailableMemory, describeEstimate, estimateTrainingMemory } from "./memory.ts";
 import { type ChatDataOptions, loadChatTrainingData, type SplitData } from "./chat_data.ts";
 import { modelDirFiles } from "../io/model_dir.ts";
 import { atomicWriteDir } from "../io/atomic.ts";
@@ -104,6 +105,8 @@ export interface TrainRunOptions {
   evalEvery?: number;
   /** Print less (no per-step lines, no progress bar). */
   quiet?: boolean;
+  /** The bytes a CPU run may use (default 90 % of the machine's memory); a run estimated above it is refused. */
+  availableMemory?: number;
   /** Where lines go (default console.log). */
   print?: (line: string) => void;
 }
@@ -381,6 +384,15 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   const print = opts.print ?? ((l: string) => console.log(l));
   const { model, cfg } = { model: opts.model, cfg: opts.config };
   checkTrainConfig(cfg, model);
+  const estimate = estimateTrainingMemory(model.config, cfg.batchSize, cfg.maxLength);
+  print(describeEstimate(estimate, cfg.batchSize, cfg.maxLength));
+  if (model.be.name === "cpu") {
+    checkFits(estimate, opts.availableMemory ?? cpuAvailableMemory(), "this machine", {
+      batchSize: cfg.batchSize,
+      maxLength: cfg.maxLength,
+      gradAccum: cfg.gradAccum ?? 1,
+    });
+  }
   await checkOutputDirs(opts.outDir, opts.runDir);
   const lock = acquireRunLock(opts.runDir, (m) => print(m));
   try {
