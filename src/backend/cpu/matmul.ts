@@ -1,7 +1,7 @@
 /**
  * The CPU backend's fast matmul, chosen once when the backend is made: single-precision GEMM from a native
  * BLAS (OpenBLAS; Accelerate on macOS) through Deno's or Bun's FFI; else a WebAssembly SIMD kernel
- * (cpu_wasm.ts); else the plain TypeScript loops of `cpu.ts` (the reference).
+ * (wasm_matmul.ts); else the plain TypeScript loops of `cpu.ts` (the reference).
  *
  * Measured with bench/cpu_matmul.ts on the 2-core AMD EPYC (Zen 4, KVM) dev machine at GPT-2 small's
  * shapes with 1024 rows (shared machine, other processes running): the reference loops 3–5 GFLOP/s,
@@ -26,9 +26,9 @@
  */
 
 import process from "node:process";
-import type { MatmulArgsOf } from "./backend.ts";
-import { CBLAS, type Cblas, openCblas, readEnv } from "../runtime.ts";
-import { wasmSimdMatmul } from "./cpu_wasm.ts";
+import type { MatmulArgsOf } from "../backend.ts";
+import { CBLAS, type Cblas, openCblas, readEnv } from "../../runtime.ts";
+import { wasmSimdMatmul } from "./wasm_matmul.ts";
 
 /** How the CPU backend does matmul. */
 export type CpuMatmulMode = "auto" | "blas" | "wasm" | "reference";
@@ -48,7 +48,7 @@ export type DenseMatmulArgs = MatmulArgsOf<Float32Array>;
 
 /** A fast matmul implementation and a one-line description of it. */
 export interface FastMatmul {
-  /** Which one: a helper thread loads the same (cpu_threads.ts). */
+  /** Which one: a helper thread loads the same (threads.ts). */
   readonly kind: "blas" | "wasm";
   /** E.g. "CPU (OpenBLAS 0.3.21 Cooperlake via FFI for matmul, 2 threads)". */
   readonly description: string;

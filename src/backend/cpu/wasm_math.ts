@@ -1,5 +1,5 @@
 /**
- * Elementwise maths in WebAssembly SIMD for the CPU backend's fast path, assembled by hand like cpu_wasm.ts,
+ * Elementwise maths in WebAssembly SIMD for the CPU backend's fast path, assembled by hand like wasm_matmul.ts,
  * four floats per instruction:
  * - GELU (HF's `gelu_new`, the tanh form) forward and backward: the most expensive elementwise op (37.7 M
  *   elements a step at GPT-2's shape, ≈ 1 s in plain TypeScript, where `Math.tanh` dominates); `fwdD` also
@@ -36,7 +36,7 @@
  * @module
  */
 
-import type { DropoutParams } from "./dropout_hash.ts";
+import type { DropoutParams } from "../dropout_hash.ts";
 import { F32, FnBuilder, I32, simd, sleb, uleb, V128, wasmModule } from "./wasm_asm.ts";
 
 // opcodes
