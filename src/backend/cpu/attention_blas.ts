@@ -3,7 +3,7 @@
  * (`cblas_sgemm` via FFI, matmul.ts): per batch b and head h, q, k, v are read in place from qkv with row
  * stride 3C, the score matrix goes straight into att[b,h], and the outputs go into out (row stride C) and
  * dqkv (row stride 3C). The mask, the softmax, dropout and the softmax backward stay in TypeScript, with
- * exactly the semantics of the reference loops in cpu.ts (see `CpuBackend.attentionForward`). With
+ * exactly the semantics of the reference loops of reference.ts (see `CpuReferenceBackend.attentionForward`). With
  * `scratch` (wasm_math.ts), the score and dP blocks of a head are written by BLAS into WebAssembly
  * memory, and the softmax (forward, where a row's visible keys are a prefix: no mask or right padding), its
  * backward and the dropout masks run there in SIMD, a whole head per call; otherwise the softmax's
@@ -51,7 +51,7 @@ export interface GemmAttentionForwardArgs {
   heads?: [number, number];
 }
 
-/** attentionForward (see `CpuBackend.attentionForward`) with S = scale·Q·Kᵀ and out = P·V through GEMM. */
+/** attentionForward (see `CpuReferenceBackend.attentionForward`) with S = scale·Q·Kᵀ and out = P·V through GEMM. */
 export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
   const { gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop } = args;
   const heads = args.heads ?? [0, B * NH];
@@ -242,7 +242,7 @@ export interface GemmAttentionBackwardArgs {
 }
 
 /**
- * attentionBackward (see `CpuBackend.attentionBackward`; dqkv assigned) with dP = dOut·Vᵀ, dV = P̃ᵀ·dOut,
+ * attentionBackward (see `CpuReferenceBackend.attentionBackward`; dqkv assigned) with dP = dOut·Vᵀ, dV = P̃ᵀ·dOut,
  * dQ = scale·dS·K and dK = scale·dSᵀ·Q through GEMM; dS = P ⊙ (dP̃ − rowsum(P ⊙ dP̃)) in TypeScript.
  */
 export function gemmAttentionBackward(args: GemmAttentionBackwardArgs): void {
@@ -402,7 +402,7 @@ export interface CachedAttentionArgs {
 }
 
 /**
- * attentionCached (see `CpuBackend.attentionCached`) with the products through GEMM, per batch row b and head
+ * attentionCached (see `CpuReferenceBackend.attentionCached`) with the products through GEMM, per batch row b and head
  * h: the new keys and values appended to the cache, S = scale·Q·Kᵀ over the n = pos0 + Tn keys so far (row tn
  * sees keys s ≤ pos0 + tn with mask[b,s] = 1), the softmax in TypeScript (float64, each probability rounded to
  * float32 as the loops do), then out = P·V. The KV-cache inference path of classification and generation.

@@ -1,7 +1,7 @@
 /**
  * The CPU backend's fast matmul, chosen once when the backend is made: single-precision GEMM from a native
  * BLAS (OpenBLAS; Accelerate on macOS) through Deno's or Bun's FFI; else a WebAssembly SIMD kernel
- * (wasm_matmul.ts); else the plain TypeScript loops of `cpu.ts` (the reference).
+ * (wasm_matmul.ts); else the plain TypeScript loops of `reference.ts`.
  *
  * Measured with bench/cpu_matmul.ts on the 2-core AMD EPYC (Zen 4, KVM) dev machine at GPT-2 small's
  * shapes with 1024 rows (shared machine, other processes running): the reference loops 3–5 GFLOP/s,

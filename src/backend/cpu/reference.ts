@@ -10,10 +10,14 @@
  *
  * Everything runs at once on the calling thread; `sync()` has nothing to wait for.
  *
+ * This file is the ops alone, as loops (the buffers and their pool are memory.ts). `CpuBackend` (fast.ts)
+ * extends this class with BLAS, WebAssembly SIMD and helper threads where they load, and runs these loops
+ * for the rest; with `matmul: "reference"` (or `GPT2_SFT_CPU=reference`) it runs nothing but these loops.
+ *
  * @example
  * ```ts
- * import { CpuBackend, cpuData } from "./cpu.ts";
- * const be = new CpuBackend();
+ * import { CpuReferenceBackend, cpuData } from "./reference.ts";
+ * const be = new CpuReferenceBackend();
  * const a = be.upload(new Float32Array([1, 2, 3, 4])); // [2,2]
  * const out = be.alloc(4);
  * be.matmul({ out, a, b: a, M: 2, N: 2, K: 2 });
@@ -22,27 +26,11 @@
  * @module
  */
 
-import {
-  type AttentionDropout,
-  type Backend,
-  type Buf,
-  type BufGroup,
-  type DType,
-  groupLayout,
-  groupViewLabel,
-  type MatmulArgs,
-  OP_NAMES,
-  type OpArgs,
-  quarterStepClass,
-} from "../backend.ts";
+import { type AttentionDropout, type Backend, type MatmulArgs, OP_NAMES, type OpArgs } from "../backend.ts";
 import { type KernelTime, OpTimer } from "../profile.ts";
 import { readEnv } from "../../runtime.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "../dropout_hash.ts";
-import { type CpuMatmulMode, type DenseMatmulArgs, type FastMatmul, selectCpuMatmul } from "./matmul.ts";
-import { cachedAttentionBlas, gemmAttentionBackward, gemmAttentionForward } from "./attention_blas.ts";
-import { type FastMath, simdLayernormFits, wasmSimdMath } from "./wasm_math.ts";
-import { cpuThreadCount, CpuThreads, splitRange } from "./threads.ts";
-import { dropoutNums, type PartJob, runPart } from "./parallel.ts";
+import { CpuMemory, f32, i32 } from "./memory.ts";
 
 /**
  * gelu_new'(x). With u = √(2/π)·(x + 0.044715·x³) and th = tanh(u):
@@ -71,178 +59,30 @@ function tanh(u: number): number {
 /** The target id that cross-entropy ignores (PyTorch's `ignore_index`). */
 const IGNORE_INDEX = -100;
 
-/** A CPU buffer: a plain typed array. `data` is the live storage (not a copy). */
-export class CpuBuf implements Buf {
-  readonly dtype: DType;
-  readonly label: string;
-  #data: Float32Array | Int32Array;
-  #freed = false;
-
+/** Options of {@link CpuReferenceBackend}. */
+export interface CpuReferenceOptions {
   /**
-   * `data` may be a view of a larger pooled array, `backing` (see {@link CpuBackend.alloc}); the backend
-   * takes `backing` back when the buffer is freed. A buffer of a group (`allocGroup`) is a view of its
-   * chunk `owner` and is freed with it.
+   * Time every op on the host clock ({@link CpuReferenceBackend.profile}). Default: on when `GPT2_SFT_PROFILE`
+   * is 1.
    */
-  constructor(
-    data: Float32Array | Int32Array,
-    label = "buffer",
-    readonly backing?: Float32Array | Int32Array,
-    readonly owner?: CpuBuf,
-  ) {
-    this.#data = data;
-    this.dtype = data instanceof Int32Array ? "i32" : "f32";
-    this.label = label;
-  }
-
-  /** Number of elements. */
-  get length(): number {
-    return this.#data.length;
-  }
-
-  /** Whether the buffer (or the chunk it is a view of) has been freed. */
-  get freed(): boolean {
-    return this.#freed || (this.owner?.freed ?? false);
-  }
-
-  /** The live storage. Throws once the buffer has been freed (a use-after-free in the caller). */
-  get data(): Float32Array | Int32Array {
-    if (this.freed) throw new Error(`Cannot use CPU buffer: "${this.label}" was freed`);
-    return this.#data;
-  }
-
-  /** Marks the buffer freed; later use throws. Returns false when it already was (a double free). */
-  release(): boolean {
-    const was = this.#freed;
-    this.#freed = true;
-    return !was;
-  }
-}
-
-/** Arrays shorter than this are allocated fresh (cheap); longer ones go through the pool. */
-const POOL_MIN = 16384;
-/** Elements (of work) below which an op stays on one thread: a split costs ≈ 10–50 µs. */
-const PAR_MIN = 65536;
-/** Multiply-adds below which a product stays on one thread (2²⁰: ≈ 0.1 ms for the WASM kernel). */
-const MATMUL_PAR_MIN = 2 ** 20;
-
-/**
- * Whether a head's products are small enough that OpenBLAS runs each on the calling thread (it threads a
- * product of M·N·K > 4·65536: interface/gemm.c's GEMM_MULTITHREAD_THRESHOLD · SMP_THRESHOLD_MIN). Larger
- * ones (GPT-2's real heads: 64 × 256 × 64) are split only with OpenBLAS held to one thread per call.
- */
-function smallHeads(T: number, HS: number): boolean {
-  return 64 * T * HS <= 4 * 65536;
-}
-
-/**
- * A zeroed array, on a SharedArrayBuffer when `shared` (so that the helper threads of threads.ts can
- * work on it). Shared memory costs something even on one thread: Deno fills it 6× and copies it 1.5–2×
- * slower (element by element, as the memory model asks), so it is only used with helper threads.
- */
-function newArray(length: number, dtype: DType, shared: boolean): Float32Array | Int32Array {
-  const buf = shared ? new SharedArrayBuffer(4 * length) : new ArrayBuffer(4 * length);
-  return dtype === "i32" ? new Int32Array(buf) : new Float32Array(buf);
-}
-
-/** Zeros, copied into shared arrays (3× faster than `fill` on them under Deno). */
-const ZEROS = new Float32Array(16384);
-
-/** arr.fill(0), faster for an array on a SharedArrayBuffer. */
-function zeroFill(arr: Float32Array | Int32Array): void {
-  if (!(arr.buffer instanceof SharedArrayBuffer) || arr.length < ZEROS.length) {
-    arr.fill(0);
-    return;
-  }
-  const zeros = arr instanceof Int32Array ? new Int32Array(ZEROS.buffer) : ZEROS;
-  for (let o = 0; o < arr.length; o += zeros.length) {
-    arr.set(zeros.subarray(0, Math.min(zeros.length, arr.length - o)), o);
-  }
-}
-/** The most bytes the pool keeps for reuse; beyond that freed arrays are left to the garbage collector. */
-const POOL_MAX_BYTES = 2 ** 31;
-
-/** The typed array behind a CPU buffer (the live storage, not a copy). Throws for another backend's buffer. */
-export function cpuData(buf: Buf): Float32Array | Int32Array {
-  if (!(buf instanceof CpuBuf)) throw new Error("Cannot use buffer on the CPU backend: it belongs to another backend");
-  return buf.data;
-}
-
-/** The float32 data of `buf`, checked to hold at least `need` elements. */
-function f32(buf: Buf, need: number, what: string): Float32Array {
-  const d = cpuData(buf);
-  if (!(d instanceof Float32Array)) throw new Error(`Cannot run CPU op: ${what} must be f32, got i32`);
-  if (d.length < need) throw new Error(`Cannot run CPU op: ${what} has ${d.length} elements, needs ${need}`);
-  return d;
-}
-
-/** The int32 data of `buf`, checked to hold at least `need` elements. */
-function i32(buf: Buf, need: number, what: string): Int32Array {
-  const d = cpuData(buf);
-  if (!(d instanceof Int32Array)) throw new Error(`Cannot run CPU op: ${what} must be i32, got f32`);
-  if (d.length < need) throw new Error(`Cannot run CPU op: ${what} has ${d.length} elements, needs ${need}`);
-  return d;
-}
-
-/** Options of {@link CpuBackend}. */
-export interface CpuBackendOptions {
-  /**
-   * "auto" (default): OpenBLAS through FFI when it loads, else WebAssembly SIMD, else the loops below
-   * (`GPT2_SFT_CPU=reference` etc. overrides "auto"); "blas" / "wasm": that one or an error;
-   * "reference": always the loops below. See matmul.ts.
-   */
-  matmul?: CpuMatmulMode;
-  /** Time every op on the host clock ({@link CpuBackend.profile}). Default: on when `GPT2_SFT_PROFILE` is 1. */
   profile?: boolean;
-  /**
-   * Threads for the ops beside the matmul (attention, GELU, dropout, layernorm, AdamW; threads.ts) and,
-   * where the matmul does not thread itself (the WASM kernel), for the products too; the calling one
-   * included; 1 runs them on the calling thread alone. Default: `GPT2_SFT_CPU_THREADS`, else the number of
-   * cores (at most 16) where there are at least 4 (2 with the WASM matmul), else 1. Only with a fast matmul
-   * (the reference loops stay single-threaded).
-   */
-  threads?: number;
 }
+
+/** The device line of the reference backend. */
+const REFERENCE_DESCRIPTION = "CPU reference (plain TypeScript loops, 1 thread)";
 
 /** The reference backend: synchronous loops over typed arrays on the calling thread. */
-export class CpuBackend implements Backend {
+export class CpuReferenceBackend extends CpuMemory implements Backend {
   readonly name = "cpu";
-  /** The device line; it says "1 thread" instead once helper threads fail to start. */
+  /** The device line (a subclass's may change: fast.ts says "1 thread" once its helper threads fail to start). */
   description: string;
-  /** The native matmul, or undefined for the reference loops. */
-  #fastMatmul: FastMatmul | undefined;
-  /**
-   * GELU, the attention softmax, layernorm and AdamW in WebAssembly SIMD (wasm_math.ts) beside a fast
-   * matmul; undefined for the reference loops.
-   */
-  #fastMath: FastMath | undefined;
-  /** A row of ones for sumRows through BLAS (grown as needed). */
-  #ones = new Float32Array(0);
-  /** Threads asked for (main included). */
-  readonly #threadCount: number;
-  /** Whether arrays go on SharedArrayBuffers (only with helper threads: see newArray). */
-  readonly #shared: boolean;
-  /** The helper threads: undefined until the first op big enough to split; null when there are none. */
-  #threads: CpuThreads | null | undefined;
-  /** Per helper thread: its layernorm weight and bias gradient accumulators (shared, grown as needed). */
-  #partials: Float32Array[] = [];
   /** The op timer when profiling (`GPT2_SFT_PROFILE=1`). */
   readonly #timer: OpTimer | undefined;
 
-  constructor(options: CpuBackendOptions = {}) {
-    this.#fastMatmul = selectCpuMatmul(options.matmul);
-    if (this.#fastMatmul) {
-      const g = wasmSimdMath();
-      if (!("reason" in g)) this.#fastMath = g;
-      const fast = this.#fastMath ? "GELU, softmax, layernorm and AdamW in WebAssembly SIMD, other ops" : "other ops";
-      this.description = this.#fastMatmul.description.replace(/\)$/, `; ${fast} plain TypeScript)`);
-    } else this.description = "CPU reference (plain TypeScript loops, 1 thread)";
-    this.#threadCount = this.#fastMath ? options.threads ?? cpuThreadCount(this.#fastMatmul!.multithreaded) : 1;
-    if (!Number.isInteger(this.#threadCount) || this.#threadCount < 1) {
-      throw new Error(`CpuBackend: threads must be a whole number ≥ 1, got ${options.threads}`);
-    }
-    this.#shared = this.#threadCount > 1;
-    if (this.#shared) this.description = this.description.replace(/\)$/, `; ${this.#threadCount} threads)`);
-    else if (this.#fastMatmul?.kind === "wasm") this.description = this.description.replace(/\)$/, "; 1 thread)");
+  /** `description`: the device line, which a subclass with fast paths (fast.ts) passes to say what they are. */
+  constructor(options: CpuReferenceOptions = {}, description = REFERENCE_DESCRIPTION) {
+    super();
+    this.description = description;
     if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {
       this.#timer = new OpTimer();
       this.#timer.install(this, OP_NAMES);
@@ -269,249 +109,6 @@ export class CpuBackend implements Backend {
   }
 
   // ------------------------------------------------------------------------------------------------
-  // memory
-  // ------------------------------------------------------------------------------------------------
-
-  /**
-   * A zero-filled buffer. Arrays of at least {@link POOL_MIN} elements come from a pool of freed ones (by
-   * dtype and size class, up to a quarter larger, handed out as an exact-length view): a training step
-   * allocates and frees the same activations every time, and reusing them saves the page faults and
-   * garbage collections of fresh gigabyte-sized allocations (≈ 5 % of a real-shape step).
-   */
-  alloc(length: number, dtype: DType = "f32", label?: string): Buf {
-    const buf = this.allocUninit(length, dtype, label);
-    zeroFill(cpuData(buf));
-    return buf;
-  }
-
-  /** As {@link alloc}, without the zeroing: a pooled array keeps what it held (see `Backend.allocUninit`). */
-  allocUninit(length: number, dtype: DType = "f32", label?: string): Buf {
-    if (!Number.isInteger(length) || length < 0) {
-      throw new Error(`Cannot allocate CPU buffer${label ? ` "${label}"` : ""}: bad length ${length}`);
-    }
-    if (length < POOL_MIN) return new CpuBuf(newArray(length, dtype, this.#shared), label);
-    const backing = this.#fromPool(length, dtype);
-    return new CpuBuf(backing.subarray(0, length), label, backing);
-  }
-
-  /**
-   * One array (shared with helper threads) holding every buffer, 16-element aligned (64 bytes, a cache
-   * line): one chunk, since an array has no binding limit. See `Backend.allocGroup`.
-   */
-  allocGroup(lengths: readonly number[], label = "group", names?: readonly string[]): BufGroup {
-    const layout = groupLayout(lengths, 16, Number.MAX_SAFE_INTEGER, label, names);
-    const c = layout.chunks[0];
-    if (!c) return { views: [], chunks: [] };
-    const whole = new CpuBuf(newArray(c.length, "f32", this.#shared), label);
-    const views = lengths.map((n, i) => {
-      const at = layout.offsets[i]!;
-      const name = groupViewLabel(label, names, i);
-      return new CpuBuf((whole.data as Float32Array).subarray(at, at + n), name, undefined, whole);
-    });
-    return { views, chunks: [{ buf: whole, first: 0, count: views.length }] };
-  }
-
-  upload(data: Float32Array | Int32Array, label?: string): Buf {
-    if (data.length < POOL_MIN) {
-      const copy = newArray(data.length, data instanceof Int32Array ? "i32" : "f32", this.#shared);
-      copy.set(data);
-      return new CpuBuf(copy, label);
-    }
-    const backing = this.#fromPool(data.length, data instanceof Int32Array ? "i32" : "f32");
-    const view = backing.subarray(0, data.length);
-    view.set(data);
-    return new CpuBuf(view, label, backing);
-  }
-
-  /** A pooled array of `length`'s size class (contents undefined), or a new one. */
-  #fromPool(length: number, dtype: DType): Float32Array | Int32Array {
-    const cls = quarterStepClass(length);
-    const arr = this.#pool.get(`${dtype}:${cls}`)?.pop();
-    if (arr) {
-      this.#pooledBytes -= arr.byteLength;
-      return arr;
-    }
-    return newArray(cls, dtype, this.#shared);
-  }
-
-  readonly #pool = new Map<string, (Float32Array | Int32Array)[]>();
-  #pooledBytes = 0;
-
-  write(buf: Buf, data: Float32Array | Int32Array, offset = 0): void {
-    const d = cpuData(buf);
-    if (d.constructor !== data.constructor) {
-      throw new Error(`Cannot write to CPU buffer: dtype differs (buffer ${buf.dtype}, data ${data.constructor.name})`);
-    }
-    if (offset < 0 || offset + data.length > d.length) {
-      throw new Error(`Cannot write to CPU buffer: ${data.length} elements at ${offset} exceed length ${d.length}`);
-    }
-    d.set(data, offset);
-  }
-
-  read(buf: Buf): Promise<Float32Array | Int32Array> {
-    return Promise.resolve(cpuData(buf).slice());
-  }
-
-  zero(buf: Buf): void {
-    zeroFill(cpuData(buf));
-  }
-
-  copy(dst: Buf, src: Buf, length?: number, dstOffset = 0, srcOffset = 0): void {
-    const d = cpuData(dst), s = cpuData(src);
-    if (d.constructor !== s.constructor) throw new Error(`Cannot copy: dtypes differ (${src.dtype} to ${dst.dtype})`);
-    const n = length ?? s.length - srcOffset;
-    if (srcOffset < 0 || dstOffset < 0 || srcOffset + n > s.length || dstOffset + n > d.length) {
-      throw new Error(
-        `Cannot copy: ${n} elements from ${srcOffset} (of ${s.length}) to ${dstOffset} (of ${d.length}) out of range`,
-      );
-    }
-    d.set(s.subarray(srcOffset, srcOffset + n), dstOffset);
-  }
-
-  free(buf: Buf): void {
-    // a group's views are freed with their chunk
-    if (!(buf instanceof CpuBuf) || buf.owner || !buf.release() || !buf.backing) return;
-    const arr = buf.backing;
-    if (this.#pooledBytes + arr.byteLength > POOL_MAX_BYTES) return; // let the GC have it
-    const key = `${buf.dtype}:${arr.length}`;
-    const list = this.#pool.get(key);
-    if (list) list.push(arr);
-    else this.#pool.set(key, [arr]);
-    this.#pooledBytes += arr.byteLength;
-  }
-
-  sync(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  dispose(): void {
-    this.#pool.clear();
-    this.#pooledBytes = 0;
-    this.#threads?.close();
-    this.#threads = null;
-  }
-
-  // ------------------------------------------------------------------------------------------------
-  // helper threads (threads.ts): ops split into parts that run at once
-  // ------------------------------------------------------------------------------------------------
-
-  /** The helper threads, started on first use; undefined when there are none (1 thread, or they failed). */
-  #helpers(): CpuThreads | undefined {
-    if (this.#threads === undefined) {
-      this.#threads = null;
-      if (this.#threadCount > 1) {
-        const t = CpuThreads.start(this.#threadCount, this.#fastMatmul?.kind);
-        if ("reason" in t) {
-          console.warn(`CPU backend: running on one thread (helper threads did not start: ${t.reason})`);
-          this.description = this.description.replace(/; \d+ threads\)$/, "; 1 thread)");
-        } else this.#threads = t;
-      }
-    }
-    return this.#threads ?? undefined;
-  }
-
-  /**
-   * Run the parts `jobs()` makes, one per thread, when `work` is worth a split (≥ `min`: PAR_MIN elements,
-   * or MATMUL_PAR_MIN multiply-adds for a product) and every array is shared; returns false (nothing done)
-   * otherwise, for the single-threaded path.
-   */
-  #parallel(
-    work: number,
-    arrays: (Float32Array | Int32Array | undefined)[],
-    jobs: () => PartJob[],
-    min = PAR_MIN,
-  ): boolean {
-    if (work < min || this.#threadCount <= 1 || !CpuThreads.shareable(...arrays)) return false;
-    const threads = this.#helpers();
-    if (!threads) return false;
-    const math = this.#fastMath!, gemm = this.#fastMatmul?.gemm;
-    threads.run(jobs(), (job) => runPart(job, { math, gemm }));
-    this.#splitOps++;
-    return true;
-  }
-
-  #splitOps = 0;
-
-  /** How many ops ran split over the helper threads so far (for tests and benchmarks). */
-  get splitOps(): number {
-    return this.#splitOps;
-  }
-
-  /**
-   * An attention op split by heads over the threads. Where a head's products are big enough for OpenBLAS to
-   * thread them itself (see smallHeads), both thread pools on the same cores made attention 3–7× slower:
-   * then the BLAS runs one thread per call for the op (`singleThreaded`), or the op is not split when the
-   * library cannot be told.
-   */
-  #splitHeads(
-    op: "attention" | "attentionBwd",
-    arrays: Record<string, Float32Array | Int32Array | undefined>,
-    dims: { B: number; T: number; C: number; NH: number },
-    drop: DropoutParams | undefined,
-  ): boolean {
-    const { B, T, C, NH } = dims;
-    if (!this.#fastMath || this.#threadCount <= 1) return false;
-    const split = () =>
-      splitRange(B * NH, this.#threadCount).map(([lo, hi]) => ({
-        op,
-        arrays,
-        nums: { B, T, C, NH, lo, hi, ...dropoutNums(drop) },
-      }));
-    const run = () => this.#parallel(B * NH * T * T, Object.values(arrays), split);
-    if (smallHeads(T, C / NH)) return run();
-    const single = this.#fastMatmul?.singleThreaded;
-    return single ? single(run) : false;
-  }
-
-  /**
-   * A product split over the threads by blocks of the output: columns (multiples of the WASM kernel's 8-wide
-   * panels) when N ≥ M, else rows (multiples of 4). Every thread packs the whole of the other operand, which
-   * costs O(K·(M + N)) against the product's O(M·N·K / threads). Products under 2²⁰ multiply-adds (≈ 0.1 ms
-   * on one thread) stay whole.
-   */
-  #splitMatmul(d: DenseMatmulArgs): boolean {
-    const { M, N, K } = d;
-    const cols = N >= M;
-    const nums = {
-      M,
-      N,
-      K,
-      transA: d.transA ? 1 : 0,
-      transB: d.transB ? 1 : 0,
-      accumulate: d.accumulate ? 1 : 0,
-      cols: cols ? 1 : 0,
-    };
-    const arrays = { out: d.out, a: d.a, b: d.b, bias: d.bias };
-    const split = () =>
-      splitRange(cols ? N : M, this.#threadCount, cols ? 8 : 4).map(([lo, hi]) => ({
-        op: "matmul" as const,
-        arrays,
-        nums: { ...nums, lo, hi },
-      }));
-    return this.#parallel(M * N * K, Object.values(arrays), split, MATMUL_PAR_MIN);
-  }
-
-  /**
-   * An elementwise op split by ranges of [0, n) (starts at multiples of 16): each part gets every array's
-   * slice, and with `offset` its start as `nums.offset` (the dropout mask's flat index).
-   */
-  #splitElements(
-    op: PartJob["op"],
-    n: number,
-    arrays: Record<string, Float32Array | undefined>,
-    nums: Record<string, number>,
-    offset = false,
-  ): boolean {
-    const split = () =>
-      splitRange(n, this.#threadCount, 16).map(([lo, hi]) => ({
-        op,
-        arrays: Object.fromEntries(Object.entries(arrays).map(([k, a]) => [k, a?.subarray(lo, hi)])),
-        nums: offset ? { ...nums, offset: lo } : nums,
-      }));
-    return this.#parallel(n, Object.values(arrays), split);
-  }
-
-  // ------------------------------------------------------------------------------------------------
   // elementwise
   // ------------------------------------------------------------------------------------------------
 
@@ -531,11 +128,11 @@ export class CpuBackend implements Backend {
   }
 
   /**
-   * Beside a fast matmul, geluForward saves gelu'(x) when asked (`deriv`) and geluBackward multiplies by it:
-   * recomputing the derivative was a third of GELU's time.
+   * False: the loops recompute gelu'(x) in the backward (geluForward still fills `deriv` when it is given).
+   * The fast backend saves it (fast.ts).
    */
   get geluSavesDerivative(): boolean {
-    return this.#fastMath !== undefined;
+    return false;
   }
 
   /** out = gelu_new(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); with `deriv`, deriv = gelu_new'(x). */
@@ -543,10 +140,6 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
     const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
-    if (this.#fastMath) {
-      if (this.#splitElements("gelu", n, { out, inp, deriv }, {})) return;
-      return this.#fastMath.forward(out, inp, n, deriv);
-    }
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
       out[i] = 0.5 * x * (1 + tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x)));
@@ -563,10 +156,6 @@ export class CpuBackend implements Backend {
     const dout = f32(args.dout, n, "gelu dout");
     const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
     const accumulate = !!args.accumulate;
-    if (this.#fastMath) {
-      if (this.#splitElements("geluBwd", n, { dinp, inp, dout, deriv }, { acc: accumulate ? 1 : 0 })) return;
-      return this.#fastMath.backward(dinp, inp, dout, n, accumulate, deriv);
-    }
     for (let i = 0; i < n; i++) {
       const g = (deriv ? deriv[i]! : geluDerivative(inp[i]!)) * dout[i]!;
       dinp[i] = accumulate ? dinp[i]! + g : g;
@@ -582,7 +171,6 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutForward");
     const out = f32(args.out, n, "dropout out"), inp = f32(args.inp, n, "dropout inp");
-    if (this.#fastMath) return this.#dropout(out, inp, n, d, false); // the same numbers, in SIMD
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) out[i] = dropoutHash(key, i) >= threshold ? inp[i]! * scale : 0;
   }
@@ -595,19 +183,10 @@ export class CpuBackend implements Backend {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutBackward");
     const dinp = f32(args.dinp, n, "dropout dinp"), dout = f32(args.dout, n, "dropout dout");
-    if (this.#fastMath) return this.#dropout(dinp, dout, n, d, args.accumulate ?? false);
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) {
       const g = dropoutHash(key, i) >= threshold ? Math.fround(dout[i]! * scale) : 0;
       dinp[i] = args.accumulate ? dinp[i]! + g : g;
-    }
-  }
-
-  /** The SIMD dropout, split over the threads when large. */
-  #dropout(out: Float32Array, inp: Float32Array, n: number, d: DropoutParams, accumulate: boolean): void {
-    const nums = { ...dropoutNums(d), acc: accumulate ? 1 : 0 };
-    if (!this.#splitElements("dropout", n, { out, inp }, nums, true)) {
-      this.#fastMath!.dropout(out, inp, n, d, accumulate);
     }
   }
 
@@ -671,24 +250,6 @@ export class CpuBackend implements Backend {
     const weight = f32(args.weight, C, "layernorm weight"), bias = f32(args.bias, C, "layernorm bias");
     const meanOut = args.mean ? f32(args.mean, N, "layernorm mean") : undefined;
     const rstdOut = args.rstd ? f32(args.rstd, N, "layernorm rstd") : undefined;
-    const arrays = { out, inp, weight, bias, mean: meanOut, rstd: rstdOut };
-    if (this.#fastMath && simdLayernormFits(C)) {
-      const split = () =>
-        splitRange(N, this.#threadCount).map(([lo, hi]) => ({
-          op: "layernorm" as const,
-          arrays: {
-            out: out.subarray(lo * C, hi * C),
-            inp: inp.subarray(lo * C, hi * C),
-            weight,
-            bias,
-            mean: meanOut?.subarray(lo, hi),
-            rstd: rstdOut?.subarray(lo, hi),
-          },
-          nums: { N: hi - lo, C, eps },
-        }));
-      if (this.#parallel(N * C, [out, inp, weight, bias, meanOut, rstdOut], split)) return;
-    }
-    if (this.#fastMath?.layernormForward(arrays, N, C, eps)) return; // float32 SIMD beside a fast matmul
     for (let n = 0; n < N; n++) {
       const o = n * C;
       // mean over the channels
@@ -723,9 +284,6 @@ export class CpuBackend implements Backend {
     const dweight = f32(args.dweight, C, "layernorm dweight"), dbias = f32(args.dbias, C, "layernorm dbias");
     const inp = f32(args.inp, N * C, "layernorm inp"), weight = f32(args.weight, C, "layernorm weight");
     const meanA = f32(args.mean, N, "layernorm mean"), rstdA = f32(args.rstd, N, "layernorm rstd");
-    const arrays = { dinp, dout, inp, weight, mean: meanA, rstd: rstdA, dweight, dbias };
-    if (this.#fastMath && simdLayernormFits(C) && this.#layernormBackwardSplit(arrays, N, C, args.accumulate)) return;
-    if (this.#fastMath?.layernormBackward(arrays, N, C, args.accumulate ?? false)) return;
     for (let n = 0; n < N; n++) {
       const o = n * C;
       const mean = meanA[n]!, rstd = rstdA[n]!;
@@ -750,53 +308,6 @@ export class CpuBackend implements Backend {
     }
   }
 
-  /**
-   * Layernorm's backward split by rows: the first part adds into dweight and dbias, each other part into
-   * its thread's own zeroed accumulators, summed into dweight and dbias after. False when not split.
-   */
-  #layernormBackwardSplit(
-    a: { dinp: Float32Array; dout: Float32Array; inp: Float32Array; weight: Float32Array } & {
-      mean: Float32Array;
-      rstd: Float32Array;
-      dweight: Float32Array;
-      dbias: Float32Array;
-    },
-    N: number,
-    C: number,
-    accumulate: boolean | undefined,
-  ): boolean {
-    const ranges = splitRange(N, this.#threadCount);
-    for (let k = 1; k < ranges.length; k++) {
-      if ((this.#partials[k]?.length ?? 0) < 2 * C) this.#partials[k] = newArray(2 * C, "f32", true) as Float32Array;
-      this.#partials[k]!.fill(0, 0, 2 * C);
-    }
-    const split = () =>
-      ranges.map(([lo, hi], k) => ({
-        op: "layernormBwd" as const,
-        arrays: {
-          dinp: a.dinp.subarray(lo * C, hi * C),
-          dout: a.dout.subarray(lo * C, hi * C),
-          inp: a.inp.subarray(lo * C, hi * C),
-          weight: a.weight,
-          mean: a.mean.subarray(lo, hi),
-          rstd: a.rstd.subarray(lo, hi),
-          dweight: k === 0 ? a.dweight : this.#partials[k]!.subarray(0, C),
-          dbias: k === 0 ? a.dbias : this.#partials[k]!.subarray(C, 2 * C),
-        },
-        nums: { N: hi - lo, C, acc: accumulate ? 1 : 0 },
-      }));
-    const arrays = [a.dinp, a.dout, a.inp, a.weight, a.mean, a.rstd, a.dweight, a.dbias];
-    if (!this.#parallel(N * C, arrays, split)) return false;
-    for (let k = 1; k < ranges.length; k++) {
-      const p = this.#partials[k]!;
-      for (let c = 0; c < C; c++) {
-        a.dweight[c] = a.dweight[c]! + p[c]!;
-        a.dbias[c] = a.dbias[c]! + p[C + c]!;
-      }
-    }
-    return true;
-  }
-
   // ------------------------------------------------------------------------------------------------
   // matmul
   // ------------------------------------------------------------------------------------------------
@@ -816,12 +327,6 @@ export class CpuBackend implements Backend {
     const a = f32(args.a, M * K, "matmul a"), b = f32(args.b, K * N, "matmul b");
     const bias = args.bias ? f32(args.bias, N, "matmul bias") : undefined;
     if (out === a || out === b) throw new Error("Cannot run matmul: out must not alias a or b");
-    if (this.#fastMatmul) {
-      const dense = { ...args, out, a, b, bias };
-      // a matmul that does not thread itself (WASM) gets a block of rows or columns per helper thread
-      if (!this.#fastMatmul.multithreaded && this.#splitMatmul(dense)) return;
-      return this.#fastMatmul.matmul(dense);
-    }
     const arow = new Float64Array(K); // row i of A, contiguous
     const acc = new Float64Array(N); // row i of the product, in float64
     for (let i = 0; i < M; i++) {
@@ -841,19 +346,10 @@ export class CpuBackend implements Backend {
     }
   }
 
-  /**
-   * out[j] (=|+=) Σ_i inp[i,j] over M rows (the bias gradient of a linear layer), summed in float64; beside
-   * BLAS, as the product of a row of ones with inp (float32 sums, as torch's).
-   */
+  /** out[j] (=|+=) Σ_i inp[i,j] over M rows (the bias gradient of a linear layer), summed in float64. */
   sumRows(args: OpArgs<"sumRows">): void {
     const { M, N } = args;
     const out = f32(args.out, N, "sumRows out"), inp = f32(args.inp, M * N, "sumRows inp");
-    const gemm = this.#fastMatmul?.gemm;
-    if (gemm && M > 0 && N > 0) {
-      if (this.#ones.length < M) this.#ones = new Float32Array(M).fill(1);
-      const g = { a: this.#ones, aOffset: 0, lda: M, b: inp, bOffset: 0, ldb: N, c: out, cOffset: 0, ldc: N };
-      return gemm({ ...g, transA: false, transB: false, M: 1, N, K: M, alpha: 1, beta: args.accumulate ? 1 : 0 });
-    }
     const acc = new Float64Array(N);
     for (let i = 0; i < M; i++) {
       const o = i * N;
@@ -886,14 +382,6 @@ export class CpuBackend implements Backend {
     const out = f32(args.out, B * T * C, "attention out"), att = f32(args.att, B * NH * T * T, "attention att");
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv");
     const mask = args.mask ? i32(args.mask, B * T, "attention mask") : undefined;
-    const gemm = this.#fastMatmul?.gemm;
-    if (gemm) {
-      const expShift = T <= 16384 ? this.#fastMath?.expShift : undefined; // the softmax's exponentials in SIMD
-      // the heads split over the threads, each with its own BLAS and SIMD blocks
-      if (this.#splitHeads("attention", { out, att, qkv, mask }, { B, T, C, NH }, drop)) return;
-      const scratch = this.#fastMath?.attentionScratch(T); // the whole softmax in SIMD
-      return gemmAttentionForward({ gemm, expShift, scratch, out, att, qkv, mask, B, T, C, NH, drop }); // BLAS
-    }
     const scale = 1 / Math.sqrt(HS);
     const scores = new Float64Array(T);
     const acc = new Float64Array(HS); // one output head row, in float64
@@ -959,12 +447,6 @@ export class CpuBackend implements Backend {
     const drop = attentionDropout(args.dropout, "attentionBackward");
     const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
     const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
-    const gemm = this.#fastMatmul?.gemm;
-    if (gemm) {
-      if (this.#splitHeads("attentionBwd", { dqkv, dout, qkv, att }, { B, T, C, NH }, drop)) return;
-      const scratch = this.#fastMath?.attentionScratch(T);
-      return gemmAttentionBackward({ gemm, scratch, dqkv, dout, qkv, att, B, T, C, NH, drop }); // BLAS
-    }
     const scale = 1 / Math.sqrt(HS);
     const dP = new Float64Array(T);
     dqkv.fill(0, 0, B * T * 3 * C);
@@ -1031,11 +513,6 @@ export class CpuBackend implements Backend {
     const vc = f32(args.vcache, B * NH * Tmax * HS, "attentionCached vcache");
     const mask = args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined;
     const scale = 1 / Math.sqrt(HS);
-    const gemm = this.#fastMatmul?.gemm;
-    if (gemm) {
-      const math = this.#fastMath, scratch = math ? (n: number) => math.attentionScratch(n) : undefined;
-      return cachedAttentionBlas({ gemm, scratch, out, qkv, kc, vc, mask, B, Tn, pos0, Tmax, C, NH });
-    }
     // 1. append the new keys and values
     for (let b = 0; b < B; b++) {
       for (let tn = 0; tn < Tn; tn++) {
@@ -1184,26 +661,11 @@ export class CpuBackend implements Backend {
    * grad is not modified. `step` counts from 1.
    */
   adamw(args: OpArgs<"adamw">): void {
-    const { n, lr, beta1, beta2, eps, weightDecay, step } = args;
+    const { n, beta2, eps, step } = args;
     if (!Number.isInteger(step) || step < 1) throw new Error(`Cannot run AdamW: step must count from 1, got ${step}`);
     const param = f32(args.param, n, "adamw param"), grad = f32(args.grad, n, "adamw grad");
     const m = f32(args.m, n, "adamw m"), v = f32(args.v, n, "adamw v");
-    let clip = 1;
-    if (args.norm) {
-      if (args.maxNorm === undefined) throw new Error("Cannot run AdamW: norm is given without maxNorm");
-      const norm = f32(args.norm, 1, "adamw norm")[0]!;
-      clip = Math.min(1, args.maxNorm / (norm + 1e-6));
-    }
-    const decay = 1 - lr * weightDecay;
-    const stepSize = lr / (1 - beta1 ** step);
-    const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
-    const w1 = 1 - beta1; // the lerp weight
-    // beside a fast matmul: the same formula in float32 WebAssembly SIMD (as torch's CPU AdamW, in float32)
-    if (this.#fastMath && w1 < 0.5) {
-      const c = { clip, decay, w1, beta2, stepSize, bc2Sqrt, eps };
-      if (this.#splitElements("adamw", n, { param, grad, m, v }, c)) return;
-      return this.#fastMath.adamw(param, grad, m, v, n, c);
-    }
+    const { clip, decay, w1, stepSize, bc2Sqrt } = adamwScalars(args);
     for (let i = 0; i < n; i++) {
       const g = grad[i]! * clip;
       const p = param[i]! * decay;
@@ -1219,15 +681,43 @@ export class CpuBackend implements Backend {
   }
 }
 
+/**
+ * The scalars of one AdamW step (the formulas of {@link CpuReferenceBackend.adamw}): the clip factor (reading
+ * `norm`), the weight decay factor, the lerp weight w1 = 1 − β1, the step size and √(1 − β2^step), with β2
+ * and eps as given.
+ */
+export function adamwScalars(args: OpArgs<"adamw">): {
+  clip: number;
+  decay: number;
+  w1: number;
+  beta2: number;
+  stepSize: number;
+  bc2Sqrt: number;
+  eps: number;
+} {
+  const { lr, beta1, beta2, eps, weightDecay, step } = args;
+  let clip = 1;
+  if (args.norm) {
+    if (args.maxNorm === undefined) throw new Error("Cannot run AdamW: norm is given without maxNorm");
+    const norm = f32(args.norm, 1, "adamw norm")[0]!;
+    clip = Math.min(1, args.maxNorm / (norm + 1e-6));
+  }
+  const decay = 1 - lr * weightDecay;
+  const stepSize = lr / (1 - beta1 ** step);
+  const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
+  const w1 = 1 - beta1; // the lerp weight
+  return { clip, decay, w1, beta2, stepSize, bc2Sqrt, eps };
+}
+
 /** The mask constants of an attention dropout, or undefined when there is none (absent or p = 0). */
-function attentionDropout(dropout: AttentionDropout | undefined, what: string): DropoutParams | undefined {
+export function attentionDropout(dropout: AttentionDropout | undefined, what: string): DropoutParams | undefined {
   if (!dropout) return undefined;
   const d = dropoutParams(dropout.p, dropout.seed, `${what} dropout`);
   return d.p === 0 ? undefined : d;
 }
 
 /** HS = C / NH, checked. */
-function headSize(C: number, NH: number): number {
+export function headSize(C: number, NH: number): number {
   if (!Number.isInteger(NH) || NH < 1 || C % NH !== 0) {
     throw new Error(`Cannot run attention: C ${C} is not divisible by NH ${NH}`);
   }

@@ -9,7 +9,7 @@
  * - the dropout mask (`drop`: dropout_hash.ts's integer hash in i32x4 lanes, bit for bit the loops');
  * - layernorm forward and backward, a row at a time (C a multiple of 4);
  * - one AdamW step in float32 (102 M parameters a step at GPT-2's shape; ≈ 6.7 ns each in TypeScript).
- * Every kernel is tested against the plain loops of cpu.ts or a float64 formula (tests/cpu_fast_test.ts).
+ * Every kernel is tested against the plain loops of reference.ts or a float64 formula (tests/cpu_fast_test.ts).
  *
  * Maths, per lane (x the input, S = √(2/π), c = 0.044715, u = S·(x + c·x³)):
  *   1 + tanh(u) = 2·sigmoid(2u), so gelu(x) = 0.5·x·(1 + tanh u) = x / (1 + E) with E = exp(−2u), −2u
@@ -23,7 +23,7 @@
  * n·ln2_hi has no rounding error), e^r by its Taylor series to degree 7 (|r| ≤ ln2/2: the first term left
  * out is < 6e−9, below float32's resolution), times 2ⁿ: the bits of 1.5·2²³ + n hold n in their low bits, so
  * (bits + 127) << 23 is the float32 2ⁿ (n + 127 in [1, 254]).
- * Accuracy against the float64 loops of cpu.ts: a few float32 roundings, ≈ 2e−7 relative (tests in
+ * Accuracy against the float64 loops of reference.ts: a few float32 roundings, ≈ 2e−7 relative (tests in
  * tests/cpu_fast_test.ts).
  *
  * Every constant lives in a local set once per call (`FnBuilder`): built inline, each `v128.const` costs
@@ -378,7 +378,7 @@ function softmaxBackwardBody(): number[] {
 
 /**
  * lnFwd(inp, out, w, b, mean, rstd, rows, C, eps): layernorm of `rows` rows of C floats (C a multiple of 4),
- * as CpuBackend.layernormForward in float32: mean = Σx/C, var = Σ(x − mean)²/C (two passes, four lanes),
+ * as CpuReferenceBackend.layernormForward in float32: mean = Σx/C, var = Σ(x − mean)²/C (two passes, four lanes),
  * rstd = 1/√(var + eps), out = (x − mean)·rstd·w + b; mean and rstd stored per row.
  */
 function layernormForwardBody(): number[] {
@@ -432,7 +432,7 @@ function layernormForwardBody(): number[] {
 
 /**
  * lnBwd(inp, dout, dinp, w, mean, rstd, dw, db, rows, C, acc): layernorm's backward over `rows` rows, as
- * CpuBackend.layernormBackward in float32: with x̂ = (x − mean)·rstd and g = dout·w,
+ * CpuReferenceBackend.layernormBackward in float32: with x̂ = (x − mean)·rstd and g = dout·w,
  * db += dout, dw += dout·x̂ (float32 accumulators at dw, db), dinp (=|+=) rstd·(g − mean(g) − x̂·mean(g·x̂)).
  */
 function layernormBackwardBody(): number[] {
@@ -537,7 +537,7 @@ function f32c(v: number): number[] {
 
 /**
  * adamw(p, g, m, v, n4, clip, decay, w1, beta2, 1−beta2, stepSize, bc2Sqrt, eps): one AdamW step over n4
- * vec4s, in float32 (as torch's CPU AdamW), the formula and order of CpuBackend.adamw for w1 = 1−β1 < ½:
+ * vec4s, in float32 (as torch's CPU AdamW), the formula and order of CpuReferenceBackend.adamw for w1 = 1−β1 < ½:
  *   g = grad·clip;  m = m + w1·(g − m);  v = v·β2 + (1−β2)·g·g;  p = p·decay − stepSize·(m / (√v / bc2Sqrt + eps))
  * Locals: off (i32); the eight scalars splatted; g, m, v.
  */
@@ -686,7 +686,7 @@ export interface LayernormBackwardArrays {
   dbias: Float32Array;
 }
 
-/** The scalars of one AdamW step, as CpuBackend.adamw computes them. */
+/** The scalars of one AdamW step, as adamwScalars (reference.ts) computes them. */
 export interface AdamwConstants {
   clip: number;
   decay: number;
