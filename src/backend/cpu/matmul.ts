@@ -3,13 +3,13 @@
  * BLAS (OpenBLAS; Accelerate on macOS) through Deno's or Bun's FFI; else a WebAssembly SIMD kernel
  * (wasm_matmul.ts); else the plain TypeScript loops of `reference.ts`.
  *
- * Measured with bench/cpu_matmul.ts on the 2-core AMD EPYC (Zen 4, KVM) dev machine at GPT-2 small's
- * shapes with 1024 rows (shared machine, other processes running): the reference loops 3–5 GFLOP/s,
- * WASM SIMD (1 thread, 128-bit lanes) 15–27, Debian's OpenBLAS 0.3.21 (Cooperlake kernel, 2 threads)
- * through FFI 175–200, numpy 2.4's sgemm (its own OpenBLAS 0.3.31, SkylakeX kernel) 180–205: BLAS through
- * FFI is ~95 % of numpy, WASM SIMD ~10 %. The WASM kernel is now a strided GEMM that
- * the backend splits over its helper threads (cpu.ts): on a later 2-core VM (Zen kernel) 25–27 GFLOP/s on
- * one thread, 38–53 on two, ≈ 30 % of numpy there.
+ * Measured with bench/cpu_matmul.ts at GPT-2 small's shapes with 1024 rows on a 2-core AMD EPYC VM (Zen 4,
+ * KVM, 23 GiB, no GPU; not idle, hence ranges): the reference loops 3–5 GFLOP/s, WASM SIMD (1 thread, 128-bit
+ * lanes) 15–27, Debian's OpenBLAS 0.3.21 (Cooperlake kernel, 2 threads) through FFI 175–200, numpy 2.4's
+ * sgemm (its own OpenBLAS 0.3.31, SkylakeX kernel) 180–205: BLAS through FFI is ~95 % of numpy, WASM SIMD
+ * ~10 %. The WASM kernel is a strided GEMM that the backend splits over its helper threads (fast.ts): on a
+ * 2-core AMD EPYC VM where OpenBLAS takes its Zen kernel, 25–27 GFLOP/s on one thread, 38–53 on two, ≈ 30 %
+ * of numpy there.
  *
  * Choice (`CpuBackend`'s option `matmul`, default "auto"):
  * - "auto": BLAS when it loads, else WASM SIMD, else the reference. When the option is "auto", the

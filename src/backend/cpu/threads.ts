@@ -62,8 +62,8 @@ export function cpuThreadCount(matmulThreads = true): number {
     }
     return Math.min(n, 64);
   }
-  // with 2 cores, OpenBLAS's own (spinning) threads and the main thread already fill them: measured on the
-  // 2-core dev VM, helper threads made the tiny demo model's step 10 % slower (the real shape's 7–13 % faster)
+  // with 2 cores, OpenBLAS's own (spinning) threads and the main thread already fill them: on a 2-core AMD
+  // EPYC VM, helper threads made the tiny demo model's step 10 % slower (the real shape's 7–13 % faster)
   // the worker is a .ts module: Deno and Bun run it, elsewhere (Node) a failed start would cost the 20 s wait
   const kind = runtimeKind();
   if (kind !== "deno" && kind !== "bun") return 1;
