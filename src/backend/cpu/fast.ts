@@ -22,8 +22,7 @@
  */
 
 import type { DType, MatmulArgs, OpArgs } from "../backend.ts";
-import type { DropoutParams } from "../dropout_hash.ts";
-import { dropoutParams } from "../dropout_hash.ts";
+import { type DropoutParams, dropoutParams } from "../dropout_hash.ts";
 import { f32, i32 } from "./memory.ts";
 import {
   adamwScalars,
