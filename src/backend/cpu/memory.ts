@@ -161,7 +161,8 @@ export class CpuMemory implements Pick<Backend, MemoryOp | "sync" | "dispose"> {
 
   /** A zeroed array (a subclass may put it on other memory: fast.ts's helper threads need shared memory). */
   protected newArray(length: number, dtype: DType): Float32Array | Int32Array {
-    return dtype === "i32" ? new Int32Array(length) : new Float32Array(length);
+    const buf = new ArrayBuffer(4 * length);
+    return dtype === "i32" ? new Int32Array(buf) : new Float32Array(buf);
   }
 
   /** arr.fill(0) (a subclass may do it faster on its own arrays). */
