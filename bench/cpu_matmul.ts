@@ -1,8 +1,8 @@
 /**
  * The CPU backend's matmul at GPT-2 (124M-class, C = 768) training shapes with N = B·T = 1024 rows: the
- * reference loops, the WebAssembly SIMD fallback (src/backend/cpu_wasm.ts) on one thread and split over
+ * reference loops, the WebAssembly SIMD fallback (src/backend/cpu/wasm_matmul.ts) on one thread and split over
  * the default helper threads (`wasm×N`, when there are several cores), the fast path (OpenBLAS
- * through FFI, src/backend/cpu_fast.ts), and numpy's sgemm on the same shapes and layouts (a python3
+ * through FFI, src/backend/cpu/matmul.ts), and numpy's sgemm on the same shapes and layouts (a python3
  * subprocess; the column is skipped without python3 + numpy). `fast/numpy` is BLAS over numpy.
  *
  * The reference is timed on the first `--ref-rows` rows only (its cost is linear in M; the full shapes
@@ -18,7 +18,7 @@
 import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { CpuBackend } from "../src/backend/cpu.ts";
-import { cpuThreadCount } from "../src/backend/cpu_threads.ts";
+import { cpuThreadCount } from "../src/backend/cpu/threads.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 

@@ -1,6 +1,6 @@
 /**
- * The CPU backend's GEMM attention (src/backend/cpu_attention_blas.ts: the products of attentionForward
- * and attentionBackward through a strided GEMM — `cblas_sgemm`, or the WebAssembly kernel of cpu_wasm.ts)
+ * The CPU backend's GEMM attention (src/backend/cpu/attention_blas.ts: the products of attentionForward
+ * and attentionBackward through a strided GEMM — `cblas_sgemm`, or the WebAssembly kernel of cpu/wasm_matmul.ts)
  * against the reference loops of cpu.ts (`new CpuBackend({ matmul: "reference" })` vs `{ matmul: "blas" }`
  * and `{ matmul: "wasm" }`), forward and backward, at awkward
  * shapes: T = 1, T = 70 (two query blocks of 64, the second partial), HS = 5 and 64, batches with padding
@@ -23,7 +23,7 @@
 import { describe, test } from "bun:test";
 import process from "node:process";
 import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
-import { loadBlas } from "../src/backend/cpu_fast.ts";
+import { loadBlas } from "../src/backend/cpu/matmul.ts";
 import type { AttentionDropout, Buf } from "../src/backend/backend.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";

@@ -1,6 +1,6 @@
 /**
- * The CPU backend's fast matmuls (src/backend/cpu_fast.ts: OpenBLAS through FFI, and the WebAssembly SIMD
- * kernel of cpu_wasm.ts) against the reference loops, at awkward shapes (1, primes, K = 0, sizes around
+ * The CPU backend's fast matmuls (src/backend/cpu/matmul.ts: OpenBLAS through FFI, and the WebAssembly SIMD
+ * kernel of cpu/wasm_matmul.ts) against the reference loops, at awkward shapes (1, primes, K = 0, sizes around
  * the kernels' 4/8/16-wide tiles and OpenBLAS's blocking) for every transA × transB × bias × accumulate
  * combination; the BLAS self-check; and the mode selection (option, `GPT2_SFT_CPU`, descriptions).
  *
@@ -25,10 +25,10 @@ import {
   loadBlas,
   parseCpuMatmulMode,
   selectCpuMatmul,
-} from "../src/backend/cpu_fast.ts";
+} from "../src/backend/cpu/matmul.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { type Cblas, openCblas } from "../src/runtime.ts";
-import { wasmSimdMath } from "../src/backend/cpu_wasm_math.ts";
+import { wasmSimdMath } from "../src/backend/cpu/wasm_math.ts";
 import { dropoutKeep, dropoutParams } from "../src/backend/dropout_hash.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
 
@@ -307,7 +307,7 @@ describe("choosing the CPU matmul", () => {
   });
 });
 
-describe("AdamW in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
+describe("AdamW in WebAssembly SIMD (cpu/wasm_math.ts) against the reference loops", () => {
   const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
   for (
     const [name, beta1, clipTo] of [["β1 0.9, clipped", 0.9, 0.5], [
@@ -362,7 +362,7 @@ describe("AdamW in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loo
   }
 });
 
-describe("GELU in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
+describe("GELU in WebAssembly SIMD (cpu/wasm_math.ts) against the reference loops", () => {
   const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
   test("the fast backend says it uses it", () => {
     expect(fast.description).toContain("GELU, softmax, layernorm and AdamW in WebAssembly SIMD");
@@ -443,7 +443,7 @@ describe("GELU's saved derivative (geluForward's deriv, geluBackward from it)", 
   });
 });
 
-describe("exp in WebAssembly SIMD (cpu_wasm_math.ts, the attention softmax's)", () => {
+describe("exp in WebAssembly SIMD (cpu/wasm_math.ts, the attention softmax's)", () => {
   test("exp(x − shift) within 4e−7 relative over the float32 range, lengths around the 4-lane edge", () => {
     const m = wasmSimdMath();
     if ("reason" in m) throw new Error(m.reason);
@@ -466,7 +466,7 @@ describe("exp in WebAssembly SIMD (cpu_wasm_math.ts, the attention softmax's)", 
   });
 });
 
-describe("the attention softmax in WebAssembly SIMD (cpu_wasm_math.ts attentionScratch) against float64", () => {
+describe("the attention softmax in WebAssembly SIMD (cpu/wasm_math.ts attentionScratch) against float64", () => {
   test("forward (causal, right padding after len) and backward, T around the 4-lane edge; the block grows", () => {
     const m = wasmSimdMath();
     if ("reason" in m) throw new Error(m.reason);
@@ -506,7 +506,7 @@ describe("the attention softmax in WebAssembly SIMD (cpu_wasm_math.ts attentionS
   });
 });
 
-describe("layernorm in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
+describe("layernorm in WebAssembly SIMD (cpu/wasm_math.ts) against the reference loops", () => {
   const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
   // C = 7 and 4100 take the loops on both (C must be a multiple of 4, at most 4096); N·C past a 16 K chunk
   for (const [N, C] of [[1, 4], [5, 8], [300, 64], [23, 768], [3, 7], [2, 4100]] as const) {
@@ -567,7 +567,7 @@ describe("the attention dropout masks in WebAssembly SIMD (attentionScratch drop
   });
 });
 
-describe("dropout in WebAssembly SIMD (cpu_wasm_math.ts) against the reference loops", () => {
+describe("dropout in WebAssembly SIMD (cpu/wasm_math.ts) against the reference loops", () => {
   test("forward, backward (=, +=, in place), bit for bit, lengths around the 4-lane and 16 K chunk edges", () => {
     const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
     for (const n of [1, 5, 16384, 16387, 40_003]) {

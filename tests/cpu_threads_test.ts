@@ -1,5 +1,5 @@
 /**
- * The CPU backend's helper threads (src/backend/cpu_threads.ts, cpu_worker.ts, cpu_parallel.ts): every op
+ * The CPU backend's helper threads (src/backend/cpu/threads.ts, worker.ts, parallel.ts): every op
  * they split gives the same numbers as one thread — bit for bit where each element's arithmetic is the
  * same whoever computes it (attention per head, GELU, dropout, AdamW, layernorm's outputs, the WASM
  * matmul's blocks of rows or columns), and to float32 rounding for layernorm's weight and bias gradients
@@ -11,8 +11,8 @@
 import { describe, expect, test } from "bun:test";
 import process from "node:process";
 import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
-import { cpuThreadCount, splitRange } from "../src/backend/cpu_threads.ts";
-import { loadBlas } from "../src/backend/cpu_fast.ts";
+import { cpuThreadCount, splitRange } from "../src/backend/cpu/threads.ts";
+import { loadBlas } from "../src/backend/cpu/matmul.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
 

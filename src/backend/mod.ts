@@ -1,6 +1,6 @@
 /**
  * Choosing a backend: `cpu` (plain TypeScript, the reference, with matmul through OpenBLAS via FFI or
- * WebAssembly SIMD when available: see cpu_fast.ts), `webgpu` (WGSL kernels), or `auto`, which
+ * WebAssembly SIMD when available: see cpu/fast.ts), `webgpu` (WGSL kernels), or `auto`, which
  * takes WebGPU when a hardware adapter exists and the CPU otherwise (a software adapter such as Mesa's
  * lavapipe is slower than the CPU backend, so `auto` passes it over; name `webgpu` to use it anyway).
  * @module

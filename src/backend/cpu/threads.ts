@@ -3,7 +3,7 @@
  * GELU, dropout, layernorm, AdamW) run single-threaded in WebAssembly SIMD, while OpenBLAS spreads the
  * products over every core. Here each such op is cut into parts (heads, rows, or ranges of elements) that
  * the main thread and `threads − 1` workers (`node:worker_threads`, in Deno and Bun alike) run at once, each
- * with its own SIMD module and its own BLAS handle (`cpu_parallel.ts` holds the one function both sides run).
+ * with its own SIMD module and its own BLAS handle (`parallel.ts` holds the one function both sides run).
  * Where the matmul does not thread itself (the WebAssembly kernel when no BLAS loads), the products are cut
  * too, into blocks of rows or columns, one per thread.
  *
@@ -20,8 +20,8 @@
  */
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
-import { readEnv, runtimeKind } from "../runtime.ts";
-import type { PartJob } from "./cpu_parallel.ts";
+import { readEnv, runtimeKind } from "../../runtime.ts";
+import type { PartJob } from "./parallel.ts";
 
 /** An array as a job carries it: which shared buffer, where, how long, which type. */
 export interface ArrayRef {
@@ -62,8 +62,8 @@ export function cpuThreadCount(matmulThreads = true): number {
     }
     return Math.min(n, 64);
   }
-  // with 2 cores, OpenBLAS's own (spinning) threads and the main thread already fill them: measured on the
-  // 2-core dev VM, helper threads made the tiny demo model's step 10 % slower (the real shape's 7–13 % faster)
+  // with 2 cores, OpenBLAS's own (spinning) threads and the main thread already fill them: on a 2-core AMD
+  // EPYC VM, helper threads made the tiny demo model's step 10 % slower (the real shape's 7–13 % faster)
   // the worker is a .ts module: Deno and Bun run it, elsewhere (Node) a failed start would cost the 20 s wait
   const kind = runtimeKind();
   if (kind !== "deno" && kind !== "bun") return 1;
@@ -96,7 +96,7 @@ export class CpuThreads {
       for (let k = 1; k < threads; k++) {
         const ctl = new Int32Array(new SharedArrayBuffer(16));
         const { port1, port2 } = new MessageChannel();
-        const worker = new Worker(new URL("./cpu_worker.ts", import.meta.url), {
+        const worker = new Worker(new URL("./worker.ts", import.meta.url), {
           workerData: { ctl: ctl.buffer, port: port2, matmul },
           transferList: [port2] as never,
         });

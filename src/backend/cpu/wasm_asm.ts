@@ -1,6 +1,6 @@
 /**
  * The few pieces of the WebAssembly binary format that the CPU backend's hand-assembled SIMD kernels
- * (cpu_wasm.ts, cpu_wasm_math.ts) share: LEB128 numbers, the SIMD opcode prefix, sections, names, function
+ * (wasm_matmul.ts, wasm_math.ts) share: LEB128 numbers, the SIMD opcode prefix, sections, names, function
  * types, and a module that imports its memory as `env.mem` and exports its functions by name.
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * One part of a CPU op that the main thread and the helper threads (cpu_threads.ts, cpu_worker.ts) share:
+ * One part of a CPU op that the main thread and the helper threads (threads.ts, worker.ts) share:
  * the same SIMD and BLAS code the single-threaded fast path runs, on a slice of the work — a range of
  * elements (GELU, dropout, AdamW), of rows (layernorm), of heads (attention) or of the product's rows or
  * columns (matmul, where the matmul does not thread itself). Every part writes only its own slice of the
@@ -8,10 +8,10 @@
  * @module
  */
 
-import type { DropoutParams } from "./dropout_hash.ts";
-import { gemmAttentionBackward, gemmAttentionForward, type GemmFn } from "./cpu_attention_blas.ts";
-import type { FastMath } from "./cpu_wasm_math.ts";
-import { matmulViaGemm } from "./cpu_fast.ts";
+import type { DropoutParams } from "../dropout_hash.ts";
+import { gemmAttentionBackward, gemmAttentionForward, type GemmFn } from "./attention_blas.ts";
+import type { FastMath } from "./wasm_math.ts";
+import { matmulViaGemm } from "./matmul.ts";
 
 /** The ops that can be split. */
 export type PartOp =

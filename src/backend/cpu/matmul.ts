@@ -1,15 +1,15 @@
 /**
  * The CPU backend's fast matmul, chosen once when the backend is made: single-precision GEMM from a native
  * BLAS (OpenBLAS; Accelerate on macOS) through Deno's or Bun's FFI; else a WebAssembly SIMD kernel
- * (cpu_wasm.ts); else the plain TypeScript loops of `cpu.ts` (the reference).
+ * (wasm_matmul.ts); else the plain TypeScript loops of `reference.ts`.
  *
- * Measured with bench/cpu_matmul.ts on the 2-core AMD EPYC (Zen 4, KVM) dev machine at GPT-2 small's
- * shapes with 1024 rows (shared machine, other processes running): the reference loops 3–5 GFLOP/s,
- * WASM SIMD (1 thread, 128-bit lanes) 15–27, Debian's OpenBLAS 0.3.21 (Cooperlake kernel, 2 threads)
- * through FFI 175–200, numpy 2.4's sgemm (its own OpenBLAS 0.3.31, SkylakeX kernel) 180–205: BLAS through
- * FFI is ~95 % of numpy, WASM SIMD ~10 %. The WASM kernel is now a strided GEMM that
- * the backend splits over its helper threads (cpu.ts): on a later 2-core VM (Zen kernel) 25–27 GFLOP/s on
- * one thread, 38–53 on two, ≈ 30 % of numpy there.
+ * Measured with bench/cpu_matmul.ts at GPT-2 small's shapes with 1024 rows on a 2-core AMD EPYC VM (Zen 4,
+ * KVM, 23 GiB, no GPU; not idle, hence ranges): the reference loops 3–5 GFLOP/s, WASM SIMD (1 thread, 128-bit
+ * lanes) 15–27, Debian's OpenBLAS 0.3.21 (Cooperlake kernel, 2 threads) through FFI 175–200, numpy 2.4's
+ * sgemm (its own OpenBLAS 0.3.31, SkylakeX kernel) 180–205: BLAS through FFI is ~95 % of numpy, WASM SIMD
+ * ~10 %. The WASM kernel is a strided GEMM that the backend splits over its helper threads (fast.ts): on a
+ * 2-core AMD EPYC VM where OpenBLAS takes its Zen kernel, 25–27 GFLOP/s on one thread, 38–53 on two, ≈ 30 %
+ * of numpy there.
  *
  * Choice (`CpuBackend`'s option `matmul`, default "auto"):
  * - "auto": BLAS when it loads, else WASM SIMD, else the reference. When the option is "auto", the
@@ -26,9 +26,9 @@
  */
 
 import process from "node:process";
-import type { MatmulArgsOf } from "./backend.ts";
-import { CBLAS, type Cblas, openCblas, readEnv } from "../runtime.ts";
-import { wasmSimdMatmul } from "./cpu_wasm.ts";
+import type { MatmulArgsOf } from "../backend.ts";
+import { CBLAS, type Cblas, openCblas, readEnv } from "../../runtime.ts";
+import { wasmSimdMatmul } from "./wasm_matmul.ts";
 
 /** How the CPU backend does matmul. */
 export type CpuMatmulMode = "auto" | "blas" | "wasm" | "reference";
@@ -48,7 +48,7 @@ export type DenseMatmulArgs = MatmulArgsOf<Float32Array>;
 
 /** A fast matmul implementation and a one-line description of it. */
 export interface FastMatmul {
-  /** Which one: a helper thread loads the same (cpu_threads.ts). */
+  /** Which one: a helper thread loads the same (threads.ts). */
   readonly kind: "blas" | "wasm";
   /** E.g. "CPU (OpenBLAS 0.3.21 Cooperlake via FFI for matmul, 2 threads)". */
   readonly description: string;

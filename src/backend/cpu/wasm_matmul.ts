@@ -1,7 +1,7 @@
 /**
  * A WebAssembly SIMD matmul, the CPU backend's fallback when no BLAS loads (no library, no FFI): 128-bit
  * lanes, a 4×8 register tile, on the calling thread (the backend splits big products over its helper
- * threads, each with its own instance: cpu_threads.ts). It is a strided GEMM (`C = alpha·op(A)·op(B) +
+ * threads, each with its own instance: threads.ts). It is a strided GEMM (`C = alpha·op(A)·op(B) +
  * beta·C` on sub-matrices, as `cblas_sgemm`), so everything the BLAS path does with products — attention
  * per head, bias gradients — runs on it too. The module is ~300 bytes, assembled below by hand (there is
  * no WASM toolchain in this project), so every instruction is visible.
@@ -18,7 +18,7 @@
  * @module
  */
 
-import { type DenseMatmulArgs, type FastMatmul, matmulViaGemm, type StridedGemmArgs } from "./cpu_fast.ts";
+import { type DenseMatmulArgs, type FastMatmul, matmulViaGemm, type StridedGemmArgs } from "./matmul.ts";
 
 import { I32, simd, sleb, uleb, V128, wasmModule } from "./wasm_asm.ts";
 

@@ -1,16 +1,16 @@
 /**
- * A CPU helper thread (see cpu_threads.ts): loads its own SIMD module and matmul (BLAS, or the WASM
+ * A CPU helper thread (see threads.ts): loads its own SIMD module and matmul (BLAS, or the WASM
  * kernel where the main thread has no BLAS), says it is ready, then waits for jobs — each a message on its
- * port, announced by a bump of the control block's counter — runs the part (cpu_parallel.ts) on the shared
+ * port, announced by a bump of the control block's counter — runs the part (parallel.ts) on the shared
  * arrays, and bumps its done counter. An error is sent back as a message and flagged in the control block.
  * @module
  */
 
 import { type MessagePort, receiveMessageOnPort, workerData } from "node:worker_threads";
-import { selectCpuMatmul } from "./cpu_fast.ts";
-import { type PartJob, runPart } from "./cpu_parallel.ts";
-import type { ArrayRef } from "./cpu_threads.ts";
-import { wasmSimdMath } from "./cpu_wasm_math.ts";
+import { selectCpuMatmul } from "./matmul.ts";
+import { type PartJob, runPart } from "./parallel.ts";
+import type { ArrayRef } from "./threads.ts";
+import { wasmSimdMath } from "./wasm_math.ts";
 
 const POSTED = 0, DONE = 1, STATE = 2;
 const ctl = new Int32Array(workerData.ctl as SharedArrayBuffer);
