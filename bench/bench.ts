@@ -45,6 +45,7 @@
  * @module
  */
 
+import { estimateTrainingMemory } from "../src/train/memory.ts";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { type Backend, type BackendName, createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
@@ -279,15 +280,34 @@ async function benchMatmul(
   return out;
 }
 
-/** The real model's config (or fewer layers) with dropout `pdrop` at all three sites (HF's default 0.1). */
-export function benchConfig(layers: number, pdrop: number): GPT2Config {
+/**
+ * The shapes of `--size`: the notebook's model (uer/gpt2-chinese-cluecorpussmall with the SFT tokens) and the
+ * original GPT-2s (vocabulary 50257 + the byte-level SFT additions, a pad token and the two ChatML tokens).
+ */
+export const BENCH_SIZES = {
+  uer: { layers: 12, embd: 768, heads: 12, vocab: BASE_VOCAB + SFT_TOKENS },
+  distilgpt2: { layers: 6, embd: 768, heads: 12, vocab: 50257 + 3 },
+  gpt2: { layers: 12, embd: 768, heads: 12, vocab: 50257 + 3 },
+  "gpt2-medium": { layers: 24, embd: 1024, heads: 16, vocab: 50257 + 3 },
+  "gpt2-large": { layers: 36, embd: 1280, heads: 20, vocab: 50257 + 3 },
+  "gpt2-xl": { layers: 48, embd: 1600, heads: 25, vocab: 50257 + 3 },
+} as const;
+/** A `--size` name. */
+export type BenchSize = keyof typeof BENCH_SIZES;
+
+/**
+ * The real model's config (or fewer layers, or another `size`) with dropout `pdrop` at all three sites (HF's
+ * default 0.1).
+ */
+export function benchConfig(layers: number, pdrop: number, size: BenchSize = "uer"): GPT2Config {
+  const shape = BENCH_SIZES[size];
   return parseConfig({
     model_type: "gpt2",
-    vocab_size: BASE_VOCAB + SFT_TOKENS,
+    vocab_size: shape.vocab,
     n_positions: 1024,
-    n_embd: 768,
+    n_embd: shape.embd,
     n_layer: layers,
-    n_head: 12,
+    n_head: shape.heads,
     activation_function: "gelu_new",
     embd_pdrop: pdrop,
     resid_pdrop: pdrop,
@@ -510,6 +530,7 @@ async function main(): Promise<number> {
       seq: { type: "string" },
       batch: { type: "string" },
       layers: { type: "string" },
+      size: { type: "string" },
       only: { type: "string" },
       "all-layouts": { type: "boolean", default: false },
       "no-dropout": { type: "boolean", default: false },
@@ -523,7 +544,7 @@ async function main(): Promise<number> {
   if (v.help) {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
-        "[--batch B] [--layers L] [--only PART[,PART…]] [--all-layouts] [--no-dropout] " +
+        "[--batch B] [--layers L] [--size uer|distilgpt2|gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--only PART[,PART…]] [--all-layouts] [--no-dropout] " +
         "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,auto,tune,large-f16,naive] " +
         "[--profile]",
     );
@@ -533,7 +554,8 @@ async function main(): Promise<number> {
   const backendName: BackendName = parseBackendName(v.backend);
   const B = numberFlag("batch", v.batch, quick ? 1 : 4, { integer: true, min: 1 });
   const T = numberFlag("seq", v.seq, quick ? 128 : 256, { integer: true, min: 2, max: 1024 });
-  const layers = numberFlag("layers", v.layers, quick ? 2 : 12, { integer: true, min: 1 });
+  const size = choiceFlag("size", v.size, Object.keys(BENCH_SIZES) as BenchSize[], "uer");
+  const layers = numberFlag("layers", v.layers, quick ? 2 : BENCH_SIZES[size].layers, { integer: true, min: 1 });
   const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
   const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
   // --only: one part, or several separated by commas (e.g. "matmul,step"); "all" by default
@@ -594,7 +616,7 @@ async function main(): Promise<number> {
   if (run("step")) {
     const be = await open({ profile: v.profile });
     const dropout = v["no-dropout"] ? 0 : 0.1;
-    const cfg = benchConfig(layers, dropout);
+    const cfg = benchConfig(layers, dropout, size);
     const kernel = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
     const rate = matmul.find((m) => m.shape === "c_fc" && m.role === "forward" && m.kernel === kernel)?.gflops;
     step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, rss, log });
@@ -678,6 +700,9 @@ async function main(): Promise<number> {
         `host peak RSS ${(hostPeak / 2 ** 20).toFixed(0)} MiB`
       : `peak host RSS: ${(hostPeak / 2 ** 20).toFixed(0)} MiB`,
   );
+  // what training would have printed before starting, for the same shape (src/train/memory.ts)
+  const estimate = run("step") ? estimateTrainingMemory(benchConfig(layers, 0, size), B, T) : undefined;
+  if (estimate) log(`(training's estimate for this shape: ${(estimate.total / 2 ** 20).toFixed(0)} MiB)`);
   if (v.json) {
     console.log(JSON.stringify({
       backend: name,
@@ -696,6 +721,8 @@ async function main(): Promise<number> {
       peak_bytes: peakBytes,
       peak_kind: gpu ? "gpu_buffers_allocated" : "host_rss_peak",
       host_rss_peak_bytes: hostPeak,
+      size,
+      estimate_bytes: estimate?.total,
       gpu_buffers: gpu?.buffers,
     }));
   }
