@@ -169,6 +169,10 @@ describe("metrics log", () => {
     expect(formatEpochSummary({ epoch: 1, epochs: 3, trainLoss: 1.5, valLoss: 1.25 })).toBe(
       "\nEpoch 1/3 completed\n  Train loss: 1.5000\n  Val loss:   1.2500",
     );
+    // a run without validation data (--train-file without --val-split) prints no "Val loss: nan"
+    expect(formatEpochSummary({ epoch: 1, epochs: 3, trainLoss: 1.5 })).toBe(
+      "\nEpoch 1/3 completed\n  Train loss: 1.5000",
+    );
   });
 
   test("JSONL written per line, read back, truncated last line dropped", async () => {

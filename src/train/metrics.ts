@@ -339,12 +339,12 @@ export function formatValLine(o: { step: number; totalSteps?: number; valLoss: n
   return `Step ${step} | Val loss: ${formatFixed(o.valLoss, 4)}`;
 }
 
-/** The notebook's end-of-epoch block (with its leading blank line). */
-export function formatEpochSummary(o: { epoch: number; epochs: number; trainLoss: number; valLoss: number }): string {
+/** The notebook's end-of-epoch block (with its leading blank line); no val line for a run without validation data. */
+export function formatEpochSummary(o: { epoch: number; epochs: number; trainLoss: number; valLoss?: number }): string {
   return [
     "",
     `Epoch ${o.epoch}/${o.epochs} completed`,
     `  Train loss: ${formatFixed(o.trainLoss, 4)}`,
-    `  Val loss:   ${formatFixed(o.valLoss, 4)}`,
+    ...(o.valLoss === undefined ? [] : [`  Val loss:   ${formatFixed(o.valLoss, 4)}`]),
   ].join("\n");
 }

@@ -640,12 +640,14 @@ async function trainLocked(
       },
       onEpoch: (e) => {
         if (e.valLoss !== undefined) valLosses.push(e.valLoss);
-        log.val({ epoch: e.epoch + 1, val_loss: e.valLoss ?? NaN, step: e.step, train_loss: e.trainLoss });
+        if (e.valLoss !== undefined) {
+          log.val({ epoch: e.epoch + 1, val_loss: e.valLoss, step: e.step, train_loss: e.trainLoss });
+        }
         const summary = formatEpochSummary({
           epoch: e.epoch + 1,
           epochs: cfg.epochs,
           trainLoss: e.trainLoss,
-          valLoss: e.valLoss ?? NaN,
+          ...(e.valLoss !== undefined ? { valLoss: e.valLoss } : {}),
         });
         if (bar) bar.log(summary, print);
         else print(summary);
