@@ -29,7 +29,7 @@ import { generator } from "./predictors.ts";
 import { runtimeName } from "../runtime.ts";
 
 /** Conversations per loss batch. */
-export const LOSS_BATCH = 8;
+export const LOSS_BATCH = 4;
 
 /** The loss figures of one model over the test conversations. */
 export interface LossFigures {
