@@ -279,6 +279,14 @@ describe("eval.ts --test-file (free-form)", () => {
     expect(a.format).toBe("sharegpt");
     expect(b.items.map((x) => [x.prompt, x.reference])).toEqual(a.items.map((x) => [x.prompt, x.reference]));
     expect(a.items[0]!.prompt).toBe(promptFor("今天天气"));
+    // a conversation with no assistant turn is skipped, its line kept
+    const partial = join(root, "partial.jsonl");
+    await writeFile(partial, jsonl([CONVERSATIONS[0]!, [{ role: "user", content: "你好" }], CONVERSATIONS[2]!]));
+    const p = await planFreeform({ sftDir: chatDir, testFile: partial, maxSamples: 1 });
+    expect(p.items.map((x) => x.line)).toEqual([1, 3]);
+    expect(p.skipped).toEqual([2]);
+    expect(p.evaluated.length).toBe(1);
+    expect(p.mask).toBe("assistant");
 
     // a classification model: a file of conversations is evaluated free-form; a notebook file is not
     const clsDir = join(root, "cls-sft");

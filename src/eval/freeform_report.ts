@@ -41,8 +41,14 @@ function settingsRows(r: FreeformReport): [string, string][] {
     ["Base model", r.model],
     ["SFT checkpoint", r.checkpoint],
     ["Test file", `${r.testFile} (format ${r.format})`],
-    ["Conversations in the loss", String(r.sft.conversations)],
-    ["Generated", s.maxSamples === null ? "all" : `first ${s.maxSamples}`],
+    [
+      "Conversations in the loss",
+      `${r.sft.conversations}${
+        r.sft.dropped ? ` (${r.sft.dropped} dropped: no supervised token after truncation)` : ""
+      }`,
+    ],
+    ["Skipped (no assistant turn that carries loss)", r.skipped.length ? `lines ${r.skipped.join(", ")}` : "none"],
+    ["Generated", `${r.sft.generated} (${s.maxSamples === null ? "all" : `first ${s.maxSamples}`})`],
     ["Loss mask", s.mask],
     ["Max new tokens", String(s.maxNewTokens)],
     ["Decoding", s.doSample ? `sampling (temperature ${s.temperature}, top_p ${s.topP})` : "greedy"],
