@@ -182,7 +182,7 @@ export interface FreeformRunOptions {
   /** Write `<reportBase>.md` and `<reportBase>.json` (default: none). */
   reportBase?: string;
   hub?: ResolveModelOptions;
-  /** "bar": a progress bar on stderr; anything else: none. */
+  /** "bar" (or "auto" on a terminal): a progress bar of the generations on stderr; else none. */
   progress?: "auto" | "bar" | "lines" | "none";
   print?: (line: string) => void;
   warn?: (message: string) => void;
