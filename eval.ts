@@ -1,6 +1,7 @@
 /**
  * `bun run eval.ts` (or `deno task eval`): the notebook's held-out evaluation of the base model and the SFT
- * model (Part 6), with a Markdown and a JSON report. See `--help` and `src/cli/eval.ts`.
+ * model (Part 6), or the free-form evaluation of your own test conversations (`--test-file`), with a Markdown
+ * and a JSON report. See `--help` and `src/cli/eval.ts`.
  * @module
  */
 

@@ -1,6 +1,7 @@
 /**
  * The evaluation command line, shared by `eval.ts` and `phases/06_evaluate.ts`: every flag is checked and the
- * SFT dir and test data read before a model is loaded, then `runEvaluation` runs and the report is printed.
+ * SFT dir and test data read before a model is loaded, then `runEvaluation` (the notebook's tasks) or
+ * `runFreeformEvaluation` (your own conversations, src/eval/freeform.ts) runs and the report is printed.
  * @module
  */
 
@@ -9,7 +10,15 @@ import { createBackend, parseBackendName, profileReport } from "../backend/mod.t
 import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SAMPLING_SEED_RANGE } from "./args.ts";
 import { colorEnabled, renderConsole } from "../eval/report.ts";
 import { EVAL_TASKS, NOTEBOOK_EVAL, planEvaluation, runEvaluation, summaryJson } from "../eval/run.ts";
+import { planFreeform, wantsFreeform } from "../eval/freeform.ts";
+import { freeformSummaryJson, runFreeformEvaluation } from "../eval/freeform_run.ts";
+import { renderFreeformConsole } from "../eval/freeform_report.ts";
+import { checkSftDir } from "../eval/plan.ts";
+import { DATA_FORMATS } from "../data/formats.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
+
+/** The `--task` values: the notebook's tasks and free-form chat. */
+const TASK_NAMES: readonly string[] = [...EVAL_TASKS, "chat"];
 
 export const EVAL_HELP = `Usage: bun run eval.ts [options]        (or: deno task eval [options])
 
@@ -18,12 +27,14 @@ per-category and overall accuracy, three samples, and base vs SFT side by side o
 Classification (a task with labels) scores every label by its mean log-probability after the prompt (the
 notebook's USE_LM_CLASSIFIER): the base model sees the raw instruction, the SFT model the ChatML prompt.
 Other tasks generate an answer (greedy by default) and score it as text, JSON or number.
+A model trained on your own conversations (task "chat") is evaluated free-form on your --test-file.
 
 Models and data
   --sft DIR             the SFT model directory (default models/ch8_sft_gpt2, written by \`deno task train\`)
   --model ID|DIR        the base model: hub id, id@revision or local dir
                         (default: model_name in the SFT dir's sft_task.json, else ${DEFAULT_MODEL})
-  --task NAME           ${EVAL_TASKS.join(" | ")} (default: sft_task.json's task, else classification)
+  --task NAME           ${TASK_NAMES.join(" | ")} (default: sft_task.json's task, else classification;
+                        chat: free-form, see below)
   --plain               json_extraction: score "姓名：…；邮箱：…；订单号：…" answers (default: sft_task.json's
                         use_plain_extract)
   --labels A,B,…        classification: the labels to score (default: sft_task.json's labels, else the notebook's
@@ -34,6 +45,18 @@ Models and data
   --max-samples N|all   the first N test records (default ${NOTEBOOK_EVAL.maxSamples}, EVAL_MAX_SAMPLES; 0 or "all": every record)
   --no-base             skip the base model (EVAL_RUN_BASE = False)
   --offline             use only the local Hugging Face cache for the base model (as HF_HUB_OFFLINE=1)
+
+Free-form (your own conversations: sft_task.json's task "chat", --task chat, --format, --score, or a
+--test-file of conversations)
+  --test-file PATH      the test conversations (required); each one's last assistant turn is the reference,
+                        the turns before it the ChatML prompt. Reported per model: loss and perplexity over
+                        the assistant turns of every conversation, token accuracy (argmax next token = label),
+                        and exact match (after trimming) of the answers generated for the first --max-samples
+  --format NAME         the test file's format: messages | sharegpt | prompt-completion | notebook
+                        (default auto: from the first record; text has no reference answer)
+  --score HOW           also score the answers by: contains (the reference occurs in the answer) |
+                        regex:PATTERN (the answer matches PATTERN) | json-fields (the answer's JSON object has
+                        the reference object's fields, equal)
 
 Generation (tasks without labels; the notebook: greedy, repetition penalty 1.1, no-repeat 3-gram)
   --max-new-tokens N    (default ${NOTEBOOK_EVAL.maxNewTokens})
@@ -49,7 +72,9 @@ Run and output
   --report PATH         write PATH.md and PATH.json, and for classification the confusion matrices as
                         PATH.confusion.svg (default runs/eval/report)
   --no-report           write no report files
-  --json                print a one-line JSON summary last: {task, sft: {overall, categories}, base?, seconds, report?}
+  --json                print a one-line JSON summary last: {task, sft: {overall, categories}, base?, seconds, report?};
+                        free-form: {task: "chat", exact_match, score?, sft: {exact_match, loss, perplexity,
+                        token_accuracy, …}, base?, test_file, seconds, report?}
   --quiet               no progress display and no report printout (errors and --json still print)
   --no-color            no colours (also when NO_COLOR is set or the output is not a terminal)
   -h, --help            this text
@@ -93,6 +118,8 @@ export async function evalMain(
       labels: { type: "string" },
       "data-dir": { type: "string", default: "data" },
       "test-file": { type: "string" },
+      format: { type: "string" },
+      score: { type: "string" },
       "max-samples": { type: "string" },
       "no-base": { type: "boolean", default: false },
       offline: { type: "boolean", default: false },
@@ -117,7 +144,8 @@ export async function evalMain(
   }
   // every flag is checked, and the SFT dir and test data read, before a model is loaded
   const backendName = parseBackendName(v.backend);
-  const task = v.task === undefined ? undefined : choiceFlag("task", v.task, EVAL_TASKS, "classification");
+  const task = v.task === undefined ? undefined : choiceFlag("task", v.task, TASK_NAMES, "classification");
+  const format = v.format === undefined ? undefined : choiceFlag("format", v.format, DATA_FORMATS, "auto");
   const doSample = v["do-sample"]!;
   const run = {
     sftDir: v.sft!,
@@ -146,6 +174,26 @@ export async function evalMain(
   };
   const say = v.quiet ? () => {} : print;
   for (const line of opts.heading ?? []) say(line);
+  if (await wantsFreeform({ task, testFile: run.testFile, format, score: v.score }, await checkSftDir(run.sftDir))) {
+    // your own conversations (src/eval/freeform.ts)
+    if (run.labels) throw new Error("Invalid --labels: free-form evaluation has no labels (only classification does)");
+    if (run.plain) throw new Error("Invalid --plain: free-form evaluation scores answers with --score, not --plain");
+    const plan = await planFreeform({ ...run, format, score: v.score });
+    const be = await createBackend(backendName);
+    say(`Using backend: ${be.description}`);
+    try {
+      const result = await runFreeformEvaluation({ ...run, plan, backend: be, print: say });
+      say("");
+      say(renderFreeformConsole(result.report, { color: !v["no-color"] && colorEnabled(stdout) }));
+      if (result.paths) say(`\nReport: ${result.paths.md} and ${result.paths.json}`);
+      const profile = await profileReport(be);
+      if (profile) say(profile);
+      if (v.json) print(JSON.stringify(freeformSummaryJson(result)));
+      return 0;
+    } finally {
+      be.dispose();
+    }
+  }
   const plan = await planEvaluation(run, say);
   const be = await createBackend(backendName);
   say(`Using backend: ${be.description}`);

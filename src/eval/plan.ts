@@ -118,15 +118,10 @@ async function ensureTestFile(task: SftTask, dataDir: string, plain: boolean, pr
 }
 
 /**
- * Check the options and read the test data, before any model is loaded: the SFT dir must exist and hold a
- * config.json, sft_task.json (when present) must be well formed, the task known, the test file readable
- * with at least one record, and the numbers sane.
+ * Check that `sftDir` is a model directory (it exists and holds a config.json) and read its `sft_task.json`
+ * (null when absent).
  */
-export async function planEvaluation(
-  opts: EvalPlanOptions,
-  print: (line: string) => void = () => {},
-): Promise<EvalPlan> {
-  const sftDir = opts.sftDir;
+export async function checkSftDir(sftDir: string): Promise<SftTaskMeta | null> {
   let isDir = false;
   try {
     isDir = (await stat(sftDir)).isDirectory();
@@ -142,26 +137,11 @@ export async function planEvaluation(
   if (!existsSync(join(sftDir, "config.json"))) {
     throw new Error(`Cannot evaluate: ${sftDir} is not a model directory (no config.json)`);
   }
-  const meta = await readSftTaskMeta(sftDir);
-  const task = opts.task !== undefined
-    ? parseTask(opts.task, "")
-    : parseTask(meta?.task ?? "classification", meta?.task ? ` in ${join(sftDir, "sft_task.json")}` : "");
-  let labels: string[] | null = null;
-  if (opts.labels && task !== "classification") {
-    throw new Error(`Cannot evaluate: labels were given, but the ${task} task has none (only classification does)`);
-  }
-  if (task === "classification") {
-    labels = [...(opts.labels ?? meta?.labels ?? ISSUE_LABELS)];
-    if (labels.length === 0) throw new Error("Cannot evaluate: the classification task needs at least one label");
-  }
-  const plain = task === "json_extraction" && (opts.plain ?? meta?.use_plain_extract ?? false);
-  const model = opts.model ?? meta?.model_name ?? DEFAULT_MODEL;
+  return await readSftTaskMeta(sftDir);
+}
 
-  const maxSamples = opts.maxSamples === undefined ? NOTEBOOK_EVAL.maxSamples : opts.maxSamples;
-  if (maxSamples !== null && (!Number.isInteger(maxSamples) || maxSamples < 0)) {
-    throw new Error(`Invalid max samples: ${maxSamples} (expected a whole number ≥ 0; 0 means all)`);
-  }
-  const d = opts.decoding ?? {};
+/** The decoding options with their defaults (the notebook's), checked. */
+export function resolveDecoding(d: DecodingOptions = {}): Required<DecodingOptions> {
   const doSample = d.doSample ?? NOTEBOOK_EVAL.doSample;
   const decoding: Required<DecodingOptions> = {
     maxNewTokens: d.maxNewTokens ?? NOTEBOOK_EVAL.maxNewTokens,
@@ -185,6 +165,39 @@ export async function planEvaluation(
   if (!(decoding.topP > 0 && decoding.topP <= 1)) {
     throw new Error(`Invalid top-p: ${decoding.topP} (expected 0 < p ≤ 1)`);
   }
+  return decoding;
+}
+
+/**
+ * Check the options and read the test data, before any model is loaded: the SFT dir must exist and hold a
+ * config.json, sft_task.json (when present) must be well formed, the task known, the test file readable
+ * with at least one record, and the numbers sane.
+ */
+export async function planEvaluation(
+  opts: EvalPlanOptions,
+  print: (line: string) => void = () => {},
+): Promise<EvalPlan> {
+  const sftDir = opts.sftDir;
+  const meta = await checkSftDir(sftDir);
+  const task = opts.task !== undefined
+    ? parseTask(opts.task, "")
+    : parseTask(meta?.task ?? "classification", meta?.task ? ` in ${join(sftDir, "sft_task.json")}` : "");
+  let labels: string[] | null = null;
+  if (opts.labels && task !== "classification") {
+    throw new Error(`Cannot evaluate: labels were given, but the ${task} task has none (only classification does)`);
+  }
+  if (task === "classification") {
+    labels = [...(opts.labels ?? meta?.labels ?? ISSUE_LABELS)];
+    if (labels.length === 0) throw new Error("Cannot evaluate: the classification task needs at least one label");
+  }
+  const plain = task === "json_extraction" && (opts.plain ?? meta?.use_plain_extract ?? false);
+  const model = opts.model ?? meta?.model_name ?? DEFAULT_MODEL;
+
+  const maxSamples = opts.maxSamples === undefined ? NOTEBOOK_EVAL.maxSamples : opts.maxSamples;
+  if (maxSamples !== null && (!Number.isInteger(maxSamples) || maxSamples < 0)) {
+    throw new Error(`Invalid max samples: ${maxSamples} (expected a whole number ≥ 0; 0 means all)`);
+  }
+  const decoding = resolveDecoding(opts.decoding);
 
   let testFile: string;
   if (opts.testFile !== undefined) {

@@ -64,12 +64,14 @@ export function labelClassifier(
 
 /**
  * The notebook's `generate_text` (base model: `chatml` false) or `generate_response` (SFT model: `chatml`
- * true), with the decoding settings given.
+ * true), with the decoding settings given. With `raw`, each instruction is the whole prompt text, used as it
+ * is (the free-form evaluation's ChatML conversations); `chatml` then says only how the answer ends and is
+ * cleaned.
  */
 export function generator(
   model: GPT2,
   tokenizer: Tokenizer,
-  opts: { chatml: boolean; decoding: Required<DecodingOptions> },
+  opts: { chatml: boolean; decoding: Required<DecodingOptions>; raw?: boolean },
 ): Predictor {
   const d = opts.decoding;
   let eos: number | undefined;
@@ -83,7 +85,8 @@ export function generator(
   const { seed: _seed, batchSize: _batchSize, ...decoding } = d; // the seed goes per item, the batch size to prefetch
   const settings = { ...decoding, eosTokenId: eos };
   // tok(prompt): [CLS] … [SEP]
-  const promptIds = (instruction: string) => tokenizer.encode(opts.chatml ? promptFor(instruction) : instruction).ids;
+  const promptIds = (instruction: string) =>
+    tokenizer.encode(opts.chatml && !opts.raw ? promptFor(instruction) : instruction).ids;
   const text = (ids: number[]) =>
     opts.chatml
       ? cleanResponse(tokenizer.decode(ids, { skipSpecialTokens: false }))

@@ -64,9 +64,8 @@ export async function readSftTaskMeta(sftDir: string): Promise<SftTaskMeta | nul
 export function parseTask(value: string, from: string): SftTask {
   if (value === "chat") {
     throw new Error(
-      `Cannot evaluate task "chat"${from}: the model was trained on your own chat data (--train-file), and ` +
-        "free-form evaluation of it is not there yet; evaluate a notebook task with --task, talk to the model " +
-        "with deno task chat, or read its validation loss in the run's metrics.jsonl",
+      `Task "chat"${from} is evaluated free-form, on your own test conversations: pass --test-file FILE.jsonl ` +
+        "(bun run eval.ts; in code, planFreeform of src/eval/freeform.ts and runFreeformEvaluation)",
     );
   }
   if (!(EVAL_TASKS as readonly string[]).includes(value)) {
