@@ -380,6 +380,8 @@ interface StepOptions {
   dropout: number;
   /** Matmul rate measured above (GFLOP/s), for the printed estimate. */
   rate?: number;
+  /** Gradient checkpointing (`--gradient-checkpointing`). */
+  checkpointing?: boolean;
   rss: RssMeter;
   log: (s: string) => void;
 }
@@ -429,7 +431,7 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   log(
     `step: GPT-2 ${cfg.nLayer} layers, C ${cfg.nEmbd}, V ${cfg.vocabSize}, ${(model.numParams / 1e6).toFixed(1)} M ` +
       `parameters (random init ${((now() - t) / 1000).toFixed(1)} s); B ${B}, T ${T}, ${R} supervised tokens, ` +
-      `dropout ${o.dropout}`,
+      `dropout ${o.dropout}${o.checkpointing ? ", gradient checkpointing" : ""}`,
   );
   const est = o.rate
     ? ` ≈ ${(flops / (o.rate * 1e9)).toFixed(1)} s of matmul at the c_fc rate above (a lower bound)`
@@ -440,7 +442,11 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   // step i: training mode (dropout at the config's rates, a new mask each step) unless the rates are 0
   const trainStep = (i: number) => {
     model.zeroGrad();
-    const { loss } = model.loss(batch, { backward: true, dropoutSeed: o.dropout > 0 ? i + 1 : undefined });
+    const { loss } = model.loss(batch, {
+      backward: true,
+      dropoutSeed: o.dropout > 0 ? i + 1 : undefined,
+      checkpointing: o.checkpointing,
+    });
     opt.step(LR);
     return loss;
   };
@@ -534,6 +540,7 @@ async function main(): Promise<number> {
       only: { type: "string" },
       "all-layouts": { type: "boolean", default: false },
       "no-dropout": { type: "boolean", default: false },
+      "gradient-checkpointing": { type: "boolean", default: false },
       "classify-n": { type: "string" },
       "matmul-kernels": { type: "string" },
       "classify-shape": { type: "string" },
@@ -544,7 +551,8 @@ async function main(): Promise<number> {
   if (v.help) {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
-        "[--batch B] [--layers L] [--size uer|distilgpt2|gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--only PART[,PART…]] [--all-layouts] [--no-dropout] " +
+        "[--batch B] [--layers L] [--size uer|distilgpt2|gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--gradient-checkpointing] " +
+        "[--only PART[,PART…]] [--all-layouts] [--no-dropout] " +
         "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,auto,tune,large-f16,naive] " +
         "[--profile]",
     );
@@ -619,7 +627,8 @@ async function main(): Promise<number> {
     const cfg = benchConfig(layers, dropout, size);
     const kernel = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
     const rate = matmul.find((m) => m.shape === "c_fc" && m.role === "forward" && m.kernel === kernel)?.gflops;
-    step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, rss, log });
+    const checkpointing = v["gradient-checkpointing"];
+    step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, checkpointing, rss, log });
     gpu = gpuStats(be);
     const tuning = be instanceof WebGpuBackend ? be.matmulTuning : undefined;
     if (tuning) {
@@ -701,7 +710,11 @@ async function main(): Promise<number> {
       : `peak host RSS: ${(hostPeak / 2 ** 20).toFixed(0)} MiB`,
   );
   // what training would have printed before starting, for the same shape (src/train/memory.ts)
-  const estimate = run("step") ? estimateTrainingMemory(benchConfig(layers, 0, size), B, T) : undefined;
+  const estimate = run("step")
+    ? estimateTrainingMemory(benchConfig(layers, 0, size), B, T, {
+      gradientCheckpointing: v["gradient-checkpointing"],
+    })
+    : undefined;
   if (estimate) log(`(training's estimate for this shape: ${(estimate.total / 2 ** 20).toFixed(0)} MiB)`);
   if (v.json) {
     console.log(JSON.stringify({

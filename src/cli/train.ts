@@ -67,6 +67,9 @@ Optimisation (torch.optim.AdamW, LinearLR warmup from 0.1, clip_grad_norm_)
   --lr-schedule NAME    after the warm-up: constant (default, the notebook) | linear | cosine (a decay to 0
                         at the last step, as transformers' get_linear/cosine_schedule_with_warmup)
   --grad-clip X         (default 1.0)      --seed N            (data order and dropout, default 42)
+  --gradient-checkpointing
+                        recompute each block's activations in the backward pass instead of keeping them: the
+                        same gradients in less memory, about a third more compute (default off)
   --no-dropout          train without dropout (default: the config's rates, 0.1 for the base model, as the
                         notebook's model.train())
 
@@ -128,6 +131,7 @@ export async function trainMain(
       "grad-clip": { type: "string" },
       seed: { type: "string" },
       "no-dropout": { type: "boolean" },
+      "gradient-checkpointing": { type: "boolean" },
       backend: { type: "string" },
       out: { type: "string" },
       "run-dir": { type: "string", default: "runs/ch8_sft_gpt2" },
@@ -179,6 +183,7 @@ export async function trainMain(
     pad: choiceFlag("pad", v.pad, ["longest", "max_length"] as const, d.pad),
     maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
     dropout: v["no-dropout"] === undefined ? d.dropout : !v["no-dropout"],
+    gradientCheckpointing: v["gradient-checkpointing"] ?? d.gradientCheckpointing ?? false,
   };
   // your own chat data (--train-file), or the notebook's task presets
   const wasChat = wasRun.task === "chat";

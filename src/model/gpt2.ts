@@ -267,13 +267,15 @@ export class GPT2 {
       rows?: readonly ops.RowRun[];
       /** Training mode: dropout with the config's rates, the masks drawn from this seed. */
       dropoutSeed?: number;
+      /** Gradient checkpointing: keep only each block's input, and recompute the block in the backward pass. */
+      checkpointing?: boolean;
     },
   ): Tensor {
-    const { ids, mask, B, T, tape, rows, dropoutSeed } = args;
+    const { ids, mask, B, T, tape, rows, dropoutSeed, checkpointing } = args;
     if (T > this.config.nPositions) {
       throw new Error(`Cannot run GPT-2: sequence length ${T} exceeds n_positions ${this.config.nPositions}`);
     }
-    return this.#run({ be: this.be, tape }, { ids, B, T, rows, dropoutSeed, attend: { mask } });
+    return this.#run({ be: this.be, tape }, { ids, B, T, rows, dropoutSeed, attend: { mask }, checkpointing });
   }
 
   /**
@@ -287,7 +289,14 @@ export class GPT2 {
    */
   loss(
     batch: Batch,
-    opts: { backward?: boolean; allPositions?: boolean; dropoutSeed?: number; normalizer?: number } = {},
+    opts: {
+      backward?: boolean;
+      allPositions?: boolean;
+      dropoutSeed?: number;
+      normalizer?: number;
+      /** With `backward`: recompute each block's activations in the backward pass (see {@link forward}). */
+      checkpointing?: boolean;
+    } = {},
   ): { loss: Buf; supervised: number } {
     const { B, T } = batch;
     const { targets, count } = shiftLabels(batch.labels, B, T);
@@ -308,7 +317,16 @@ export class GPT2 {
     const rows = opts.allPositions ? undefined : supervisedRuns(targets);
     const tgt = be.upload(rows ? targets.filter((y) => y !== -100) : targets, "targets");
     const tape = opts.backward ? new Tape(be) : undefined;
-    const logits = this.forward({ ids, mask, B, T, tape, rows, dropoutSeed: opts.dropoutSeed });
+    const logits = this.forward({
+      ids,
+      mask,
+      B,
+      T,
+      tape,
+      rows,
+      dropoutSeed: opts.dropoutSeed,
+      checkpointing: opts.checkpointing,
+    });
     const loss = ops.crossEntropy({ be, tape }, logits, tgt, normalizer);
     if (tape) tape.backward();
     else be.free(logits.buf);
@@ -365,7 +383,15 @@ export class GPT2 {
    */
   #run(
     outer: ops.OpContext,
-    args: { ids: Buf; B: number; T: number; rows?: readonly ops.RowRun[]; dropoutSeed?: number; attend: Attend },
+    args: {
+      ids: Buf;
+      B: number;
+      T: number;
+      rows?: readonly ops.RowRun[];
+      dropoutSeed?: number;
+      attend: Attend;
+      checkpointing?: boolean;
+    },
   ): Tensor {
     const { B, T, rows, dropoutSeed, attend } = args;
     // untaped, each layer's activations are released as the next ones are made, and reused (a cache keeps
@@ -384,7 +410,10 @@ export class GPT2 {
       positions: attend.positions,
     });
     let x = this.#drop(ctx, emb, cfg.embdPdrop, { dropoutSeed, site: 0, release });
-    for (let l = 0; l < cfg.nLayer; l++) x = this.#block(ctx, x, { l, B, T, attend, dropoutSeed, release });
+    for (let l = 0; l < cfg.nLayer; l++) {
+      const o = { l, B, T, attend, dropoutSeed, release };
+      x = args.checkpointing && ctx.tape ? this.#checkpointedBlock(ctx.tape, x, o) : this.#block(ctx, x, o);
+    }
     const xf = ops.layernorm(ctx, x, p("transformer.ln_f.weight"), p("transformer.ln_f.bias"), eps);
     // with `rows`, the LM head runs only at those positions: logits [R,V] instead of [B,T,V]
     const picked = rows ? ops.gatherRows(ctx, xf, rows) : xf;
@@ -430,6 +459,49 @@ export class GPT2 {
     const out = ops.add(ctx, x2, mlp);
     // without a tape nothing needs the intermediates any more
     release([x, ln1, qkv, att, proj, x2, ln2, fc, act, mlp]);
+    return out;
+  }
+
+  /**
+   * Block `l` with gradient checkpointing: the forward runs untaped (its intermediates go back to a scratch
+   * at once) and the tape records one op that keeps only the block's input and output. Its backward runs
+   * the block again, taped, from the same input with the same dropout masks, and backpropagates through
+   * that: the same gradients as {@link GPT2.#block} on the tape, for the memory of one block's activations
+   * instead of every block's.
+   */
+  #checkpointedBlock(
+    tape: Tape,
+    x: Tensor,
+    o: { l: number; B: number; T: number; attend: Attend; dropoutSeed?: number; release: Release },
+  ): Tensor {
+    const be = this.be;
+    const scratch = new Scratch(be);
+    const tmp = this.#block({ be, alloc: scratch.alloc }, x, {
+      ...o,
+      release: (ts) => {
+        for (const t of ts) if (t.buf !== x.buf) scratch.release(t.buf);
+      },
+    });
+    const out = new Tensor(be, be.alloc(tmp.size, "f32", `block ${o.l} out`), tmp.shape, { requiresGrad: true });
+    be.copy(out.buf, tmp.buf, tmp.size);
+    scratch.release(tmp.buf);
+    scratch.dispose();
+    tape.push({
+      op: "checkpoint",
+      outputs: [out],
+      saved: [],
+      backward: () => {
+        if (out.grad === undefined) return;
+        const sub = new Tape(be);
+        // the recomputed block reads x's values and adds its input gradient into x's
+        const xr = new Tensor(be, x.buf, x.shape, { requiresGrad: true, name: x.name });
+        xr.grad = x.gradBuf();
+        const again = this.#block({ be, tape: sub }, xr, { ...o, release: () => {} });
+        be.copy(again.gradBuf(), out.grad, out.size);
+        sub.backward();
+        xr.grad = undefined;
+      },
+    });
     return out;
   }
 

@@ -35,10 +35,18 @@ export function parameterCount(c: GPT2Config): number {
 }
 
 /** Estimate the memory of training `config` at `batchSize` examples of `maxLength` tokens per micro-batch. */
-export function estimateTrainingMemory(c: GPT2Config, batchSize: number, maxLength: number): MemoryEstimate {
+export function estimateTrainingMemory(
+  c: GPT2Config,
+  batchSize: number,
+  maxLength: number,
+  opts: { gradientCheckpointing?: boolean } = {},
+): MemoryEstimate {
   const P = parameterCount(c);
   const C = c.nEmbd, F = c.nInner ?? 4 * C, T = maxLength;
-  const perToken = c.nLayer * (9 * C + 2 * F + c.nHead * T) + 2 * c.vocabSize;
+  const block = 9 * C + 2 * F + c.nHead * T;
+  // with checkpointing each block keeps its output, and one block at a time is recomputed in full
+  const blocks = opts.gradientCheckpointing ? c.nLayer * C + block : c.nLayer * block;
+  const perToken = blocks + 2 * c.vocabSize;
   const activations = 4 * batchSize * T * perToken;
   const weights = 4 * P, gradients = 4 * P, adamMoments = 8 * P;
   return {
@@ -67,13 +75,14 @@ export function describeEstimate(e: MemoryEstimate, batchSize: number, maxLength
 /**
  * Throw when the estimate cannot fit in `available` bytes (the machine's memory for the CPU backend),
  * naming the estimate and what would make it fit: a smaller `--batch-size` with `--grad-accum` to keep the
- * batch, or a shorter `--max-length`.
+ * batch, a shorter `--max-length`, or (where `checkpointedTotal` is given: the estimate with it)
+ * `--gradient-checkpointing`.
  */
 export function checkFits(
   e: MemoryEstimate,
   available: number,
   where: string,
-  run: { batchSize: number; maxLength: number; gradAccum: number },
+  run: { batchSize: number; maxLength: number; gradAccum: number; checkpointedTotal?: number },
 ): void {
   if (e.total <= available) return;
   const fixed = e.weights + e.gradients + e.adamMoments;
@@ -88,8 +97,14 @@ export function checkFits(
       `${run.batchSize * run.gradAccum} in ${formatBytes(fixed + fits * perExample)}; or a shorter --max-length`
     : `even one example of ${run.maxLength} tokens needs ${formatBytes(perExample)} of activations: pass a ` +
       "shorter --max-length";
+  const ckpt = run.checkpointedTotal !== undefined && run.checkpointedTotal < e.total
+    ? `; or --gradient-checkpointing (about ${formatBytes(run.checkpointedTotal)}${
+      run.checkpointedTotal <= available ? ", which fits" : ""
+    })`
+    : "";
   throw new Error(
-    `Cannot train: the run needs about ${formatBytes(e.total)} and ${where} has ${formatBytes(available)}; ${hint}`,
+    `Cannot train: the run needs about ${formatBytes(e.total)} and ${where} has ${formatBytes(available)}; ` +
+      hint + ckpt,
   );
 }
 

@@ -384,13 +384,18 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   const print = opts.print ?? ((l: string) => console.log(l));
   const { model, cfg } = { model: opts.model, cfg: opts.config };
   checkTrainConfig(cfg, model);
-  const estimate = estimateTrainingMemory(model.config, cfg.batchSize, cfg.maxLength);
+  const estimate = estimateTrainingMemory(model.config, cfg.batchSize, cfg.maxLength, {
+    gradientCheckpointing: cfg.gradientCheckpointing,
+  });
   print(describeEstimate(estimate, cfg.batchSize, cfg.maxLength));
   if (model.be.name === "cpu") {
     checkFits(estimate, opts.availableMemory ?? cpuAvailableMemory(), "this machine", {
       batchSize: cfg.batchSize,
       maxLength: cfg.maxLength,
       gradAccum: cfg.gradAccum ?? 1,
+      checkpointedTotal: cfg.gradientCheckpointing
+        ? undefined
+        : estimateTrainingMemory(model.config, cfg.batchSize, cfg.maxLength, { gradientCheckpointing: true }).total,
     });
   }
   await checkOutputDirs(opts.outDir, opts.runDir);

@@ -53,6 +53,11 @@ export interface TrainConfig {
    * base model). Validation and evaluation never drop.
    */
   dropout: boolean;
+  /**
+   * Gradient checkpointing: each block's activations are recomputed in the backward pass instead of kept,
+   * for the same gradients in less memory (about a third more compute). Default off.
+   */
+  gradientCheckpointing?: boolean;
 }
 
 /** The notebook's defaults. */
@@ -331,7 +336,8 @@ class Loop {
     for (const [j, batch] of batches.entries()) {
       // a dropout seed per step and batch (and run seed), so a resumed run draws the same masks
       const dropoutSeed = cfg.dropout ? stepDropoutSeed(cfg.seed, step * this.#accum + j) : undefined;
-      const part = model.loss(batch, { backward: true, dropoutSeed, normalizer }).loss;
+      const checkpointing = cfg.gradientCheckpointing;
+      const part = model.loss(batch, { backward: true, dropoutSeed, normalizer, checkpointing }).loss;
       if (loss === undefined) loss = part;
       else {
         be.sum({ out: loss, inp: part, n: 1, accumulate: true });
