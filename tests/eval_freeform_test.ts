@@ -322,3 +322,17 @@ describe("eval.ts --test-file (free-form)", () => {
       .toThrow('Invalid --format: "yaml"');
   });
 });
+
+describe("the generation prompt of a conversation", () => {
+  test("keeps the framing before the text and drops the one after it ([SEP])", async () => {
+    const { openPromptIds } = await import("../src/eval/predictors.ts");
+    const { loadTokenizer } = await import("../src/tokenizer/load.ts");
+    const fixtures = new URL("./fixtures/", import.meta.url).pathname;
+    const bert = await loadTokenizer(fixtures + "tiny-gpt2-zh/model");
+    const prompt = "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n";
+    const bare = bert.encode(prompt, { addSpecialTokens: false }).ids;
+    expect(openPromptIds(bert, prompt)).toEqual([2, ...bare]); // [CLS] …, no [SEP]
+    const bpe = await loadTokenizer(fixtures + "tiny-gpt2-bpe/model");
+    expect(openPromptIds(bpe, "Hello world")).toEqual(bpe.encode("Hello world").ids);
+  });
+});

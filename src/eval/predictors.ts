@@ -63,6 +63,20 @@ export function labelClassifier(
 }
 
 /**
+ * The ids of `text` with the tokenizer's framing before it (`[CLS]` for a BERT tokenizer, nothing for GPT-2's
+ * byte-level BPE) and none after it: a prompt the answer continues, as in the training sequences.
+ */
+export function openPromptIds(tokenizer: Tokenizer, text: string): number[] {
+  const full = tokenizer.encode(text).ids;
+  const bare = tokenizer.encode(text, { addSpecialTokens: false }).ids;
+  const framing = tokenizer.encode("").ids.length;
+  for (let p = 0; p <= framing; p++) {
+    if (bare.every((id, i) => full[p + i] === id)) return full.slice(0, p + bare.length);
+  }
+  return bare;
+}
+
+/**
  * The notebook's `generate_text` (base model: `chatml` false) or `generate_response` (SFT model: `chatml`
  * true), with the decoding settings given. With `raw`, each instruction is the whole prompt text, used as it
  * is (the free-form evaluation's ChatML conversations); `chatml` then says only how the answer ends and is
@@ -84,9 +98,13 @@ export function generator(
   }
   const { seed: _seed, batchSize: _batchSize, ...decoding } = d; // the seed goes per item, the batch size to prefetch
   const settings = { ...decoding, eosTokenId: eos };
-  // tok(prompt): [CLS] … [SEP]
+  // tok(prompt): [CLS] … [SEP], as the notebook's generate_response; a raw conversation prompt keeps only the
+  // framing that comes before the text (the model was trained on [CLS] … assistant\n answer, not on a [SEP]
+  // after "assistant\n")
   const promptIds = (instruction: string) =>
-    tokenizer.encode(opts.chatml && !opts.raw ? promptFor(instruction) : instruction).ids;
+    opts.raw
+      ? openPromptIds(tokenizer, instruction)
+      : tokenizer.encode(opts.chatml ? promptFor(instruction) : instruction).ids;
   const text = (ids: number[]) =>
     opts.chatml
       ? cleanResponse(tokenizer.decode(ids, { skipSpecialTokens: false }))
