@@ -6,6 +6,14 @@
  */
 
 import { join } from "node:path";
+import { mkdir } from "node:fs/promises";
+import type { Backend } from "./src/backend/backend.ts";
+import { evalMain } from "./src/cli/eval.ts";
+import { toJsonl } from "./src/data/jsonl.ts";
+import { CHAT_AGAIN, CHAT_SYSTEM, chatConversations } from "./src/demo/chat.ts";
+import { atomicWriteFile } from "./src/io/atomic.ts";
+import type { GPT2 } from "./src/model/gpt2.ts";
+import type { Tokenizer } from "./src/tokenizer/types.ts";
 import process from "node:process";
 import { createBackend, parseBackendName, profileReport } from "./src/backend/mod.ts";
 import { numberFlag, parseFlags, runMain, SEED_RANGE } from "./src/cli/args.ts";
@@ -32,6 +40,9 @@ the data, SFT, then the label classifier on held-out test examples, base (untrai
   --lr X             (default 3e-3: a tiny model from scratch wants a larger rate than fine-tuning)
   --backend NAME     auto | cpu | webgpu (default auto)
   --seed N           weights and data order (default 0)
+  --chat             the general path instead: the same data as conversations in the messages format (a
+                     system prompt, one or two turns), trained with --train-file and scored by
+                     eval --test-file: exact match of the generated answer
   --json             print a JSON summary as the last line
   -h, --help         this text
 `;
@@ -51,6 +62,7 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
       backend: { type: "string" },
       seed: { type: "string" },
       json: { type: "boolean", default: false },
+      chat: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -89,7 +101,10 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
     // 2. the tiny model, saved untrained as the "base" model of the comparison
     const { model, tokenizer } = await tinyModel(be, {
       configPath: "data/tiny_config.json",
-      records: trainRecords,
+      // the chat demo's system prompt and second-turn prefix are words of the vocabulary too
+      records: v.chat
+        ? [...trainRecords, { ...trainRecords[0]!, instruction: CHAT_SYSTEM + CHAT_AGAIN }]
+        : trainRecords,
       seed,
     });
     const baseDir = join(out, "base_model");
@@ -99,6 +114,9 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
         `${model.numParams.toLocaleString("en-US")} parameters (random init)`,
     );
 
+    if (v.chat) {
+      return await chatDemo({ be, model, tokenizer, baseDir, out, dataDir, config, nTest, t0, json: v.json, print });
+    }
     // 3. SFT
     const sftDir = join(out, "model");
     const trained = await runTraining({
@@ -152,6 +170,74 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
   } finally {
     be.dispose();
   }
+}
+
+/** The demo's general path: conversations → `--train-file` training → `--test-file` evaluation (exact match). */
+async function chatDemo(o: {
+  be: Backend;
+  model: GPT2;
+  tokenizer: Tokenizer;
+  baseDir: string;
+  out: string;
+  dataDir: string;
+  config: TrainConfig;
+  nTest: number;
+  t0: number;
+  json: boolean;
+  print: (line: string) => void;
+}): Promise<number> {
+  const names = datasetFileNames("classification");
+  const chatDir = join(o.out, "chat");
+  await mkdir(chatDir, { recursive: true });
+  const files = { train: join(chatDir, "train.jsonl"), test: join(chatDir, "test.jsonl") };
+  for (const [split, file] of [["train", files.train], ["test", files.test]] as const) {
+    const records = await readSftRecords(join(o.dataDir, split === "train" ? names.train : names.test));
+    await atomicWriteFile(file, toJsonl(chatConversations(records)));
+  }
+  o.print(`Chat data: ${files.train} and ${files.test} (messages format: a system prompt, one or two turns)`);
+  const sftDir = join(o.out, "chat_model");
+  const trained = await runTraining({
+    model: o.model,
+    tokenizer: o.tokenizer,
+    modelName: o.baseDir,
+    task: "classification",
+    chat: { trainFile: files.train, valSplit: 0.05 },
+    dataDir: o.dataDir,
+    mask: "assistant+eos",
+    config: o.config,
+    outDir: sftDir,
+    runDir: join(o.out, "chat_run"),
+    overwrite: true,
+    checkpointEvery: 0,
+    print: o.print,
+  });
+  o.model.dispose();
+  const lines: string[] = [];
+  const args = ["--sft", sftDir, "--model", o.baseDir, "--test-file", files.test, "--max-samples", String(o.nTest)];
+  await evalMain([...args, "--report", join(o.out, "chat_report"), "--backend", o.be.name, "--json"], (l) => {
+    lines.push(l);
+    o.print(l);
+  }, { progress: "lines" });
+  const summary = JSON.parse(lines[lines.length - 1]!) as {
+    exact_match: number;
+    base?: { exact_match: number };
+    sft: { loss: number; token_accuracy: number };
+  };
+  const seconds = (performance.now() - o.t0) / 1000;
+  o.print(`\nChat demo finished in ${seconds.toFixed(1)} s: exact match ${(100 * summary.exact_match).toFixed(1)} %`);
+  if (o.json) {
+    o.print(JSON.stringify({
+      exact_match: summary.exact_match,
+      base_exact_match: summary.base?.exact_match ?? null,
+      token_accuracy: summary.sft.token_accuracy,
+      test_loss: summary.sft.loss,
+      seconds,
+      train_seconds: trained.seconds,
+      steps: trained.steps,
+      backend: o.be.name,
+    }));
+  }
+  return 0;
 }
 
 if (import.meta.main) runMain("demo", () => demoMain(process.argv.slice(2)));

@@ -30,6 +30,37 @@ describe("deno task demo", () => {
     }
   });
 
+  test("the default demo reaches the accuracy the README quotes (≥ 95 %)", async () => {
+    const out = await mkdtemp(join(tmpdir(), "sft-demo-full-"));
+    try {
+      const lines: string[] = [];
+      expect(await demoMain(["--out", out, "--backend", "cpu", "--json"], (l) => lines.push(l))).toBe(0);
+      const summary = JSON.parse(lines[lines.length - 1]!);
+      expect(summary.test_examples).toBe(200);
+      expect(summary.accuracy).toBeGreaterThanOrEqual(0.95);
+      expect(summary.base_accuracy).toBeLessThan(0.5);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  test("--chat: conversations in, exact match of the generated answers out (≥ 90 %)", async () => {
+    const out = await mkdtemp(join(tmpdir(), "sft-demo-chat-"));
+    try {
+      const lines: string[] = [];
+      const args = ["--out", out, "--test", "60", "--backend", "cpu", "--chat", "--json"];
+      expect(await demoMain(args, (l) => lines.push(l))).toBe(0);
+      const summary = JSON.parse(lines[lines.length - 1]!);
+      expect(summary.exact_match).toBeGreaterThanOrEqual(0.9);
+      expect(summary.base_exact_match).toBeLessThan(0.2);
+      expect(summary.token_accuracy).toBeGreaterThan(0.9);
+      const files = await readdir(join(out, "chat"));
+      expect(files.sort()).toEqual(["test.jsonl", "train.jsonl"]);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   test("--help and a bad flag", async () => {
     const lines: string[] = [];
     expect(await demoMain(["--help"], (l) => lines.push(l))).toBe(0);

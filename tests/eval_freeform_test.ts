@@ -336,3 +336,15 @@ describe("the generation prompt of a conversation", () => {
     expect(openPromptIds(bpe, "Hello world")).toEqual(bpe.encode("Hello world").ids);
   });
 });
+
+describe("answers as the scorers compare them", () => {
+  test("trimmed, without the spaces a WordPiece decoding puts between CJK characters", async () => {
+    const { comparable, exactMatch, scoreAnswer } = await import("../src/eval/freeform.ts");
+    expect(comparable(" 退 款 申 请 \n")).toBe("退款申请");
+    expect(comparable("order OD 12 你 好 world")).toBe("order OD 12你好world");
+    expect(exactMatch("退 款 申 请", "退款申请")).toBe(true);
+    expect(exactMatch("退 款", "退款申请")).toBe(false);
+    expect(exactMatch("a b", "ab")).toBe(false);
+    expect(scoreAnswer("类 别 ： 退 款 申 请", "退款申请", { kind: "contains" })).toBe(true);
+  });
+});

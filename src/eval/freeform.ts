@@ -52,9 +52,21 @@ export function scorerName(s: Scorer): string {
   return s.kind === "regex" ? `regex:${s.pattern}` : s.kind;
 }
 
-/** Exact match after trimming (Python's `strip()` whitespace) both sides. */
+/**
+ * An answer as the scorers compare it: trimmed (Python's `strip()` whitespace), and without the spaces next
+ * to CJK characters, which a WordPiece tokenizer's decoding puts between every two of them ("退 款" for
+ * "退款", in Python too) and a reference does not have.
+ */
+export function comparable(text: string): string {
+  return pyStrip(text).replace(
+    /\s+(?=[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}，。！？：；、])|(?<=[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}，。！？：；、])\s+/gu,
+    "",
+  );
+}
+
+/** Exact match of both sides made {@link comparable}. */
 export function exactMatch(pred: string, reference: string): boolean {
-  return pyStrip(pred) === pyStrip(reference);
+  return comparable(pred) === comparable(reference);
 }
 
 /** The reference parsed as a JSON object, or null when it is not one. */
@@ -82,7 +94,7 @@ export function scoreAnswer(pred: string, reference: string, scorer: Scorer): bo
     case "exact":
       return exactMatch(pred, reference);
     case "contains":
-      return pred.includes(pyStrip(reference));
+      return comparable(pred).includes(comparable(reference));
     case "regex":
       return scorer.re.test(pyStrip(pred));
     case "json-fields": {
@@ -261,6 +273,12 @@ export async function planFreeform(opts: FreeformPlanOptions): Promise<FreeformP
     mask,
     maxSamples: all ? null : maxSamples,
     runBase: opts.runBase ?? true,
-    decoding: resolveDecoding(opts.decoding),
+    // greedy, and neither the notebook's repetition penalty nor its no-repeat 3-gram: an answer may well repeat
+    // words of the prompt (a label the prompt lists, a name it gives)
+    decoding: resolveDecoding({
+      ...opts.decoding,
+      repetitionPenalty: opts.decoding?.repetitionPenalty ?? 1,
+      noRepeatNgramSize: opts.decoding?.noRepeatNgramSize ?? 0,
+    }),
   };
 }
