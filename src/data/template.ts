@@ -365,3 +365,13 @@ export async function resolveChatTemplate(
   if (source === CHATML_TEMPLATE) return undefined;
   return compileChatTemplate(source, { name, specialTokens: model.specialTokens });
 }
+
+/**
+ * The chat template a model directory carries, compiled, for prompting it (`deno task chat`); undefined when
+ * it has none or it is {@link CHATML_TEMPLATE} (the notebook's ChatML is then used as it always was).
+ */
+export async function modelChatTemplate(modelDir: string): Promise<ChatTemplate | undefined> {
+  const m = await readModelChatTemplate(modelDir);
+  if (m.source === undefined || m.source === CHATML_TEMPLATE) return undefined;
+  return compileChatTemplate(m.source, { name: `the chat template of ${m.file}`, specialTokens: m.specialTokens });
+}
