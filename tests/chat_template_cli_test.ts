@@ -58,6 +58,12 @@ describe("deno task train --chat-template", () => {
       expect(lines).toContain(`  Chat template: the chat template ${tpl}`);
       const saved = JSON.parse(await readFile(join(dir, "tpl", "tokenizer_config.json"), "utf8"));
       expect(saved.chat_template).toBe(TEMPLATE);
+      // --resume renders with the template its checkpoint carries
+      const resumed: string[] = [];
+      const resume = ["--resume", "--run-dir", join(dir, "run-tpl"), "--max-steps", "2", "--backend", "cpu", "--quiet"];
+      expect(await trainMain(resume, (l) => resumed.push(l))).toBe(0);
+      expect(resumed.some((l) => l.startsWith("  Chat template: the chat template of ") && l.includes("checkpoint")))
+        .toBe(true);
       expect(await run("chatml", [])).toBe(0);
       const chatml = JSON.parse(await readFile(join(dir, "chatml", "tokenizer_config.json"), "utf8"));
       expect(chatml.chat_template).toBe(CHATML_TEMPLATE);
