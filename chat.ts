@@ -1,8 +1,9 @@
 /**
  * `deno task chat` (or `bun run chat.ts`): talk to a saved model. Each turn is the notebook's
  * `generate_response` prompt (`<|im_start|>user\n…<|im_end|>\n<|im_start|>assistant\n`, framed as
- * `[CLS] … [SEP]`), the answer streams as it is generated and stops at `<|im_end|>`. Reads stdin, so it
- * also works piped: one prompt per line, then it exits at the end of the input. See `--help`.
+ * `[CLS] … [SEP]`), or the model's own chat template where its tokenizer_config.json has one (see
+ * src/cli/chat_prompt.ts); the answer streams as it is generated and stops at `<|im_end|>`. Reads stdin, so
+ * it also works piped: one prompt per line, then it exits at the end of the input. See `--help`.
  * @module
  */
 
@@ -11,7 +12,9 @@ import { stderr, stdin, stdout } from "node:process";
 import { createInterface } from "node:readline";
 import { createBackend, parseBackendName } from "./src/backend/mod.ts";
 import { numberFlag, parseFlags, runMain, SAMPLING_SEED_RANGE } from "./src/cli/args.ts";
-import { formatChatml, IM_END, IM_START, type Message } from "./src/data/chatml.ts";
+import { IM_END, type Message } from "./src/data/chatml.ts";
+import { chatPromptIds } from "./src/cli/chat_prompt.ts";
+import { modelChatTemplate } from "./src/data/template.ts";
 import { cleanResponse } from "./src/eval/predictors.ts";
 import { generate } from "./src/model/generate.ts";
 import type { GPT2 } from "./src/model/gpt2.ts";
@@ -23,8 +26,10 @@ const DEFAULT_DIR = "models/ch8_sft_gpt2";
 const HELP = `Usage: deno task chat [options]        (or: bun run chat.ts [options])
 
 Chat with a saved model. Each message is sent as the notebook's generate_response prompt
-(<|im_start|>user\\n…<|im_end|>\\n<|im_start|>assistant\\n); the reply streams as it is generated and stops
-at <|im_end|>. With stdin piped, every line is one message and the program exits at the end of the input.
+(<|im_start|>user\\n…<|im_end|>\\n<|im_start|>assistant\\n), or rendered with the model's chat template
+(the chat_template of its tokenizer_config.json, which deno task train saves) with the generation prompt;
+the reply streams as it is generated and stops at <|im_end|>. With stdin piped, every line is one message
+and the program exits at the end of the input.
 
 Options
   --model DIR|ID        the model (default ${DEFAULT_DIR}, written by \`deno task train\`)
@@ -34,9 +39,10 @@ Options
   --max-new-tokens N    reply length limit in tokens (default 100)
   --greedy              take the most likely token instead of sampling (the evaluation's setting)
   --seed N              sampling seed (default: a random one); turn i uses seed + i
-  --multi-turn          keep the conversation in the prompt as ChatML (oldest turns dropped to fit the
+  --multi-turn          keep the conversation in the prompt (oldest turns dropped to fit the
                         model's n_positions); default: every message is a single turn, as in the notebook
-  --system TEXT         with --multi-turn: a system message at the start of the conversation
+  --system TEXT         a system message before each conversation (before every message, or with
+                        --multi-turn at the start of the conversation; kept when old turns are dropped)
   --raw                 show the decoder's text as it is (BERT decoding puts spaces between Chinese
                         characters); default: those spaces are removed for display
   --offline             use only the local Hugging Face cache (as HF_HUB_OFFLINE=1)
@@ -70,32 +76,6 @@ interface ChatSettings {
   raw: boolean;
   multiTurn: boolean;
   system?: string;
-}
-
-/** The prompt ids of a conversation ending with a user turn, dropping the oldest turns to fit `budget`. */
-function promptIds(
-  tokenizer: Tokenizer,
-  history: Message[],
-  user: string,
-  budget: number,
-): { ids: number[]; dropped: number; cut: number } {
-  const system = history[0]?.role === "system" ? [history[0]] : [];
-  let turns = history.slice(system.length);
-  let dropped = 0;
-  for (;;) {
-    const text = formatChatml([...system, ...turns, { role: "user", content: user }]) + `${IM_START}assistant\n`;
-    const ids = tokenizer.encode(text).ids; // tok(prompt): [CLS] … [SEP]
-    if (ids.length <= budget) return { ids, dropped, cut: 0 };
-    if (turns.length > 0) {
-      // drop the oldest exchange (a user turn and the reply to it)
-      const n = turns.length >= 2 ? 2 : 1;
-      turns = turns.slice(n);
-      dropped += n;
-      continue;
-    }
-    // one message alone is too long: keep [CLS] and the last budget − 1 tokens
-    return { ids: [ids[0]!, ...ids.slice(ids.length - (budget - 1))], dropped, cut: ids.length - budget };
-  }
 }
 
 /** One reply, streamed to stdout as it is generated; returns generate_response's cleaned text. */
@@ -168,7 +148,6 @@ async function main(): Promise<number> {
     throw new Error(`Invalid --temperature: ${settings.temperature} (sampling needs > 0; use --greedy instead)`);
   }
   if (!(settings.topP > 0)) throw new Error(`Invalid --top-p: ${settings.topP} (expected 0 < p ≤ 1)`);
-  if (v.system !== undefined && !settings.multiTurn) throw new Error("Invalid --system: it needs --multi-turn");
   if (v.model === DEFAULT_DIR && !existsSync(DEFAULT_DIR)) {
     throw new Error(
       `Cannot chat: the model directory ${DEFAULT_DIR} does not exist; train one first with \`npm run train\`, ` +
@@ -180,7 +159,7 @@ async function main(): Promise<number> {
   const be = await createBackend(parseBackendName(v.backend));
   try {
     const warn = (m: string) => void stderr.write(`warning: ${m}\n`);
-    const { model, tokenizer } = await loadModelAndTokenizer(v.model!, be, {
+    const { model, tokenizer, dir } = await loadModelAndTokenizer(v.model!, be, {
       prepare: false,
       hub: { offline: v.offline || undefined },
       warn,
@@ -197,15 +176,15 @@ async function main(): Promise<number> {
         `Invalid --max-new-tokens: ${settings.maxNewTokens} leaves no room for a prompt in ${model.config.nPositions} positions`,
       );
     }
+    const template = await modelChatTemplate(dir);
     const decoding = settings.greedy ? "greedy" : `temperature ${settings.temperature}, top-p ${settings.topP}`;
     stderr.write(
       `Loaded ${v.model} on ${be.description} (${decoding}, ${settings.maxNewTokens} new tokens, ` +
-        `${settings.multiTurn ? "multi-turn" : "single turn"})\n`,
+        `${settings.multiTurn ? "multi-turn" : "single turn"}, ${template ? template.name : "ChatML"})\n`,
     );
     if (interactive) stderr.write("Type a message; /reset, /exit, /help. Ctrl-D quits.\n");
 
-    const start: Message[] = settings.system !== undefined ? [{ role: "system", content: settings.system }] : [];
-    let history: Message[] = [...start];
+    let history: Message[] = [];
     let turn = 0;
     const rl = createInterface({ input: stdin, output: interactive ? stdout : undefined, terminal: interactive });
     rl.on("SIGINT", () => rl.close());
@@ -221,11 +200,16 @@ async function main(): Promise<number> {
       if (line === "/help") {
         stdout.write("/reset  forget the conversation\n/exit   leave\n");
       } else if (line === "/reset") {
-        history = [...start];
+        history = [];
         stdout.write("(conversation cleared)\n");
       } else {
         if (!interactive) stdout.write(`User: ${line}\n`);
-        const { ids, dropped, cut } = promptIds(tokenizer, settings.multiTurn ? history : [], line, budget);
+        const { ids, dropped, cut } = chatPromptIds((t) => tokenizer.encode(t).ids, template, {
+          system: settings.system,
+          history: settings.multiTurn ? history : [],
+          user: line,
+          budget,
+        });
         if (dropped > 0) stderr.write(`(the ${dropped} oldest messages no longer fit and were left out)\n`);
         if (cut > 0) stderr.write(`(the message is ${cut} tokens too long; its beginning was cut)\n`);
         stdout.write(interactive ? "Assistant> " : "Assistant: ");

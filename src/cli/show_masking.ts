@@ -13,7 +13,8 @@ import process from "node:process";
 import { choiceFlag, numberFlag, parseFlags, runMain } from "./args.ts";
 import { IM_START } from "../data/chatml.ts";
 import { buildMaskingView, type MaskingView, renderMaskingConsole, renderMaskingHtml } from "../data/masking_view.ts";
-import { MASK_MODES, processExample } from "../data/sft_dataset.ts";
+import { MASK_MODES, processExample, type SftExampleOptions } from "../data/sft_dataset.ts";
+import { conversationRenderer, resolveChatTemplate } from "../data/template.ts";
 import { toMessages } from "../data/synth.ts";
 import { colorEnabled } from "../eval/report.ts";
 import { DEFAULT_MODEL, GPT2_MODEL_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
@@ -35,6 +36,8 @@ tokenizer is loaded; the notebook's SFT tokens are added when it lacks <|im_star
   --train-file F.jsonl  your own chat data in place of the notebook's task (the formats of deno task train)
   --format NAME         auto | messages | sharegpt | prompt-completion | text | notebook (default auto)
   --train-on WHICH      all | last: the assistant turns with loss (default all)
+  --chat-template T     with --train-file: chatml (default) | model (the model's chat_template) | FILE.jinja,
+                        as deno task train
   --json                print every example of --train-file (or the task's training split) as one JSON
                         line, in file order: {"input_ids": […], "labels": […]}, unpadded, after truncation
                         to --max-length, labels -100 where there is no loss (conversations with nothing to
@@ -83,6 +86,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
       "train-file": { type: "string" },
       format: { type: "string" },
       "train-on": { type: "string" },
+      "chat-template": { type: "string" },
       json: { type: "boolean", default: false },
       mask: { type: "string" },
       "max-length": { type: "string" },
@@ -108,20 +112,35 @@ export async function main(argv: string[], print: (line: string) => void = conso
   if (skipped !== undefined) console.error(`warning: ${skipped}`);
   const trainOn = choiceFlag("train-on", v["train-on"], TRAIN_ON, "all");
   let inputs: SftInput[];
+  // where each input comes from, for errors: the line of --train-file, else the record's index
+  let where = (i: number) => `record ${i}`;
+  const opts: SftExampleOptions = { maxLength, mask, trainOn };
   if (v["train-file"] !== undefined) {
-    const data = await readChatData(v["train-file"], choiceFlag("format", v.format, DATA_FORMATS, "auto"));
+    const file = v["train-file"];
+    const data = await readChatData(file, choiceFlag("format", v.format, DATA_FORMATS, "auto"));
     inputs = data.examples.map((e) => (e.kind === "text" ? { text: e.text } : e.messages));
+    where = (i) => `line ${data.examples[i]!.line} of ${file}`;
+    opts.render = conversationRenderer(await resolveChatTemplate(v["chat-template"] ?? "chatml", dir));
   } else {
-    if (v.format !== undefined) throw new Error("Invalid --format: it goes with --train-file (your own chat data)");
+    for (const f of ["format", "chat-template"] as const) {
+      if (v[f] !== undefined) throw new Error(`Invalid --${f}: it goes with --train-file (your own chat data)`);
+    }
     const records = await loadTaskRecords(task, v["data-dir"]!, "train", {
       plain: v.plain,
       print: v.json ? () => {} : print,
     });
     inputs = records.map((r) => toMessages(r, { plain: v.plain }));
   }
+  const exampleAt = (i: number) => {
+    try {
+      return processExample(inputs[i]!, tokenizer, opts);
+    } catch (e) {
+      throw new Error(`Cannot render ${where(i)}: ${e instanceof Error ? e.message : e}`);
+    }
+  };
   if (v.json) {
-    for (const input of inputs) {
-      const ex = processExample(input, tokenizer, { maxLength, mask, trainOn });
+    for (const i of inputs.keys()) {
+      const ex = exampleAt(i);
       if (ex) print(JSON.stringify({ input_ids: ex.inputIds, labels: ex.labels }));
     }
     return 0;
@@ -130,7 +149,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
   if (input === undefined) {
     throw new Error(`Invalid --index ${index}: the training data has ${inputs.length} examples`);
   }
-  const example = processExample(input, tokenizer, { maxLength, mask, trainOn });
+  const example = exampleAt(index);
   if (example === undefined) {
     throw new Error(`Record ${index} has no supervised token after truncation to ${maxLength} (mask mode "${mask}")`);
   }

@@ -12,6 +12,7 @@ import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SEED_RANGE } fr
 import { DATA_FORMATS } from "../data/formats.ts";
 import { TRAIN_ON } from "../data/chatml.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
+import { CHAT_TEMPLATE_CHOICES, readModelChatTemplate, resolveChatTemplate } from "../data/template.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
 import { noCheckpointError, runTraining, TASKS, type TrainRunOptions } from "../train/run.ts";
@@ -45,6 +46,11 @@ Model and data
   --format NAME         auto | messages | sharegpt | prompt-completion | text | notebook (default auto: from
                         the first record's keys)
   --train-on WHICH      all | last: the assistant turns with loss (default all, as TRL's assistant_only_loss)
+  --chat-template T     how --train-file's conversations become text: chatml (default, the notebook's
+                        <|im_start|>{role}\n{content}<|im_end|>\n) | model (the chat_template of the model's
+                        tokenizer_config.json) | FILE.jinja; the loss is on the {% generation %} blocks where
+                        the template has them, else on what each assistant turn adds; the saved model's
+                        tokenizer_config.json carries the template (a resumed run keeps the checkpoint's)
   --task NAME           the notebook's presets: classification | json_extraction (default classification)
   --plain               json_extraction: answer "姓名：…；邮箱：…；订单号：…" instead of JSON
   --labels A,B,…        classification: the labels (default the notebook's six); for your own data in
@@ -111,6 +117,7 @@ export async function trainMain(
       "val-split": { type: "string" },
       format: { type: "string" },
       "train-on": { type: "string" },
+      "chat-template": { type: "string" },
       task: { type: "string" },
       plain: { type: "boolean" },
       labels: { type: "string" },
@@ -206,8 +213,15 @@ export async function trainMain(
       trainOn: choiceFlag("train-on", givenStr("train-on", wasRun.trainOn), TRAIN_ON, "all"),
     };
   } else {
-    for (const f of ["val-file", "val-split", "format", "train-on"] as const) {
+    for (const f of ["val-file", "val-split", "format", "train-on", "chat-template"] as const) {
       if (v[f] !== undefined) throw new Error(`Invalid --${f}: it goes with --train-file (your own chat data)`);
+    }
+  }
+  const chatTemplate = v["chat-template"];
+  if (chatTemplate !== undefined && !(CHAT_TEMPLATE_CHOICES as readonly string[]).includes(chatTemplate)) {
+    const isFile = await stat(chatTemplate).then((s) => s.isFile(), () => false);
+    if (!isFile) {
+      throw new Error(`Invalid --chat-template ${chatTemplate}: no such file (expected chatml, model or a Jinja file)`);
     }
   }
   const task = chat ? "classification" : choiceFlag("task", givenStr("task", wasRun.task), TASKS, "classification");
@@ -236,10 +250,16 @@ export async function trainMain(
     // a resumed run loads its model and tokenizer from the checkpoint, itself a model directory (no hub needed;
     // its weights are the checkpoint's); the recorded source is still checked against --model
     const loadFrom = saved && await isModelDir(saved.dir) ? saved.dir : modelName;
-    const { model, tokenizer, added } = await loadModelAndTokenizer(loadFrom, be, {
+    const { model, tokenizer, added, dir } = await loadModelAndTokenizer(loadFrom, be, {
       hub: { offline: v.offline || undefined },
     });
     try {
+      if (chat) {
+        // a resumed run renders as it was trained: with the template its checkpoint carries
+        const resumed = saved && loadFrom === saved.dir && (await readModelChatTemplate(dir)).source !== undefined;
+        const template = await resolveChatTemplate(v["chat-template"] ?? (resumed ? "model" : "chatml"), dir);
+        if (template) chat.template = template;
+      }
       print(`Added ${added} total tokens (special + ASCII)`);
       for (const line of tokenizerSanityLines(tokenizer)) print(line);
       print(`Vocabulary size: ${tokenizer.vocabSize}`);

@@ -1,5 +1,6 @@
 /**
- * The SFT dataset, as the notebook's `SFTDataset`: each conversation becomes ChatML text, is tokenized
+ * The SFT dataset, as the notebook's `SFTDataset`: each conversation becomes ChatML text (or the text of a
+ * chat template, see src/data/template.ts), is tokenized
  * with offsets (truncated to `maxLength`, keeping the `[CLS] … [SEP]` framing), and every token whose
  * character span overlaps a supervised span keeps its id as label; all others get −100.
  * Batches are padded to their longest example (default) or to `maxLength` (the notebook's fixed padding).
@@ -8,6 +9,7 @@
 
 import type { Batch } from "../model/gpt2.ts";
 import { chatmlWithSpans, labelsFromOffsets, type Message, type TrainOn } from "./chatml.ts";
+import type { ConversationRenderer } from "./template.ts";
 
 /** One example to tokenize: a conversation (rendered as ChatML), or plain text that is trained on whole. */
 export type SftInput = readonly Message[] | { readonly text: string };
@@ -18,6 +20,8 @@ export interface SftExampleOptions {
   mask: MaskMode;
   /** Which assistant turns carry loss (default all). */
   trainOn?: TrainOn;
+  /** How a conversation becomes text and loss spans (default the notebook's ChatML, {@link chatmlWithSpans}). */
+  render?: ConversationRenderer;
 }
 
 /** Which tokens carry loss. */
@@ -63,7 +67,7 @@ export function processExample(input: SftInput, tok: SftTokenizer, opts: SftExam
   const plain = "text" in input;
   const { text, spans } = plain
     ? { text: input.text, spans: [] }
-    : chatmlWithSpans(input as readonly Message[], opts.mask, opts.trainOn);
+    : (opts.render ?? chatmlWithSpans)(input as readonly Message[], opts.mask, opts.trainOn);
   const enc = tok.encode(text, { maxLength: opts.maxLength });
   const labels = opts.mask === "none" || plain
     ? [...enc.ids] // the notebook's mask_prompt=False: every real token is a target
@@ -78,7 +82,8 @@ export function processExample(input: SftInput, tok: SftTokenizer, opts: SftExam
 /**
  * Build the dataset. Conversations with no supervised token left are dropped and counted, with their
  * lines (`lines[i]` is conversation i's line in its file) and why: truncation cut the answer away, or
- * the answer is empty. A dataset with no supervised token at all is an error that names the cause.
+ * the answer is empty. A dataset with no supervised token at all is an error that names the cause, and so
+ * is a conversation the renderer refuses (a role the chat template does not know): it names the line.
  */
 export function buildSftDataset(
   conversations: readonly SftInput[],
@@ -89,7 +94,15 @@ export function buildSftDataset(
   const droppedLines: number[] = [];
   let emptyAnswers = 0;
   for (const [i, messages] of conversations.entries()) {
-    const ex = processExample(messages, tok, opts);
+    let ex: SftExample | undefined;
+    try {
+      ex = processExample(messages, tok, opts);
+    } catch (e) {
+      const where = opts.lines ? `line ${opts.lines[i]}` : `conversation ${i + 1}`;
+      throw new Error(
+        `Cannot render ${where}${opts.source ? ` of ${opts.source}` : ""}: ${e instanceof Error ? e.message : e}`,
+      );
+    }
     if (ex) {
       examples.push(ex);
       continue;

@@ -21,6 +21,7 @@ import {
   toMessages,
 } from "../data/synth.ts";
 import { IM_END, type TrainOn } from "../data/chatml.ts";
+import { CHATML_TEMPLATE, type ChatTemplate, conversationRenderer } from "../data/template.ts";
 import { checkFits, cpuAvailableMemory, describeEstimate, estimateTrainingMemory } from "./memory.ts";
 import { type ChatDataOptions, loadChatTrainingData, type SplitData } from "./chat_data.ts";
 import { modelDirFiles } from "../io/model_dir.ts";
@@ -83,8 +84,10 @@ export interface TrainRunOptions {
   /**
    * Your own chat data in place of the notebook's task (any format of src/data/formats.ts): `task`, `plain`,
    * `labels` and `dataDir` are then not used, and the saved model's sft_task.json says task "chat".
+   * `template` renders the conversations (default the notebook's ChatML); the saved model's
+   * tokenizer_config.json carries it as `chat_template`.
    */
-  chat?: Omit<ChatDataOptions, "limitTrain" | "limitVal" | "seed"> & { trainOn?: TrainOn };
+  chat?: Omit<ChatDataOptions, "limitTrain" | "limitVal" | "seed"> & { trainOn?: TrainOn; template?: ChatTemplate };
   /** Use only the first N training / validation records (default all). */
   limitTrain?: number;
   limitVal?: number;
@@ -207,8 +210,16 @@ export function checkTrainConfig(cfg: TrainConfig, model: GPT2): void {
   }
 }
 
-/** The files of the tokenizer plus the notebook's sft_task.json, for the saved model dir. */
+/**
+ * The files of the tokenizer plus the notebook's sft_task.json, for the saved model dir; tokenizer_config.json
+ * carries the chat template the model was trained with (ChatML as {@link CHATML_TEMPLATE} by default), so that
+ * transformers' `apply_chat_template` renders conversations as training did.
+ */
 function modelDirExtras(opts: TrainRunOptions, labels: readonly string[] | null): Record<string, string> {
+  const files = opts.tokenizer.saveFiles();
+  const tokenizerConfig = JSON.parse(files["tokenizer_config.json"] ?? "{}") as Record<string, unknown>;
+  tokenizerConfig.chat_template = opts.chat?.template?.source ?? CHATML_TEMPLATE;
+  files["tokenizer_config.json"] = JSON.stringify(tokenizerConfig, null, 2) + "\n";
   const meta = {
     task: opts.chat ? "chat" : opts.task,
     use_plain_extract: !!opts.plain,
@@ -216,7 +227,7 @@ function modelDirExtras(opts: TrainRunOptions, labels: readonly string[] | null)
     model_name: opts.modelName,
     mask: opts.mask,
   };
-  return { ...opts.tokenizer.saveFiles(), "sft_task.json": JSON.stringify(meta, null, 2) + "\n" };
+  return { ...files, "sft_task.json": JSON.stringify(meta, null, 2) + "\n" };
 }
 
 /**
@@ -470,7 +481,12 @@ async function trainLocked(
     const conflicts = dataConflicts((savedState.run as Partial<RunSettings>).dataFiles, settings.dataFiles);
     if (conflicts.length) refuseResume(found!, conflicts);
   }
-  const dsOpts = { maxLength: cfg.maxLength, mask: opts.mask, trainOn: opts.chat?.trainOn };
+  const dsOpts = {
+    maxLength: cfg.maxLength,
+    mask: opts.mask,
+    trainOn: opts.chat?.trainOn,
+    render: conversationRenderer(opts.chat?.template),
+  };
   const dataset = (split: SplitData) =>
     buildSftDataset(split.inputs, tokenizer, { ...dsOpts, source: split.name, lines: split.lines });
   const train = dataset(data.train);
@@ -523,6 +539,7 @@ async function trainLocked(
   print(`  Total steps: ${totalSteps}`);
   print(`  Max steps: ${cfg.maxSteps}`);
   print(`  Loss mask: ${opts.mask} | padding: ${cfg.pad} | max length: ${cfg.maxLength} | backend: ${be.name}`);
+  if (opts.chat) print(`  Chat template: ${opts.chat.template?.name ?? "ChatML (the notebook's)"}`);
   const c = model.config;
   print(
     cfg.dropout
