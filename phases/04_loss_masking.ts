@@ -13,6 +13,7 @@ import { buildMaskingView, renderMaskingConsole } from "../src/data/masking_view
 import { buildSftDataset, MASK_MODES } from "../src/data/sft_dataset.ts";
 import { toMessages } from "../src/data/synth.ts";
 import { colorEnabled } from "../src/eval/report.ts";
+import { readSettings } from "../src/env.ts";
 import { DEFAULT_MODEL } from "../src/io/hub.ts";
 import { tokenizerSanityLines } from "../src/tokenizer/sanity.ts";
 import { loadTaskRecords, TASKS } from "../src/train/run.ts";
@@ -69,7 +70,8 @@ export async function main(argv: string[], print: (line: string) => void = conso
   const maxLength = numberFlag("max-length", v["max-length"], 256, { integer: true, min: 3 });
   const limit = numberFlag("limit", v.limit, 1, { integer: true, min: 0 });
   const index = numberFlag("index", v.index, 0, { integer: true, min: 0 });
-  const color = !v["no-color"] && colorEnabled();
+  const env = readSettings();
+  const color = !v["no-color"] && colorEnabled(process.stdout, env.noColor);
 
   print("## Part 4：Loss Masking\n");
   print("SFT 的关键点：只在 assistant 回复上计算 loss，而不是在 user 输入上计算。");

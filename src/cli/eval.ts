@@ -10,6 +10,7 @@ import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SAMPLING_SEED_R
 import { colorEnabled, renderConsole } from "../eval/report.ts";
 import { EVAL_TASKS, NOTEBOOK_EVAL, planEvaluation, runEvaluation, summaryJson } from "../eval/run.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
+import { readSettings } from "../env.ts";
 
 export const EVAL_HELP = `Usage: bun run eval.ts [options]        (or: deno task eval [options])
 
@@ -117,6 +118,7 @@ export async function evalMain(
   }
   // every flag is checked, and the SFT dir and test data read, before a model is loaded
   const backendName = parseBackendName(v.backend);
+  const env = readSettings();
   const task = v.task === undefined ? undefined : choiceFlag("task", v.task, EVAL_TASKS, "classification");
   const doSample = v["do-sample"]!;
   const run = {
@@ -141,18 +143,18 @@ export async function evalMain(
       batchSize: numberFlag("gen-batch", v["gen-batch"], 16, { integer: true, min: 1 }),
     },
     reportBase: v["no-report"] ? undefined : v.report!,
-    hub: { offline: v.offline || undefined },
+    hub: { env: env.hub, offline: v.offline || undefined },
     progress: v.quiet ? "none" as const : opts.progress ?? "auto" as const,
   };
   const say = v.quiet ? () => {} : print;
   for (const line of opts.heading ?? []) say(line);
   const plan = await planEvaluation(run, say);
-  const be = await createBackend(backendName);
+  const be = await createBackend(backendName, env.backend);
   say(`Using backend: ${be.description}`);
   try {
     const result = await runEvaluation({ ...run, plan, backend: be, print: say });
     say("");
-    say(renderConsole(result.report, { color: !v["no-color"] && colorEnabled(stdout) }));
+    say(renderConsole(result.report, { color: !v["no-color"] && colorEnabled(stdout, env.noColor) }));
     if (result.paths) {
       const p = result.paths;
       say(`\nReport: ${p.md} and ${p.json}${p.svg ? ` (confusion matrices: ${p.svg})` : ""}`);
