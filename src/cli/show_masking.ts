@@ -16,7 +16,7 @@ import { buildMaskingView, type MaskingView, renderMaskingConsole, renderMasking
 import { MASK_MODES, processExample } from "../data/sft_dataset.ts";
 import { toMessages } from "../data/synth.ts";
 import { colorEnabled } from "../eval/report.ts";
-import { readSettings } from "../env.ts";
+import { hubEnvironment, outputSettings, readVariables } from "../env.ts";
 import { DEFAULT_MODEL, GPT2_MODEL_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { skippedTokensWarning } from "../tokenizer/tokenizer.ts";
@@ -102,10 +102,13 @@ export async function main(argv: string[], print: (line: string) => void = conso
   const mask = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");
   const index = numberFlag("index", v.index, 0, { integer: true, min: 0 });
   const maxLength = numberFlag("max-length", v["max-length"], 256, { integer: true, min: 3 });
-  const env = readSettings();
-  const color = !v["no-color"] && colorEnabled(process.stdout, env.noColor);
+  const vars = readVariables(); // no backend here: only the output and hub variables
+  const color = !v["no-color"] && colorEnabled(process.stdout, outputSettings(vars).noColor);
 
-  const { tokenizer, dir } = await loadSftTokenizer(v.model!, { env: env.hub, offline: v.offline || undefined });
+  const { tokenizer, dir } = await loadSftTokenizer(v.model!, {
+    env: hubEnvironment(vars),
+    offline: v.offline || undefined,
+  });
   const skipped = skippedTokensWarning(tokenizer.skippedTokens, dir);
   if (skipped !== undefined) console.error(`warning: ${skipped}`);
   const trainOn = choiceFlag("train-on", v["train-on"], TRAIN_ON, "all");
