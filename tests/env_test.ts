@@ -5,6 +5,7 @@
  */
 
 import { describe, expect, test } from "bun:test";
+import process from "node:process";
 import { createBackend } from "../src/backend/mod.ts";
 import {
   backendSettings,
@@ -95,6 +96,20 @@ describe("src/env.ts", () => {
       expect(be.description).toBe("CPU reference (plain TypeScript loops, 1 thread), profiling");
     } finally {
       be.dispose();
+    }
+  });
+
+  test("the library reads no variable: a variable counts only through readSettings", async () => {
+    const old = process.env.GPT2_SFT_PROFILE;
+    process.env.GPT2_SFT_PROFILE = "1";
+    try {
+      const be = await createBackend("cpu", { cpu: { matmul: "reference" } });
+      expect(be.description).toBe("CPU reference (plain TypeScript loops, 1 thread)");
+      be.dispose();
+      expect(readSettings().backend.profile).toBe(true);
+    } finally {
+      if (old === undefined) delete process.env.GPT2_SFT_PROFILE;
+      else process.env.GPT2_SFT_PROFILE = old;
     }
   });
 });
