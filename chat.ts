@@ -19,6 +19,7 @@ import { cleanResponse } from "./src/eval/predictors.ts";
 import { generate } from "./src/model/generate.ts";
 import type { GPT2 } from "./src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "./src/model/load.ts";
+import { readSettings } from "./src/env.ts";
 import type { Tokenizer } from "./src/tokenizer/types.ts";
 
 const DEFAULT_DIR = "models/ch8_sft_gpt2";
@@ -156,12 +157,13 @@ async function main(): Promise<number> {
     );
   }
   const interactive = stdin.isTTY === true;
-  const be = await createBackend(parseBackendName(v.backend));
+  const env = readSettings();
+  const be = await createBackend(parseBackendName(v.backend), env.backend);
   try {
     const warn = (m: string) => void stderr.write(`warning: ${m}\n`);
     const { model, tokenizer, dir } = await loadModelAndTokenizer(v.model!, be, {
       prepare: false,
-      hub: { offline: v.offline || undefined },
+      hub: { env: env.hub, offline: v.offline || undefined },
       warn,
     });
     // eos = <|im_end|>, as generate_response (falling back to the config's eos without the SFT tokens)

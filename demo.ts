@@ -20,7 +20,8 @@ import { numberFlag, parseFlags, runMain, SEED_RANGE } from "./src/cli/args.ts";
 import { readSftRecords } from "./src/data/jsonl.ts";
 import { datasetFileNames, writeDataset } from "./src/data/synth.ts";
 import { DEMO_TRAIN, tinyModel } from "./src/demo/tiny.ts";
-import { renderConsole } from "./src/eval/report.ts";
+import { colorEnabled, renderConsole } from "./src/eval/report.ts";
+import { readSettings } from "./src/env.ts";
 import { runEvaluation } from "./src/eval/run.ts";
 import { runTraining, saveSftModel } from "./src/train/run.ts";
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "./src/train/trainer.ts";
@@ -89,7 +90,8 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
   const out = v.out!;
   const dataDir = join(out, "data");
   const t0 = performance.now();
-  const be = await createBackend(parseBackendName(v.backend));
+  const env = readSettings();
+  const be = await createBackend(parseBackendName(v.backend), env.backend);
   try {
     print(`Backend: ${be.description}`);
     // 1. data: the notebook's generator, fewer records (the first N of each seed's sequence)
@@ -148,7 +150,7 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
       print,
     });
     const report = evaluated.report;
-    print(renderConsole(report));
+    print(renderConsole(report, { color: colorEnabled(process.stdout, env.noColor) }));
     const seconds = (performance.now() - t0) / 1000;
     print(`\nDemo finished in ${seconds.toFixed(1)} s; report: ${evaluated.paths?.md}`);
     const profile = await profileReport(be);

@@ -24,7 +24,16 @@
  */
 
 export type { Backend, Buf } from "./src/backend/backend.ts";
-export { BACKEND_NAMES, type BackendName, createBackend, parseBackendName, profileReport } from "./src/backend/mod.ts";
+export {
+  BACKEND_NAMES,
+  type BackendName,
+  type BackendOptions,
+  createBackend,
+  parseBackendName,
+  profileReport,
+} from "./src/backend/mod.ts";
+// the environment variables the commands honour, as options (`createBackend(name, backendSettings())`)
+export { backendSettings, hubEnvironment, readSettings, type Settings } from "./src/env.ts";
 export { formatProfile, type KernelTime, mergeMatmulRows } from "./src/backend/profile.ts";
 export { CpuBackend } from "./src/backend/cpu.ts";
 export { Tape, Tensor } from "./src/autograd/tensor.ts";

@@ -7,6 +7,7 @@
  *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
  *                   [--batch B] [--layers L] [--only PART[,PART…]] [--all-layouts] [--no-dropout]
  *                   [--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,…]
+ *                   [--flush-every N] [--no-flush-ramp] [--profile]
  *   bun bench/bench.ts …the same flags…
  * PART: matmul, step, dispatch, classify, generate, tta (default: all of them).
  *
@@ -28,8 +29,13 @@
  * is the high-water mark); CPU, the process's peak resident set (VmHWM where Linux reports it, else the
  * largest `process.memoryUsage().rss` sampled).
  *
- * `--matmul-kernels` (WebGPU) times the matmuls once per kernel named (kernels/matmul_*.wgsl); the step and
- * the classifier run the default kernel, or the one `GPT2_SFT_MATMUL` names.
+ * `--matmul-kernels` (WebGPU) times the matmuls once per kernel named (kernels/matmul_*.wgsl; "auto", the
+ * unmeasured per-product heuristic, is accepted here only); the step and the classifier run the default
+ * kernel, or the one `GPT2_SFT_MATMUL` names.
+ *
+ * `--flush-every N` (1 … 256, default 256) and `--no-flush-ramp` (WebGPU) set the backend's submit batching
+ * (`WebGpuBackendOptions.flushEvery`, `.flushRamp`), which only this harness changes: `bench/gpu_check.sh`
+ * times both against the defaults.
  *
  * Classifier: `--classify-n` test prompts (default 100) × the six labels, scored the notebook's way (one full
  * forward per label) and ours (prefix shared, KV cache, batched), on the demo's tiny model or, with
@@ -48,12 +54,26 @@
 import { estimateTrainingMemory } from "../src/train/memory.ts";
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { type Backend, type BackendName, createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
+import {
+  type Backend,
+  type BackendName,
+  type BackendOptions,
+  createBackend,
+  opProfiler,
+  parseBackendName,
+} from "../src/backend/mod.ts";
 import { choiceFlag, numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { benchClassifier, type ClassifierResult } from "./classify.ts";
 import { benchGeneration, type GenerationResult } from "./generate.ts";
 import { timeToAccuracyMain } from "./time_to_accuracy.ts";
-import { type MatmulKernel, parseMatmulKernel, WebGpuBackend } from "../src/backend/webgpu.ts";
+import {
+  ALL_MATMUL_KERNELS,
+  type MatmulKernel,
+  parseFlushEvery,
+  parseMatmulKernel,
+  WebGpuBackend,
+} from "../src/backend/webgpu.ts";
+import { backendSettings } from "../src/env.ts";
 import { formatProfile, type KernelTime } from "../src/backend/profile.ts";
 import { formatTuning, type TunedShape } from "../src/backend/matmul_tuner.ts";
 import { type GPT2Config, parseConfig } from "../src/model/config.ts";
@@ -544,6 +564,8 @@ async function main(): Promise<number> {
       "classify-n": { type: "string" },
       "matmul-kernels": { type: "string" },
       "classify-shape": { type: "string" },
+      "flush-every": { type: "string" },
+      "no-flush-ramp": { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -554,7 +576,7 @@ async function main(): Promise<number> {
         "[--batch B] [--layers L] [--size uer|distilgpt2|gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--gradient-checkpointing] " +
         "[--only PART[,PART…]] [--all-layouts] [--no-dropout] " +
         "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,auto,tune,large-f16,naive] " +
-        "[--profile]",
+        "[--flush-every N] [--no-flush-ramp] [--profile]",
     );
     return 0;
   }
@@ -572,6 +594,12 @@ async function main(): Promise<number> {
   const run = (part: (typeof PARTS)[number]) => parts.has("all") || parts.has(part);
   const classifyN = numberFlag("classify-n", v["classify-n"], quick ? 20 : 100, { integer: true, min: 1 });
   const classifyShape = choiceFlag("classify-shape", v["classify-shape"], ["tiny", "gpt2"] as const, "tiny");
+  // the environment's backend options, with the submit batching of the flags (bench only)
+  const env = backendSettings();
+  const webgpu: BackendOptions["webgpu"] = { ...env.webgpu };
+  if (v["flush-every"] !== undefined) webgpu.flushEvery = parseFlushEvery(v["flush-every"], "--flush-every");
+  if (v["no-flush-ramp"]) webgpu.flushRamp = false;
+  const backendOpts: BackendOptions = { ...env, webgpu };
   const log = (s: string) => console.log(s);
   const rss = new RssMeter();
   rss.sample();
@@ -583,11 +611,15 @@ async function main(): Promise<number> {
   if (run("matmul")) {
     // WebGPU: one backend per kernel asked for (default: the backend's own, GPT2_SFT_MATMUL or "tiled")
     const kernels: (MatmulKernel | undefined)[] = v["matmul-kernels"]
-      ? v["matmul-kernels"].split(",").map((k) => parseMatmulKernel(k.trim(), "--matmul-kernels entry"))
+      ? v["matmul-kernels"].split(",").map((k) =>
+        parseMatmulKernel(k.trim(), "--matmul-kernels entry", ALL_MATMUL_KERNELS)
+      )
       : [undefined];
     for (const kernel of kernels) {
       if (kernel && backendName === "cpu") throw new Error("--matmul-kernels needs --backend webgpu or auto");
-      const be = kernel ? await WebGpuBackend.create({ matmul: kernel }) : await createBackend(backendName);
+      const be = kernel
+        ? await WebGpuBackend.create({ ...webgpu, profile: env.profile, matmul: kernel })
+        : await createBackend(backendName, backendOpts);
       device = be.description;
       name = be.name;
       log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
@@ -612,7 +644,7 @@ async function main(): Promise<number> {
 
   /** A fresh backend for one part; the first one announces itself, the last one names the JSON's device. */
   const open = async (opts: { profile?: boolean } = {}) => {
-    const be = await createBackend(backendName, opts);
+    const be = await createBackend(backendName, { ...backendOpts, profile: opts.profile || env.profile });
     if (!device) log(`bench: ${be.name} (${be.description}), ${runtimeName()}`);
     device = be.description;
     name = be.name;
@@ -645,7 +677,7 @@ async function main(): Promise<number> {
 
   let dispatch: DispatchResult | undefined;
   if (run("dispatch") && backendName !== "cpu") {
-    const be = await createBackend(backendName);
+    const be = await createBackend(backendName, backendOpts);
     if (be instanceof WebGpuBackend) {
       dispatch = await benchDispatch(be);
       log(

@@ -15,6 +15,7 @@
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/backend/backend.ts";
 import { createBackend, parseBackendName, profileReport } from "../src/backend/mod.ts";
+import { backendSettings } from "../src/env.ts";
 import { choiceFlag, numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
 import { generateClassificationRecords, ISSUE_LABELS } from "../src/data/synth.ts";
@@ -165,7 +166,7 @@ export async function runOnBackend<R extends object>(
   measure: (be: Backend, log: (s: string) => void) => Promise<R>,
   ok: (result: R) => boolean,
 ): Promise<number> {
-  const be = await createBackend(parseBackendName(backendFlag));
+  const be = await createBackend(parseBackendName(backendFlag), backendSettings());
   try {
     console.log(`${tool}: ${be.name} (${be.description}), ${runtimeName()}`);
     const result = await measure(be, (s) => console.log(s));

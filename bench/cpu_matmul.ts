@@ -21,6 +21,7 @@ import { CpuBackend } from "../src/backend/cpu.ts";
 import { cpuThreadCount } from "../src/backend/cpu/threads.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
+import { backendSettings } from "../src/env.ts";
 
 /** One benchmarked matmul: out[M,N] = op(A)[M,K]·op(B)[K,N] (+ bias). */
 interface Shape {
@@ -135,13 +136,15 @@ function main(): Promise<number> {
   }
   const reps = numberFlag("reps", v.reps, 3, { integer: true, min: 1 });
   const refRows = numberFlag("ref-rows", v["ref-rows"], 32, { integer: true, min: 1 });
-  const ref = new CpuBackend({ matmul: "reference" });
+  const cpu = backendSettings().cpu ?? {}; // GPT2_SFT_CPU_THREADS, GPT2_SFT_BLAS_LIB
+  const ref = new CpuBackend({ ...cpu, matmul: "reference" });
   // the WASM kernel on one thread, and split over the default helper threads (what runs without a BLAS)
-  const wasm = new CpuBackend({ matmul: "wasm", threads: 1 }), wasmThreads = new CpuBackend({ matmul: "wasm" });
-  const wasmThreadCount = cpuThreadCount(false); // the default of a matmul that does not thread itself
+  const wasm = new CpuBackend({ ...cpu, matmul: "wasm", threads: 1 });
+  const wasmThreads = new CpuBackend({ ...cpu, matmul: "wasm" });
+  const wasmThreadCount = cpu.threads ?? cpuThreadCount(false); // the default of a matmul that does not thread itself
   let fast: CpuBackend | undefined, fastWhy = "";
   try {
-    fast = new CpuBackend({ matmul: "blas" });
+    fast = new CpuBackend({ ...cpu, matmul: "blas" });
   } catch (e) {
     fastWhy = e instanceof Error ? e.message : String(e);
   }

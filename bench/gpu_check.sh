@@ -19,8 +19,8 @@
 #                    --only matmul,step,dispatch,classify --classify-shape gpt2
 #                    --matmul-kernels tiled,large,auto,tune,large-f16 (JSON last line)
 #   steps.log        the step alone at T = 128; at T = 256 with GPT2_SFT_ATTENTION=flash, and =rows; at T = 256
-#                    with GPT2_SFT_FLUSH_EVERY=32 (submits of 32 dispatches instead of 256), and with
-#                    GPT2_SFT_FLUSH_RAMP=0 (no ramp from 16 dispatches after each sync; with the dispatch part:
+#                    with --flush-every 32 (submits of 32 dispatches instead of 256), and with
+#                    --no-flush-ramp (no ramp from 16 dispatches after each sync; with the dispatch part:
 #                    where record_us is higher with the ramp, a submit waits for the GPU); at T = 256 with
 #                    --profile (GPU time per kernel from timestamp queries); at T = 256 with GPT2_SFT_MATMUL=tune
 #                    (a JSON line each)
@@ -142,8 +142,8 @@ run_step "bench webgpu steps: T=128; T=256 with flash, then rows attention; subm
   "r=0; '$DENO' task bench --backend webgpu --json --only step --seq 128 --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_ATTENTION=flash '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    GPT2_SFT_ATTENTION=rows '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
-   GPT2_SFT_FLUSH_EVERY=32 '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
-   GPT2_SFT_FLUSH_RAMP=0 '$DENO' task bench --backend webgpu --json --only step,dispatch --steps $steps --warmup 2 $q || r=1; \
+   '$DENO' task bench --backend webgpu --json --only step --flush-every 32 --steps $steps --warmup 2 $q || r=1; \
+   '$DENO' task bench --backend webgpu --json --only step,dispatch --no-flush-ramp --steps $steps --warmup 2 $q || r=1; \
    '$DENO' task bench --backend webgpu --json --only step --steps 3 --warmup 1 --profile $q || r=1; \
    GPT2_SFT_MATMUL=tune '$DENO' task bench --backend webgpu --json --only step --steps $steps --warmup 2 $q || r=1; \
    exit \$r"

@@ -25,6 +25,7 @@ import { GPT2 } from "../src/model/gpt2.ts";
 import { BertTokenizer } from "../src/tokenizer/tokenizer.ts";
 import { saveSftModel } from "../src/train/run.ts";
 import { parseFlags } from "../src/cli/args.ts";
+import { backendSettings } from "../src/env.ts";
 
 const { values: v } = parseFlags({
   args: process.argv.slice(2),
@@ -50,7 +51,8 @@ const tokenizer = BertTokenizer.fromVocab(vocabFromRecords(records), { doLowerCa
 tokenizer.prepareForSft();
 const config = benchConfig(12, 0.1); // the real shape, dropout 0.1 as the base model
 
-const be = new CpuBackend();
+const env = backendSettings();
+const be = new CpuBackend({ ...env.cpu, profile: env.profile });
 const model = GPT2.random(be, config, 1);
 await saveSftModel(modelDir, { model, tokenizer, extraFiles: tokenizer.saveFiles() });
 console.log(`Real-shape model (${model.numParams.toLocaleString("en-US")} parameters, random) in ${modelDir}`);

@@ -24,6 +24,7 @@ import { join } from "node:path";
 import process from "node:process";
 import type { Backend } from "../src/backend/backend.ts";
 import { createBackend, opProfiler, parseBackendName } from "../src/backend/mod.ts";
+import { backendSettings } from "../src/env.ts";
 import { formatProfile, type KernelTime, mergeMatmulRows } from "../src/backend/profile.ts";
 import { choiceFlag, numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { promptFor } from "../src/data/chatml.ts";
@@ -184,7 +185,8 @@ export async function timeToAccuracyMain(
   };
   base.epochs = Math.ceil(maxSteps / Math.ceil(nTrain / base.batchSize));
 
-  const be: Backend = await createBackend(parseBackendName(v.backend), { profile: v.profile });
+  const env = backendSettings();
+  const be: Backend = await createBackend(parseBackendName(v.backend), { ...env, profile: v.profile || env.profile });
   const profiler = opProfiler(be);
   try {
     print(`Backend: ${be.description} (${runtimeName()})`);

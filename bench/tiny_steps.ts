@@ -14,6 +14,7 @@
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { createBackend, parseBackendName } from "../src/backend/mod.ts";
+import { backendSettings } from "../src/env.ts";
 import { numberFlag, parseFlags, runMain, runtimeName } from "../src/cli/args.ts";
 import { buildSftDataset } from "../src/data/sft_dataset.ts";
 import { generateClassificationRecords, SPLIT_SEEDS, toMessages } from "../src/data/synth.ts";
@@ -37,7 +38,7 @@ export async function tinyStepsMain(argv: string[], print: (line: string) => voi
     return 0;
   }
   const steps = numberFlag("steps", v.steps, 80, { integer: true, min: 12 });
-  const be = await createBackend(parseBackendName(v.backend ?? "cpu"));
+  const be = await createBackend(parseBackendName(v.backend ?? "cpu"), backendSettings());
   try {
     const records = generateClassificationRecords(DEMO_TRAIN.trainRecords, SPLIT_SEEDS.train);
     const tiny = await tinyModel(be, {

@@ -10,6 +10,7 @@ import { createBackend, parseBackendName } from "../src/backend/mod.ts";
 import { numberFlag, parseFlags, runMain } from "../src/cli/args.ts";
 import { pyStrip } from "../src/eval/metrics.ts";
 import { DEFAULT_MODEL } from "../src/io/hub.ts";
+import { readSettings } from "../src/env.ts";
 import { generate, type GenerateOptions } from "../src/model/generate.ts";
 import type { GPT2 } from "../src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "../src/model/load.ts";
@@ -108,7 +109,8 @@ export async function main(argv: string[], print: (line: string) => void = conso
   }
   const seed = numberFlag("seed", v.seed, 42, { integer: true, min: 0 });
   const maxNewTokens = numberFlag("max-new-tokens", v["max-new-tokens"], 30, { integer: true, min: 1 });
-  const be = await createBackend(parseBackendName(v.backend));
+  const env = readSettings();
+  const be = await createBackend(parseBackendName(v.backend), env.backend);
   try {
     print(INTRO);
     print("## Part 1：理解基础模型与对话模型\n");
@@ -117,7 +119,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
     // the base model as the notebook loads it: no SFT tokens yet (those come in Part 5)
     const { model, tokenizer } = await loadModelAndTokenizer(v.model!, be, {
       prepare: false,
-      hub: { offline: v.offline || undefined },
+      hub: { env: env.hub, offline: v.offline || undefined },
     });
     try {
       print(`Model loaded: ${model.numParams.toLocaleString("en-US")} parameters`);

@@ -13,6 +13,7 @@ import { buildMaskingView, renderMaskingConsole } from "../src/data/masking_view
 import { buildSftDataset, MASK_MODES } from "../src/data/sft_dataset.ts";
 import { toMessages } from "../src/data/synth.ts";
 import { colorEnabled } from "../src/eval/report.ts";
+import { hubEnvironment, outputSettings, readVariables } from "../src/env.ts";
 import { DEFAULT_MODEL } from "../src/io/hub.ts";
 import { tokenizerSanityLines } from "../src/tokenizer/sanity.ts";
 import { loadTaskRecords, TASKS } from "../src/train/run.ts";
@@ -69,14 +70,18 @@ export async function main(argv: string[], print: (line: string) => void = conso
   const maxLength = numberFlag("max-length", v["max-length"], 256, { integer: true, min: 3 });
   const limit = numberFlag("limit", v.limit, 1, { integer: true, min: 0 });
   const index = numberFlag("index", v.index, 0, { integer: true, min: 0 });
-  const color = !v["no-color"] && colorEnabled();
+  const vars = readVariables(); // no backend here: only the output and hub variables
+  const color = !v["no-color"] && colorEnabled(process.stdout, outputSettings(vars).noColor);
 
   print("## Part 4：Loss Masking\n");
   print("SFT 的关键点：只在 assistant 回复上计算 loss，而不是在 user 输入上计算。");
   print("（labels 中用 -100 屏蔽 user/system 的 token；只有 assistant 的回复参与 loss。）\n");
 
   print("Adding special tokens...");
-  const { tokenizer, added } = await loadSftTokenizer(v.model!, { offline: v.offline || undefined });
+  const { tokenizer, added } = await loadSftTokenizer(v.model!, {
+    env: hubEnvironment(vars),
+    offline: v.offline || undefined,
+  });
   print(`Added ${added} total tokens (special + ASCII)`);
   for (const line of tokenizerSanityLines(tokenizer)) print(line);
   print(`Vocabulary size: ${tokenizer.vocabSize}`);

@@ -23,6 +23,7 @@ import type { Tokenizer } from "./tokenizer/types.ts";
 import { exists } from "./io/atomic.ts";
 import { compareArrays, maxAbs } from "./testing/compare.ts";
 import { parseFlags } from "./cli/args.ts";
+import { backendSettings } from "./env.ts";
 
 /** One line of the parity table. */
 export interface ParityCheck {
@@ -335,7 +336,7 @@ async function main(argv: string[]): Promise<number> {
 
 Compares logits, losses, every gradient, AdamW steps, greedy generation, label scores and tokenization
 against a PyTorch fixture (see tests/fixtures/README.md). Exits 1 when a check is out of tolerance.
---matmul (WebGPU only): tiled, large, auto, large-f16, naive; "large-f16" is checked against the f16
+--matmul (WebGPU only): tiled, large, tune, large-f16, naive; "large-f16" is checked against the f16
 tolerances (PARITY_TOLERANCES in src/parity.ts), every other kernel against the fixture's f32 ones.
 --attention (WebGPU only): matmul (the default: batched products around a softmax), rows (a workgroup per
 query row) or flash (online softmax, probabilities recomputed).`,
@@ -343,6 +344,7 @@ query row) or flash (online softmax, probabilities recomputed).`,
     return values.help ? 0 : 2;
   }
   const backendName = parseBackendName(values.backend);
+  const env = backendSettings();
   const { parseAttentionKernel, parseMatmulKernel, WebGpuBackend } = await import("./backend/webgpu.ts"); // loads no GPU library
   let be: Backend;
   if (values.matmul !== undefined || values.attention !== undefined) {
@@ -350,10 +352,12 @@ query row) or flash (online softmax, probabilities recomputed).`,
       throw new Error("--matmul and --attention pick WebGPU kernels; they need --backend webgpu or auto");
     }
     be = await WebGpuBackend.create({
-      matmul: values.matmul === undefined ? undefined : parseMatmulKernel(values.matmul, "--matmul"),
-      attention: values.attention === undefined ? undefined : parseAttentionKernel(values.attention, "--attention"),
+      ...env.webgpu,
+      profile: env.profile,
+      ...(values.matmul === undefined ? {} : { matmul: parseMatmulKernel(values.matmul, "--matmul") }),
+      ...(values.attention === undefined ? {} : { attention: parseAttentionKernel(values.attention, "--attention") }),
     });
-  } else be = await createBackend(backendName);
+  } else be = await createBackend(backendName, env);
   const kernel = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
   try {
     const r = await runParity(positionals[0]!, be, kernel === "large-f16" ? "f16" : "f32");

@@ -26,6 +26,7 @@ import {
   parseCpuMatmulMode,
   selectCpuMatmul,
 } from "../src/backend/cpu/matmul.ts";
+import { backendSettings } from "../src/env.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { type Cblas, openCblas } from "../src/runtime.ts";
 import { wasmSimdMath } from "../src/backend/cpu/wasm_math.ts";
@@ -236,29 +237,18 @@ describe("choosing the CPU matmul", () => {
 
   blasTest("auto and blas take OpenBLAS through FFI and name it", () => {
     expect(new CpuBackend({ matmul: "blas" }).description).toContain("via FFI for matmul");
-    const env = process.env.GPT2_SFT_CPU;
-    delete process.env.GPT2_SFT_CPU;
-    try {
-      expect(new CpuBackend().description).toContain("via FFI for matmul");
-    } finally {
-      if (env !== undefined) process.env.GPT2_SFT_CPU = env;
-    }
+    expect(new CpuBackend().description).toContain("via FFI for matmul");
   });
 
   test("GPT2_SFT_CPU=reference forces the loops under auto; a bad value is an error", () => {
-    const env = process.env.GPT2_SFT_CPU;
-    try {
-      process.env.GPT2_SFT_CPU = "reference";
-      expect(selectCpuMatmul("auto")).toBeUndefined();
-      expect(new CpuBackend().description).toContain("CPU reference");
-      process.env.GPT2_SFT_CPU = "wasm";
-      expect(new CpuBackend().description).toContain("WebAssembly SIMD");
-      process.env.GPT2_SFT_CPU = "fast";
-      expect(() => selectCpuMatmul()).toThrow('Unknown CPU mode in GPT2_SFT_CPU: "fast"');
-    } finally {
-      if (env === undefined) delete process.env.GPT2_SFT_CPU;
-      else process.env.GPT2_SFT_CPU = env;
-    }
+    // src/env.ts reads the variable into the backend's option
+    const fromEnv = (v: string) => backendSettings({ GPT2_SFT_CPU: v }).cpu ?? {};
+    expect(fromEnv("reference")).toEqual({ matmul: "reference" });
+    expect(selectCpuMatmul(fromEnv("reference").matmul)).toBeUndefined();
+    expect(new CpuBackend(fromEnv("reference")).description).toContain("CPU reference");
+    expect(new CpuBackend(fromEnv("wasm")).description).toContain("WebAssembly SIMD");
+    expect(() => fromEnv("fast")).toThrow('Unknown CPU mode in GPT2_SFT_CPU: "fast"');
+    expect(backendSettings({ GPT2_SFT_CPU: "" }).cpu).toEqual({}); // empty: unset
   });
 
   test("an unknown option is an error that lists the choices", () => {
@@ -271,18 +261,12 @@ describe("choosing the CPU matmul", () => {
   });
 
   test("the libraries tried: GPT2_SFT_BLAS_LIB first, OpenBLAS's names, and Accelerate on macOS only", () => {
-    const env = process.env.GPT2_SFT_BLAS_LIB;
-    try {
-      delete process.env.GPT2_SFT_BLAS_LIB;
-      expect(blasCandidates("linux")[0]).toBe("libopenblas.so.0");
-      expect(blasCandidates("linux")).not.toContain(ACCELERATE);
-      expect(blasCandidates("darwin").at(-1)).toBe(ACCELERATE);
-      process.env.GPT2_SFT_BLAS_LIB = "/opt/my/libblis.so";
-      expect(blasCandidates("win32")[0]).toBe("/opt/my/libblis.so");
-    } finally {
-      if (env === undefined) delete process.env.GPT2_SFT_BLAS_LIB;
-      else process.env.GPT2_SFT_BLAS_LIB = env;
-    }
+    expect(blasCandidates("linux")[0]).toBe("libopenblas.so.0");
+    expect(blasCandidates("linux")).not.toContain(ACCELERATE);
+    expect(blasCandidates("darwin").at(-1)).toBe(ACCELERATE);
+    const lib = backendSettings({ GPT2_SFT_BLAS_LIB: "/opt/my/libblis.so" }).cpu?.blasLib;
+    expect(lib).toBe("/opt/my/libblis.so");
+    expect(blasCandidates("win32", lib)[0]).toBe("/opt/my/libblis.so");
   });
 
   test("a one-thread BLAS (OPENBLAS_NUM_THREADS=1) is split over the helper threads like the WASM kernel", () => {

@@ -19,7 +19,6 @@ describe("the CPU reference", () => {
     const src = await readFile(new URL("../src/backend/cpu/reference.ts", import.meta.url), "utf8");
     const imports = [...src.matchAll(/^import[^;]*?from "([^"]+)";/gms)].map((m) => m[1]).sort();
     expect(imports).toEqual([
-      "../../runtime.ts",
       "../backend.ts",
       "../dropout_hash.ts",
       "../profile.ts",

@@ -9,10 +9,10 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import process from "node:process";
 import { CpuBackend, cpuData } from "../src/backend/cpu.ts";
 import { cpuThreadCount, splitRange } from "../src/backend/cpu/threads.ts";
 import { loadBlas } from "../src/backend/cpu/matmul.ts";
+import { backendSettings } from "../src/env.ts";
 import type { Buf } from "../src/backend/backend.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
 
@@ -68,18 +68,12 @@ describe("CPU helper threads", () => {
   });
 
   test("GPT2_SFT_CPU_THREADS: a number ≥ 1 is taken, anything else is an error that names the variable", () => {
-    const old = process.env.GPT2_SFT_CPU_THREADS;
-    try {
-      process.env.GPT2_SFT_CPU_THREADS = "3";
-      expect(cpuThreadCount()).toBe(3);
-      for (const bad of ["0", "two", "1.5"]) {
-        process.env.GPT2_SFT_CPU_THREADS = bad;
-        expect(() => cpuThreadCount()).toThrow("GPT2_SFT_CPU_THREADS");
-      }
-    } finally {
-      if (old === undefined) delete process.env.GPT2_SFT_CPU_THREADS;
-      else process.env.GPT2_SFT_CPU_THREADS = old;
-    }
+    // src/env.ts reads it into the backend's `threads` option
+    const threads = (v: string) => backendSettings({ GPT2_SFT_CPU_THREADS: v }).cpu?.threads;
+    expect(threads("3")).toBe(3);
+    expect(threads("100")).toBe(64);
+    expect(threads("")).toBeUndefined();
+    for (const bad of ["0", "two", "1.5"]) expect(() => threads(bad)).toThrow("GPT2_SFT_CPU_THREADS");
   });
 
   test("splitRange: covers [0, n) in order, starts aligned, at most `parts` ranges", () => {
@@ -219,15 +213,9 @@ function bigHeads(pair: [CpuBackend, CpuBackend], splits: number, cmp: typeof sa
 
 describe("the WASM matmul split over helper threads (no BLAS: the products are the threads' work too)", () => {
   test("threads by default from 2 cores with it (4 beside a BLAS that threads itself)", () => {
-    const old = process.env.GPT2_SFT_CPU_THREADS;
-    delete process.env.GPT2_SFT_CPU_THREADS;
-    try {
-      const cores = navigator.hardwareConcurrency;
-      expect(cpuThreadCount(false)).toBe(cores >= 2 ? Math.min(cores, 16) : 1);
-      expect(cpuThreadCount(true)).toBe(cores >= 4 ? Math.min(cores, 16) : 1);
-    } finally {
-      if (old !== undefined) process.env.GPT2_SFT_CPU_THREADS = old;
-    }
+    const cores = navigator.hardwareConcurrency;
+    expect(cpuThreadCount(false)).toBe(cores >= 2 ? Math.min(cores, 16) : 1);
+    expect(cpuThreadCount(true)).toBe(cores >= 4 ? Math.min(cores, 16) : 1);
     expect(threeW.description).toContain("3 threads");
     expect(oneW.description).toContain("1 thread)");
   });

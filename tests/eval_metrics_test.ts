@@ -5,7 +5,6 @@ import { describe, expect, test } from "bun:test";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import {
   cleanGenerated,
   extractJson,
@@ -35,6 +34,7 @@ import {
 import { confusionMatrix, renderConfusionConsole, renderConfusionMarkdown } from "../src/eval/confusion.ts";
 import { fieldScores, renderFieldsConsole, renderFieldsMarkdown } from "../src/eval/fields.ts";
 import { summaryRecord } from "./helpers/summary_record.ts";
+import { outputSettings } from "../src/env.ts";
 
 const EXPECTED_JSON = '{"name": "陈洁", "email": "chen.jie@example.com", "order_id": "OD20240105-1234"}';
 const text = (expected: string): ScoredRecord => ({ metric: "text", expected });
@@ -230,20 +230,13 @@ describe("summarize and report", () => {
   });
 
   test("colour only on a terminal, and not with NO_COLOR set", () => {
-    const old = process.env.NO_COLOR;
-    try {
-      delete process.env.NO_COLOR;
-      expect(colorEnabled({ isTTY: true })).toBe(true);
-      expect(colorEnabled({ isTTY: false })).toBe(false); // a pipe or a file
-      expect(colorEnabled({})).toBe(false);
-      process.env.NO_COLOR = "1";
-      expect(colorEnabled({ isTTY: true })).toBe(false);
-      process.env.NO_COLOR = "";
-      expect(colorEnabled({ isTTY: true })).toBe(true);
-    } finally {
-      if (old === undefined) delete process.env.NO_COLOR;
-      else process.env.NO_COLOR = old;
-    }
+    // src/env.ts reads NO_COLOR; the front doors pass it to colorEnabled
+    const noColor = (v?: string) => outputSettings(v === undefined ? {} : { NO_COLOR: v }).noColor;
+    expect(colorEnabled({ isTTY: true }, noColor())).toBe(true);
+    expect(colorEnabled({ isTTY: false }, noColor())).toBe(false); // a pipe or a file
+    expect(colorEnabled({}, noColor())).toBe(false);
+    expect(colorEnabled({ isTTY: true }, noColor("1"))).toBe(false);
+    expect(colorEnabled({ isTTY: true }, noColor(""))).toBe(true);
   });
 
   // classification reports carry each model's confusion matrix (tests/eval_confusion_test.ts tests the matrix)

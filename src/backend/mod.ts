@@ -7,9 +7,10 @@
  */
 
 import type { Backend } from "./backend.ts";
-import { CpuBackend } from "./cpu.ts";
+import { CpuBackend, type CpuBackendOptions } from "./cpu.ts";
 import { formatProfile, type KernelTime, mergeMatmulRows } from "./profile.ts";
 import { formatTuning, type TunedShape } from "./matmul_tuner.ts";
+import type { WebGpuBackendOptions } from "./webgpu/options.ts";
 
 export type { Backend, Buf, DType, MatmulArgs } from "./backend.ts";
 
@@ -25,6 +26,19 @@ export function parseBackendName(value: string | undefined): BackendName {
     throw new Error(`Unknown backend: "${v}" (expected one of ${BACKEND_NAMES.join(", ")})`);
   }
   return v as BackendName;
+}
+
+/**
+ * Options of {@link createBackend}: profiling (either backend) and each backend's own. The front doors take
+ * them from the environment (`backendSettings` in src/env.ts) and their flags; unset ones are the defaults.
+ */
+export interface BackendOptions {
+  /** Time every op (CPU) or kernel (WebGPU, on the GPU); default off (`GPT2_SFT_PROFILE=1`). */
+  profile?: boolean;
+  /** The CPU backend's matmul, threads and BLAS library (`GPT2_SFT_CPU`, `_CPU_THREADS`, `_BLAS_LIB`). */
+  cpu?: Omit<CpuBackendOptions, "profile">;
+  /** The WebGPU backend's kernels (`GPT2_SFT_MATMUL`, `GPT2_SFT_ATTENTION`) and, for bench/, its submits. */
+  webgpu?: Omit<WebGpuBackendOptions, "profile" | "rejectSoftware">;
 }
 
 /** A backend's profile, when it was created with profiling on (`GPT2_SFT_PROFILE=1`, either backend). */
@@ -62,15 +76,16 @@ export async function profileReport(be: Backend): Promise<string | undefined> {
 }
 
 /** Create the named backend. `auto` prefers a hardware WebGPU adapter, then the CPU. */
-export async function createBackend(name: BackendName = "auto", opts: { profile?: boolean } = {}): Promise<Backend> {
-  const profile = opts.profile || undefined; // unset: GPT2_SFT_PROFILE decides
-  if (name === "cpu") return new CpuBackend({ profile });
+export async function createBackend(name: BackendName = "auto", opts: BackendOptions = {}): Promise<Backend> {
+  const profile = opts.profile ?? false;
+  const cpu = () => new CpuBackend({ ...opts.cpu, profile });
+  if (name === "cpu") return cpu();
   const { WebGpuBackend } = await import("./webgpu.ts");
-  if (name === "webgpu") return await WebGpuBackend.create({ profile });
+  if (name === "webgpu") return await WebGpuBackend.create({ ...opts.webgpu, profile });
   try {
-    const gpu = await WebGpuBackend.create({ rejectSoftware: true, profile });
+    const gpu = await WebGpuBackend.create({ ...opts.webgpu, rejectSoftware: true, profile });
     return gpu;
   } catch {
-    return new CpuBackend({ profile });
+    return cpu();
   }
 }

@@ -6,6 +6,7 @@
 
 export { WebGpuBackend } from "./webgpu/backend.ts";
 export {
+  ALL_MATMUL_KERNELS,
   type AttentionKernel,
   AUTO_LARGE_MIN_GROUPS,
   MATMUL_KERNELS,

@@ -6,19 +6,21 @@
 
 import process from "node:process";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { outputSettings } from "../env.ts";
 
 export { runtimeName } from "../runtime.ts";
 
-/** The `--help` lines of the environment variables every model-running command reads (train, eval). */
+/**
+ * The `--help` lines of the environment variables every model-running command reads (train, eval); src/env.ts
+ * reads them.
+ */
 export const ENV_HELP = `Environment (backend tuning; the description printed at start says what is in use)
   GPT2_SFT_CPU          CPU matmul: auto | blas | wasm | reference        GPT2_SFT_BLAS_LIB  a CBLAS to load
   GPT2_SFT_CPU_THREADS  CPU threads for attention, GELU, dropout, layernorm, AdamW, and the products without BLAS
                         (default: the cores if ≥ 4, or ≥ 2 without BLAS, else 1)
-  GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | auto | tune (timed per shape on this GPU) |
+  GPT2_SFT_MATMUL       WebGPU matmul: tiled (default) | large | tune (timed per shape on this GPU) |
                         large-f16 (half precision: for evaluation)
   GPT2_SFT_ATTENTION    WebGPU training attention: matmul (default) | rows | flash (no T×T buffers: long sequences fit)
-  GPT2_SFT_FLUSH_EVERY  WebGPU: submit every N dispatches (1 … 256, default 256)
-  GPT2_SFT_FLUSH_RAMP   WebGPU: 1 (default) ramps batches up from 16 dispatches after each wait, 0 does not
   GPT2_SFT_PROFILE=1    time every kernel (WebGPU: on the GPU) or op (CPU); the table is printed at the end
   HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE   as Python's huggingface_hub
   HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT   seconds a hub request, a stalled download may wait (default 10 each)
@@ -86,7 +88,7 @@ export function runMain(name: string, main: () => Promise<number | void>): void 
   main().then((code) => process.exit(code ?? 0), (e) => {
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`${name}: ${msg}`);
-    if (process.env.DEBUG && e instanceof Error) console.error(e.stack);
+    if (outputSettings().debug && e instanceof Error) console.error(e.stack);
     process.exit(1);
   });
 }

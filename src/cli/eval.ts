@@ -16,6 +16,7 @@ import { renderFreeformConsole } from "../eval/freeform_report.ts";
 import { checkSftDir } from "../eval/plan.ts";
 import { DATA_FORMATS } from "../data/formats.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
+import { readSettings } from "../env.ts";
 
 /** The `--task` values: the notebook's tasks and free-form chat. */
 const TASK_NAMES: readonly string[] = [...EVAL_TASKS, "chat"];
@@ -144,6 +145,7 @@ export async function evalMain(
   }
   // every flag is checked, and the SFT dir and test data read, before a model is loaded
   const backendName = parseBackendName(v.backend);
+  const env = readSettings();
   const task = v.task === undefined ? undefined : choiceFlag("task", v.task, TASK_NAMES, "classification");
   const format = v.format === undefined ? undefined : choiceFlag("format", v.format, DATA_FORMATS, "auto");
   const doSample = v["do-sample"]!;
@@ -169,7 +171,7 @@ export async function evalMain(
       batchSize: numberFlag("gen-batch", v["gen-batch"], 16, { integer: true, min: 1 }),
     },
     reportBase: v["no-report"] ? undefined : v.report!,
-    hub: { offline: v.offline || undefined },
+    hub: { env: env.hub, offline: v.offline || undefined },
     progress: v.quiet ? "none" as const : opts.progress ?? "auto" as const,
   };
   const say = v.quiet ? () => {} : print;
@@ -195,12 +197,12 @@ export async function evalMain(
     }
   }
   const plan = await planEvaluation(run, say);
-  const be = await createBackend(backendName);
+  const be = await createBackend(backendName, env.backend);
   say(`Using backend: ${be.description}`);
   try {
     const result = await runEvaluation({ ...run, plan, backend: be, print: say });
     say("");
-    say(renderConsole(result.report, { color: !v["no-color"] && colorEnabled(stdout) }));
+    say(renderConsole(result.report, { color: !v["no-color"] && colorEnabled(stdout, env.noColor) }));
     if (result.paths) {
       const p = result.paths;
       say(`\nReport: ${p.md} and ${p.json}${p.svg ? ` (confusion matrices: ${p.svg})` : ""}`);

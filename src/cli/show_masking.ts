@@ -17,6 +17,7 @@ import { MASK_MODES, processExample, type SftExampleOptions } from "../data/sft_
 import { conversationRenderer, resolveChatTemplate } from "../data/template.ts";
 import { toMessages } from "../data/synth.ts";
 import { colorEnabled } from "../eval/report.ts";
+import { hubEnvironment, outputSettings, readVariables } from "../env.ts";
 import { DEFAULT_MODEL, GPT2_MODEL_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { skippedTokensWarning } from "../tokenizer/tokenizer.ts";
@@ -105,9 +106,13 @@ export async function main(argv: string[], print: (line: string) => void = conso
   const mask = choiceFlag("mask", v.mask, MASK_MODES, "assistant+eos");
   const index = numberFlag("index", v.index, 0, { integer: true, min: 0 });
   const maxLength = numberFlag("max-length", v["max-length"], 256, { integer: true, min: 3 });
-  const color = !v["no-color"] && colorEnabled();
+  const vars = readVariables(); // no backend here: only the output and hub variables
+  const color = !v["no-color"] && colorEnabled(process.stdout, outputSettings(vars).noColor);
 
-  const { tokenizer, dir } = await loadSftTokenizer(v.model!, { offline: v.offline || undefined });
+  const { tokenizer, dir } = await loadSftTokenizer(v.model!, {
+    env: hubEnvironment(vars),
+    offline: v.offline || undefined,
+  });
   const skipped = skippedTokensWarning(tokenizer.skippedTokens, dir);
   if (skipped !== undefined) console.error(`warning: ${skipped}`);
   const trainOn = choiceFlag("train-on", v["train-on"], TRAIN_ON, "all");

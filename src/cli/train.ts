@@ -14,6 +14,7 @@ import { TRAIN_ON } from "../data/chatml.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
 import { CHAT_TEMPLATE_CHOICES, readModelChatTemplate, resolveChatTemplate } from "../data/template.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
+import { readSettings } from "../env.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
 import { noCheckpointError, runTraining, TASKS, type TrainRunOptions } from "../train/run.ts";
 import { findCheckpoint, readTrainerState, type TrainerState } from "../train/checkpoint.ts";
@@ -243,7 +244,8 @@ export async function trainMain(
   });
   const evalEvery = numberFlag("eval-every", v["eval-every"], wasRun.evalEvery ?? 0, { integer: true, min: 0 });
 
-  const be = await createBackend(parseBackendName(v.backend));
+  const env = readSettings();
+  const be = await createBackend(parseBackendName(v.backend), env.backend);
   print(`Using device: ${be.description}`);
   try {
     print("Adding special tokens...");
@@ -251,7 +253,7 @@ export async function trainMain(
     // its weights are the checkpoint's); the recorded source is still checked against --model
     const loadFrom = saved && await isModelDir(saved.dir) ? saved.dir : modelName;
     const { model, tokenizer, added, dir } = await loadModelAndTokenizer(loadFrom, be, {
-      hub: { offline: v.offline || undefined },
+      hub: { env: env.hub, offline: v.offline || undefined },
     });
     try {
       if (chat) {

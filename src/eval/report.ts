@@ -232,21 +232,15 @@ export function labelScoreLine(scores: Record<string, number>, top = 3): string 
 
 /**
  * Whether to colour console output written to `stream` (default stdout): only on a terminal, so pipes and
- * files get plain text, and not when NO_COLOR is set and non-empty (the NO_COLOR convention).
+ * files get plain text, and not when `noColor` (the front doors pass NO_COLOR set and non-empty, src/env.ts).
  */
-export function colorEnabled(stream: { isTTY?: boolean } = process.stdout): boolean {
-  if (stream.isTTY !== true) return false;
-  try {
-    const v = process.env.NO_COLOR;
-    return v === undefined || v === "";
-  } catch {
-    return false; // no permission to read the environment: play safe
-  }
+export function colorEnabled(stream: { isTTY?: boolean } = process.stdout, noColor = false): boolean {
+  return stream.isTTY === true && !noColor;
 }
 
 /** Console rendering options. */
 export interface ConsoleOptions {
-  /** ANSI colours (default: {@link colorEnabled}: on a terminal, NO_COLOR unset). */
+  /** ANSI colours (default: {@link colorEnabled}: on a terminal). */
   color?: boolean;
 }
 

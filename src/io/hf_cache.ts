@@ -65,8 +65,9 @@ export function envFlag(value: string | undefined): boolean {
  * cache = HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, where HF_HOME defaults to
  * $XDG_CACHE_HOME/huggingface and that to ~/.cache/huggingface; endpoint = HF_ENDPOINT; token = HF_TOKEN,
  * else HUGGING_FACE_HUB_TOKEN; offline = HF_HUB_OFFLINE; timeouts = HF_HUB_ETAG_TIMEOUT and
- * HF_HUB_DOWNLOAD_TIMEOUT (seconds, default 10 each; a value that is not a number > 0 throws). Pure: pass `process.env` and the home directory
- * (or a function giving it, called only when a path needs it).
+ * HF_HUB_DOWNLOAD_TIMEOUT (seconds, default 10 each; a value that is not a number > 0 throws). Pure: pass the
+ * variables (`hubEnvironment()` of src/env.ts) and the home directory (or a function giving it, called only when
+ * a path needs it).
  */
 export function hubSettingsFromEnv(
   env: Readonly<Record<string, string | undefined>>,

@@ -1,13 +1,12 @@
 /**
  * What `resolveModel` resolves, before anything is fetched: the model spec (`org/name@revision` or a
  * local directory), the files a model dir needs and their alternatives, the settings (options over the
- * environment) and the errors. The hub client and the cache are in ./hub.ts.
+ * hub variables the caller passes: the front doors read them with src/env.ts) and the errors. The hub client and the cache are in ./hub.ts.
  * @module
  */
 
 import { stat } from "node:fs/promises";
 import { homedir } from "node:os";
-import { env as processEnv } from "node:process";
 import { type HubSettings, hubSettingsFromEnv } from "./hf_cache.ts";
 
 /** The base model of the notebook. */
@@ -63,7 +62,7 @@ export interface DownloadProgress {
   total: number;
 }
 
-/** Options of `resolveModel`. Unset ones come from the environment ({@link hubSettingsFromEnv}). */
+/** Options of `resolveModel`. Unset ones come from `env`, the hub variables ({@link hubSettingsFromEnv}). */
 export interface ResolveModelOptions {
   /** The files to fetch (default {@link GPT2_MODEL_FILES}). */
   files?: readonly FileSpec[];
@@ -89,7 +88,10 @@ export interface ResolveModelOptions {
   retries?: number;
   /** Wait before retry n is n times this (default 1000 ms). */
   retryDelayMs?: number;
-  /** Environment to read the defaults from (default process.env). */
+  /**
+   * The hub variables to take the defaults from, as Python's `huggingface_hub` does (the front doors pass
+   * `hubEnvironment()` of src/env.ts); default none: the built-in defaults.
+   */
   env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -143,13 +145,12 @@ export function parseModelSpec(spec: string): ModelSpec {
 export function resolveSettings(opts: ResolveModelOptions = {}): HubSettings {
   // The home directory is looked up only when no option or variable names the cache (Deno asks
   // --allow-sys=homedir for it).
-  // A variable that an option replaces is not read (nor refused when malformed). The environment is read
-  // a variable at a time, never listed.
+  // A variable that an option replaces is not read (nor refused when malformed).
   const replaced: Record<string, string | undefined> = {};
   if (opts.cacheDir !== undefined) replaced.HF_HUB_CACHE = opts.cacheDir;
   if (opts.etagTimeout !== undefined) replaced.HF_HUB_ETAG_TIMEOUT = undefined;
   if (opts.downloadTimeout !== undefined) replaced.HF_HUB_DOWNLOAD_TIMEOUT = undefined;
-  const base = opts.env ?? processEnv;
+  const base = opts.env ?? {};
   const env = new Proxy(base, { get: (_, k: string) => (k in replaced ? replaced[k] : base[k]) });
   const fromEnv = hubSettingsFromEnv(env, homedir);
   const token = opts.token ?? fromEnv.token;

@@ -4,9 +4,9 @@
  * @module
  */
 
-import process from "node:process";
 import type { Backend, Buf } from "../backend/backend.ts";
 import { webgpuAvailable } from "../backend/gpu_device.ts";
+import { outputSettings } from "../env.ts";
 
 /**
  * Whether the WebGPU tests of `suite` can run. Without an adapter: under CI (`CI` set) this throws, since CI
@@ -14,7 +14,7 @@ import { webgpuAvailable } from "../backend/gpu_device.ts";
  */
 export async function webgpuForTests(suite: string): Promise<boolean> {
   if (await webgpuAvailable()) return true;
-  if (process.env.CI) {
+  if (outputSettings().ci) {
     throw new Error(`${suite}: no WebGPU adapter found, and CI is set (a GPU or lavapipe is required)`);
   }
   console.log(`${suite}: no WebGPU adapter found; skipping its WebGPU tests`);

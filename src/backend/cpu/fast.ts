@@ -80,14 +80,16 @@ function zeroFill(arr: Float32Array | Int32Array): void {
 export interface CpuBackendOptions extends CpuReferenceOptions {
   /**
    * "auto" (default): OpenBLAS through FFI when it loads, else WebAssembly SIMD, else the reference loops
-   * (`GPT2_SFT_CPU=reference` etc. overrides "auto"); "blas" / "wasm": that one or an error;
+   * (the front doors pass `GPT2_SFT_CPU`); "blas" / "wasm": that one or an error;
    * "reference": always the reference loops. See matmul.ts.
    */
   matmul?: CpuMatmulMode;
+  /** A BLAS library (path or soname) to try before OpenBLAS's usual names (`GPT2_SFT_BLAS_LIB`). */
+  blasLib?: string;
   /**
    * Threads for the ops beside the matmul (attention, GELU, dropout, layernorm, AdamW; threads.ts) and,
    * where the matmul does not thread itself (the WASM kernel), for the products too; the calling one
-   * included; 1 runs them on the calling thread alone. Default: `GPT2_SFT_CPU_THREADS`, else the number of
+   * included; 1 runs them on the calling thread alone. Default (`GPT2_SFT_CPU_THREADS` unset): the number of
    * cores (at most 16) where there are at least 4 (2 with the WASM matmul), else 1. Only with a fast matmul
    * (the reference loops stay single-threaded).
    */
@@ -115,7 +117,7 @@ export class CpuBackend extends CpuReferenceBackend {
   #partials: Float32Array[] = [];
 
   constructor(options: CpuBackendOptions = {}) {
-    const fastMatmul = selectCpuMatmul(options.matmul);
+    const fastMatmul = selectCpuMatmul(options.matmul, options.blasLib);
     let fastMath: FastMath | undefined;
     let description: string | undefined; // undefined: the reference's
     if (fastMatmul) {

@@ -12,13 +12,13 @@
  * of numpy there.
  *
  * Choice (`CpuBackend`'s option `matmul`, default "auto"):
- * - "auto": BLAS when it loads, else WASM SIMD, else the reference. When the option is "auto", the
- *   environment variable `GPT2_SFT_CPU` (auto | blas | wasm | reference) picks instead.
+ * - "auto": BLAS when it loads, else WASM SIMD, else the reference. The front doors pass the environment
+ *   variable `GPT2_SFT_CPU` (auto | blas | wasm | reference) as the option (src/env.ts).
  * - "blas": BLAS or an error that says why not (no library, no FFI permission, Node).
  * - "wasm": the WebAssembly SIMD kernel (or an error when the runtime lacks SIMD).
  * - "reference": the plain loops.
- * `GPT2_SFT_BLAS_LIB` names a library (path or soname) to try before the defaults. OpenBLAS's own
- * variables (OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE) apply as usual.
+ * The option `blasLib` (`GPT2_SFT_BLAS_LIB`) names a library (path or soname) to try before the defaults.
+ * OpenBLAS's own variables (OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE) apply as usual.
  *
  * Numerics differ from the reference: BLAS and WASM accumulate in float32 (BLAS in its own blocking
  * order), the reference in float64, so results agree to about K·ε·Σ|A·B|, not bit for bit.
@@ -27,7 +27,7 @@
 
 import process from "node:process";
 import type { MatmulArgsOf } from "../backend.ts";
-import { CBLAS, type Cblas, openCblas, readEnv } from "../../runtime.ts";
+import { CBLAS, type Cblas, openCblas } from "../../runtime.ts";
 import { wasmSimdMatmul } from "./wasm_matmul.ts";
 
 /** How the CPU backend does matmul. */
@@ -35,7 +35,7 @@ export type CpuMatmulMode = "auto" | "blas" | "wasm" | "reference";
 /** The accepted values of {@link CpuMatmulMode}. */
 export const CPU_MATMUL_MODES: readonly CpuMatmulMode[] = ["auto", "blas", "wasm", "reference"];
 
-/** Parse a mode (from an option or `GPT2_SFT_CPU`); `what` names the source in the error. */
+/** Parse a mode (from an option or `GPT2_SFT_CPU`, src/env.ts); `what` names the source in the error. */
 export function parseCpuMatmulMode(value: string, what = "matmul mode"): CpuMatmulMode {
   if (!(CPU_MATMUL_MODES as readonly string[]).includes(value)) {
     throw new Error(`Unknown CPU ${what}: "${value}" (expected one of ${CPU_MATMUL_MODES.join(", ")})`);
@@ -96,29 +96,35 @@ export interface StridedGemmArgs {
 export const ACCELERATE = "/System/Library/Frameworks/Accelerate.framework/Accelerate";
 
 /**
- * The library names tried, in order: `GPT2_SFT_BLAS_LIB` first when set, then OpenBLAS by its usual
- * names, then on macOS Accelerate. Whatever loads must pass {@link blasSelfCheck}, else the WASM kernel runs.
+ * The library names tried, in order: `lib` first when given (the `blasLib` option: `GPT2_SFT_BLAS_LIB`),
+ * then OpenBLAS by its usual names, then on macOS Accelerate. Whatever loads must pass {@link blasSelfCheck},
+ * else the WASM kernel runs.
  */
-export function blasCandidates(platform: string = process.platform): string[] {
-  const user = readEnv("GPT2_SFT_BLAS_LIB");
+export function blasCandidates(platform: string = process.platform, lib?: string): string[] {
   const names = ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib", "libopenblas.dll", "openblas.dll"];
   if (platform === "darwin") names.push(ACCELERATE);
-  return user ? [user, ...names] : names;
+  return lib ? [lib, ...names] : names;
 }
 
 let cached: { blas: Cblas } | { reason: string } | undefined;
 
 /**
- * The process's BLAS, opened once (the first call loads it; later calls reuse it) and checked by
- * {@link blasSelfCheck}; a library that fails the check is closed and reported as unavailable.
+ * The process's BLAS, opened once (the first call loads it, trying `lib` first when given; later calls
+ * reuse it) and checked by {@link blasSelfCheck}; a library that fails the check is closed and reported as
+ * unavailable.
  */
-export function loadBlas(): { blas: Cblas } | { reason: string } {
+export function loadBlas(lib?: string): { blas: Cblas } | { reason: string } {
   if (cached) return cached;
-  const r = openCblas(blasCandidates());
+  const r = openCblas(blasCandidates(process.platform, lib));
   const bad = "blas" in r ? blasSelfCheck(r.blas) : undefined;
   if (bad && "blas" in r) r.blas.close();
   cached = bad ? { reason: bad } : r;
   return cached;
+}
+
+/** The name or path the process's BLAS was opened by, once {@link loadBlas} loaded one (helper threads load it too). */
+export function loadedBlasLib(): string | undefined {
+  return cached && "blas" in cached ? cached.blas.path : undefined;
 }
 
 /**
@@ -278,19 +284,15 @@ export function fillRows(out: Float32Array, row: Float32Array, M: number, N: num
 }
 
 /**
- * The fast matmul for `mode`, or undefined for the reference loops. "auto" (the default) defers to
- * `GPT2_SFT_CPU` when set, then takes BLAS when it loads, else WebAssembly SIMD when the runtime has it,
- * else the reference; "blas" and "wasm" throw when theirs cannot run.
+ * The fast matmul for `mode`, or undefined for the reference loops. "auto" (the default) takes BLAS when it
+ * loads (`blasLib` tried first), else WebAssembly SIMD when the runtime has it, else the reference; "blas"
+ * and "wasm" throw when theirs cannot run.
  */
-export function selectCpuMatmul(mode: CpuMatmulMode = "auto"): FastMatmul | undefined {
-  let m = parseCpuMatmulMode(mode);
-  if (m === "auto") {
-    const env = readEnv("GPT2_SFT_CPU");
-    if (env) m = parseCpuMatmulMode(env, "mode in GPT2_SFT_CPU");
-  }
+export function selectCpuMatmul(mode: CpuMatmulMode = "auto", blasLib?: string): FastMatmul | undefined {
+  const m = parseCpuMatmulMode(mode);
   if (m === "reference") return undefined;
   if (m !== "wasm") {
-    const r = loadBlas();
+    const r = loadBlas(blasLib);
     if ("blas" in r) return blasMatmul(r.blas);
     if (m === "blas") throw new Error(`Cannot use BLAS for the CPU matmul: ${r.reason}`);
   }

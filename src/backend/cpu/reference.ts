@@ -28,7 +28,6 @@
 
 import { type AttentionDropout, type Backend, type MatmulArgs, OP_NAMES, type OpArgs } from "../backend.ts";
 import { type KernelTime, OpTimer } from "../profile.ts";
-import { readEnv } from "../../runtime.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "../dropout_hash.ts";
 import { CpuMemory, f32, i32 } from "./memory.ts";
 
@@ -62,8 +61,8 @@ const IGNORE_INDEX = -100;
 /** Options of {@link CpuReferenceBackend}. */
 export interface CpuReferenceOptions {
   /**
-   * Time every op on the host clock ({@link CpuReferenceBackend.profile}). Default: on when `GPT2_SFT_PROFILE`
-   * is 1.
+   * Time every op on the host clock ({@link CpuReferenceBackend.profile}). Default off (the front doors pass
+   * `GPT2_SFT_PROFILE=1`).
    */
   profile?: boolean;
 }
@@ -83,7 +82,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   constructor(options: CpuReferenceOptions = {}, description = REFERENCE_DESCRIPTION) {
     super();
     this.description = description;
-    if (options.profile ?? readEnv("GPT2_SFT_PROFILE") === "1") {
+    if (options.profile) {
       this.#timer = new OpTimer();
       this.#timer.install(this, OP_NAMES);
       this.description += ", profiling";

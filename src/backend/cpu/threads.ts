@@ -20,7 +20,8 @@
  */
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
-import { readEnv, runtimeKind } from "../../runtime.ts";
+import { runtimeKind } from "../../runtime.ts";
+import { loadedBlasLib } from "./matmul.ts";
 import type { PartJob } from "./parallel.ts";
 
 /** An array as a job carries it: which shared buffer, where, how long, which type. */
@@ -48,20 +49,13 @@ interface Helper {
 }
 
 /**
- * The number of threads to use (main included), from `GPT2_SFT_CPU_THREADS` or the core count.
+ * The default number of threads (main included), from the core count (`GPT2_SFT_CPU_THREADS`, read by
+ * src/env.ts, arrives as the backend's `threads` option instead).
  * `matmulThreads`: whether the matmul already spreads each product over every core (OpenBLAS); then helper
  * threads start at 4 cores, else (the WASM kernel, or a one-thread BLAS) at 2, where the second core would
  * otherwise idle through every product.
  */
 export function cpuThreadCount(matmulThreads = true): number {
-  const env = readEnv("GPT2_SFT_CPU_THREADS");
-  if (env !== undefined && env !== "") {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new Error(`GPT2_SFT_CPU_THREADS must be a whole number ≥ 1, got "${env}"`);
-    }
-    return Math.min(n, 64);
-  }
   // with 2 cores, OpenBLAS's own (spinning) threads and the main thread already fill them: on a 2-core AMD
   // EPYC VM, helper threads made the tiny demo model's step 10 % slower (the real shape's 7–13 % faster)
   // the worker is a .ts module: Deno and Bun run it, elsewhere (Node) a failed start would cost the 20 s wait
@@ -97,7 +91,7 @@ export class CpuThreads {
         const ctl = new Int32Array(new SharedArrayBuffer(16));
         const { port1, port2 } = new MessageChannel();
         const worker = new Worker(new URL("./worker.ts", import.meta.url), {
-          workerData: { ctl: ctl.buffer, port: port2, matmul },
+          workerData: { ctl: ctl.buffer, port: port2, matmul, blasLib: loadedBlasLib() },
           transferList: [port2] as never,
         });
         worker.unref();

@@ -50,7 +50,7 @@ function main(): void {
     const math = wasmSimdMath();
     if ("reason" in math) throw new Error(math.reason);
     // the same matmul as the main thread's (BLAS, or the WASM kernel where no BLAS loads)
-    ctx = { math, gemm: selectCpuMatmul(workerData.matmul ?? "blas")?.gemm };
+    ctx = { math, gemm: selectCpuMatmul(workerData.matmul ?? "blas", workerData.blasLib)?.gemm };
   } catch (e) {
     fail(e);
     Atomics.notify(ctl, STATE);

@@ -18,7 +18,6 @@ import { requestGpuDevice } from "../gpu_device.ts";
 import { GpuProfiler } from "../gpu_profiler.ts";
 import { type MatmulCandidate, MatmulTuner, type TunedShape } from "../matmul_tuner.ts";
 import type { KernelTime } from "../profile.ts";
-import { readEnv } from "../../runtime.ts";
 import { Attention } from "./attention.ts";
 import { byteSize, MAP_MODE_READ, USAGE_COPY_DST, USAGE_MAP_READ } from "./buffers.ts";
 import { allocGroup } from "./groups.ts";
@@ -28,14 +27,12 @@ import {
   type AttentionKernel,
   type MatmulKernel,
   MAX_BATCH,
-  parseAttentionKernel,
   parseFlushEvery,
-  parseMatmulKernel,
   type WebGpuBackendOptions,
 } from "./options.ts";
 import { GpuRuntime } from "./runtime.ts";
 
-/** What `WebGpuBackend.create` resolved from its options and the environment. */
+/** What `WebGpuBackend.create` resolved from its options. */
 interface Settings {
   matmul: MatmulKernel;
   attention: AttentionKernel;
@@ -89,13 +86,12 @@ export class WebGpuBackend implements Backend {
           : "Cannot create WebGPU backend: no adapter found (navigator.gpu.requestAdapter() returned null)",
       );
     }
-    const env = readEnv("GPT2_SFT_MATMUL");
-    const matmul = opts.matmul ?? (env ? parseMatmulKernel(env, "kernel in GPT2_SFT_MATMUL") : "tiled");
+    const matmul = opts.matmul ?? "tiled";
     if (matmul === "tune" && !gpu.device.features.has("timestamp-query")) {
       gpu.device.destroy();
       throw new Error(
         `Cannot tune the matmul: the adapter (${gpu.description}) does not offer "timestamp-query" ` +
-          `(use GPT2_SFT_MATMUL=auto)`,
+          `(use another matmul kernel, such as the default tiled)`,
       );
     }
     if (matmul === "large-f16" && !gpu.device.features.has("shader-f16")) {
@@ -104,25 +100,14 @@ export class WebGpuBackend implements Backend {
         `Cannot use the "large-f16" matmul: the adapter (${gpu.description}) does not offer "shader-f16"`,
       );
     }
-    const envAtt = readEnv("GPT2_SFT_ATTENTION");
-    const attention = opts.attention ??
-      (envAtt ? parseAttentionKernel(envAtt, "kernel in GPT2_SFT_ATTENTION") : "matmul");
-    const envFlush = readEnv("GPT2_SFT_FLUSH_EVERY");
-    const flushEvery = opts.flushEvery !== undefined
-      ? parseFlushEvery(opts.flushEvery)
-      : envFlush
-      ? parseFlushEvery(envFlush, "value of GPT2_SFT_FLUSH_EVERY")
-      : MAX_BATCH;
-    const envRamp = readEnv("GPT2_SFT_FLUSH_RAMP");
-    if (envRamp !== undefined && envRamp !== "" && envRamp !== "0" && envRamp !== "1") {
-      throw new Error(`Invalid value of GPT2_SFT_FLUSH_RAMP "${envRamp}": expected 1 (ramp up, the default) or 0`);
-    }
-    const flushRamp = opts.flushRamp ?? envRamp !== "0";
+    const attention = opts.attention ?? "matmul";
+    const flushEvery = opts.flushEvery !== undefined ? parseFlushEvery(opts.flushEvery) : MAX_BATCH;
+    const flushRamp = opts.flushRamp ?? true;
     const suffix = (matmul === "tiled" ? "" : `, matmul ${matmul}`) +
       (attention === "matmul" ? "" : `, attention ${attention}`) +
       (flushEvery === MAX_BATCH ? "" : `, submits every ${flushEvery} dispatches`) +
       (flushRamp ? "" : ", no submit ramp");
-    const profile = opts.profile ?? readEnv("GPT2_SFT_PROFILE") === "1";
+    const profile = opts.profile ?? false;
     try {
       const desc = gpu.description + suffix + (profile ? ", profiling" : "");
       const settings = { matmul, attention, profile, flushEvery, flushRamp, forced: opts.matmulCandidate ?? null };

@@ -1,6 +1,6 @@
 /**
  * The WebGPU backend's choices: which matmul and attention kernels run, and how often recorded work is
- * submitted. Each has a parser for its option or environment value, whose error names the source.
+ * submitted. Each has a parser for a flag or environment value (src/env.ts), whose error names the source.
  * @module
  */
 
@@ -13,16 +13,21 @@ export const MAX_BATCH = 256;
 /**
  * Which matmul kernel to use: "tiled" (kernels/matmul_tiled.wgsl, 64×64 blocks, split in K where a product
  * has few blocks and a long K: {@link splitKSlices}; the default), "large"
- * (matmul_large.wgsl: 128×128 blocks, 8×8 per invocation, double-buffered), "auto" (per product: "large"
- * when it still gets at least {@link AUTO_LARGE_MIN_GROUPS} workgroups, else "tiled"), "large-f16" (the
+ * (matmul_large.wgsl: 128×128 blocks, 8×8 per invocation, double-buffered), "large-f16" (the
  * large kernel with f16 arithmetic accumulated in f32: opt-in, needs `shader-f16`, less accurate),
  * "tune" (per shape, the fastest of tiled, large and split-K as timed on this GPU: `matmul_tuner.ts`; needs
- * `timestamp-query`) or "naive" (one output per invocation, kept for teaching and testing).
+ * `timestamp-query`) or "naive" (one output per invocation, kept for teaching and testing). "auto" (per
+ * product: "large" when it still gets at least {@link AUTO_LARGE_MIN_GROUPS} workgroups, else "tiled") is an
+ * unmeasured heuristic that only bench/ asks for (`--matmul-kernels`): not a value of `GPT2_SFT_MATMUL` or
+ * `--matmul`.
  */
 export type MatmulKernel = "tiled" | "naive" | "large" | "large-f16" | "auto" | "tune";
 
-/** The matmul kernels, in the order the docs list them. */
-export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "auto", "tune", "large-f16", "naive"];
+/** The matmul kernels a user can choose (`GPT2_SFT_MATMUL`, `--matmul`), in the order the docs list them. */
+export const MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "tune", "large-f16", "naive"];
+
+/** Every matmul kernel, "auto" included (bench/'s `--matmul-kernels`). */
+export const ALL_MATMUL_KERNELS: readonly MatmulKernel[] = ["tiled", "large", "auto", "tune", "large-f16", "naive"];
 
 /**
  * "auto" takes the 128×128 kernel only when the product still fills this many workgroups: a big block
@@ -50,10 +55,17 @@ export function splitKSlices(M: number, N: number, K: number): number {
   return Math.ceil(K / kc);
 }
 
-/** Parse a matmul kernel name (from an option or `GPT2_SFT_MATMUL`); `what` names the source in the error. */
-export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKernel {
-  if ((MATMUL_KERNELS as readonly string[]).includes(v)) return v as MatmulKernel;
-  throw new Error(`Invalid ${what} "${v}": expected one of ${MATMUL_KERNELS.join(", ")}`);
+/**
+ * Parse a matmul kernel name (from a flag or `GPT2_SFT_MATMUL`); `what` names the source in the error.
+ * `choices`: the names accepted (default the user-facing {@link MATMUL_KERNELS}).
+ */
+export function parseMatmulKernel(
+  v: string,
+  what = "matmul kernel",
+  choices: readonly MatmulKernel[] = MATMUL_KERNELS,
+): MatmulKernel {
+  if ((choices as readonly string[]).includes(v)) return v as MatmulKernel;
+  throw new Error(`Invalid ${what} "${v}": expected one of ${choices.join(", ")}`);
 }
 
 /**
@@ -68,7 +80,7 @@ export function parseMatmulKernel(v: string, what = "matmul kernel"): MatmulKern
 export type AttentionKernel = "matmul" | "rows" | "flash";
 export const ATTENTION_KERNELS: readonly AttentionKernel[] = ["matmul", "rows", "flash"];
 
-/** Parse an attention kernel name (from an option or `GPT2_SFT_ATTENTION`). */
+/** Parse an attention kernel name (from a flag or `GPT2_SFT_ATTENTION`). */
 export function parseAttentionKernel(v: string, what = "attention kernel"): AttentionKernel {
   if ((ATTENTION_KERNELS as readonly string[]).includes(v)) return v as AttentionKernel;
   throw new Error(`Invalid ${what} "${v}": expected one of ${ATTENTION_KERNELS.join(", ")}`);
@@ -76,13 +88,13 @@ export function parseAttentionKernel(v: string, what = "attention kernel"): Atte
 
 /** Options for `WebGpuBackend.create`. */
 export interface WebGpuBackendOptions extends GpuDeviceOptions {
-  /** Default: `GPT2_SFT_MATMUL` when set, else "tiled". */
+  /** Default "tiled" (the front doors pass `GPT2_SFT_MATMUL`). */
   matmul?: MatmulKernel;
-  /** Default: `GPT2_SFT_ATTENTION` when set, else "matmul". */
+  /** Default "matmul" (the front doors pass `GPT2_SFT_ATTENTION`). */
   attention?: AttentionKernel;
   /**
    * Time every dispatch on the GPU (timestamp queries; see `gpu_profiler.ts` and `WebGpuBackend.profile`).
-   * Default: on when `GPT2_SFT_PROFILE` is 1.
+   * Default off (the front doors pass `GPT2_SFT_PROFILE=1`).
    */
   profile?: boolean;
   /**
@@ -91,22 +103,22 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions {
    */
   matmulCandidate?: MatmulCandidate;
   /**
-   * Submit the recorded work every this many dispatches (1 … 256). Default: `GPT2_SFT_FLUSH_EVERY` when set,
-   * else 256. Smaller batches start a GPU sooner after a sync, at the cost of more submits; which is better
-   * on a real GPU is for `bench/gpu_check.sh` to measure (under Deno on lavapipe a submit waits for the
-   * previous one to finish, so small batches are slow there).
+   * Submit the recorded work every this many dispatches (1 … 256). Default 256. Smaller batches start a GPU
+   * sooner after a sync, at the cost of more submits; which is better on a real GPU is for
+   * `bench/gpu_check.sh` to measure (`deno task bench --flush-every N`; under Deno on lavapipe a submit waits
+   * for the previous one to finish, so small batches are slow there). Not user-facing: no benefit measured.
    */
   flushEvery?: number;
   /**
    * After each wait for the GPU (`sync`, `read`), submit the first batch after 16 dispatches and double the
    * batch at each submit up to `flushEvery`, so that an idle GPU gets work within ≈ 0.3 ms of recording
-   * instead of ≈ 5 ms (256 dispatches at GPT-2's real shape), for ≈ 4 more submits per wait. Default: on,
-   * unless `GPT2_SFT_FLUSH_RAMP=0`.
+   * instead of ≈ 5 ms (256 dispatches at GPT-2's real shape), for ≈ 4 more submits per wait. Default on;
+   * `deno task bench --no-flush-ramp` turns it off to compare. Not user-facing: no benefit measured.
    */
   flushRamp?: boolean;
 }
 
-/** Parse a flush interval (from an option or `GPT2_SFT_FLUSH_EVERY`): a whole number of dispatches, 1 … 256. */
+/** Parse a flush interval (an option or bench's `--flush-every`): a whole number of dispatches, 1 … 256. */
 export function parseFlushEvery(v: string | number, what = "flush interval"): number {
   const n = typeof v === "number" ? v : /^\d+$/.test(v.trim()) ? Number(v) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > MAX_BATCH) {

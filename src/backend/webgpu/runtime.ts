@@ -8,8 +8,8 @@
  *   buffer, written with one `writeBuffer` just before the batch is submitted.
  * - **Dispatch** records compute passes into one command encoder; the batch is submitted when the host
  *   needs the results (`read`, `sync`), before a host write (`write`, `upload`), or every
- *   {@link MAX_BATCH} dispatches (fewer with `GPT2_SFT_FLUSH_EVERY`); after each wait for the GPU the
- *   batches start at 16 dispatches and double (`GPT2_SFT_FLUSH_RAMP`), so an idle GPU gets work at once.
+ *   {@link MAX_BATCH} dispatches (fewer with the `flushEvery` option); after each wait for the GPU the
+ *   batches start at 16 dispatches and double (the `flushRamp` option), so an idle GPU gets work at once.
  * - Workgroup counts above 65535 (maxComputeWorkgroupsPerDimension) become 2D grids; the kernels
  *   linearise `workgroup_id` and skip the excess.
  * - WebGPU forbids binding one buffer twice in a dispatch when one binding is writable: {@link GpuRuntime.dispatch}
