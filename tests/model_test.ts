@@ -10,8 +10,12 @@ import type { GPT2Config } from "../src/model/config.ts";
 import { stepDropoutSeed } from "../src/train/trainer.ts";
 import { readFile } from "node:fs/promises";
 import { assertClose } from "../src/testing/compare.ts";
+import { webgpuForTests } from "../src/testing/backends.ts";
+import { WebGpuBackend } from "../src/backend/webgpu.ts";
+import type { Backend } from "../src/backend/backend.ts";
 
 const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
+const gpuAvailable = await webgpuForTests("model_test");
 const be = new CpuBackend({ matmul: "reference" });
 const loaded = await loadModelDir(FIXTURE + "model");
 const ref = readSafetensors(await readFile(FIXTURE + "reference.safetensors"), "reference.safetensors");
@@ -206,6 +210,26 @@ describe("config variants against PyTorch (tests/fixtures/tiny-gpt2-variants)", 
     });
   }
 
+  /** The loss and the c_fc.bias gradients of variant `act_${act}` on `be`, checked against transformers'. */
+  async function checkBackward(be: Backend, act: string): Promise<void> {
+    const ref = JSON.parse(await readFile(dir + "reference.json", "utf8")).variants[`act_${act}`] as {
+      input_ids: number[];
+      loss: number;
+      grads: Record<string, number[]>;
+    };
+    const m = await loadModelDir(dir + `act_${act}`);
+    const T = ref.input_ids.length, inputIds = Int32Array.from(ref.input_ids);
+    const gpt = GPT2.fromTensors(be, m.config, m.tensors);
+    const { loss } = gpt.loss({ inputIds, labels: inputIds, B: 1, T }, { backward: true });
+    expect(Math.abs((await be.read(loss))[0]! - ref.loss)).toBeLessThan(1e-5);
+    for (const [name, want] of Object.entries(ref.grads)) {
+      const got = (await be.read(gpt.param(name).grad!)) as Float32Array;
+      assertClose(got, want, { atol: 2e-6, rtol: 0 }, `${act} ${name} grad (${be.description})`);
+    }
+    be.free(loss);
+    gpt.dispose();
+  }
+
   // The backward through each activation: the loss (labels = input ids) and the gradients of both MLPs'
   // c_fc.bias (dbias = Σ_t act'(pre)·dpre), on the loops (the derivative recomputed) and on the fast backend
   // (the derivative saved by the forward). Gradients of ~3e-2 in float32 against float64 land within 1e-7;
@@ -213,23 +237,14 @@ describe("config variants against PyTorch (tests/fixtures/tiny-gpt2-variants)", 
   // for the others).
   for (const act of ["gelu", "relu", "silu", "quick_gelu"]) {
     test(`activation_function ${act}: the loss and MLP bias gradients of transformers`, async () => {
-      const ref = JSON.parse(await readFile(dir + "reference.json", "utf8")).variants[`act_${act}`] as {
-        input_ids: number[];
-        loss: number;
-        grads: Record<string, number[]>;
-      };
-      const m = await loadModelDir(dir + `act_${act}`);
-      const T = ref.input_ids.length, inputIds = Int32Array.from(ref.input_ids);
-      for (const be of [new CpuBackend({ matmul: "reference" }), new CpuBackend()]) {
-        const gpt = GPT2.fromTensors(be, m.config, m.tensors);
-        const { loss } = gpt.loss({ inputIds, labels: inputIds, B: 1, T }, { backward: true });
-        expect(Math.abs((await be.read(loss))[0]! - ref.loss)).toBeLessThan(1e-5);
-        for (const [name, want] of Object.entries(ref.grads)) {
-          const got = (await be.read(gpt.param(name).grad!)) as Float32Array;
-          assertClose(got, want, { atol: 2e-6, rtol: 0 }, `${act} ${name} grad (${be.description})`);
-        }
-        gpt.dispose();
-      }
+      for (const be of [new CpuBackend({ matmul: "reference" }), new CpuBackend()]) await checkBackward(be, act);
     });
   }
+
+  // The same on WebGPU (the kernels' ACTIVATION override inside the model); skipped without an adapter.
+  test.skipIf(!gpuAvailable)("the activations on WebGPU: loss and MLP bias gradients of transformers", async () => {
+    const be = await WebGpuBackend.create();
+    for (const act of ["gelu", "relu", "silu", "quick_gelu"]) await checkBackward(be, act);
+    be.dispose();
+  }, 120_000);
 });
