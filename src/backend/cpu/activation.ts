@@ -34,33 +34,92 @@ function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
 }
 
+// W. J. Cody's rational Chebyshev approximations ("Rational Chebyshev approximations for the error function",
+// Math. Comp. 23 (1969) 631–638; the coefficients of his CALERF): erf on |z| ≤ 0.46875, e^{z²}·erfc(z) on
+// (0.46875, 4] and, in 1/z², on (4, ∞).
+const ERF_A = [3.16112374387056560e0, 1.13864154151050156e2, 3.77485237685302021e2, 3.20937758913846947e3];
+const ERF_A4 = 1.85777706184603153e-1;
+const ERF_B = [2.36012909523441209e1, 2.44024637934444173e2, 1.28261652607737228e3, 2.84423683343917062e3];
+const ERFC_C = [
+  5.64188496988670089e-1,
+  8.88314979438837594e0,
+  6.61191906371416295e1,
+  2.98635138197400131e2,
+  8.81952221241769090e2,
+  1.71204761263407058e3,
+  2.05107837782607147e3,
+  1.23033935479799725e3,
+];
+const ERFC_C8 = 2.15311535474403846e-8;
+const ERFC_D = [
+  1.57449261107098347e1,
+  1.17693950891312499e2,
+  5.37181101862009858e2,
+  1.62138957456669019e3,
+  3.29079923573345963e3,
+  4.36261909014324716e3,
+  3.43936767414372164e3,
+  1.23033935480374942e3,
+];
+const ERFC_P = [
+  3.05326634961232344e-1,
+  3.60344899949804439e-1,
+  1.25781726111229246e-1,
+  1.60837851487422766e-2,
+  6.58749161529837803e-4,
+];
+const ERFC_P5 = 1.63153871373020978e-2;
+const ERFC_Q = [
+  2.56852019228982242e0,
+  1.87295284992346047e0,
+  5.27905102951428412e-1,
+  6.05183413124413191e-2,
+  2.33520497626869185e-3,
+];
+
 /**
- * erfc(z) = 1 − erf(z) in float64 (JavaScript has no Math.erf), within 1e-13 relative of Python's math.erfc
- * (1e-16 mostly; 1 − erf cancels a little just below z = 2):
- * - |z| < 2: erf(z) = (2/√π)·e^{−z²}·Σₙ 2ⁿ·z^{2n+1}/(1·3·…·(2n+1)), a series of terms of one sign (no
- *   cancellation), summed until a term no longer changes the sum;
- * - z ≥ 2: the continued fraction erfc(z) = e^{−z²}/√π · 1/(z + (1/2)/(z + (2/2)/(z + (3/2)/(z + …)))),
- *   60 levels deep (converged to float64 for z ≥ 2);
- * - z ≤ −2: 2 − erfc(−z).
- * Computing erfc directly (not 1 − erf) keeps exact GELU's left tail, 0.5·x·erfc(−x/√2), accurate.
+ * erfc(z) = 1 − erf(z) in float64 (JavaScript has no Math.erf), by Cody's approximations (above): within
+ * 1e-15 relative of Python's math.erfc (8e-16 at worst on 20 001 points over [−6, 27]):
+ * - |z| ≤ 0.46875: erf(z) = z·A(z²)/B(z²), quartic over quartic, and erfc = 1 − erf;
+ * - 0.46875 < |z| ≤ 4: erfc(|z|) = e^{−z²}·C(|z|)/D(|z|), degree 8 over 8;
+ * - |z| > 4: erfc(|z|) = e^{−z²}/|z| · (1/√π − w·P(w)/Q(w)), w = 1/z² (the asymptotic series, fitted);
+ * - z < 0: erfc(z) = 2 − erfc(|z|).
+ * e^{−z²} is e^{−s²}·e^{−(|z|−s)(|z|+s)} with s = |z| rounded down to a multiple of 1/16 (s² is exact), so
+ * that the rounding of z² is not magnified by the exponential. Computing erfc directly (not 1 − erf) keeps
+ * exact GELU's left tail, 0.5·x·erfc(−x/√2), accurate.
  */
 export function erfc(z: number): number {
-  if (Number.isNaN(z)) return NaN;
-  if (z <= -2) return 2 - erfc(-z);
-  if (z >= 2) {
-    if (z > 27) return 0; // e^{−z²} underflows
-    let f = z;
-    for (let k = 60; k >= 1; k--) f = z + (k / 2) / f;
-    return Math.exp(-z * z) / (Math.sqrt(Math.PI) * f);
+  const y = Math.abs(z);
+  if (!(y > 0.46875)) { // NaN too
+    const t = y * y;
+    let num = ERF_A4 * t, den = t;
+    for (let i = 0; i < 3; i++) {
+      num = (num + ERF_A[i]!) * t;
+      den = (den + ERF_B[i]!) * t;
+    }
+    return 1 - (z * (num + ERF_A[3]!)) / (den + ERF_B[3]!);
   }
-  let term = z, sum = z;
-  for (let n = 1; n < 200; n++) {
-    term *= (2 * z * z) / (2 * n + 1);
-    const next = sum + term;
-    if (next === sum) break;
-    sum = next;
+  if (y > 27.3) return z < 0 ? 2 : 0; // erfc(27.3) < 1e-324: underflowed (∞ too)
+  let r: number; // e^{y²}·erfc(y)
+  if (y <= 4) {
+    let num = ERFC_C8 * y, den = y;
+    for (let i = 0; i < 7; i++) {
+      num = (num + ERFC_C[i]!) * y;
+      den = (den + ERFC_D[i]!) * y;
+    }
+    r = (num + ERFC_C[7]!) / (den + ERFC_D[7]!);
+  } else {
+    const w = 1 / (y * y);
+    let num = ERFC_P5 * w, den = w;
+    for (let i = 0; i < 4; i++) {
+      num = (num + ERFC_P[i]!) * w;
+      den = (den + ERFC_Q[i]!) * w;
+    }
+    r = (1 / Math.sqrt(Math.PI) - (w * (num + ERFC_P[4]!)) / (den + ERFC_Q[4]!)) / y;
   }
-  return 1 - (2 / Math.sqrt(Math.PI)) * Math.exp(-z * z) * sum;
+  const s = Math.trunc(y * 16) / 16;
+  const e = r * Math.exp(-s * s) * Math.exp(-(y - s) * (y + s));
+  return z < 0 ? 2 - e : e;
 }
 
 /** The activations, by name. */
