@@ -251,7 +251,9 @@ describe("parseConfig / configToJson", () => {
       expect([c.activationFunction, activationOf(c.activationFunction)]).toEqual([name, act]);
       expect(configToJson(c).activation_function).toBe(name);
     }
-    expect(() => activationOf("tanh")).toThrow('activation_function "tanh" is not supported');
+    expect(() => activationOf("tanh")).toThrow(
+      'activation_function "tanh" is not supported (gelu_new, gelu_pytorch_tanh, ',
+    );
   });
 
   test("unsupported or invalid fields are named", () => {

@@ -3,8 +3,8 @@
  *
  * {@link parseConfig} accepts what `GPT2Config` in `transformers` writes (`n_positions` or the older
  * `n_ctx`), checks what this implementation can run (an activation of {@link ACTIVATION_FUNCTIONS}, `n_embd`
- * divisible by `n_head`, the MLP width of `n_inner`, no cross-attention) and keeps every field in `raw` so that {@link configToJson}
- * writes them back.
+ * divisible by `n_head`, the MLP width of `n_inner`, no cross-attention) and keeps every field in `raw` so
+ * that {@link configToJson} writes them back.
  * @module
  */
 
@@ -64,7 +64,10 @@ export const ACTIVATION_FUNCTIONS: Readonly<Record<string, Activation>> = {
 /** The activation that a config's `activation_function` names (see {@link ACTIVATION_FUNCTIONS}); throws on another. */
 export function activationOf(name: string): Activation {
   const a = Object.hasOwn(ACTIVATION_FUNCTIONS, name) ? ACTIVATION_FUNCTIONS[name] : undefined;
-  if (!a) throw new Error(`Cannot run GPT-2: activation_function ${JSON.stringify(name)} is not supported`);
+  if (!a) {
+    const known = Object.keys(ACTIVATION_FUNCTIONS).join(", ");
+    throw new Error(`Cannot run GPT-2: activation_function ${JSON.stringify(name)} is not supported (${known})`);
+  }
   return a;
 }
 
