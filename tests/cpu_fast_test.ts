@@ -425,6 +425,34 @@ describe("GELU's saved derivative (geluForward's deriv, geluBackward from it)", 
     expect(new CpuBackend({ matmul: "wasm" }).geluSavesDerivative).toBe(true);
     expect(new CpuBackend({ matmul: "reference" }).geluSavesDerivative).toBe(false);
   });
+
+  test("the other activations on the fast backend: the loops' forward and derivative, the SIMD product", () => {
+    const fast = new CpuBackend({ matmul: "wasm" }), ref = new CpuBackend({ matmul: "reference" });
+    const n = 70_003; // above the size where the backward is split over the helper threads
+    const x = rand(n, 3).map((v) => v * 12), dout = rand(n, 4), old = rand(n, 5);
+    for (const activation of ["gelu", "relu", "silu", "quick_gelu"] as const) {
+      const run = (be: CpuBackend) => {
+        const X = be.upload(x), D = be.upload(dout), out = be.alloc(n), deriv = be.alloc(n);
+        const g1 = be.upload(old), g2 = be.upload(old);
+        be.geluForward({ out, inp: X, n, deriv, activation });
+        be.geluBackward({ dinp: g1, inp: X, dout: D, n, accumulate: true, activation });
+        be.geluBackward({ dinp: g2, inp: X, dout: D, n, accumulate: true, deriv, activation });
+        return [out, deriv, g1, g2].map((q) => cpuData(q) as Float32Array);
+      };
+      const [o, d, a, b] = run(fast), [eo, ed, ea] = run(ref);
+      expect([Array.from(o!), Array.from(d!), Array.from(a!)]).toEqual([
+        Array.from(eo!),
+        Array.from(ed!),
+        Array.from(ea!),
+      ]);
+      for (let i = 0; i < n; i++) {
+        // deriv·dout in float32, then the float32 sum: ≤ 2 roundings of the terms' scale
+        if (Math.abs(b![i]! - ea![i]!) > 4e-7 * (Math.abs(dout[i]!) * 1.2 + Math.abs(old[i]!) + 1)) {
+          throw new Error(`${activation} backward from deriv [${i}] x=${x[i]}: ${b![i]} vs ${ea![i]}`);
+        }
+      }
+    }
+  });
 });
 
 describe("exp in WebAssembly SIMD (cpu/wasm_math.ts, the attention softmax's)", () => {

@@ -19,6 +19,7 @@ import type { Buf } from "../src/backend/backend.ts";
 import { assertClose, maxAbs } from "../src/testing/compare.ts";
 import { uniformRng as rng } from "../src/model/rng.ts";
 import { attention64, dot, numGrad } from "./helpers/reference64.ts";
+import { erfc } from "../src/backend/cpu/activation.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // helpers
@@ -201,6 +202,117 @@ describe("cpu elementwise", () => {
     const acc = up(prev);
     be.geluBackward({ dinp: acc, inp: up(x), dout: up(w), n, accumulate: true });
     checkForward(get(acc), prev.map((p, i) => p + get(dinp)[i]!), "gelu dinp +=");
+  });
+
+  // Exact GELU's values at float32 x, from Python: 0.5·x·math.erfc(−x/√2) in float64.
+  const GELU_X = [
+    -8,
+    -5,
+    -3.5,
+    -2,
+    -1.25,
+    -0.5,
+    -0.0010000000474974513,
+    0,
+    0.0010000000474974513,
+    0.75,
+    1.5,
+    2.5,
+    4,
+    7,
+  ];
+  const GELU_PY = [
+    -4.9767684594174555e-15,
+    -1.4332578593959731e-06,
+    -0.0008142017766243376,
+    -0.04550026389635844,
+    -0.1320622170835691,
+    -0.15426876936299344,
+    -0.0004996010814969171,
+    0,
+    0.0005003989660005341,
+    0.5800294857173488,
+    1.399789198096713,
+    2.4844758366855597,
+    3.9998733150326675,
+    6.999999999991041,
+  ];
+
+  test("erfc (float64, for the exact GELU) against Python's math.erfc to 2e-15 relative", () => {
+    const z = [-3, -1.5, -0.25, 0, 0.25, 1, 1.75, 2, 3, 5, 9, 0.46875, -0.46875, 4, -4, 4.5, 25];
+    const want = [
+      1.9999779095030015,
+      1.9661051464753108,
+      1.276326390168237,
+      1,
+      0.7236736098317631,
+      0.15729920705028513,
+      0.013328328780817555,
+      0.004677734981047265,
+      2.2090496998585438e-05,
+      1.5374597944280351e-12,
+      4.13703174651381e-37,
+      0.507386526782062,
+      1.492613473217938,
+      1.541725790028002e-08,
+      1.999999984582742,
+      1.9661604415428873e-10,
+      8.300172571196522e-274,
+    ];
+    // Cody's rational approximations are good to float64's rounding; the interval edges 0.46875 and 4 included
+    assertClose(z.map(erfc), want, { atol: 0, rtol: 2e-15 }, "erfc");
+    expect([erfc(Infinity), erfc(-Infinity), erfc(40), Number.isNaN(erfc(NaN))]).toEqual([0, 2, 0, true]);
+  });
+
+  /** float64 forms of the other activations, written out here (σ by Math.exp). */
+  const sig = (v: number) => 1 / (1 + Math.exp(-v));
+  const ACTS64: Record<"gelu" | "relu" | "silu" | "quick_gelu", (v: number) => number> = {
+    gelu: (v) => 0.5 * v * erfc(-v / Math.SQRT2),
+    relu: (v) => Math.max(v, 0),
+    silu: (v) => v * sig(v),
+    quick_gelu: (v) => v * sig(1.702 * v),
+  };
+
+  test("exact GELU forward against Python's values, tails included", () => {
+    const n = GELU_X.length, out = be.alloc(n);
+    be.geluForward({ out, inp: up(GELU_X), n, activation: "gelu" });
+    // float32 storage: 1 ulp relative (6e-8); the left tail keeps its relative accuracy (erfc, not 1 − erf)
+    assertClose(get(out), GELU_PY, { atol: 0, rtol: 1.2e-7 }, "gelu (erf) forward");
+    // and it is not the tanh form (which differs by up to ~5e-4 near |x| = 2)
+    be.geluForward({ out, inp: up(GELU_X), n });
+    expect(maxAbs(get(out).map((v, i) => v - GELU_PY[i]!))).toBeGreaterThan(1e-4);
+  });
+
+  for (const act of ["gelu", "relu", "silu", "quick_gelu"] as const) {
+    test(`${act} forward and backward (FD), = and +=, with and without the saved derivative`, () => {
+      const n = 15;
+      const x = randn(n, 14, 3);
+      x[0] = 12, x[1] = -12, x[2] = 0.5, x[3] = -0.5; // tails
+      const f64 = (xx: ArrayLike<number>) => Float64Array.from(xx, ACTS64[act]);
+      const out = be.alloc(n), deriv = be.alloc(n);
+      be.geluForward({ out, inp: up(x), n, activation: act });
+      checkForward(get(out), f64(x), `${act} forward`);
+      const w = randn(n, 15);
+      const dinp = up(randn(n, 16)); // garbage: must be overwritten
+      be.geluBackward({ dinp, inp: up(x), dout: up(w), n, activation: act });
+      checkGrad(get(dinp), (xx) => dot(f64(xx), w), x, `${act} dinp`);
+      const prev = randn(n, 17);
+      const acc = up(prev);
+      be.geluBackward({ dinp: acc, inp: up(x), dout: up(w), n, accumulate: true, activation: act });
+      checkForward(get(acc), prev.map((p, i) => p + get(dinp)[i]!), `${act} dinp +=`);
+      // the forward's saved derivative (stored as float32: one more rounding) gives the same gradient
+      be.geluForward({ out, inp: up(x), n, activation: act, deriv });
+      const fromDeriv = be.alloc(n);
+      be.geluBackward({ dinp: fromDeriv, inp: up(x), dout: up(w), n, activation: act, deriv });
+      checkForward(get(fromDeriv), get(dinp), `${act} dinp from deriv`);
+    });
+  }
+
+  test("relu at 0: value 0, derivative 0 (as PyTorch's backward)", () => {
+    const out = be.alloc(3), dinp = be.alloc(3);
+    be.geluForward({ out, inp: up([0, -0, 2]), n: 3, activation: "relu" });
+    be.geluBackward({ dinp, inp: up([0, -0, 2]), dout: up([1, 1, 1]), n: 3, activation: "relu" });
+    expect([...get(out), ...get(dinp)]).toEqual([0, 0, 2, 0, 0, 1]);
   });
 });
 

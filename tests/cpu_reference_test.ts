@@ -15,13 +15,14 @@ import { GPT2 } from "../src/model/gpt2.ts";
 const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
 
 describe("the CPU reference", () => {
-  test("reference.ts imports only the backend interface, the profiler, the dropout hash and its buffers", async () => {
+  test("reference.ts imports only the backend interface, the profiler, the dropout hash, its buffers and activations", async () => {
     const src = await readFile(new URL("../src/backend/cpu/reference.ts", import.meta.url), "utf8");
     const imports = [...src.matchAll(/^import[^;]*?from "([^"]+)";/gms)].map((m) => m[1]).sort();
     expect(imports).toEqual([
       "../backend.ts",
       "../dropout_hash.ts",
       "../profile.ts",
+      "./activation.ts",
       "./memory.ts",
     ]);
   });

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { atomicWriteDir, atomicWriteFile } from "../src/io/atomic.ts";
 import { expectedParamShapes, loadModelDir, saveModelDir } from "../src/io/model_dir.ts";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.ts";
-import { configToJson, parseConfig } from "../src/model/config.ts";
+import { activationOf, configToJson, parseConfig } from "../src/model/config.ts";
 import { assertClose } from "../src/testing/compare.ts";
 
 const FIX = "tests/fixtures/tiny-gpt2-zh";
@@ -233,11 +233,37 @@ describe("parseConfig / configToJson", () => {
     expect({ ...again, raw: {} }).toEqual({ ...c, raw: {} });
   });
 
+  test("activation_function: transformers' names of the activations computed here, kept as written", () => {
+    const f = { file: "cfg.json" };
+    const want: Record<string, string> = {
+      gelu_new: "gelu_new",
+      gelu_pytorch_tanh: "gelu_new",
+      gelu_fast: "gelu_new",
+      gelu: "gelu",
+      gelu_python: "gelu",
+      relu: "relu",
+      silu: "silu",
+      swish: "silu",
+      quick_gelu: "quick_gelu",
+    };
+    for (const [name, act] of Object.entries(want)) {
+      const c = parseConfig({ ...minimal, activation_function: name }, f);
+      expect([c.activationFunction, activationOf(c.activationFunction)]).toEqual([name, act]);
+      expect(configToJson(c).activation_function).toBe(name);
+    }
+    expect(() => activationOf("tanh")).toThrow(
+      'activation_function "tanh" is not supported (gelu_new, gelu_pytorch_tanh, ',
+    );
+  });
+
   test("unsupported or invalid fields are named", () => {
     const f = { file: "cfg.json" };
-    expect(() => parseConfig({ ...minimal, activation_function: "gelu" }, f)).toThrow(
-      'Cannot read cfg.json: field "activation_function" is "gelu", expected one of "gelu_new", "gelu_pytorch_tanh"',
+    expect(() => parseConfig({ ...minimal, activation_function: "mish" }, f)).toThrow(
+      'Cannot read cfg.json: field "activation_function" is "mish", expected one of "gelu_new", "gelu_pytorch_tanh", ' +
+        '"gelu_fast", "gelu", "gelu_python", "relu", "silu", "swish", "quick_gelu"',
     );
+    expect(() => parseConfig({ ...minimal, activation_function: "toString" }, f)).toThrow('"activation_function"');
+    expect(() => parseConfig({ ...minimal, activation_function: 3 }, f)).toThrow('"activation_function" is 3');
     expect(parseConfig({ ...minimal, activation_function: "gelu_pytorch_tanh" }, f).activationFunction).toBe(
       "gelu_pytorch_tanh",
     );

@@ -266,6 +266,30 @@ describe("webgpu backend", () => {
     }
   });
 
+  // The other MLP activations (the ACTIVATION override). The exact GELU's erfc is Numerical Recipes' fit
+  // (relative error < 1.2e-7) against the CPU's float64 erfc; exp's few ULP and the rounding of −z² in its
+  // argument grow with z², so the left tail, where the values are tiny, is covered by atol.
+  for (const activation of ["gelu", "relu", "silu", "quick_gelu"] as const) {
+    gpuTest(`activation ${activation} forward and backward, including saturated inputs`, async () => {
+      const g = await gpu();
+      const n = 1003;
+      const inp = randn(n, 8, -6, 6);
+      inp[0] = 40, inp[1] = -40, inp[2] = 0, inp[3] = 1e-4, inp[4] = -1e-4, inp[5] = -100, inp[6] = 100;
+      const inputs = { inp, dout: randn(n, 9), out: new Float32Array(n), dinp: randn(n, 10) };
+      const r = await both(g, inputs, (be, x) => be.geluForward({ out: x.out!, inp: x.inp!, n, activation }), ["out"]);
+      close(r, "out", { atol: 2e-6, rtol: 1e-5 }, activation);
+      for (const accumulate of [false, true]) {
+        const rb = await both(
+          g,
+          inputs,
+          (be, x) => be.geluBackward({ dinp: x.dinp!, inp: x.inp!, dout: x.dout!, n, accumulate, activation }),
+          ["dinp"],
+        );
+        close(rb, "dinp", { atol: 5e-6, rtol: 1e-5 }, activation);
+      }
+    });
+  }
+
   // --------------------------------------------------------------------------------------------- embedding
   gpuTest("embedding forward (pos0, position ids) and backward with repeated ids", async () => {
     const g = await gpu();

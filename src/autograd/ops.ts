@@ -8,14 +8,14 @@
  * @module
  */
 
-import type { AttentionDropout, Backend, Buf } from "../backend/backend.ts";
+import type { Activation, AttentionDropout, Backend, Buf } from "../backend/backend.ts";
 import { type Tape, Tensor } from "./tensor.ts";
 
 /** What each op's forward saves for its backward, keyed by op name. */
 export interface OpContexts {
   linear: { x: Tensor; w: Tensor; b?: Tensor; out: Tensor; M: number; K: number; N: number; transW: boolean };
   layernorm: { x: Tensor; w: Tensor; b: Tensor; out: Tensor; mean: Buf; rstd: Buf; N: number; C: number };
-  gelu: { x: Tensor; out: Tensor; deriv?: Buf };
+  gelu: { x: Tensor; out: Tensor; activation: Activation; deriv?: Buf };
   add: { a: Tensor; b: Tensor; out: Tensor };
   attention: {
     qkv: Tensor;
@@ -84,10 +84,11 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
     });
   },
 
-  // y = gelu_new(x):  dx = gelu_new'(x)·dy
-  gelu(be, { x, out, deriv }) {
+  // y = act(x) (gelu_new by default):  dx = act'(x)·dy
+  gelu(be, { x, out, activation, deriv }) {
     if (!out.grad) return;
-    be.geluBackward({ dinp: x.gradBuf(), inp: x.buf, dout: out.grad, n: x.size, accumulate: true, deriv });
+    const n = x.size;
+    be.geluBackward({ dinp: x.gradBuf(), inp: x.buf, dout: out.grad, n, accumulate: true, deriv, activation });
   },
 
   // y = a + b:  da = dy, db = dy
@@ -238,15 +239,15 @@ export function layernorm(ctx: OpContext, x: Tensor, w: Tensor, b: Tensor, eps: 
   return out;
 }
 
-/** gelu_new, elementwise. */
-export function gelu(ctx: OpContext, x: Tensor): Tensor {
+/** The MLP activation, elementwise: `activation` (default gelu_new, GPT-2's tanh GELU). */
+export function gelu(ctx: OpContext, x: Tensor, activation: Activation = "gelu_new"): Tensor {
   const out = newTensor(ctx, [...x.shape], `${x.name}:gelu`, x.requiresGrad);
   // where the backend can, the forward saves gelu'(x) and the backward multiplies by it
   const deriv = ctx.tape && x.requiresGrad && ctx.be.geluSavesDerivative
     ? allocOutput(ctx.be, x.size, "gelu derivative")
     : undefined;
-  ctx.be.geluForward({ out: out.buf, inp: x.buf, n: x.size, deriv });
-  record(ctx, "gelu", { x, out, deriv }, [out], deriv ? [deriv] : []);
+  ctx.be.geluForward({ out: out.buf, inp: x.buf, n: x.size, deriv, activation });
+  record(ctx, "gelu", { x, out, activation, deriv }, [out], deriv ? [deriv] : []);
   return out;
 }
 

@@ -15,6 +15,20 @@
  * @module
  */
 
+/**
+ * The MLP activations the backends compute, by the Hugging Face name of each (`ACT2FN` in transformers;
+ * the config spellings that mean the same function are mapped in model/config.ts):
+ * - `gelu_new`: GELU, tanh form, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) — GPT-2's;
+ * - `gelu`: GELU, exact, x·Φ(x) = 0.5·x·(1 + erf(x/√2));
+ * - `relu`: max(x, 0);
+ * - `silu`: x·σ(x), σ(x) = 1/(1 + e^−x);
+ * - `quick_gelu`: x·σ(1.702·x).
+ */
+export type Activation = "gelu_new" | "gelu" | "relu" | "silu" | "quick_gelu";
+
+/** Every {@link Activation}, in the order of the WebGPU kernels' `ACTIVATION` selector (0, 1, …). */
+export const ACTIVATIONS: readonly Activation[] = ["gelu_new", "gelu", "relu", "silu", "quick_gelu"];
+
 /** Element type of a buffer. */
 export type DType = "f32" | "i32";
 
@@ -185,15 +199,18 @@ export interface Backend {
   /** `buf[i] *= s` for i < n. */
   scale(args: { buf: Buf; n: number; s: number }): void;
   /**
-   * `out[i] = gelu_new(inp[i])`, the tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). With `deriv`
-   * (only on a backend whose `geluSavesDerivative` is true) also `deriv[i] = gelu_new'(inp[i])`, for the backward.
+   * `out[i] = act(inp[i])`, the MLP activation: `activation` (default `gelu_new`, the tanh form
+   * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))), see {@link Activation}. With `deriv` (only on a backend whose
+   * `geluSavesDerivative` is true) also `deriv[i] = act'(inp[i])`, for the backward.
    */
-  geluForward(args: { out: Buf; inp: Buf; n: number; deriv?: Buf }): void;
+  geluForward(args: { out: Buf; inp: Buf; n: number; deriv?: Buf; activation?: Activation }): void;
   /**
-   * `dinp[i] (=|+=) gelu_new'(inp[i]) · dout[i]`; with `deriv` (what the forward saved) `deriv[i] · dout[i]`,
-   * without recomputing the derivative from `inp`.
+   * `dinp[i] (=|+=) act'(inp[i]) · dout[i]` for the forward's `activation` (default `gelu_new`); with `deriv`
+   * (what the forward saved) `deriv[i] · dout[i]`, without recomputing the derivative from `inp`.
    */
-  geluBackward(args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean; deriv?: Buf }): void;
+  geluBackward(
+    args: { dinp: Buf; inp: Buf; dout: Buf; n: number; accumulate?: boolean; deriv?: Buf; activation?: Activation },
+  ): void;
   /**
    * Optional: true when geluForward can save the derivative (`deriv`) so that the backward is one product
    * (the CPU backend beside a fast matmul, where recomputing it was a third of GELU's time); the autograd then

@@ -2,11 +2,13 @@
  * The GPT-2 configuration, read from and written to a Hugging Face `config.json`.
  *
  * {@link parseConfig} accepts what `GPT2Config` in `transformers` writes (`n_positions` or the older
- * `n_ctx`), checks what this implementation can run (a tanh GELU, `n_embd` divisible by `n_head`, the
- * MLP width of `n_inner`, no cross-attention) and keeps every field in `raw` so that {@link configToJson}
- * writes them back.
+ * `n_ctx`), checks what this implementation can run (an activation of {@link ACTIVATION_FUNCTIONS}, `n_embd`
+ * divisible by `n_head`, the MLP width of `n_inner`, no cross-attention) and keeps every field in `raw` so
+ * that {@link configToJson} writes them back.
  * @module
  */
+
+import type { Activation } from "../backend/backend.ts";
 
 /** A GPT-2 configuration (the fields of HF `GPT2Config` this project uses, camelCased). */
 export interface GPT2Config {
@@ -19,7 +21,7 @@ export interface GPT2Config {
   /** The MLP's inner width (`n_inner`); unset: the standard 4·n_embd. */
   nInner?: number;
   layerNormEpsilon: number;
-  /** `gelu_new` or `gelu_pytorch_tanh` (the same tanh approximation). */
+  /** The MLP activation as the config spells it: a key of {@link ACTIVATION_FUNCTIONS}. */
   activationFunction: string;
   /** Unset when absent, null, or outside [0, vocabSize). */
   bosTokenId?: number;
@@ -41,8 +43,33 @@ export interface ParseConfigOptions {
   warn?: (msg: string) => void;
 }
 
-/** Activation names that mean GELU with the tanh approximation, which the kernels implement. */
-const TANH_GELUS = ["gelu_new", "gelu_pytorch_tanh"];
+/**
+ * The `activation_function` values this implementation runs (transformers' `ACT2FN` names) and the
+ * activation each computes (backend.ts {@link Activation}). Names of one function share it: `gelu_new`,
+ * `gelu_pytorch_tanh` and `gelu_fast` are the tanh GELU (`gelu_fast` writes √(2/π) as 0.7978845608, 3e-12
+ * from the constant used here); `gelu` and `gelu_python` the exact erf GELU; `silu` and `swish` x·σ(x).
+ */
+export const ACTIVATION_FUNCTIONS: Readonly<Record<string, Activation>> = {
+  gelu_new: "gelu_new",
+  gelu_pytorch_tanh: "gelu_new",
+  gelu_fast: "gelu_new",
+  gelu: "gelu",
+  gelu_python: "gelu",
+  relu: "relu",
+  silu: "silu",
+  swish: "silu",
+  quick_gelu: "quick_gelu",
+};
+
+/** The activation that a config's `activation_function` names (see {@link ACTIVATION_FUNCTIONS}); throws on another. */
+export function activationOf(name: string): Activation {
+  const a = Object.hasOwn(ACTIVATION_FUNCTIONS, name) ? ACTIVATION_FUNCTIONS[name] : undefined;
+  if (!a) {
+    const known = Object.keys(ACTIVATION_FUNCTIONS).join(", ");
+    throw new Error(`Cannot run GPT-2: activation_function ${JSON.stringify(name)} is not supported (${known})`);
+  }
+  return a;
+}
 
 /**
  * Parse an HF GPT-2 `config.json` (already JSON-parsed). Throws on a missing or invalid required field,
@@ -90,11 +117,11 @@ export function parseConfig(json: unknown, opts: ParseConfigOptions): GPT2Config
   if (nEmbd % nHead !== 0) fail(`n_embd (${nEmbd}) is not divisible by n_head (${nHead})`);
 
   const act = raw.activation_function ?? "gelu_new";
-  if (typeof act !== "string" || !TANH_GELUS.includes(act)) {
+  if (typeof act !== "string" || !Object.hasOwn(ACTIVATION_FUNCTIONS, act)) {
     fail(
       `field "activation_function" is ${JSON.stringify(act)}, expected one of ${
-        TANH_GELUS.map((s) => `"${s}"`).join(", ")
-      } (the tanh GELU this implementation computes)`,
+        Object.keys(ACTIVATION_FUNCTIONS).map((s) => `"${s}"`).join(", ")
+      }`,
     );
   }
   const nInner = raw.n_inner === undefined || raw.n_inner === null ? undefined : posInt("n_inner", raw.n_inner);

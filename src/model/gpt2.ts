@@ -1,6 +1,6 @@
 /**
  * GPT-2 (`GPT2LMHeadModel`) with Hugging Face parameter names and layouts: pre-layernorm blocks, learned
- * positions, `gelu_new`, Conv1D weights stored [in, out] (`transformer.h.{i}.attn.c_attn.weight` is
+ * positions, the config's MLP activation (`gelu_new` in GPT-2; see `activationOf`), Conv1D weights stored [in, out] (`transformer.h.{i}.attn.c_attn.weight` is
  * [C, 3C]) and the LM head tied to `transformer.wte.weight`.
  *
  * One block, two ways in: {@link GPT2.forward} records on a tape for training; {@link GPT2.forwardCached} is
@@ -12,7 +12,7 @@
 import { type Backend, type Buf, type BufGroup, freeGroup } from "../backend/backend.ts";
 import * as ops from "../autograd/ops.ts";
 import { Tape, Tensor } from "../autograd/tensor.ts";
-import { type GPT2Config, parameterShapes } from "./config.ts";
+import { activationOf, type GPT2Config, parameterShapes } from "./config.ts";
 import { normalRng } from "./rng.ts";
 
 export { normalRng };
@@ -454,7 +454,7 @@ export class GPT2 {
     const x2 = ops.add(ctx, x, proj);
     const ln2 = ops.layernorm(ctx, x2, p("ln_2.weight"), p("ln_2.bias"), eps);
     const fc = ops.linear(ctx, ln2, p("mlp.c_fc.weight"), p("mlp.c_fc.bias"));
-    const act = ops.gelu(ctx, fc);
+    const act = ops.gelu(ctx, fc, activationOf(cfg.activationFunction));
     const mlp = drop(ops.linear(ctx, act, p("mlp.c_proj.weight"), p("mlp.c_proj.bias")), 3 + 3 * l);
     const out = ops.add(ctx, x2, mlp);
     // without a tape nothing needs the intermediates any more

@@ -289,8 +289,12 @@ export class CpuBackend extends CpuReferenceBackend {
     return this.#fastMath !== undefined;
   }
 
+  /**
+   * The SIMD kernels compute `gelu_new` (the default activation); the others run the reference's loops,
+   * which fill `deriv` when asked.
+   */
   override geluForward(args: OpArgs<"geluForward">): void {
-    if (!this.#fastMath) return super.geluForward(args);
+    if (!this.#fastMath || (args.activation ?? "gelu_new") !== "gelu_new") return super.geluForward(args);
     const { n } = args;
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
     const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
@@ -298,8 +302,10 @@ export class CpuBackend extends CpuReferenceBackend {
     this.#fastMath.forward(out, inp, n, deriv);
   }
 
+  /** From a saved `deriv` the SIMD product serves every activation; without it only `gelu_new` is in SIMD. */
   override geluBackward(args: OpArgs<"geluBackward">): void {
-    if (!this.#fastMath) return super.geluBackward(args);
+    const simd = args.deriv !== undefined || (args.activation ?? "gelu_new") === "gelu_new";
+    if (!this.#fastMath || !simd) return super.geluBackward(args);
     const { n } = args;
     const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
     const dout = f32(args.dout, n, "gelu dout");

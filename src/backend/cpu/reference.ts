@@ -30,31 +30,8 @@ import { type AttentionDropout, type Backend, type MatmulArgs, OP_NAMES, type Op
 import { type KernelTime, OpTimer } from "../profile.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "../dropout_hash.ts";
 import { CpuMemory, f32, i32 } from "./memory.ts";
+import { activationMath } from "./activation.ts";
 
-/**
- * gelu_new'(x). With u = √(2/π)·(x + 0.044715·x³) and th = tanh(u):
- *   d/dx [0.5·x·(1 + th)] = 0.5·(1 + th) + 0.5·x·(1 − th²)·du/dx,  du/dx = √(2/π)·(1 + 3·0.044715·x²)
- * (1 − th² = sech²(u); this form cannot overflow, unlike 1/cosh²).
- */
-function geluDerivative(x: number): number {
-  const th = tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x));
-  const dudx = GELU_SCALE * (1 + 3 * GELU_CUBIC * x * x);
-  return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * dudx;
-}
-
-/** √(2/π), the constant in the tanh form of GELU. */
-const GELU_SCALE = Math.sqrt(2 / Math.PI);
-/** The cubic coefficient of the tanh form of GELU. */
-const GELU_CUBIC = 0.044715;
-
-/**
- * tanh(u) = 1 − 2/(e^{2u} + 1), in float64. About twice as fast as Math.tanh in V8 and JavaScriptCore; exact
- * at ±∞ (e^{2u} overflows to ∞ or underflows to 0); near 0 its absolute error is ~1e-16, which is all that
- * GELU's 1 + tanh(u) sees.
- */
-function tanh(u: number): number {
-  return 1 - 2 / (Math.exp(2 * u) + 1);
-}
 /** The target id that cross-entropy ignores (PyTorch's `ignore_index`). */
 const IGNORE_INDEX = -100;
 
@@ -134,29 +111,34 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
     return false;
   }
 
-  /** out = gelu_new(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))); with `deriv`, deriv = gelu_new'(x). */
+  /**
+   * out = act(x) for the `activation` (default gelu_new = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))); with
+   * `deriv`, deriv = act'(x). Each activation's formula and derivative are in activation.ts.
+   */
   geluForward(args: OpArgs<"geluForward">): void {
     const { n } = args;
+    const { f, df } = activationMath(args.activation, "geluForward");
     const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
     const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
-      out[i] = 0.5 * x * (1 + tanh(GELU_SCALE * (x + GELU_CUBIC * x * x * x)));
-      if (deriv) deriv[i] = geluDerivative(x);
+      out[i] = f(x);
+      if (deriv) deriv[i] = df(x);
     }
   }
 
   /**
-   * dinp (=|+=) gelu_new'(x)·dout (see geluDerivative), or deriv·dout with the forward's `deriv`.
+   * dinp (=|+=) act'(x)·dout (activation.ts), or deriv·dout with the forward's `deriv`.
    */
   geluBackward(args: OpArgs<"geluBackward">): void {
     const { n } = args;
+    const { df } = activationMath(args.activation, "geluBackward");
     const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
     const dout = f32(args.dout, n, "gelu dout");
     const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
     const accumulate = !!args.accumulate;
     for (let i = 0; i < n; i++) {
-      const g = (deriv ? deriv[i]! : geluDerivative(inp[i]!)) * dout[i]!;
+      const g = (deriv ? deriv[i]! : df(inp[i]!)) * dout[i]!;
       dinp[i] = accumulate ? dinp[i]! + g : g;
     }
   }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { OpArgs } from "../backend.ts";
+import { type Activation, ACTIVATIONS, type OpArgs } from "../backend.ts";
 import { dropoutParams } from "../dropout_hash.ts";
 import { type GpuBuf, sameRange } from "./buffers.ts";
 import { K } from "./kernels.ts";
@@ -32,10 +32,22 @@ export function scale(rt: GpuRuntime, args: OpArgs<"scale">): void {
   rt.dispatch(K.scale, { params: { n: args.n, s: args.s }, bufs: { buf: b }, groups: Math.ceil(args.n / 256) });
 }
 
+/** The gelu kernels' ACTIVATION selector for `activation` (its index in ACTIVATIONS; default gelu_new). */
+function activationSelector(activation: Activation | undefined, op: string): number {
+  const k = ACTIVATIONS.indexOf(activation ?? "gelu_new");
+  if (k < 0) throw new Error(`${op}: unknown activation ${JSON.stringify(activation)}`);
+  return k;
+}
+
 export function geluForward(rt: GpuRuntime, args: OpArgs<"geluForward">): void {
   const out = rt.buf(args.out, "geluForward"), inp = rt.buf(args.inp, "geluForward");
   rt.need([[out, "out"], [inp, "inp"]], args.n, "geluForward");
-  rt.dispatch(K.geluFwd, { params: { n: args.n }, bufs: { inp, out }, groups: Math.ceil(args.n / 256) });
+  rt.dispatch(K.geluFwd, {
+    params: { n: args.n },
+    bufs: { inp, out },
+    groups: Math.ceil(args.n / 256),
+    constants: { ACTIVATION: activationSelector(args.activation, "geluForward") },
+  });
 }
 
 export function geluBackward(rt: GpuRuntime, args: OpArgs<"geluBackward">): void {
@@ -46,7 +58,7 @@ export function geluBackward(rt: GpuRuntime, args: OpArgs<"geluBackward">): void
     params: { n: args.n },
     bufs: { inp, dout, dinp },
     groups: Math.ceil(args.n / 256),
-    constants: { ACCUMULATE: +!!args.accumulate },
+    constants: { ACCUMULATE: +!!args.accumulate, ACTIVATION: activationSelector(args.activation, op) },
   });
 }
 
