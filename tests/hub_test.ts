@@ -137,11 +137,20 @@ describe("resolveModel against a fake hub", () => {
     for (const f of ["config.json", "vocab.json", "merges.txt", "tokenizer_config.json"]) {
       copyFileSync(join(bpe, "model-vocab", f), join(repoDir, f));
     }
+    // a chat template kept in a file of its own comes along (optional, as the configs)
+    writeFileSync(join(repoDir, "chat_template.jinja"), "{% for m in messages %}{{ m.content }}{% endfor %}");
     const hub = await startFakeHub({ repos: { "org/gpt2-tiny": repoDir } });
     try {
       const dir = await resolveModel("org/gpt2-tiny", options(cacheDir, hub.url));
       expect(readdirSync(dir).sort()).toEqual(
-        ["config.json", "merges.txt", "model.safetensors", "tokenizer_config.json", "vocab.json"],
+        [
+          "chat_template.jinja",
+          "config.json",
+          "merges.txt",
+          "model.safetensors",
+          "tokenizer_config.json",
+          "vocab.json",
+        ],
       );
       const tok = await loadTokenizer(dir);
       expect(tok.encode("Hello world").ids).toEqual(

@@ -27,6 +27,9 @@ export interface FileChoice {
 /** A wanted file: a name (required) or a {@link FileChoice}. */
 export type FileSpec = string | FileChoice;
 
+/** The tokenizer's optional files: its configs, and a chat template kept in a file of its own (transformers ≥ 4.43). */
+const TOKENIZER_EXTRAS = ["tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"];
+
 /**
  * The files of a GPT-2 model dir: config, optional generation config, weights (safetensors preferred, the
  * real base model has only `pytorch_model.bin`), tokenizer (`tokenizer.json`, else BERT's `vocab.txt` or GPT-2's `vocab.json` + `merges.txt`).
@@ -43,9 +46,9 @@ export const GPT2_MODEL_FILES: readonly FileChoice[] = [
     what: "tokenizer",
     required: true,
     options: [
-      { needs: ["tokenizer.json"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
-      { needs: ["vocab.txt"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
-      { needs: ["vocab.json", "merges.txt"], optional: ["tokenizer_config.json", "special_tokens_map.json"] },
+      { needs: ["tokenizer.json"], optional: TOKENIZER_EXTRAS },
+      { needs: ["vocab.txt"], optional: TOKENIZER_EXTRAS },
+      { needs: ["vocab.json", "merges.txt"], optional: TOKENIZER_EXTRAS },
     ],
   },
 ];
