@@ -17,7 +17,15 @@
  */
 
 import { Tokenizer as LibTokenizer } from "@huggingface/tokenizers";
-import { addedToken, type AddedTokenJson, resolveSpecialTokens, SPECIAL_ROLES, type SpecialRole } from "./bert_json.ts";
+import { type AddedTokenJson, resolveSpecialTokens, SPECIAL_ROLES, type SpecialRole } from "./bert_json.ts";
+import {
+  applySpecialTokens,
+  parseJsonObject,
+  registerAddedTokens,
+  specialTokenNames,
+  type SpecialTokensMap,
+  specialTokensMapJson,
+} from "./added_tokens.ts";
 import { CodePointSet, TokenSplitter } from "./bert_align.ts";
 import * as T from "./unicode_tables.ts";
 import type { DecodeOptions, EncodeOptions, Encoding, SkippedToken, Tokenizer, TokenizerFiles } from "./types.ts";
@@ -215,7 +223,7 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
     this.#configRest = { ...settings.rest };
     this.#source = source;
     this.#rebuild();
-    if (this.#register(this.#specialNames(), true) > 0) this.#rebuild();
+    if (this.#register(specialTokenNames(this.#specials, this.#additional), true) > 0) this.#rebuild();
   }
 
   /** Whether `files` describe a byte-level BPE tokenizer (tokenizer.json with a BPE model, or vocab.json). */
@@ -227,15 +235,15 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
   /** Build one from file contents: tokenizer.json where given, else vocab.json + merges.txt. */
   static fromFiles(files: TokenizerFiles): ByteLevelBpeTokenizer {
     const { source } = files;
-    const config = parseObject(files.tokenizerConfig, "tokenizer_config.json", source);
-    const map = parseObject(files.specialTokensMap, "special_tokens_map.json", source);
+    const config = parseJsonObject(files.tokenizerConfig, "tokenizer_config.json", source);
+    const map = parseJsonObject(files.specialTokensMap, "special_tokens_map.json", source);
     const settings = resolveSpecialTokens(config, map, source, GPT2_DEFAULT_SPECIALS);
     if (config?.add_prefix_space === true) {
       throw new Error(`Unsupported tokenizer_config.json (${source}): add_prefix_space is true, expected false`);
     }
     let json: BpeTokenizerJson;
     if (files.tokenizerJson !== undefined) {
-      const raw = parseObject(files.tokenizerJson, "tokenizer.json", source)!;
+      const raw = parseJsonObject(files.tokenizerJson, "tokenizer.json", source)!;
       json = checkByteLevelTokenizerJson(raw, source);
     } else if (files.vocabJson !== undefined && files.mergesTxt !== undefined) {
       json = synthesiseByteLevelTokenizerJson(files.vocabJson, files.mergesTxt, source);
@@ -377,21 +385,10 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
   }
 
   /** HF's `add_special_tokens({...})`: set the roles given and replace the additional special tokens. */
-  addSpecialTokens(
-    map: Partial<Record<SpecialRole, string>> & { additional_special_tokens?: readonly string[] },
-  ): number {
+  addSpecialTokens(map: SpecialTokensMap): number {
     const before = this.#vocabSize;
-    const toAdd: string[] = [];
-    for (const role of SPECIAL_ROLES) {
-      const t = map[role];
-      if (t === undefined) continue;
-      this.#specials[role] = t;
-      toAdd.push(t);
-    }
-    if (map.additional_special_tokens !== undefined) {
-      this.#additional = [...map.additional_special_tokens];
-      toAdd.push(...map.additional_special_tokens);
-    }
+    const { toAdd, additional } = applySpecialTokens(map, this.#specials, this.#additional);
+    this.#additional = additional;
     this.#register(toAdd, true);
     this.#rebuild();
     return this.#vocabSize - before;
@@ -426,35 +423,20 @@ export class ByteLevelBpeTokenizer implements Tokenizer {
     config.extra_special_tokens = [...this.#additional];
     config.tokenizer_class = "GPT2Tokenizer";
     const sorted = Object.fromEntries(Object.entries(config).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    const specialMap: Record<string, unknown> = {};
-    for (const role of SPECIAL_ROLES) if (this.#specials[role] !== undefined) specialMap[role] = this.#specials[role];
-    if (this.#additional.length > 0) specialMap.additional_special_tokens = [...this.#additional];
     return {
       "tokenizer.json": JSON.stringify(this.#json, null, 2) + "\n",
       "tokenizer_config.json": JSON.stringify(sorted, null, 2) + "\n",
-      "special_tokens_map.json": JSON.stringify(specialMap, null, 2) + "\n",
+      "special_tokens_map.json": JSON.stringify(specialTokensMapJson(this.#specials, this.#additional), null, 2) + "\n",
     };
-  }
-
-  #specialNames(): string[] {
-    return [...SPECIAL_ROLES.map((r) => this.#specials[r]), ...this.#additional].filter((t) => t !== undefined);
   }
 
   /** Register tokens as added tokens (ids after the vocabulary and every id in use); returns how many. */
   #register(tokens: readonly string[], special: boolean): number {
-    const added = this.#json.added_tokens;
-    const have = new Set(added.map((t) => t.content));
-    let next = Math.max(Object.keys(this.#json.model.vocab).length, this.#idToToken.length);
-    let n = 0;
-    for (const content of tokens) {
-      if (content.length === 0 || have.has(content)) continue;
-      const id = this.#tokenToId.get(content) ?? next++;
-      added.push(addedToken(id, content, special));
-      have.add(content);
-      n++;
-    }
-    added.sort((a, b) => a.id - b.id);
-    return n;
+    return registerAddedTokens(this.#json.added_tokens, tokens, {
+      special,
+      idOf: (content) => this.#tokenToId.get(content),
+      firstNew: Math.max(Object.keys(this.#json.model.vocab).length, this.#idToToken.length),
+    });
   }
 
   #rebuild(): void {
@@ -505,18 +487,4 @@ function trimOffsets(tokens: readonly string[], offsets: [number, number][], add
     }
     if (trailing > 0 && o[1] >= trailing) o[1] = Math.max(o[1] - trailing, o[0]);
   }
-}
-
-function parseObject(text: string | undefined, file: string, source: string): Record<string, unknown> | undefined {
-  if (text === undefined) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`Cannot read ${file} (${source}): ${(e as Error).message}`);
-  }
-  if (v === null || typeof v !== "object" || Array.isArray(v)) {
-    throw new Error(`Cannot read ${file} (${source}): not an object`);
-  }
-  return v as Record<string, unknown>;
 }

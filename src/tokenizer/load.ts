@@ -5,8 +5,8 @@
  * @module
  */
 
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { readOptional } from "./added_tokens.ts";
 import { ByteLevelBpeTokenizer } from "./byte_level.ts";
 import { BertTokenizer } from "./tokenizer.ts";
 import type { Tokenizer, TokenizerFiles } from "./types.ts";
@@ -20,15 +20,6 @@ export const TOKENIZER_FILE_NAMES = [
   "vocab.json",
   "merges.txt",
 ] as const;
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (e) {
-    if ((e as { code?: string }).code === "ENOENT") return undefined;
-    throw e;
-  }
-}
 
 /** The tokenizer of the files given: byte-level BPE where they describe one, else BERT WordPiece. */
 export function tokenizerFromFiles(files: TokenizerFiles): Tokenizer {

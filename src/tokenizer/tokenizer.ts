@@ -17,10 +17,17 @@
  */
 
 import { Tokenizer } from "@huggingface/tokenizers";
-import { readFile } from "node:fs/promises";
+import {
+  applySpecialTokens,
+  parseJsonObject,
+  readOptional,
+  registerAddedTokens,
+  specialTokenNames,
+  type SpecialTokensMap,
+  specialTokensMapJson,
+} from "./added_tokens.ts";
 import { join } from "node:path";
 import {
-  addedToken,
   type AddedTokenJson,
   type BertSettings,
   checkBertTokenizerJson,
@@ -74,29 +81,6 @@ export const SFT_EXTRA_TOKENS: readonly string[] = (() => {
 interface Framing {
   id: number;
   token: string;
-}
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (e) {
-    if ((e as { code?: string }).code === "ENOENT") return undefined;
-    throw e;
-  }
-}
-
-function parseJsonObject(text: string | undefined, file: string, source: string): Record<string, unknown> | undefined {
-  if (text === undefined) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`Cannot read ${file} (${source}): ${(e as Error).message}`);
-  }
-  if (v === null || typeof v !== "object" || Array.isArray(v)) {
-    throw new Error(`Cannot read ${file} (${source}): not an object`);
-  }
-  return v as Record<string, unknown>;
 }
 
 /** A BERT WordPiece tokenizer with Hugging Face `BertTokenizerFast` behaviour. */
@@ -310,21 +294,10 @@ export class BertTokenizer implements TokenizerInterface {
    * special tokens, registering each as a special, unnormalized added token (a token already in the
    * vocabulary keeps its id). Returns the number of new ids.
    */
-  addSpecialTokens(
-    map: Partial<Record<SpecialRole, string>> & { additional_special_tokens?: readonly string[] },
-  ): number {
+  addSpecialTokens(map: SpecialTokensMap): number {
     const before = this.#vocabSize;
-    const toAdd: string[] = [];
-    for (const role of SPECIAL_ROLES) {
-      const t = map[role];
-      if (t === undefined) continue;
-      this.#specials[role] = t;
-      toAdd.push(t);
-    }
-    if (map.additional_special_tokens !== undefined) {
-      this.#additional = [...map.additional_special_tokens];
-      toAdd.push(...map.additional_special_tokens);
-    }
+    const { toAdd, additional } = applySpecialTokens(map, this.#specials, this.#additional);
+    this.#additional = additional;
     this.#register(toAdd, true);
     this.#rebuild();
     return this.#vocabSize - before;
@@ -399,13 +372,7 @@ export class BertTokenizer implements TokenizerInterface {
 
   /** `special_tokens_map.json`: the roles set and the additional special tokens. */
   toSpecialTokensMap(): Record<string, unknown> {
-    const map: Record<string, unknown> = {};
-    if (this.#additional.length > 0) map.additional_special_tokens = [...this.#additional];
-    for (const role of SPECIAL_ROLES) {
-      const t = this.#specials[role];
-      if (t !== undefined) map[role] = t;
-    }
-    return Object.fromEntries(Object.entries(map).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    return specialTokensMapJson(this.#specials, this.#additional);
   }
 
   /** The WordPiece vocabulary (without tokens added after it), one token per line, in id order. */
@@ -437,7 +404,6 @@ export class BertTokenizer implements TokenizerInterface {
   /** Add tokens as Rust `AddedVocabulary::add_tokens` does. Returns how many were registered. */
   #register(tokens: readonly string[], special: boolean): number {
     const added = this.#json.added_tokens;
-    const have = new Set(added.map((t) => t.content));
     // The normalized forms already taken by normalized added tokens. Two normalized tokens with one form
     // (`a` and `A` under lowercasing) cannot both be matched: Rust's tokenizers then maps that form to
     // one of their ids chosen anew in each process. So a second one is not added (and is reported).
@@ -447,33 +413,29 @@ export class BertTokenizer implements TokenizerInterface {
       const form = normalizeBert(t.content, this.#json.normalizer);
       if (!forms.has(form)) forms.set(form, t.content);
     }
-    // as Rust's AddedVocabulary: after the model vocabulary and every id in use
-    let next = Math.max(this.#modelVocab.size, this.#idToToken.length);
-    let n = 0;
-    for (const content of tokens) {
-      if (content.length === 0 || have.has(content)) continue;
-      if (!special) {
-        const form = normalizeBert(content, this.#json.normalizer);
-        const sameAs = forms.get(form);
-        if (sameAs !== undefined) {
-          this.#skipped.push({ token: content, sameAs });
-          continue;
-        }
-        forms.set(form, content);
+    const keep = (content: string) => {
+      if (special) return true;
+      const form = normalizeBert(content, this.#json.normalizer);
+      const sameAs = forms.get(form);
+      if (sameAs !== undefined) {
+        this.#skipped.push({ token: content, sameAs });
+        return false;
       }
-      const id = this.#tokenToId.get(content) ?? next++;
-      added.push(addedToken(id, content, special));
-      have.add(content);
-      n++;
-    }
-    added.sort((a, b) => a.id - b.id);
-    return n;
+      forms.set(form, content);
+      return true;
+    };
+    // as Rust's AddedVocabulary: new ids after the model vocabulary and every id in use
+    return registerAddedTokens(added, tokens, {
+      special,
+      idOf: (content) => this.#tokenToId.get(content),
+      firstNew: Math.max(this.#modelVocab.size, this.#idToToken.length),
+      keep,
+    });
   }
 
   /** Register the config's special tokens that are not added tokens yet, in transformers' role order. */
   #registerSpecials(): number {
-    const names = [...SPECIAL_ROLES.map((r) => this.#specials[r]), ...this.#additional].filter((t) => t !== undefined);
-    return this.#register(names, true);
+    return this.#register(specialTokenNames(this.#specials, this.#additional), true);
   }
 
   /** Recompute everything derived from the tokenizer.json and rebuild tokenizers.js's Tokenizer. */
