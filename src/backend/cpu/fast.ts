@@ -27,6 +27,7 @@ import { f32, i32 } from "./memory.ts";
 import {
   adamwScalars,
   attentionDropout,
+  cachedAttentionViews,
   CpuReferenceBackend,
   type CpuReferenceOptions,
   headSize,
@@ -497,17 +498,7 @@ export class CpuBackend extends CpuReferenceBackend {
     const gemm = this.#fastMatmul?.gemm;
     if (!gemm) return super.attentionCached(args);
     const { B, Tn, pos0, Tmax, C, NH } = args;
-    const HS = headSize(C, NH);
-    if (pos0 < 0 || pos0 + Tn > Tmax) {
-      throw new Error(
-        `Cannot run cached attention: positions ${pos0}…${pos0 + Tn - 1} exceed the cache (Tmax ${Tmax})`,
-      );
-    }
-    const out = f32(args.out, B * Tn * C, "attentionCached out");
-    const qkv = f32(args.qkv, B * Tn * 3 * C, "attentionCached qkv");
-    const kc = f32(args.kcache, B * NH * Tmax * HS, "attentionCached kcache");
-    const vc = f32(args.vcache, B * NH * Tmax * HS, "attentionCached vcache");
-    const mask = args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined;
+    const { out, qkv, kc, vc, mask } = cachedAttentionViews(args);
     const math = this.#fastMath, scratch = math ? (n: number) => math.attentionScratch(n) : undefined;
     cachedAttentionBlas({ gemm, scratch, out, qkv, kc, vc, mask, B, Tn, pos0, Tmax, C, NH });
   }

@@ -482,17 +482,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   attentionCached(args: OpArgs<"attentionCached">): void {
     const { B, Tn, pos0, Tmax, C, NH } = args;
-    const HS = headSize(C, NH);
-    if (pos0 < 0 || pos0 + Tn > Tmax) {
-      throw new Error(
-        `Cannot run cached attention: positions ${pos0}…${pos0 + Tn - 1} exceed the cache (Tmax ${Tmax})`,
-      );
-    }
-    const out = f32(args.out, B * Tn * C, "attentionCached out");
-    const qkv = f32(args.qkv, B * Tn * 3 * C, "attentionCached qkv");
-    const kc = f32(args.kcache, B * NH * Tmax * HS, "attentionCached kcache");
-    const vc = f32(args.vcache, B * NH * Tmax * HS, "attentionCached vcache");
-    const mask = args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined;
+    const { HS, out, qkv, kc, vc, mask } = cachedAttentionViews(args);
     const scale = 1 / Math.sqrt(HS);
     // 1. append the new keys and values
     for (let b = 0; b < B; b++) {
@@ -662,12 +652,8 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   }
 }
 
-/**
- * The scalars of one AdamW step (the formulas of {@link CpuReferenceBackend.adamw}): the clip factor (reading
- * `norm`), the weight decay factor, the lerp weight w1 = 1 − β1, the step size and √(1 − β2^step), with β2
- * and eps as given.
- */
-export function adamwScalars(args: OpArgs<"adamw">): {
+/** The scalars of one AdamW step, as {@link adamwScalars} computes them. */
+export type AdamwConstants = {
   clip: number;
   decay: number;
   w1: number;
@@ -675,7 +661,14 @@ export function adamwScalars(args: OpArgs<"adamw">): {
   stepSize: number;
   bc2Sqrt: number;
   eps: number;
-} {
+};
+
+/**
+ * The scalars of one AdamW step (the formulas of {@link CpuReferenceBackend.adamw}): the clip factor (reading
+ * `norm`), the weight decay factor, the lerp weight w1 = 1 − β1, the step size and √(1 − β2^step), with β2
+ * and eps as given.
+ */
+export function adamwScalars(args: OpArgs<"adamw">): AdamwConstants {
   const { lr, beta1, beta2, eps, weightDecay, step } = args;
   let clip = 1;
   if (args.norm) {
@@ -695,6 +688,30 @@ export function attentionDropout(dropout: AttentionDropout | undefined, what: st
   if (!dropout) return undefined;
   const d = dropoutParams(dropout.p, dropout.seed, `${what} dropout`);
   return d.p === 0 ? undefined : d;
+}
+
+/** attentionCached's arguments checked (head size, positions within the cache, buffer lengths) and viewed. */
+export function cachedAttentionViews(args: OpArgs<"attentionCached">): {
+  HS: number;
+  out: Float32Array;
+  qkv: Float32Array;
+  kc: Float32Array;
+  vc: Float32Array;
+  mask: Int32Array | undefined;
+} {
+  const { B, Tn, pos0, Tmax, C, NH } = args;
+  const HS = headSize(C, NH);
+  if (pos0 < 0 || pos0 + Tn > Tmax) {
+    throw new Error(`Cannot run cached attention: positions ${pos0}…${pos0 + Tn - 1} exceed the cache (Tmax ${Tmax})`);
+  }
+  return {
+    HS,
+    out: f32(args.out, B * Tn * C, "attentionCached out"),
+    qkv: f32(args.qkv, B * Tn * 3 * C, "attentionCached qkv"),
+    kc: f32(args.kcache, B * NH * Tmax * HS, "attentionCached kcache"),
+    vc: f32(args.vcache, B * NH * Tmax * HS, "attentionCached vcache"),
+    mask: args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined,
+  };
 }
 
 /** HS = C / NH, checked. */

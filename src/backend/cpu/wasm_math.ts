@@ -11,6 +11,7 @@
 
 import type { DropoutParams } from "../dropout_hash.ts";
 import { moduleBytes, UNROLL } from "./wasm_math_kernels.ts";
+import type { AdamwConstants } from "./reference.ts";
 
 /** Two T×T float32 blocks in WASM memory for one attention head (BLAS writes into them through FFI). */
 export interface AttentionScratch {
@@ -106,17 +107,6 @@ export interface LayernormBackwardArrays {
   rstd: Float32Array;
   dweight: Float32Array;
   dbias: Float32Array;
-}
-
-/** The scalars of one AdamW step, as adamwScalars (reference.ts) computes them. */
-export interface AdamwConstants {
-  clip: number;
-  decay: number;
-  w1: number;
-  beta2: number;
-  stepSize: number;
-  bc2Sqrt: number;
-  eps: number;
 }
 
 /**
