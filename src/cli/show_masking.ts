@@ -5,7 +5,7 @@
  * @module
  */
 
-import { DATA_FORMATS, readChatData } from "../data/formats.ts";
+import { DATA_FORMATS, readChatData, sftInput } from "../data/formats.ts";
 import { TRAIN_ON } from "../data/chatml.ts";
 import type { SftInput } from "../data/sft_dataset.ts";
 import { atomicWriteFile } from "../io/atomic.ts";
@@ -123,7 +123,7 @@ export async function main(argv: string[], print: (line: string) => void = conso
   if (v["train-file"] !== undefined) {
     const file = v["train-file"];
     const data = await readChatData(file, choiceFlag("format", v.format, DATA_FORMATS, "auto"));
-    inputs = data.examples.map((e) => (e.kind === "text" ? { text: e.text } : e.messages));
+    inputs = data.examples.map(sftInput);
     where = (i) => `line ${data.examples[i]!.line} of ${file}`;
     opts.render = conversationRenderer(await resolveChatTemplate(v["chat-template"] ?? "chatml", dir));
   } else {

@@ -17,6 +17,7 @@
 import { readFile } from "node:fs/promises";
 import { type JsonlEntry, parseJsonl } from "./jsonl.ts";
 import type { Message } from "./chatml.ts";
+import type { SftInput } from "./sft_dataset.ts";
 
 /** The formats, for `--format`. */
 export const DATA_FORMATS = ["auto", "messages", "sharegpt", "prompt-completion", "text", "notebook"] as const;
@@ -30,6 +31,11 @@ export type ChatMessage = Message;
 export type ChatExample =
   | { kind: "chat"; messages: ChatMessage[]; line: number }
   | { kind: "text"; text: string; line: number };
+
+/** An example as the SFT dataset takes it: the conversation's messages, or the plain text. */
+export function sftInput(e: ChatExample): SftInput {
+  return e.kind === "text" ? { text: e.text } : e.messages;
+}
 
 /** What {@link parseChatData} read. */
 export interface ChatData {

@@ -5,8 +5,8 @@
  */
 
 import { basename } from "node:path";
-import { type DataFormat, readChatData, splitValidation } from "../data/formats.ts";
-import type { SftInput } from "../data/sft_dataset.ts";
+import { type DataFormat, readChatData, sftInput, splitValidation } from "../data/formats.ts";
+import { formatLines, type SftInput } from "../data/sft_dataset.ts";
 import type { ChatExample } from "../data/formats.ts";
 
 /** Where a run's chat data comes from. */
@@ -54,7 +54,7 @@ export async function loadChatTrainingData(
   if (trainEx.length === 0) throw new Error(`Cannot train: ${o.trainFile} has no example with an answer to learn`);
   const pick = (ex: ChatExample[], limit: number | undefined) => ex.slice(0, limit ?? ex.length);
   const split = (ex: ChatExample[], name: string): SplitData => ({
-    inputs: ex.map((e) => (e.kind === "text" ? { text: e.text } : e.messages)),
+    inputs: ex.map(sftInput),
     lines: ex.map((e) => e.line),
     name,
   });
@@ -67,7 +67,7 @@ export async function loadChatTrainingData(
 }
 
 function skippedLine(file: string, lines: number[]): string {
-  const shown = lines.slice(0, 5).join(", ") + (lines.length > 5 ? ` and ${lines.length - 5} more` : "");
+  const shown = formatLines(lines);
   return `Skipped ${lines.length} conversation${lines.length > 1 ? "s" : ""} of ${file} with no assistant turn ` +
     `to learn (every assistant message has weight 0, or there is none): line${lines.length > 1 ? "s" : ""} ${shown}`;
 }
