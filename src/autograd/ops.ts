@@ -13,7 +13,18 @@ import { type Tape, Tensor } from "./tensor.ts";
 
 /** What each op's forward saves for its backward, keyed by op name. */
 export interface OpContexts {
-  linear: { x: Tensor; w: Tensor; b?: Tensor; out: Tensor; M: number; K: number; N: number; transW: boolean };
+  linear: {
+    x: Tensor;
+    w: Tensor;
+    b?: Tensor;
+    out: Tensor;
+    M: number;
+    K: number;
+    N: number;
+    transW: boolean;
+    /** The LoRA path's saved inputs: its dropped-out input xd [M,K] (x itself without dropout) and h = s·xd·Aᵀ. */
+    lora?: LoraAdapter & { xd: Buf; h: Buf };
+  };
   layernorm: { x: Tensor; w: Tensor; b: Tensor; out: Tensor; mean: Buf; rstd: Buf; N: number; C: number };
   gelu: { x: Tensor; out: Tensor; activation: Activation; deriv?: Buf };
   add: { a: Tensor; b: Tensor; out: Tensor };
@@ -34,6 +45,17 @@ export interface OpContexts {
   gatherRows: { x: Tensor; out: Tensor; runs: readonly RowRun[]; C: number };
 }
 
+/**
+ * A LoRA adapter on a linear (see `model/lora.ts`): y += s·(dropout(x)·Aᵀ)·Bᵀ with `a` [r,K] and `b` [N,r]
+ * (peft's lora_A and lora_B weights), `dropout` in training only.
+ */
+export interface LoraAdapter {
+  a: Tensor;
+  b: Tensor;
+  scale: number;
+  dropout?: { p: number; seed: number };
+}
+
 /** A run of consecutive rows: `len` rows starting at row `src`, in order. */
 export interface RowRun {
   src: number;
@@ -51,9 +73,16 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
   //   dx = dy·Wᵀ            [M,K]
   //   dW = xᵀ·dy            [K,N]   (transW: dW = dyᵀ·x  [N,K])
   //   db = Σ_rows dy        [N]
-  linear(be, { x, w, b, out, M, K, N, transW }) {
+  //
+  // With a LoRA adapter (h = s·xd·Aᵀ saved, xd = dropout(x)):
+  //   dB = dyᵀ·h            [N,r]
+  //   dh = s·(dy·B)         [M,r]
+  //   dA = dhᵀ·xd           [r,K]
+  //   dx += dropout'(dh·A)  [M,K]
+  linear(be, { x, w, b, out, M, K, N, transW, lora }) {
     const dy = out.grad;
     if (!dy) return;
+    if (lora) loraBackward(be, { x, dy, M, K, N, lora });
     if (x.requiresGrad) {
       be.matmul({ out: x.gradBuf(), a: dy, b: w.buf, M, N: K, K: N, transB: !transW, accumulate: true });
     }
@@ -66,13 +95,15 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
 
   // y = (x − μ)·rstd·w + b ; with x̂ = (x − μ)·rstd and g = dy·w:
   //   dx = rstd·(g − mean(g) − x̂·mean(g·x̂)),  dw = Σ_rows dy·x̂,  db = Σ_rows dy
+  // (frozen weights, as under LoRA, get their gradients in temporaries that are dropped)
   layernorm(be, { x, w, b, out, mean, rstd, N, C }) {
     const dy = out.grad;
     if (!dy) return;
+    const [dw, db] = [gradOrTemp(be, w), gradOrTemp(be, b)];
     be.layernormBackward({
       dinp: x.gradBuf(),
-      dweight: w.gradBuf(),
-      dbias: b.gradBuf(),
+      dweight: dw.buf,
+      dbias: db.buf,
       dout: dy,
       inp: x.buf,
       weight: w.buf,
@@ -82,6 +113,8 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
       C,
       accumulate: true,
     });
+    dw.done();
+    db.done();
   },
 
   // y = act(x) (gelu_new by default):  dx = act'(x)·dy
@@ -132,9 +165,10 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
   // y[b,t] = wte[ids[b,t]] + wpe[t]:  dwte[ids[b,t]] += dy[b,t],  dwpe[t] += dy[b,t]
   embedding(be, { ids, wte, wpe, out, B, T, C }) {
     if (!out.grad) return;
+    const [dwte, dwpe] = [gradOrTemp(be, wte), gradOrTemp(be, wpe)];
     be.embeddingBackward({
-      dwte: wte.gradBuf(),
-      dwpe: wpe.gradBuf(),
+      dwte: dwte.buf,
+      dwpe: dwpe.buf,
       dout: out.grad,
       ids,
       B,
@@ -142,6 +176,8 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
       C,
       V: wte.shape[0]!,
     });
+    dwte.done();
+    dwpe.done();
   },
 
   // y = x[rows]:  dx[rows] = dy (other rows 0); the rows are distinct, so copying is adding to zero
@@ -195,6 +231,42 @@ function record<K extends keyof OpContexts>(
   ctx.tape.push({ op, backward: () => rule(ctx.be, c), outputs, saved });
 }
 
+/**
+ * Where a rule accumulates `t`'s gradient: its gradient buffer when it trains, else a zeroed temporary that
+ * `done()` frees (a frozen parameter holds no gradient).
+ */
+function gradOrTemp(be: Backend, t: Tensor): { buf: Buf; done: () => void } {
+  if (t.requiresGrad) return { buf: t.gradBuf(), done: () => {} };
+  const buf = be.alloc(t.size, "f32", `frozen grad ${t.name}`);
+  return { buf, done: () => be.free(buf) };
+}
+
+/** The LoRA path of the linear rule (see the comment there). */
+function loraBackward(
+  be: Backend,
+  o: { x: Tensor; dy: Buf; M: number; K: number; N: number; lora: NonNullable<OpContexts["linear"]["lora"]> },
+): void {
+  const { x, dy, M, K, N, lora } = o;
+  const { a, b, scale, xd, h, dropout } = lora;
+  const r = a.shape[0]!;
+  if (b.requiresGrad) be.matmul({ out: b.gradBuf(), a: dy, b: h, M: N, N: r, K: M, transA: true, accumulate: true });
+  if (!a.requiresGrad && !x.requiresGrad) return;
+  const dh = allocOutput(be, M * r, "lora dh");
+  be.matmul({ out: dh, a: dy, b: b.buf, M, N: r, K: N });
+  be.scale({ buf: dh, n: M * r, s: scale });
+  if (a.requiresGrad) be.matmul({ out: a.gradBuf(), a: dh, b: xd, M: r, N: K, K: M, transA: true, accumulate: true });
+  if (x.requiresGrad) {
+    if (!dropout) be.matmul({ out: x.gradBuf(), a: dh, b: a.buf, M, N: K, K: r, accumulate: true });
+    else {
+      const dxd = allocOutput(be, M * K, "lora dx");
+      be.matmul({ out: dxd, a: dh, b: a.buf, M, N: K, K: r });
+      be.dropoutBackward({ dinp: x.gradBuf(), dout: dxd, n: M * K, ...dropout, accumulate: true });
+      be.free(dxd);
+    }
+  }
+  be.free(dh);
+}
+
 /** The output of a forward op: every op here writes its output in full, so it need not start zeroed. */
 function newTensor(ctx: OpContext, shape: number[], name: string, requiresGrad: boolean): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -211,7 +283,13 @@ function allocOutput(be: Backend, n: number, name: string): Buf {
  * y[M,N] = x[M,K]·W[K,N] + b[N]; with `transW`, W is stored [N,K] (y = x·Wᵀ, the tied LM head).
  * `x` may have any leading shape; its last dimension is K.
  */
-export function linear(ctx: OpContext, x: Tensor, w: Tensor, b?: Tensor, opts: { transW?: boolean } = {}): Tensor {
+export function linear(
+  ctx: OpContext,
+  x: Tensor,
+  w: Tensor,
+  b?: Tensor,
+  opts: { transW?: boolean; lora?: LoraAdapter } = {},
+): Tensor {
   const transW = opts.transW ?? false;
   const K = x.shape[x.shape.length - 1]!;
   const M = x.size / K;
@@ -220,9 +298,32 @@ export function linear(ctx: OpContext, x: Tensor, w: Tensor, b?: Tensor, opts: {
   if ((transW ? wc : wr) !== K) {
     throw new Error(`Cannot apply linear ${w.name}: input has ${K} features, weight is [${w.shape}]`);
   }
-  const out = newTensor(ctx, [...x.shape.slice(0, -1), N], `${w.name}:out`, x.requiresGrad || w.requiresGrad);
-  ctx.be.matmul({ out: out.buf, a: x.buf, b: w.buf, bias: b?.buf, M, N, K, transB: transW });
-  record(ctx, "linear", { x, w, b, out, M, K, N, transW }, [out]);
+  const lora = opts.lora;
+  const trains = x.requiresGrad || w.requiresGrad || !!b?.requiresGrad || !!lora?.a.requiresGrad ||
+    !!lora?.b.requiresGrad;
+  const out = newTensor(ctx, [...x.shape.slice(0, -1), N], `${w.name}:out`, trains);
+  const be = ctx.be;
+  be.matmul({ out: out.buf, a: x.buf, b: w.buf, bias: b?.buf, M, N, K, transB: transW });
+  if (!lora) {
+    record(ctx, "linear", { x, w, b, out, M, K, N, transW }, [out]);
+    return out;
+  }
+  // the LoRA path: xd = dropout(x), h = s·xd·Aᵀ [M,r], y += h·Bᵀ (the scale on the small h)
+  const r = lora.a.shape[0]!;
+  if (lora.a.shape[1] !== K || lora.b.shape[0] !== N || lora.b.shape[1] !== r || transW) {
+    throw new Error(
+      `Cannot apply LoRA to ${w.name}: A is [${lora.a.shape}] and B [${lora.b.shape}], expected [r,${K}] and [${N},r]`,
+    );
+  }
+  const dropout = lora.dropout && lora.dropout.p > 0 && ctx.tape ? lora.dropout : undefined;
+  const xd = dropout ? allocOutput(be, M * K, "lora dropout") : x.buf;
+  if (dropout) be.dropoutForward({ out: xd, inp: x.buf, n: M * K, ...dropout });
+  const h = allocOutput(be, M * r, "lora h");
+  be.matmul({ out: h, a: xd, b: lora.a.buf, M, N: r, K, transB: true });
+  be.scale({ buf: h, n: M * r, s: lora.scale });
+  be.matmul({ out: out.buf, a: h, b: lora.b.buf, M, N, K: r, transB: true, accumulate: true });
+  const saved = dropout ? [h, xd] : [h];
+  record(ctx, "linear", { x, w, b, out, M, K, N, transW, lora: { ...lora, dropout, xd, h } }, [out], saved);
   return out;
 }
 
@@ -230,7 +331,7 @@ export function linear(ctx: OpContext, x: Tensor, w: Tensor, b?: Tensor, opts: {
 export function layernorm(ctx: OpContext, x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
   const C = x.shape[x.shape.length - 1]!;
   const N = x.size / C;
-  const out = newTensor(ctx, [...x.shape], `${w.name}:out`, true);
+  const out = newTensor(ctx, [...x.shape], `${w.name}:out`, x.requiresGrad || w.requiresGrad || b.requiresGrad);
   const training = !!ctx.tape;
   const mean = training ? ctx.be.alloc(N, "f32", "layernorm mean") : undefined;
   const rstd = training ? ctx.be.alloc(N, "f32", "layernorm rstd") : undefined;
@@ -307,7 +408,7 @@ export function embedding(
     throw new Error("Cannot record embedding: pos0 and positions are inference only");
   }
   const C = wte.shape[1]!;
-  const out = newTensor(ctx, [B, T, C], "embedding:out", true);
+  const out = newTensor(ctx, [B, T, C], "embedding:out", wte.requiresGrad || wpe.requiresGrad);
   ctx.be.embeddingForward({ out: out.buf, ids, wte: wte.buf, wpe: wpe.buf, B, T, C, pos0, positions });
   record(ctx, "embedding", { ids, wte, wpe, out, B, T, C }, [out]);
   return out;

@@ -13,7 +13,17 @@ import { type Backend, type Buf, type BufGroup, freeGroup } from "../backend/bac
 import * as ops from "../autograd/ops.ts";
 import { Tape, Tensor } from "../autograd/tensor.ts";
 import { activationOf, type GPT2Config, parameterShapes } from "./config.ts";
-import { normalRng } from "./rng.ts";
+import { normalRng, uniformRng } from "./rng.ts";
+import {
+  adapterShapes,
+  checkLoraSpec,
+  initAdapter,
+  loraModules,
+  loraScale,
+  type LoraSpec,
+  loraTensorNames,
+  TOKEN_DELTA_NAME,
+} from "./lora.ts";
 
 export { normalRng };
 
@@ -86,6 +96,7 @@ export class GPT2 {
   #params: Map<string, Tensor>;
   #paramGroup: BufGroup | null;
   #gradGroup: BufGroup | null = null;
+  #lora: Attached | null = null;
 
   private constructor(
     readonly be: Backend,
@@ -119,9 +130,10 @@ export class GPT2 {
   static #place(
     be: Backend,
     list: readonly { name: string; shape: readonly number[]; from: Float32Array | Buf }[],
+    label = "parameters",
   ): { params: Map<string, Tensor>; group: BufGroup | null } {
     const sizes = list.map(({ shape }) => shape.reduce((a, b) => a * b, 1));
-    const group = be.allocGroup?.(sizes, "parameters", list.map((p) => p.name)) ?? null;
+    const group = be.allocGroup?.(sizes, label, list.map((p) => p.name)) ?? null;
     const params = new Map<string, Tensor>();
     list.forEach(({ name, shape, from }, i) => {
       let buf: Buf;
@@ -139,7 +151,8 @@ export class GPT2 {
 
   /** The parameters' group and the gradients' group, when the backend groups them (see the class doc). */
   get groups(): { params: BufGroup; grads: BufGroup | null } | null {
-    return this.#paramGroup ? { params: this.#paramGroup, grads: this.#gradGroup } : null;
+    const [params, grads] = this.#lora ? [this.#lora.group, this.#lora.gradGroup] : [this.#paramGroup, this.#gradGroup];
+    return params ? { params, grads } : null;
   }
 
   /**
@@ -174,6 +187,94 @@ export class GPT2 {
     return t;
   }
 
+  /**
+   * The tensors that train, by name: the parameters (HF names), or with a LoRA adapter attached the adapter's
+   * tensors (peft names) alone. The optimizer and checkpoints work on these.
+   */
+  get trainable(): ReadonlyMap<string, Tensor> {
+    return this.#lora ? this.#lora.tensors : this.#params;
+  }
+
+  /** The attached LoRA adapter's spec, if any (see {@link GPT2.attachLora}). */
+  get lora(): LoraSpec | undefined {
+    return this.#lora?.spec;
+  }
+
+  /**
+   * Attach a LoRA adapter (see `model/lora.ts`): the base parameters freeze (they keep no gradients) and the
+   * adapter's tensors become {@link GPT2.trainable}. `tensors` (peft names, as `adapter_model.safetensors`
+   * holds them) gives its values; omitted, a new adapter is initialised as peft does (A from `seed`, B zero,
+   * the trainable token rows copied from the embedding).
+   */
+  async attachLora(spec: LoraSpec, tensors?: ReadonlyMap<string, HostTensor>, seed = 0): Promise<void> {
+    if (this.#lora) throw new Error("Cannot attach a LoRA adapter: the model has one already");
+    checkLoraSpec(spec, this.config);
+    const shapes = adapterShapes(this.config, spec);
+    const values = tensors ??
+      initAdapter(this.config, spec, await this.param("transformer.wte.weight").read(), uniformRng(seed));
+    const problems: string[] = [];
+    for (const [name, shape] of shapes) {
+      const t = values.get(name);
+      if (!t) problems.push(`missing ${name}`);
+      else if (t.shape.join(",") !== shape.join(",")) problems.push(`${name} is [${t.shape}], expected [${shape}]`);
+    }
+    for (const name of values.keys()) if (!shapes.has(name)) problems.push(`unexpected ${name}`);
+    if (problems.length) throw new Error(`Cannot attach the LoRA adapter: ${problems.join("; ")}`);
+    const list = [...shapes].map(([name, shape]) => ({ name, shape, from: values.get(name)!.data }));
+    const { params: adapters, group } = GPT2.#place(this.be, list, "adapter");
+    // the base parameters freeze: the same buffers, as tensors without gradients (wte trains its token rows)
+    this.#freeGrads();
+    for (const [name, t] of this.#params) {
+      const trains = name === "transformer.wte.weight" && spec.tokenIds.length > 0;
+      this.#params.set(name, new Tensor(this.be, t.buf, t.shape, { requiresGrad: trains, name }));
+    }
+    const byModule = new Map<string, { a: Tensor; b: Tensor; site: number }>();
+    for (const m of loraModules(this.config, spec)) {
+      const n = loraTensorNames(m.module);
+      byModule.set(m.module, { a: adapters.get(n.a)!, b: adapters.get(n.b)!, site: 4 * m.layer + m.slot });
+    }
+    this.#lora = {
+      spec,
+      scale: loraScale(spec),
+      tensors: adapters,
+      group,
+      gradGroup: null,
+      byModule,
+      delta: adapters.get(TOKEN_DELTA_NAME),
+    };
+    this.#syncTokenRows();
+  }
+
+  /** The adapter's tensors on the host, by peft name (for `adapter_model.safetensors`). */
+  async adapterTensors(): Promise<Map<string, HostTensor>> {
+    if (!this.#lora) throw new Error("Cannot read the LoRA adapter: none is attached");
+    const out = new Map<string, HostTensor>();
+    for (const [name, t] of this.#lora.tensors) out.set(name, { shape: [...t.shape], data: await t.read() });
+    return out;
+  }
+
+  /** The {@link GPT2.trainable} tensors on the host: the parameters, or the adapter's tensors. */
+  trainableTensors(): Promise<Map<string, HostTensor>> {
+    return this.#lora ? this.adapterTensors() : this.toTensors();
+  }
+
+  /** Copy the trainable token rows into the embedding (its rows for the input embedding and the tied head). */
+  #syncTokenRows(): void {
+    const delta = this.#lora?.delta;
+    if (!delta) return;
+    const wte = this.param("transformer.wte.weight"), C = this.config.nEmbd;
+    this.#lora!.spec.tokenIds.forEach((id, i) => this.be.copy(wte.buf, delta.buf, C, id * C, i * C));
+  }
+
+  /** After a backward: the trainable token rows' gradient is those rows of the embedding's gradient. */
+  #collectTokenGrads(): void {
+    const delta = this.#lora?.delta;
+    const grad = this.param("transformer.wte.weight").grad;
+    if (!delta || !grad) return;
+    const C = this.config.nEmbd, dst = delta.gradBuf();
+    this.#lora!.spec.tokenIds.forEach((id, i) => this.be.copy(dst, grad, C, i * C, id * C));
+  }
+
   /** Number of parameters (the tied head counted once, as HF does). */
   get numParams(): number {
     let n = 0;
@@ -183,6 +284,7 @@ export class GPT2 {
 
   /** Copy every parameter to the host. */
   async toTensors(): Promise<Map<string, HostTensor>> {
+    this.#syncTokenRows();
     const out = new Map<string, HostTensor>();
     for (const [name, t] of this.#params) out.set(name, { shape: [...t.shape], data: await t.read() });
     return out;
@@ -194,33 +296,55 @@ export class GPT2 {
    * (and made, zero-filled, on first use).
    */
   zeroGrad(): void {
-    const pg = this.#paramGroup;
-    if (!pg) {
-      for (const t of this.#params.values()) t.freeGrad();
-      return;
+    const lora = this.#lora;
+    if (lora) {
+      // the embedding's gradient (when token rows train) is kept and zeroed; other frozen ones do not exist
+      const wte = this.param("transformer.wte.weight");
+      if (wte.grad) this.be.zero(wte.grad);
+      lora.gradGroup = this.#zeroGroup(lora.tensors, lora.group, lora.gradGroup);
+    } else this.#gradGroup = this.#zeroGroup(this.#params, this.#paramGroup, this.#gradGroup);
+  }
+
+  /** {@link GPT2.zeroGrad} of `tensors`, whose values are `group` (or not grouped), gradients in `grads`. */
+  #zeroGroup(tensors: ReadonlyMap<string, Tensor>, group: BufGroup | null, grads: BufGroup | null): BufGroup | null {
+    if (!group) {
+      for (const t of tensors.values()) t.freeGrad();
+      return null;
     }
-    if (this.#gradGroup) { for (const c of this.#gradGroup.chunks) this.be.zero(c.buf); }
-    else this.#gradGroup = this.be.allocGroup!(pg.views.map((v) => v.length), "gradients", [...this.#params.keys()]);
-    const views = this.#gradGroup.views;
+    if (grads) { for (const c of grads.chunks) this.be.zero(c.buf); }
+    else grads = this.be.allocGroup!(group.views.map((v) => v.length), "gradients", [...tensors.keys()]);
+    const views = grads.views;
     let i = 0;
-    for (const t of this.#params.values()) {
+    for (const t of tensors.values()) {
       const g = views[i++]!;
       if (t.grad !== g) {
         t.freeGrad();
         t.grad = g;
       }
     }
+    return grads;
+  }
+
+  /** Drop every gradient of the parameters (grouped or not). */
+  #freeGrads(): void {
+    const grouped = new Set<Buf>(this.#gradGroup?.views ?? []);
+    for (const t of this.#params.values()) {
+      if (t.grad && !grouped.has(t.grad)) t.freeGrad(); // a view of the group goes with the group
+      t.grad = undefined;
+    }
+    if (this.#gradGroup) freeGroup(this.be, this.#gradGroup);
+    this.#gradGroup = null;
   }
 
   /** Release all backend memory of the model. */
   dispose(): void {
-    for (const t of this.#params.values()) {
+    const lora = this.#lora;
+    for (const t of [...this.#params.values(), ...(lora?.tensors.values() ?? [])]) {
       t.freeGrad();
       this.be.free(t.buf);
     }
-    if (this.#paramGroup) freeGroup(this.be, this.#paramGroup);
-    if (this.#gradGroup) freeGroup(this.be, this.#gradGroup);
-    this.#paramGroup = this.#gradGroup = null;
+    for (const g of [this.#paramGroup, this.#gradGroup, lora?.group, lora?.gradGroup]) if (g) freeGroup(this.be, g);
+    this.#paramGroup = this.#gradGroup = this.#lora = null;
     this.#params.clear();
   }
 
@@ -234,6 +358,7 @@ export class GPT2 {
     const old = this.param("transformer.wte.weight");
     const [V, C] = [old.shape[0]!, old.shape[1]!];
     if (newVocab === V) return;
+    if (this.#lora) throw new Error("Cannot resize the embeddings of a model with a LoRA adapter attached");
     const src = await old.read();
     const data = new Float32Array(newVocab * C);
     data.set(src.subarray(0, Math.min(V, newVocab) * C));
@@ -317,6 +442,9 @@ export class GPT2 {
     const rows = opts.allPositions ? undefined : supervisedRuns(targets);
     const tgt = be.upload(rows ? targets.filter((y) => y !== -100) : targets, "targets");
     const tape = opts.backward ? new Tape(be) : undefined;
+    if (tape && this.#lora && ![...this.#lora.tensors.values()].some((t) => t.requiresGrad)) {
+      throw new Error("Cannot train: nothing in the model requires a gradient");
+    }
     const logits = this.forward({
       ids,
       mask,
@@ -328,8 +456,10 @@ export class GPT2 {
       checkpointing: opts.checkpointing,
     });
     const loss = ops.crossEntropy({ be, tape }, logits, tgt, normalizer);
-    if (tape) tape.backward();
-    else be.free(logits.buf);
+    if (tape) {
+      tape.backward();
+      this.#collectTokenGrads();
+    } else be.free(logits.buf);
     for (const b of [ids, mask, tgt]) if (b) be.free(b);
     return { loss, supervised: count };
   }
@@ -403,6 +533,7 @@ export class GPT2 {
     };
     const cfg = this.config, eps = cfg.layerNormEpsilon;
     const p = (n: string) => this.param(n);
+    this.#syncTokenRows();
     const emb = ops.embedding(ctx, args.ids, p("transformer.wte.weight"), p("transformer.wpe.weight"), {
       B,
       T,
@@ -438,24 +569,34 @@ export class GPT2 {
     const cfg = this.config, C = cfg.nEmbd, NH = cfg.nHead, eps = cfg.layerNormEpsilon;
     const p = (n: string) => this.param(`transformer.h.${l}.${n}`);
     const drop = (t: Tensor, site: number) => this.#drop(ctx, t, cfg.residPdrop, { dropoutSeed, site, release });
+    // a Conv1D, with its LoRA adapter where one is attached
+    const lora = this.#lora;
+    const linear = (t: Tensor, module: string) => {
+      const ad = lora?.byModule.get(`transformer.h.${l}.${module}`);
+      const dropout = ad && dropoutSeed !== undefined && lora!.spec.dropout > 0
+        ? { p: lora!.spec.dropout, seed: this.#siteSeed(dropoutSeed, 1 + 3 * cfg.nLayer + ad.site) }
+        : undefined;
+      const opts = ad ? { lora: { a: ad.a, b: ad.b, scale: lora!.scale, dropout } } : {};
+      return ops.linear(ctx, t, p(`${module}.weight`), p(`${module}.bias`), opts);
+    };
     const ln1 = ops.layernorm(ctx, x, p("ln_1.weight"), p("ln_1.bias"), eps);
-    const qkv = ops.linear(ctx, ln1, p("attn.c_attn.weight"), p("attn.c_attn.bias"));
+    const qkv = linear(ln1, "attn.c_attn");
     const { mask, cache } = attend;
     let att: Tensor;
     if (cache) {
       att = cachedAttention(ctx, qkv, { cache, l, mask, B, Tn: T, pos0: attend.pos0 ?? 0, C, NH });
     } else {
       const dropout = dropoutSeed !== undefined && cfg.attnPdrop > 0
-        ? { p: cfg.attnPdrop, seed: dropoutSiteSeed(dropoutSeed, 1 + 3 * l, cfg.nLayer) }
+        ? { p: cfg.attnPdrop, seed: this.#siteSeed(dropoutSeed, 1 + 3 * l) }
         : undefined;
       att = ops.attention(ctx, qkv, { B, T, C, NH, mask, dropout });
     }
-    const proj = drop(ops.linear(ctx, att, p("attn.c_proj.weight"), p("attn.c_proj.bias")), 2 + 3 * l);
+    const proj = drop(linear(att, "attn.c_proj"), 2 + 3 * l);
     const x2 = ops.add(ctx, x, proj);
     const ln2 = ops.layernorm(ctx, x2, p("ln_2.weight"), p("ln_2.bias"), eps);
-    const fc = ops.linear(ctx, ln2, p("mlp.c_fc.weight"), p("mlp.c_fc.bias"));
+    const fc = linear(ln2, "mlp.c_fc");
     const act = ops.gelu(ctx, fc, activationOf(cfg.activationFunction));
-    const mlp = drop(ops.linear(ctx, act, p("mlp.c_proj.weight"), p("mlp.c_proj.bias")), 3 + 3 * l);
+    const mlp = drop(linear(act, "mlp.c_proj"), 3 + 3 * l);
     const out = ops.add(ctx, x2, mlp);
     // without a tape nothing needs the intermediates any more
     release([x, ln1, qkv, att, proj, x2, ln2, fc, act, mlp]);
@@ -512,9 +653,17 @@ export class GPT2 {
    */
   #drop(ctx: ops.OpContext, t: Tensor, p: number, o: { dropoutSeed?: number; site: number; release: Release }): Tensor {
     if (o.dropoutSeed === undefined || p <= 0) return t;
-    const out = ops.dropout(ctx, t, p, dropoutSiteSeed(o.dropoutSeed, o.site, this.config.nLayer));
+    const out = ops.dropout(ctx, t, p, this.#siteSeed(o.dropoutSeed, o.site));
     o.release([t]); // without a tape nothing needs the undropped values
     return out;
+  }
+
+  /**
+   * The seed of dropout site `site` ({@link dropoutSiteSeed}); with a LoRA adapter attached there are four more
+   * sites per layer (the adapters' inputs, after the 1 + 3·n_layer of the base model).
+   */
+  #siteSeed(seed: number, site: number): number {
+    return dropoutSiteSeed(seed, site, this.config.nLayer, { extraSites: this.#lora ? 4 * this.config.nLayer : 0 });
   }
 
   /**
@@ -536,6 +685,20 @@ export class GPT2 {
       }
     }
   }
+}
+
+/** A LoRA adapter attached to a model (see {@link GPT2.attachLora}). */
+interface Attached {
+  spec: LoraSpec;
+  scale: number;
+  /** Its tensors by peft name, in `adapterShapes` order. */
+  tensors: Map<string, Tensor>;
+  group: BufGroup | null;
+  gradGroup: BufGroup | null;
+  /** Each adapted module's A and B and its dropout site within the adapters' sites. */
+  byModule: Map<string, { a: Tensor; b: Tensor; site: number }>;
+  /** The trainable token rows, when any. */
+  delta?: Tensor;
 }
 
 /** Hands tensors that an untaped forward no longer needs back to its {@link Scratch} (a no-op when taped). */
@@ -599,10 +762,11 @@ function cachedAttention(
  * How far apart two consecutive dropout seeds' site seeds lie: 64, or for models with more than 64 dropout
  * sites (3 per layer plus the embeddings: 22 layers or more) the smallest power of two at or above the site
  * count, so that no site of one seed takes the seed of a site of the next one. Models of up to 21 layers keep
- * 64, and with it the masks they had.
+ * 64, and with it the masks they had. `extraSites` counts sites beyond the base model's (a LoRA adapter's
+ * inputs: 4 per layer).
  */
-export function dropoutSiteStride(nLayer: number): number {
-  const sites = 1 + 3 * nLayer;
+export function dropoutSiteStride(nLayer: number, opts: { extraSites?: number } = {}): number {
+  const sites = 1 + 3 * nLayer + (opts.extraSites ?? 0);
   let stride = 64;
   while (stride < sites) stride *= 2;
   return stride;
@@ -610,14 +774,20 @@ export function dropoutSiteStride(nLayer: number): number {
 
 /**
  * The seed of dropout site `site` (0 the embeddings, 1 + 3l layer l's attention probabilities, 2 + 3l and
- * 3 + 3l its two residual branches) under the forward's `dropoutSeed`: (seed · stride + site) mod 2³², the
+ * 3 + 3l its two residual branches; with a LoRA adapter 1 + 3·n_layer + 4l + slot its inputs) under the forward's
+ * `dropoutSeed`: (seed · stride + site) mod 2³², the
  * stride of {@link dropoutSiteStride}. Computed in u32 arithmetic (`Math.imul`), so it is exact for every
  * integer seed; only its value mod 2³² reaches the hash, as in the kernels. For a fixed layer count, the
  * site seeds of 2³² / stride consecutive dropout seeds are all distinct.
  */
-export function dropoutSiteSeed(seed: number, site: number, nLayer: number): number {
+export function dropoutSiteSeed(
+  seed: number,
+  site: number,
+  nLayer: number,
+  opts: { extraSites?: number } = {},
+): number {
   if (!Number.isSafeInteger(seed)) throw new Error(`Cannot run GPT-2: dropoutSeed must be an integer, got ${seed}`);
-  const stride = dropoutSiteStride(nLayer);
+  const stride = dropoutSiteStride(nLayer, opts);
   if (!(Number.isInteger(site) && site >= 0 && site < stride)) {
     throw new Error(`Cannot run GPT-2: dropout site must be an integer in [0, ${stride}), got ${site}`);
   }
