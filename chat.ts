@@ -33,7 +33,10 @@ the reply streams as it is generated and stops at <|im_end|>. With stdin piped, 
 and the program exits at the end of the input.
 
 Options
-  --model DIR|ID        the model (default ${DEFAULT_DIR}, written by \`deno task train\`)
+  --model DIR|ID        the model (default ${DEFAULT_DIR}, written by \`deno task train\`), or a LoRA adapter
+                        directory (\`deno task train --lora\`: loaded on its base model, merged)
+  --adapter DIR         a LoRA adapter (peft's adapter_config.json + adapter_model.safetensors; a directory or
+                        hub id) merged into --model; alone, on the base model its adapter_config.json names
   --backend NAME        auto | cpu | webgpu (default auto: WebGPU on a hardware adapter, else CPU)
   --temperature X       sampling temperature (default 0.7, as generate_response)
   --top-p X             nucleus sampling (default 0.9)
@@ -117,7 +120,8 @@ async function reply(
 async function main(): Promise<number> {
   const { values: v } = parseFlags({
     options: {
-      model: { type: "string", default: DEFAULT_DIR },
+      model: { type: "string" },
+      adapter: { type: "string" },
       backend: { type: "string" },
       temperature: { type: "string" },
       "top-p": { type: "string" },
@@ -149,7 +153,10 @@ async function main(): Promise<number> {
     throw new Error(`Invalid --temperature: ${settings.temperature} (sampling needs > 0; use --greedy instead)`);
   }
   if (!(settings.topP > 0)) throw new Error(`Invalid --top-p: ${settings.topP} (expected 0 < p ≤ 1)`);
-  if (v.model === DEFAULT_DIR && !existsSync(DEFAULT_DIR)) {
+  // --adapter alone: the adapter on the base model its adapter_config.json names
+  const modelSpec = v.model ?? (v.adapter !== undefined ? v.adapter : DEFAULT_DIR);
+  const adapter = v.model !== undefined ? v.adapter : undefined;
+  if (modelSpec === DEFAULT_DIR && !existsSync(DEFAULT_DIR)) {
     throw new Error(
       `Cannot chat: the model directory ${DEFAULT_DIR} does not exist; train one first with \`npm run train\`, ` +
         "or name another with --model (`npm run demo` then the README's offline walkthrough makes " +
@@ -161,7 +168,8 @@ async function main(): Promise<number> {
   const be = await createBackend(parseBackendName(v.backend), env.backend);
   try {
     const warn = (m: string) => void stderr.write(`warning: ${m}\n`);
-    const { model, tokenizer, dir } = await loadModelAndTokenizer(v.model!, be, {
+    const { model, tokenizer, tokenizerDir } = await loadModelAndTokenizer(modelSpec, be, {
+      ...(adapter !== undefined ? { adapter } : {}),
       prepare: false,
       hub: { env: env.hub, offline: v.offline || undefined },
       warn,
@@ -169,7 +177,7 @@ async function main(): Promise<number> {
     // eos = <|im_end|>, as generate_response (falling back to the config's eos without the SFT tokens)
     let eos = tokenizer.tokenToId(IM_END);
     if (eos === undefined || eos === tokenizer.unkTokenId) {
-      warn(`${v.model} has no ${IM_END} token: it is not an SFT model, so replies may not stop early`);
+      warn(`${modelSpec} has no ${IM_END} token: it is not an SFT model, so replies may not stop early`);
       eos = model.config.eosTokenId;
     }
     const budget = model.config.nPositions - settings.maxNewTokens;
@@ -178,10 +186,12 @@ async function main(): Promise<number> {
         `Invalid --max-new-tokens: ${settings.maxNewTokens} leaves no room for a prompt in ${model.config.nPositions} positions`,
       );
     }
-    const template = await modelChatTemplate(dir);
+    const template = await modelChatTemplate(tokenizerDir);
     const decoding = settings.greedy ? "greedy" : `temperature ${settings.temperature}, top-p ${settings.topP}`;
     stderr.write(
-      `Loaded ${v.model} on ${be.description} (${decoding}, ${settings.maxNewTokens} new tokens, ` +
+      `Loaded ${modelSpec}${
+        adapter !== undefined ? ` with the adapter ${adapter}` : ""
+      } on ${be.description} (${decoding}, ${settings.maxNewTokens} new tokens, ` +
         `${settings.multiTurn ? "multi-turn" : "single turn"}, ${template ? template.name : "ChatML"})\n`,
     );
     if (interactive) stderr.write("Type a message; /reset, /exit, /help. Ctrl-D quits.\n");

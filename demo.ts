@@ -25,6 +25,7 @@ import { readSettings } from "./src/env.ts";
 import { runEvaluation } from "./src/eval/run.ts";
 import { runTraining, saveSftModel } from "./src/train/run.ts";
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "./src/train/trainer.ts";
+import { DEFAULT_LORA, loraSpecOf } from "./src/model/lora.ts";
 
 const HELP = `Usage: deno task demo [options]
 
@@ -44,6 +45,8 @@ the data, SFT, then the label classifier on held-out test examples, base (untrai
   --chat             the general path instead: the same data as conversations in the messages format (a
                      system prompt, one or two turns), trained with --train-file and scored by
                      eval --test-file: exact match of the generated answer
+  --lora             train a LoRA adapter (r 8, alpha 16, on every Conv1D) on the frozen random base instead of
+                     every weight, and evaluate the base with the adapter merged
   --json             print a JSON summary as the last line
   -h, --help         this text
 `;
@@ -64,6 +67,7 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
       seed: { type: "string" },
       json: { type: "boolean", default: false },
       chat: { type: "boolean", default: false },
+      lora: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -86,6 +90,8 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
     logEvery: 10,
     seed,
     maxLength: 192,
+    // the tiny model's embedding is as random as the rest: with --lora only the adapters train
+    ...(v.lora ? { lora: { ...DEFAULT_LORA, trainTokens: "none" as const } } : {}),
   };
   const out = v.out!;
   const dataDir = join(out, "data");
@@ -116,6 +122,9 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
         `${model.numParams.toLocaleString("en-US")} parameters (random init)`,
     );
 
+    if (config.lora) {
+      await model.attachLora(loraSpecOf(config.lora, tokenizer.vocabSize, tokenizer.vocabSize), undefined, seed);
+    }
     if (v.chat) {
       return await chatDemo({ be, model, tokenizer, baseDir, out, dataDir, config, nTest, t0, json: v.json, print });
     }
@@ -166,6 +175,7 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
         steps: trained.steps,
         final_loss: trained.finalLoss ?? null,
         backend: be.name,
+        lora: !!config.lora,
       }));
     }
     return 0;

@@ -7,9 +7,12 @@
  *   deno task bench [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T]
  *                   [--batch B] [--layers L] [--only PART[,PART…]] [--all-layouts] [--no-dropout]
  *                   [--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,…]
- *                   [--flush-every N] [--no-flush-ramp] [--profile]
+ *                   [--flush-every N] [--no-flush-ramp] [--profile] [--size NAME] [--gradient-checkpointing]
+ *                   [--lora] [--lora-r R]
  *   bun bench/bench.ts …the same flags…
  * PART: matmul, step, dispatch, classify, generate, tta (default: all of them).
+ * `--lora`: the step trains training's default LoRA adapter (r 8 or `--lora-r`, every Conv1D, the SFT tokens'
+ * embedding rows) on the frozen base instead of every parameter.
  *
  * Matmul: M = B·T rows (default 4·256 = 1024) times each of GPT-2's weights: c_attn 768×2304, c_fc 768×3072,
  * mlp c_proj 3072×768, attn c_proj 768×768 (forward layout A·B, with bias), the tied LM head A·Bᵀ with
@@ -52,6 +55,7 @@
  */
 
 import { estimateTrainingMemory } from "../src/train/memory.ts";
+import { adapterSize, DEFAULT_LORA, type LoraSpec, loraSpecOf } from "../src/model/lora.ts";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import {
@@ -402,6 +406,8 @@ interface StepOptions {
   rate?: number;
   /** Gradient checkpointing (`--gradient-checkpointing`). */
   checkpointing?: boolean;
+  /** LoRA (`--lora`): the adapter of this spec trains, the base is frozen. */
+  lora?: LoraSpec;
   rss: RssMeter;
   log: (s: string) => void;
 }
@@ -446,12 +452,17 @@ async function benchStep(be: Backend, o: StepOptions): Promise<StepResult> {
   const flops = stepFlops(cfg, { B, T, R });
   let t = now();
   const model = GPT2.random(be, cfg, 1);
-  const opt = new AdamW(be, model.params, { lr: LR, weightDecay: WEIGHT_DECAY, maxGradNorm: MAX_GRAD_NORM }, model);
+  if (o.lora) await model.attachLora(o.lora, undefined, 1);
+  const opt = new AdamW(be, model.trainable, { lr: LR, weightDecay: WEIGHT_DECAY, maxGradNorm: MAX_GRAD_NORM }, model);
   await be.sync();
   log(
     `step: GPT-2 ${cfg.nLayer} layers, C ${cfg.nEmbd}, V ${cfg.vocabSize}, ${(model.numParams / 1e6).toFixed(1)} M ` +
       `parameters (random init ${((now() - t) / 1000).toFixed(1)} s); B ${B}, T ${T}, ${R} supervised tokens, ` +
-      `dropout ${o.dropout}${o.checkpointing ? ", gradient checkpointing" : ""}`,
+      `dropout ${o.dropout}${o.checkpointing ? ", gradient checkpointing" : ""}` +
+      (o.lora
+        ? `; LoRA r ${o.lora.r} on ${o.lora.targets.join(",")}, ${o.lora.tokenIds.length} token rows, ` +
+          `${(adapterSize(cfg, o.lora) / 1e6).toFixed(2)} M trainable`
+        : ""),
   );
   const est = o.rate
     ? ` ≈ ${(flops / (o.rate * 1e9)).toFixed(1)} s of matmul at the c_fc rate above (a lower bound)`
@@ -561,6 +572,8 @@ async function main(): Promise<number> {
       "all-layouts": { type: "boolean", default: false },
       "no-dropout": { type: "boolean", default: false },
       "gradient-checkpointing": { type: "boolean", default: false },
+      lora: { type: "boolean", default: false },
+      "lora-r": { type: "string" },
       "classify-n": { type: "string" },
       "matmul-kernels": { type: "string" },
       "classify-shape": { type: "string" },
@@ -573,7 +586,7 @@ async function main(): Promise<number> {
   if (v.help) {
     console.log(
       "usage: bench.ts [--backend auto|cpu|webgpu] [--json] [--quick] [--steps N] [--warmup N] [--seq T] " +
-        "[--batch B] [--layers L] [--size uer|distilgpt2|gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--gradient-checkpointing] " +
+        "[--batch B] [--layers L] [--size uer|distilgpt2|gpt2|gpt2-medium|gpt2-large|gpt2-xl] [--gradient-checkpointing] [--lora] [--lora-r R] " +
         "[--only PART[,PART…]] [--all-layouts] [--no-dropout] " +
         "[--classify-n N] [--classify-shape tiny|gpt2] [--matmul-kernels tiled,large,auto,tune,large-f16,naive] " +
         "[--flush-every N] [--no-flush-ramp] [--profile]",
@@ -585,6 +598,16 @@ async function main(): Promise<number> {
   const B = numberFlag("batch", v.batch, quick ? 1 : 4, { integer: true, min: 1 });
   const T = numberFlag("seq", v.seq, quick ? 128 : 256, { integer: true, min: 2, max: 1024 });
   const size = choiceFlag("size", v.size, Object.keys(BENCH_SIZES) as BenchSize[], "uer");
+  // --lora: training's default adapter; the token rows of a real run's SFT additions (the notebook's 63 on the
+  // uer model, <|pad|> <|im_start|> <|im_end|> on openai-community's) at the end of the vocabulary
+  const vocab = BENCH_SIZES[size].vocab, added = size === "uer" ? SFT_TOKENS : 3;
+  const lora = v.lora
+    ? loraSpecOf(
+      { ...DEFAULT_LORA, r: numberFlag("lora-r", v["lora-r"], DEFAULT_LORA.r, { integer: true, min: 1 }) },
+      vocab - added,
+      vocab,
+    )
+    : undefined;
   const layers = numberFlag("layers", v.layers, quick ? 2 : BENCH_SIZES[size].layers, { integer: true, min: 1 });
   const steps = numberFlag("steps", v.steps, 1, { integer: true, min: 1 });
   const warmup = numberFlag("warmup", v.warmup, 1, { integer: true, min: 0 });
@@ -660,7 +683,7 @@ async function main(): Promise<number> {
     const kernel = be instanceof WebGpuBackend ? be.matmulKernel : undefined;
     const rate = matmul.find((m) => m.shape === "c_fc" && m.role === "forward" && m.kernel === kernel)?.gflops;
     const checkpointing = v["gradient-checkpointing"];
-    step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, checkpointing, rss, log });
+    step = await benchStep(be, { cfg, B, T, steps, warmup, dropout, rate, checkpointing, lora, rss, log });
     gpu = gpuStats(be);
     const tuning = be instanceof WebGpuBackend ? be.matmulTuning : undefined;
     if (tuning) {
@@ -745,6 +768,7 @@ async function main(): Promise<number> {
   const estimate = run("step")
     ? estimateTrainingMemory(benchConfig(layers, 0, size), B, T, {
       gradientCheckpointing: v["gradient-checkpointing"],
+      lora: lora && { trainable: adapterSize(benchConfig(layers, 0, size), lora), tokenRows: lora.tokenIds.length > 0 },
     })
     : undefined;
   if (estimate) log(`(training's estimate for this shape: ${(estimate.total / 2 ** 20).toFixed(0)} MiB)`);
@@ -767,6 +791,7 @@ async function main(): Promise<number> {
       peak_kind: gpu ? "gpu_buffers_allocated" : "host_rss_peak",
       host_rss_peak_bytes: hostPeak,
       size,
+      lora: lora ?? null,
       estimate_bytes: estimate?.total,
       gpu_buffers: gpu?.buffers,
     }));

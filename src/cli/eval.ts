@@ -31,7 +31,10 @@ Other tasks generate an answer (greedy by default) and score it as text, JSON or
 A model trained on your own conversations (task "chat") is evaluated free-form on your --test-file.
 
 Models and data
-  --sft DIR             the SFT model directory (default models/ch8_sft_gpt2, written by \`deno task train\`)
+  --sft DIR             the SFT model directory (default models/ch8_sft_gpt2, written by \`deno task train\`),
+                        or a LoRA adapter directory (\`deno task train --lora\`; peft's adapter_config.json)
+  --adapter DIR         the same as --sft DIR for a LoRA adapter: the SFT model is its base model
+                        (adapter_config.json's base_model_name_or_path) with the adapter merged
   --model ID|DIR        the base model: hub id, id@revision or local dir
                         (default: model_name in the SFT dir's sft_task.json, else ${DEFAULT_MODEL})
   --task NAME           ${TASK_NAMES.join(" | ")} (default: sft_task.json's task, else classification;
@@ -104,6 +107,14 @@ export interface EvalMainOptions {
  * Parse the evaluation flags and run the evaluation; `argv` as `process.argv.slice(2)`. Returns the exit
  * code. `eval.ts` (`bun run eval.ts`, `deno task eval`) and phases/06_evaluate.ts both call this.
  */
+/** `--sft`, or `--adapter` (a LoRA adapter directory: the SFT model is its base with it merged). */
+function sftDirFlag(sft: string | undefined, adapter: string | undefined): string {
+  if (sft !== undefined && adapter !== undefined) {
+    throw new Error("Invalid --adapter with --sft: the adapter is the SFT model; give one of them");
+  }
+  return adapter ?? sft ?? "models/ch8_sft_gpt2";
+}
+
 export async function evalMain(
   argv: string[],
   print: (line: string) => void = console.log,
@@ -112,7 +123,8 @@ export async function evalMain(
   const { values: v } = parseFlags({
     args: argv,
     options: {
-      sft: { type: "string", default: "models/ch8_sft_gpt2" },
+      sft: { type: "string" },
+      adapter: { type: "string" },
       model: { type: "string" },
       task: { type: "string" },
       plain: { type: "boolean" },
@@ -150,7 +162,7 @@ export async function evalMain(
   const format = v.format === undefined ? undefined : choiceFlag("format", v.format, DATA_FORMATS, "auto");
   const doSample = v["do-sample"]!;
   const run = {
-    sftDir: v.sft!,
+    sftDir: sftDirFlag(v.sft, v.adapter),
     model: v.model,
     task,
     plain: v.plain,

@@ -22,6 +22,7 @@ import type { RunSettings } from "../train/run_settings.ts";
 import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../train/trainer.ts";
 import { LR_DECAYS } from "../train/schedule.ts";
 import { tokenizerSanityLines } from "../tokenizer/sanity.ts";
+import { DEFAULT_LORA, LORA_TARGETS, type LoraSettings, loraSpecOf } from "../model/lora.ts";
 
 async function isModelDir(dir: string): Promise<boolean> {
   try {
@@ -80,6 +81,19 @@ Optimisation (torch.optim.AdamW, LinearLR warmup from 0.1, clip_grad_norm_)
   --no-dropout          train without dropout (default: the config's rates, 0.1 for the base model, as the
                         notebook's model.train())
 
+LoRA (peft's adapters: the base frozen, only the adapters and the added tokens' embedding rows train)
+  --lora                train a LoRA adapter instead of every weight; --out gets peft's adapter_config.json and
+                        adapter_model.safetensors (PeftModel.from_pretrained loads it) with the SFT tokenizer
+  --lora-r N            the rank (default ${DEFAULT_LORA.r})     --lora-alpha X   the scale's alpha (default ${DEFAULT_LORA.alpha}: s = alpha/r)
+  --lora-dropout X      dropout on the adapters' inputs (default ${DEFAULT_LORA.dropout})
+  --lora-targets LIST   GPT-2's Conv1D modules, as peft names them: c_attn,c_proj,c_fc (default all three;
+                        c_proj is both attn.c_proj and mlp.c_proj)
+  --lora-rslora         rank-stabilised scale alpha/√r (peft's use_rslora)
+  --lora-train-tokens W added | none: train the embedding rows of the tokens added for SFT (<|im_start|>,
+                        <|im_end|>, … : peft's trainable_token_indices; default added) or none
+  --merge               also save the full model with the adapter merged (an HF model directory) in --merge-out
+  --merge-out DIR       where --merge saves it (default: --out with -merged appended)
+
 Run
   --backend NAME        auto | cpu | webgpu (default auto: WebGPU on a hardware adapter, else CPU)
   --out DIR             the saved model (default models/ch8_sft_gpt2, the notebook's SFT_SAVE_DIR)
@@ -98,6 +112,40 @@ Run
   -h, --help            this text
 
 ${ENV_HELP}`;
+
+/**
+ * The LoRA settings of `--lora` and its flags (a resumed LoRA run's are the checkpoint's, `was`); none without
+ * `--lora` (its flags alone are an error).
+ */
+function loraFlags(
+  v: Record<string, string | boolean | undefined>,
+  was: LoraSettings | undefined,
+): { lora?: LoraSettings } {
+  const names = ["lora-r", "lora-alpha", "lora-dropout", "lora-targets", "lora-rslora", "lora-train-tokens"];
+  if (!v.lora && !was) {
+    const given = names.find((n) => v[n] !== undefined);
+    if (given) throw new Error(`Invalid --${given} without --lora`);
+    return {};
+  }
+  const d = was ?? DEFAULT_LORA;
+  const str = (n: string) => v[n] as string | undefined;
+  const targets = listFlag("lora-targets", str("lora-targets")) ?? [...d.targets];
+  for (const t of targets) {
+    if (!(LORA_TARGETS as readonly string[]).includes(t)) {
+      throw new Error(`Invalid --lora-targets: "${t}" (GPT-2's Conv1D modules are ${LORA_TARGETS.join(", ")})`);
+    }
+  }
+  return {
+    lora: {
+      r: numberFlag("lora-r", str("lora-r"), d.r, { integer: true, min: 1 }),
+      alpha: numberFlag("lora-alpha", str("lora-alpha"), d.alpha, { min: 0 }),
+      dropout: numberFlag("lora-dropout", str("lora-dropout"), d.dropout, { min: 0, max: 0.99 }),
+      targets,
+      rslora: (v["lora-rslora"] as boolean | undefined) ?? d.rslora,
+      trainTokens: choiceFlag("lora-train-tokens", str("lora-train-tokens"), ["added", "none"] as const, d.trainTokens),
+    },
+  };
+}
 
 /**
  * Parse the training flags and run the training; `argv` as `process.argv.slice(2)`. Returns the exit code
@@ -140,6 +188,15 @@ export async function trainMain(
       seed: { type: "string" },
       "no-dropout": { type: "boolean" },
       "gradient-checkpointing": { type: "boolean" },
+      lora: { type: "boolean" },
+      "lora-r": { type: "string" },
+      "lora-alpha": { type: "string" },
+      "lora-dropout": { type: "string" },
+      "lora-targets": { type: "string" },
+      "lora-rslora": { type: "boolean" },
+      "lora-train-tokens": { type: "string" },
+      merge: { type: "boolean", default: false },
+      "merge-out": { type: "string" },
       backend: { type: "string" },
       out: { type: "string" },
       "run-dir": { type: "string", default: "runs/ch8_sft_gpt2" },
@@ -192,6 +249,7 @@ export async function trainMain(
     maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
     dropout: v["no-dropout"] === undefined ? d.dropout : !v["no-dropout"],
     gradientCheckpointing: v["gradient-checkpointing"] ?? d.gradientCheckpointing ?? false,
+    ...loraFlags(v, was.lora),
   };
   // your own chat data (--train-file), or the notebook's task presets
   const wasChat = wasRun.task === "chat";
@@ -238,6 +296,9 @@ export async function trainMain(
   const modelName = v.model ?? wasRun.model ?? DEFAULT_MODEL;
   const dataDir = v["data-dir"] ?? wasRun.dataDir ?? "data";
   const outDir = v.out ?? wasRun.out ?? "models/ch8_sft_gpt2";
+  if (v["merge-out"] !== undefined && !v.merge) throw new Error("Invalid --merge-out without --merge");
+  if (v.merge && !config.lora) throw new Error("Invalid --merge: it merges a LoRA adapter; add --lora");
+  const mergeOut = v.merge ? v["merge-out"] ?? `${outDir.replace(/[\\/]+$/, "")}-merged` : undefined;
   const checkpointEvery = numberFlag("checkpoint-every", v["checkpoint-every"], wasRun.checkpointEvery ?? 200, {
     integer: true,
     min: 0,
@@ -252,10 +313,15 @@ export async function trainMain(
     // a resumed run loads its model and tokenizer from the checkpoint, itself a model directory (no hub needed;
     // its weights are the checkpoint's); the recorded source is still checked against --model
     const loadFrom = saved && await isModelDir(saved.dir) ? saved.dir : modelName;
-    const { model, tokenizer, added, dir } = await loadModelAndTokenizer(loadFrom, be, {
+    const { model, tokenizer, added, dir, baseVocab } = await loadModelAndTokenizer(loadFrom, be, {
       hub: { env: env.hub, offline: v.offline || undefined },
     });
     try {
+      if (config.lora) {
+        // the rows of the tokens added for SFT train with the adapter (ids the tokenizer added, rows the resize made)
+        const firstNew = Math.min(baseVocab, tokenizer.vocabSize - added);
+        await model.attachLora(loraSpecOf(config.lora, firstNew, model.config.vocabSize), undefined, config.seed);
+      }
       if (chat) {
         // a resumed run renders as it was trained: with the template its checkpoint carries
         const resumed = saved && loadFrom === saved.dir && (await readModelChatTemplate(dir)).source !== undefined;
@@ -286,6 +352,7 @@ export async function trainMain(
         mask,
         config,
         outDir,
+        ...(mergeOut !== undefined ? { mergeOut } : {}),
         runDir,
         resume: v.resume,
         overwrite: v.overwrite,

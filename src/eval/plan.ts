@@ -118,7 +118,8 @@ async function ensureTestFile(task: SftTask, dataDir: string, plain: boolean, pr
 }
 
 /**
- * Check that `sftDir` is a model directory (it exists and holds a config.json) and read its `sft_task.json`
+ * Check that `sftDir` is a model directory (it exists and holds a config.json) or a LoRA adapter directory
+ * (adapter_config.json: it loads on its base model) and read its `sft_task.json`
  * (null when absent).
  */
 export async function checkSftDir(sftDir: string): Promise<SftTaskMeta | null> {
@@ -134,8 +135,10 @@ export async function checkSftDir(sftDir: string): Promise<SftTaskMeta | null> {
         "`deno task train` (it saves to models/ch8_sft_gpt2) or name another with --sft DIR",
     );
   }
-  if (!existsSync(join(sftDir, "config.json"))) {
-    throw new Error(`Cannot evaluate: ${sftDir} is not a model directory (no config.json)`);
+  if (!existsSync(join(sftDir, "config.json")) && !existsSync(join(sftDir, "adapter_config.json"))) {
+    throw new Error(
+      `Cannot evaluate: ${sftDir} is not a model directory (no config.json) nor a LoRA adapter (no adapter_config.json)`,
+    );
   }
   return await readSftTaskMeta(sftDir);
 }

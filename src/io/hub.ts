@@ -73,6 +73,7 @@ export {
   type HubErrorKind,
   type ModelSpec,
   parseModelSpec,
+  PEFT_ADAPTER_FILES,
   type ResolveModelOptions,
   resolveSettings,
 } from "./hub_spec.ts";

@@ -53,6 +53,17 @@ export const GPT2_MODEL_FILES: readonly FileChoice[] = [
   },
 ];
 
+/**
+ * The files of a peft adapter repo (LoRA): its config and weights, and the tokenizer it was trained with when
+ * the repo has one (the base model's otherwise).
+ */
+export const PEFT_ADAPTER_FILES: readonly FileChoice[] = [
+  { what: "adapter config", required: true, options: [{ needs: ["adapter_config.json"] }] },
+  { what: "adapter weights", required: true, options: [{ needs: ["adapter_model.safetensors"] }] },
+  { ...GPT2_MODEL_FILES[3]!, required: false },
+  { what: "SFT task", required: false, options: [{ needs: ["sft_task.json"] }] },
+];
+
 /** Progress of a download, reported after each chunk. */
 export interface DownloadProgress {
   repoId: string;

@@ -104,6 +104,48 @@ export function adapterShapes(config: GPT2Config, spec: LoraSpec): Map<string, n
   return shapes;
 }
 
+/** The number of adapter values (what trains under LoRA). */
+export function adapterSize(config: GPT2Config, spec: LoraSpec): number {
+  let n = 0;
+  for (const [, [a, b]] of adapterShapes(config, spec)) n += a! * b!;
+  return n;
+}
+
+/** The LoRA settings of a training run (`--lora …`), as its checkpoint records them. */
+export interface LoraSettings {
+  r: number;
+  alpha: number;
+  dropout: number;
+  targets: string[];
+  rslora: boolean;
+  /**
+   * Which embedding rows train: "added" those of the tokens added for SFT (`<|im_start|>`, `<|im_end|>`,
+   * `<|pad|>`, …: the ids the tokenizer added, and any row the embeddings' resize created), "none" no row.
+   */
+  trainTokens: "added" | "none";
+}
+
+/** `--lora`'s defaults: r 8, alpha 16, dropout 0.05 (TRL's and peft's usual), every Conv1D, the added tokens. */
+export const DEFAULT_LORA: Readonly<LoraSettings> = {
+  r: 8,
+  alpha: 16,
+  dropout: 0.05,
+  targets: [...DEFAULT_LORA_TARGETS],
+  rslora: false,
+  trainTokens: "added",
+};
+
+/**
+ * The spec of `settings` for a model of `vocab` rows whose tokens from `firstNew` on were added for SFT (by the
+ * tokenizer, or rows the embeddings' resize created).
+ */
+export function loraSpecOf(settings: LoraSettings, firstNew: number, vocab: number): LoraSpec {
+  const tokenIds: number[] = [];
+  if (settings.trainTokens === "added") { for (let id = firstNew; id < vocab; id++) tokenIds.push(id); }
+  const { r, alpha, dropout, targets, rslora } = settings;
+  return { r, alpha, dropout, targets: LORA_TARGETS.filter((t) => targets.includes(t)), rslora, tokenIds };
+}
+
 /** Check a spec against a model's config (rank, targets, token ids); throws naming `where` and the field. */
 export function checkLoraSpec(spec: LoraSpec, config: GPT2Config, where = "LoRA"): void {
   const fail = (msg: string): never => {

@@ -3,7 +3,8 @@
  * so that once one checkpoint exists a complete, loadable one exists at every instant, whatever kills the
  * process and when.
  *
- * Layout of `<dir>/`: `model.safetensors` (parameters by HF name), `optimizer.safetensors`
+ * Layout of `<dir>/`: `model.safetensors` (parameters by HF name; a LoRA run's `adapter_model.safetensors`, the
+ * adapter's tensors by peft name: see {@link weightsFile}), `optimizer.safetensors`
  * (`m.<name>`, `v.<name>`), `trainer_state.json` (step, epoch, batch, optimizer step, settings), and, when
  * the caller passes them, the files of a model directory (`config.json`, the tokenizer, …): then the
  * checkpoint loads as a model (`loadModelDir`) as well, as Hugging Face's checkpoints do. The last file
@@ -28,6 +29,14 @@ import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { GPT2, HostTensor } from "../model/gpt2.ts";
 import type { AdamW, AdamWState } from "./adamw.ts";
 import type { TrainConfig, TrainPosition } from "./trainer.ts";
+
+/**
+ * The file of the trained tensors: `model.safetensors` (every parameter), or with a LoRA adapter attached
+ * `adapter_model.safetensors` (the adapter's tensors, as peft names them; the base model stays where it was).
+ */
+export function weightsFile(model: Pick<GPT2, "lora">): string {
+  return model.lora ? "adapter_model.safetensors" : "model.safetensors";
+}
 
 /** The file written last: what a complete checkpoint holds. */
 export const CHECKPOINT_MANIFEST = "checkpoint_manifest.json";
@@ -120,8 +129,8 @@ export async function saveCheckpoint(
     config: TrainConfig;
     run: Record<string, unknown>;
     /**
-     * The files of a model directory, its `model.safetensors` included (`modelDirFiles`), made from the
-     * parameters read for the save; default: the weights alone.
+     * The files of a model directory, its {@link weightsFile} included (`modelDirFiles`, or an adapter
+     * directory's), made from the trained tensors read for the save; default: the weights alone.
      */
     modelFiles?: (tensors: Map<string, HostTensor>) => Promise<Record<string, string | Uint8Array>>;
     fs?: CheckpointFs;
@@ -129,7 +138,8 @@ export async function saveCheckpoint(
 ): Promise<void> {
   const fs = args.fs ?? DEFAULT_CHECKPOINT_FS;
   // the parameters are read from the device once: checked here, then serialised
-  const tensors = await args.model.toTensors();
+  const tensors = await args.model.trainableTensors();
+  const weights = weightsFile(args.model);
   for (const [name, t] of tensors) {
     const i = firstNonFinite(t.data as Float32Array);
     if (i >= 0) throw new NonFiniteCheckpointError(name, i, (t.data as Float32Array)[i]!);
@@ -142,14 +152,12 @@ export async function saveCheckpoint(
     }
   }
   const files: Record<string, string | Uint8Array> = {
-    ...(args.modelFiles ? await args.modelFiles(tensors) : { "model.safetensors": writeSafetensors(tensors) }),
+    ...(args.modelFiles ? await args.modelFiles(tensors) : { [weights]: writeSafetensors(tensors) }),
   };
   for (const reserved of ["optimizer.safetensors", "trainer_state.json", CHECKPOINT_MANIFEST]) {
     if (reserved in files) throw new Error(`Cannot save checkpoint to ${dir}: modelFiles may not contain ${reserved}`);
   }
-  if (!("model.safetensors" in files)) {
-    throw new Error(`Cannot save checkpoint to ${dir}: modelFiles has no model.safetensors`);
-  }
+  if (!(weights in files)) throw new Error(`Cannot save checkpoint to ${dir}: modelFiles has no ${weights}`);
   const optTensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, data] of opt.m) optTensors.set(`m.${name}`, { shape: [data.length], data });
   for (const [name, data] of opt.v) optTensors.set(`v.${name}`, { shape: [data.length], data });
@@ -332,9 +340,13 @@ export async function loadCheckpoint(
   if (!manifest) throw new Error(`Cannot read checkpoint ${dir}: it is incomplete (no valid ${CHECKPOINT_MANIFEST})`);
   await readVerified(dir, "trainer_state.json", manifest);
   const state = await readTrainerState(dir);
-  const modelPath = join(dir, "model.safetensors");
+  // a LoRA run's checkpoint holds the adapter instead of the model (see weightsFile)
+  const weights = manifest.files.some((f) => f.name === "adapter_model.safetensors")
+    ? "adapter_model.safetensors"
+    : "model.safetensors";
+  const modelPath = join(dir, weights);
   const params = new Map<string, HostTensor>();
-  for (const [name, t] of readSafetensors(await readVerified(dir, "model.safetensors", manifest), modelPath)) {
+  for (const [name, t] of readSafetensors(await readVerified(dir, weights, manifest), modelPath)) {
     if (!(t.data instanceof Float32Array)) {
       throw new Error(`Cannot read checkpoint ${modelPath}: ${name} is ${t.dtype} (expected a float tensor)`);
     }
@@ -368,11 +380,12 @@ export function validateCheckpoint(
   const fail = (what: string) => {
     throw new Error(`Cannot resume from ${dir}: ${what}`);
   };
-  for (const [name, t] of model.params) {
+  const file = weightsFile(model);
+  for (const [name, t] of model.trainable) {
     const saved = ck.params.get(name);
-    if (!saved) fail(`model.safetensors has no ${name}`);
+    if (!saved) fail(`${file} has no ${name}`);
     else if (saved.shape.join(",") !== t.shape.join(",")) {
-      fail(`${name} has shape [${saved.shape}] in model.safetensors, the model [${t.shape}]`);
+      fail(`${name} has shape [${saved.shape}] in ${file}, the model [${t.shape}]`);
     }
     if (ck.optimizer.step > 0) {
       const n = t.shape.reduce((a, b) => a * b, 1);
@@ -384,6 +397,6 @@ export function validateCheckpoint(
     }
   }
   for (const name of ck.params.keys()) {
-    if (!model.params.has(name)) fail(`model.safetensors has ${name}, which the model does not`);
+    if (!model.trainable.has(name)) fail(`${file} has ${name}, which the model does not`);
   }
 }

@@ -39,7 +39,14 @@ export function estimateTrainingMemory(
   c: GPT2Config,
   batchSize: number,
   maxLength: number,
-  opts: { gradientCheckpointing?: boolean } = {},
+  opts: {
+    gradientCheckpointing?: boolean;
+    /**
+     * LoRA: the adapter's tensor count (`trainable`) has the gradients and moments, and with trainable token
+     * rows (`tokenRows`) the embedding a gradient too; the frozen base has neither.
+     */
+    lora?: { trainable: number; tokenRows: boolean };
+  } = {},
 ): MemoryEstimate {
   const P = parameterCount(c);
   const C = c.nEmbd, F = c.nInner ?? 4 * C, T = maxLength;
@@ -48,7 +55,10 @@ export function estimateTrainingMemory(
   const blocks = opts.gradientCheckpointing ? c.nLayer * C + block : c.nLayer * block;
   const perToken = blocks + 2 * c.vocabSize;
   const activations = 4 * batchSize * T * perToken;
-  const weights = 4 * P, gradients = 4 * P, adamMoments = 8 * P;
+  const lora = opts.lora;
+  const weights = 4 * (P + (lora?.trainable ?? 0));
+  const gradients = lora ? 4 * (lora.trainable + (lora.tokenRows ? c.vocabSize * C : 0)) : 4 * P;
+  const adamMoments = 8 * (lora ? lora.trainable : P);
   return {
     parameters: P,
     weights,

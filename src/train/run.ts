@@ -25,6 +25,8 @@ import { CHATML_TEMPLATE, type ChatTemplate, conversationRenderer } from "../dat
 import { checkFits, cpuAvailableMemory, describeEstimate, estimateTrainingMemory } from "./memory.ts";
 import { type ChatDataOptions, loadChatTrainingData, type SplitData } from "./chat_data.ts";
 import { modelDirFiles } from "../io/model_dir.ts";
+import { adapterDirFiles } from "../io/adapter_dir.ts";
+import { adapterSize, mergeAdapter } from "../model/lora.ts";
 import { atomicWriteDir } from "../io/atomic.ts";
 import { configToJson } from "../model/config.ts";
 import type { GPT2, HostTensor } from "../model/gpt2.ts";
@@ -93,8 +95,10 @@ export interface TrainRunOptions {
   limitVal?: number;
   mask: MaskMode;
   config: TrainConfig;
-  /** The HF model directory written at the end. */
+  /** The HF model directory written at the end (with a LoRA adapter attached to `model`: the adapter's directory). */
   outDir: string;
+  /** With a LoRA adapter: also the full model with the adapter merged, as an HF model directory here (`--merge`). */
+  mergeOut?: string;
   /** Metrics, loss curve and checkpoints. */
   runDir: string;
   resume?: boolean;
@@ -122,6 +126,8 @@ export interface TrainRunResult {
   finalLoss: number | undefined;
   valLosses: number[];
   outDir: string | undefined;
+  /** The merged model's directory (`mergeOut`), when written. */
+  mergedDir?: string;
   dataset: { train: SftDataset; val?: SftDataset };
 }
 
@@ -266,6 +272,50 @@ export async function sftModelFiles(
   }, where);
 }
 
+/**
+ * The files a run saves: the SFT model directory ({@link sftModelFiles}) or, with a LoRA adapter attached, the
+ * adapter's directory (peft's `adapter_config.json` and `adapter_model.safetensors`, `baseModel` as its base)
+ * beside the same tokenizer files and sft_task.json. `tensors` are the {@link GPT2.trainable} tensors when
+ * already read.
+ */
+export async function sftOutputFiles(
+  where: string,
+  args: {
+    model: GPT2;
+    tokenizer: Tokenizer;
+    extraFiles: Record<string, string>;
+    baseModel: string;
+    tensors?: Map<string, HostTensor>;
+  },
+): Promise<Record<string, string | Uint8Array>> {
+  const spec = args.model.lora;
+  if (!spec) return sftModelFiles(where, args);
+  return adapterDirFiles({
+    spec,
+    baseModel: args.baseModel,
+    tensors: args.tensors ?? await args.model.adapterTensors(),
+    extraFiles: { ...args.extraFiles, "README.md": adapterReadme(args.baseModel) },
+  }, where);
+}
+
+/** The adapter directory's README: what it is and how Python loads it. */
+function adapterReadme(base: string): string {
+  return `# LoRA adapter
+
+A peft LoRA adapter for GPT-2 \`${base}\`, fine-tuned with gpt2-sft-webgpu, with the SFT tokenizer it was trained
+with (\`<|im_start|>\`, \`<|im_end|>\`, \`<|pad|>\`).
+
+\`\`\`python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("path/to/this/dir")
+base = AutoModelForCausalLM.from_pretrained("${base}")
+base.resize_token_embeddings(len(tok), mean_resizing=False)  # the rows the adapter trains come with it
+model = PeftModel.from_pretrained(base, "path/to/this/dir")
+\`\`\`
+`;
+}
+
 /** Save `model` + tokenizer as an HF model dir with eos = `<|im_end|>` and pad = `<|pad|>`, atomically. */
 export async function saveSftModel(
   dir: string,
@@ -395,8 +445,11 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
   const print = opts.print ?? ((l: string) => console.log(l));
   const { model, cfg } = { model: opts.model, cfg: opts.config };
   checkTrainConfig(cfg, model);
+  const spec = model.lora;
+  const lora = spec && { trainable: adapterSize(model.config, spec), tokenRows: spec.tokenIds.length > 0 };
   const estimate = estimateTrainingMemory(model.config, cfg.batchSize, cfg.maxLength, {
     gradientCheckpointing: cfg.gradientCheckpointing,
+    lora,
   });
   print(describeEstimate(estimate, cfg.batchSize, cfg.maxLength));
   if (model.be.name === "cpu") {
@@ -406,10 +459,18 @@ export async function runTraining(opts: TrainRunOptions): Promise<TrainRunResult
       gradAccum: cfg.gradAccum ?? 1,
       checkpointedTotal: cfg.gradientCheckpointing
         ? undefined
-        : estimateTrainingMemory(model.config, cfg.batchSize, cfg.maxLength, { gradientCheckpointing: true }).total,
+        : estimateTrainingMemory(model.config, cfg.batchSize, cfg.maxLength, { gradientCheckpointing: true, lora })
+          .total,
     });
   }
   await checkOutputDirs(opts.outDir, opts.runDir);
+  if (opts.mergeOut !== undefined) {
+    if (!spec) throw new Error("Invalid --merge: it merges a LoRA adapter, and this run trains without --lora");
+    if (resolve(opts.mergeOut) === resolve(opts.outDir)) {
+      throw new Error(`Invalid --merge-out ${opts.mergeOut}: it is --out, where the adapter goes; choose another`);
+    }
+    await checkOutputDirs(opts.mergeOut, opts.runDir);
+  }
   const lock = acquireRunLock(opts.runDir, (m) => print(m));
   try {
     return await trainLocked(opts, print, lock.release);
@@ -425,6 +486,7 @@ async function trainLocked(
 ): Promise<TrainRunResult> {
   const { model, tokenizer, config: cfg } = opts;
   const be: Backend = model.be;
+  const spec = model.lora;
   const ckptDir = join(opts.runDir, "checkpoint");
 
   // ---- the checkpoint first: a missing one, or one of another run, fails before any data is read
@@ -513,10 +575,10 @@ async function trainLocked(
           "pass a larger --max-steps (or --epochs) to train on",
       );
     }
-    for (const [name, t] of ck.params) be.write(model.param(name).buf, t.data);
+    for (const [name, t] of ck.params) be.write(model.trainable.get(name)!.buf, t.data);
     optimizer = new AdamW(
       be,
-      model.params,
+      model.trainable,
       { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm },
       model,
     );
@@ -546,6 +608,14 @@ async function trainLocked(
       ? `  Dropout: embd ${c.embdPdrop}, attn ${c.attnPdrop}, resid ${c.residPdrop} (from config.json)`
       : "  Dropout: off (--no-dropout)",
   );
+  if (spec) {
+    print(
+      `  LoRA: r ${spec.r}, alpha ${spec.alpha}${spec.rslora ? " (rsLoRA)" : ""}, dropout ${spec.dropout}, on ` +
+        `${spec.targets.join(", ")}; ${spec.tokenIds.length} trainable token rows; ` +
+        `${adapterSize(model.config, spec).toLocaleString("en-US")} trainable values beside ` +
+        `${model.numParams.toLocaleString("en-US")} frozen`,
+    );
+  }
   for (const line of smallModelHint(model, cfg)) print(line);
   print("\n" + "=".repeat(60) + "\nStarting SFT Training\n" + "=".repeat(60));
 
@@ -609,7 +679,8 @@ async function trainLocked(
             position: pos,
             config: cfg,
             run,
-            modelFiles: (tensors) => sftModelFiles(ckptDir, { model, tokenizer, extraFiles, tensors }),
+            modelFiles: (tensors) =>
+              sftOutputFiles(ckptDir, { model, tokenizer, extraFiles, tensors, baseModel: settings.model }),
             fs: opts.checkpointFs,
           });
           lastSaved = pos.step;
@@ -699,7 +770,7 @@ async function trainLocked(
   result.optimizer.dispose();
 
   // ---- the saved model, then the loss curve (end of Part 5): a figure that fails to draw loses no model
-  let outDir: string | undefined;
+  let outDir: string | undefined, mergedDir: string | undefined;
   if (result.stoppedBy === "interrupt") {
     print(`Stopped at step ${result.position.step}; checkpoint saved in ${ckptDir}`);
     print(`Resume with: deno task train --resume --run-dir ${opts.runDir}`);
@@ -708,7 +779,12 @@ async function trainLocked(
     );
   } else {
     try {
-      await saveSftModel(opts.outDir, { model, tokenizer, extraFiles });
+      // (checkOutputDirs let only an empty directory or an earlier save of this tool through: sft_task.json)
+      await atomicWriteDir(
+        opts.outDir,
+        await sftOutputFiles(opts.outDir, { model, tokenizer, extraFiles, baseModel: settings.model }),
+        { mustContain: "sft_task.json" },
+      );
     } catch (e) {
       throw new Error(
         `Cannot save the model to ${opts.outDir}: ${e instanceof Error ? e.message : e}; the trained weights are ` +
@@ -716,7 +792,17 @@ async function trainLocked(
       );
     }
     outDir = opts.outDir;
-    print(`Saved SFT model to ${opts.outDir}`);
+    print(spec ? `Saved the LoRA adapter to ${opts.outDir}` : `Saved SFT model to ${opts.outDir}`);
+    if (spec && opts.mergeOut !== undefined) {
+      const merged = mergeAdapter(model.config, spec, await model.toTensors(), await model.adapterTensors());
+      await atomicWriteDir(
+        opts.mergeOut,
+        await sftModelFiles(opts.mergeOut, { model, tokenizer, extraFiles, tensors: merged }),
+        { mustContain: "sft_task.json" },
+      );
+      mergedDir = opts.mergeOut;
+      print(`Saved the merged model (the adapter merged into ${settings.model}) to ${opts.mergeOut}`);
+    }
   }
   try {
     const series = lossSeries(await readMetrics(metricsPath));
@@ -739,6 +825,7 @@ async function trainLocked(
     finalLoss,
     valLosses,
     outDir,
+    ...(mergedDir ? { mergedDir } : {}),
     dataset: { train, val },
   };
 }

@@ -61,6 +61,7 @@ const CONFIG_FLAGS: Partial<Record<keyof TrainConfig, string>> = {
   pad: "--pad",
   maxLength: "--max-length",
   dropout: "--no-dropout",
+  lora: "--lora",
 };
 const RUN_FLAGS: Partial<Record<keyof RunSettings, string>> = {
   model: "--model",
@@ -91,6 +92,7 @@ export const RESUME_MUTABLE_FLAGS = [
 function show(flag: string, v: unknown): string {
   if (flag === "--no-dropout") return v ? "dropout on" : "--no-dropout";
   if (flag === "--plain") return v ? "--plain" : "no --plain";
+  if (flag === "--lora") return v ? `--lora ${JSON.stringify(v)}` : "no --lora";
   if (v === null || v === undefined) return `no ${flag}`;
   if (Array.isArray(v)) return `${flag} ${v.join(",")}`;
   return `${flag} ${typeof v === "string" ? v : JSON.stringify(v)}`;
@@ -111,7 +113,8 @@ export function settingsConflicts(
 ): string[] {
   const out: string[] = [];
   for (const [key, flag] of Object.entries(CONFIG_FLAGS) as [keyof TrainConfig, string][]) {
-    if (!(key in saved.config)) continue;
+    // (a checkpoint without `lora` is a full fine-tune: that one is compared too)
+    if (!(key in saved.config) && key !== "lora") continue;
     const was = key === "gradAccum" ? saved.config[key] ?? 1 : saved.config[key];
     const is = key === "gradAccum" ? now.config[key] ?? 1 : now.config[key];
     if (key === "lrDecay" && (was ?? "constant") === (is ?? "constant")) continue;

@@ -18,6 +18,7 @@ import { PyRandom } from "../data/random.ts";
 import { shiftLabels } from "../model/gpt2.ts";
 import { AdamW } from "./adamw.ts";
 import { lrAt, type LrDecay, totalSteps as plannedTotal } from "./schedule.ts";
+import type { LoraSettings } from "../model/lora.ts";
 
 /** Training settings; the defaults are the notebook's. */
 export interface TrainConfig {
@@ -58,6 +59,8 @@ export interface TrainConfig {
    * for the same gradients in less memory (about a third more compute). Default off.
    */
   gradientCheckpointing?: boolean;
+  /** LoRA (`--lora`): the adapter trains and the base stays frozen (see `model/lora.ts`); unset: every parameter. */
+  lora?: LoraSettings;
 }
 
 /** The notebook's defaults. */
@@ -256,7 +259,7 @@ class Loop {
     this.#accum = cfg.gradAccum ?? 1;
     this.#nBatches = Math.ceil(args.train.length / cfg.batchSize);
     this.optimizer = args.optimizer ??
-      new AdamW(be, model.params, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
+      new AdamW(be, model.trainable, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
     this.pos = args.start
       ? { ...args.start }
       : { step: 0, epoch: 0, batchInEpoch: 0, epochLossSum: 0, epochBatches: 0 };

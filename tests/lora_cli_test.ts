@@ -1,0 +1,165 @@
+/**
+ * `deno task train --lora` end to end on the tiny fixture (its hub layout without the SFT tokens, so that the
+ * added tokens' rows train): the adapter directory in peft's layout (the names, shapes and config fields of the
+ * adapter peft itself saved for the fixture), `--merge`, loading the adapter for inference (as the model, or
+ * with `adapter`), resuming a LoRA run exactly, and the flags' errors.
+ */
+
+import { describe, expect, test } from "bun:test";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CpuBackend } from "../src/backend/cpu.ts";
+import { trainMain } from "../src/cli/train.ts";
+import { readSafetensors } from "../src/io/safetensors.ts";
+import { readAdapterConfig } from "../src/io/adapter_dir.ts";
+import { checkSftDir } from "../src/eval/plan.ts";
+import type { GPT2 } from "../src/model/gpt2.ts";
+import { loadModelAndTokenizer } from "../src/model/load.ts";
+import { adapterShapes } from "../src/model/lora.ts";
+
+const BASE = new URL("./fixtures/tiny-gpt2-zh/model-bin", import.meta.url).pathname;
+const PEFT_ADAPTER = new URL("./fixtures/tiny-gpt2-zh/lora/adapter", import.meta.url).pathname;
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "lora-cli-"));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const common = (dir: string) => [
+  "--model",
+  BASE,
+  "--data-dir",
+  join(dir, "data"),
+  "--limit-train",
+  "12",
+  "--limit-val",
+  "4",
+  "--lr",
+  "3e-3",
+  "--warmup-steps",
+  "0",
+  "--backend",
+  "cpu",
+  "--quiet",
+];
+
+async function logits(model: GPT2, ids: Int32Array): Promise<Float32Array> {
+  return await model.forwardCached({
+    ids,
+    B: 1,
+    Tn: ids.length,
+    pos0: 0,
+    cache: new (await import("../src/model/gpt2.ts")).KvCache(model.be, model.config, 1, ids.length),
+  });
+}
+
+describe("train --lora", () => {
+  test("saves peft's adapter layout, merges, and loads back for inference the same either way", async () => {
+    await withDir(async (dir) => {
+      const out = join(dir, "out"), lines: string[] = [];
+      const code = await trainMain(
+        [...common(dir), "--max-steps", "3", "--out", out, "--run-dir", join(dir, "run"), "--lora", "--merge"],
+        (l) => lines.push(l),
+      );
+      expect(code).toBe(0);
+      expect(lines.some((l) => /^ {2}LoRA: r 8, alpha 16, dropout 0.05, on c_attn, c_proj, c_fc; 63 trainable/.test(l)))
+        .toBe(true);
+      expect(lines).toContain(`Saved the LoRA adapter to ${out}`);
+      // the adapter directory: peft's two files (same config fields and tensor names as peft's own save)
+      const files = await readdir(out);
+      for (const f of ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "sft_task.json"]) {
+        expect(files).toContain(f);
+      }
+      expect(files).not.toContain("model.safetensors");
+      const ours = JSON.parse(await readFile(join(out, "adapter_config.json"), "utf8"));
+      const peft = JSON.parse(await readFile(join(PEFT_ADAPTER, "adapter_config.json"), "utf8"));
+      for (const k of ["peft_type", "task_type", "fan_in_fan_out", "bias", "use_dora", "use_rslora"]) {
+        expect({ k, v: ours[k] }).toEqual({ k, v: peft[k] });
+      }
+      expect(ours.base_model_name_or_path).toBe(BASE);
+      expect(ours.trainable_token_indices.wte).toEqual(Array.from({ length: 63 }, (_, i) => 280 + i));
+      const { spec } = await readAdapterConfig(out);
+      const tensors = readSafetensors(await readFile(join(out, "adapter_model.safetensors")), "adapter");
+      const peftTensors = readSafetensors(
+        await readFile(join(PEFT_ADAPTER, "adapter_model.safetensors")),
+        "peft adapter",
+      );
+      const cfg = { ...(await loadModelAndTokenizer(BASE, new CpuBackend(), { prepare: false })).model.config };
+      const shapes = adapterShapes({ ...cfg, vocabSize: 343 }, spec);
+      expect([...tensors.keys()].sort()).toEqual([...shapes.keys()].sort());
+      // the same names as peft's own adapter (which has r 4 and 3 token rows: the shapes differ)
+      expect([...tensors.keys()].sort()).toEqual([...peftTensors.keys()].sort());
+      for (const [k, t] of tensors) expect(t.dtype).toBe(peftTensors.get(k)!.dtype);
+
+      // the adapter as the model (merged at load), with `adapter`, and the merged directory: the same logits
+      const be = new CpuBackend();
+      const ids = Int32Array.from([281, 5, 17, 99, 282, 281]);
+      const asModel = await loadModelAndTokenizer(out, be, { prepare: false });
+      expect(asModel.adapter?.base).toBe(BASE);
+      const withAdapter = await loadModelAndTokenizer(BASE, be, { prepare: false, adapter: out });
+      const merged = await loadModelAndTokenizer(`${out}-merged`, be, { prepare: false });
+      const plain = await loadModelAndTokenizer(BASE, be, { prepare: true });
+      const want = await logits(merged.model, ids);
+      expect(await logits(asModel.model, ids)).toEqual(want);
+      expect(await logits(withAdapter.model, ids)).toEqual(want);
+      // and the adapter changed the model
+      expect(await logits(plain.model, ids)).not.toEqual(want);
+      expect((await checkSftDir(out))?.task).toBe("classification");
+    });
+  }, 120_000);
+
+  test("a LoRA run resumed from its checkpoint ends with the adapter of one uninterrupted run", async () => {
+    await withDir(async (dir) => {
+      const args = [...common(dir), "--lora", "--lora-r", "2", "--lora-dropout", "0.1", "--checkpoint-every", "2"];
+      expect(
+        await trainMain([...args, "--max-steps", "4", "--out", join(dir, "a"), "--run-dir", join(dir, "ra")], () => {}),
+      )
+        .toBe(0);
+      expect(
+        await trainMain([...args, "--max-steps", "2", "--out", join(dir, "b"), "--run-dir", join(dir, "rb")], () => {}),
+      )
+        .toBe(0);
+      const lines: string[] = [];
+      expect(
+        await trainMain(
+          ["--resume", "--run-dir", join(dir, "rb"), "--max-steps", "4", "--quiet"],
+          (l) => lines.push(l),
+        ),
+      ).toBe(0);
+      expect(lines).toContain(`Resumed from ${join(dir, "rb", "checkpoint")} at step 2 (epoch 1, batch 2)`);
+      const read = async (d: string) => readSafetensors(await readFile(join(d, "adapter_model.safetensors")), d);
+      const [a, b] = [await read(join(dir, "a")), await read(join(dir, "b"))];
+      for (const [k, t] of a) expect({ k, data: b.get(k)!.data }).toEqual({ k, data: t.data });
+      // the checkpoint is an adapter directory: it loads for inference as well
+      const ck = await loadModelAndTokenizer(join(dir, "rb", "checkpoint"), new CpuBackend(), { prepare: false });
+      expect(ck.adapter?.spec.r).toBe(2);
+      // a full fine-tune's checkpoint does not resume as LoRA, nor the reverse
+      await expect(
+        trainMain(["--resume", "--run-dir", join(dir, "rb"), "--max-steps", "6", "--lora-r", "4"], () => {}),
+      ).rejects.toThrow(/Cannot resume from .*--lora \{"r":4,.* here, --lora \{"r":2,.* in the checkpoint/);
+    });
+  }, 180_000);
+
+  test("flag errors", async () => {
+    await withDir(async (dir) => {
+      const args = [...common(dir), "--out", join(dir, "o"), "--run-dir", join(dir, "r")];
+      await expect(trainMain([...args, "--lora-r", "4"], () => {})).rejects.toThrow("Invalid --lora-r without --lora");
+      await expect(trainMain([...args, "--merge"], () => {})).rejects.toThrow(/Invalid --merge: .* add --lora/);
+      await expect(trainMain([...args, "--merge-out", "x"], () => {})).rejects.toThrow(
+        "Invalid --merge-out without --merge",
+      );
+      await expect(trainMain([...args, "--lora", "--lora-targets", "c_attn,q_proj"], () => {})).rejects.toThrow(
+        `Invalid --lora-targets: "q_proj" (GPT-2's Conv1D modules are c_attn, c_proj, c_fc)`,
+      );
+      await expect(trainMain([...args, "--lora", "--lora-r", "0"], () => {})).rejects.toThrow(/--lora-r/);
+      await expect(trainMain([...args, "--lora", "--lora-train-tokens", "all"], () => {})).rejects.toThrow(
+        /--lora-train-tokens/,
+      );
+    });
+  }, 60_000);
+});
