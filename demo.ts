@@ -45,11 +45,17 @@ the data, SFT, then the label classifier on held-out test examples, base (untrai
   --chat             the general path instead: the same data as conversations in the messages format (a
                      system prompt, one or two turns), trained with --train-file and scored by
                      eval --test-file: exact match of the generated answer
-  --lora             train a LoRA adapter (r 8, alpha 16, on every Conv1D) on the frozen random base instead of
-                     every weight, and evaluate the base with the adapter merged
+  --lora             train a LoRA adapter (r 16 or --lora-r, alpha 2r, on every Conv1D) and the embedding's rows
+                     (random too) on the frozen blocks instead of every weight; evaluate with it merged
   --json             print a JSON summary as the last line
   -h, --help         this text
 `;
+
+/**
+ * The demo's LoRA rank: measured on the CPU, r 8 learns the answers' tokens but hardly which label (17 % of 200 test
+ * examples, final loss 0.43), r 16 reaches 92.5 % in the same 125 steps.
+ */
+const DEMO_LORA_R = 16;
 
 /** Run the demo; `argv` as `process.argv.slice(2)`; lines go to `print`. Returns the exit code. */
 export async function demoMain(argv: string[], print: (line: string) => void = console.log): Promise<number> {
@@ -68,6 +74,7 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
       json: { type: "boolean", default: false },
       chat: { type: "boolean", default: false },
       lora: { type: "boolean", default: false },
+      "lora-r": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -90,8 +97,18 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
     logEvery: 10,
     seed,
     maxLength: 192,
-    // the tiny model's embedding is as random as the rest: with --lora only the adapters train
-    ...(v.lora ? { lora: { ...DEFAULT_LORA, trainTokens: "none" as const } } : {}),
+    // the tiny model's embedding is as random as the rest (rows of norm 0.16 cap the logits a frozen tied head
+    // can reach): with --lora its rows train with the adapters; the blocks' weights stay frozen
+    ...(v.lora
+      ? {
+        lora: {
+          ...DEFAULT_LORA,
+          r: numberFlag("lora-r", v["lora-r"], DEMO_LORA_R, int),
+          alpha: 2 * numberFlag("lora-r", v["lora-r"], DEMO_LORA_R, int),
+          trainTokens: "all" as const,
+        },
+      }
+      : {}),
   };
   const out = v.out!;
   const dataDir = join(out, "data");
@@ -123,7 +140,7 @@ export async function demoMain(argv: string[], print: (line: string) => void = c
     );
 
     if (config.lora) {
-      await model.attachLora(loraSpecOf(config.lora, tokenizer.vocabSize, tokenizer.vocabSize), undefined, seed);
+      await model.attachLora(loraSpecOf(config.lora, 0, tokenizer.vocabSize), undefined, seed);
     }
     if (v.chat) {
       return await chatDemo({ be, model, tokenizer, baseDir, out, dataDir, config, nTest, t0, json: v.json, print });

@@ -17,6 +17,7 @@ import { checkSftDir } from "../src/eval/plan.ts";
 import type { GPT2 } from "../src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "../src/model/load.ts";
 import { adapterShapes } from "../src/model/lora.ts";
+import { startFakeHub } from "./helpers/fake_hub.ts";
 
 const BASE = new URL("./fixtures/tiny-gpt2-zh/model-bin", import.meta.url).pathname;
 const PEFT_ADAPTER = new URL("./fixtures/tiny-gpt2-zh/lora/adapter", import.meta.url).pathname;
@@ -144,6 +145,26 @@ describe("train --lora", () => {
       ).rejects.toThrow(/Cannot resume from .*--lora \{"r":4,.* here, --lora \{"r":2,.* in the checkpoint/);
     });
   }, 180_000);
+
+  test("an adapter on the hub: fetched (config and weights) and merged into the base given", async () => {
+    const hub = await startFakeHub({ repos: { "org/tiny-lora": PEFT_ADAPTER } });
+    const cacheDir = await mkdtemp(join(tmpdir(), "lora-hub-"));
+    try {
+      const be = new CpuBackend();
+      const base = new URL("./fixtures/tiny-gpt2-zh/model", import.meta.url).pathname;
+      const hubOpts = { cacheDir, endpoint: hub.url, env: {}, quiet: true, retryDelayMs: 5 };
+      const fromHub = await loadModelAndTokenizer(base, be, { prepare: false, adapter: "org/tiny-lora", hub: hubOpts });
+      const local = await loadModelAndTokenizer(base, be, { prepare: false, adapter: PEFT_ADAPTER });
+      expect(fromHub.adapter?.spec).toEqual(local.adapter?.spec);
+      const ids = Int32Array.from([281, 5, 17, 99, 282, 281]);
+      expect(await logits(fromHub.model, ids)).toEqual(await logits(local.model, ids));
+      expect(hub.unknown).toEqual([]);
+      expect(hub.requests.some((r) => r.url.includes("adapter_model.safetensors"))).toBe(true);
+    } finally {
+      await hub.close();
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   test("flag errors", async () => {
     await withDir(async (dir) => {

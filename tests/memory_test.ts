@@ -12,6 +12,7 @@ import { loadModelAndTokenizer } from "../src/model/load.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { NOTEBOOK_TRAIN_CONFIG } from "../src/train/trainer.ts";
 import { runTraining } from "../src/train/run.ts";
+import { adapterSize, DEFAULT_LORA, loraSpecOf } from "../src/model/lora.ts";
 
 const gpt2 = (nLayer: number, nEmbd: number, nHead: number, vocabSize = 50257): GPT2Config => ({
   vocabSize,
@@ -49,6 +50,23 @@ describe("memory estimate", () => {
       "Memory estimate: 2.60 GB = weights 408 MB + gradients 408 MB + AdamW moments 817 MB + activations 966 MB " +
         "(batch 4 × 256 tokens; 102.1 M parameters)",
     );
+  });
+
+  test("LoRA: gradients and moments of the adapter alone (plus the embedding's gradient with token rows)", () => {
+    const real = { ...gpt2(12, 768, 12, 21128 + 63), nPositions: 1024 };
+    const spec = loraSpecOf(DEFAULT_LORA, 21128, 21128 + 63);
+    const trainable = adapterSize(real, spec);
+    // r 8 on c_attn (768→2304), attn.c_proj (768→768), c_fc (768→3072), mlp.c_proj (3072→768) × 12 layers, and
+    // the 63 token rows
+    expect(trainable).toBe(12 * 8 * ((768 + 2304) + (768 + 768) + (768 + 3072) + (3072 + 768)) + 63 * 768);
+    const full = estimateTrainingMemory(real, 4, 256);
+    const lora = estimateTrainingMemory(real, 4, 256, { lora: { trainable, tokenRows: true } });
+    expect(lora.weights).toBe(full.weights + 4 * trainable);
+    expect(lora.gradients).toBe(4 * (trainable + 21191 * 768));
+    expect(lora.adamMoments).toBe(8 * trainable);
+    expect(lora.activations).toBe(full.activations);
+    const noRows = estimateTrainingMemory(real, 4, 256, { lora: { trainable, tokenRows: false } });
+    expect(noRows.gradients).toBe(4 * trainable);
   });
 
   test("a run that cannot fit is refused with what would fit", () => {

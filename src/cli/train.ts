@@ -89,8 +89,9 @@ LoRA (peft's adapters: the base frozen, only the adapters and the added tokens' 
   --lora-targets LIST   GPT-2's Conv1D modules, as peft names them: c_attn,c_proj,c_fc (default all three;
                         c_proj is both attn.c_proj and mlp.c_proj)
   --lora-rslora         rank-stabilised scale alpha/√r (peft's use_rslora)
-  --lora-train-tokens W added | none: train the embedding rows of the tokens added for SFT (<|im_start|>,
-                        <|im_end|>, … : peft's trainable_token_indices; default added) or none
+  --lora-train-tokens W added | all | none: train the embedding rows of the tokens added for SFT
+                        (<|im_start|>, <|im_end|>, …: peft's trainable_token_indices; default added), of
+                        every token (the whole embedding and tied head), or none
   --merge               also save the full model with the adapter merged (an HF model directory) in --merge-out
   --merge-out DIR       where --merge saves it (default: --out with -merged appended)
 
@@ -142,7 +143,12 @@ function loraFlags(
       dropout: numberFlag("lora-dropout", str("lora-dropout"), d.dropout, { min: 0, max: 0.99 }),
       targets,
       rslora: (v["lora-rslora"] as boolean | undefined) ?? d.rslora,
-      trainTokens: choiceFlag("lora-train-tokens", str("lora-train-tokens"), ["added", "none"] as const, d.trainTokens),
+      trainTokens: choiceFlag(
+        "lora-train-tokens",
+        str("lora-train-tokens"),
+        ["added", "all", "none"] as const,
+        d.trainTokens,
+      ),
     },
   };
 }

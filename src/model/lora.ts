@@ -120,9 +120,11 @@ export interface LoraSettings {
   rslora: boolean;
   /**
    * Which embedding rows train: "added" those of the tokens added for SFT (`<|im_start|>`, `<|im_end|>`,
-   * `<|pad|>`, …: the ids the tokenizer added, and any row the embeddings' resize created), "none" no row.
+   * `<|pad|>`, …: the ids the tokenizer added, and any row the embeddings' resize created), "all" every row (the
+   * whole embedding and tied head train: for a small vocabulary or a base whose embedding is untrained), "none"
+   * no row.
    */
-  trainTokens: "added" | "none";
+  trainTokens: "added" | "all" | "none";
 }
 
 /** `--lora`'s defaults: r 8, alpha 16, dropout 0.05 (TRL's and peft's usual), every Conv1D, the added tokens. */
@@ -141,7 +143,8 @@ export const DEFAULT_LORA: Readonly<LoraSettings> = {
  */
 export function loraSpecOf(settings: LoraSettings, firstNew: number, vocab: number): LoraSpec {
   const tokenIds: number[] = [];
-  if (settings.trainTokens === "added") { for (let id = firstNew; id < vocab; id++) tokenIds.push(id); }
+  const first = settings.trainTokens === "all" ? 0 : settings.trainTokens === "added" ? firstNew : vocab;
+  for (let id = first; id < vocab; id++) tokenIds.push(id);
   const { r, alpha, dropout, targets, rslora } = settings;
   return { r, alpha, dropout, targets: LORA_TARGETS.filter((t) => targets.includes(t)), rslora, tokenIds };
 }
