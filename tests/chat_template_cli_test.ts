@@ -64,6 +64,19 @@ describe("deno task train --chat-template", () => {
       expect(await trainMain(resume, (l) => resumed.push(l))).toBe(0);
       expect(resumed.some((l) => l.startsWith("  Chat template: the chat template of ") && l.includes("checkpoint")))
         .toBe(true);
+      // … and refuses another one given on the command line (the same file is fine)
+      await expect(trainMain([...resume, "--max-steps", "3", "--chat-template", "chatml"], () => {})).rejects.toThrow(
+        `Cannot resume from ${join(dir, "run-tpl", "checkpoint")}: --chat-template chatml is not the template the ` +
+          "checkpoint was trained with",
+      );
+      expect(await trainMain([...resume, "--max-steps", "3", "--chat-template", tpl], () => {})).toBe(0);
+      // a LoRA run's checkpoint (an adapter directory, not the model loaded) keeps its template too
+      const loraLines: string[] = [];
+      expect(await run("lora", ["--chat-template", tpl, "--lora"])).toBe(0);
+      const loraResume = ["--resume", "--run-dir", join(dir, "run-lora"), "--max-steps", "2", "--quiet"];
+      expect(await trainMain(loraResume, (l) => loraLines.push(l))).toBe(0);
+      expect(loraLines.some((l) => l.startsWith("  Chat template: the chat template of ") && l.includes("checkpoint")))
+        .toBe(true);
       expect(await run("chatml", [])).toBe(0);
       const chatml = JSON.parse(await readFile(join(dir, "chatml", "tokenizer_config.json"), "utf8"));
       expect(chatml.chat_template).toBe(CHATML_TEMPLATE);

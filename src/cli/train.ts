@@ -12,7 +12,12 @@ import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SEED_RANGE } fr
 import { DATA_FORMATS } from "../data/formats.ts";
 import { TRAIN_ON } from "../data/chatml.ts";
 import { MASK_MODES } from "../data/sft_dataset.ts";
-import { CHAT_TEMPLATE_CHOICES, readModelChatTemplate, resolveChatTemplate } from "../data/template.ts";
+import {
+  CHAT_TEMPLATE_CHOICES,
+  CHATML_TEMPLATE,
+  readModelChatTemplate,
+  resolveChatTemplate,
+} from "../data/template.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { readSettings } from "../env.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
@@ -52,7 +57,8 @@ Model and data
                         <|im_start|>{role}\n{content}<|im_end|>\n) | model (the chat_template of the model's
                         tokenizer_config.json) | FILE.jinja; the loss is on the {% generation %} blocks where
                         the template has them, else on what each assistant turn adds; the saved model's
-                        tokenizer_config.json carries the template (a resumed run keeps the checkpoint's)
+                        tokenizer_config.json carries the template (a resumed run keeps the
+                        checkpoint's, and refuses another)
   --task NAME           the notebook's presets: classification | json_extraction (default classification)
   --plain               json_extraction: answer "姓名：…；邮箱：…；订单号：…" instead of JSON
   --labels A,B,…        classification: the labels (default the notebook's six); for your own data in
@@ -329,9 +335,21 @@ export async function trainMain(
         await model.attachLora(loraSpecOf(config.lora, firstNew, model.config.vocabSize), undefined, config.seed);
       }
       if (chat) {
-        // a resumed run renders as it was trained: with the template its checkpoint carries
-        const resumed = saved && loadFrom === saved.dir && (await readModelChatTemplate(dir)).source !== undefined;
-        const template = await resolveChatTemplate(v["chat-template"] ?? (resumed ? "model" : "chatml"), dir);
+        // a resumed run renders as it was trained: with the template its checkpoint carries (a full run's
+        // checkpoint is also the model loaded; a LoRA run's holds the tokenizer beside the adapter)
+        const trained = saved ? (await readModelChatTemplate(saved.dir)).source : undefined;
+        const given = v["chat-template"];
+        const template = given !== undefined
+          ? await resolveChatTemplate(given, dir)
+          : await resolveChatTemplate(trained !== undefined ? "model" : "chatml", saved?.dir ?? dir);
+        if (
+          saved && given !== undefined && trained !== undefined && (template?.source ?? CHATML_TEMPLATE) !== trained
+        ) {
+          throw new Error(
+            `Cannot resume from ${saved.dir}: --chat-template ${given} is not the template the checkpoint was ` +
+              "trained with (its tokenizer_config.json's chat_template); leave --chat-template out to keep it",
+          );
+        }
         if (template) chat.template = template;
       }
       print(`Added ${added} total tokens (special + ASCII)`);
