@@ -220,6 +220,21 @@ describe("LoRA vs peft (tiny fixture, float64 reference)", () => {
     expect(Math.abs(losses[3]! - meta.loss) / meta.loss).toBeLessThan(1e-5);
   });
 
+  test("gradient checkpointing: the same loss and adapter gradients", async () => {
+    const be = new CpuBackend();
+    const grads: Float32Array[][] = [];
+    for (const checkpointing of [false, true]) {
+      const model = await adapted(be);
+      model.zeroGrad();
+      be.free(model.loss(batch, { backward: true, checkpointing }).loss);
+      grads.push(
+        await Promise.all([...model.trainable.values()].map((t) => be.read(t.grad!) as Promise<Float32Array>)),
+      );
+      model.dispose();
+    }
+    grads[0]!.forEach((g, i) => expectClose(grads[1]![i]!, g, 1e-6, `checkpointed grad ${i}`));
+  });
+
   test("bad adapter configs and tensors: clear errors", async () => {
     const good = adapterConfigJson(spec, "x");
     const bad = (patch: Record<string, unknown>) => () =>
@@ -250,6 +265,27 @@ describe("LoRA vs peft on WebGPU", () => {
       await parity(be);
     } finally {
       be.dispose();
+    }
+  });
+
+  gpuTest("LoRA dropout: the CPU's masks (the same loss and adapter gradients for the same seed)", async () => {
+    const gpu = await WebGpuBackend.create();
+    try {
+      const results: { loss: number; grads: Float32Array[] }[] = [];
+      for (const be of [new CpuBackend(), gpu]) {
+        const model = GPT2.fromTensors(be, base.config, base.tensors);
+        await model.attachLora({ ...spec, dropout: 0.3 }, adapter);
+        model.zeroGrad();
+        const { loss } = model.loss(batch, { backward: true, dropoutSeed: 5 });
+        const grads = await Promise.all([...model.trainable.values()].map((t) => be.read(t.grad!)));
+        results.push({ loss: (await be.read(loss))[0]!, grads: grads as Float32Array[] });
+        model.dispose();
+      }
+      expect(Math.abs(results[1]!.loss - results[0]!.loss) / results[0]!.loss).toBeLessThan(1e-5);
+      expect(Math.abs(results[0]!.loss - meta.loss)).toBeGreaterThan(1e-3); // the masks did drop something
+      results[0]!.grads.forEach((g, i) => expectClose(results[1]!.grads[i]!, g, 1e-3, `dropout grad ${i}`));
+    } finally {
+      gpu.dispose();
     }
   });
 });
