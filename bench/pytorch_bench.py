@@ -17,8 +17,12 @@ Measured:
   prompt + label per label (model.eval(), no_grad), mean log-prob of the label tokens, .item() per label.
   Prompts are random ids of --prompt-len tokens (about the ChatML classification prompt), labels 4 tokens.
 
+With --lora the step trains a peft LoRA adapter instead (r --lora-r, alpha 16, dropout 0.05 on c_attn, c_proj and
+c_fc, the 63 SFT tokens' embedding rows as trainable_token_indices), as `deno task bench --lora`.
+
 Usage: python3 bench/pytorch_bench.py [--device auto|cuda|cpu] [--steps N] [--warmup N] [--seqs 256,128]
                                       [--batch 4] [--prompts N] [--skip step,sgemm,classify] [--quick]
+                                      [--lora] [--lora-r R]
 The last line printed is one JSON object with every figure.
 """
 
@@ -44,6 +48,18 @@ def sync(torch, device):
         torch.cuda.synchronize()
 
 
+def peak_rss():
+    """The process's peak resident set (VmHWM), bytes; None where /proc is not there."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def step_flops(cfg, B, T):
     """Model FLOPs of one training step as PyTorch runs it (head on all B*T rows): linears 2*N*12*C^2 per
     layer, attention 4*B*T^2*C per layer, head 2*N*C*V, all times 3 for forward + backward."""
@@ -57,9 +73,18 @@ def bench_step(torch, transformers, device, args, T):
     )  # dropout 0.1 and gelu_new: the HF defaults, as the notebook's base model
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(cfg).to(device)
+    if args.lora:
+        # training's default LoRA (src/model/lora.ts): r, alpha 16, dropout 0.05 on every Conv1D, and the 63 SFT
+        # tokens' embedding rows as trainable_token_indices
+        import peft
+        lora = peft.LoraConfig(r=args.lora_r, lora_alpha=16, lora_dropout=0.05, target_modules=["c_attn", "c_proj", "c_fc"],
+                               fan_in_fan_out=True, task_type="CAUSAL_LM",
+                               trainable_token_indices={"wte": list(range(BASE_VOCAB, BASE_VOCAB + SFT_TOKENS))})
+        model = peft.get_peft_model(model, lora)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=5e-5, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, end_factor=1.0, total_iters=50)
     B = args.batch
     g = torch.Generator().manual_seed(11)
@@ -78,7 +103,7 @@ def bench_step(torch, transformers, device, args, T):
         loss = outputs.loss
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         sync(torch, device)
@@ -94,6 +119,9 @@ def bench_step(torch, transformers, device, args, T):
         "T": T,
         "layers": args.layers,
         "params": n_params,
+        "trainable": sum(p.numel() for p in trainable),
+        "lora_r": args.lora_r if args.lora else None,
+        "peak_rss_bytes": peak_rss(),
         "ms": ms,
         "ms_each": timed,
         "warmup_ms": times[: args.warmup],
@@ -237,6 +265,8 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=90)
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: step, sgemm, classify")
     ap.add_argument("--quick", action="store_true", help="2 layers, T=128, 2 steps, 2 prompts (a smoke test)")
+    ap.add_argument("--lora", action="store_true", help="the step trains a peft LoRA adapter (as deno task bench --lora)")
+    ap.add_argument("--lora-r", type=int, default=8)
     args = ap.parse_args()
 
     try:
