@@ -61,6 +61,7 @@ const CONFIG_FLAGS: Partial<Record<keyof TrainConfig, string>> = {
   pad: "--pad",
   maxLength: "--max-length",
   dropout: "--no-dropout",
+  packing: "--packing",
 };
 const RUN_FLAGS: Partial<Record<keyof RunSettings, string>> = {
   model: "--model",
@@ -91,6 +92,7 @@ export const RESUME_MUTABLE_FLAGS = [
 function show(flag: string, v: unknown): string {
   if (flag === "--no-dropout") return v ? "dropout on" : "--no-dropout";
   if (flag === "--plain") return v ? "--plain" : "no --plain";
+  if (flag === "--packing") return v ? "--packing" : "no --packing";
   if (v === null || v === undefined) return `no ${flag}`;
   if (Array.isArray(v)) return `${flag} ${v.join(",")}`;
   return `${flag} ${typeof v === "string" ? v : JSON.stringify(v)}`;
