@@ -1,10 +1,10 @@
 // attention_flash_backward.wgsl — gradient of attention_flash_forward.wgsl: the probabilities are
 // recomputed from q, k and the saved log-sum-exp instead of being read back from a T×T buffer.
 //
-// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash.
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, key_visible.
 //
 // The maths of attention_backward.wgsl (read that one first), with P(t, s) = exp(q_t·k_s·scale − lse_t)
-// for visible keys (s ≤ t, mask[b, s] ≠ 0) and 0 otherwise, and M = keep(a)·drop_scale with DROPOUT (the
+// for visible keys (s ≤ t, key_visible(mask[b, s], mask[b, t]): attention_forward.wgsl's) and 0 otherwise, and M = keep(a)·drop_scale with DROPOUT (the
 // forward's mask, same index a = ((b·NH + h)·T + t)·T + s), M = 1 without:
 //   dP(t, s) = (dout_t · v_s) · M(t, s)
 //   D_t      = Σ_s P(t, s) · dP(t, s)               (= dout_t · out_t, computed here from the keys)
@@ -60,8 +60,9 @@ fn drop_factor(a: u32) -> f32 {
   return select(0.0, p.drop_scale, dropout_hash(p.drop_key, a) >= p.drop_threshold);
 }
 
-fn visible(b: u32, s: u32) -> bool {
-  return !HAS_MASK || mask[b * p.T + s] != 0;
+// Key s visible to query t (s ≤ t taken care of by the callers).
+fn visible(b: u32, t: u32, s: u32) -> bool {
+  return !HAS_MASK || key_visible(mask[b * p.T + s], mask[b * p.T + t]);
 }
 
 // For query t (q_t in *q, dout_t in *g, its lse) and the key whose k starts at qkv[ko] (v at ko + C), at flat
@@ -114,13 +115,13 @@ fn dq_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
   if (lse > NEG_BIG) {
     // pass 1: D_t = Σ_s P·dP
     for (var s = 0u; s <= t; s++) {
-      if (!visible(b, s)) { continue; }
+      if (!visible(b, t, s)) { continue; }
       let pd = p_and_dp(&q, &g, (b * T + s) * C3 + C + h * HS, lse, r * T + s);
       D += pd.x * pd.y;
     }
     // pass 2: dq_t = scale · Σ_s P·(dP − D)·k_s
     for (var s = 0u; s <= t; s++) {
-      if (!visible(b, s)) { continue; }
+      if (!visible(b, t, s)) { continue; }
       let ko = (b * T + s) * C3 + C + h * HS;
       let pd = p_and_dp(&q, &g, ko, lse, r * T + s);
       let dpre = pd.x * (pd.y - D);
@@ -157,8 +158,9 @@ fn dkv_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     dk[d] = 0.0;
     dv[d] = 0.0;
   }
-  if (visible(b, s)) {
+  if (!HAS_MASK || mask[b * T + s] != 0) {
     for (var t = s; t < T; t++) {
+      if (!visible(b, t, s)) { continue; } // another segment's query (packed rows)
       let rt = bh * T + t; // the query row
       let qo = (b * T + t) * C3 + h * HS;
       let go = (b * T + t) * C + h * HS;

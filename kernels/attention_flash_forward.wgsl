@@ -1,9 +1,10 @@
 // attention_flash_forward.wgsl — attention_forward.wgsl's result without the T×T probabilities: an online
 // softmax per query row, keeping only the row's log-sum-exp for the backward (FlashAttention's idea).
 //
-// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash.
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, key_visible.
 //
-// Same maths as attention_forward.wgsl (read that one first): for batch b, head h, query t,
+// Same maths as attention_forward.wgsl (read that one first; its visible keys, segment ids included): for
+// batch b, head h, query t,
 //   out[b, t, h·HS + d] = Σ_s P̃(t, s) · v_s[d],   P(t, s) = exp(x_s − lse_t) over the visible keys s,
 //   x_s = q_t·k_s · scale,  lse_t = log Σ_visible exp(x_s),  P̃ = P, or with DROPOUT keep(a)·P·drop_scale
 //   at a = ((b·NH + h)·T + t)·T + s (the same index, hash and threshold as attention_forward.wgsl).
@@ -87,7 +88,9 @@ fn main(
   var q: array<f32, MAX_HS>;
   var acc: array<f32, MAX_HS>;
   for (var d = 0u; d < HS; d++) { acc[d] = 0.0; }
+  var mt = 0; // the query's mask value (its segment under packed rows)
   if (live) {
+    if (HAS_MASK) { mt = mask[b * T + t]; }
     let qo = (b * T + t) * C3 + h * HS;
     for (var d = 0u; d < HS; d++) { q[d] = qkv[qo + d]; }
   }
@@ -112,7 +115,7 @@ fn main(
       for (var j = 0u; j < TILE; j++) {
         let s = s0 + j;
         if (s > t) { break; }
-        if (HAS_MASK && mask[b * T + s] == 0) { continue; }
+        if (HAS_MASK && !key_visible(mask[b * T + s], mt)) { continue; }
         var x = 0.0;
         for (var d = 0u; d < HS; d++) { x += q[d] * ks[j * HS + d]; }
         x *= scale;

@@ -1,10 +1,12 @@
 // attention_forward.wgsl — causal multi-head softmax attention with a key padding mask (GPT-2).
 //
-// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, workgroup_max, workgroup_sum.
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, key_visible, workgroup_max, workgroup_sum.
 //
 // For batch b, head h, query t (HS = C / NH channels per head, scale = 1/√HS):
 //   q_t = qkv[b, t, h·HS … h·HS+HS−1]            k_s = qkv[b, s, C + h·HS …]      v_s = qkv[b, s, 2C + h·HS …]
 //   visible(t, s) = s ≤ t and mask[b, s] ≠ 0   (no mask: s ≤ t)
+//                   and, when mask[b, t] ≠ 0, mask[b, s] = mask[b, t]   (segment ids of packed rows:
+//                   block-diagonal causal attention; key_visible)
 //   att[b, h, t, s] = softmax_s(q_t·k_s · scale) over visible s, and 0 where not visible
 //   out[b, t, h·HS + d] = Σ_s att[b, h, t, s] · v_s[d]
 // A query row with no visible key (e.g. a padded position at the start) gets att = 0 and out = 0.
@@ -59,7 +61,7 @@ var<workgroup> dropped: array<f32, WG>; // DROPOUT: one chunk of dropped probabi
 
 fn visible(b: u32, t: u32, s: u32) -> bool {
   if (s > t) { return false; }
-  if (HAS_MASK) { return mask[b * p.T + s] != 0; }
+  if (HAS_MASK) { return key_visible(mask[b * p.T + s], mask[b * p.T + t]); }
   return true;
 }
 

@@ -2,10 +2,11 @@
 // matmul_batched.wgsl computes the scores S = Q·Kᵀ·scale and the output P̃·V, this file turns scores into
 // probabilities and, in the backward, probability gradients into score gradients.
 //
-// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, workgroup_max, workgroup_sum.
+// Uses from common.wgsl (appended when the kernel is loaded): dropout_hash, key_visible, workgroup_max, workgroup_sum.
 //
 // The maths is attention_forward.wgsl's and attention_backward.wgsl's (read those first). For the row
-// r = (b·NH + h)·T + t of the [B,NH,T,T] buffers, visible(t, s) = s ≤ t and mask[b, s] ≠ 0:
+// r = (b·NH + h)·T + t of the [B,NH,T,T] buffers, visible(t, s) = s ≤ t and key_visible(mask[b, s], mask[b, t])
+// (mask[b, s] ≠ 0, and in the same segment as the query under the segment ids of packed rows):
 //   forward_main:   att[r, s] = exp(S[r, s] − max) / Σ exp(…) over the visible s, 0 elsewhere (in place:
 //                   the scores come in, the probabilities P go out; a row with no visible key is all 0)
 //   backward_main:  with dP̃[r, s] = dout_t · v_s from matmul_batched.wgsl (in `grad`, read only for s ≤ t)
@@ -62,9 +63,11 @@ fn forward_main(
   let row = r * p.T;
 
   // 1. the max of the visible scores
+  var mt = 0;
+  if (HAS_MASK) { mt = mask[b * p.T + t]; }
   var mx = NEG_BIG;
   for (var s = j; s <= t; s += WG) {
-    if (!HAS_MASK || mask[b * p.T + s] != 0) { mx = max(mx, att[row + s]); }
+    if (!HAS_MASK || key_visible(mask[b * p.T + s], mt)) { mx = max(mx, att[row + s]); }
   }
   mx = workgroup_max(j, mx);
 
@@ -72,7 +75,7 @@ fn forward_main(
   var sum = 0.0;
   for (var s = j; s < p.T; s += WG) {
     var e = 0.0;
-    if (s <= t && (!HAS_MASK || mask[b * p.T + s] != 0)) { e = exp(att[row + s] - mx); }
+    if (s <= t && (!HAS_MASK || key_visible(mask[b * p.T + s], mt))) { e = exp(att[row + s] - mx); }
     att[row + s] = e;
     sum += e;
   }

@@ -15,6 +15,7 @@
 //                                  from uniform control flow with j = local_invocation_index, every
 //                                  invocation of the workgroup, as they contain barriers.
 //   lowbias32, dropout_hash        nothing.
+//   key_visible                    nothing.
 
 // Chris Wellons' lowbias32: a bijection of u32 with very low bias (two multiply–xorshift rounds).
 // Matches: lowbias32 in src/backend/dropout_hash.ts.
@@ -33,6 +34,14 @@ fn lowbias32(x0: u32) -> u32 {
 // backward recomputes it from the same key. Matches: dropoutHash in src/backend/dropout_hash.ts.
 fn dropout_hash(key: u32, i: u32) -> u32 {
   return lowbias32(lowbias32(i) ^ key);
+}
+
+// Whether the training attention's mask lets a query whose mask value is `mt` see a key whose value is
+// `ms` (causality aside): padding keys (0) are hidden from every query; under segment ids (packed rows:
+// 1, 2, … per example) a real query sees only the keys of its own segment, and a padding query (0) every
+// real key. A 0/1 mask is the plain key padding mask. Matches: keyHidden in src/backend/cpu/reference.ts.
+fn key_visible(ms: i32, mt: i32) -> bool {
+  return ms != 0 && (mt == 0 || ms == mt);
 }
 
 // Max of `v` over the workgroup, a tree in `red` (WG/2 pairs, then WG/4, …); every invocation gets it.

@@ -132,7 +132,7 @@ describe("dropout seeds", () => {
   }
 
   test("up to 21 layers the seeds are seed · 64 + site as before; the stride grows only past 64 sites", () => {
-    expect([1, 12, 21, 22, 24, 36, 42, 43, 48].map(dropoutSiteStride)).toEqual([
+    expect([1, 12, 21, 22, 24, 36, 42, 43, 48].map((n) => dropoutSiteStride(n))).toEqual([
       64,
       64,
       64,

@@ -166,8 +166,8 @@ fn other() -> f32 {
       );
   });
 
-  test("kernels/common.wgsl holds the reductions and the dropout hash; no kernel keeps a copy", () => {
-    expect([...COMMON.keys()]).toEqual(["lowbias32", "dropout_hash", "workgroup_max", "workgroup_sum"]);
+  test("kernels/common.wgsl holds the reductions, the dropout hash and the attention mask test; no kernel keeps a copy", () => {
+    expect([...COMMON.keys()]).toEqual(["lowbias32", "dropout_hash", "key_visible", "workgroup_max", "workgroup_sum"]);
     const compiled = [...new Set(Object.values(K).map((k) => k.src))];
     for (const f of compiled) {
       for (const name of COMMON.keys()) {

@@ -40,7 +40,7 @@ export interface OpContexts {
     dropout?: AttentionDropout;
   };
   dropout: { x: Tensor; out: Tensor; p: number; seed: number };
-  embedding: { ids: Buf; wte: Tensor; wpe: Tensor; out: Tensor; B: number; T: number; C: number };
+  embedding: { ids: Buf; wte: Tensor; wpe: Tensor; out: Tensor; B: number; T: number; C: number; positions?: Buf };
   crossEntropy: { logits: Tensor; dlogits: Buf };
   gatherRows: { x: Tensor; out: Tensor; runs: readonly RowRun[]; C: number };
 }
@@ -162,8 +162,9 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
     be.dropoutBackward({ dinp: x.gradBuf(), dout: out.grad, n: x.size, p, seed, accumulate: true });
   },
 
-  // y[b,t] = wte[ids[b,t]] + wpe[t]:  dwte[ids[b,t]] += dy[b,t],  dwpe[t] += dy[b,t]
-  embedding(be, { ids, wte, wpe, out, B, T, C }) {
+  // y[b,t] = wte[ids[b,t]] + wpe[pos(b,t)]:  dwte[ids[b,t]] += dy[b,t],  dwpe[pos(b,t)] += dy[b,t]
+  // (pos(b,t) = t, or positions[b,t] for packed rows)
+  embedding(be, { ids, wte, wpe, out, B, T, C, positions }) {
     if (!out.grad) return;
     const [dwte, dwpe] = [gradOrTemp(be, wte), gradOrTemp(be, wpe)];
     be.embeddingBackward({
@@ -175,6 +176,7 @@ export const rules: { [K in keyof OpContexts]: Rule<K> } = {
       T,
       C,
       V: wte.shape[0]!,
+      positions,
     });
     dwte.done();
     dwpe.done();
@@ -362,8 +364,9 @@ export function add(ctx: OpContext, a: Tensor, b: Tensor): Tensor {
 }
 
 /**
- * Causal multi-head attention over qkv [B,T,3C] with an optional key padding mask (i32 [B,T]) and, in
- * training, dropout on the attention probabilities.
+ * Causal multi-head attention over qkv [B,T,3C] with an optional key padding mask (i32 [B,T]; for packed
+ * rows the segment ids, block-diagonal causal: see Backend.attentionForward) and, in training, dropout on
+ * the attention probabilities.
  */
 export function attention(
   ctx: OpContext,
@@ -392,9 +395,10 @@ export function dropout(ctx: OpContext, x: Tensor, p: number, seed: number): Ten
 }
 
 /**
- * Token + position embedding: out[b,t] = wte[ids[b,t]] + wpe[t]. `ids` is i32 [B,T]. Inference (with a KV
- * cache) may shift the positions to pos0 + t or give them per token (`positions`, i32 [B,T]); the backward
- * knows only positions 0…T−1, so those are refused when recording.
+ * Token + position embedding: out[b,t] = wte[ids[b,t]] + wpe[t]. `ids` is i32 [B,T]. Positions may be
+ * given per token (`positions`, i32 [B,T]: batched generation, packed rows in training); inference (with a
+ * KV cache) may also shift them to pos0 + t, which is refused when recording. `positions` must live until
+ * the backward (the caller frees it).
  */
 export function embedding(
   ctx: OpContext,
@@ -404,13 +408,11 @@ export function embedding(
   opts: { B: number; T: number; pos0?: number; positions?: Buf },
 ): Tensor {
   const { B, T, pos0, positions } = opts;
-  if (ctx.tape && (pos0 || positions)) {
-    throw new Error("Cannot record embedding: pos0 and positions are inference only");
-  }
+  if (ctx.tape && pos0) throw new Error("Cannot record embedding: pos0 is inference only");
   const C = wte.shape[1]!;
   const out = newTensor(ctx, [B, T, C], "embedding:out", wte.requiresGrad || wpe.requiresGrad);
   ctx.be.embeddingForward({ out: out.buf, ids, wte: wte.buf, wpe: wpe.buf, B, T, C, pos0, positions });
-  record(ctx, "embedding", { ids, wte, wpe, out, B, T, C }, [out]);
+  record(ctx, "embedding", { ids, wte, wpe, out, B, T, C, positions }, [out]);
   return out;
 }
 

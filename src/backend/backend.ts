@@ -242,10 +242,11 @@ export interface Backend {
   ): void;
   /**
    * `dwte[ids[b,t],:] += dout[b,t,:]`, `dwpe[t,:] += dout[b,t,:]`, deterministically (the order of
-   * the additions does not depend on scheduling).
+   * the additions does not depend on scheduling). With `positions` (the forward's, i32 [B,T]: packed rows)
+   * `dwpe[positions[b,t],:] += dout[b,t,:]` instead.
    */
   embeddingBackward(
-    args: { dwte: Buf; dwpe: Buf; dout: Buf; ids: Buf; B: number; T: number; C: number; V: number },
+    args: { dwte: Buf; dwpe: Buf; dout: Buf; ids: Buf; B: number; T: number; C: number; V: number; positions?: Buf },
   ): void;
 
   // ---- layernorm ----
@@ -304,6 +305,9 @@ export interface Backend {
    * qkv [B,T,3C] (q, k, v concatenated on the channel axis, heads of HS contiguous within each);
    * mask i32 [B,T] (1 = real token, 0 = padding) or omitted; out [B,T,C]; att [B,NH,T,T] (the softmax
    * probabilities, saved for backward). Key s is visible to query t when s ≤ t and mask[b,s] = 1.
+   * The mask may also hold segment ids (packed rows: 1, 2, … per example, 0 for padding): then key s is
+   * visible to query t when s ≤ t, mask[b,s] ≠ 0 and mask[b,s] = mask[b,t] (block-diagonal causal); a
+   * padding query (mask[b,t] = 0) sees every earlier non-padding key, as it does under a 0/1 mask.
    * Scores are q·k / √HS. A query row that sees no key gets probabilities 0 and output 0.
    *
    * With `dropout` (HF's attn_dropout on the probabilities, training mode): `att` still receives the

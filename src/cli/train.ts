@@ -70,6 +70,9 @@ Model and data
                         answer and its closing <|im_end|>, so the model learns to stop; the notebook: assistant)
   --max-length N        truncate examples to N tokens (default 256)
   --pad MODE            longest | max_length (default longest; the notebook pads every row to 256)
+  --packing             pack several examples into each row of --max-length tokens (best-fit decreasing),
+                        each attending only to itself, positions from 0 in each: less padding, the same
+                        loss per example; batches then count rows (default off)
 
 Optimisation (torch.optim.AdamW, LinearLR warmup from 0.1, clip_grad_norm_)
   --batch-size N        (default 4)        --epochs N          (default 3)
@@ -188,6 +191,7 @@ export async function trainMain(
       mask: { type: "string" },
       "max-length": { type: "string" },
       pad: { type: "string" },
+      packing: { type: "boolean" },
       "batch-size": { type: "string" },
       "grad-accum": { type: "string" },
       epochs: { type: "string" },
@@ -261,6 +265,7 @@ export async function trainMain(
     maxLength: numberFlag("max-length", v["max-length"], d.maxLength, int),
     dropout: v["no-dropout"] === undefined ? d.dropout : !v["no-dropout"],
     gradientCheckpointing: v["gradient-checkpointing"] ?? d.gradientCheckpointing ?? false,
+    packing: v.packing ?? d.packing ?? false,
     ...loraFlags(v, was.lora),
   };
   // your own chat data (--train-file), or the notebook's task presets

@@ -44,6 +44,10 @@ export interface SftExample {
   labels: number[];
   /** Number of supervised tokens (labels ≠ −100). */
   supervised: number;
+  /** A packed row of several examples (packing.ts): per token, 1 + its example's index in the row. */
+  segmentIds?: number[];
+  /** A packed row: per token, its position within its own example. */
+  positionIds?: number[];
 }
 
 /** The result of {@link buildSftDataset}. */
@@ -145,7 +149,11 @@ export function droppedSummary(ds: SftDataset, file: string, maxLength: number):
   }`;
 }
 
-/** Pad a list of examples into one batch: to the longest (default) or to `maxLength`. */
+/**
+ * Pad a list of examples into one batch: to the longest (default) or to `maxLength`. Packed rows (with
+ * `segmentIds`, see packing.ts) give the batch segment ids and position ids as well, padding 0 in both.
+ * `tokens` counts the real (non-padding) tokens.
+ */
 export function collate(
   examples: readonly SftExample[],
   opts: { padId: number; pad?: "longest" | "max_length"; maxLength?: number },
@@ -156,14 +164,26 @@ export function collate(
   const inputIds = new Int32Array(B * T).fill(opts.padId);
   const attentionMask = new Int32Array(B * T);
   const labels = new Int32Array(B * T).fill(-100);
+  const packed = examples.some((e) => e.segmentIds);
+  const segmentIds = packed ? new Int32Array(B * T) : undefined;
+  const positionIds = packed ? new Int32Array(B * T) : undefined;
   let supervised = 0, tokens = 0;
   for (let b = 0; b < B; b++) {
     const e = examples[b]!;
     inputIds.set(e.inputIds, b * T);
     attentionMask.fill(1, b * T, b * T + e.inputIds.length);
     labels.set(e.labels, b * T);
+    // an unpacked example among packed rows is a row of one segment
+    if (segmentIds) {
+      if (e.segmentIds) segmentIds.set(e.segmentIds, b * T);
+      else segmentIds.fill(1, b * T, b * T + e.inputIds.length);
+    }
+    if (positionIds) {
+      if (e.positionIds) positionIds.set(e.positionIds, b * T);
+      else e.inputIds.forEach((_, t) => positionIds[b * T + t] = t);
+    }
     supervised += e.supervised;
     tokens += e.inputIds.length;
   }
-  return { B, T, inputIds, attentionMask, labels, supervised, tokens };
+  return { B, T, inputIds, attentionMask, labels, supervised, tokens, ...(packed ? { segmentIds, positionIds } : {}) };
 }

@@ -42,6 +42,14 @@ export interface Batch {
   attentionMask?: Int32Array;
   /** HF labels (−100 = not supervised), NOT shifted: position t's label is the token at t. */
   labels: Int32Array;
+  /**
+   * Packed rows (src/data/packing.ts): per token, 1 + the index of its example in the row, 0 for padding.
+   * Attention is then block-diagonal causal: a token sees the earlier tokens of its own example only. It
+   * takes the place of `attentionMask` (which it implies: ≠ 0 where the mask is 1).
+   */
+  segmentIds?: Int32Array;
+  /** Position ids (HF's `position_ids`), e.g. restarting at 0 at each packed example; omitted: 0…T−1. */
+  positionIds?: Int32Array;
 }
 
 /** Arguments of {@link GPT2.forwardCached}. */
@@ -380,12 +388,15 @@ export class GPT2 {
 
   /**
    * The training forward: logits [B,T,V] recorded on `tape` (or not recorded when `tape` is omitted).
-   * `ids` and `mask` are i32 [B,T] buffers on the backend.
+   * `ids`, `mask` and `positions` are i32 [B,T] buffers on the backend. `mask` is the key padding mask
+   * (1 real, 0 padding) or, for packed rows, the segment ids (see {@link Batch.segmentIds}); `positions`
+   * the position ids (omitted: 0…T−1 in every row).
    */
   forward(
     args: {
       ids: Buf;
       mask?: Buf;
+      positions?: Buf;
       B: number;
       T: number;
       tape?: Tape;
@@ -396,11 +407,12 @@ export class GPT2 {
       checkpointing?: boolean;
     },
   ): Tensor {
-    const { ids, mask, B, T, tape, rows, dropoutSeed, checkpointing } = args;
+    const { ids, mask, positions, B, T, tape, rows, dropoutSeed, checkpointing } = args;
     if (T > this.config.nPositions) {
       throw new Error(`Cannot run GPT-2: sequence length ${T} exceeds n_positions ${this.config.nPositions}`);
     }
-    return this.#run({ be: this.be, tape }, { ids, B, T, rows, dropoutSeed, attend: { mask }, checkpointing });
+    const attend = { mask, positions };
+    return this.#run({ be: this.be, tape }, { ids, B, T, rows, dropoutSeed, attend, checkpointing });
   }
 
   /**
@@ -436,7 +448,12 @@ export class GPT2 {
     }
     const be = this.be;
     const ids = be.upload(batch.inputIds, "input ids");
-    const mask = batch.attentionMask ? be.upload(batch.attentionMask, "attention mask") : undefined;
+    // packed rows: the segment ids are the attention's mask (block-diagonal causal)
+    const maskIds = batch.segmentIds ?? batch.attentionMask;
+    const mask = maskIds ? be.upload(maskIds, batch.segmentIds ? "segment ids" : "attention mask") : undefined;
+    const positions = batch.positionIds
+      ? be.upload(checkPositions(batch, this.config.nPositions), "position ids")
+      : undefined;
     // The LM head and the cross-entropy run only where a target exists (`allPositions` keeps them
     // everywhere: the same numbers, slower; the parity check uses both).
     const rows = opts.allPositions ? undefined : supervisedRuns(targets);
@@ -448,6 +465,7 @@ export class GPT2 {
     const logits = this.forward({
       ids,
       mask,
+      positions,
       B,
       T,
       tape,
@@ -460,7 +478,7 @@ export class GPT2 {
       tape.backward();
       this.#collectTokenGrads();
     } else be.free(logits.buf);
-    for (const b of [ids, mask, tgt]) if (b) be.free(b);
+    for (const b of [ids, mask, positions, tgt]) if (b) be.free(b);
     return { loss, supervised: count };
   }
 
@@ -739,7 +757,7 @@ interface Attend {
   cache?: KvCache;
   /** With a cache: the position of the first new token (0 without). */
   pos0?: number;
-  /** With a cache: position ids [B,T] instead of pos0… (see {@link CachedForwardArgs}). */
+  /** Position ids [B,T] instead of pos0… (see {@link CachedForwardArgs}; training: packed rows). */
   positions?: Buf;
 }
 
@@ -793,6 +811,20 @@ export function dropoutSiteSeed(
   }
   // seed mod 2³², as a u32 also for negative seeds (>>> 0 of a safe integer is exact)
   return (Math.imul(seed >>> 0, stride) + site) >>> 0;
+}
+
+/** A batch's position ids, checked: one per token, each in [0, nPositions). */
+function checkPositions(batch: Batch, nPositions: number): Int32Array {
+  const pos = batch.positionIds!;
+  if (pos.length !== batch.B * batch.T) {
+    throw new Error(`Cannot run GPT-2: ${pos.length} position ids for ${batch.B}×${batch.T} tokens`);
+  }
+  for (let i = 0; i < pos.length; i++) {
+    if (!(pos[i]! >= 0 && pos[i]! < nPositions)) {
+      throw new Error(`Cannot run GPT-2: position id ${pos[i]} at token ${i} is outside [0, ${nPositions})`);
+    }
+  }
+  return pos;
 }
 
 /**

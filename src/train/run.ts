@@ -61,7 +61,7 @@ import {
   repairMetrics,
 } from "./metrics.ts";
 import { terminalChart, writeLossCurve } from "./plot.ts";
-import { NonFiniteLossError, type TrainConfig, trainLoop, type TrainPosition } from "./trainer.ts";
+import { NonFiniteLossError, type TrainConfig, trainingRows, trainLoop, type TrainPosition } from "./trainer.ts";
 import { totalSteps as plannedTotal } from "./schedule.ts";
 import { ProgressBar } from "../io/progress.ts";
 import { pyFloat } from "../eval/metrics.ts";
@@ -559,7 +559,9 @@ async function trainLocked(
   if (val) print(`Processed ${val.examples.length}/${val.total} examples`);
   const valDropped = val && droppedSummary(val, data.files.val ?? data.files.train, cfg.maxLength);
   if (valDropped) print(valDropped);
-  const totalSteps = plannedTotal({ examples: train.examples.length, ...cfg });
+  const rows = trainingRows(train.examples, cfg).length;
+  if (cfg.packing) print(`Packed ${train.examples.length} examples into ${rows} rows of ${cfg.maxLength} tokens`);
+  const totalSteps = plannedTotal({ examples: rows, ...cfg });
 
   // ---- resume: the checkpoint's tensors, checked against the model before any is written into it
   let start: TrainPosition | undefined;
@@ -745,7 +747,7 @@ async function trainLocked(
         if (bar) bar.log(summary, print);
         else print(summary);
         if (
-          e.step >= totalSteps && totalSteps < plannedTotal({ examples: train.examples.length, ...cfg, maxSteps: null })
+          e.step >= totalSteps && totalSteps < plannedTotal({ examples: rows, ...cfg, maxSteps: null })
         ) {
           const line = `Reached MAX_STEPS=${cfg.maxSteps}, stopping early.`;
           if (bar) bar.log(line, print);

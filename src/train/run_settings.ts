@@ -62,6 +62,7 @@ const CONFIG_FLAGS: Partial<Record<keyof TrainConfig, string>> = {
   maxLength: "--max-length",
   dropout: "--no-dropout",
   lora: "--lora",
+  packing: "--packing",
 };
 const RUN_FLAGS: Partial<Record<keyof RunSettings, string>> = {
   model: "--model",
@@ -93,6 +94,7 @@ function show(flag: string, v: unknown): string {
   if (flag === "--no-dropout") return v ? "dropout on" : "--no-dropout";
   if (flag === "--plain") return v ? "--plain" : "no --plain";
   if (flag === "--lora") return v ? `--lora ${JSON.stringify(v)}` : "no --lora";
+  if (flag === "--packing") return v ? "--packing" : "no --packing";
   if (v === null || v === undefined) return `no ${flag}`;
   if (Array.isArray(v)) return `${flag} ${v.join(",")}`;
   return `${flag} ${typeof v === "string" ? v : JSON.stringify(v)}`;

@@ -14,6 +14,7 @@
 import type { Buf } from "../backend/backend.ts";
 import type { GPT2 } from "../model/gpt2.ts";
 import { collate, type SftExample } from "../data/sft_dataset.ts";
+import { packExamples } from "../data/packing.ts";
 import { PyRandom } from "../data/random.ts";
 import { shiftLabels } from "../model/gpt2.ts";
 import { AdamW } from "./adamw.ts";
@@ -61,6 +62,12 @@ export interface TrainConfig {
   gradientCheckpointing?: boolean;
   /** LoRA (`--lora`): the adapter trains and the base stays frozen (see `model/lora.ts`); unset: every parameter. */
   lora?: LoraSettings;
+  /**
+   * Packing (src/data/packing.ts): the training examples share rows of `maxLength` tokens, best-fit
+   * decreasing, each attending only to itself; batches, epochs and steps then count rows. Validation stays
+   * unpacked. Default off.
+   */
+  packing?: boolean;
 }
 
 /** The notebook's defaults. */
@@ -158,6 +165,14 @@ export interface TrainResult {
   seconds: number;
 }
 
+/** What the loop trains on: the examples, or with `packing` their packed rows (fixed: a function of the data). */
+export function trainingRows(
+  examples: readonly SftExample[],
+  cfg: Pick<TrainConfig, "packing" | "maxLength">,
+): readonly SftExample[] {
+  return cfg.packing ? packExamples(examples, cfg.maxLength) : examples;
+}
+
 /** The order of the examples in `epoch` (a seeded shuffle, so a resumed run sees the same batches). */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
   const order = Array.from({ length: n }, (_, i) => i);
@@ -242,6 +257,8 @@ class Loop {
   readonly #totalSteps: number;
   readonly #accum: number;
   readonly #nBatches: number;
+  /** The examples, or their packed rows ({@link trainingRows}). */
+  readonly #train: readonly SftExample[];
   readonly #sched: Parameters<typeof lrAt>[1];
   /** The running sum of this epoch's step losses, on the device. */
   readonly #epochLoss: Buf;
@@ -255,9 +272,10 @@ class Loop {
     this.#args = args;
     this.#cfg = cfg;
     this.#be = be;
-    this.#totalSteps = plannedTotal({ examples: args.train.length, ...cfg });
+    this.#train = trainingRows(args.train, cfg);
+    this.#totalSteps = plannedTotal({ examples: this.#train.length, ...cfg });
     this.#accum = cfg.gradAccum ?? 1;
-    this.#nBatches = Math.ceil(args.train.length / cfg.batchSize);
+    this.#nBatches = Math.ceil(this.#train.length / cfg.batchSize);
     this.optimizer = args.optimizer ??
       new AdamW(be, model.trainable, { lr: cfg.lr, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm }, model);
     this.pos = args.start
@@ -302,7 +320,7 @@ class Loop {
 
   /** The rest of the current epoch, one optimizer step at a time; says why it ended early, if it did. */
   async #epoch(): Promise<"max_steps" | "interrupt" | undefined> {
-    const { pos } = this, cfg = this.#cfg, train = this.#args.train;
+    const { pos } = this, cfg = this.#cfg, train = this.#train;
     const order = epochOrder(train.length, cfg.seed, pos.epoch);
     while (pos.batchInEpoch < this.#nBatches) {
       // this step's batches: gradAccum of them (fewer at the end of the epoch), each padded on its own

@@ -20,6 +20,7 @@
 import { dropoutHash, type DropoutParams } from "../dropout_hash.ts";
 import type { StridedGemmArgs } from "./matmul.ts";
 import type { AttentionScratch } from "./wasm_math.ts";
+import { keyHidden } from "./reference.ts";
 
 /** Query rows per block of the causal products. */
 const BLOCK = 64;
@@ -67,6 +68,8 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
     const base = (b * NH + h) * T * T;
     const qo = b * T * C3 + h * HS, ko = qo + C, vo = qo + 2 * C;
     const len = visible[b]!;
+    // packed rows: each query's visible keys are still one range (its segment's start … itself)
+    const ranges = mask && len < 0 ? segmentRanges(mask, b, T) : undefined;
     // the SIMD softmax takes the scores in the WASM block, else they go straight into att[b,h]
     const simd = scratch && len >= 0 ? scratch : undefined;
     const sc = simd ? simd.p : att, sOff = simd ? 0 : base;
@@ -92,7 +95,7 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
         ldc: T,
       });
     }
-    // softmax over the visible keys s ≤ t with mask[b,s] = 1; everything else 0
+    // softmax over the visible keys (s ≤ t, not hidden by the mask: keyHidden); everything else 0
     if (simd) {
       simd.softmax(len);
       att.set(simd.p, base);
@@ -103,13 +106,19 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
       if (len >= 0) {
         // the visible keys are s < n: no per-key mask test, exps in place of a float64 copy
         const n = Math.min(t + 1, len);
-        softmaxPrefix(att, row, n, T, e, e32, expShift);
+        softmaxRange(att, row, 0, n, T, e, e32, expShift);
         if (pd) dropRow(pd, att, drop!, row, t * T, t, T);
         continue;
       }
+      if (ranges) {
+        softmaxRange(att, row, ranges[2 * t]!, ranges[2 * t + 1]!, T, e, e32, expShift);
+        if (pd) dropRow(pd, att, drop!, row, t * T, t, T);
+        continue;
+      }
+      const mt = mask ? mask[b * T + t]! : 0;
       let max = -Infinity;
       for (let s = 0; s <= t; s++) {
-        if (mask && mask[b * T + s] === 0) continue;
+        if (mask && keyHidden(mask[b * T + s]!, mt)) continue;
         const x = att[row + s]!;
         if (x > max) max = x;
       }
@@ -117,13 +126,13 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
       if (expShift && max !== -Infinity) {
         expShift(e32, att, row, t + 1, max);
         for (let s = 0; s <= t; s++) {
-          const v = mask && mask[b * T + s] === 0 ? 0 : e32[s]!;
+          const v = mask && keyHidden(mask[b * T + s]!, mt) ? 0 : e32[s]!;
           e[s] = v;
           sum += v;
         }
       } else {
         for (let s = 0; s <= t; s++) {
-          const v = mask && mask[b * T + s] === 0 ? 0 : Math.exp(att[row + s]! - max);
+          const v = mask && keyHidden(mask[b * T + s]!, mt) ? 0 : Math.exp(att[row + s]! - max);
           e[s] = v;
           sum += v;
         }
@@ -160,49 +169,82 @@ export function gemmAttentionForward(args: GemmAttentionForwardArgs): void {
 
 /**
  * Per batch row b, n when the visible keys are exactly 0 … n−1 (no mask, or ones then zeros: right
- * padding, as `collate` pads), else −1 (the general per-key test).
+ * padding, as `collate` pads), else −1 (the general per-key test, or packed rows: {@link segmentRanges}).
  */
 function visiblePrefix(mask: Int32Array | undefined, B: number, T: number): Int32Array {
   const out = new Int32Array(B).fill(T);
-  if (mask) { for (let b = 0; b < B; b++) out[b] = prefixLength(mask, b * T, T); }
+  if (!mask) return out;
+  for (let b = 0; b < B; b++) {
+    const n = prefixLength(mask, b * T, T);
+    // one segment: every real key is visible to every later query
+    out[b] = n >= 0 && mask.subarray(b * T, b * T + n).every((m) => m === mask[b * T]) ? n : -1;
+  }
   return out;
 }
 
 /**
- * att[row … row+T) = softmax of att[row … row+n) followed by zeros (n = 0: all zeros), with the same
- * arithmetic as the general loop: exps in float32 through `expShift` (else float64 `Math.exp`), summed in
- * float64.
+ * Packed row b (segments of equal ids one after the other, then padding): each query's visible keys as
+ * one range, lo at 2t and hi (exclusive) at 2t + 1: its segment's first key … itself, or for a padding
+ * query every real key. Undefined when the row is not of that form (the per-key test then applies).
  */
-function softmaxPrefix(
+function segmentRanges(mask: Int32Array, b: number, T: number): Int32Array | undefined {
+  const out = new Int32Array(2 * T);
+  const o = b * T;
+  let n = 0; // the real tokens, all before the padding
+  while (n < T && mask[o + n] !== 0) n++;
+  for (let s = n; s < T; s++) if (mask[o + s] !== 0) return undefined;
+  const seen = new Set<number>();
+  let lo = 0;
+  for (let t = 0; t < n; t++) {
+    if (t > 0 && mask[o + t] !== mask[o + t - 1]) {
+      if (seen.has(mask[o + t]!)) return undefined; // a segment in two pieces
+      lo = t;
+    }
+    seen.add(mask[o + t]!);
+    out[2 * t] = lo;
+    out[2 * t + 1] = t + 1;
+  }
+  for (let t = n; t < T; t++) out[2 * t + 1] = n;
+  return out;
+}
+
+/**
+ * att[row … row+T) = softmax of att[row+lo … row+hi) with zeros around it (hi ≤ lo: all zeros), with the
+ * same arithmetic as the general loop: exps in float32 through `expShift` (else float64 `Math.exp`), summed
+ * in float64.
+ */
+function softmaxRange(
   att: Float32Array,
   row: number,
-  n: number,
+  lo: number,
+  hi: number,
   T: number,
   e: Float64Array,
   e32: Float32Array,
   expShift: GemmAttentionForwardArgs["expShift"],
 ): void {
   let max = -Infinity;
-  for (let s = 0; s < n; s++) {
+  for (let s = lo; s < hi; s++) {
     const x = att[row + s]!;
     if (x > max) max = x;
   }
   let sum = 0;
-  if (n > 0 && expShift) {
-    expShift(e32, att, row, n, max);
-    for (let s = 0; s < n; s++) sum += e32[s]!;
+  if (hi > lo && expShift) {
+    expShift(e32, att, row + lo, hi - lo, max);
+    for (let s = 0; s < hi - lo; s++) sum += e32[s]!;
     const inv = 1 / sum;
-    for (let s = 0; s < n; s++) att[row + s] = e32[s]! * inv;
-  } else if (n > 0) {
-    for (let s = 0; s < n; s++) {
+    for (let s = 0; s < hi - lo; s++) att[row + lo + s] = e32[s]! * inv;
+  } else if (hi > lo) {
+    for (let s = lo; s < hi; s++) {
       const v = Math.exp(att[row + s]! - max);
       e[s] = v;
       sum += v;
     }
     const inv = 1 / sum;
-    for (let s = 0; s < n; s++) att[row + s] = e[s]! * inv;
+    for (let s = lo; s < hi; s++) att[row + s] = e[s]! * inv;
   }
-  att.fill(0, row + n, row + T);
+  att.fill(0, row, row + Math.max(lo, 0));
+  att.fill(0, row + Math.max(hi, lo), row + T);
 }
 
 /** One row of the dropped probabilities: pd[prow + s] = P·scale where kept, else 0 (s ≤ t; 0 after). */

@@ -196,18 +196,24 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   }
 
   /**
-   * dwte[ids[b,t],:] += dout[b,t,:];  dwpe[t,:] += dout[b,t,:]  (both accumulate).
+   * dwte[ids[b,t],:] += dout[b,t,:];  dwpe[pos,:] += dout[b,t,:]  (both accumulate), pos = t or, with
+   * `positions`, positions[b,t].
    * Deterministic: rows are added in the fixed order b = 0…B−1, t = 0…T−1, so repeated token ids sum in
    * the same order every time. (A GPU kernel gets the same property by grouping rows by token id.)
    */
   embeddingBackward(args: OpArgs<"embeddingBackward">): void {
     const { B, T, C, V } = args;
-    const dwte = f32(args.dwte, V * C, "embedding dwte"), dwpe = f32(args.dwpe, T * C, "embedding dwpe");
+    const positions = args.positions ? i32(args.positions, B * T, "embedding positions") : null;
+    const dwte = f32(args.dwte, V * C, "embedding dwte");
+    const dwpe = f32(args.dwpe, positions ? 0 : T * C, "embedding dwpe"), P = Math.floor(dwpe.length / C);
     const dout = f32(args.dout, B * T * C, "embedding dout"), ids = i32(args.ids, B * T, "embedding ids");
     for (let bt = 0; bt < B * T; bt++) {
-      const t = bt % T;
+      const t = positions ? positions[bt]! : bt % T;
       const id = ids[bt]!;
       if (id < 0 || id >= V) throw new Error(`Cannot backprop embedding: id ${id} at row ${bt} is outside [0, ${V})`);
+      if (t < 0 || t >= P) {
+        throw new Error(`Cannot backprop embedding: position ${t} at row ${bt} is outside [0, ${P})`);
+      }
       const o = bt * C, e = id * C, p = t * C;
       for (let c = 0; c < C; c++) {
         const d = dout[o + c]!;
@@ -346,7 +352,8 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   /**
    * Causal softmax attention with a key padding mask. For batch b, head h, query t (HS = C/NH; q, k, v
    * of head h are qkv[b,t, h·HS …], qkv[b,t, C + h·HS …], qkv[b,t, 2C + h·HS …]):
-   *   visible(s)  = s ≤ t and mask[b,s] = 1           (no mask: every s ≤ t)
+   *   visible(s)  = s ≤ t and mask[b,s] ≠ 0           (no mask: every s ≤ t)
+   *                 and, when mask[b,t] ≠ 0, mask[b,s] = mask[b,t]   (segment ids of packed rows, {@link keyHidden})
    *   score[s]    = q_t·k_s / √HS                      for visible s
    *   att[b,h,t,s] = exp(score[s] − max) / Σ_visible exp(score − max)   for visible s, else 0
    *   out[b,t,h]  = Σ_s att[b,h,t,s]·v_s
@@ -371,10 +378,11 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
         for (let t = 0; t < T; t++) {
           const q = (b * T + t) * 3 * C + h * HS;
           const arow = ((b * NH + h) * T + t) * T;
+          const mt = mask ? mask[b * T + t]! : 0; // the query's segment (0: padding, or no mask)
           // pass 1: scores of the visible keys and their max
           let max = -Infinity;
           for (let s = 0; s <= t; s++) {
-            if (mask && mask[b * T + s] === 0) continue;
+            if (mask && keyHidden(mask[b * T + s]!, mt)) continue;
             const k = (b * T + s) * 3 * C + C + h * HS;
             let dot = 0;
             for (let i = 0; i < HS; i++) dot += qkv[q + i]! * qkv[k + i]!;
@@ -384,7 +392,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
           // pass 2: softmax over the visible keys (subtracting the max keeps exp ≤ 1)
           let sum = 0;
           for (let s = 0; s < T; s++) {
-            const visible = s <= t && !(mask && mask[b * T + s] === 0);
+            const visible = s <= t && !(mask && keyHidden(mask[b * T + s]!, mt));
             const e = visible ? Math.exp(scores[s]! - max) : 0;
             scores[s] = e;
             sum += e;
@@ -681,6 +689,15 @@ export function adamwScalars(args: OpArgs<"adamw">): AdamwConstants {
   const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
   const w1 = 1 - beta1; // the lerp weight
   return { clip, decay, w1, beta2, stepSize, bc2Sqrt, eps };
+}
+
+/**
+ * Whether the training attention's mask hides a key whose mask value is `ms` from a query whose value is
+ * `mt`: padding keys (0) are hidden from every query; under segment ids (packed rows) a real query sees only
+ * the keys of its own segment; a padding query (0) sees every real key. A 0/1 mask is the key padding mask.
+ */
+export function keyHidden(ms: number, mt: number): boolean {
+  return ms === 0 || (mt !== 0 && ms !== mt);
 }
 
 /** The mask constants of an attention dropout, or undefined when there is none (absent or p = 0). */

@@ -118,16 +118,20 @@ export function embeddingBackward(rt: GpuRuntime, args: OpArgs<"embeddingBackwar
   const dwte = rt.buf(args.dwte, op), dwpe = rt.buf(args.dwpe, op);
   const dout = rt.buf(args.dout, op), ids = rt.buf(args.ids, op, "i32");
   rt.need([[dwte, "dwte"]], V * C, op);
-  rt.need([[dwpe, "dwpe"]], T * C, op);
   rt.need([[dout, "dout"]], B * T * C, op);
   rt.need([[ids, "ids"]], B * T, op);
+  // packed rows: positions per token, chained as the ids are (their range is the forward's to check)
+  const positions = args.positions ? rt.buf(args.positions, op, "i32") : null;
+  if (positions) rt.need([[positions, "positions"]], B * T, op);
+  else rt.need([[dwpe, "dwpe"]], T * C, op);
   const N = B * T;
-  const links = rt.acquire(2 * N, "i32", "embedding links");
-  const bufs = { ids, dout, dwte, dwpe, links };
+  const links = rt.acquire((positions ? 4 : 2) * N, "i32", "embedding links");
+  const bufs = { ids, dout, dwte, dwpe, links, positions };
   const params = { B, T, C, V };
-  rt.dispatch(K.embBwdLink, { params, bufs, groups: Math.ceil(N / 64) });
+  const constants = { HAS_POSITIONS: +(positions !== null) };
+  rt.dispatch(K.embBwdLink, { params, bufs, groups: Math.ceil(N / 64), constants });
   rt.dispatch(K.embBwdWte, { params, bufs, groups: Math.ceil((N * C) / 256) });
-  rt.dispatch(K.embBwdWpe, { params, bufs, groups: Math.ceil((T * C) / 256) });
+  rt.dispatch(K.embBwdWpe, { params, bufs, groups: Math.ceil(((positions ? N : T) * C) / 256), constants });
   rt.release(links);
 }
 
