@@ -18,7 +18,7 @@ import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { WebGpuBackend } from "../src/backend/webgpu.ts";
 import { parseConfig } from "../src/model/config.ts";
-import { GPT2 } from "../src/model/gpt2.ts";
+import { GPT2, KvCache } from "../src/model/gpt2.ts";
 import { onBoth, webgpuForTests } from "../src/testing/backends.ts";
 import { assertClose } from "../src/testing/compare.ts";
 import { AdamW } from "../src/train/adamw.ts";
@@ -70,7 +70,10 @@ const attentionMask = Int32Array.from({ length: B * T }, (_, i) => (i === B * T 
 const labels = Int32Array.from(ids, (v, i) => (i % T < 2 || attentionMask[i] === 0 ? -100 : v));
 const batch = { B, T, inputIds: ids, attentionMask, labels };
 
-/** Loss and every gradient after one backward, then every parameter after two clipped AdamW steps. */
+/**
+ * Loss and every gradient after one backward, every parameter after two clipped AdamW steps, then the logits of
+ * the trained model through the KV cache (a prompt of T tokens, then one more token per row).
+ */
 async function train(be: Backend) {
   const model = GPT2.random(be, config, 3);
   const opt = new AdamW(be, model.params, { lr: 1e-2, weightDecay: 0.01, maxGradNorm: 0.5 }, model);
@@ -88,8 +91,13 @@ async function train(be: Backend) {
   }
   const params = new Map<string, Float32Array>();
   for (const [name, t] of model.params) params.set(name, (await t.read()) as Float32Array);
+  // inference with the KV cache: the prompt, then one token at each row's last position (the LM head's [B,V])
+  const cache = new KvCache(be, config, B, T + 1);
+  const prompt = await model.forwardCached({ ids, B, Tn: T, pos0: 0, cache });
+  const next = await model.forwardCached({ ids: ids.slice(0, B), B, Tn: 1, pos0: T, cache, lastOnly: true });
+  cache.dispose();
   model.dispose();
-  return { losses, grads, params, path: opt.lastPath };
+  return { losses, grads, params, path: opt.lastPath, prompt, next };
 }
 
 describe("webgpu: tensors larger than one binding", () => {
@@ -117,6 +125,9 @@ describe("webgpu: tensors larger than one binding", () => {
         );
         assertClose(split.grads.get(name)!, want, { atol: 2e-6, rtol: 1e-3 }, `${name} grad vs CPU`);
       }
+      assertClose(split.prompt, plain.prompt, { atol: 1e-6, rtol: 1e-4 }, "cached logits vs unsplit");
+      assertClose(split.prompt, cpu.prompt, { atol: 2e-5, rtol: 1e-4 }, "cached logits vs CPU");
+      assertClose(split.next, cpu.next, { atol: 2e-5, rtol: 1e-4 }, "next-token logits vs CPU");
       for (const [name, want] of cpu.params) {
         assertClose(split.params.get(name)!, plain.params.get(name)!, { atol: 2e-5, rtol: 1e-4 }, `${name} vs unsplit`);
         assertClose(split.params.get(name)!, want, { atol: 5e-5, rtol: 1e-3 }, `${name} after 2 steps vs CPU`);
