@@ -15,12 +15,15 @@
 //               positions) and one invocation per chain head n and channel c walks its chain into
 //               dwpe[positions[n], c]
 // link_main compares ids pairwise (N² integer compares, N = B·T): cheap next to the float work.
+// A dwte larger than one storage binding is bound in windows of whole rows (see embedding_forward.wgsl):
+// dwte_main then runs once per window, over the heads whose token is one of the window's rows row0 …
+// row0 + rows − 1 (at dwte[(id − row0)·C + c]). Unsplit: row0 = 0, rows = V.
 //
 // Bindings (shared by the entry points):
-//   0 p      uniform { B, T, C, V }
+//   0 p      uniform { B, T, C, V, row0, rows }
 //   1 ids    [B,T] i32   read
 //   2 dout   [B,T,C]     read
-//   3 dwte   [V,C]       `+=` (a parameter gradient)
+//   3 dwte   [rows,C]    `+=` (a parameter gradient; rows row0 … of the [V,C] gradient)
 //   4 dwpe   [P,C]       `+=` (rows 0 … T−1, or those of the positions)
 //   5 links  [2·B·T] i32 workspace: next[n] at n, head[n] at B·T + n; with HAS_POSITIONS [4·B·T], the
 //            positions' chains after them (next at 2·B·T + n, head at 3·B·T + n)
@@ -36,6 +39,8 @@ struct Params {
   T: u32,
   C: u32,
   V: u32,
+  row0: u32,
+  rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -88,7 +93,8 @@ fn dwte_main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   if (links[N + n] == 0) { return; } // not the first occurrence: the head's invocation covers it
   let id = ids[n];
   if (id < 0 || u32(id) >= p.V) { return; }
-  let o = u32(id) * p.C + c;
+  if (u32(id) < p.row0 || u32(id) - p.row0 >= p.rows) { return; } // another window's row
+  let o = (u32(id) - p.row0) * p.C + c;
   var acc = dwte[o];
   var m = i32(n);
   loop {

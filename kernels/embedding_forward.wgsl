@@ -6,10 +6,17 @@
 // An id outside 0…V−1 gives a row of 0 from wte (the backend validates ids on the host where it can);
 // positions are validated on the host.
 //
+// A wte larger than one storage binding (GPT-2's 50257 × 768 floats are 154 MB; WebGPU's default binding
+// limit is 128 MiB) is bound in windows of whole rows, one dispatch per window (src/backend/webgpu/split.ts):
+// the window holds wte rows row0 … row0 + rows − 1, row row0 + r at wte[r·C + c]. The dispatch with
+// first = 1 writes every output, out = (the token's row if it is in the window, else 0) + wpe; each later
+// one adds the rows of the tokens in its window, out += wte. 0 + wpe + tok equals tok + wpe exactly, so the
+// result is the unsplit one bit for bit. Unsplit: row0 = 0, rows = V, first = 1.
+//
 // Bindings:
-//   0 p    uniform { B, T, C, V, pos0 }
+//   0 p    uniform { B, T, C, V, pos0, row0, rows, first }
 //   1 ids  [B,T] i32  read
-//   2 wte  [V,C]      read
+//   2 wte  [rows,C]   read (rows row0 … of the [V,C] token embedding)
 //   3 wpe  [P,C]      read (P ≥ pos0 + T positions)
 //   4 out  [B,T,C]    `=`
 //   5 positions [B,T] i32  read (ignored unless HAS_POSITIONS; bind any buffer)
@@ -24,6 +31,9 @@ struct Params {
   C: u32,
   V: u32,
   pos0: u32,
+  row0: u32,
+  rows: u32,
+  first: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,8 +53,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let bt = i / p.C;
   let t = bt % p.T;
   let id = ids[bt];
+  // the token's row in this dispatch's window of wte, if it is there
+  let inWindow = id >= 0 && u32(id) < p.V && u32(id) >= p.row0 && u32(id) - p.row0 < p.rows;
   var tok = 0.0;
-  if (id >= 0 && u32(id) < p.V) { tok = wte[u32(id) * p.C + c]; }
+  if (inWindow) { tok = wte[(u32(id) - p.row0) * p.C + c]; }
+  if (p.first == 0u) {
+    if (inWindow) { out[i] += tok; }
+    return;
+  }
   var pos = p.pos0 + t;
   if (HAS_POSITIONS) { pos = u32(positions[bt]); }
   out[i] = tok + wpe[pos * p.C + c];

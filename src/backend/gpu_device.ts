@@ -5,7 +5,10 @@
  * The device is requested with the adapter's largest storage-binding, buffer and workgroup limits: the
  * real model's token embedding is 21128 × 768 floats = 65 MB and its attention probabilities
  * [B,NH,T,T] grow with T², so the defaults (128 MiB per binding, 256 MiB per buffer) are raised to what
- * the adapter allows. `shader-f16` and `timestamp-query` are enabled when the adapter has them.
+ * the adapter allows (a tensor larger than a binding is then bound in windows: `webgpu/split.ts`). The
+ * storage-offset alignment is lowered to the adapter's (256 bytes by default; lavapipe offers 32 or 16), so
+ * that such windows can start at finer steps. `shader-f16` and `timestamp-query` are enabled when the
+ * adapter has them.
  * @module
  */
 
@@ -27,8 +30,9 @@ export interface GpuDevice {
   software: boolean;
 }
 
-/** The limits we raise to the adapter's maximum. */
+/** The limits we raise to the adapter's maximum (or, for an alignment, lower to its minimum). */
 const RAISED_LIMITS = [
+  "minStorageBufferOffsetAlignment",
   "maxStorageBufferBindingSize",
   "maxBufferSize",
   "maxComputeWorkgroupStorageSize",

@@ -25,6 +25,7 @@ import { Matmuls } from "./matmul.ts";
 import * as ops from "./ops.ts";
 import {
   type AttentionKernel,
+  checkMaxBindingBytes,
   type MatmulKernel,
   MAX_BATCH,
   parseFlushEvery,
@@ -40,6 +41,7 @@ interface Settings {
   flushEvery: number;
   flushRamp: boolean;
   forced: MatmulCandidate | null;
+  maxBindingBytes: number | undefined;
 }
 
 /** The WebGPU implementation of {@link Backend}. Create with {@link WebGpuBackend.create}. */
@@ -71,6 +73,7 @@ export class WebGpuBackend implements Backend {
       tuneTimer: tuner?.timer ?? null,
       flushEvery: s.flushEvery,
       flushRamp: s.flushRamp,
+      maxBindingBytes: s.maxBindingBytes,
     });
     this.#matmuls = new Matmuls(this.#rt, s.matmul, tuner, s.forced);
     this.#attention = new Attention(this.#rt, s.attention);
@@ -78,6 +81,7 @@ export class WebGpuBackend implements Backend {
 
   /** Open a WebGPU device and build the backend; throws when no adapter is found. */
   static async create(opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    const maxBindingBytes = opts.maxBindingBytes !== undefined ? checkMaxBindingBytes(opts.maxBindingBytes) : undefined;
     const gpu = await requestGpuDevice(opts);
     if (!gpu) {
       throw new Error(
@@ -110,7 +114,8 @@ export class WebGpuBackend implements Backend {
     const profile = opts.profile ?? false;
     try {
       const desc = gpu.description + suffix + (profile ? ", profiling" : "");
-      const settings = { matmul, attention, profile, flushEvery, flushRamp, forced: opts.matmulCandidate ?? null };
+      const forced = opts.matmulCandidate ?? null;
+      const settings = { matmul, attention, profile, flushEvery, flushRamp, forced, maxBindingBytes };
       return new WebGpuBackend(gpu.device, desc, settings);
     } catch (e) {
       gpu.device.destroy();
@@ -212,9 +217,17 @@ export class WebGpuBackend implements Backend {
     return { ...this.#rt.pool.stats, ...this.#rt.counts };
   }
 
-  /** The largest buffer one binding can hold on this device, in bytes (maxStorageBufferBindingSize, maxBufferSize). */
+  /**
+   * The most bytes one binding holds (maxStorageBufferBindingSize, or the lower `maxBindingBytes` option):
+   * a tensor larger than this is bound in several windows by the ops that split (`split.ts`).
+   */
   get maxBindingBytes(): number {
     return this.#rt.pool.maxBindingBytes;
+  }
+
+  /** The largest buffer this device creates, in bytes (maxBufferSize): no tensor may be larger. */
+  get maxBufferBytes(): number {
+    return this.#rt.pool.maxBufferBytes;
   }
 
   /** Whether dispatches are being timed (the `profile` option, `GPT2_SFT_PROFILE=1`). */

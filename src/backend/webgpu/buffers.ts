@@ -3,6 +3,11 @@
  * {@link BufferPool} they come from. The pool is keyed by size class (powers of two, with quarter steps above
  * 4 KiB), so the many same-sized activations and gradients of a training step are recycled instead of
  * created; pooled buffers are kept until the backend is disposed.
+ *
+ * Two device limits shape them: a buffer holds at most `maxBufferSize` bytes, and one binding of a kernel
+ * sees at most `maxStorageBufferBindingSize` bytes of it (128 MiB by default, less than GPT-2's 154 MB
+ * token embedding). A buffer may be larger than a binding: the ops that meet such a tensor bind it in
+ * {@link windowOf windows} (`split.ts`); every other op gets a clear error from the dispatch.
  * @module
  */
 
@@ -47,6 +52,18 @@ export class GpuBuf implements Buf {
   }
 }
 
+/**
+ * A window of `length` elements of `b` starting at element `first`: bound as its own range of `b`'s GPU
+ * buffer (byte offset `b.offset + 4·first`, which must be a multiple of minStorageBufferOffsetAlignment),
+ * freed with `b`. How a kernel sees one binding-sized part of a tensor larger than a binding.
+ */
+export function windowOf(b: GpuBuf, first: number, length: number, label = b.label): GpuBuf {
+  if (first < 0 || length < 0 || first + length > b.length) {
+    throw new Error(`Cannot bind "${b.label}": elements ${first} … ${first + length} are outside its ${b.length}`);
+  }
+  return new GpuBuf(length, b.dtype, null, label, b.offset + 4 * first, b.owner ?? b);
+}
+
 /** Whether `x` and `y` are the same memory (the same buffer, or the same view of it). */
 export function sameRange(x: GpuBuf, y: GpuBuf): boolean {
   return x.buffer === y.buffer && x.offset === y.offset;
@@ -71,12 +88,23 @@ export class BufferPool {
   readonly #pool = new Map<number, GPUBuffer[]>();
   readonly #live = new Set<GPUBuffer>();
   readonly #placeholders = new Map<number, GPUBuffer>();
-  /** The largest buffer one binding can hold, in bytes (maxStorageBufferBindingSize, maxBufferSize). */
+  /**
+   * The most bytes one binding holds for the backend's splitting decisions: the device's
+   * maxStorageBufferBindingSize (and maxBufferSize), or less where the backend was asked to split as if
+   * bindings were smaller (`WebGpuBackendOptions.maxBindingBytes`).
+   */
   readonly maxBindingBytes: number;
+  /** The device's maxStorageBufferBindingSize: a whole buffer bigger than this is bound by its used range. */
+  readonly deviceBindingBytes: number;
+  /** The device's maxBufferSize: the largest buffer it creates. */
+  readonly maxBufferBytes: number;
 
-  constructor(device: GPUDevice) {
+  /** `maxBindingBytes`: the splitting limit (at most the device's; default the device's). */
+  constructor(device: GPUDevice, maxBindingBytes?: number) {
     this.#device = device;
-    this.maxBindingBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    this.maxBufferBytes = device.limits.maxBufferSize;
+    this.deviceBindingBytes = Math.min(device.limits.maxStorageBufferBindingSize, this.maxBufferBytes);
+    this.maxBindingBytes = Math.min(maxBindingBytes ?? Infinity, this.deviceBindingBytes);
   }
 
   /** A buffer from the pool (contents undefined) or a new one (zeros). */
@@ -85,21 +113,32 @@ export class BufferPool {
       throw new Error(`Cannot allocate WebGPU buffer "${label}": invalid length ${length}`);
     }
     const bytes = byteSize(length);
-    const limit = this.maxBindingBytes;
-    if (bytes > limit) {
-      throw new Error(
-        `Cannot allocate WebGPU buffer "${label}": ${bytes} bytes (${length} × ${dtype}) exceeds the device's ` +
-          `maxStorageBufferBindingSize/maxBufferSize of ${limit} bytes`,
-      );
-    }
+    this.checkSize(bytes, label, `${length} × ${dtype}`);
+    // the size class, but never past a limit the buffer itself stays under
+    const limit = bytes <= this.deviceBindingBytes ? this.deviceBindingBytes : this.maxBufferBytes;
     const size = Math.min(sizeClass(bytes), Math.floor(limit / 16) * 16);
     const pooled = this.#pool.get(size)?.pop();
     if (pooled) return new GpuBuf(length, dtype, pooled, label);
     return new GpuBuf(length, dtype, this.exact(size, label), label);
   }
 
+  /**
+   * Throw, naming the tensor, when `bytes` exceed the device's maxBufferSize: such a tensor would have to be
+   * kept in several buffers, which this backend does not do (it splits bindings of one buffer only).
+   */
+  checkSize(bytes: number, label: string, what: string): void {
+    if (bytes > this.maxBufferBytes) {
+      throw new Error(
+        `Cannot allocate WebGPU buffer "${label}": ${bytes} bytes (${what}) exceed the device's maxBufferSize of ` +
+          `${this.maxBufferBytes} bytes (a tensor is split into several bindings of one buffer, never into several ` +
+          "buffers: use a smaller batch or sequence length)",
+      );
+    }
+  }
+
   /** A new storage buffer of exactly `size` bytes (zeros), counted in {@link stats} until disposed. */
   exact(size: number, label: string): GPUBuffer {
+    this.checkSize(size, label, `${size / 4} × f32`);
     const buffer = this.#device.createBuffer({
       label,
       size,

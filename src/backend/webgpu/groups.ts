@@ -2,7 +2,10 @@
  * Memory groups on WebGPU: many buffers (the parameters, their gradients, AdamW's moments) side by side in a
  * few exact-size buffers, each view bound as its own range, so that AdamW and the gradient norm take one
  * dispatch per chunk, not one per parameter. The layout (offsets, chunks) is `groupLayout`'s, shared with
- * the CPU backends.
+ * the CPU backends. A chunk holds at most one binding's worth, or one view that is larger (the token
+ * embedding of GPT-2 is 154 MB, more than WebGPU's default 128 MiB binding) with those that fit beside it:
+ * AdamW and the gradient norm bind such a chunk in windows (`split.ts`), the embedding and the LM head
+ * bind such a view in windows of its rows.
  * @module
  */
 
@@ -17,8 +20,10 @@ export function allocGroup(
   label: string,
   names?: readonly string[],
 ): BufGroup {
-  const align = rt.device.limits.minStorageBufferOffsetAlignment / 4;
-  const maxChunk = Math.floor(rt.pool.maxBindingBytes / 4 / align) * align;
+  const align = rt.alignElements;
+  const largest = Math.max(0, ...lengths.map((n) => Math.ceil(n / align) * align));
+  lengths.forEach((n, i) => rt.pool.checkSize(n * 4, groupViewLabel(label, names, i), `${n} × f32`));
+  const maxChunk = Math.max(Math.floor(rt.pool.maxBindingBytes / 4 / align) * align, largest);
   const layout = groupLayout(lengths, align, maxChunk, label, names);
   const chunks = layout.chunks.map((c, ci) => {
     // an exact-size buffer (not a pooled size class: chunks are large and live long)

@@ -15,6 +15,7 @@ import attentionBackwardSrc from "../../../kernels/attention_backward.wgsl" with
 import attentionCachedSrc from "../../../kernels/attention_cached.wgsl" with { type: "text" };
 import attentionForwardSrc from "../../../kernels/attention_forward.wgsl" with { type: "text" };
 import attentionSoftmaxSrc from "../../../kernels/attention_softmax.wgsl" with { type: "text" };
+import copyBlockSrc from "../../../kernels/copy_block.wgsl" with { type: "text" };
 import crossEntropySrc from "../../../kernels/cross_entropy.wgsl" with { type: "text" };
 import dropoutSrc from "../../../kernels/dropout.wgsl" with { type: "text" };
 import embeddingBackwardSrc from "../../../kernels/embedding_backward.wgsl" with { type: "text" };
@@ -75,6 +76,7 @@ const F = {
   attentionFlashForward: kernelFile("attention_flash_forward.wgsl", attentionFlashForwardSrc),
   attentionFlashBackward: kernelFile("attention_flash_backward.wgsl", attentionFlashBackwardSrc),
   attentionSoftmax: kernelFile("attention_softmax.wgsl", attentionSoftmaxSrc),
+  copyBlock: kernelFile("copy_block.wgsl", copyBlockSrc),
   crossEntropy: kernelFile("cross_entropy.wgsl", crossEntropySrc),
   dropout: kernelFile("dropout.wgsl", dropoutSrc),
   embeddingBackward: kernelFile("embedding_backward.wgsl", embeddingBackwardSrc),
@@ -110,6 +112,7 @@ export const K = {
   attnFlashDkv: kernel(F.attentionFlashBackward, "dkv_main"),
   attnSoftmaxFwd: kernel(F.attentionSoftmax, "forward_main"),
   attnSoftmaxBwd: kernel(F.attentionSoftmax, "backward_main"),
+  copyBlock: kernel(F.copyBlock, "main"),
   crossEntropy: kernel(F.crossEntropy, "main"),
   dropoutFwd: kernel(F.dropout, "forward_main"),
   dropoutBwd: kernel(F.dropout, "backward_main"),

@@ -1,6 +1,8 @@
 /**
  * The matmul policy of the WebGPU backend: which kernel runs a product (`MatmulKernel`), when K is split
- * ({@link splitKSlices}), and the tuner that times the candidates per shape (`matmul_tuner.ts`).
+ * ({@link splitKSlices}), and the tuner that times the candidates per shape (`matmul_tuner.ts`). A product
+ * with an operand larger than one binding (the LM head tied to GPT-2's 50257-row token embedding) runs in
+ * blocks that fit (`splitMatmul` in `split.ts`), each block as any other product.
  * @module
  */
 
@@ -12,6 +14,7 @@ import type { GpuBuf } from "./buffers.ts";
 import { K, type KernelDef } from "./kernels.ts";
 import { AUTO_LARGE_MIN_GROUPS, type MatmulKernel, splitKSlices } from "./options.ts";
 import type { GpuRuntime } from "./runtime.ts";
+import { matmulFits, splitMatmul } from "./split.ts";
 
 /** Each matmul kernel's entry point and the output block one workgroup computes. */
 const MATMUL_DEFS: Record<Exclude<MatmulKernel, "auto" | "tune">, { def: KernelDef; block: number }> = {
@@ -67,6 +70,7 @@ export class Matmuls {
     this.#rt.need([[a, "a"]], M * Kd, op);
     this.#rt.need([[b, "b"]], Kd * N, op);
     if (bias) this.#rt.need([[bias, "bias"]], N, op);
+    if (!matmulFits(this.#rt, [a, b, out, bias])) return splitMatmul(this.#rt, args, (block) => this.matmul(block));
     const constants: Record<string, number> = {
       TRANS_A: +!!args.transA,
       TRANS_B: +!!args.transB,
@@ -101,7 +105,9 @@ export class Matmuls {
     slices: number,
     timer?: { by: GpuProfiler; key: string },
   ): void {
-    if (slices > 1) return this.#matmulSplitK({ ...x, S: slices }, k, timer);
+    // the S partial products [S,M,N] must fit one binding too
+    const S = Math.min(slices, Math.floor(this.#rt.maxBindingBytes / 4 / (x.M * x.N)));
+    if (S > 1) return this.#matmulSplitK({ ...x, S }, k, timer);
     this.#rt.dispatch(k.def, {
       params: matmulParams(k.def, x.M, x.N, x.Kd, x.Kd),
       bufs: { a: x.a, b: x.b, bias: x.bias, out: x.out },

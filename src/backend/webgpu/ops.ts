@@ -2,7 +2,9 @@
  * The WebGPU backend's ops other than matmul and attention (`matmul.ts`, `attention.ts`): each checks its
  * buffers and dispatches its kernel (see the kernel's header in `kernels/` for the maths, bindings and
  * dispatch layout). Ops whose output may alias an input (`add` with out = a, `crossEntropy` with
- * dlogits = logits, dropout in place) bind it once and tell the kernel with an override.
+ * dlogits = logits, dropout in place) bind it once and tell the kernel with an override. The ops that meet
+ * tensors larger than one binding (embedding: wte; cross-entropy: the logits; AdamW and the gradient norm:
+ * the groups' chunks) bind them in windows of whole rows, one dispatch per window (`split.ts`).
  * @module
  */
 
@@ -11,6 +13,7 @@ import { dropoutParams } from "../dropout_hash.ts";
 import { type GpuBuf, sameRange } from "./buffers.ts";
 import { K } from "./kernels.ts";
 import type { GpuRuntime } from "./runtime.ts";
+import { rowRanges, rowWindow } from "./split.ts";
 
 // ---------------------------------------------------------------------- elementwise
 
@@ -104,11 +107,14 @@ export function embeddingForward(rt: GpuRuntime, args: OpArgs<"embeddingForward"
   if (positions) rt.need([[positions, "positions"]], B * T, op);
   else rt.need([[wpe, "wpe"]], (pos0 + T) * C, op);
   const V = Math.floor(wte.length / C);
-  rt.dispatch(K.embFwd, {
-    params: { B, T, C, V, pos0 },
-    bufs: { ids, wte, wpe, out, positions },
-    groups: Math.ceil((B * T * C) / 256),
-    constants: { HAS_POSITIONS: +(positions !== null) },
+  // one dispatch per window of wte's rows: the first writes every output, the others add their tokens' rows
+  rowRanges(rt, V, [C], `the token embedding "${wte.label}"`).forEach((r, i) => {
+    rt.dispatch(K.embFwd, {
+      params: { B, T, C, V, pos0, row0: r.first, rows: r.count, first: +(i === 0) },
+      bufs: { ids, wte: rowWindow(wte, r, C), wpe, out, positions },
+      groups: Math.ceil((B * T * C) / 256),
+      constants: { HAS_POSITIONS: +(positions !== null) },
+    });
   });
 }
 
@@ -126,12 +132,17 @@ export function embeddingBackward(rt: GpuRuntime, args: OpArgs<"embeddingBackwar
   else rt.need([[dwpe, "dwpe"]], T * C, op);
   const N = B * T;
   const links = rt.acquire((positions ? 4 : 2) * N, "i32", "embedding links");
-  const bufs = { ids, dout, dwte, dwpe, links, positions };
-  const params = { B, T, C, V };
+  // dwte_main once per window of dwte's rows (link_main and dwpe_main bind the first, and ignore it)
+  const windows = rowRanges(rt, V, [C], `the token embedding gradient "${dwte.label}"`);
+  const bufs = (w: number) => ({ ids, dout, dwte: rowWindow(dwte, windows[w]!, C), dwpe, links, positions });
+  const params = (w: number) => ({ B, T, C, V, row0: windows[w]!.first, rows: windows[w]!.count });
   const constants = { HAS_POSITIONS: +(positions !== null) };
-  rt.dispatch(K.embBwdLink, { params, bufs, groups: Math.ceil(N / 64), constants });
-  rt.dispatch(K.embBwdWte, { params, bufs, groups: Math.ceil((N * C) / 256) });
-  rt.dispatch(K.embBwdWpe, { params, bufs, groups: Math.ceil(((positions ? N : T) * C) / 256), constants });
+  rt.dispatch(K.embBwdLink, { params: params(0), bufs: bufs(0), groups: Math.ceil(N / 64), constants });
+  for (let w = 0; w < windows.length; w++) {
+    rt.dispatch(K.embBwdWte, { params: params(w), bufs: bufs(w), groups: Math.ceil((N * C) / 256) });
+  }
+  const wpeGroups = Math.ceil(((positions ? N : T) * C) / 256);
+  rt.dispatch(K.embBwdWpe, { params: params(0), bufs: bufs(0), groups: wpeGroups, constants });
   rt.release(links);
 }
 
@@ -206,12 +217,20 @@ export function crossEntropy(rt: GpuRuntime, args: OpArgs<"crossEntropy">): void
   if (dlogits) rt.need([[dlogits, "dlogits"]], N * V, op);
   const inPlace = dlogits !== null && sameRange(dlogits, logits);
   const mode = dlogits === null ? 0 : inPlace ? 2 : 1;
-  rt.dispatch(K.crossEntropy, {
-    params: { N, V, scale: args.scale },
-    bufs: { logits, targets, losses, dlogits: mode === 1 ? dlogits : null },
-    groups: N,
-    constants: { DLOGITS: mode },
-  });
+  // one dispatch per window of rows of the logits (and of the targets, losses and dlogits with them)
+  for (const r of rowRanges(rt, N, [V, 1], `the logits "${logits.label}"`)) {
+    rt.dispatch(K.crossEntropy, {
+      params: { N: r.count, V, scale: args.scale },
+      bufs: {
+        logits: rowWindow(logits, r, V),
+        targets: rowWindow(targets, r, 1),
+        losses: rowWindow(losses, r, 1),
+        dlogits: mode === 1 ? rowWindow(dlogits!, r, V) : null,
+      },
+      groups: r.count,
+      constants: { DLOGITS: mode },
+    });
+  }
 }
 
 export function sum(rt: GpuRuntime, args: OpArgs<"sum">): void {
@@ -232,7 +251,10 @@ export function globalNorm(rt: GpuRuntime, args: OpArgs<"globalNorm">): void {
   const out = rt.buf(args.out, "globalNorm");
   rt.need([[out, "out"]], 1, "globalNorm");
   const BLOCK = 4096;
-  const inputs = args.bufs.map((b) => rt.buf(b, "globalNorm"));
+  // each input in windows that fit a binding (one window unless it is larger), each window in blocks
+  const inputs = args.bufs.map((b) => rt.buf(b, "globalNorm")).flatMap((b) =>
+    rowRanges(rt, b.length, [1], `"${b.label}"`).map((r) => rowWindow(b, r, 1))
+  );
   const count = inputs.reduce((s, b) => s + Math.ceil(b.length / BLOCK), 0);
   const partials = rt.acquire(Math.max(1, count), "f32", "global norm partials");
   let offset = 0;
@@ -256,22 +278,26 @@ export function adamw(rt: GpuRuntime, args: OpArgs<"adamw">): void {
   if (norm && args.maxNorm === undefined) throw new Error("Cannot run adamw: norm given without maxNorm");
   const bc1 = 1 - Math.pow(args.beta1, args.step);
   const bc2 = 1 - Math.pow(args.beta2, args.step);
-  rt.dispatch(K.adamw, {
-    params: {
-      n: args.n,
-      lr: args.lr,
-      beta1: args.beta1,
-      beta2: args.beta2,
-      eps: args.eps,
-      weight_decay: args.weightDecay,
-      bc1,
-      bc2,
-      max_norm: args.maxNorm ?? 0,
-      one_minus_beta1: 1 - args.beta1,
-      one_minus_beta2: 1 - args.beta2,
-    },
-    bufs: { param, grad, m, v, norm },
-    groups: Math.ceil(args.n / 256),
-    constants: { HAS_NORM: +(norm !== null) },
-  });
+  // element-wise: one dispatch per window of the four buffers (one unless they exceed a binding)
+  for (const r of rowRanges(rt, args.n, [1], `the AdamW update of "${param.label}"`)) {
+    const w = (b: GpuBuf) => rowWindow(b, r, 1);
+    rt.dispatch(K.adamw, {
+      params: {
+        n: r.count,
+        lr: args.lr,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        weight_decay: args.weightDecay,
+        bc1,
+        bc2,
+        max_norm: args.maxNorm ?? 0,
+        one_minus_beta1: 1 - args.beta1,
+        one_minus_beta2: 1 - args.beta2,
+      },
+      bufs: { param: w(param), grad: w(grad), m: w(m), v: w(v), norm },
+      groups: Math.ceil(r.count / 256),
+      constants: { HAS_NORM: +(norm !== null) },
+    });
+  }
 }

@@ -116,6 +116,21 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions {
    * `deno task bench --no-flush-ramp` turns it off to compare. Not user-facing: no benefit measured.
    */
   flushRamp?: boolean;
+  /**
+   * For tests: split tensors as if one storage binding held at most this many bytes (a multiple of 16, at
+   * least 1024, capped at the device's maxStorageBufferBindingSize), so that a tiny model exercises the
+   * paths that a real GPT-2's token embedding and logits take on a device whose bindings they exceed
+   * (`split.ts`). Every dispatch is then held to this limit. Default: the device's limit.
+   */
+  maxBindingBytes?: number;
+}
+
+/** Check the `maxBindingBytes` option (see {@link WebGpuBackendOptions.maxBindingBytes}). */
+export function checkMaxBindingBytes(v: number): number {
+  if (!Number.isInteger(v) || v < 1024 || v % 16 !== 0) {
+    throw new Error(`Invalid maxBindingBytes ${v}: expected a whole number of bytes, at least 1024, a multiple of 16`);
+  }
+  return v;
 }
 
 /** Parse a flush interval (an option or bench's `--flush-every`): a whole number of dispatches, 1 … 256. */

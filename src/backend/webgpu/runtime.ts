@@ -12,6 +12,9 @@
  *   batches start at 16 dispatches and double (the `flushRamp` option), so an idle GPU gets work at once.
  * - Workgroup counts above 65535 (maxComputeWorkgroupsPerDimension) become 2D grids; the kernels
  *   linearise `workgroup_id` and skip the excess.
+ * - Every binding must fit the device's maxStorageBufferBindingSize (or the lowered splitting limit of the
+ *   `maxBindingBytes` option): a buffer larger than that is bound in windows by the ops that split
+ *   (`split.ts`); any other op meeting one fails with an error naming the kernel, the tensor and the limit.
  * - WebGPU forbids binding one buffer twice in a dispatch when one binding is writable: {@link GpuRuntime.dispatch}
  *   reports such aliasing as an error naming the kernel. Views of one group may be written side by side in
  *   one dispatch (the embedding's two gradients), never written beside a read of the same group.
@@ -65,6 +68,8 @@ export interface RuntimeOptions {
   flushEvery: number;
   /** Whether batches ramp up from 16 dispatches after each wait for the GPU. */
   flushRamp: boolean;
+  /** Split tensors as if one binding held at most this many bytes (default: the device's limit). */
+  maxBindingBytes?: number;
 }
 
 /** The device, the buffers and everything between an op and `dispatchWorkgroups`. */
@@ -97,7 +102,7 @@ export class GpuRuntime {
 
   constructor(device: GPUDevice, opts: RuntimeOptions) {
     this.device = device;
-    this.pool = new BufferPool(device);
+    this.pool = new BufferPool(device, opts.maxBindingBytes);
     this.profiler = opts.profiler;
     this.#tuneTimer = opts.tuneTimer;
     this.flushEvery = opts.flushEvery;
@@ -144,6 +149,16 @@ export class GpuRuntime {
       throw new Error(`Cannot run ${op}: buffer "${b.label}" is ${b.dtype}, expected ${dtype}`);
     }
     return b;
+  }
+
+  /** The most bytes one binding holds (the splitting limit: `BufferPool.maxBindingBytes`). */
+  get maxBindingBytes(): number {
+    return this.pool.maxBindingBytes;
+  }
+
+  /** minStorageBufferOffsetAlignment in elements: where a window of a buffer may start. */
+  get alignElements(): number {
+    return this.device.limits.minStorageBufferOffsetAlignment / 4;
   }
 
   /** Check that each buffer holds at least n elements. */
@@ -283,8 +298,8 @@ export class GpuRuntime {
    * `bufs` (bindings 1 … n in order; null binds a placeholder), made once per layout and set of buffers.
    * Creating bind groups was most of the host's time per dispatch; pooled buffers recur from step to step,
    * so the cache hits. A buffer is bound whole, a group's view as its own range. Binding whole buffers is
-   * safe because every kernel indexes by its size uniforms, never by `arrayLength`, and every buffer fits a
-   * binding (`BufferPool.acquire` caps its size).
+   * safe because every kernel indexes by its size uniforms, never by `arrayLength`; a pooled buffer larger
+   * than the device's binding limit (its size class past it) is bound by the range its length uses.
    */
   #bindGroup(
     bgl: GPUBindGroupLayout,
@@ -298,10 +313,10 @@ export class GpuRuntime {
       const buffer = b?.buffer ?? this.pool.placeholder(i);
       let id = this.#bufferIds.get(buffer);
       if (id === undefined) this.#bufferIds.set(buffer, id = this.#nextId++);
-      if (b?.owner) {
-        const size = byteSize(b.length);
-        resources.push({ buffer, offset: b.offset, size });
-        key += `,${id}@${b.offset}+${size}`;
+      if (b?.owner || buffer.size > this.pool.deviceBindingBytes) {
+        const size = byteSize(b!.length);
+        resources.push({ buffer, offset: b!.offset, size });
+        key += `,${id}@${b!.offset}+${size}`;
       } else {
         resources.push({ buffer });
         key += "," + id;
@@ -345,6 +360,18 @@ export class GpuRuntime {
     // (views of one group): WebGPU rejects a buffer both written and read in one dispatch, and overlap.
     const layout = k.src.layout;
     const bufs = orderBindings(layout, label, args.bufs);
+    const limit = this.pool.maxBindingBytes;
+    for (let i = 0; i < bufs.length; i++) {
+      const b = bufs[i];
+      if (b && byteSize(b.length) > limit) {
+        throw new Error(
+          `Cannot dispatch ${label}: ${layout.bindings[i]!.name} ("${b.label}") is ${byteSize(b.length)} bytes, more ` +
+            `than one binding holds on this device (${limit} bytes${
+              limit < this.pool.deviceBindingBytes ? ", the backend's maxBindingBytes" : ", maxStorageBufferBindingSize"
+            }); this op does not split its tensors into several bindings`,
+        );
+      }
+    }
     for (let i = 0; i < bufs.length; i++) {
       const bi = bufs[i];
       if (!bi || !layout.bindings[i]!.writable) continue;
