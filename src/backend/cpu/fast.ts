@@ -30,7 +30,6 @@ import {
   cachedAttentionViews,
   CpuReferenceBackend,
   type CpuReferenceOptions,
-  headSize,
 } from "./reference.ts";
 import { type CpuMatmulMode, type DenseMatmulArgs, type FastMatmul, selectCpuMatmul } from "./matmul.ts";
 import { cachedAttentionBlas, gemmAttentionBackward, gemmAttentionForward } from "./attention_blas.ts";
@@ -297,8 +296,8 @@ export class CpuBackend extends CpuReferenceBackend {
   override geluForward(args: OpArgs<"geluForward">): void {
     if (!this.#fastMath || (args.activation ?? "gelu_new") !== "gelu_new") return super.geluForward(args);
     const { n } = args;
-    const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
-    const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
+    const out = f32(args.out, "gelu out"), inp = f32(args.inp, "gelu inp");
+    const deriv = args.deriv ? f32(args.deriv, "gelu deriv") : undefined;
     if (this.#splitElements("gelu", n, { out, inp, deriv }, {})) return;
     this.#fastMath.forward(out, inp, n, deriv);
   }
@@ -308,9 +307,9 @@ export class CpuBackend extends CpuReferenceBackend {
     const simd = args.deriv !== undefined || (args.activation ?? "gelu_new") === "gelu_new";
     if (!this.#fastMath || !simd) return super.geluBackward(args);
     const { n } = args;
-    const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
-    const dout = f32(args.dout, n, "gelu dout");
-    const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
+    const dinp = f32(args.dinp, "gelu dinp"), inp = f32(args.inp, "gelu inp");
+    const dout = f32(args.dout, "gelu dout");
+    const deriv = args.deriv ? f32(args.deriv, "gelu deriv") : undefined;
     const accumulate = !!args.accumulate;
     if (this.#splitElements("geluBwd", n, { dinp, inp, dout, deriv }, { acc: accumulate ? 1 : 0 })) return;
     this.#fastMath.backward(dinp, inp, dout, n, accumulate, deriv);
@@ -321,7 +320,7 @@ export class CpuBackend extends CpuReferenceBackend {
     if (!this.#fastMath) return super.dropoutForward(args);
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutForward");
-    const out = f32(args.out, n, "dropout out"), inp = f32(args.inp, n, "dropout inp");
+    const out = f32(args.out, "dropout out"), inp = f32(args.inp, "dropout inp");
     this.#dropout(out, inp, n, d, false);
   }
 
@@ -329,7 +328,7 @@ export class CpuBackend extends CpuReferenceBackend {
     if (!this.#fastMath) return super.dropoutBackward(args);
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutBackward");
-    const dinp = f32(args.dinp, n, "dropout dinp"), dout = f32(args.dout, n, "dropout dout");
+    const dinp = f32(args.dinp, "dropout dinp"), dout = f32(args.dout, "dropout dout");
     this.#dropout(dinp, dout, n, d, args.accumulate ?? false);
   }
 
@@ -348,10 +347,10 @@ export class CpuBackend extends CpuReferenceBackend {
   override layernormForward(args: OpArgs<"layernormForward">): void {
     if (!this.#fastMath) return super.layernormForward(args);
     const { N, C, eps } = args;
-    const out = f32(args.out, N * C, "layernorm out"), inp = f32(args.inp, N * C, "layernorm inp");
-    const weight = f32(args.weight, C, "layernorm weight"), bias = f32(args.bias, C, "layernorm bias");
-    const meanOut = args.mean ? f32(args.mean, N, "layernorm mean") : undefined;
-    const rstdOut = args.rstd ? f32(args.rstd, N, "layernorm rstd") : undefined;
+    const out = f32(args.out, "layernorm out"), inp = f32(args.inp, "layernorm inp");
+    const weight = f32(args.weight, "layernorm weight"), bias = f32(args.bias, "layernorm bias");
+    const meanOut = args.mean ? f32(args.mean, "layernorm mean") : undefined;
+    const rstdOut = args.rstd ? f32(args.rstd, "layernorm rstd") : undefined;
     const arrays = { out, inp, weight, bias, mean: meanOut, rstd: rstdOut };
     if (simdLayernormFits(C)) {
       const split = () =>
@@ -376,10 +375,10 @@ export class CpuBackend extends CpuReferenceBackend {
   override layernormBackward(args: OpArgs<"layernormBackward">): void {
     if (!this.#fastMath) return super.layernormBackward(args);
     const { N, C } = args;
-    const dinp = f32(args.dinp, N * C, "layernorm dinp"), dout = f32(args.dout, N * C, "layernorm dout");
-    const dweight = f32(args.dweight, C, "layernorm dweight"), dbias = f32(args.dbias, C, "layernorm dbias");
-    const inp = f32(args.inp, N * C, "layernorm inp"), weight = f32(args.weight, C, "layernorm weight");
-    const meanA = f32(args.mean, N, "layernorm mean"), rstdA = f32(args.rstd, N, "layernorm rstd");
+    const dinp = f32(args.dinp, "layernorm dinp"), dout = f32(args.dout, "layernorm dout");
+    const dweight = f32(args.dweight, "layernorm dweight"), dbias = f32(args.dbias, "layernorm dbias");
+    const inp = f32(args.inp, "layernorm inp"), weight = f32(args.weight, "layernorm weight");
+    const meanA = f32(args.mean, "layernorm mean"), rstdA = f32(args.rstd, "layernorm rstd");
     const arrays = { dinp, dout, inp, weight, mean: meanA, rstd: rstdA, dweight, dbias };
     if (simdLayernormFits(C) && this.#layernormBackwardSplit(arrays, N, C, args.accumulate)) return;
     if (this.#fastMath.layernormBackward(arrays, N, C, args.accumulate ?? false)) return;
@@ -439,11 +438,9 @@ export class CpuBackend extends CpuReferenceBackend {
 
   override matmul(args: MatmulArgs): void {
     if (!this.#fastMatmul) return super.matmul(args);
-    const { M, N, K } = args;
-    const out = f32(args.out, M * N, "matmul out");
-    const a = f32(args.a, M * K, "matmul a"), b = f32(args.b, K * N, "matmul b");
-    const bias = args.bias ? f32(args.bias, N, "matmul bias") : undefined;
-    if (out === a || out === b) throw new Error("Cannot run matmul: out must not alias a or b");
+    const out = f32(args.out, "matmul out");
+    const a = f32(args.a, "matmul a"), b = f32(args.b, "matmul b");
+    const bias = args.bias ? f32(args.bias, "matmul bias") : undefined;
     const dense = { ...args, out, a, b, bias };
     // a matmul that does not thread itself (WASM) gets a block of rows or columns per helper thread
     if (!this.#fastMatmul.multithreaded && this.#splitMatmul(dense)) return;
@@ -455,7 +452,7 @@ export class CpuBackend extends CpuReferenceBackend {
     const { M, N } = args;
     const gemm = this.#fastMatmul?.gemm;
     if (!gemm || !(M > 0 && N > 0)) return super.sumRows(args);
-    const out = f32(args.out, N, "sumRows out"), inp = f32(args.inp, M * N, "sumRows inp");
+    const out = f32(args.out, "sumRows out"), inp = f32(args.inp, "sumRows inp");
     if (this.#ones.length < M) this.#ones = new Float32Array(M).fill(1);
     const g = { a: this.#ones, aOffset: 0, lda: M, b: inp, bOffset: 0, ldb: N, c: out, cOffset: 0, ldc: N };
     gemm({ ...g, transA: false, transB: false, M: 1, N, K: M, alpha: 1, beta: args.accumulate ? 1 : 0 });
@@ -469,11 +466,10 @@ export class CpuBackend extends CpuReferenceBackend {
     const gemm = this.#fastMatmul?.gemm;
     if (!gemm) return super.attentionForward(args);
     const { B, T, C, NH } = args;
-    headSize(C, NH);
     const drop = attentionDropout(args.dropout, "attentionForward");
-    const out = f32(args.out, B * T * C, "attention out"), att = f32(args.att, B * NH * T * T, "attention att");
-    const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv");
-    const mask = args.mask ? i32(args.mask, B * T, "attention mask") : undefined;
+    const out = f32(args.out, "attention out"), att = f32(args.att, "attention att");
+    const qkv = f32(args.qkv, "attention qkv");
+    const mask = args.mask ? i32(args.mask, "attention mask") : undefined;
     const expShift = T <= 16384 ? this.#fastMath?.expShift : undefined; // the softmax's exponentials in SIMD
     // the heads split over the threads, each with its own BLAS and SIMD blocks
     if (this.#splitHeads("attention", { out, att, qkv, mask }, { B, T, C, NH }, drop)) return;
@@ -485,10 +481,9 @@ export class CpuBackend extends CpuReferenceBackend {
     const gemm = this.#fastMatmul?.gemm;
     if (!gemm) return super.attentionBackward(args);
     const { B, T, C, NH } = args;
-    headSize(C, NH);
     const drop = attentionDropout(args.dropout, "attentionBackward");
-    const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
-    const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
+    const dqkv = f32(args.dqkv, "attention dqkv"), dout = f32(args.dout, "attention dout");
+    const qkv = f32(args.qkv, "attention qkv"), att = f32(args.att, "attention att");
     if (this.#splitHeads("attentionBwd", { dqkv, dout, qkv, att }, { B, T, C, NH }, drop)) return;
     const scratch = this.#fastMath?.attentionScratch(T);
     gemmAttentionBackward({ gemm, scratch, dqkv, dout, qkv, att, B, T, C, NH, drop });
@@ -510,10 +505,9 @@ export class CpuBackend extends CpuReferenceBackend {
   /** The reference's AdamW in float32 WebAssembly SIMD (as torch's CPU AdamW, in float32), for β1 > 0.5. */
   override adamw(args: OpArgs<"adamw">): void {
     if (!this.#fastMath || !(1 - args.beta1 < 0.5)) return super.adamw(args);
-    const { n, step } = args;
-    if (!Number.isInteger(step) || step < 1) throw new Error(`Cannot run AdamW: step must count from 1, got ${step}`);
-    const param = f32(args.param, n, "adamw param"), grad = f32(args.grad, n, "adamw grad");
-    const m = f32(args.m, n, "adamw m"), v = f32(args.v, n, "adamw v");
+    const { n } = args;
+    const param = f32(args.param, "adamw param"), grad = f32(args.grad, "adamw grad");
+    const m = f32(args.m, "adamw m"), v = f32(args.v, "adamw v");
     const c = adamwScalars(args);
     if (this.#splitElements("adamw", n, { param, grad, m, v }, c)) return;
     this.#fastMath.adamw(param, grad, m, v, n, c);

@@ -73,19 +73,20 @@ export function cpuData(buf: Buf): Float32Array | Int32Array {
   return buf.data;
 }
 
-/** The float32 data of `buf`, checked to hold at least `need` elements. */
-export function f32(buf: Buf, need: number, what: string): Float32Array {
+/**
+ * The float32 data of `buf` (`what` names it in the error of an i32 buffer). The ops' sizes are checked before
+ * they run, by `arg_checks.ts`.
+ */
+export function f32(buf: Buf, what: string): Float32Array {
   const d = cpuData(buf);
   if (!(d instanceof Float32Array)) throw new Error(`Cannot run CPU op: ${what} must be f32, got i32`);
-  if (d.length < need) throw new Error(`Cannot run CPU op: ${what} has ${d.length} elements, needs ${need}`);
   return d;
 }
 
-/** The int32 data of `buf`, checked to hold at least `need` elements. */
-export function i32(buf: Buf, need: number, what: string): Int32Array {
+/** The int32 data of `buf` (see {@link f32}). */
+export function i32(buf: Buf, what: string): Int32Array {
   const d = cpuData(buf);
   if (!(d instanceof Int32Array)) throw new Error(`Cannot run CPU op: ${what} must be i32, got f32`);
-  if (d.length < need) throw new Error(`Cannot run CPU op: ${what} has ${d.length} elements, needs ${need}`);
   return d;
 }
 

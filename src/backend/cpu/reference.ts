@@ -26,6 +26,7 @@
  * @module
  */
 
+import { installArgChecks } from "../arg_checks.ts";
 import { type AttentionDropout, type Backend, type MatmulArgs, OP_NAMES, type OpArgs } from "../backend.ts";
 import { type KernelTime, OpTimer } from "../profile.ts";
 import { dropoutHash, type DropoutParams, dropoutParams } from "../dropout_hash.ts";
@@ -64,6 +65,8 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
       this.#timer.install(this, OP_NAMES);
       this.description += ", profiling";
     }
+    // every op's sizes and arguments checked before it runs (outside the timer), as on WebGPU
+    installArgChecks(this);
   }
 
   /** Whether ops are being timed (the `profile` option, `GPT2_SFT_PROFILE=1`). */
@@ -91,7 +94,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   /** out (=|+=) a + b. `out` may alias `a` (or `b`): each element is read before it is written. */
   add(args: OpArgs<"add">): void {
     const { n } = args;
-    const out = f32(args.out, n, "add out"), a = f32(args.a, n, "add a"), b = f32(args.b, n, "add b");
+    const out = f32(args.out, "add out"), a = f32(args.a, "add a"), b = f32(args.b, "add b");
     if (args.accumulate) { for (let i = 0; i < n; i++) out[i] = out[i]! + a[i]! + b[i]!; }
     else for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
   }
@@ -99,7 +102,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   /** buf *= s. */
   scale(args: OpArgs<"scale">): void {
     const { n, s } = args;
-    const x = f32(args.buf, n, "scale buf");
+    const x = f32(args.buf, "scale buf");
     for (let i = 0; i < n; i++) x[i] = x[i]! * s;
   }
 
@@ -118,8 +121,8 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   geluForward(args: OpArgs<"geluForward">): void {
     const { n } = args;
     const { f, df } = activationMath(args.activation, "geluForward");
-    const out = f32(args.out, n, "gelu out"), inp = f32(args.inp, n, "gelu inp");
-    const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
+    const out = f32(args.out, "gelu out"), inp = f32(args.inp, "gelu inp");
+    const deriv = args.deriv ? f32(args.deriv, "gelu deriv") : undefined;
     for (let i = 0; i < n; i++) {
       const x = inp[i]!;
       out[i] = f(x);
@@ -133,9 +136,9 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   geluBackward(args: OpArgs<"geluBackward">): void {
     const { n } = args;
     const { df } = activationMath(args.activation, "geluBackward");
-    const dinp = f32(args.dinp, n, "gelu dinp"), inp = f32(args.inp, n, "gelu inp");
-    const dout = f32(args.dout, n, "gelu dout");
-    const deriv = args.deriv ? f32(args.deriv, n, "gelu deriv") : undefined;
+    const dinp = f32(args.dinp, "gelu dinp"), inp = f32(args.inp, "gelu inp");
+    const dout = f32(args.dout, "gelu dout");
+    const deriv = args.deriv ? f32(args.deriv, "gelu deriv") : undefined;
     const accumulate = !!args.accumulate;
     for (let i = 0; i < n; i++) {
       const g = (deriv ? deriv[i]! : df(inp[i]!)) * dout[i]!;
@@ -151,7 +154,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   dropoutForward(args: OpArgs<"dropoutForward">): void {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutForward");
-    const out = f32(args.out, n, "dropout out"), inp = f32(args.inp, n, "dropout inp");
+    const out = f32(args.out, "dropout out"), inp = f32(args.inp, "dropout inp");
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) out[i] = dropoutHash(key, i) >= threshold ? inp[i]! * scale : 0;
   }
@@ -163,7 +166,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   dropoutBackward(args: OpArgs<"dropoutBackward">): void {
     const { n } = args;
     const d = dropoutParams(args.p, args.seed, "dropoutBackward");
-    const dinp = f32(args.dinp, n, "dropout dinp"), dout = f32(args.dout, n, "dropout dout");
+    const dinp = f32(args.dinp, "dropout dinp"), dout = f32(args.dout, "dropout dout");
     const { key, threshold, scale } = d;
     for (let i = 0; i < n; i++) {
       const g = dropoutHash(key, i) >= threshold ? Math.fround(dout[i]! * scale) : 0;
@@ -179,10 +182,10 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   embeddingForward(args: OpArgs<"embeddingForward">): void {
     const { B, T, C } = args;
     const pos0 = args.pos0 ?? 0;
-    const out = f32(args.out, B * T * C, "embedding out"), ids = i32(args.ids, B * T, "embedding ids");
-    const positions = args.positions ? i32(args.positions, B * T, "embedding positions") : null;
-    const wte = f32(args.wte, 0, "embedding wte");
-    const wpe = f32(args.wpe, positions ? 0 : (pos0 + T) * C, "embedding wpe");
+    const out = f32(args.out, "embedding out"), ids = i32(args.ids, "embedding ids");
+    const positions = args.positions ? i32(args.positions, "embedding positions") : null;
+    const wte = f32(args.wte, "embedding wte");
+    const wpe = f32(args.wpe, "embedding wpe");
     const V = Math.floor(wte.length / C), P = Math.floor(wpe.length / C);
     for (let bt = 0; bt < B * T; bt++) {
       const t = bt % T;
@@ -203,10 +206,10 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   embeddingBackward(args: OpArgs<"embeddingBackward">): void {
     const { B, T, C, V } = args;
-    const positions = args.positions ? i32(args.positions, B * T, "embedding positions") : null;
-    const dwte = f32(args.dwte, V * C, "embedding dwte");
-    const dwpe = f32(args.dwpe, positions ? 0 : T * C, "embedding dwpe"), P = Math.floor(dwpe.length / C);
-    const dout = f32(args.dout, B * T * C, "embedding dout"), ids = i32(args.ids, B * T, "embedding ids");
+    const positions = args.positions ? i32(args.positions, "embedding positions") : null;
+    const dwte = f32(args.dwte, "embedding dwte");
+    const dwpe = f32(args.dwpe, "embedding dwpe"), P = Math.floor(dwpe.length / C);
+    const dout = f32(args.dout, "embedding dout"), ids = i32(args.ids, "embedding ids");
     for (let bt = 0; bt < B * T; bt++) {
       const t = positions ? positions[bt]! : bt % T;
       const id = ids[bt]!;
@@ -233,10 +236,10 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   layernormForward(args: OpArgs<"layernormForward">): void {
     const { N, C, eps } = args;
-    const out = f32(args.out, N * C, "layernorm out"), inp = f32(args.inp, N * C, "layernorm inp");
-    const weight = f32(args.weight, C, "layernorm weight"), bias = f32(args.bias, C, "layernorm bias");
-    const meanOut = args.mean ? f32(args.mean, N, "layernorm mean") : undefined;
-    const rstdOut = args.rstd ? f32(args.rstd, N, "layernorm rstd") : undefined;
+    const out = f32(args.out, "layernorm out"), inp = f32(args.inp, "layernorm inp");
+    const weight = f32(args.weight, "layernorm weight"), bias = f32(args.bias, "layernorm bias");
+    const meanOut = args.mean ? f32(args.mean, "layernorm mean") : undefined;
+    const rstdOut = args.rstd ? f32(args.rstd, "layernorm rstd") : undefined;
     for (let n = 0; n < N; n++) {
       const o = n * C;
       // mean over the channels
@@ -267,10 +270,10 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   layernormBackward(args: OpArgs<"layernormBackward">): void {
     const { N, C } = args;
-    const dinp = f32(args.dinp, N * C, "layernorm dinp"), dout = f32(args.dout, N * C, "layernorm dout");
-    const dweight = f32(args.dweight, C, "layernorm dweight"), dbias = f32(args.dbias, C, "layernorm dbias");
-    const inp = f32(args.inp, N * C, "layernorm inp"), weight = f32(args.weight, C, "layernorm weight");
-    const meanA = f32(args.mean, N, "layernorm mean"), rstdA = f32(args.rstd, N, "layernorm rstd");
+    const dinp = f32(args.dinp, "layernorm dinp"), dout = f32(args.dout, "layernorm dout");
+    const dweight = f32(args.dweight, "layernorm dweight"), dbias = f32(args.dbias, "layernorm dbias");
+    const inp = f32(args.inp, "layernorm inp"), weight = f32(args.weight, "layernorm weight");
+    const meanA = f32(args.mean, "layernorm mean"), rstdA = f32(args.rstd, "layernorm rstd");
     for (let n = 0; n < N; n++) {
       const o = n * C;
       const mean = meanA[n]!, rstd = rstdA[n]!;
@@ -310,10 +313,9 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   matmul(args: MatmulArgs): void {
     const { M, N, K } = args;
-    const out = f32(args.out, M * N, "matmul out");
-    const a = f32(args.a, M * K, "matmul a"), b = f32(args.b, K * N, "matmul b");
-    const bias = args.bias ? f32(args.bias, N, "matmul bias") : undefined;
-    if (out === a || out === b) throw new Error("Cannot run matmul: out must not alias a or b");
+    const out = f32(args.out, "matmul out");
+    const a = f32(args.a, "matmul a"), b = f32(args.b, "matmul b");
+    const bias = args.bias ? f32(args.bias, "matmul bias") : undefined;
     const arow = new Float64Array(K); // row i of A, contiguous
     const acc = new Float64Array(N); // row i of the product, in float64
     for (let i = 0; i < M; i++) {
@@ -336,7 +338,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   /** out[j] (=|+=) Σ_i inp[i,j] over M rows (the bias gradient of a linear layer), summed in float64. */
   sumRows(args: OpArgs<"sumRows">): void {
     const { M, N } = args;
-    const out = f32(args.out, N, "sumRows out"), inp = f32(args.inp, M * N, "sumRows inp");
+    const out = f32(args.out, "sumRows out"), inp = f32(args.inp, "sumRows inp");
     const acc = new Float64Array(N);
     for (let i = 0; i < M; i++) {
       const o = i * N;
@@ -365,11 +367,11 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   attentionForward(args: OpArgs<"attentionForward">): void {
     const { B, T, C, NH } = args;
-    const HS = headSize(C, NH);
+    const HS = C / NH;
     const drop = attentionDropout(args.dropout, "attentionForward");
-    const out = f32(args.out, B * T * C, "attention out"), att = f32(args.att, B * NH * T * T, "attention att");
-    const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv");
-    const mask = args.mask ? i32(args.mask, B * T, "attention mask") : undefined;
+    const out = f32(args.out, "attention out"), att = f32(args.att, "attention att");
+    const qkv = f32(args.qkv, "attention qkv");
+    const mask = args.mask ? i32(args.mask, "attention mask") : undefined;
     const scale = 1 / Math.sqrt(HS);
     const scores = new Float64Array(T);
     const acc = new Float64Array(HS); // one output head row, in float64
@@ -432,10 +434,10 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   attentionBackward(args: OpArgs<"attentionBackward">): void {
     const { B, T, C, NH } = args; // args.mask is not needed: the saved probabilities are already 0 where it hid a key
-    const HS = headSize(C, NH);
+    const HS = C / NH;
     const drop = attentionDropout(args.dropout, "attentionBackward");
-    const dqkv = f32(args.dqkv, B * T * 3 * C, "attention dqkv"), dout = f32(args.dout, B * T * C, "attention dout");
-    const qkv = f32(args.qkv, B * T * 3 * C, "attention qkv"), att = f32(args.att, B * NH * T * T, "attention att");
+    const dqkv = f32(args.dqkv, "attention dqkv"), dout = f32(args.dout, "attention dout");
+    const qkv = f32(args.qkv, "attention qkv"), att = f32(args.att, "attention att");
     const scale = 1 / Math.sqrt(HS);
     const dP = new Float64Array(T);
     dqkv.fill(0, 0, B * T * 3 * C);
@@ -559,9 +561,9 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    */
   crossEntropy(args: OpArgs<"crossEntropy">): void {
     const { N, V, scale } = args;
-    const losses = f32(args.losses, N, "crossEntropy losses"), logits = f32(args.logits, N * V, "crossEntropy logits");
-    const targets = i32(args.targets, N, "crossEntropy targets");
-    const dlogits = args.dlogits ? f32(args.dlogits, N * V, "crossEntropy dlogits") : undefined;
+    const losses = f32(args.losses, "crossEntropy losses"), logits = f32(args.logits, "crossEntropy logits");
+    const targets = i32(args.targets, "crossEntropy targets");
+    const dlogits = args.dlogits ? f32(args.dlogits, "crossEntropy dlogits") : undefined;
     for (let n = 0; n < N; n++) {
       const o = n * V;
       const y = targets[n]!;
@@ -592,7 +594,7 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
   /** out[0] (=|+=) s·Σ_i inp[i], summed in float64. */
   sum(args: OpArgs<"sum">): void {
     const { n } = args;
-    const out = f32(args.out, 1, "sum out"), inp = f32(args.inp, n, "sum inp");
+    const out = f32(args.out, "sum out"), inp = f32(args.inp, "sum inp");
     let acc = 0;
     for (let i = 0; i < n; i++) acc += inp[i]!;
     acc *= args.s ?? 1;
@@ -605,10 +607,10 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
 
   /** out[0] = √(Σ_bufs Σ_i x²), summed in float64 over every element of every buffer. */
   globalNorm(args: OpArgs<"globalNorm">): void {
-    const out = f32(args.out, 1, "globalNorm out");
+    const out = f32(args.out, "globalNorm out");
     let sq = 0;
     for (const [j, buf] of args.bufs.entries()) {
-      const x = f32(buf, 0, `globalNorm bufs[${j}]`);
+      const x = f32(buf, `globalNorm bufs[${j}]`);
       // four running sums (float64): one sum waits on each addition before the next, four keep the adder
       // busy — ≈ 3× faster over GPT-2's 102 M gradients, the same value to float64 rounding
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -640,10 +642,9 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
    * grad is not modified. `step` counts from 1.
    */
   adamw(args: OpArgs<"adamw">): void {
-    const { n, beta2, eps, step } = args;
-    if (!Number.isInteger(step) || step < 1) throw new Error(`Cannot run AdamW: step must count from 1, got ${step}`);
-    const param = f32(args.param, n, "adamw param"), grad = f32(args.grad, n, "adamw grad");
-    const m = f32(args.m, n, "adamw m"), v = f32(args.v, n, "adamw v");
+    const { n, beta2, eps } = args;
+    const param = f32(args.param, "adamw param"), grad = f32(args.grad, "adamw grad");
+    const m = f32(args.m, "adamw m"), v = f32(args.v, "adamw v");
     const { clip, decay, w1, stepSize, bc2Sqrt } = adamwScalars(args);
     for (let i = 0; i < n; i++) {
       const g = grad[i]! * clip;
@@ -680,9 +681,8 @@ export function adamwScalars(args: OpArgs<"adamw">): AdamwConstants {
   const { lr, beta1, beta2, eps, weightDecay, step } = args;
   let clip = 1;
   if (args.norm) {
-    if (args.maxNorm === undefined) throw new Error("Cannot run AdamW: norm is given without maxNorm");
-    const norm = f32(args.norm, 1, "adamw norm")[0]!;
-    clip = Math.min(1, args.maxNorm / (norm + 1e-6));
+    const norm = f32(args.norm, "adamw norm")[0]!;
+    clip = Math.min(1, args.maxNorm! / (norm + 1e-6));
   }
   const decay = 1 - lr * weightDecay;
   const stepSize = lr / (1 - beta1 ** step);
@@ -716,27 +716,15 @@ export function cachedAttentionViews(args: OpArgs<"attentionCached">): {
   vc: Float32Array;
   mask: Int32Array | undefined;
 } {
-  const { B, Tn, pos0, Tmax, C, NH } = args;
-  const HS = headSize(C, NH);
-  if (pos0 < 0 || pos0 + Tn > Tmax) {
-    throw new Error(`Cannot run cached attention: positions ${pos0}…${pos0 + Tn - 1} exceed the cache (Tmax ${Tmax})`);
-  }
+  const HS = args.C / args.NH;
   return {
     HS,
-    out: f32(args.out, B * Tn * C, "attentionCached out"),
-    qkv: f32(args.qkv, B * Tn * 3 * C, "attentionCached qkv"),
-    kc: f32(args.kcache, B * NH * Tmax * HS, "attentionCached kcache"),
-    vc: f32(args.vcache, B * NH * Tmax * HS, "attentionCached vcache"),
-    mask: args.mask ? i32(args.mask, B * Tmax, "attentionCached mask") : undefined,
+    out: f32(args.out, "attentionCached out"),
+    qkv: f32(args.qkv, "attentionCached qkv"),
+    kc: f32(args.kcache, "attentionCached kcache"),
+    vc: f32(args.vcache, "attentionCached vcache"),
+    mask: args.mask ? i32(args.mask, "attentionCached mask") : undefined,
   };
-}
-
-/** HS = C / NH, checked. */
-export function headSize(C: number, NH: number): number {
-  if (!Number.isInteger(NH) || NH < 1 || C % NH !== 0) {
-    throw new Error(`Cannot run attention: C ${C} is not divisible by NH ${NH}`);
-  }
-  return C / NH;
 }
 
 /**

@@ -63,10 +63,6 @@ function attentionDropout(dropout: AttentionDropout | undefined, op: string): Dr
   return { params: { drop_key: d.key, drop_threshold: d.threshold, drop_scale: d.scale }, on: 1 };
 }
 
-function checkHeads(C: number, NH: number, op: string): void {
-  if (NH <= 0 || C % NH !== 0) throw new Error(`Cannot run ${op}: C = ${C} is not divisible by NH = ${NH}`);
-}
-
 /** The attention ops of one backend, running the training kernels `kernel` names. */
 export class Attention {
   readonly #rt: GpuRuntime;
@@ -90,14 +86,9 @@ export class Attention {
   attentionForward(args: OpArgs<"attentionForward">): void {
     const op = "attentionForward";
     const { B, T, C, NH } = args;
-    checkHeads(C, NH, op);
     const drop = attentionDropout(args.dropout, op);
     const out = this.#rt.buf(args.out, op), att = this.#rt.buf(args.att, op), qkv = this.#rt.buf(args.qkv, op);
     const mask = args.mask ? this.#rt.buf(args.mask, op, "i32") : null;
-    this.#rt.need([[out, "out"]], B * T * C, op);
-    this.#rt.need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
-    this.#rt.need([[qkv, "qkv"]], B * T * 3 * C, op);
-    if (mask) this.#rt.need([[mask, "mask"]], B * T, op);
     const flash = this.#flashAttention(B, T, C, NH, op);
     if (!flash && this.kernel === "matmul") {
       // S = Q·Kᵀ·scale into att; P = softmax(S) in place (what the backward reads); out = P̃·V
@@ -143,17 +134,12 @@ export class Attention {
   attentionBackward(args: OpArgs<"attentionBackward">): void {
     const op = "attentionBackward";
     const { B, T, C, NH } = args;
-    checkHeads(C, NH, op);
     const drop = attentionDropout(args.dropout, op);
     const dqkv = this.#rt.buf(args.dqkv, op), dout = this.#rt.buf(args.dout, op);
     const qkv = this.#rt.buf(args.qkv, op), att = this.#rt.buf(args.att, op);
-    this.#rt.need([[dqkv, "dqkv"], [qkv, "qkv"]], B * T * 3 * C, op);
-    this.#rt.need([[dout, "dout"]], B * T * C, op);
-    this.#rt.need([[att, "att"]], this.attentionSavedLength(B, T, NH), op);
     if (this.#flashAttention(B, T, C, NH, op)) {
       // the forward's mask is needed again: the probabilities are recomputed
       const mask = args.mask ? this.#rt.buf(args.mask, op, "i32") : null;
-      if (mask) this.#rt.need([[mask, "mask"]], B * T, op);
       const bufs = { dout, qkv, mask, stats: att, dqkv };
       const params = { B, T, C, NH, ...drop.params };
       const constants = { HAS_MASK: +(mask !== null), DROPOUT: drop.on };
@@ -249,17 +235,9 @@ export class Attention {
   attentionCached(args: OpArgs<"attentionCached">): void {
     const op = "attentionCached";
     const { B, Tn, pos0, Tmax, C, NH } = args;
-    checkHeads(C, NH, op);
-    if (pos0 < 0 || pos0 + Tn > Tmax) {
-      throw new Error(`Cannot run ${op}: positions ${pos0}…${pos0 + Tn - 1} do not fit the cache of ${Tmax}`);
-    }
     const out = this.#rt.buf(args.out, op), qkv = this.#rt.buf(args.qkv, op);
     const kcache = this.#rt.buf(args.kcache, op), vcache = this.#rt.buf(args.vcache, op);
     const mask = args.mask ? this.#rt.buf(args.mask, op, "i32") : null;
-    this.#rt.need([[out, "out"]], B * Tn * C, op);
-    this.#rt.need([[qkv, "qkv"]], B * Tn * 3 * C, op);
-    this.#rt.need([[kcache, "kcache"], [vcache, "vcache"]], B * Tmax * C, op);
-    if (mask) this.#rt.need([[mask, "mask"]], B * Tmax, op);
     const scratch = this.#rt.acquire(B * NH * Tn * Tmax, "f32", "attention cached scores");
     const bufs = { qkv, mask, kcache, vcache, out, scratch };
     const params = { B, Tn, C, NH, pos0, Tmax };

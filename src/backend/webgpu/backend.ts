@@ -13,6 +13,7 @@
  * @module
  */
 
+import { installArgChecks } from "../arg_checks.ts";
 import type { Backend, Buf, BufGroup, DType, MatmulArgs, OpArgs } from "../backend.ts";
 import { requestGpuDevice } from "../gpu_device.ts";
 import { GpuProfiler } from "../gpu_profiler.ts";
@@ -77,6 +78,8 @@ export class WebGpuBackend implements Backend {
     });
     this.#matmuls = new Matmuls(this.#rt, s.matmul, tuner, s.forced);
     this.#attention = new Attention(this.#rt, s.attention);
+    // every op's sizes and arguments checked before it records anything, as on the CPU
+    installArgChecks(this);
   }
 
   /** Open a WebGPU device and build the backend; throws when no adapter is found. */

@@ -66,10 +66,6 @@ export class Matmuls {
     const { M, N, K: Kd } = args;
     const out = this.#rt.buf(args.out, op), a = this.#rt.buf(args.a, op), b = this.#rt.buf(args.b, op);
     const bias = args.bias ? this.#rt.buf(args.bias, op) : null;
-    this.#rt.need([[out, "out"]], M * N, op);
-    this.#rt.need([[a, "a"]], M * Kd, op);
-    this.#rt.need([[b, "b"]], Kd * N, op);
-    if (bias) this.#rt.need([[bias, "bias"]], N, op);
     if (!matmulFits(this.#rt, [a, b, out, bias])) return splitMatmul(this.#rt, args, (block) => this.matmul(block));
     const constants: Record<string, number> = {
       TRANS_A: +!!args.transA,

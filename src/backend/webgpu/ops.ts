@@ -1,6 +1,6 @@
 /**
- * The WebGPU backend's ops other than matmul and attention (`matmul.ts`, `attention.ts`): each checks its
- * buffers and dispatches its kernel (see the kernel's header in `kernels/` for the maths, bindings and
+ * The WebGPU backend's ops other than matmul and attention (`matmul.ts`, `attention.ts`): each binds its
+ * buffers (their sizes were checked by `arg_checks.ts`) and dispatches its kernel (see the kernel's header in `kernels/` for the maths, bindings and
  * dispatch layout). Ops whose output may alias an input (`add` with out = a, `crossEntropy` with
  * dlogits = logits, dropout in place) bind it once and tell the kernel with an override. The ops that meet
  * tensors larger than one binding (embedding: wte; cross-entropy: the logits; AdamW and the gradient norm:
@@ -19,7 +19,6 @@ import { rowRanges, rowWindow } from "./split.ts";
 
 export function add(rt: GpuRuntime, args: OpArgs<"add">): void {
   const out = rt.buf(args.out, "add"), a = rt.buf(args.a, "add"), b = rt.buf(args.b, "add");
-  rt.need([[out, "out"], [a, "a"], [b, "b"]], args.n, "add");
   const aIsOut = sameRange(a, out), bIsOut = sameRange(b, out);
   rt.dispatch(K.add, {
     params: { n: args.n },
@@ -31,7 +30,6 @@ export function add(rt: GpuRuntime, args: OpArgs<"add">): void {
 
 export function scale(rt: GpuRuntime, args: OpArgs<"scale">): void {
   const b = rt.buf(args.buf, "scale");
-  rt.need([[b, "buf"]], args.n, "scale");
   rt.dispatch(K.scale, { params: { n: args.n, s: args.s }, bufs: { buf: b }, groups: Math.ceil(args.n / 256) });
 }
 
@@ -44,7 +42,6 @@ function activationSelector(activation: Activation | undefined, op: string): num
 
 export function geluForward(rt: GpuRuntime, args: OpArgs<"geluForward">): void {
   const out = rt.buf(args.out, "geluForward"), inp = rt.buf(args.inp, "geluForward");
-  rt.need([[out, "out"], [inp, "inp"]], args.n, "geluForward");
   rt.dispatch(K.geluFwd, {
     params: { n: args.n },
     bufs: { inp, out },
@@ -56,7 +53,6 @@ export function geluForward(rt: GpuRuntime, args: OpArgs<"geluForward">): void {
 export function geluBackward(rt: GpuRuntime, args: OpArgs<"geluBackward">): void {
   const op = "geluBackward";
   const dinp = rt.buf(args.dinp, op), inp = rt.buf(args.inp, op), dout = rt.buf(args.dout, op);
-  rt.need([[dinp, "dinp"], [inp, "inp"], [dout, "dout"]], args.n, op);
   rt.dispatch(K.geluBwd, {
     params: { n: args.n },
     bufs: { inp, dout, dinp },
@@ -69,7 +65,6 @@ export function dropoutForward(rt: GpuRuntime, args: OpArgs<"dropoutForward">): 
   const op = "dropoutForward";
   const d = dropoutParams(args.p, args.seed, op);
   const out = rt.buf(args.out, op), inp = rt.buf(args.inp, op);
-  rt.need([[out, "out"], [inp, "inp"]], args.n, op);
   const inPlace = sameRange(out, inp);
   rt.dispatch(K.dropoutFwd, {
     params: { n: args.n, key: d.key, threshold: d.threshold, scale: d.scale },
@@ -83,7 +78,6 @@ export function dropoutBackward(rt: GpuRuntime, args: OpArgs<"dropoutBackward">)
   const op = "dropoutBackward";
   const d = dropoutParams(args.p, args.seed, op);
   const dinp = rt.buf(args.dinp, op), dout = rt.buf(args.dout, op);
-  rt.need([[dinp, "dinp"], [dout, "dout"]], args.n, op);
   const inPlace = sameRange(dinp, dout);
   rt.dispatch(K.dropoutBwd, {
     params: { n: args.n, key: d.key, threshold: d.threshold, scale: d.scale },
@@ -101,11 +95,7 @@ export function embeddingForward(rt: GpuRuntime, args: OpArgs<"embeddingForward"
   const pos0 = args.pos0 ?? 0;
   const out = rt.buf(args.out, op), ids = rt.buf(args.ids, op, "i32");
   const wte = rt.buf(args.wte, op), wpe = rt.buf(args.wpe, op);
-  rt.need([[out, "out"]], B * T * C, op);
-  rt.need([[ids, "ids"]], B * T, op);
   const positions = args.positions ? rt.buf(args.positions, op, "i32") : null;
-  if (positions) rt.need([[positions, "positions"]], B * T, op);
-  else rt.need([[wpe, "wpe"]], (pos0 + T) * C, op);
   const V = Math.floor(wte.length / C);
   // one dispatch per window of wte's rows: the first writes every output, the others add their tokens' rows
   rowRanges(rt, V, [C], `the token embedding "${wte.label}"`).forEach((r, i) => {
@@ -123,13 +113,8 @@ export function embeddingBackward(rt: GpuRuntime, args: OpArgs<"embeddingBackwar
   const { B, T, C, V } = args;
   const dwte = rt.buf(args.dwte, op), dwpe = rt.buf(args.dwpe, op);
   const dout = rt.buf(args.dout, op), ids = rt.buf(args.ids, op, "i32");
-  rt.need([[dwte, "dwte"]], V * C, op);
-  rt.need([[dout, "dout"]], B * T * C, op);
-  rt.need([[ids, "ids"]], B * T, op);
   // packed rows: positions per token, chained as the ids are (their range is the forward's to check)
   const positions = args.positions ? rt.buf(args.positions, op, "i32") : null;
-  if (positions) rt.need([[positions, "positions"]], B * T, op);
-  else rt.need([[dwpe, "dwpe"]], T * C, op);
   const N = B * T;
   const links = rt.acquire((positions ? 4 : 2) * N, "i32", "embedding links");
   // dwte_main once per window of dwte's rows (link_main and dwpe_main bind the first, and ignore it)
@@ -155,10 +140,6 @@ export function layernormForward(rt: GpuRuntime, args: OpArgs<"layernormForward"
   const weight = rt.buf(args.weight, op), bias = rt.buf(args.bias, op);
   const mean = args.mean ? rt.buf(args.mean, op) : null;
   const rstd = args.rstd ? rt.buf(args.rstd, op) : null;
-  rt.need([[out, "out"], [inp, "inp"]], N * C, op);
-  rt.need([[weight, "weight"], [bias, "bias"]], C, op);
-  if (mean) rt.need([[mean, "mean"]], N, op);
-  if (rstd) rt.need([[rstd, "rstd"]], N, op);
   const save = mean !== null && rstd !== null;
   rt.dispatch(K.lnFwd, {
     params: { N, C, eps: args.eps },
@@ -181,9 +162,6 @@ export function layernormBackward(rt: GpuRuntime, args: OpArgs<"layernormBackwar
     args.mean,
     args.rstd,
   ].map((b) => rt.buf(b, op)) as [GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf, GpuBuf];
-  rt.need([[dinp, "dinp"], [dout, "dout"], [inp, "inp"]], N * C, op);
-  rt.need([[dweight, "dweight"], [dbias, "dbias"], [weight, "weight"]], C, op);
-  rt.need([[mean, "mean"], [rstd, "rstd"]], N, op);
   const bufs = { dout, inp, weight, mean, rstd, dinp, dweight, dbias };
   const constants = { ACCUMULATE: +!!args.accumulate };
   rt.dispatch(K.lnBwdDinp, { params: { N, C }, bufs, groups: N, constants });
@@ -193,8 +171,6 @@ export function layernormBackward(rt: GpuRuntime, args: OpArgs<"layernormBackwar
 export function sumRows(rt: GpuRuntime, args: OpArgs<"sumRows">): void {
   const op = "sumRows";
   const out = rt.buf(args.out, op), inp = rt.buf(args.inp, op);
-  rt.need([[out, "out"]], args.N, op);
-  rt.need([[inp, "inp"]], args.M * args.N, op);
   rt.dispatch(K.sumRows, {
     params: { M: args.M, N: args.N },
     bufs: { inp, out },
@@ -211,10 +187,6 @@ export function crossEntropy(rt: GpuRuntime, args: OpArgs<"crossEntropy">): void
   const losses = rt.buf(args.losses, op), logits = rt.buf(args.logits, op);
   const targets = rt.buf(args.targets, op, "i32");
   const dlogits = args.dlogits ? rt.buf(args.dlogits, op) : null;
-  rt.need([[logits, "logits"]], N * V, op);
-  rt.need([[losses, "losses"]], N, op);
-  rt.need([[targets, "targets"]], N, op);
-  if (dlogits) rt.need([[dlogits, "dlogits"]], N * V, op);
   const inPlace = dlogits !== null && sameRange(dlogits, logits);
   const mode = dlogits === null ? 0 : inPlace ? 2 : 1;
   // one dispatch per window of rows of the logits (and of the targets, losses and dlogits with them)
@@ -235,8 +207,6 @@ export function crossEntropy(rt: GpuRuntime, args: OpArgs<"crossEntropy">): void
 
 export function sum(rt: GpuRuntime, args: OpArgs<"sum">): void {
   const out = rt.buf(args.out, "sum"), inp = rt.buf(args.inp, "sum");
-  rt.need([[out, "out"]], 1, "sum");
-  rt.need([[inp, "inp"]], args.n, "sum");
   rt.dispatch(K.sum, {
     params: { n: args.n, s: args.s ?? 1 },
     bufs: { inp, out },
@@ -249,7 +219,6 @@ export function sum(rt: GpuRuntime, args: OpArgs<"sum">): void {
 
 export function globalNorm(rt: GpuRuntime, args: OpArgs<"globalNorm">): void {
   const out = rt.buf(args.out, "globalNorm");
-  rt.need([[out, "out"]], 1, "globalNorm");
   const BLOCK = 4096;
   // each input in windows that fit a binding (one window unless it is larger), each window in blocks
   const inputs = args.bufs.map((b) => rt.buf(b, "globalNorm")).flatMap((b) =>
@@ -274,8 +243,6 @@ export function adamw(rt: GpuRuntime, args: OpArgs<"adamw">): void {
   const param = rt.buf(args.param, op), grad = rt.buf(args.grad, op);
   const m = rt.buf(args.m, op), v = rt.buf(args.v, op);
   const norm = args.norm ? rt.buf(args.norm, op) : null;
-  rt.need([[param, "param"], [grad, "grad"], [m, "m"], [v, "v"]], args.n, op);
-  if (norm && args.maxNorm === undefined) throw new Error("Cannot run adamw: norm given without maxNorm");
   const bc1 = 1 - Math.pow(args.beta1, args.step);
   const bc2 = 1 - Math.pow(args.beta2, args.step);
   // element-wise: one dispatch per window of the four buffers (one unless they exceed a binding)

@@ -161,15 +161,6 @@ export class GpuRuntime {
     return this.device.limits.minStorageBufferOffsetAlignment / 4;
   }
 
-  /** Check that each buffer holds at least n elements. */
-  need(list: readonly [GpuBuf, string][], n: number, op: string): void {
-    for (const [b, name] of list) {
-      if (b.length < n) {
-        throw new Error(`Cannot run ${op}: ${name} ("${b.label}") has ${b.length} elements, needs ${n}`);
-      }
-    }
-  }
-
   /** A buffer from the pool (contents undefined) or a new one (zeros). */
   acquire(length: number, dtype: DType, label: string): GpuBuf {
     if (this.#disposed) throw new Error(`Cannot allocate "${label}": the WebGPU backend was disposed`);
