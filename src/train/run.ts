@@ -633,6 +633,8 @@ async function trainLocked(
           grad_norm: s.gradNorm,
           tokens_per_s: s.tokensPerSecond,
           supervised_tokens: s.supervisedTokens,
+          num_tokens: s.tokensSeen,
+          mean_token_accuracy: s.meanTokenAccuracy,
           elapsed_s: s.elapsedSeconds,
         });
         const line = formatStepLine({
@@ -643,6 +645,8 @@ async function trainLocked(
           gradNorm: s.gradNorm,
           tokensPerS: s.tokensPerSecond,
           supervisedTokens: s.supervisedTokens,
+          accuracy: s.meanTokenAccuracy,
+          tokensSeen: s.tokensSeen,
           etaS: s.etaSeconds,
         });
         if (bar) bar.log(line, print);

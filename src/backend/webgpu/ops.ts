@@ -200,17 +200,19 @@ export function crossEntropy(rt: GpuRuntime, args: OpArgs<"crossEntropy">): void
   const losses = rt.buf(args.losses, op), logits = rt.buf(args.logits, op);
   const targets = rt.buf(args.targets, op, "i32");
   const dlogits = args.dlogits ? rt.buf(args.dlogits, op) : null;
+  const correct = args.correct ? rt.buf(args.correct, op) : null;
   rt.need([[logits, "logits"]], N * V, op);
   rt.need([[losses, "losses"]], N, op);
+  if (correct) rt.need([[correct, "correct"]], N, op);
   rt.need([[targets, "targets"]], N, op);
   if (dlogits) rt.need([[dlogits, "dlogits"]], N * V, op);
   const inPlace = dlogits !== null && sameRange(dlogits, logits);
   const mode = dlogits === null ? 0 : inPlace ? 2 : 1;
   rt.dispatch(K.crossEntropy, {
     params: { N, V, scale: args.scale },
-    bufs: { logits, targets, losses, dlogits: mode === 1 ? dlogits : null },
+    bufs: { logits, targets, losses, dlogits: mode === 1 ? dlogits : null, correct },
     groups: N,
-    constants: { DLOGITS: mode },
+    constants: { DLOGITS: mode, CORRECT: +(correct !== null) },
   });
 }
 
