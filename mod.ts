@@ -55,6 +55,7 @@ export {
   toMessages,
 } from "./src/data/synth.ts";
 export { buildSftDataset, collate, type MaskMode } from "./src/data/sft_dataset.ts";
+export { type PackedRow, packExamples } from "./src/data/packing.ts";
 export { AdamW } from "./src/train/adamw.ts";
 export { NOTEBOOK_TRAIN_CONFIG, type TrainConfig, trainLoop } from "./src/train/trainer.ts";
 export { runTraining } from "./src/train/run.ts";

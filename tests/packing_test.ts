@@ -5,7 +5,7 @@
  * mask, position ids) equal those of the padded batch, on the CPU reference, the fast CPU backend and
  * WebGPU with each of its attention kernels; and the segment-masked attention op of every backend against
  * the reference at a shape that spans several of the flash kernels' query blocks and key tiles; and
- * `train --packing` (rows counted as steps, the flag kept by `--resume`).
+ * `train --packing` (rows counted as steps, the flag kept by `--resume`); and that bench/packing.ts runs.
  *
  * WebGPU tests are skipped without an adapter, except under CI (`CI` set), where that is a failure.
  * Tolerances: the packed and the unpacked batch do the same float32 arithmetic per example, but the sums over
@@ -18,6 +18,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { trainMain } from "../src/cli/train.ts";
+import { packingBenchMain } from "../bench/packing.ts";
 import { writeDataset } from "../src/data/synth.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
@@ -282,4 +283,18 @@ describe("train --packing", () => {
     },
     120_000,
   );
+});
+
+describe("bench/packing.ts", () => {
+  test("runs both ways on the tiny shape; packing needs fewer steps for the same tokens", async () => {
+    const lines: string[] = [];
+    expect(await packingBenchMain(["--shape", "tiny", "--examples", "16", "--json"], (l) => lines.push(l))).toBe(0);
+    const { figures } = JSON.parse(lines.at(-1)!) as { figures: { packing: boolean; steps: number; tokens: number }[] };
+    const [padded, packed] = figures;
+    expect(padded!.packing).toBe(false);
+    expect(packed!.packing).toBe(true);
+    expect(padded!.steps).toBe(4); // 16 examples in batches of 4
+    expect(packed!.steps).toBeLessThan(padded!.steps);
+    expect(packed!.tokens).toBe(padded!.tokens);
+  }, 60_000);
 });

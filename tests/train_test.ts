@@ -289,7 +289,14 @@ describe("gradient accumulation", () => {
         return Promise.resolve();
       },
     });
-    expect(saved).toEqual({ step: 1, epoch: 0, batchInEpoch: 2, epochLossSum: saved!.epochLossSum, epochBatches: 1 });
+    expect(saved).toEqual({
+      step: 1,
+      epoch: 0,
+      batchInEpoch: 2,
+      epochLossSum: saved!.epochLossSum,
+      epochBatches: 1,
+      tokensSeen: saved!.tokensSeen, // (tests/train_metrics_test.ts checks it)
+    });
     const c = await trainLoop({
       model: first,
       train: examples,

@@ -104,6 +104,7 @@ describe("kernel layout from WGSL", () => {
       "targets:r",
       "losses:rw",
       "dlogits:rw",
+      "correct:rw",
     ]);
     expect(K.matmulBatched.src.layout.params.length).toBe(20);
     for (const k of Object.values(K)) expect(k.src.layout.entries.has(k.entry)).toBe(true);

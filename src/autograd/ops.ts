@@ -438,13 +438,15 @@ export function gatherRows(ctx: OpContext, x: Tensor, runs: readonly RowRun[]): 
  * `count` divides the summed loss: the number of supervised rows (known on the host), or with gradient
  * accumulation those of every batch of the optimizer step. Returns a 1-element buffer with the mean
  * loss that the caller owns. When recording, the logits' gradient is computed in the same pass, in place
- * (the logits are not needed afterwards).
+ * (the logits are not needed afterwards). With `correct` (a 1-element buffer), the number of rows whose
+ * argmax is their target is added to it, on the device (the token accuracy's numerator).
  */
 export function crossEntropy(
   ctx: OpContext,
   logits: Tensor,
   targets: Buf,
   count: number,
+  opts: { correct?: Buf } = {},
 ): Buf {
   if (count <= 0) throw new Error("Cannot compute the loss: the batch has no supervised token (all labels are -100)");
   const V = logits.shape[logits.shape.length - 1]!;
@@ -452,6 +454,7 @@ export function crossEntropy(
   const losses = ctx.be.alloc(N, "f32", "losses");
   const loss = ctx.be.alloc(1, "f32", "loss");
   const training = !!ctx.tape && logits.requiresGrad;
+  const correct = opts.correct ? ctx.be.alloc(N, "f32", "correct") : undefined;
   ctx.be.crossEntropy({
     losses,
     dlogits: training ? logits.buf : undefined,
@@ -460,9 +463,14 @@ export function crossEntropy(
     N,
     V,
     scale: 1 / count,
+    correct,
   });
   ctx.be.sum({ out: loss, inp: losses, n: N, s: 1 / count });
   ctx.be.free(losses);
+  if (correct) {
+    ctx.be.sum({ out: opts.correct!, inp: correct, n: N, accumulate: true });
+    ctx.be.free(correct);
+  }
   if (training) record(ctx, "crossEntropy", { logits, dlogits: logits.buf }, []);
   return loss;
 }

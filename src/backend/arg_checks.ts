@@ -131,6 +131,7 @@ const SPECS: { [K in OpName]: Spec<K> } = {
       ["dlogits", a.dlogits, a.N * a.V],
       ["logits", a.logits, a.N * a.V],
       ["targets", a.targets, a.N, "i32"],
+      ["correct", a.correct, a.N],
     ],
   }),
   sum: (a) => ({ bufs: [["out", a.out, 1], ["inp", a.inp, a.n]] }),

@@ -376,9 +376,20 @@ export interface Backend {
    * losses [N]: `−log softmax(logits[n])[targets[n]]`, 0 where ignored.
    * dlogits [N,V]: `(softmax(logits[n]) − onehot(targets[n])) · scale`, 0 for ignored rows; it may be the
    * same buffer as `logits` (computed in place). `scale` is usually 1/(number of supervised rows).
+   * correct [N] (optional): 1 where the row's argmax (the first index of its largest logit, as torch.argmax) is
+   * its target, else 0 (0 where ignored): the token accuracy, read from the logits before any is overwritten.
    */
   crossEntropy(
-    args: { losses: Buf; dlogits?: Buf; logits: Buf; targets: Buf; N: number; V: number; scale: number },
+    args: {
+      losses: Buf;
+      dlogits?: Buf;
+      logits: Buf;
+      targets: Buf;
+      N: number;
+      V: number;
+      scale: number;
+      correct?: Buf;
+    },
   ): void;
   /** `out[0] (=|+=) Σ_i inp[i] · s` for i < n (s default 1). */
   sum(args: { out: Buf; inp: Buf; n: number; s?: number; accumulate?: boolean }): void;

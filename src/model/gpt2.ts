@@ -433,6 +433,11 @@ export class GPT2 {
       normalizer?: number;
       /** With `backward`: recompute each block's activations in the backward pass (see {@link forward}). */
       checkpointing?: boolean;
+      /**
+       * A 1-element buffer that the number of supervised positions whose argmax is their target is added to,
+       * on the device (the token accuracy: divide by `supervised`).
+       */
+      correct?: Buf;
     } = {},
   ): { loss: Buf; supervised: number } {
     const { B, T } = batch;
@@ -473,7 +478,7 @@ export class GPT2 {
       dropoutSeed: opts.dropoutSeed,
       checkpointing: opts.checkpointing,
     });
-    const loss = ops.crossEntropy({ be, tape }, logits, tgt, normalizer);
+    const loss = ops.crossEntropy({ be, tape }, logits, tgt, normalizer, { correct: opts.correct });
     if (tape) {
       tape.backward();
       this.#collectTokenGrads();

@@ -303,6 +303,11 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
   if (typeof p.epochLossSum !== "number" || !Number.isFinite(p.epochLossSum)) {
     throw bad(`position.epochLossSum is ${JSON.stringify(p.epochLossSum)} (expected a finite number)`);
   }
+  // (absent in checkpoints of versions that did not count it)
+  const seen = p.tokensSeen;
+  if (seen !== undefined && (typeof seen !== "number" || !Number.isInteger(seen) || seen < 0)) {
+    throw bad(`position.tokensSeen is ${JSON.stringify(seen)} (expected a whole number ≥ 0)`);
+  }
   if (typeof state.optimizerStep !== "number" || !Number.isInteger(state.optimizerStep) || state.optimizerStep < 0) {
     throw bad(`optimizerStep is ${JSON.stringify(state.optimizerStep)} (expected a whole number ≥ 0)`);
   }

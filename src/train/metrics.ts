@@ -1,8 +1,8 @@
 /**
  * Training metrics: a JSONL log (one JSON object per line, written straight to the file descriptor so a
  * crash loses at most the line being written), reading it back, and the console lines in the notebook's
- * style (`Step   20 | Loss: 1.2345 | LR: 2.30e-05`, extended with grad norm, throughput, supervised tokens
- * and ETA). Also the Python-compatible number formatting (`f"{x:.4f}"`, `f"{x:.2e}"`, which round half to
+ * style (`Step   20 | Loss: 1.2345 | LR: 2.30e-05`, extended with grad norm, token accuracy, throughput,
+ * supervised tokens, tokens seen and ETA). Also the Python-compatible number formatting (`f"{x:.4f}"`, `f"{x:.2e}"`, which round half to
  * even on the exact binary value where JavaScript's `toFixed`/`toExponential` round ties up and write
  * `5.00e-5`) and an atomic file writer, which the plot and report modules share.
  * @module
@@ -115,6 +115,13 @@ export interface TrainMetrics {
   tokens_per_s: number;
   /** Supervised tokens (labels that are not -100) in the steps since the previous log line. */
   supervised_tokens: number;
+  /** Tokens (non-padding) trained on since the run started, resumes included (TRL's `num_tokens`). */
+  num_tokens?: number;
+  /**
+   * The fraction of the supervised positions since the previous log line whose argmax logit is the target
+   * (TRL's `mean_token_accuracy`).
+   */
+  mean_token_accuracy?: number;
   /** Seconds since training started. */
   elapsed_s: number;
 }
@@ -228,6 +235,8 @@ export async function readMetrics(path: string): Promise<MetricsEntry[]> {
         grad_norm: num(o.grad_norm),
         tokens_per_s: num(o.tokens_per_s),
         supervised_tokens: num(o.supervised_tokens),
+        ...(o.num_tokens === undefined ? {} : { num_tokens: num(o.num_tokens) }),
+        ...(o.mean_token_accuracy === undefined ? {} : { mean_token_accuracy: num(o.mean_token_accuracy) }),
         elapsed_s: num(o.elapsed_s),
       } as TrainMetrics);
     } else {
@@ -315,20 +324,27 @@ export interface StepLineOptions {
   gradNorm?: number;
   tokensPerS?: number;
   supervisedTokens?: number;
+  /** Mean token accuracy (0 … 1) since the previous line. */
+  accuracy?: number;
+  /** Tokens trained on so far. */
+  tokensSeen?: number;
   /** Seconds left. */
   etaS?: number;
 }
 
 /**
  * The notebook's `f"Step {step:4d} | Loss: {loss:.4f} | LR: {lr:.2e}"`, extended:
- * `Step   20 | Loss: 1.2345 | LR: 2.30e-05 | Grad: 0.873 | 1,234 tok/s | Sup: 456 | ETA 3m05s`.
+ * `Step   20 | Loss: 1.2345 | LR: 2.30e-05 | Grad: 0.873 | Acc: 0.5120 | 1,234 tok/s | Sup: 456 | Seen: 9,876 |
+ * ETA 3m05s` (each part after the LR only when given).
  */
 export function formatStepLine(o: StepLineOptions): string {
   const step = String(o.step).padStart(4, " ") + (o.totalSteps === undefined ? "" : `/${o.totalSteps}`);
   const parts = [`Step ${step}`, `Loss: ${formatFixed(o.loss, 4)}`, `LR: ${formatExp(o.lr, 2)}`];
   if (o.gradNorm !== undefined) parts.push(`Grad: ${formatFixed(o.gradNorm, 3)}`);
+  if (o.accuracy !== undefined) parts.push(`Acc: ${formatFixed(o.accuracy, 4)}`);
   if (o.tokensPerS !== undefined) parts.push(`${groupThousands(o.tokensPerS)} tok/s`);
   if (o.supervisedTokens !== undefined) parts.push(`Sup: ${groupThousands(o.supervisedTokens)}`);
+  if (o.tokensSeen !== undefined) parts.push(`Seen: ${groupThousands(o.tokensSeen)}`);
   if (o.etaS !== undefined) parts.push(`ETA ${formatDuration(o.etaS)}`);
   return parts.join(" | ");
 }

@@ -704,6 +704,8 @@ async function trainLocked(
           grad_norm: s.gradNorm,
           tokens_per_s: s.tokensPerSecond,
           supervised_tokens: s.supervisedTokens,
+          num_tokens: s.tokensSeen,
+          mean_token_accuracy: s.meanTokenAccuracy,
           elapsed_s: s.elapsedSeconds,
         });
         const line = formatStepLine({
@@ -714,6 +716,8 @@ async function trainLocked(
           gradNorm: s.gradNorm,
           tokensPerS: s.tokensPerSecond,
           supervisedTokens: s.supervisedTokens,
+          accuracy: s.meanTokenAccuracy,
+          tokensSeen: s.tokensSeen,
           etaS: s.etaSeconds,
         });
         if (bar) bar.log(line, print);

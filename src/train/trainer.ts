@@ -5,7 +5,8 @@
  * {@link trainLoop} runs epochs of optimizer steps (what follows each step, the log, checkpoint and stop
  * checks, in a helper of its own), and the position (step, epoch, batch) moves in one function, `advance`.
  *
- * Nothing is read back from the device inside a step except at logging steps (the loss and grad norm), at
+ * Nothing is read back from the device inside a step except at logging steps (the loss, the grad norm and the
+ * count of supervised positions predicted right, for the token accuracy), at
  * checkpoint steps and when a stop is asked for: there a NaN or infinite loss stops the run before anything
  * is saved. After each step the event loop gets a turn, so Ctrl-C is seen within one step on every backend.
  * @module
@@ -97,6 +98,11 @@ export interface TrainPosition {
   /** Sum of this epoch's step losses so far, and how many steps (for the epoch's mean train loss). */
   epochLossSum: number;
   epochBatches: number;
+  /**
+   * Tokens (non-padding) of every batch trained on so far, TRL's `num_tokens`. Absent in checkpoints that did
+   * not count it: counted from 0 there.
+   */
+  tokensSeen?: number;
 }
 
 /** What a logging step reports. */
@@ -112,6 +118,13 @@ export interface StepLog {
   tokensPerSecond: number;
   /** Supervised tokens in the steps since the previous log. */
   supervisedTokens: number;
+  /** Tokens (non-padding) trained on since the start of the run, resumes included (TRL's `num_tokens`). */
+  tokensSeen: number;
+  /**
+   * The fraction of the supervised positions of the steps since the previous log whose argmax logit is the
+   * target (TRL's `mean_token_accuracy`), counted on the device.
+   */
+  meanTokenAccuracy: number;
   elapsedSeconds: number;
   etaSeconds: number;
 }
@@ -224,7 +237,7 @@ export async function trainLoop(args: TrainLoopArgs): Promise<TrainResult> {
  * `batchEnd` (exclusive), or to the start of the next epoch. Within an epoch `epochLossSum` stays what the
  * epoch started (or resumed) with: the running sum lives on the device, read into the positions handed out.
  */
-function advance(pos: TrainPosition, to: { batchEnd: number } | "next epoch"): void {
+function advance(pos: TrainPosition, to: { batchEnd: number; tokens: number } | "next epoch"): void {
   if (to === "next epoch") {
     pos.epoch++;
     pos.batchInEpoch = 0;
@@ -234,6 +247,7 @@ function advance(pos: TrainPosition, to: { batchEnd: number } | "next epoch"): v
     pos.step++;
     pos.epochBatches++;
     pos.batchInEpoch = to.batchEnd;
+    pos.tokensSeen = (pos.tokensSeen ?? 0) + to.tokens;
   }
 }
 
@@ -262,9 +276,11 @@ class Loop {
   readonly #sched: Parameters<typeof lrAt>[1];
   /** The running sum of this epoch's step losses, on the device. */
   readonly #epochLoss: Buf;
+  /** The supervised positions predicted right (argmax = target) since the last log, on the device. */
+  readonly #correct: Buf;
   readonly #t0 = performance.now();
-  /** What the steps since the last log did. */
-  #sinceLog: { time: number; step: number; tokens: number; supervised: number };
+  /** What the steps since the last log did (`targets`: the supervised positions after the shift). */
+  #sinceLog: { time: number; step: number; tokens: number; supervised: number; targets: number };
 
   constructor(args: TrainLoopArgs) {
     const { model, config: cfg } = args;
@@ -290,7 +306,8 @@ class Loop {
     };
     this.#epochLoss = be.alloc(1, "f32", "epoch loss sum");
     if (this.pos.epochLossSum) be.write(this.#epochLoss, Float32Array.of(this.pos.epochLossSum));
-    this.#sinceLog = { time: this.#t0, step: this.pos.step, tokens: 0, supervised: 0 };
+    this.#correct = be.alloc(1, "f32", "correct predictions");
+    this.#sinceLog = { time: this.#t0, step: this.pos.step, tokens: 0, supervised: 0, targets: 0 };
     this.lastCheckpoint = args.start?.step;
   }
 
@@ -316,6 +333,7 @@ class Loop {
 
   dispose(): void {
     this.#be.free(this.#epochLoss);
+    this.#be.free(this.#correct);
   }
 
   /** The rest of the current epoch, one optimizer step at a time; says why it ended early, if it did. */
@@ -333,7 +351,7 @@ class Loop {
         );
       }
       const loss = this.#step(batches);
-      advance(pos, { batchEnd: end });
+      advance(pos, { batchEnd: end, tokens: batches.reduce((n, b) => n + b.tokens, 0) });
       this.#args.onStepRecorded?.(pos.step);
       // let signal handlers run (Ctrl-C): on the CPU nothing in a step waits on the event loop
       await yieldToEventLoop();
@@ -351,14 +369,16 @@ class Loop {
     const { model, config: cfg } = this.#args, be = this.#be, step = this.pos.step;
     // the loss of each is its summed cross-entropy over the supervised tokens of all of them, so the
     // gradients add up to those of one batch holding every example (the notebook's mean over its tokens)
-    const normalizer = batches.reduce((n, b) => n + shiftLabels(b.labels, b.B, b.T).count, 0);
+    const counts = batches.map((b) => shiftLabels(b.labels, b.B, b.T).count);
+    const normalizer = counts.reduce((a, b) => a + b, 0);
     model.zeroGrad();
     let loss: Buf | undefined;
     for (const [j, batch] of batches.entries()) {
       // a dropout seed per step and batch (and run seed), so a resumed run draws the same masks
       const dropoutSeed = cfg.dropout ? stepDropoutSeed(cfg.seed, step * this.#accum + j) : undefined;
       const checkpointing = cfg.gradientCheckpointing;
-      const part = model.loss(batch, { backward: true, dropoutSeed, normalizer, checkpointing }).loss;
+      const correct = this.#correct;
+      const part = model.loss(batch, { backward: true, dropoutSeed, normalizer, checkpointing, correct }).loss;
       if (loss === undefined) loss = part;
       else {
         be.sum({ out: loss, inp: part, n: 1, accumulate: true });
@@ -366,6 +386,7 @@ class Loop {
       }
       this.#sinceLog.tokens += batch.tokens;
       this.#sinceLog.supervised += batch.supervised;
+      this.#sinceLog.targets += counts[j]!;
     }
     this.optimizer.step(lrAt(step, this.#sched));
     be.sum({ out: this.#epochLoss, inp: loss!, n: 1, accumulate: true });
@@ -420,6 +441,8 @@ class Loop {
   async #log(loss: () => Promise<number>): Promise<void> {
     const { pos } = this, since = this.#sinceLog;
     const gradNorm = (await this.#be.read(this.optimizer.gradNorm))[0]!;
+    const correct = (await this.#be.read(this.#correct))[0]!;
+    this.#be.zero(this.#correct);
     const now = performance.now();
     const elapsed = (now - this.#t0) / 1000;
     const perStep = (now - since.time) / 1000 / Math.max(pos.step - since.step, 1);
@@ -432,10 +455,12 @@ class Loop {
       gradNorm,
       tokensPerSecond: since.tokens / ((now - since.time) / 1000),
       supervisedTokens: since.supervised,
+      tokensSeen: pos.tokensSeen ?? 0,
+      meanTokenAccuracy: since.targets ? correct / since.targets : NaN,
       elapsedSeconds: elapsed,
       etaSeconds: perStep * (this.#totalSteps - pos.step),
     });
-    this.#sinceLog = { time: now, step: pos.step, tokens: 0, supervised: 0 };
+    this.#sinceLog = { time: now, step: pos.step, tokens: 0, supervised: 0, targets: 0 };
   }
 
   /** The epoch's mean train loss and validation loss reported, then on to the next epoch. */

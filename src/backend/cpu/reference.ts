@@ -564,9 +564,11 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
     const losses = f32(args.losses, "crossEntropy losses"), logits = f32(args.logits, "crossEntropy logits");
     const targets = i32(args.targets, "crossEntropy targets");
     const dlogits = args.dlogits ? f32(args.dlogits, "crossEntropy dlogits") : undefined;
+    const correct = args.correct ? f32(args.correct, "crossEntropy correct") : undefined;
     for (let n = 0; n < N; n++) {
       const o = n * V;
       const y = targets[n]!;
+      if (correct) correct[n] = 0;
       if (y === IGNORE_INDEX) {
         losses[n] = 0;
         if (dlogits) dlogits.fill(0, o, o + V);
@@ -577,7 +579,14 @@ export class CpuReferenceBackend extends CpuMemory implements Backend {
       }
       // log-sum-exp with the max subtracted
       let max = -Infinity;
-      for (let v = 0; v < V; v++) if (logits[o + v]! > max) max = logits[o + v]!;
+      let argmax = 0; // the first index of the largest logit
+      for (let v = 0; v < V; v++) {
+        if (logits[o + v]! > max) {
+          max = logits[o + v]!;
+          argmax = v;
+        }
+      }
+      if (correct) correct[n] = argmax === y ? 1 : 0;
       let sum = 0;
       for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v]! - max);
       const lse = max + Math.log(sum);

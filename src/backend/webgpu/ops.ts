@@ -187,9 +187,10 @@ export function crossEntropy(rt: GpuRuntime, args: OpArgs<"crossEntropy">): void
   const losses = rt.buf(args.losses, op), logits = rt.buf(args.logits, op);
   const targets = rt.buf(args.targets, op, "i32");
   const dlogits = args.dlogits ? rt.buf(args.dlogits, op) : null;
+  const correct = args.correct ? rt.buf(args.correct, op) : null;
   const inPlace = dlogits !== null && sameRange(dlogits, logits);
   const mode = dlogits === null ? 0 : inPlace ? 2 : 1;
-  // one dispatch per window of rows of the logits (and of the targets, losses and dlogits with them)
+  // one dispatch per window of rows of the logits (and of the targets, losses, dlogits and marks with them)
   for (const r of rowRanges(rt, N, [V, 1], `the logits "${logits.label}"`)) {
     rt.dispatch(K.crossEntropy, {
       params: { N: r.count, V, scale: args.scale },
@@ -198,9 +199,10 @@ export function crossEntropy(rt: GpuRuntime, args: OpArgs<"crossEntropy">): void
         targets: rowWindow(targets, r, 1),
         losses: rowWindow(losses, r, 1),
         dlogits: mode === 1 ? rowWindow(dlogits!, r, V) : null,
+        correct: correct ? rowWindow(correct, r, 1) : null,
       },
       groups: r.count,
-      constants: { DLOGITS: mode },
+      constants: { DLOGITS: mode, CORRECT: +(correct !== null) },
     });
   }
 }
