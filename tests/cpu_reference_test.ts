@@ -15,10 +15,11 @@ import { GPT2 } from "../src/model/gpt2.ts";
 const FIXTURE = new URL("./fixtures/tiny-gpt2-zh/", import.meta.url).pathname;
 
 describe("the CPU reference", () => {
-  test("reference.ts imports only the backend interface, the profiler, the dropout hash, its buffers and activations", async () => {
+  test("reference.ts imports only the backend interface and its argument checks, the profiler, the dropout hash, its buffers and activations", async () => {
     const src = await readFile(new URL("../src/backend/cpu/reference.ts", import.meta.url), "utf8");
     const imports = [...src.matchAll(/^import[^;]*?from "([^"]+)";/gms)].map((m) => m[1]).sort();
     expect(imports).toEqual([
+      "../arg_checks.ts",
       "../backend.ts",
       "../dropout_hash.ts",
       "../profile.ts",
