@@ -43,7 +43,7 @@ describe("dropout in the model", () => {
     expect(a).toBe(b);
     expect(a).not.toBe(plain);
     expect(c).not.toBe(a);
-  });
+  }, 60_000);
 
   test("the gradient with dropout matches central differences of the dropped-out loss", async () => {
     const seed = 5;
