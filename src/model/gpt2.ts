@@ -14,6 +14,10 @@ import * as ops from "../autograd/ops.ts";
 import { Tape, Tensor } from "../autograd/tensor.ts";
 import { activationOf, type GPT2Config, parameterShapes } from "./config.ts";
 import { normalRng, uniformRng } from "./rng.ts";
+import { dropoutSiteSeed } from "./dropout_sites.ts";
+import { shiftLabels, supervisedRuns } from "./labels.ts";
+import { sampleLikeRows } from "./resize.ts";
+import { Scratch } from "./scratch.ts";
 import {
   adapterShapes,
   checkLoraSpec,
@@ -26,6 +30,9 @@ import {
 } from "./lora.ts";
 
 export { normalRng };
+export { Scratch } from "./scratch.ts";
+export { dropoutSiteSeed, dropoutSiteStride } from "./dropout_sites.ts";
+export { shiftLabels, supervisedRuns } from "./labels.ts";
 
 /** A named host tensor (what the I/O layer reads and writes). */
 export interface HostTensor {
@@ -727,33 +734,6 @@ interface Attached {
 /** Hands tensors that an untaped forward no longer needs back to its {@link Scratch} (a no-op when taped). */
 type Release = (ts: readonly Tensor[]) => void;
 
-/**
- * The activations of untaped forwards: buffers released by one layer are handed to the next by length (a
- * layer needs the same ones), so a forward allocates about one layer's worth whatever its depth, and a
- * {@link KvCache}'s next forward of the same shape none. {@link Scratch.dispose} returns them to the backend.
- */
-export class Scratch {
-  readonly #idle = new Map<number, Buf[]>();
-  constructor(readonly be: Backend) {}
-
-  /** A buffer of `n` f32 (contents undefined): a released one, or a new one from the backend. */
-  readonly alloc = (n: number, name: string): Buf =>
-    this.#idle.get(n)?.pop() ?? this.be.allocUninit?.(n, "f32", name) ?? this.be.alloc(n, "f32", name);
-
-  /** Take `buf` back for a later {@link alloc} of its length. */
-  release(buf: Buf): void {
-    const list = this.#idle.get(buf.length);
-    if (list) list.push(buf);
-    else this.#idle.set(buf.length, [buf]);
-  }
-
-  /** Free the released buffers (those still held, such as the logits, are their holders'). */
-  dispose(): void {
-    for (const list of this.#idle.values()) for (const b of list) this.be.free(b);
-    this.#idle.clear();
-  }
-}
-
 /** What the blocks' attention step attends over (see `GPT2.#block`). */
 interface Attend {
   /** Key padding mask, i32: [B,T] over the batch, [B,Tmax] over a cache. */
@@ -781,43 +761,6 @@ function cachedAttention(
   return out;
 }
 
-/**
- * How far apart two consecutive dropout seeds' site seeds lie: 64, or for models with more than 64 dropout
- * sites (3 per layer plus the embeddings: 22 layers or more) the smallest power of two at or above the site
- * count, so that no site of one seed takes the seed of a site of the next one. Models of up to 21 layers keep
- * 64, and with it the masks they had. `extraSites` counts sites beyond the base model's (a LoRA adapter's
- * inputs: 4 per layer).
- */
-export function dropoutSiteStride(nLayer: number, opts: { extraSites?: number } = {}): number {
-  const sites = 1 + 3 * nLayer + (opts.extraSites ?? 0);
-  let stride = 64;
-  while (stride < sites) stride *= 2;
-  return stride;
-}
-
-/**
- * The seed of dropout site `site` (0 the embeddings, 1 + 3l layer l's attention probabilities, 2 + 3l and
- * 3 + 3l its two residual branches; with a LoRA adapter 1 + 3·n_layer + 4l + slot its inputs) under the forward's
- * `dropoutSeed`: (seed · stride + site) mod 2³², the
- * stride of {@link dropoutSiteStride}. Computed in u32 arithmetic (`Math.imul`), so it is exact for every
- * integer seed; only its value mod 2³² reaches the hash, as in the kernels. For a fixed layer count, the
- * site seeds of 2³² / stride consecutive dropout seeds are all distinct.
- */
-export function dropoutSiteSeed(
-  seed: number,
-  site: number,
-  nLayer: number,
-  opts: { extraSites?: number } = {},
-): number {
-  if (!Number.isSafeInteger(seed)) throw new Error(`Cannot run GPT-2: dropoutSeed must be an integer, got ${seed}`);
-  const stride = dropoutSiteStride(nLayer, opts);
-  if (!(Number.isInteger(site) && site >= 0 && site < stride)) {
-    throw new Error(`Cannot run GPT-2: dropout site must be an integer in [0, ${stride}), got ${site}`);
-  }
-  // seed mod 2³², as a u32 also for negative seeds (>>> 0 of a safe integer is exact)
-  return (Math.imul(seed >>> 0, stride) + site) >>> 0;
-}
-
 /** A batch's position ids, checked: one per token, each in [0, nPositions). */
 function checkPositions(batch: Batch, nPositions: number): Int32Array {
   const pos = batch.positionIds!;
@@ -830,81 +773,4 @@ function checkPositions(batch: Batch, nPositions: number): Int32Array {
     }
   }
   return pos;
-}
-
-/**
- * Shift HF labels by one: `targets[b,t] = labels[b,t+1]`, `targets[b,T−1] = −100`. Returns the targets
- * and the number of supervised positions.
- */
-export function shiftLabels(labels: Int32Array, B: number, T: number): { targets: Int32Array; count: number } {
-  const targets = new Int32Array(B * T).fill(-100);
-  let count = 0;
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T - 1; t++) {
-      const y = labels[b * T + t + 1]!;
-      targets[b * T + t] = y;
-      if (y !== -100) count++;
-    }
-  }
-  return { targets, count };
-}
-
-/** The positions with a target (≠ −100) as runs of consecutive rows of the flattened [B·T] batch. */
-export function supervisedRuns(targets: Int32Array): ops.RowRun[] {
-  const runs: ops.RowRun[] = [];
-  for (let i = 0; i < targets.length; i++) {
-    if (targets[i] === -100) continue;
-    const last = runs[runs.length - 1];
-    if (last && last.src + last.len === i) last.len++;
-    else runs.push({ src: i, len: 1 });
-  }
-  return runs;
-}
-
-/**
- * `n` new rows like the `V` rows of `src` [V,C]: mean + L·z with L the Cholesky factor of 1e-5·cov
- * (Hugging Face's mean resizing); the mean alone when the covariance is not positive definite.
- */
-function sampleLikeRows(src: Float32Array, V: number, C: number, n: number, seed: number): Float32Array {
-  const mean = new Float64Array(C);
-  for (let r = 0; r < V; r++) for (let c = 0; c < C; c++) mean[c]! += src[r * C + c]! / V;
-  const cov = new Float64Array(C * C);
-  const d = new Float64Array(C);
-  for (let r = 0; r < V; r++) {
-    for (let c = 0; c < C; c++) d[c] = src[r * C + c]! - mean[c]!;
-    for (let i = 0; i < C; i++) {
-      const di = d[i]!;
-      for (let j = 0; j <= i; j++) cov[i * C + j]! += di * d[j]!;
-    }
-  }
-  for (let i = 0; i < C; i++) for (let j = 0; j <= i; j++) cov[i * C + j]! *= 1e-5 / V;
-  // Cholesky (lower), in place on the lower triangle
-  let pd = true;
-  for (let j = 0; j < C && pd; j++) {
-    let s = cov[j * C + j]!;
-    for (let k = 0; k < j; k++) s -= cov[j * C + k]! ** 2;
-    if (!(s > 0)) {
-      pd = false;
-      break;
-    }
-    const ljj = Math.sqrt(s);
-    cov[j * C + j] = ljj;
-    for (let i = j + 1; i < C; i++) {
-      let t = cov[i * C + j]!;
-      for (let k = 0; k < j; k++) t -= cov[i * C + k]! * cov[j * C + k]!;
-      cov[i * C + j] = t / ljj;
-    }
-  }
-  const rng = normalRng(seed);
-  const out = new Float32Array(n * C);
-  const z = new Float64Array(C);
-  for (let r = 0; r < n; r++) {
-    for (let c = 0; c < C; c++) z[c] = rng();
-    for (let i = 0; i < C; i++) {
-      let v = mean[i]!;
-      if (pd) { for (let k = 0; k <= i; k++) v += cov[i * C + k]! * z[k]!; }
-      out[r * C + i] = v;
-    }
-  }
-  return out;
 }
