@@ -5,6 +5,7 @@
  *   writes the demo's JSON into `<pre id="result">`, with ≥ 95 % accuracy on the 200 test examples;
  * - `/?demo=1` (WebGPU): a short run of the same demo (2 steps on 32 records: SwiftShader takes seconds
  *   per step) ends on the WebGPU backend with the final loss of the same short run on the CPU backend.
+ * - `/?parity=tiny-gpt2-zh&backend=cpu`: the parity check against the PyTorch fixture, in the page, passes.
  * Under CI=true a missing browser or WebGPU adapter fails the test; otherwise it is skipped with a note.
  *
  * Usage: `deno task test:web` (CHROMIUM=path picks the browser; default /usr/bin/chromium)
@@ -77,6 +78,19 @@ try {
     cpu.accuracy >= 0.95 && cpu.test_examples === 200,
     `demo, backend=cpu: accuracy ${(100 * cpu.accuracy).toFixed(1)} % on ${cpu.test_examples} test examples ` +
       `(≥ 95 %), ${cpu.seconds.toFixed(1)} s in the page`,
+  );
+
+  await page.goto(`${server.url}?parity=tiny-gpt2-zh&backend=cpu`);
+  await page.waitForSelector("body[data-state]", { state: "attached", timeout: 120_000 });
+  const parityText = await page.evaluate(() => document.getElementById("result")?.textContent ?? "");
+  const parity = parityText === "" ? undefined : JSON.parse(parityText) as { ok: boolean; checks: { ok: boolean }[] };
+  check(
+    parity?.ok === true && parity.checks.length > 0,
+    `parity, tiny-gpt2-zh, backend=cpu: ${
+      parity
+        ? `${parity.checks.filter((c) => c.ok).length}/${parity.checks.length} checks`
+        : await page.evaluate(() => document.getElementById("error")?.textContent ?? "no result")
+    }`,
   );
 
   if (!adapter) skipOrFail("the browser offers no WebGPU adapter");

@@ -1,12 +1,16 @@
 /**
- * The browser page's entry: `?demo=1` runs the offline demo, `?parity=1` the parity check against a
- * fixture the server serves; otherwise the interactive page.
+ * The browser page's entry: `?demo=1` runs the offline demo (`&backend=cpu`, and the demo's flags as
+ * parameters); `?parity=DIR` the parity check against the fixture `tests/fixtures/DIR` that the server
+ * serves under /fixtures/ (`&backend=cpu|webgpu`). Each writes its JSON into `<pre id="result">` and sets
+ * `data-state` on the body to "done" or "error" (with the message in `<pre id="error">`).
  * @module
  */
 
 import "../src/platform/browser/globals.ts";
 import { demoMain } from "../demo.ts";
 import { memfs } from "../src/platform/browser/memfs.ts";
+import { createBackend, parseBackendName } from "../src/backend/mod.ts";
+import { formatParityTable, runParity } from "../src/parity.ts";
 import tinyConfig from "../data/tiny_config.json" with { type: "json" };
 
 const params = new URLSearchParams(location.search);
@@ -40,9 +44,34 @@ async function runDemo(): Promise<void> {
   pre("result").textContent = lines[lines.length - 1] ?? "";
 }
 
+/** Fetch the fixture's files into the in-memory file system and run the parity check on them. */
+async function runFixtureParity(name: string): Promise<void> {
+  if (!/^[\w.-]+(\/[\w.-]+)*$/.test(name)) throw new Error(`Invalid ?parity=${name}: expected a fixture folder name`);
+  const base = `fixtures/${name}/`;
+  const list = await fetch(`${base}index.json`);
+  if (!list.ok) throw new Error(`Cannot list ${base}: HTTP ${list.status}`);
+  for (const file of await list.json() as string[]) {
+    const res = await fetch(base + file);
+    if (!res.ok) throw new Error(`Cannot fetch ${base}${file}: HTTP ${res.status}`);
+    const path = `/${base}${file}`;
+    memfs.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    memfs.writeFile(path, new Uint8Array(await res.arrayBuffer()));
+  }
+  const gpu = (navigator as { gpu?: unknown }).gpu !== undefined;
+  const be = await createBackend(parseBackendName(params.get("backend") ?? (gpu ? "webgpu" : "cpu")));
+  try {
+    const r = await runParity(`/${base}`, be, "f32");
+    pre("log").textContent = `backend: ${be.description}\n${formatParityTable(r)}`;
+    pre("result").textContent = JSON.stringify(r);
+  } finally {
+    be.dispose();
+  }
+}
+
 async function main(): Promise<void> {
   try {
     if (params.has("demo")) await runDemo();
+    else if (params.has("parity")) await runFixtureParity(params.get("parity")!);
     else document.body.append("The interactive page is not built yet: ?demo=1 runs the demo.");
     document.body.dataset.state = "done";
   } catch (e) {
