@@ -5,6 +5,8 @@
  *   writes the demo's JSON into `<pre id="result">`, with ≥ 95 % accuracy on the 200 test examples;
  * - `/?demo=1` (WebGPU): a short run of the same demo (2 steps on 32 records: SwiftShader takes seconds
  *   per step) ends on the WebGPU backend with the final loss of the same short run on the CPU backend.
+ * - the training view: a screenshot of it (runs/web/training.png), decoded by the browser, shows the loss
+ *   curve's colour;
  * - `/?parity=tiny-gpt2-zh&backend=cpu`: the parity check against the PyTorch fixture, in the page, passes.
  * Under CI=true a missing browser or WebGPU adapter fails the test; otherwise it is skipped with a note.
  *
@@ -15,6 +17,7 @@
 import { existsSync } from "node:fs";
 import process from "node:process";
 import { chromium, type Page } from "playwright-core";
+import { mkdir, writeFile } from "node:fs/promises";
 import { serveWeb } from "./web_serve.ts";
 import { stopBuilds } from "./web_build.ts";
 
@@ -79,6 +82,33 @@ try {
     `demo, backend=cpu: accuracy ${(100 * cpu.accuracy).toFixed(1)} % on ${cpu.test_examples} test examples ` +
       `(≥ 95 %), ${cpu.seconds.toFixed(1)} s in the page`,
   );
+
+  // the training view after the run: a screenshot, decoded by the browser, has the curve's colour
+  const png = await page.locator("#training").screenshot();
+  await mkdir("runs/web", { recursive: true });
+  await writeFile("runs/web/training.png", png);
+  const curvePixels = await page.evaluate(async (b64) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width;
+    c.height = img.height;
+    const ctx = c.getContext("2d")!;
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let n = 0; // #d62728, within rounding
+    for (let i = 0; i < d.length; i += 4) {
+      if (Math.abs(d[i]! - 214) < 12 && Math.abs(d[i + 1]! - 39) < 12 && Math.abs(d[i + 2]! - 40) < 12) n++;
+    }
+    return n;
+  }, png.toString("base64"));
+  const progress = await page.evaluate(() => document.getElementById("progress")?.textContent ?? "");
+  check(
+    curvePixels >= 200,
+    `training view: ${curvePixels} pixels of the loss curve's colour in the screenshot (≥ 200)`,
+  );
+  check(/^step \d+ of 125 · loss [\d.]+ · [\d,]+ tokens\/s · ETA/.test(progress), `training view: "${progress}"`);
 
   await page.goto(`${server.url}?parity=tiny-gpt2-zh&backend=cpu`);
   await page.waitForSelector("body[data-state]", { state: "attached", timeout: 120_000 });

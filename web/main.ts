@@ -11,6 +11,7 @@ import { demoMain } from "../demo.ts";
 import { memfs } from "../src/platform/browser/memfs.ts";
 import { createBackend, parseBackendName } from "../src/backend/mod.ts";
 import { formatParityTable, runParity } from "../src/parity.ts";
+import { TrainingView } from "./training_view.ts";
 import tinyConfig from "../data/tiny_config.json" with { type: "json" };
 
 const params = new URLSearchParams(location.search);
@@ -23,9 +24,11 @@ function pre(id: string): HTMLPreElement {
 }
 
 async function runDemo(): Promise<void> {
+  const view = new TrainingView(document.body);
   const log = pre("log");
   const print = (line: string) => {
     log.textContent += line + "\n";
+    view.line(line);
   };
   memfs.mkdir("data", { recursive: true });
   memfs.writeFile("data/tiny_config.json", JSON.stringify(tinyConfig));
