@@ -93,7 +93,7 @@ describe("npm scripts (the way in without sh, e.g. on Windows)", () => {
 
   test("each starts its program directly (no deno task, no sh) and passes flags after --", () => {
     const names = Object.keys(scripts).filter((n) => n !== "test");
-    expect(names.sort()).toEqual(["bench", "chat", "data", "demo", "eval", "parity", "show-masking", "train"]);
+    expect(names.sort()).toEqual(["bench", "chat", "data", "demo", "eval", "parity", "show-masking", "train", "web"]);
     for (const name of names) {
       expect(scripts[name]).toMatch(/^(deno run -A|bun run) [\w/]+\.ts$/);
       const r = spawnSync("npm", ["run", "-s", name, "--", "--help"], { cwd: root, encoding: "utf8", timeout: 60_000 });
