@@ -125,13 +125,8 @@ export class GPT2 {
 
   /** Build from host tensors by HF name (as `loadModelDir` returns them). Every parameter must be there. */
   static fromTensors(be: Backend, config: GPT2Config, tensors: Map<string, HostTensor>): GPT2 {
-    const problems: string[] = [];
     const shapes = parameterShapes(config);
-    for (const [name, shape] of shapes) {
-      const t = tensors.get(name);
-      if (!t) problems.push(`missing ${name}`);
-      else if (t.shape.join(",") !== shape.join(",")) problems.push(`${name} is [${t.shape}], expected [${shape}]`);
-    }
+    const problems = shapeProblems(shapes, tensors);
     if (problems.length) throw new Error(`Cannot build GPT-2: ${problems.join("; ")}`);
     const list = [...shapes].map(([name, shape]) => ({ name, shape, from: tensors.get(name)!.data }));
     const { params, group } = GPT2.#place(be, list);
@@ -227,12 +222,7 @@ export class GPT2 {
     const shapes = adapterShapes(this.config, spec);
     const values = tensors ??
       initAdapter(this.config, spec, await this.param("transformer.wte.weight").read(), uniformRng(seed));
-    const problems: string[] = [];
-    for (const [name, shape] of shapes) {
-      const t = values.get(name);
-      if (!t) problems.push(`missing ${name}`);
-      else if (t.shape.join(",") !== shape.join(",")) problems.push(`${name} is [${t.shape}], expected [${shape}]`);
-    }
+    const problems = shapeProblems(shapes, values);
     for (const name of values.keys()) if (!shapes.has(name)) problems.push(`unexpected ${name}`);
     if (problems.length) throw new Error(`Cannot attach the LoRA adapter: ${problems.join("; ")}`);
     const list = [...shapes].map(([name, shape]) => ({ name, shape, from: values.get(name)!.data }));
@@ -715,6 +705,20 @@ export class GPT2 {
       }
     }
   }
+}
+
+/** Each of `shapes` that `tensors` lacks or holds in another shape, as a line of an error. */
+function shapeProblems(
+  shapes: ReadonlyMap<string, readonly number[]>,
+  tensors: ReadonlyMap<string, { shape: readonly number[] }>,
+): string[] {
+  const problems: string[] = [];
+  for (const [name, shape] of shapes) {
+    const t = tensors.get(name);
+    if (!t) problems.push(`missing ${name}`);
+    else if (t.shape.join(",") !== shape.join(",")) problems.push(`${name} is [${t.shape}], expected [${shape}]`);
+  }
+  return problems;
 }
 
 /** A LoRA adapter attached to a model (see {@link GPT2.attachLora}). */
