@@ -12,15 +12,11 @@ import { stderr, stdin, stdout } from "node:process";
 import { createInterface } from "node:readline";
 import { createBackend, parseBackendName } from "./src/backend/mod.ts";
 import { numberFlag, parseFlags, runMain, SAMPLING_SEED_RANGE } from "./src/cli/args.ts";
-import { IM_END, type Message } from "./src/data/chatml.ts";
-import { chatPromptIds } from "./src/cli/chat_prompt.ts";
+import { IM_END } from "./src/data/chatml.ts";
+import { ChatSession, type ChatSettings, type ChatTurn, DEFAULT_CHAT } from "./src/cli/chat_session.ts";
 import { modelChatTemplate } from "./src/data/template.ts";
-import { cleanResponse } from "./src/eval/predictors.ts";
-import { generate } from "./src/model/generate.ts";
-import type { GPT2 } from "./src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "./src/model/load.ts";
 import { readSettings } from "./src/env.ts";
-import type { Tokenizer } from "./src/tokenizer/types.ts";
 
 const DEFAULT_DIR = "models/ch8_sft_gpt2";
 
@@ -58,63 +54,18 @@ Commands in the chat
   /help                 show the commands
 `;
 
-/** CJK characters and full-width punctuation: a decoder space next to one of them is not meaningful. */
-const CJK = "\\p{Script=Han}\\u3000-\\u303f\\uff00-\\uffef";
-const CJK_SPACE = new RegExp(`(?<=[${CJK}]) +(?=\\S)|(?<=\\S) +(?=[${CJK}])`, "gu");
-
-/** What is shown of the reply so far: generate_response's clean-up without the final strip, spaces tidied. */
-function display(text: string, raw: boolean): string {
-  let t = text.replaceAll("[CLS]", "").replaceAll("[SEP]", "");
-  const end = t.indexOf(IM_END);
-  if (end >= 0) t = t.slice(0, end);
-  t = t.trimStart();
-  return raw ? t : t.replace(CJK_SPACE, "");
-}
-
-interface ChatSettings {
-  maxNewTokens: number;
-  greedy: boolean;
-  temperature: number;
-  topP: number;
-  seed: number;
-  raw: boolean;
-  multiTurn: boolean;
-  system?: string;
-}
-
-/** One reply, streamed to stdout as it is generated; returns generate_response's cleaned text. */
-async function reply(
-  model: GPT2,
-  tokenizer: Tokenizer,
-  args: { ids: number[]; eos: number | undefined; settings: ChatSettings; turn: number },
-): Promise<string> {
-  const s = args.settings;
-  const gen: number[] = [];
-  let shown = "";
-  const out = await generate(model, args.ids, {
-    maxNewTokens: s.maxNewTokens,
-    doSample: !s.greedy,
-    temperature: s.temperature,
-    topP: s.topP,
-    seed: s.seed + args.turn,
-    repetitionPenalty: 1.1,
-    noRepeatNgramSize: 3,
-    eosTokenId: args.eos,
-    onToken: (id) => {
-      if (id === args.eos) return;
-      gen.push(id);
-      const text = display(tokenizer.decode(gen), s.raw);
-      // decoding the whole reply each time keeps WordPiece joins right; print what is new
-      if (text.startsWith(shown)) {
-        stdout.write(text.slice(shown.length));
-        shown = text;
-      }
-    },
+/** One reply, streamed to stdout as it grows; returns the cleaned text the conversation keeps. */
+async function reply(chat: ChatSession, line: string): Promise<ChatTurn> {
+  let printed = "";
+  const turn = await chat.send(line, (shown) => {
+    // print what is new (a WordPiece join can change the end of what was shown: then wait for more)
+    if (shown.startsWith(printed)) {
+      stdout.write(shown.slice(printed.length));
+      printed = shown;
+    }
   });
-  const final = display(cleanResponse(tokenizer.decode(out)), s.raw);
-  if (final.startsWith(shown)) stdout.write(final.slice(shown.length));
   stdout.write("\n");
-  return cleanResponse(tokenizer.decode(out));
+  return turn;
 }
 
 async function main(): Promise<number> {
@@ -140,19 +91,18 @@ async function main(): Promise<number> {
     return 0;
   }
   const settings: ChatSettings = {
-    maxNewTokens: numberFlag("max-new-tokens", v["max-new-tokens"], 100, { integer: true, min: 1 }),
+    maxNewTokens: numberFlag("max-new-tokens", v["max-new-tokens"], DEFAULT_CHAT.maxNewTokens, {
+      integer: true,
+      min: 1,
+    }),
     greedy: v.greedy!,
-    temperature: numberFlag("temperature", v.temperature, 0.7, { min: 0 }),
-    topP: numberFlag("top-p", v["top-p"], 0.9, { min: 0, max: 1 }),
+    temperature: numberFlag("temperature", v.temperature, DEFAULT_CHAT.temperature, { min: 0 }),
+    topP: numberFlag("top-p", v["top-p"], DEFAULT_CHAT.topP, { min: 0, max: 1 }),
     seed: numberFlag("seed", v.seed, Math.floor(Math.random() * 2 ** 31), SAMPLING_SEED_RANGE),
     raw: v.raw!,
     multiTurn: v["multi-turn"]!,
     system: v.system,
   };
-  if (!settings.greedy && !(settings.temperature > 0)) {
-    throw new Error(`Invalid --temperature: ${settings.temperature} (sampling needs > 0; use --greedy instead)`);
-  }
-  if (!(settings.topP > 0)) throw new Error(`Invalid --top-p: ${settings.topP} (expected 0 < p ≤ 1)`);
   // --adapter alone: the adapter on the base model its adapter_config.json names
   const modelSpec = v.model ?? (v.adapter !== undefined ? v.adapter : DEFAULT_DIR);
   const adapter = v.model !== undefined ? v.adapter : undefined;
@@ -174,19 +124,12 @@ async function main(): Promise<number> {
       hub: { env: env.hub, offline: v.offline || undefined },
       warn,
     });
-    // eos = <|im_end|>, as generate_response (falling back to the config's eos without the SFT tokens)
-    let eos = tokenizer.tokenToId(IM_END);
-    if (eos === undefined || eos === tokenizer.unkTokenId) {
-      warn(`${modelSpec} has no ${IM_END} token: it is not an SFT model, so replies may not stop early`);
-      eos = model.config.eosTokenId;
-    }
-    const budget = model.config.nPositions - settings.maxNewTokens;
-    if (budget < 8) {
-      throw new Error(
-        `Invalid --max-new-tokens: ${settings.maxNewTokens} leaves no room for a prompt in ${model.config.nPositions} positions`,
-      );
-    }
     const template = await modelChatTemplate(tokenizerDir);
+    // eos = <|im_end|>, as generate_response (falling back to the config's eos without the SFT tokens)
+    const chat = new ChatSession(model, tokenizer, template, settings);
+    if (!chat.hasImEnd) {
+      warn(`${modelSpec} has no ${IM_END} token: it is not an SFT model, so replies may not stop early`);
+    }
     const decoding = settings.greedy ? "greedy" : `temperature ${settings.temperature}, top-p ${settings.topP}`;
     stderr.write(
       `Loaded ${modelSpec}${
@@ -196,8 +139,6 @@ async function main(): Promise<number> {
     );
     if (interactive) stderr.write("Type a message; /reset, /exit, /help. Ctrl-D quits.\n");
 
-    let history: Message[] = [];
-    let turn = 0;
     const rl = createInterface({ input: stdin, output: interactive ? stdout : undefined, terminal: interactive });
     rl.on("SIGINT", () => rl.close());
     rl.setPrompt("User> ");
@@ -212,23 +153,14 @@ async function main(): Promise<number> {
       if (line === "/help") {
         stdout.write("/reset  forget the conversation\n/exit   leave\n");
       } else if (line === "/reset") {
-        history = [];
+        chat.reset();
         stdout.write("(conversation cleared)\n");
       } else {
         if (!interactive) stdout.write(`User: ${line}\n`);
-        const { ids, dropped, cut } = chatPromptIds((t) => tokenizer.encode(t).ids, template, {
-          system: settings.system,
-          history: settings.multiTurn ? history : [],
-          user: line,
-          budget,
-        });
+        stdout.write(interactive ? "Assistant> " : "Assistant: ");
+        const { dropped, cut } = await reply(chat, line);
         if (dropped > 0) stderr.write(`(the ${dropped} oldest messages no longer fit and were left out)\n`);
         if (cut > 0) stderr.write(`(the message is ${cut} tokens too long; its beginning was cut)\n`);
-        stdout.write(interactive ? "Assistant> " : "Assistant: ");
-        const text = await reply(model, tokenizer, { ids, eos, settings, turn: turn++ });
-        if (settings.multiTurn) {
-          history.push({ role: "user", content: line }, { role: "assistant", content: text });
-        }
       }
       if (interactive) rl.prompt();
     }

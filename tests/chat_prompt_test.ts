@@ -73,3 +73,52 @@ describe("the prompt of deno task chat", () => {
     expect(cut.cut).toBeGreaterThan(0);
   });
 });
+
+describe("ChatSession (deno task chat and the browser page)", () => {
+  test("a greedy reply is generate's, shown without the decoder's spaces; multi-turn keeps the history", async () => {
+    const { createBackend } = await import("../src/backend/mod.ts");
+    const { loadModelAndTokenizer } = await import("../src/model/load.ts");
+    const { generate } = await import("../src/model/generate.ts");
+    const { cleanResponse } = await import("../src/eval/predictors.ts");
+    const { ChatSession, DEFAULT_CHAT, displayReply } = await import("../src/cli/chat_session.ts");
+    expect(displayReply("[CLS] 退 款 申 请 <|im_end|> x", false)).toBe("退款申请 ");
+    expect(displayReply(" a b 退 <|im_end|>", true)).toBe("a b 退 ");
+    const be = await createBackend("cpu");
+    try {
+      const { model, tokenizer } = await loadModelAndTokenizer("tests/fixtures/tiny-gpt2-zh/model", be, {
+        prepare: false,
+        warn: () => {},
+      });
+      expect(() => new ChatSession(model, tokenizer, undefined, { ...DEFAULT_CHAT, temperature: 0 })).toThrow(
+        "Invalid --temperature: 0",
+      );
+      expect(() => new ChatSession(model, tokenizer, undefined, { ...DEFAULT_CHAT, maxNewTokens: 10_000 })).toThrow(
+        "leaves no room for a prompt",
+      );
+      const settings = { ...DEFAULT_CHAT, greedy: true, maxNewTokens: 6, multiTurn: true };
+      const chat = new ChatSession(model, tokenizer, undefined, settings);
+      const seen: string[] = [];
+      const first = await chat.send("你好", (s) => seen.push(s));
+      const ids = tokenizer.encode(promptFor("你好")).ids;
+      const direct = await generate(model, ids, {
+        maxNewTokens: 6,
+        repetitionPenalty: 1.1,
+        noRepeatNgramSize: 3,
+        eosTokenId: chat.eos,
+      });
+      expect(first.text).toBe(cleanResponse(tokenizer.decode(direct)));
+      expect(first.shown).toBe(displayReply(first.text, false));
+      expect(seen[seen.length - 1]).toBe(first.shown);
+      // the second prompt holds the first exchange: it is longer than the message alone
+      const second = await chat.send("好");
+      const alone = await new ChatSession(model, tokenizer, undefined, settings).send("好");
+      expect(second.dropped).toBe(0);
+      expect(typeof alone.text).toBe("string");
+      chat.reset();
+      expect((await chat.send("好")).text).toBe(alone.text);
+      model.dispose();
+    } finally {
+      be.dispose();
+    }
+  });
+});
