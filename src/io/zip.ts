@@ -3,8 +3,13 @@
  * of stored entries. Hostile or broken archives fail fast with bounded memory, every error naming the file:
  * central-directory sizes and offsets are checked against the file length, and deflated entries are refused
  * rather than inflated (a small entry could expand to gigabytes; `torch.save` stores its entries).
+ *
+ * {@link zipStored} writes such an archive (stored entries, CRC-32): the browser page's download of a model
+ * directory.
  * @module
  */
+
+import { crc32 } from "./crc32.ts";
 
 /** One entry of a zip archive's central directory. */
 export interface ZipEntry {
@@ -120,4 +125,72 @@ export function readZipEntry(bytes: Uint8Array, entry: ZipEntry, file: string): 
     fail(`stored entry has compressed size ${entry.compSize} but uncompressed size ${entry.size}`);
   }
   return bytes.subarray(start, end);
+}
+
+/** The largest archive {@link zipStored} writes: every size and offset must fit the classic 32-bit fields. */
+export const ZIP32_LIMIT = 0xffffffff;
+
+/**
+ * A zip archive of `files` (name → bytes), entries stored uncompressed as `torch.save` writes them, as the
+ * parts to concatenate (a `Blob` of them shares the files' bytes rather than copying them into one buffer).
+ * Names must be relative paths with "/" separators. Archives over 4 GiB (which need zip64) are refused.
+ */
+export function zipStored(files: ReadonlyMap<string, Uint8Array>, date: Date = new Date()): Uint8Array[] {
+  const utf8 = new TextEncoder();
+  // MS-DOS time and date, local time, 2-second resolution (1980 at the earliest)
+  const year = Math.max(date.getFullYear(), 1980);
+  const dosTime = (date.getHours() << 11) | (date.getMinutes() << 5) | (date.getSeconds() >> 1);
+  const dosDate = ((year - 1980) << 9) | ((date.getMonth() + 1) << 5) | date.getDate();
+  const parts: Uint8Array[] = [];
+  const central: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, data] of files) {
+    if (name === "" || name.startsWith("/") || name.includes("\\") || name.split("/").includes("..")) {
+      throw new Error(`Cannot zip ${JSON.stringify(name)}: expected a relative path with "/" separators`);
+    }
+    const nameBytes = utf8.encode(name);
+    if (offset + 30 + nameBytes.length + data.length > ZIP32_LIMIT) {
+      throw new Error(
+        `Cannot zip ${name}: the archive would pass 4 GiB (${offset + data.length} bytes), which needs zip64; ` +
+          "save the files one by one",
+      );
+    }
+    const crc = crc32(data);
+    const local = new Uint8Array(30 + nameBytes.length);
+    const lv = new DataView(local.buffer);
+    lv.setUint32(0, 0x04034b50, true);
+    lv.setUint16(4, 20, true); // version needed: 2.0
+    lv.setUint16(6, 0x0800, true); // flags: names are UTF-8
+    lv.setUint16(8, 0, true); // method: stored
+    lv.setUint16(10, dosTime, true);
+    lv.setUint16(12, dosDate, true);
+    lv.setUint32(14, crc, true);
+    lv.setUint32(18, data.length, true);
+    lv.setUint32(22, data.length, true);
+    lv.setUint16(26, nameBytes.length, true);
+    local.set(nameBytes, 30);
+    const entry = new Uint8Array(46 + nameBytes.length);
+    const cv = new DataView(entry.buffer);
+    cv.setUint32(0, 0x02014b50, true);
+    cv.setUint16(4, (3 << 8) | 20, true); // made by: Unix, 2.0
+    entry.set(local.subarray(4, 30), 6); // version needed … name length: as the local header
+    cv.setUint32(38, 0o100644 << 16, true); // external attributes: a regular file, rw-r--r--
+    cv.setUint32(42, offset, true);
+    entry.set(nameBytes, 46);
+    parts.push(local, data);
+    central.push(entry);
+    offset += local.length + data.length;
+  }
+  const cdSize = central.reduce((n, e) => n + e.length, 0);
+  if (files.size > 0xffff || offset + cdSize + 22 > ZIP32_LIMIT) {
+    throw new Error(`Cannot zip ${files.size} files of ${offset} bytes: that needs zip64; save the files one by one`);
+  }
+  const end = new Uint8Array(22);
+  const ev = new DataView(end.buffer);
+  ev.setUint32(0, 0x06054b50, true);
+  ev.setUint16(8, files.size, true);
+  ev.setUint16(10, files.size, true);
+  ev.setUint32(12, cdSize, true);
+  ev.setUint32(16, offset, true);
+  return [...parts, ...central, end];
 }

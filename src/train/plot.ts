@@ -10,7 +10,10 @@
 
 import { deflateSync } from "node:zlib";
 import { atomicWriteFile } from "../io/atomic.ts";
+import { crc32 } from "../io/crc32.ts";
 import type { LossPoint } from "./metrics.ts";
+
+export { crc32 };
 
 export type { LossPoint } from "./metrics.ts";
 
@@ -350,23 +353,6 @@ function renderRaster(L: Layout): Canvas {
 
 // ---------------------------------------------------------------------------------------------------------
 // PNG
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (ISO 3309, as PNG and zlib use) of `bytes`. */
-export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 function chunk(type: string, data: Uint8Array): Uint8Array {
   const out = new Uint8Array(12 + data.length);
