@@ -13,7 +13,8 @@ import { createHash } from "../src/platform/browser/crypto.ts";
 import * as path from "../src/platform/browser/path.ts";
 import { parseArgs } from "../src/platform/browser/util.ts";
 import { deflateSync } from "../src/platform/browser/zlib.ts";
-import { MemFs } from "../src/platform/browser/memfs.ts";
+import { MemFs, memfs } from "../src/platform/browser/memfs.ts";
+import { readFile, symlink } from "../src/platform/browser/fs_promises.ts";
 
 describe("browser platform", () => {
   test("sha256 equals node:crypto's at block boundaries and in pieces", () => {
@@ -92,5 +93,23 @@ describe("browser platform", () => {
     expect(() => fs.readFile("runs/none")).toThrow("ENOENT");
     fs.rm("runs", { recursive: true });
     expect(fs.exists("runs/a/log.jsonl")).toBe(false);
+  });
+
+  test("symlink: the hub cache's relative link names the blob's file, sharing its bytes", async () => {
+    memfs.mkdir("/hf/models--a--b/blobs", { recursive: true });
+    memfs.mkdir("/hf/models--a--b/snapshots/c1", { recursive: true });
+    memfs.writeFile("/hf/models--a--b/blobs/e1", "weights");
+    await symlink("../../blobs/e1", "/hf/models--a--b/snapshots/c1/model.safetensors");
+    expect(await readFile("/hf/models--a--b/snapshots/c1/model.safetensors", "utf8")).toBe("weights");
+    // one file under two names: an append through one shows through the other
+    const fd = memfs.open("/hf/models--a--b/blobs/e1", "a");
+    memfs.write(fd, "!");
+    memfs.close(fd);
+    expect(await readFile("/hf/models--a--b/snapshots/c1/model.safetensors", "utf8")).toBe("weights!");
+    await expect(symlink("../../blobs/none", "/hf/models--a--b/snapshots/c1/x")).rejects.toThrow("ENOENT");
+    await expect(symlink("../../blobs/e1", "/hf/models--a--b/snapshots/c1/model.safetensors")).rejects.toThrow(
+      "EEXIST",
+    );
+    memfs.rm("/hf", { recursive: true });
   });
 });

@@ -67,7 +67,17 @@ export interface FakeHubOptions {
   requireToken?: string;
   /** Values put in place of the real ones. */
   hostile?: HostileValues;
+  /**
+   * Answer as the hub does a web page on another origin: `Access-Control-Allow-Origin: *`, the hub's headers
+   * exposed to scripts, and preflight (OPTIONS) requests allowed (for the browser page's test).
+   */
+  cors?: boolean;
 }
+
+/** The headers the hub lets a page's script read (its Access-Control-Expose-Headers). */
+export const HUB_EXPOSED_HEADERS =
+  "X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count,ETag,Link,Accept-Ranges,Content-Range," +
+  "X-Linked-Size,X-Linked-ETag,X-Xet-Hash";
 
 /**
  * What a hostile hub answers instead of the truth. The file fields apply to `file` (default every file);
@@ -337,6 +347,19 @@ export async function startFakeHub(opts: FakeHubOptions): Promise<FakeHub> {
   };
 
   const server: Server = createServer((req, res) => {
+    if (opts.cors) {
+      res.setHeader("Access-Control-Allow-Origin", "*");
+      res.setHeader("Access-Control-Expose-Headers", HUB_EXPOSED_HEADERS);
+      if (req.method === "OPTIONS") {
+        res.writeHead(204, {
+          "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+          "Access-Control-Allow-Headers": req.headers["access-control-request-headers"] ?? "*",
+          "Access-Control-Max-Age": "86400",
+        });
+        res.end();
+        return;
+      }
+    }
     handler(req, res).catch((e) => {
       res.writeHead(500);
       res.end(String(e));

@@ -5,6 +5,7 @@
  */
 
 import { memfs, type MemStats } from "./memfs.ts";
+import { dirname, resolve } from "./path.ts";
 
 type Encoding = "utf8" | "utf-8" | { encoding?: string } | undefined;
 
@@ -56,9 +57,13 @@ export function copyFile(from: string, to: string): Promise<void> {
   return Promise.resolve().then(() => memfs.writeFile(to, memfs.readFile(from)));
 }
 
-/** There are no links in memory: a "symlink" is a copy of its target. */
+/**
+ * There are no symbolic links in memory: a "symlink" is a second name for its target's file (a hard link, so
+ * the hub cache's snapshot files share their blobs' bytes), the target taken relative to the link's directory
+ * as a symlink's is.
+ */
 export function symlink(target: string, path: string): Promise<void> {
-  return copyFile(target, path);
+  return Promise.resolve().then(() => memfs.link(resolve(dirname(resolve(path)), target), path));
 }
 
 /** An open file, as Node's `FileHandle`. */

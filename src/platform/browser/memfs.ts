@@ -135,6 +135,17 @@ export class MemFs {
     dir.entries.set(name, { kind: "file", bytes, size: bytes.length, mtimeMs: Date.now() });
   }
 
+  /**
+   * Give the file at `target` a second name, `path` (a hard link: both share one file, no bytes are copied;
+   * there are no symbolic links here). `path` must not exist.
+   */
+  link(target: string, path: string): void {
+    const node = this.#file(target, "link");
+    const { dir, name } = this.#parent(path, "link");
+    if (dir.entries.has(name)) fail("EEXIST", "link", path);
+    dir.entries.set(name, node);
+  }
+
   /** Make a directory; `recursive` makes its parents too and accepts one that exists. */
   mkdir(path: string, opts: { recursive?: boolean } = {}): void {
     const abs = resolve(path);
