@@ -7,10 +7,12 @@
  *   per step) ends on the WebGPU backend with the final loss of the same short run on the CPU backend.
  * - the training view: a screenshot of it (runs/web/training.png), decoded by the browser, shows the loss
  *   curve's colour;
- * - `/?parity=tiny-gpt2-zh&backend=cpu`: the parity check against the PyTorch fixture, in the page, passes.
+ * - `/?parity=tiny-gpt2-zh&backend=cpu`: the parity check against the PyTorch fixture, in the page, passes;
+ * - `/` (the interactive page): scripts/web_test_app.ts.
  * Under CI=true a missing browser or WebGPU adapter fails the test; otherwise it is skipped with a note.
  *
- * Usage: `deno task test:web` (CHROMIUM=path picks the browser; default /usr/bin/chromium)
+ * Usage: `deno task test:web [--only app]` (CHROMIUM=path picks the browser; default /usr/bin/chromium;
+ * `--only app` runs the interactive page's part alone)
  * @module
  */
 
@@ -20,11 +22,13 @@ import { chromium, type Page } from "playwright-core";
 import { mkdir, writeFile } from "node:fs/promises";
 import { serveWeb } from "./web_serve.ts";
 import { stopBuilds } from "./web_build.ts";
+import { testInteractivePage } from "./web_test_app.ts";
 
 const EXECUTABLE = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CI = (process.env.CI ?? "") !== "";
 const ARGS = ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--no-sandbox"];
 const SHORT = "&steps=2&train=32&val=2&test=2";
+const ONLY_APP = process.argv.slice(2).join(" ") === "--only app";
 
 interface DemoJson {
   accuracy: number;
@@ -33,6 +37,9 @@ interface DemoJson {
   seconds: number;
   test_examples: number;
 }
+
+/** Thrown to end the checks early (`--only app`). */
+class Stop extends Error {}
 
 let failures = 0;
 function check(ok: boolean, what: string): void {
@@ -75,6 +82,10 @@ try {
     return gpu ? (await gpu.requestAdapter()) !== null : false;
   });
 
+  if (ONLY_APP) {
+    await testInteractivePage(await browser.newPage(), server.url, check);
+    throw new Stop();
+  }
   const cpu = await runDemo(page, server.url, "demo=1&backend=cpu", 150_000);
   check(cpu.backend === "cpu", `demo, backend=cpu: ran on "${cpu.backend}"`);
   check(
@@ -123,6 +134,8 @@ try {
     }`,
   );
 
+  await testInteractivePage(await browser.newPage(), server.url, check);
+
   if (!adapter) skipOrFail("the browser offers no WebGPU adapter");
   const cpuShort = await runDemo(page, server.url, `demo=1&backend=cpu${SHORT}`, 60_000);
   const gpu = await runDemo(page, server.url, `demo=1${SHORT}`, 240_000);
@@ -133,6 +146,8 @@ try {
     Math.abs(a - e) <= 1e-3 * Math.abs(e),
     `demo on WebGPU (short run): final loss ${a} vs the CPU's ${e} (relative 1e-3), ${gpu.seconds.toFixed(1)} s`,
   );
+} catch (e) {
+  if (!(e instanceof Stop)) throw e;
 } finally {
   await browser.close();
   await server.close();

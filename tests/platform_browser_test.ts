@@ -15,19 +15,23 @@ import { parseArgs } from "../src/platform/browser/util.ts";
 import { deflateSync } from "../src/platform/browser/zlib.ts";
 import { MemFs, memfs } from "../src/platform/browser/memfs.ts";
 import { readFile, symlink } from "../src/platform/browser/fs_promises.ts";
+import browserProcess from "../src/platform/browser/process.ts";
 
 describe("browser platform", () => {
-  test("sha256 equals node:crypto's at block boundaries and in pieces", () => {
-    for (const n of [0, 1, 55, 56, 63, 64, 65, 1000]) {
-      const data = new Uint8Array(n).map((_, i) => (i * 31 + 7) & 0xff);
-      const want = nodeCrypto.createHash("sha256").update(data).digest("hex");
-      expect(createHash("sha256").update(data).digest("hex")).toBe(want);
-      expect(createHash("sha256").update(data.subarray(0, n >> 1)).update(data.subarray(n >> 1)).digest("hex"))
-        .toBe(want);
+  test("sha256 and sha1 equal node:crypto's at block boundaries and in pieces", () => {
+    for (const algo of ["sha256", "sha1"]) {
+      for (const n of [0, 1, 55, 56, 63, 64, 65, 1000]) {
+        const data = new Uint8Array(n).map((_, i) => (i * 31 + 7) & 0xff);
+        const want = nodeCrypto.createHash(algo).update(data).digest("hex");
+        expect(createHash(algo).update(data).digest("hex")).toBe(want);
+        expect(createHash(algo).update(data.subarray(0, n >> 1)).update(data.subarray(n >> 1)).digest("hex"))
+          .toBe(want);
+      }
+      expect(createHash(algo).update("中文").digest("hex")).toBe(
+        nodeCrypto.createHash(algo).update("中文").digest("hex"),
+      );
     }
-    expect(createHash("sha256").update("中文").digest("hex")).toBe(
-      nodeCrypto.createHash("sha256").update("中文").digest("hex"),
-    );
+    expect(() => createHash("md5")).toThrow('"md5" is not available in the browser');
   });
 
   test("paths equal node:path's (posix)", () => {
@@ -111,5 +115,17 @@ describe("browser platform", () => {
       "EEXIST",
     );
     memfs.rm("/hf", { recursive: true });
+  });
+
+  test("process: the page's signals reach on/once listeners until off", () => {
+    const got: string[] = [];
+    const a = () => got.push("a");
+    browserProcess.on("SIGINT", a);
+    browserProcess.once("SIGINT", () => got.push("once"));
+    expect(browserProcess.emit("SIGINT")).toBe(true);
+    expect(browserProcess.emit("SIGINT")).toBe(true);
+    browserProcess.off("SIGINT", a);
+    expect(browserProcess.emit("SIGINT")).toBe(false);
+    expect(got).toEqual(["a", "once", "a"]);
   });
 });

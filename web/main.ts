@@ -2,7 +2,9 @@
  * The browser page's entry: `?demo=1` runs the offline demo (`&backend=cpu`, and the demo's flags as
  * parameters); `?parity=DIR` the parity check against the fixture `tests/fixtures/DIR` that the server
  * serves under /fixtures/ (`&backend=cpu|webgpu`). Each writes its JSON into `<pre id="result">` and sets
- * `data-state` on the body to "done" or "error" (with the message in `<pre id="error">`).
+ * `data-state` on the body to "done" or "error" (with the message in `<pre id="error">`). Without either, the
+ * interactive page (web/app.ts; `?endpoint=URL` points it at another hub) is built and the body's `data-state`
+ * is "ready".
  * @module
  */
 
@@ -12,6 +14,7 @@ import { memfs } from "../src/platform/browser/memfs.ts";
 import { createBackend, parseBackendName } from "../src/backend/mod.ts";
 import { formatParityTable, runParity } from "../src/parity.ts";
 import { TrainingView } from "./training_view.ts";
+import { runApp } from "./app.ts";
 import tinyConfig from "../data/tiny_config.json" with { type: "json" };
 
 const params = new URLSearchParams(location.search);
@@ -75,7 +78,7 @@ async function main(): Promise<void> {
   try {
     if (params.has("demo")) await runDemo();
     else if (params.has("parity")) await runFixtureParity(params.get("parity")!);
-    else document.body.append("The interactive page is not built yet: ?demo=1 runs the demo.");
+    else return await runApp(params.get("endpoint"));
     document.body.dataset.state = "done";
   } catch (e) {
     pre("error").textContent = e instanceof Error ? `${e.message}\n${e.stack ?? ""}` : String(e);

@@ -1,6 +1,8 @@
 /**
- * `node:crypto` in the browser bundle: `createHash("sha256")`, synchronous as Node's is (WebCrypto's
- * digest is asynchronous, and the checkpoint code hashes inline). FIPS 180-4, in plain TypeScript.
+ * `node:crypto` in the browser bundle: `createHash("sha256")` and `createHash("sha1")` (the hub's git blob
+ * ids), synchronous as Node's are (WebCrypto's digest is asynchronous, and the checkpoint code hashes
+ * inline). FIPS 180-4, in plain TypeScript: both share the Merkle–Damgård framing (64-byte blocks, the
+ * 0x80 pad and the big-endian bit length) and differ in their compression function.
  * @module
  */
 
@@ -71,9 +73,57 @@ const K = new Uint32Array([
   0xc67178f2,
 ]);
 
+/** The framing SHA-1 and SHA-256 share: 64-byte blocks, padded with 0x80, zeros and the bit length. */
+abstract class BlockHash {
+  /** The chaining state (its words, big-endian, are the digest). */
+  protected abstract readonly h: Uint32Array;
+  /** Mix the 64-byte block of `b` at `at` into the state. */
+  protected abstract compress(b: Uint8Array, at: number): void;
+  #block = new Uint8Array(64);
+  #fill = 0;
+  #length = 0;
+
+  /** Add bytes (a string is UTF-8). */
+  update(data: Uint8Array | string): this {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    this.#length += bytes.length;
+    let i = 0;
+    if (this.#fill > 0) {
+      const n = Math.min(64 - this.#fill, bytes.length);
+      this.#block.set(bytes.subarray(0, n), this.#fill);
+      this.#fill += n;
+      i = n;
+      if (this.#fill < 64) return this;
+      this.compress(this.#block, 0);
+      this.#fill = 0;
+    }
+    for (; i + 64 <= bytes.length; i += 64) this.compress(bytes, i);
+    this.#block.set(bytes.subarray(i), 0);
+    this.#fill = bytes.length - i;
+    return this;
+  }
+
+  /** The digest as hex (or the bytes, without an encoding). */
+  digest(): Uint8Array;
+  digest(encoding: "hex"): string;
+  digest(encoding?: "hex"): Uint8Array | string {
+    const bits = this.#length * 8;
+    const pad = new Uint8Array(((this.#fill < 56 ? 56 : 120) - this.#fill) + 8);
+    pad[0] = 0x80;
+    const view = new DataView(pad.buffer);
+    view.setUint32(pad.length - 8, Math.floor(bits / 2 ** 32));
+    view.setUint32(pad.length - 4, bits >>> 0);
+    this.update(pad);
+    const out = new Uint8Array(4 * this.h.length);
+    const ov = new DataView(out.buffer);
+    for (let i = 0; i < this.h.length; i++) ov.setUint32(4 * i, this.h[i]!);
+    return encoding === "hex" ? [...out].map((b) => b.toString(16).padStart(2, "0")).join("") : out;
+  }
+}
+
 /** An incremental SHA-256. */
-export class Sha256 {
-  #h = new Uint32Array([
+export class Sha256 extends BlockHash {
+  protected readonly h = new Uint32Array([
     0x6a09e667,
     0xbb67ae85,
     0x3c6ef372,
@@ -83,13 +133,10 @@ export class Sha256 {
     0x1f83d9ab,
     0x5be0cd19,
   ]);
-  #block = new Uint8Array(64);
-  #fill = 0;
-  #length = 0;
   #w = new Uint32Array(64);
 
-  #compress(b: Uint8Array, at: number): void {
-    const w = this.#w, h = this.#h;
+  protected compress(b: Uint8Array, at: number): void {
+    const w = this.#w, h = this.h;
     for (let i = 0; i < 16; i++) {
       const j = at + 4 * i;
       w[i] = (b[j]! << 24) | (b[j + 1]! << 16) | (b[j + 2]! << 8) | b[j + 3]!;
@@ -124,47 +171,50 @@ export class Sha256 {
     h[6] = h[6]! + g;
     h[7] = h[7]! + hh;
   }
+}
 
-  /** Add bytes (a string is UTF-8). */
-  update(data: Uint8Array | string): this {
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    this.#length += bytes.length;
-    let i = 0;
-    if (this.#fill > 0) {
-      const n = Math.min(64 - this.#fill, bytes.length);
-      this.#block.set(bytes.subarray(0, n), this.#fill);
-      this.#fill += n;
-      i = n;
-      if (this.#fill < 64) return this;
-      this.#compress(this.#block, 0);
-      this.#fill = 0;
+/** An incremental SHA-1 (only for git's blob ids, which the hub uses as ETags; not for security). */
+export class Sha1 extends BlockHash {
+  protected readonly h = new Uint32Array([0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0]);
+  #w = new Uint32Array(80);
+
+  protected compress(b: Uint8Array, at: number): void {
+    const w = this.#w, h = this.h;
+    for (let i = 0; i < 16; i++) {
+      const j = at + 4 * i;
+      w[i] = (b[j]! << 24) | (b[j + 1]! << 16) | (b[j + 2]! << 8) | b[j + 3]!;
     }
-    for (; i + 64 <= bytes.length; i += 64) this.#compress(bytes, i);
-    this.#block.set(bytes.subarray(i), 0);
-    this.#fill = bytes.length - i;
-    return this;
-  }
-
-  /** The digest as hex (or the bytes, without an encoding). */
-  digest(): Uint8Array;
-  digest(encoding: "hex"): string;
-  digest(encoding?: "hex"): Uint8Array | string {
-    const bits = this.#length * 8;
-    const pad = new Uint8Array(((this.#fill < 56 ? 56 : 120) - this.#fill) + 8);
-    pad[0] = 0x80;
-    const view = new DataView(pad.buffer);
-    view.setUint32(pad.length - 8, Math.floor(bits / 2 ** 32));
-    view.setUint32(pad.length - 4, bits >>> 0);
-    this.update(pad);
-    const out = new Uint8Array(32);
-    const ov = new DataView(out.buffer);
-    for (let i = 0; i < 8; i++) ov.setUint32(4 * i, this.#h[i]!);
-    return encoding === "hex" ? [...out].map((b) => b.toString(16).padStart(2, "0")).join("") : out;
+    for (let i = 16; i < 80; i++) {
+      const x = w[i - 3]! ^ w[i - 8]! ^ w[i - 14]! ^ w[i - 16]!;
+      w[i] = (x << 1) | (x >>> 31);
+    }
+    let a = h[0]!, bb = h[1]!, c = h[2]!, d = h[3]!, e = h[4]!;
+    for (let i = 0; i < 80; i++) {
+      const [f, k] = i < 20
+        ? [(bb & c) | (~bb & d), 0x5a827999]
+        : i < 40
+        ? [bb ^ c ^ d, 0x6ed9eba1]
+        : i < 60
+        ? [(bb & c) | (bb & d) | (c & d), 0x8f1bbcdc]
+        : [bb ^ c ^ d, 0xca62c1d6];
+      const t = (((a << 5) | (a >>> 27)) + f + e + k + w[i]!) | 0;
+      e = d;
+      d = c;
+      c = (bb << 30) | (bb >>> 2);
+      bb = a;
+      a = t;
+    }
+    h[0] = h[0]! + a;
+    h[1] = h[1]! + bb;
+    h[2] = h[2]! + c;
+    h[3] = h[3]! + d;
+    h[4] = h[4]! + e;
   }
 }
 
-/** `createHash("sha256")`; other algorithms are refused by name. */
-export function createHash(algorithm: string): Sha256 {
-  if (algorithm !== "sha256") throw new Error(`createHash: "${algorithm}" is not available in the browser (sha256 is)`);
-  return new Sha256();
+/** `createHash("sha256")` or `createHash("sha1")`; other algorithms are refused by name. */
+export function createHash(algorithm: string): Sha256 | Sha1 {
+  if (algorithm === "sha256") return new Sha256();
+  if (algorithm === "sha1") return new Sha1();
+  throw new Error(`createHash: "${algorithm}" is not available in the browser (sha256 and sha1 are)`);
 }

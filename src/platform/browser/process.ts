@@ -1,7 +1,9 @@
 /**
  * `node:process` in the browser bundle: an empty environment, no arguments, a working directory "/",
  * and stdout/stderr that hand their text to a sink the page sets ({@link setOutputSink}; the console by
- * default). Signals never come; `exit` throws, as a page cannot end its process.
+ * default). The page raises signals itself with {@link emit} (its Stop button sends "SIGINT", which the
+ * training loop answers as it answers Ctrl-C: it finishes the step and saves a checkpoint); `exit` throws, as
+ * a page cannot end its process.
  * @module
  */
 
@@ -49,12 +51,33 @@ export function exit(code = 0): never {
   throw new Error(`process.exit(${code}) called in the browser`);
 }
 
-/** Signals never arrive in a page. */
-export function on(): void {}
-/** See {@link on}. */
-export function off(): void {}
-/** See {@link on}. */
-export function once(): void {}
+type Listener = (...args: unknown[]) => void;
+const listeners = new Map<string, Listener[]>();
+
+/** Call `fn` on each `event` (a signal the page raises with {@link emit}). */
+export function on(event: string, fn: Listener): void {
+  listeners.set(event, [...(listeners.get(event) ?? []), fn]);
+}
+/** Stop calling `fn` on `event`. */
+export function off(event: string, fn: Listener): void {
+  const now = (listeners.get(event) ?? []).filter((f) => f !== fn);
+  if (now.length > 0) listeners.set(event, now);
+  else listeners.delete(event);
+}
+/** Call `fn` on the next `event` only. */
+export function once(event: string, fn: Listener): void {
+  const wrapped: Listener = (...args) => {
+    off(event, wrapped);
+    fn(...args);
+  };
+  on(event, wrapped);
+}
+/** Raise `event` (e.g. "SIGINT"); returns whether anything listened. */
+export function emit(event: string, ...args: unknown[]): boolean {
+  const fns = listeners.get(event) ?? [];
+  for (const fn of fns) fn(...args);
+  return fns.length > 0;
+}
 
 /** Only this page's own id is alive (the run lock asks). */
 export function kill(target: number): boolean {
@@ -85,6 +108,7 @@ const process = {
   on,
   off,
   once,
+  emit,
   kill,
   hrtime,
   memoryUsage,
