@@ -7,7 +7,8 @@
  *   per step) ends on the WebGPU backend with the final loss of the same short run on the CPU backend.
  * - the training view: a screenshot of it (runs/web/training.png), decoded by the browser, shows the loss
  *   curve's colour;
- * - `/?parity=tiny-gpt2-zh&backend=cpu`: the parity check against the PyTorch fixture, in the page, passes;
+ * - `/?parity=tiny-gpt2-zh&backend=cpu` and (after the WebGPU demo) `&backend=webgpu`: the parity check against the
+ *   PyTorch fixture, in the page, passes;
  * - `/` (the interactive page): scripts/web_test_app.ts.
  * Under CI=true a missing browser or WebGPU adapter fails the test; otherwise it is skipped with a note.
  *
@@ -22,7 +23,7 @@ import { chromium, type Page } from "playwright-core";
 import { mkdir, writeFile } from "node:fs/promises";
 import { serveWeb } from "./web_serve.ts";
 import { stopBuilds } from "./web_build.ts";
-import { testInteractivePage } from "./web_test_app.ts";
+import { countPixels, testInteractivePage } from "./web_test_app.ts";
 
 const EXECUTABLE = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CI = (process.env.CI ?? "") !== "";
@@ -54,6 +55,23 @@ function skipOrFail(reason: string): never {
   }
   console.log(`skip web: ${reason}`);
   process.exit(0);
+}
+
+/** The parity check against the tiny fixture, in the page, on `backend`: every check must pass. */
+async function parityInPage(page: Page, url: string, backend: string, timeoutMs: number): Promise<void> {
+  const t = performance.now();
+  await page.goto(`${url}?parity=tiny-gpt2-zh&backend=${backend}`);
+  await page.waitForSelector("body[data-state]", { state: "attached", timeout: timeoutMs });
+  const text = await page.evaluate(() => document.getElementById("result")?.textContent ?? "");
+  const parity = text === "" ? undefined : JSON.parse(text) as { ok: boolean; checks: { ok: boolean }[] };
+  check(
+    parity?.ok === true && parity.checks.length > 0,
+    `parity, tiny-gpt2-zh, backend=${backend}: ${
+      parity
+        ? `${parity.checks.filter((c) => c.ok).length}/${parity.checks.length} checks`
+        : await page.evaluate(() => document.getElementById("error")?.textContent ?? "no result")
+    }, ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
 }
 
 /** Open `query` and wait for the page to finish; returns the demo's JSON. */
@@ -98,22 +116,7 @@ try {
   const png = await page.locator("#training").screenshot();
   await mkdir("runs/web", { recursive: true });
   await writeFile("runs/web/training.png", png);
-  const curvePixels = await page.evaluate(async (b64) => {
-    const img = new Image();
-    img.src = `data:image/png;base64,${b64}`;
-    await img.decode();
-    const c = document.createElement("canvas");
-    c.width = img.width;
-    c.height = img.height;
-    const ctx = c.getContext("2d")!;
-    ctx.drawImage(img, 0, 0);
-    const d = ctx.getImageData(0, 0, c.width, c.height).data;
-    let n = 0; // #d62728, within rounding
-    for (let i = 0; i < d.length; i += 4) {
-      if (Math.abs(d[i]! - 214) < 12 && Math.abs(d[i + 1]! - 39) < 12 && Math.abs(d[i + 2]! - 40) < 12) n++;
-    }
-    return n;
-  }, png.toString("base64"));
+  const curvePixels = await countPixels(page, png, [214, 39, 40]); // #d62728
   const progress = await page.evaluate(() => document.getElementById("progress")?.textContent ?? "");
   check(
     curvePixels >= 200,
@@ -121,18 +124,7 @@ try {
   );
   check(/^step \d+ of 125 · loss [\d.]+ · [\d,]+ tokens\/s · ETA/.test(progress), `training view: "${progress}"`);
 
-  await page.goto(`${server.url}?parity=tiny-gpt2-zh&backend=cpu`);
-  await page.waitForSelector("body[data-state]", { state: "attached", timeout: 120_000 });
-  const parityText = await page.evaluate(() => document.getElementById("result")?.textContent ?? "");
-  const parity = parityText === "" ? undefined : JSON.parse(parityText) as { ok: boolean; checks: { ok: boolean }[] };
-  check(
-    parity?.ok === true && parity.checks.length > 0,
-    `parity, tiny-gpt2-zh, backend=cpu: ${
-      parity
-        ? `${parity.checks.filter((c) => c.ok).length}/${parity.checks.length} checks`
-        : await page.evaluate(() => document.getElementById("error")?.textContent ?? "no result")
-    }`,
-  );
+  await parityInPage(page, server.url, "cpu", 120_000);
 
   await testInteractivePage(await browser.newPage(), server.url, check);
 
@@ -146,6 +138,7 @@ try {
     Math.abs(a - e) <= 1e-3 * Math.abs(e),
     `demo on WebGPU (short run): final loss ${a} vs the CPU's ${e} (relative 1e-3), ${gpu.seconds.toFixed(1)} s`,
   );
+  await parityInPage(page, server.url, "webgpu", 300_000);
 } catch (e) {
   if (!(e instanceof Stop)) throw e;
 } finally {

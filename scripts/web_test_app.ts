@@ -26,6 +26,27 @@ import { ROOT } from "./web_build.ts";
 const REPO = "demo/tiny-gpt2-zh";
 const WORK = join(ROOT, "runs/web/app");
 
+/** Pixels of a screenshot within 12 of `rgb` in each channel, counted by the browser's own PNG decoder. */
+export async function countPixels(page: Page, png: Uint8Array, rgb: [number, number, number]): Promise<number> {
+  const b64 = btoa(Array.from(png, (b) => String.fromCharCode(b)).join(""));
+  return await page.evaluate(async ([b64, [r, g, b]]) => {
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    const c = document.createElement("canvas");
+    c.width = img.width;
+    c.height = img.height;
+    const ctx = c.getContext("2d")!;
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (Math.abs(d[i]! - r) < 12 && Math.abs(d[i + 1]! - g) < 12 && Math.abs(d[i + 2]! - b) < 12) n++;
+    }
+    return n;
+  }, [b64, rgb] as const);
+}
+
 /** The demo's tiny model, untrained, as a model directory (the hub's copy). */
 async function tinyBase(dir: string): Promise<void> {
   const be = await createBackend("cpu");
@@ -119,10 +140,12 @@ export async function testInteractivePage(
     const acc = Number(await page.getAttribute("#eval", "data-sft-accuracy"));
     const baseAcc = Number(await page.getAttribute("#eval", "data-base-accuracy"));
     const svg = await page.locator("#confusion svg").count();
+    // the confusion view as the reader sees it: the SFT panel's diagonal is #2e7d32
+    const green = svg === 1 ? await countPixels(page, await page.locator("#confusion").screenshot(), [46, 125, 50]) : 0;
     check(
-      err === "" && acc >= 0.95 && svg === 1,
+      err === "" && acc >= 0.95 && green >= 2000,
       `page: evaluation base ${(100 * baseAcc).toFixed(1)} % → SFT ${(100 * acc).toFixed(1)} % (≥ 95 %), ` +
-        `confusion view ${svg === 1 ? "drawn" : "missing"} ${err}`,
+        `confusion view: ${green} pixels of the diagonal's green (≥ 2000) ${err}`,
     );
 
     await page.screenshot({ path: join(WORK, "page.png"), fullPage: true });
