@@ -3,8 +3,9 @@
  * model, random weights, saved untrained) is served by a fake hub on another origin (tests/helpers/fake_hub.ts,
  * answering with the hub's CORS headers); the page fetches it by id and keeps it in the browser's storage,
  * shows the masking view of the notebook's data, trains on the CPU backend, evaluates base vs SFT (≥ 95 %,
- * with the confusion view), chats, stops a second run with a checkpoint, and downloads the model as a zip,
- * which is unpacked here and must load and answer the chat message as the page did. Then, with the hub gone,
+ * with the confusion view), chats, downloads the model as a zip,
+ * which is unpacked here and must load and answer the chat message as the page did, and stops a second run
+ * (a checkpoint) and resumes it to its end. Then, with the hub gone,
  * the kept model is used again after a reload, and a local folder is read.
  * @module
  */
@@ -187,8 +188,8 @@ export async function testInteractivePage(
       be.dispose();
     }
 
-    // Stop: a longer run is interrupted; the loop finishes its step and saves a checkpoint
-    await page.fill("#max-steps", "1000");
+    // Stop: a longer run is interrupted, the loop finishes its step and saves a checkpoint; Resume continues it
+    await page.fill("#max-steps", "160");
     await page.fill("#epochs", "3");
     await page.click("#train-start");
     await page.waitForFunction(() => /^step [1-9]\d* of/.test(document.getElementById("progress")?.textContent ?? ""), {
@@ -196,11 +197,20 @@ export async function testInteractivePage(
     });
     await page.click("#train-stop");
     err = await settled(page, "train", 60_000);
-    const log = (await page.textContent("#train-log")) ?? "";
+    let log = (await page.textContent("#train-log")) ?? "";
     check(
       err === "" && log.includes("Interrupted: finishing this step and saving a checkpoint") &&
-        log.includes("Stopped: the checkpoint and the model so far are saved."),
+        log.includes("Stopped: the checkpoint and the model so far are saved"),
       `page: Stop ends the run with a checkpoint ${err}`,
+    );
+    err = await act(page, "#train-resume", "train", 120_000);
+    log = (await page.textContent("#train-log")) ?? "";
+    const resumed = /Resumed from \S+ at step (\d+)/.exec(log);
+    const after = (await page.textContent("#progress")) ?? "";
+    check(
+      err === "" && resumed !== null && Number(resumed[1]) > 0 && Number(resumed[1]) < 160 &&
+        /^step 160 of 160/.test(after),
+      `page: Resume continues from step ${resumed?.[1]} to "${after}" ${err}`,
     );
     console.log(`  (page steps took ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 

@@ -7,7 +7,8 @@
  * 2. Data: the notebook's generated data or the reader's own JSONL (messages, ShareGPT, prompt/completion);
  *    the ChatML text and the loss-masking view of one example (`show-masking`'s `main`).
  * 3. Train: `trainMain` with the flags the form sets, the live loss curve and progress (web/training_view.ts);
- *    Stop sends SIGINT, which the loop answers as Ctrl-C: it finishes the step and saves a checkpoint.
+ *    Stop sends SIGINT, which the loop answers as Ctrl-C: it finishes the step and saves a checkpoint; Resume
+ *    runs `trainMain --resume` on it (as `deno task train --resume`).
  * 4. Evaluate: base vs SFT (`runEvaluation`): accuracy, the printout and the confusion view.
  * 5. Chat with the SFT model or the base (`ChatSession`, as `deno task chat`).
  * 6. Download the trained directory (the CLI's `--out`: the HF model directory, or the LoRA adapter) as a zip.
@@ -52,6 +53,8 @@ interface State {
   testFile?: string;
   /** The trained directory, once training saved one. */
   trained?: string;
+  /** The last run was stopped: its checkpoint can be resumed. */
+  stopped?: boolean;
   chat?: { which: string; session: ChatSession; be: Backend };
 }
 
@@ -126,6 +129,7 @@ function refresh(): void {
   byId<HTMLButtonElement>("show-data").disabled = busy || !state.model;
   byId<HTMLButtonElement>("train-start").disabled = busy || !state.model;
   byId<HTMLButtonElement>("train-stop").disabled = !busy || byId("train").dataset.state !== "running";
+  byId<HTMLButtonElement>("train-resume").disabled = busy || !state.stopped;
   byId<HTMLButtonElement>("eval-start").disabled = busy || !state.trained;
   byId<HTMLButtonElement>("chat-send").disabled = busy || !state.model;
   byId<HTMLButtonElement>("download-zip").disabled = busy || !state.trained;
@@ -194,6 +198,7 @@ function status(text: string): void {
 function choose(m: ModelChoice): void {
   state.model = m;
   state.trained = undefined;
+  state.stopped = false;
   releaseChat();
   const cfgPath = `${m.dir}/config.json`;
   const cfg = memfs.exists(cfgPath) ? JSON.parse(new TextDecoder().decode(memfs.readFile(cfgPath))) : undefined;
@@ -348,16 +353,34 @@ function trainSection(): HTMLElement {
   const lora = el("input", { id: "lora", type: "checkbox" });
   const start = el("button", { id: "train-start" }, "Train");
   const stop = el("button", { id: "train-stop", class: "always" }, "Stop (saves a checkpoint)");
+  const resume = el("button", { id: "train-resume" }, "Resume from the checkpoint");
   const log = el("pre", { id: "train-log" });
   const holder = el("div");
+  let view: TrainingView | undefined;
+  /** Run `deno task train`'s main with `argv`, its lines into the log and the training view. */
+  const train = async (argv: string[]) => {
+    releaseChat();
+    log.textContent += `train ${argv.join(" ")}\n`;
+    stop.disabled = false;
+    state.stopped = false;
+    const code = await trainMain(argv, (line) => {
+      log.textContent += line + "\n";
+      view!.line(line);
+    });
+    if (code !== 0 && code !== 130) throw new Error(`Training ended with status ${code}`);
+    if (memfs.exists(`${OUT_DIR}/sft_task.json`)) state.trained = OUT_DIR;
+    if (code === 130) {
+      state.stopped = true;
+      log.textContent += "Stopped: the checkpoint and the model so far are saved; Resume continues the run.\n";
+    }
+  };
   start.onclick = () =>
     step("train", async () => {
       holder.replaceChildren();
-      const view = new TrainingView(holder);
+      view = new TrainingView(holder);
       log.textContent = "";
-      releaseChat();
       const flags = Object.entries(inputs).flatMap(([k, input]) => [`--${k}`, input.value]);
-      const argv = [
+      await train([
         ...modelFlags(),
         ...await dataFlags(),
         ...flags,
@@ -371,16 +394,14 @@ function trainSection(): HTMLElement {
         "--overwrite",
         "--log-every",
         "10",
-      ];
-      log.textContent = `train ${argv.join(" ")}\n`;
-      stop.disabled = false;
-      const code = await trainMain(argv, (line) => {
-        log.textContent += line + "\n";
-        view.line(line);
-      });
-      if (code !== 0 && code !== 130) throw new Error(`Training ended with status ${code}`);
-      if (memfs.exists(`${OUT_DIR}/sft_task.json`)) state.trained = OUT_DIR;
-      if (code === 130) log.textContent += "Stopped: the checkpoint and the model so far are saved.\n";
+      ]);
+    });
+  // the checkpoint holds the run's settings: only what may change on a resume is passed
+  resume.onclick = () =>
+    step("train", async () => {
+      if (!view) view = new TrainingView(holder);
+      const offline = state.model?.hub ? ["--offline"] : [];
+      await train(["--resume", "--run-dir", RUN_DIR, "--backend", backendName(), "--log-every", "10", ...offline]);
     });
   stop.onclick = () => {
     stop.disabled = true;
@@ -396,7 +417,7 @@ function trainSection(): HTMLElement {
       ...Object.entries(inputs).map(([k, input]) => field(k, input)),
       field("LoRA", lora),
     ),
-    el("p", {}, start, " ", stop),
+    el("p", {}, start, " ", stop, " ", resume),
     holder,
     el("details", {}, el("summary", {}, "log"), log),
   );
