@@ -13,7 +13,13 @@ import { createInterface } from "node:readline";
 import { createBackend, parseBackendName } from "./src/backend/mod.ts";
 import { numberFlag, parseFlags, runMain, SAMPLING_SEED_RANGE } from "./src/cli/args.ts";
 import { IM_END } from "./src/data/chatml.ts";
-import { ChatSession, type ChatSettings, type ChatTurn, DEFAULT_CHAT } from "./src/cli/chat_session.ts";
+import {
+  ChatSession,
+  type ChatSettings,
+  type ChatTurn,
+  checkChatSettings,
+  DEFAULT_CHAT,
+} from "./src/cli/chat_session.ts";
 import { modelChatTemplate } from "./src/data/template.ts";
 import { loadModelAndTokenizer } from "./src/model/load.ts";
 import { readSettings } from "./src/env.ts";
@@ -55,7 +61,7 @@ Commands in the chat
 `;
 
 /** One reply, streamed to stdout as it grows; returns the cleaned text the conversation keeps. */
-async function reply(chat: ChatSession, line: string): Promise<ChatTurn> {
+async function reply(chat: ChatSession, line: string, interactive: boolean): Promise<ChatTurn> {
   let printed = "";
   const turn = await chat.send(line, (shown) => {
     // print what is new (a WordPiece join can change the end of what was shown: then wait for more)
@@ -63,6 +69,10 @@ async function reply(chat: ChatSession, line: string): Promise<ChatTurn> {
       stdout.write(shown.slice(printed.length));
       printed = shown;
     }
+  }, ({ dropped, cut }) => {
+    if (dropped > 0) stderr.write(`(the ${dropped} oldest messages no longer fit and were left out)\n`);
+    if (cut > 0) stderr.write(`(the message is ${cut} tokens too long; its beginning was cut)\n`);
+    stdout.write(interactive ? "Assistant> " : "Assistant: ");
   });
   stdout.write("\n");
   return turn;
@@ -103,6 +113,7 @@ async function main(): Promise<number> {
     multiTurn: v["multi-turn"]!,
     system: v.system,
   };
+  checkChatSettings(settings);
   // --adapter alone: the adapter on the base model its adapter_config.json names
   const modelSpec = v.model ?? (v.adapter !== undefined ? v.adapter : DEFAULT_DIR);
   const adapter = v.model !== undefined ? v.adapter : undefined;
@@ -157,10 +168,7 @@ async function main(): Promise<number> {
         stdout.write("(conversation cleared)\n");
       } else {
         if (!interactive) stdout.write(`User: ${line}\n`);
-        stdout.write(interactive ? "Assistant> " : "Assistant: ");
-        const { dropped, cut } = await reply(chat, line);
-        if (dropped > 0) stderr.write(`(the ${dropped} oldest messages no longer fit and were left out)\n`);
-        if (cut > 0) stderr.write(`(the message is ${cut} tokens too long; its beginning was cut)\n`);
+        await reply(chat, line, interactive);
       }
       if (interactive) rl.prompt();
     }

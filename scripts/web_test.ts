@@ -54,7 +54,7 @@ function skipOrFail(reason: string): never {
     process.exit(1);
   }
   console.log(`skip web: ${reason}`);
-  process.exit(0);
+  process.exit(failures === 0 ? 0 : 1);
 }
 
 /** The parity check against the tiny fixture, in the page, on `backend`: every check must pass. */

@@ -64,10 +64,22 @@ async function tinyBase(dir: string): Promise<void> {
   }
 }
 
+/** Wait until the section's step is done or failed; on a timeout, say what the section shows. */
+async function finished(page: Page, sectionId: string, timeout: number): Promise<void> {
+  try {
+    await page.waitForSelector(`#${sectionId}[data-state="done"], #${sectionId}[data-state="error"]`, { timeout });
+  } catch (e) {
+    const text = await page.evaluate((id) => document.getElementById(id)?.innerText ?? "", sectionId);
+    throw new Error(`#${sectionId} did not finish in ${timeout / 1000} s; it shows:\n${text.slice(-3000)}`, {
+      cause: e,
+    });
+  }
+}
+
 /** Click `button` and wait for its section to finish; returns the section's state and error text. */
 async function act(page: Page, button: string, sectionId: string, timeout: number): Promise<string> {
   await page.click(button);
-  await page.waitForSelector(`#${sectionId}[data-state="done"], #${sectionId}[data-state="error"]`, { timeout });
+  await finished(page, sectionId, timeout);
   const state = await page.getAttribute(`#${sectionId}`, "data-state");
   if (state === "done") return "";
   return (await page.textContent(`#${sectionId} .error`)) ?? "error";
@@ -75,7 +87,7 @@ async function act(page: Page, button: string, sectionId: string, timeout: numbe
 
 /** Wait for a section to finish after something other than a click started it. */
 async function settled(page: Page, sectionId: string, timeout: number): Promise<string> {
-  await page.waitForSelector(`#${sectionId}[data-state="done"], #${sectionId}[data-state="error"]`, { timeout });
+  await finished(page, sectionId, timeout);
   return (await page.getAttribute(`#${sectionId}`, "data-state")) === "done"
     ? ""
     : (await page.textContent(`#${sectionId} .error`)) ?? "error";
@@ -87,6 +99,7 @@ export async function testInteractivePage(
   url: string,
   check: (ok: boolean, what: string) => void,
 ): Promise<void> {
+  page.on("pageerror", (e) => console.log(`page error: ${e.message}`));
   await rm(WORK, { recursive: true, force: true });
   const base = join(WORK, "base");
   await tinyBase(base);
@@ -198,10 +211,11 @@ export async function testInteractivePage(
     await page.click("#train-stop");
     err = await settled(page, "train", 60_000);
     let log = (await page.textContent("#train-log")) ?? "";
+    const stoppedAt = /Stopped at step (\d+); checkpoint saved/.exec(log)?.[1];
     check(
       err === "" && log.includes("Interrupted: finishing this step and saving a checkpoint") &&
-        log.includes("Stopped: the checkpoint and the model so far are saved"),
-      `page: Stop ends the run with a checkpoint ${err}`,
+        stoppedAt !== undefined && await page.isEnabled("#eval-start") && await page.isEnabled("#download-zip"),
+      `page: Stop ends the run at step ${stoppedAt} with a checkpoint, which Evaluate and Download use ${err}`,
     );
     err = await act(page, "#train-resume", "train", 120_000);
     log = (await page.textContent("#train-log")) ?? "";

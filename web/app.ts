@@ -37,13 +37,23 @@ import { zipStored } from "../src/io/zip.ts";
 import { loadModelAndTokenizer } from "../src/model/load.ts";
 import { NOTEBOOK_TRAIN_CONFIG } from "../src/train/trainer.ts";
 import { loadTaskRecords } from "../src/train/run.ts";
-import { configureHub, fetchFromHub, type ModelChoice, readLocalFolder, restoreStored } from "./model_source.ts";
+import {
+  configureHub,
+  fetchFromHub,
+  keepModel,
+  type ModelChoice,
+  readLocalFolder,
+  restoreStored,
+} from "./model_source.ts";
 import { listStored, loadStored, removeStored, storageAvailable, storageEstimate } from "./storage.ts";
 import { TrainingView } from "./training_view.ts";
 
 const DATA_DIR = "/data";
 const RUN_DIR = "/runs/page";
 const OUT_DIR = `${RUN_DIR}/model`;
+const CHECKPOINT_DIR = `${RUN_DIR}/checkpoint`;
+/** A checkpoint's files that are the optimizer's and the loop's, not the model's (left out of the zip). */
+const CHECKPOINT_ONLY = new Set(["optimizer.safetensors", "trainer_state.json", "checkpoint_manifest.json"]);
 
 /** What the page holds between steps. */
 interface State {
@@ -55,7 +65,8 @@ interface State {
   trained?: string;
   /** The last run was stopped: its checkpoint can be resumed. */
   stopped?: boolean;
-  chat?: { which: string; session: ChatSession; be: Backend };
+  /** The loaded chat model, by what it was loaded for (model, backend, decoding). */
+  chat?: { key: string; session: ChatSession; be: Backend };
 }
 
 const state: State = {};
@@ -98,17 +109,21 @@ function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
+/** A step is running (one at a time: they share the model, the backend and the files in memory). */
+let busy = false;
+
 /**
- * Run one step of the page: its section shows "running", then "done" or "error" with the message; the
- * page's buttons are disabled meanwhile (one step at a time, as they share the model and the backend).
+ * Run one step of the page: its section shows "running", then "done" or "error" with the message. While it
+ * runs, every control but Stop is disabled and another step is refused.
  */
 async function step(id: string, work: () => Promise<void> | void): Promise<void> {
+  if (busy) return;
+  busy = true;
   const sec = byId(id);
   const error = sec.querySelector(".error")!;
   error.textContent = "";
   sec.dataset.state = "running";
-  document.body.classList.add("busy");
-  for (const b of document.querySelectorAll<HTMLButtonElement>("button:not(.always)")) b.disabled = true;
+  for (const c of controls()) c.disabled = !c.classList.contains("always");
   try {
     await work();
     sec.dataset.state = "done";
@@ -117,22 +132,28 @@ async function step(id: string, work: () => Promise<void> | void): Promise<void>
     sec.dataset.state = "error";
     console.error(e);
   } finally {
-    document.body.classList.remove("busy");
-    for (const b of document.querySelectorAll<HTMLButtonElement>("button")) b.disabled = false;
+    busy = false;
+    for (const c of controls()) c.disabled = false;
     refresh();
   }
 }
 
-/** Enable what the state allows. */
+function controls(): (HTMLButtonElement | HTMLInputElement | HTMLSelectElement)[] {
+  return [
+    ...document.querySelectorAll<HTMLButtonElement | HTMLInputElement | HTMLSelectElement>("button, input, select"),
+  ];
+}
+
+/** Between steps: enable the buttons whose step has what it needs. */
 function refresh(): void {
-  const busy = document.body.classList.contains("busy");
-  byId<HTMLButtonElement>("show-data").disabled = busy || !state.model;
-  byId<HTMLButtonElement>("train-start").disabled = busy || !state.model;
-  byId<HTMLButtonElement>("train-stop").disabled = !busy || byId("train").dataset.state !== "running";
-  byId<HTMLButtonElement>("train-resume").disabled = busy || !state.stopped;
-  byId<HTMLButtonElement>("eval-start").disabled = busy || !state.trained;
-  byId<HTMLButtonElement>("chat-send").disabled = busy || !state.model;
-  byId<HTMLButtonElement>("download-zip").disabled = busy || !state.trained;
+  const need = (id: string, ok: boolean) => void (byId<HTMLButtonElement>(id).disabled = !ok);
+  need("show-data", !!state.model);
+  need("train-start", !!state.model);
+  need("train-stop", false);
+  need("train-resume", !!state.stopped);
+  need("eval-start", !!state.trained);
+  need("chat-send", !!state.model);
+  need("download-zip", !!state.trained);
   byId("chosen").textContent = state.model ? `Model: ${state.model.label}` : "No model chosen yet.";
 }
 
@@ -168,9 +189,18 @@ async function showStored(): Promise<void> {
   list.replaceChildren();
   if (!await storageAvailable()) {
     list.append(el("li", {}, "This browser keeps no models (no origin private file system)."));
+    const keep = byId<HTMLInputElement>("keep");
+    keep.checked = false;
+    keep.classList.add("unavailable");
     return;
   }
-  const kept = await listStored();
+  let kept;
+  try {
+    kept = await listStored();
+  } catch (e) {
+    list.append(el("li", {}, `Cannot list the kept models: ${e instanceof Error ? e.message : e}`));
+    return;
+  }
   if (kept.length === 0) list.append(el("li", {}, "No models kept in this browser yet."));
   for (const m of kept) {
     const size = Object.values(m.files).reduce((a, b) => a + b, 0);
@@ -183,7 +213,7 @@ async function showStored(): Promise<void> {
       });
     remove.onclick = () => step("model", () => removeStored(m).then(showStored));
     list.append(
-      el("li", { "data-id": m.id }, `${m.id} · commit ${m.commit?.slice(0, 10)} · ${mib(size)} · `, use, " ", remove),
+      el("li", { "data-id": m.id }, `${m.id} · commit ${m.commit!.slice(0, 10)} · ${mib(size)} · `, use, " ", remove),
     );
   }
   const est = await storageEstimate();
@@ -194,14 +224,22 @@ function status(text: string): void {
   byId("model-status").textContent = text;
 }
 
-/** Make `m` the page's model: read its config and tokenizer to say what it is. */
+/** Make `m` the page's model (its config read first, to say what it is); the previous one's files go. */
 function choose(m: ModelChoice): void {
+  const cfgPath = `${m.dir}/config.json`;
+  const cfg = memfs.exists(cfgPath) ? JSON.parse(new TextDecoder().decode(memfs.readFile(cfgPath))) : undefined;
+  const old = state.model;
+  if (old && old.dir !== m.dir) {
+    memfs.rm(old.hub ? old.dir.replace(/\/snapshots\/[^/]+$/, "") : old.dir, {
+      recursive: true,
+      force: true,
+    });
+  }
+  memfs.rm(RUN_DIR, { recursive: true, force: true });
   state.model = m;
   state.trained = undefined;
   state.stopped = false;
   releaseChat();
-  const cfgPath = `${m.dir}/config.json`;
-  const cfg = memfs.exists(cfgPath) ? JSON.parse(new TextDecoder().decode(memfs.readFile(cfgPath))) : undefined;
   status(
     cfg
       ? `Ready: ${m.label}: ${cfg.n_layer} layers, n_embd ${cfg.n_embd}, vocabulary ${cfg.vocab_size}, ` +
@@ -219,15 +257,21 @@ function modelSection(): HTMLElement {
     step("model", async () => {
       const spec = hubId.value.trim();
       status(`Fetching ${spec}…`);
-      const { choice, stored } = await fetchFromHub(spec, (p) => {
+      const choice = await fetchFromHub(spec, (p) => {
         status(
           `Fetching ${spec}: ${p.file} ${mib(p.fileDone)} of ${mib(p.fileSize)} (all: ${mib(p.done)} of ${
             mib(p.total)
           })`,
         );
-      }, keep.checked);
+      });
       choose(choice);
-      if (stored) await showStored();
+      if (!keep.checked || keep.classList.contains("unavailable")) return;
+      try {
+        await keepModel(choice);
+      } catch (e) {
+        status(`${byId("model-status").textContent} — not kept: ${e instanceof Error ? e.message : e}`);
+      }
+      await showStored();
     });
   folder.onchange = () =>
     step("model", async () => {
@@ -275,8 +319,8 @@ function dataSection(): HTMLElement {
     own.checked = true;
     return path;
   };
-  trainFile.onchange = async () => void (state.trainFile = await put(trainFile, "train"));
-  testFile.onchange = async () => void (state.testFile = await put(testFile, "test"));
+  trainFile.onchange = () => step("data", async () => void (state.trainFile = await put(trainFile, "train")));
+  testFile.onchange = () => step("data", async () => void (state.testFile = await put(testFile, "test")));
   const show = el("button", { id: "show-data" }, "Show the formatting and the loss mask");
   const index = el("input", { id: "example-index", type: "number", min: 0, value: 0, size: 5 });
   show.onclick = () =>
@@ -303,7 +347,14 @@ function dataSection(): HTMLElement {
         if (record) chatml = `ChatML text of train[${index.value || 0}]:\n${formatChatml(toMessages(record))}\n\n`;
       }
       byId("formatting").textContent = chatml + lines.filter((l) => !l.startsWith("Wrote ")).join("\n");
-      byId<HTMLIFrameElement>("masking").srcdoc = new TextDecoder().decode(memfs.readFile(html));
+      // the step is done once the view is drawn (its load moves the page's layout)
+      const frame = byId<HTMLIFrameElement>("masking");
+      const loaded = new Promise<void>((ok) => {
+        frame.onload = () => ok();
+        setTimeout(ok, 10_000);
+      });
+      frame.srcdoc = new TextDecoder().decode(memfs.readFile(html));
+      await loaded;
     });
   return section(
     "data",
@@ -326,7 +377,7 @@ function dataSection(): HTMLElement {
     ),
     el("p", {}, show, " ", field("example", index)),
     el("pre", { id: "formatting" }),
-    el("iframe", { id: "masking", title: "The loss-masking view" }),
+    el("iframe", { id: "masking", title: "The loss-masking view", sandbox: "" }),
   );
 }
 
@@ -335,8 +386,8 @@ function dataSection(): HTMLElement {
 
 function trainSection(): HTMLElement {
   const d = NOTEBOOK_TRAIN_CONFIG;
-  const num = (id: string, value: number | string, step = "any") =>
-    el("input", { id, type: "number", value, step, min: 0, size: 8 });
+  const num = (id: string, value: number | string, increment = "any") =>
+    el("input", { id, type: "number", value, step: increment, min: 0, size: 8 });
   const backend = el(
     "select",
     { id: "backend" },
@@ -363,16 +414,19 @@ function trainSection(): HTMLElement {
     log.textContent += `train ${argv.join(" ")}\n`;
     stop.disabled = false;
     state.stopped = false;
+    state.trained = undefined;
     const code = await trainMain(argv, (line) => {
       log.textContent += line + "\n";
       view!.line(line);
     });
-    if (code !== 0 && code !== 130) throw new Error(`Training ended with status ${code}`);
-    if (memfs.exists(`${OUT_DIR}/sft_task.json`)) state.trained = OUT_DIR;
     if (code === 130) {
+      // an interrupted run saves its checkpoint, not --out: the checkpoint is a model directory too
       state.stopped = true;
-      log.textContent += "Stopped: the checkpoint and the model so far are saved; Resume continues the run.\n";
-    }
+      state.trained = CHECKPOINT_DIR;
+      log.textContent += "The stopped run's checkpoint is the model Evaluate, Chat and Download use; Resume " +
+        "continues the run.\n";
+    } else if (code !== 0) throw new Error(`Training ended with status ${code}`);
+    else state.trained = OUT_DIR;
   };
   start.onclick = () =>
     step("train", async () => {
@@ -403,9 +457,13 @@ function trainSection(): HTMLElement {
       const offline = state.model?.hub ? ["--offline"] : [];
       await train(["--resume", "--run-dir", RUN_DIR, "--backend", backendName(), "--log-every", "10", ...offline]);
     });
+  // the loop listens for SIGINT once the model is loaded and the data tokenized: before that, Stop waits
   stop.onclick = () => {
     stop.disabled = true;
-    process.emit("SIGINT");
+    if (!process.emit("SIGINT")) {
+      log.textContent += "(training has not started its steps yet: press Stop again once it has)\n";
+      stop.disabled = false;
+    }
   };
   return section(
     "train",
@@ -504,18 +562,25 @@ function chatSection(): HTMLElement {
         throw new Error(which.value === "sft" ? "Train a model first (or chat with the base)" : "Choose a model");
       }
       const key = `${spec} ${backendName()} ${greedy.checked}`;
-      if (state.chat?.which !== key) {
+      if (state.chat?.key !== key) {
         releaseChat();
         const settings = readSettings();
         const be = await createBackend(parseBackendName(backendName()), settings.backend);
-        const { model, tokenizer, tokenizerDir } = await loadModelAndTokenizer(spec, be, {
-          prepare: false,
-          hub: { env: settings.hub, offline: state.model?.hub || undefined },
-          warn: () => {},
-        });
-        const template = await modelChatTemplate(tokenizerDir);
-        const session = new ChatSession(model, tokenizer, template, { ...DEFAULT_CHAT, greedy: greedy.checked });
-        state.chat = { which: key, session, be };
+        let loaded: Awaited<ReturnType<typeof loadModelAndTokenizer>> | undefined;
+        try {
+          loaded = await loadModelAndTokenizer(spec, be, {
+            prepare: false,
+            hub: { env: settings.hub, offline: state.model?.hub || undefined },
+            warn: () => {},
+          });
+          const template = await modelChatTemplate(loaded.tokenizerDir);
+          const settingsOfChat = { ...DEFAULT_CHAT, greedy: greedy.checked };
+          state.chat = { key, session: new ChatSession(loaded.model, loaded.tokenizer, template, settingsOfChat), be };
+        } catch (e) {
+          loaded?.model.dispose();
+          be.dispose();
+          throw e;
+        }
       }
       const reply = el("p", { class: "assistant" });
       log.append(el("p", { class: "user" }, text), reply);
@@ -545,14 +610,18 @@ function downloadSection(): HTMLElement {
   button.onclick = () =>
     step("download", () => {
       if (!state.trained) throw new Error("Train a model first");
-      // the directory as training wrote it (the checkpoints stay in the run directory)
-      const files = memfs.files(state.trained);
+      // the directory as training wrote it (of a stopped run's checkpoint, the model's files)
+      const files = new Map(
+        [...memfs.files(state.trained, { copy: false })].filter(([name]) => !CHECKPOINT_ONLY.has(name)),
+      );
       const blob = new Blob(zipStored(files) as BlobPart[], { type: "application/zip" });
       const name = `${(state.model?.spec ?? "model").split("/").pop()!.replace(/[^\w.-]/g, "_")}-sft.zip`;
-      const a = el("a", { href: URL.createObjectURL(blob), download: name });
+      const url = URL.createObjectURL(blob);
+      const a = el("a", { href: url, download: name });
       document.body.append(a);
       a.click();
       a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
       note.textContent = `${name}: ${[...files.keys()].sort().join(", ")} (${mib(blob.size)})`;
     });
   return section("download", "6. Download", el("p", {}, button), note);

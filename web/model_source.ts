@@ -34,6 +34,8 @@ export interface ModelChoice {
   hub: boolean;
   /** Said in the page. */
   label: string;
+  /** Where a hub model came from (what keeping it records). */
+  source?: { repoId: string; revision: string; commit: string };
 }
 
 /** Point the library's hub settings at the page's cache and `endpoint` (HF_ENDPOINT; default the hub). */
@@ -50,27 +52,29 @@ const KNOWN_FILES = new Set([
   "added_tokens.json",
 ]);
 
-/** Fetch `spec` (`org/name` or `org/name@revision`) from the hub and keep it in the browser's storage. */
-export async function fetchFromHub(
-  spec: string,
-  onProgress: (p: DownloadProgress) => void,
-  keep: boolean,
-): Promise<{ choice: ModelChoice; stored?: StoredModel }> {
+/** Fetch `spec` (`org/name` or `org/name@revision`) from the hub into the page's hub cache. */
+export async function fetchFromHub(spec: string, onProgress: (p: DownloadProgress) => void): Promise<ModelChoice> {
   const { repoId, revision } = parseModelSpec(spec);
   const dir = await resolveModel(spec, { env: { ...process.env }, offline: false, onProgress, log: () => {} });
   const commit = basename(dir);
-  const choice = { spec, dir, hub: true, label: `${spec} (commit ${commit.slice(0, 10)}) from the hub` };
-  if (!keep) return { choice };
-  const stored = await storeModel({ id: spec, commit, repoId, revision }, memfs.files(dir));
-  return { choice, stored };
+  return {
+    spec,
+    dir,
+    hub: true,
+    label: `${spec} (commit ${commit.slice(0, 10)}) from the hub`,
+    source: { repoId, revision, commit },
+  };
+}
+
+/** Keep a fetched model in the browser's storage (web/storage.ts). */
+export async function keepModel(choice: ModelChoice): Promise<StoredModel> {
+  if (!choice.source) throw new Error(`${choice.spec} is not a hub model: only those are kept`);
+  return await storeModel({ id: choice.spec, ...choice.source }, memfs.files(choice.dir, { copy: false }));
 }
 
 /** Put a kept model back into the hub cache: `refs/<revision>` and `snapshots/<commit>/`. */
 export function restoreStored(model: StoredModel, files: ReadonlyMap<string, Uint8Array>): ModelChoice {
   const { repoId, revision, commit } = model;
-  if (repoId === undefined || revision === undefined || commit === undefined) {
-    throw new Error(`The kept model ${model.id} has no commit: fetch it again`);
-  }
   const repo = `${HUB_CACHE}/${storedFolder(repoId)}`;
   const dir = `${repo}/snapshots/${commit}`;
   memfs.mkdir(dir, { recursive: true });
@@ -78,7 +82,13 @@ export function restoreStored(model: StoredModel, files: ReadonlyMap<string, Uin
   for (const [name, bytes] of files) memfs.writeFile(`${dir}/${name}`, bytes);
   memfs.mkdir(dirname(`${repo}/refs/${revision}`), { recursive: true });
   memfs.writeFile(`${repo}/refs/${revision}`, commit);
-  return { spec: model.id, dir, hub: true, label: `${model.id} (commit ${commit.slice(0, 10)}) kept in this browser` };
+  return {
+    spec: model.id,
+    dir,
+    hub: true,
+    label: `${model.id} (commit ${commit.slice(0, 10)}) kept in this browser`,
+    source: { repoId, revision, commit },
+  };
 }
 
 /** Read the model files of a local folder (the top level of an `<input webkitdirectory>`'s files). */

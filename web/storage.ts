@@ -10,12 +10,12 @@
 export interface StoredModel {
   /** What was asked for: `org/name` or `org/name@revision`. */
   id: string;
-  repoId?: string;
-  revision?: string;
-  /** The folder under `models/` (the hub cache's `models--org--name`). */
+  repoId: string;
+  revision: string;
+  /** The folder under `models/` (the hub cache's `models--org--name`; one per repo, any revision). */
   folder: string;
   /** The commit it was fetched at. */
-  commit?: string;
+  commit: string;
   /** The files and their sizes. */
   files: Record<string, number>;
   /** When it was kept (ISO 8601). */
@@ -23,7 +23,17 @@ export interface StoredModel {
 }
 
 const SOURCE = "source.json";
-const SAFE_NAME = /^[\w.-]+$/;
+/** A plain file or folder name: letters, digits, `_`, `.` and `-`, not "." or "..". */
+const SAFE_NAME = /^(?!\.\.?$)[\w.-]+$/;
+
+/**
+ * Run `work` holding the page's storage lock (Web Locks; other tabs of the page wait), so that no tab lists or
+ * removes a folder another is still writing. Without Web Locks it runs at once.
+ */
+function locked<T>(work: () => Promise<T>): Promise<T> {
+  const locks = (navigator as { locks?: { request(name: string, cb: () => Promise<T>): Promise<T> } }).locks;
+  return locks ? locks.request("gpt2-sft-models", work) : work();
+}
 
 /** The folder under `models/` for a model id (`org/name` → `models--org--name`, as the hub cache names it). */
 export function storedFolder(id: string): string {
@@ -50,8 +60,8 @@ export async function storageAvailable(): Promise<boolean> {
   return (await modelsDir()) !== undefined;
 }
 
-/** Check what a `source.json` holds before it is used. */
-function parseSource(text: string, folder: string): StoredModel {
+/** Check what a `source.json` (of the folder `folder`) holds before it is used. */
+export function parseSource(text: string, folder: string): StoredModel {
   const fail = (why: string): never => {
     throw new Error(`The kept model ${folder}: ${SOURCE} ${why}`);
   };
@@ -66,10 +76,18 @@ function parseSource(text: string, folder: string): StoredModel {
     fail("lacks id/folder/storedAt");
   }
   if (typeof o.files !== "object" || o.files === null) fail("lacks files");
-  if (o.commit !== undefined && !/^[0-9a-f]{40}$/.test(o.commit)) fail("has an invalid commit");
-  if (o.revision !== undefined && (typeof o.revision !== "string" || /(^|\/)\.\.?($|\/)/.test(o.revision))) {
-    fail("has an invalid revision");
+  if (typeof o.repoId !== "string" || typeof o.revision !== "string" || typeof o.commit !== "string") {
+    fail("lacks repoId/revision/commit");
   }
+  let repoFolder: string | undefined;
+  try {
+    repoFolder = storedFolder(o.repoId!);
+  } catch {
+    // an id that names no folder: said below
+  }
+  if (repoFolder !== folder) fail(`names ${JSON.stringify(o.repoId)}, which is not kept in ${folder}`);
+  if (!/^[0-9a-f]{40}$/.test(o.commit!)) fail("has an invalid commit");
+  if (o.revision === "" || /(^|\/)\.\.?($|\/)|\/\/|^\/|\/$/.test(o.revision!)) fail("has an invalid revision");
   for (const [name, size] of Object.entries(o.files!)) {
     if (!SAFE_NAME.test(name) || name === SOURCE || !Number.isSafeInteger(size) || (size as number) < 0) {
       fail(`has an invalid file entry ${JSON.stringify(name)}`);
@@ -79,7 +97,11 @@ function parseSource(text: string, folder: string): StoredModel {
 }
 
 /** The kept models, newest first; interrupted copies are removed. */
-export async function listStored(): Promise<StoredModel[]> {
+export function listStored(): Promise<StoredModel[]> {
+  return locked(listUnlocked);
+}
+
+async function listUnlocked(): Promise<StoredModel[]> {
   const dir = await modelsDir();
   if (!dir) return [];
   const out: StoredModel[] = [];
@@ -102,8 +124,18 @@ export async function listStored(): Promise<StoredModel[]> {
   return out.sort((a, b) => b.storedAt.localeCompare(a.storedAt));
 }
 
-/** Keep a model directory's files (top-level names only) under its id, replacing an earlier copy. */
-export async function storeModel(
+/**
+ * Keep a model directory's files (top-level names only) under its repo, replacing an earlier copy (of any
+ * revision). Should the writing fail, the earlier copy is gone too; the model in memory is not touched.
+ */
+export function storeModel(
+  meta: { id: string; repoId: string; revision: string; commit: string },
+  files: ReadonlyMap<string, Uint8Array>,
+): Promise<StoredModel> {
+  return locked(() => storeUnlocked(meta, files));
+}
+
+async function storeUnlocked(
   meta: { id: string; repoId: string; revision: string; commit: string },
   files: ReadonlyMap<string, Uint8Array>,
 ): Promise<StoredModel> {
@@ -154,9 +186,11 @@ export async function loadStored(model: StoredModel): Promise<Map<string, Uint8A
 }
 
 /** Forget a kept model. */
-export async function removeStored(model: StoredModel): Promise<void> {
-  const dir = await modelsDir();
-  await dir?.removeEntry(model.folder, { recursive: true });
+export function removeStored(model: StoredModel): Promise<void> {
+  return locked(async () => {
+    const dir = await modelsDir();
+    await dir?.removeEntry(model.folder, { recursive: true });
+  });
 }
 
 /** Bytes used and available to this page's storage, where the browser says. */

@@ -72,6 +72,18 @@ export interface ChatTurn {
   dropped: number;
   /** Tokens cut from the start of a message too long on its own. */
   cut: number;
+  /** The prompt's length in tokens. */
+  promptTokens: number;
+}
+
+/** Check the decoding settings (before a model is loaded: the CLI's flags fail fast). */
+export function checkChatSettings(settings: ChatSettings): void {
+  if (!settings.greedy && !(settings.temperature > 0)) {
+    throw new Error(`Invalid --temperature: ${settings.temperature} (sampling needs > 0; use --greedy instead)`);
+  }
+  if (!(settings.topP > 0 && settings.topP <= 1)) {
+    throw new Error(`Invalid --top-p: ${settings.topP} (expected 0 < p ≤ 1)`);
+  }
 }
 
 /** A conversation with one model (see the module comment). */
@@ -91,12 +103,7 @@ export class ChatSession {
     readonly template: ChatTemplate | undefined,
     readonly settings: ChatSettings,
   ) {
-    if (!settings.greedy && !(settings.temperature > 0)) {
-      throw new Error(`Invalid --temperature: ${settings.temperature} (sampling needs > 0; use --greedy instead)`);
-    }
-    if (!(settings.topP > 0 && settings.topP <= 1)) {
-      throw new Error(`Invalid --top-p: ${settings.topP} (expected 0 < p ≤ 1)`);
-    }
+    checkChatSettings(settings);
     const imEnd = tokenizer.tokenToId(IM_END);
     this.hasImEnd = imEnd !== undefined && imEnd !== tokenizer.unkTokenId;
     this.eos = this.hasImEnd ? imEnd : model.config.eosTokenId;
@@ -113,8 +120,15 @@ export class ChatSession {
     this.#history = [];
   }
 
-  /** Reply to `user`; `onText` gets the reply as shown each time it grows. */
-  async send(user: string, onText: (shown: string) => void = () => {}): Promise<ChatTurn> {
+  /**
+   * Reply to `user`; `onPrompt` is told, before generating, what the prompt left out, and `onText` gets the
+   * reply as shown each time it grows.
+   */
+  async send(
+    user: string,
+    onText: (shown: string) => void = () => {},
+    onPrompt: (p: { dropped: number; cut: number }) => void = () => {},
+  ): Promise<ChatTurn> {
     const s = this.settings;
     const { ids, dropped, cut } = chatPromptIds((t) => this.tokenizer.encode(t).ids, this.template, {
       system: s.system,
@@ -122,6 +136,7 @@ export class ChatSession {
       user,
       budget: this.budget,
     });
+    onPrompt({ dropped, cut });
     const gen: number[] = [];
     let shown = "";
     const out = await generate(this.model, ids, {
@@ -145,6 +160,6 @@ export class ChatSession {
     const final = displayReply(text, s.raw);
     if (final !== shown) onText(final);
     if (s.multiTurn) this.#history.push({ role: "user", content: user }, { role: "assistant", content: text });
-    return { text, shown: final, dropped, cut };
+    return { text, shown: final, dropped, cut, promptTokens: ids.length };
   }
 }

@@ -132,7 +132,7 @@ export const ZIP32_LIMIT = 0xffffffff;
 
 /**
  * A zip archive of `files` (name → bytes), entries stored uncompressed as `torch.save` writes them, as the
- * parts to concatenate (a `Blob` of them shares the files' bytes rather than copying them into one buffer).
+ * parts to concatenate (the files' bytes are not copied: the caller concatenates, e.g. into a `Blob`).
  * Names must be relative paths with "/" separators. Archives over 4 GiB (which need zip64) are refused.
  */
 export function zipStored(files: ReadonlyMap<string, Uint8Array>, date: Date = new Date()): Uint8Array[] {
@@ -145,11 +145,11 @@ export function zipStored(files: ReadonlyMap<string, Uint8Array>, date: Date = n
   const central: Uint8Array[] = [];
   let offset = 0;
   for (const [name, data] of files) {
-    if (name === "" || name.startsWith("/") || name.includes("\\") || name.split("/").includes("..")) {
+    if (name.includes("\\") || name.split("/").some((part) => part === "" || part === "." || part === "..")) {
       throw new Error(`Cannot zip ${JSON.stringify(name)}: expected a relative path with "/" separators`);
     }
     const nameBytes = utf8.encode(name);
-    if (offset + 30 + nameBytes.length + data.length > ZIP32_LIMIT) {
+    if (offset + 30 + nameBytes.length + data.length >= ZIP32_LIMIT) {
       throw new Error(
         `Cannot zip ${name}: the archive would pass 4 GiB (${offset + data.length} bytes), which needs zip64; ` +
           "save the files one by one",
@@ -182,7 +182,8 @@ export function zipStored(files: ReadonlyMap<string, Uint8Array>, date: Date = n
     offset += local.length + data.length;
   }
   const cdSize = central.reduce((n, e) => n + e.length, 0);
-  if (files.size > 0xffff || offset + cdSize + 22 > ZIP32_LIMIT) {
+  // 0xffff and 0xffffffff are the zip64 markers (readZipDirectory reads them so): they must not appear here
+  if (files.size >= 0xffff || offset + cdSize + 22 >= ZIP32_LIMIT) {
     throw new Error(`Cannot zip ${files.size} files of ${offset} bytes: that needs zip64; save the files one by one`);
   }
   const end = new Uint8Array(22);

@@ -287,14 +287,20 @@ export class MemFs {
     this.#fds.delete(fd);
   }
 
-  /** Every file under `dir`, by path relative to it, with its bytes (copies). */
-  files(dir: string): Map<string, Uint8Array> {
+  /**
+   * Every file under `dir`, by path relative to it, with its bytes: copies, or with `copy: false` views of the
+   * files' own bytes (for a caller that only reads them at once, as a download does).
+   */
+  files(dir: string, opts: { copy?: boolean } = {}): Map<string, Uint8Array> {
     const out = new Map<string, Uint8Array>();
     const walk = (path: string, rel: string) => {
       for (const name of this.list(path)) {
         const full = `${path}/${name}`, r = rel === "" ? name : `${rel}/${name}`;
         if (this.stat(full).isDirectory()) walk(full, r);
-        else out.set(r, this.readFile(full));
+        else if (opts.copy === false) {
+          const f = this.#file(full, "open");
+          out.set(r, f.bytes.subarray(0, f.size));
+        } else out.set(r, this.readFile(full));
       }
     };
     walk(resolve(dir), "");
