@@ -23,6 +23,7 @@ import {
   type LoraSpec,
   mergeAdapter,
   parseAdapterConfig,
+  savedTensorName,
   TOKEN_DELTA_NAME,
 } from "../src/model/lora.ts";
 import { uniformRng } from "../src/model/rng.ts";
@@ -57,8 +58,6 @@ const batch: Batch = { B, T, inputIds: ids, attentionMask: am, labels: inputs.ge
 const V = base.config.vocabSize;
 /** Only positions with attention_mask 1 are compared (padding's logits are not defined the same way). */
 const realRow = (i: number) => am[Math.floor(i / V)] === 1;
-/** peft's parameter name (adapter "default") → the name in adapter_model.safetensors, which is ours. */
-const ours = (peftName: string) => peftName.replace(/\.default(\.weight)?$/, "$1");
 
 function ref32(name: string): Float32Array {
   const t = ref.get(name);
@@ -104,8 +103,8 @@ async function parity(be: Backend): Promise<void> {
     be.free(loss);
     expect(Math.abs(l - meta.loss) / meta.loss).toBeLessThan(1e-5);
     for (const name of meta.trainable) {
-      const t = model.trainable.get(ours(name));
-      if (!t) throw new Error(`the model has no trainable ${ours(name)}`);
+      const t = model.trainable.get(savedTensorName(name));
+      if (!t) throw new Error(`the model has no trainable ${savedTensorName(name)}`);
       expectClose(await be.read(t.grad!), ref32(`grad.${name}`), 1e-3, `grad ${name}`);
     }
     const opt = new AdamW(be, model.trainable, {
@@ -117,7 +116,12 @@ async function parity(be: Backend): Promise<void> {
     const norm = (await be.read(opt.gradNorm))[0]!;
     expect(Math.abs(norm - meta.grad_norm) / meta.grad_norm).toBeLessThan(1e-4);
     for (const name of meta.trainable) {
-      expectClose(await model.trainable.get(ours(name))!.read(), ref32(`step1.${name}`), 2e-5, `step1 ${name}`);
+      expectClose(
+        await model.trainable.get(savedTensorName(name))!.read(),
+        ref32(`step1.${name}`),
+        2e-5,
+        `step1 ${name}`,
+      );
     }
     expectClose(await logitsOf(model), ref32("step1_logits"), 2e-4, "logits after the step", realRow);
     opt.dispose();

@@ -12,7 +12,14 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { GPT2Config } from "../model/config.ts";
 import { type HostTensor, shapeProblems } from "../model/gpt2.ts";
-import { adapterConfigJson, adapterShapes, checkLoraSpec, type LoraSpec, parseAdapterConfig } from "../model/lora.ts";
+import {
+  adapterConfigJson,
+  adapterShapes,
+  checkLoraSpec,
+  type LoraSpec,
+  parseAdapterConfig,
+  savedTensorName,
+} from "../model/lora.ts";
 import { readSafetensors, type ReadTensor, writeSafetensors } from "./safetensors.ts";
 
 /** The two files of a peft adapter. */
@@ -43,7 +50,7 @@ export async function readAdapterConfig(dir: string): Promise<{ spec: LoraSpec; 
 /**
  * Read an adapter's tensors for a base model of `config` (its vocabulary as resized for the adapter's
  * tokenizer): every tensor {@link adapterShapes} names, with that shape, and no other; the `.default` adapter
- * name some writers leave in the names is dropped. Float dtypes are upcast to float32.
+ * name some writers leave in the names is dropped ({@link savedTensorName}). Float dtypes are upcast to float32.
  */
 export async function readAdapterTensors(
   dir: string,
@@ -63,10 +70,7 @@ export async function readAdapterTensors(
   const found = new Map<string, ReadTensor>();
   const problems: string[] = [];
   for (const [raw, t] of readSafetensors(bytes, file)) {
-    const name = raw.replace(/\.default(\.weight)?$/, "$1").replace(
-      /\.lora_([AB])\.default\.weight$/,
-      ".lora_$1.weight",
-    );
+    const name = savedTensorName(raw);
     if (shapes.has(name)) found.set(name, t);
     else problems.push(`unexpected tensor ${raw}`);
   }
