@@ -8,7 +8,7 @@
  * @module
  */
 
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { GPT2Config } from "../model/config.ts";
 import { type HostTensor, shapeProblems } from "../model/gpt2.ts";
@@ -20,6 +20,7 @@ import {
   parseAdapterConfig,
   savedTensorName,
 } from "../model/lora.ts";
+import { isFile } from "./atomic.ts";
 import { readSafetensors, type ReadTensor, writeSafetensors } from "./safetensors.ts";
 
 /** The two files of a peft adapter. */
@@ -28,11 +29,7 @@ export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
 
 /** Whether `dir` is a peft adapter directory (it has `adapter_config.json`). */
 export async function isAdapterDir(dir: string): Promise<boolean> {
-  try {
-    return (await stat(join(dir, ADAPTER_CONFIG))).isFile();
-  } catch {
-    return false;
-  }
+  return await isFile(join(dir, ADAPTER_CONFIG));
 }
 
 /** An adapter directory's config: the spec and the base model it names (`base_model_name_or_path`). */

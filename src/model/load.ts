@@ -11,10 +11,10 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PEFT_ADAPTER_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
 import { isAdapterDir, readAdapterConfig, readAdapterTensors } from "../io/adapter_dir.ts";
+import { isFile } from "../io/atomic.ts";
 import { loadModelDir } from "../io/model_dir.ts";
 import { type LoraSpec, mergeAdapter } from "./lora.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
@@ -52,10 +52,6 @@ export interface LoadOptions {
   adapter?: string;
   /** The adapter's base model, instead of its `base_model_name_or_path`. */
   base?: string;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return await stat(path).then((s) => s.isFile(), () => false);
 }
 
 /** Resolve `spec` (hub id or directory), load the weights onto `be` and the tokenizer. */
