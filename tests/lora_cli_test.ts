@@ -2,7 +2,8 @@
  * `deno task train --lora` end to end on the tiny fixture (its hub layout without the SFT tokens, so that the
  * added tokens' rows train): the adapter directory in peft's layout (the names, shapes and config fields of the
  * adapter peft itself saved for the fixture), `--merge`, loading the adapter for inference (as the model, or
- * with `adapter`), resuming a LoRA run exactly, and the flags' errors.
+ * with `adapter`; the embeddings resized and the adapter merged on the host, the weights placed once), resuming
+ * a LoRA run exactly, and the flags' errors.
  */
 
 import { describe, expect, test } from "bun:test";
@@ -12,11 +13,14 @@ import { join } from "node:path";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { trainMain } from "../src/cli/train.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
-import { readAdapterConfig } from "../src/io/adapter_dir.ts";
+import { readAdapterConfig, readAdapterTensors } from "../src/io/adapter_dir.ts";
+import { loadModelDir, saveModelDir } from "../src/io/model_dir.ts";
+import { WebGpuBackend } from "../src/backend/webgpu.ts";
+import { webgpuForTests } from "../src/testing/backends.ts";
 import { checkSftDir } from "../src/eval/plan.ts";
-import type { GPT2 } from "../src/model/gpt2.ts";
+import { GPT2 } from "../src/model/gpt2.ts";
 import { loadModelAndTokenizer } from "../src/model/load.ts";
-import { adapterShapes } from "../src/model/lora.ts";
+import { adapterShapes, mergeAdapter } from "../src/model/lora.ts";
 import { startFakeHub } from "./helpers/fake_hub.ts";
 
 const BASE = new URL("./fixtures/tiny-gpt2-zh/model-bin", import.meta.url).pathname;
@@ -165,6 +169,67 @@ describe("train --lora", () => {
       await rm(cacheDir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  test(
+    "an adapter on a base without the SFT rows: resized and merged on the host as on the device, placed once",
+    async () => {
+      await withDir(async (dir) => {
+        // the fixture's base with only its tokenizer's 280 rows: loading adds the SFT tokens and draws 63 rows
+        const small = join(dir, "base-280");
+        const full = await loadModelDir(BASE);
+        const WTE = "transformer.wte.weight", V0 = 280, C = full.config.nEmbd;
+        const extraFiles: Record<string, Uint8Array> = {};
+        for (const f of ["vocab.txt", "special_tokens_map.json", "tokenizer_config.json"]) {
+          extraFiles[f] = await readFile(join(BASE, f));
+        }
+        const wte = full.tensors.get(WTE)!.data.slice(0, V0 * C);
+        const tensors = new Map(full.tensors).set(WTE, { shape: [V0, C], data: wte });
+        await saveModelDir(small, { config: { ...full.config, vocabSize: V0 }, tensors, extraFiles });
+        const { spec } = await readAdapterConfig(PEFT_ADAPTER);
+        const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+        /** Counts the parameter groups placed. */
+        class Counting extends CpuBackend {
+          groups = 0;
+          override allocGroup(lengths: readonly number[], label?: string, names?: readonly string[]) {
+            this.groups++;
+            return super.allocGroup(lengths, label, names);
+          }
+        }
+        const backends: [string, () => Promise<CpuBackend | WebGpuBackend>][] = [
+          ["cpu", () => Promise.resolve(new Counting())],
+        ];
+        if (await webgpuForTests("lora_cli_test")) backends.push(["webgpu", () => WebGpuBackend.create()]);
+        const opts = { prepare: true, seed: 5, adapter: PEFT_ADAPTER, warn: () => {} };
+        for (const [name, make] of backends) {
+          const be = await make();
+          try {
+            const pair = await loadModelAndTokenizer(small, be, opts);
+            if (be instanceof Counting) expect(be.groups).toBe(1);
+            expect([pair.baseVocab, pair.model.config.vocabSize]).toEqual([V0, 343]);
+            // as loading did before: the base on the device, resized there, read back and merged on the host
+            const base = await loadModelDir(small, { warn: () => {} });
+            const ref = GPT2.fromTensors(be, base.config, base.tensors);
+            await ref.resizeTokenEmbeddings(343, 5);
+            expect(pair.model.config).toEqual(ref.config);
+            const adapter = await readAdapterTensors(PEFT_ADAPTER, spec, ref.config);
+            const want = mergeAdapter(ref.config, spec, await ref.toTensors(), adapter);
+            const got = await pair.model.toTensors();
+            expect([...got.keys()]).toEqual([...want.keys()]);
+            const differ = [...want].filter(([k, t]) => bits(got.get(k)!.data).some((v, i) => v !== bits(t.data)[i]));
+            expect({ name, differ: differ.map(([k]) => k) }).toEqual({ name, differ: [] });
+            // the new rows the adapter does not train are the seed's
+            const other = await loadModelAndTokenizer(small, be, { ...opts, seed: 6 });
+            const row = async (m: GPT2) => (await m.param(WTE).read()).slice(342 * C);
+            expect(await row(other.model)).not.toEqual(await row(pair.model));
+            for (const m of [pair.model, ref, other.model]) m.dispose();
+          } finally {
+            be.dispose();
+          }
+        }
+      });
+    },
+    60_000,
+  );
 
   test("flag errors", async () => {
     await withDir(async (dir) => {

@@ -6,13 +6,15 @@
  */
 
 import { describe, expect, test } from "bun:test";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu.ts";
 import { WebGpuBackend } from "../src/backend/webgpu.ts";
 import { loadModelDir } from "../src/io/model_dir.ts";
-import { readSafetensors } from "../src/io/safetensors.ts";
+import { ADAPTER_WEIGHTS, readAdapterTensors } from "../src/io/adapter_dir.ts";
+import { readSafetensors, writeSafetensors, type WriteTensor } from "../src/io/safetensors.ts";
 import { type Batch, GPT2, type HostTensor } from "../src/model/gpt2.ts";
 import {
   adapterConfigJson,
@@ -21,6 +23,7 @@ import {
   type LoraSpec,
   mergeAdapter,
   parseAdapterConfig,
+  savedTensorName,
   TOKEN_DELTA_NAME,
 } from "../src/model/lora.ts";
 import { uniformRng } from "../src/model/rng.ts";
@@ -55,8 +58,6 @@ const batch: Batch = { B, T, inputIds: ids, attentionMask: am, labels: inputs.ge
 const V = base.config.vocabSize;
 /** Only positions with attention_mask 1 are compared (padding's logits are not defined the same way). */
 const realRow = (i: number) => am[Math.floor(i / V)] === 1;
-/** peft's parameter name (adapter "default") → the name in adapter_model.safetensors, which is ours. */
-const ours = (peftName: string) => peftName.replace(/\.default(\.weight)?$/, "$1");
 
 function ref32(name: string): Float32Array {
   const t = ref.get(name);
@@ -102,8 +103,8 @@ async function parity(be: Backend): Promise<void> {
     be.free(loss);
     expect(Math.abs(l - meta.loss) / meta.loss).toBeLessThan(1e-5);
     for (const name of meta.trainable) {
-      const t = model.trainable.get(ours(name));
-      if (!t) throw new Error(`the model has no trainable ${ours(name)}`);
+      const t = model.trainable.get(savedTensorName(name));
+      if (!t) throw new Error(`the model has no trainable ${savedTensorName(name)}`);
       expectClose(await be.read(t.grad!), ref32(`grad.${name}`), 1e-3, `grad ${name}`);
     }
     const opt = new AdamW(be, model.trainable, {
@@ -115,7 +116,12 @@ async function parity(be: Backend): Promise<void> {
     const norm = (await be.read(opt.gradNorm))[0]!;
     expect(Math.abs(norm - meta.grad_norm) / meta.grad_norm).toBeLessThan(1e-4);
     for (const name of meta.trainable) {
-      expectClose(await model.trainable.get(ours(name))!.read(), ref32(`step1.${name}`), 2e-5, `step1 ${name}`);
+      expectClose(
+        await model.trainable.get(savedTensorName(name))!.read(),
+        ref32(`step1.${name}`),
+        2e-5,
+        `step1 ${name}`,
+      );
     }
     expectClose(await logitsOf(model), ref32("step1_logits"), 2e-4, "logits after the step", realRow);
     opt.dispose();
@@ -252,6 +258,47 @@ describe("LoRA vs peft (tiny fixture, float64 reference)", () => {
     await expect(model.attachLora(spec, missing)).rejects.toThrow(/missing base_model.model.transformer.h.1.mlp.c_fc/);
     await expect(model.attachLora({ ...spec, tokenIds: [V] })).rejects.toThrow(/trainable token id 343/);
     model.dispose();
+  });
+
+  test("an adapter directory's tensors: peft's .default names read, each bad tensor named once with the file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "lora-adapter-"));
+    try {
+      const P = "base_model.model.transformer.h";
+      const write = async (tensors: Map<string, WriteTensor>) =>
+        await writeFile(join(dir, ADAPTER_WEIGHTS), writeSafetensors(tensors));
+      const renamed = new Map<string, WriteTensor>(
+        [...adapter].map((
+          [k, t],
+        ) => [k.replace(/\.weight$/, ".default.weight").replace(/_delta$/, "_delta.default"), t]),
+      );
+      await write(renamed);
+      const read = await readAdapterTensors(dir, spec, base.config);
+      expect([...read.keys()]).toEqual([...adapter.keys()]);
+      for (const [k, t] of adapter) expect(read.get(k)!.data).toEqual(t.data);
+
+      const bad = new Map<string, WriteTensor>(adapter);
+      const a0 = `${P}.0.attn.c_attn.lora_A.weight`, b1 = `${P}.1.mlp.c_fc.lora_B.weight`;
+      const a1 = `${P}.1.attn.c_proj.lora_A.weight`;
+      // an unexpected name that contains an expected one: that one is still missing
+      bad.set(`${a0}_old`, bad.get(a0)!);
+      bad.delete(a0);
+      bad.set(b1, { shape: [1, 4], data: new Float32Array(4) });
+      bad.set(a1, { shape: adapter.get(a1)!.shape, data: new Int32Array(adapter.get(a1)!.data.length) });
+      await write(bad);
+      const msg = await readAdapterTensors(dir, spec, base.config).then(() => "", (e: Error) => e.message);
+      const head = `Cannot load the adapter ${join(dir, ADAPTER_WEIGHTS)}: `;
+      expect(msg.slice(0, head.length)).toBe(head);
+      expect(msg.slice(head.length).split("; ").sort()).toEqual(
+        [
+          `unexpected tensor ${a0}_old`,
+          `missing ${a0}`,
+          `${b1} is [1,4], expected [${adapter.get(b1)!.shape}]`,
+          `${a1} is I32 (expected a float tensor)`,
+        ].sort(),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

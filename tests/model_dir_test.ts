@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { atomicWriteDir, atomicWriteFile } from "../src/io/atomic.ts";
+import { atomicWriteDir, atomicWriteFile, isFile } from "../src/io/atomic.ts";
 import { expectedParamShapes, loadModelDir, saveModelDir } from "../src/io/model_dir.ts";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.ts";
 import { activationOf, configToJson, parseConfig } from "../src/model/config.ts";
@@ -307,5 +307,18 @@ describe("atomic writes", () => {
     await mkdir(dir);
     await atomicWriteDir(dir, { "config.json": "{}" }); // an empty existing dir may be replaced
     expect(await readdir(dir)).toEqual(["config.json"]);
+  });
+
+  tmpTest("isFile: a regular file or a link to one; not a folder, a missing path or a path under a file", async () => {
+    const dir = await tempDir(), file = join(dir, "a.json");
+    await writeFile(file, "{}");
+    await symlink(file, join(dir, "link"));
+    await symlink(join(dir, "gone"), join(dir, "dangling"));
+    expect(await isFile(file)).toBe(true);
+    expect(await isFile(join(dir, "link"))).toBe(true);
+    expect(await isFile(dir)).toBe(false);
+    expect(await isFile(join(dir, "gone"))).toBe(false);
+    expect(await isFile(join(dir, "dangling"))).toBe(false);
+    expect(await isFile(join(file, "config.json"))).toBe(false); // ENOTDIR
   });
 });

@@ -5,7 +5,6 @@
  * @module
  */
 
-import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createBackend, parseBackendName, profileReport } from "../backend/mod.ts";
 import { choiceFlag, ENV_HELP, listFlag, numberFlag, parseFlags, SEED_RANGE } from "./args.ts";
@@ -18,6 +17,7 @@ import {
   readModelChatTemplate,
   resolveChatTemplate,
 } from "../data/template.ts";
+import { isFile } from "../io/atomic.ts";
 import { DEFAULT_MODEL } from "../io/hub.ts";
 import { readSettings } from "../env.ts";
 import { loadModelAndTokenizer } from "../model/load.ts";
@@ -28,14 +28,6 @@ import { NOTEBOOK_TRAIN_CONFIG, type TrainConfig } from "../train/trainer.ts";
 import { LR_DECAYS } from "../train/schedule.ts";
 import { tokenizerSanityLines } from "../tokenizer/sanity.ts";
 import { DEFAULT_LORA, LORA_TARGETS, type LoraSettings, loraSpecOf } from "../model/lora.ts";
-
-async function isModelDir(dir: string): Promise<boolean> {
-  try {
-    return (await stat(join(dir, "config.json"))).isFile();
-  } catch {
-    return false;
-  }
-}
 
 export const TRAIN_HELP = `Usage: deno task train [options]   (also: deno run -A phases/05_train.ts)
 
@@ -295,8 +287,7 @@ export async function trainMain(
   }
   const chatTemplate = v["chat-template"];
   if (chatTemplate !== undefined && !(CHAT_TEMPLATE_CHOICES as readonly string[]).includes(chatTemplate)) {
-    const isFile = await stat(chatTemplate).then((s) => s.isFile(), () => false);
-    if (!isFile) {
+    if (!await isFile(chatTemplate)) {
       throw new Error(`Invalid --chat-template ${chatTemplate}: no such file (expected chatml, model or a Jinja file)`);
     }
   }
@@ -329,7 +320,7 @@ export async function trainMain(
     print("Adding special tokens...");
     // a resumed run loads its model and tokenizer from the checkpoint, itself a model directory (no hub needed;
     // its weights are the checkpoint's); the recorded source is still checked against --model
-    const loadFrom = saved && await isModelDir(saved.dir) ? saved.dir : modelName;
+    const loadFrom = saved && await isFile(join(saved.dir, "config.json")) ? saved.dir : modelName;
     const { model, tokenizer, added, dir, baseVocab } = await loadModelAndTokenizer(loadFrom, be, {
       hub: { env: env.hub, offline: v.offline || undefined },
     });

@@ -8,12 +8,20 @@
  * @module
  */
 
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { GPT2Config } from "../model/config.ts";
-import type { HostTensor } from "../model/gpt2.ts";
-import { adapterConfigJson, adapterShapes, checkLoraSpec, type LoraSpec, parseAdapterConfig } from "../model/lora.ts";
-import { readSafetensors, writeSafetensors } from "./safetensors.ts";
+import { type HostTensor, shapeProblems } from "../model/gpt2.ts";
+import {
+  adapterConfigJson,
+  adapterShapes,
+  checkLoraSpec,
+  type LoraSpec,
+  parseAdapterConfig,
+  savedTensorName,
+} from "../model/lora.ts";
+import { isFile } from "./atomic.ts";
+import { readSafetensors, type ReadTensor, writeSafetensors } from "./safetensors.ts";
 
 /** The two files of a peft adapter. */
 export const ADAPTER_CONFIG = "adapter_config.json";
@@ -21,11 +29,7 @@ export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
 
 /** Whether `dir` is a peft adapter directory (it has `adapter_config.json`). */
 export async function isAdapterDir(dir: string): Promise<boolean> {
-  try {
-    return (await stat(join(dir, ADAPTER_CONFIG))).isFile();
-  } catch {
-    return false;
-  }
+  return await isFile(join(dir, ADAPTER_CONFIG));
 }
 
 /** An adapter directory's config: the spec and the base model it names (`base_model_name_or_path`). */
@@ -43,7 +47,7 @@ export async function readAdapterConfig(dir: string): Promise<{ spec: LoraSpec; 
 /**
  * Read an adapter's tensors for a base model of `config` (its vocabulary as resized for the adapter's
  * tokenizer): every tensor {@link adapterShapes} names, with that shape, and no other; the `.default` adapter
- * name some writers leave in the names is dropped. Float dtypes are upcast to float32.
+ * name some writers leave in the names is dropped ({@link savedTensorName}). Float dtypes are upcast to float32.
  */
 export async function readAdapterTensors(
   dir: string,
@@ -59,21 +63,19 @@ export async function readAdapterTensors(
   } catch (e) {
     throw new Error(`Cannot read the adapter ${file}: ${e instanceof Error ? e.message : e}`);
   }
-  const out = new Map<string, HostTensor>();
+  // every known tensor (of any dtype) is checked for presence and shape once, by the model's own check
+  const found = new Map<string, ReadTensor>();
   const problems: string[] = [];
   for (const [raw, t] of readSafetensors(bytes, file)) {
-    const name = raw.replace(/\.default(\.weight)?$/, "$1").replace(
-      /\.lora_([AB])\.default\.weight$/,
-      ".lora_$1.weight",
-    );
-    const shape = shapes.get(name);
-    if (!shape) problems.push(`unexpected tensor ${raw}`);
-    else if (!(t.data instanceof Float32Array)) problems.push(`${raw} is ${t.dtype} (expected a float tensor)`);
-    else if (t.shape.join(",") !== shape.join(",")) problems.push(`${raw} is [${t.shape}], expected [${shape}]`);
-    else out.set(name, { shape: t.shape, data: t.data });
+    const name = savedTensorName(raw);
+    if (shapes.has(name)) found.set(name, t);
+    else problems.push(`unexpected tensor ${raw}`);
   }
-  for (const name of shapes.keys()) {
-    if (!out.has(name) && !problems.some((p) => p.includes(name))) problems.push(`missing ${name}`);
+  problems.push(...shapeProblems(shapes, found));
+  const out = new Map<string, HostTensor>();
+  for (const [name, t] of found) {
+    if (t.data instanceof Float32Array) out.set(name, { shape: t.shape, data: t.data });
+    else problems.push(`${name} is ${t.dtype} (expected a float tensor)`);
   }
   if (problems.length) throw new Error(`Cannot load the adapter ${file}: ${problems.join("; ")}`);
   return out;

@@ -5,6 +5,8 @@
  * Files are written to a temporary sibling, fsynced and renamed over the target (rename is atomic
  * within a file system). A directory is written whole into a temporary sibling and swapped in with two
  * renames; the short window between them is the only moment the target name is absent.
+ *
+ * Also the existence checks that go with them ({@link exists}, {@link isFile}).
  * @module
  */
 
@@ -31,6 +33,15 @@ export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when `path` is a regular file (a symlink counts when its target is one); false on any error. */
+export async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
   } catch {
     return false;
   }

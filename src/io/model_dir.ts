@@ -10,10 +10,10 @@
  * @module
  */
 
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { configToJson, type GPT2Config, parameterShapes, parseConfig } from "../model/config.ts";
-import { atomicWriteDir } from "./atomic.ts";
+import { atomicWriteDir, isFile } from "./atomic.ts";
 import { readSafetensors, type ReadTensor, writeSafetensors } from "./safetensors.ts";
 import { readTorchBin } from "./torch_pickle.ts";
 
@@ -59,14 +59,6 @@ const WEIGHT_FILES = [
 
 /** The HF names and shapes of the parameters ({@link parameterShapes}), as this module calls them. */
 export const expectedParamShapes: (config: GPT2Config) => Map<string, number[]> = parameterShapes;
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
 
 async function readJson(path: string): Promise<unknown> {
   const text = await readFile(path, "utf8");

@@ -708,7 +708,7 @@ export class GPT2 {
 }
 
 /** Each of `shapes` that `tensors` lacks or holds in another shape, as a line of an error. */
-function shapeProblems(
+export function shapeProblems(
   shapes: ReadonlyMap<string, readonly number[]>,
   tensors: ReadonlyMap<string, { shape: readonly number[] }>,
 ): string[] {

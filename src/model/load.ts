@@ -6,17 +6,19 @@
  * A peft LoRA adapter (a directory or hub repo with `adapter_config.json`, given as the model itself or as
  * `adapter`) loads on its base model (`base_model_name_or_path`, or `base`): the base's weights, the adapter's
  * tokenizer where it has one, the embeddings resized to it, and the adapter merged into the weights (for
- * inference: no LoRA cost per token).
+ * inference: no LoRA cost per token). The resize and the merge are done on the host tensors, so the weights
+ * are placed on the device once.
  * @module
  */
 
 import type { Backend } from "../backend/backend.ts";
-import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PEFT_ADAPTER_FILES, resolveModel, type ResolveModelOptions } from "../io/hub.ts";
 import { isAdapterDir, readAdapterConfig, readAdapterTensors } from "../io/adapter_dir.ts";
+import { isFile } from "../io/atomic.ts";
 import { loadModelDir } from "../io/model_dir.ts";
 import { type LoraSpec, mergeAdapter } from "./lora.ts";
+import { resizeHostEmbeddings } from "./resize.ts";
 import { loadTokenizer } from "../tokenizer/load.ts";
 import { skippedTokensWarning } from "../tokenizer/tokenizer.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
@@ -54,10 +56,6 @@ export interface LoadOptions {
   base?: string;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  return await stat(path).then((s) => s.isFile(), () => false);
-}
-
 /** Resolve `spec` (hub id or directory), load the weights onto `be` and the tokenizer. */
 export async function loadModelAndTokenizer(spec: string, be: Backend, opts: LoadOptions = {}): Promise<LoadedPair> {
   const warn = opts.warn ?? ((m: string) => console.error(`warning: ${m}`));
@@ -89,24 +87,23 @@ export async function loadModelAndTokenizer(spec: string, be: Backend, opts: Loa
   }
   const loaded = await loadModelDir(dir, { warn });
   const tokenizer = await loadTokenizer(tokenizerDir);
-  let model = GPT2.fromTensors(be, loaded.config, loaded.tensors);
-  const baseVocab = model.config.vocabSize;
+  const baseVocab = loaded.config.vocabSize;
   let added = 0;
   if (opts.prepare ?? true) {
     added = tokenizer.prepareForSft();
     const skipped = skippedTokensWarning(tokenizer.skippedTokens, dir);
     if (skipped !== undefined) warn(skipped);
   }
-  // as the notebook's resize_token_embeddings(len(tokenizer)) after adding tokens
-  if (added > 0 || tokenizer.vocabSize > model.config.vocabSize) {
-    await model.resizeTokenEmbeddings(tokenizer.vocabSize, opts.seed ?? 0);
+  // as the notebook's resize_token_embeddings(len(tokenizer)) after adding tokens, and the adapter merged, on
+  // the host: the weights go to the device once
+  let { config, tensors } = loaded;
+  if (added > 0 || tokenizer.vocabSize > config.vocabSize) {
+    ({ config, tensors } = resizeHostEmbeddings(config, tensors, tokenizer.vocabSize, opts.seed ?? 0));
   }
   if (adapter) {
-    const tensors = await readAdapterTensors(adapter.dir, adapter.spec, model.config);
-    const merged = mergeAdapter(model.config, adapter.spec, await model.toTensors(), tensors);
-    const config = model.config;
-    model.dispose();
-    model = GPT2.fromTensors(be, config, merged);
+    const adapterTensors = await readAdapterTensors(adapter.dir, adapter.spec, config);
+    tensors = mergeAdapter(config, adapter.spec, tensors, adapterTensors);
   }
+  const model = GPT2.fromTensors(be, config, tensors);
   return { model, tokenizer, dir, tokenizerDir, added, baseVocab, ...(adapter ? { adapter } : {}) };
 }

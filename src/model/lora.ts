@@ -72,6 +72,14 @@ export function loraTensorNames(module: string): { a: string; b: string } {
   return { a: `${PEFT_PREFIX}${module}.lora_A.weight`, b: `${PEFT_PREFIX}${module}.lora_B.weight` };
 }
 
+/**
+ * A tensor name as `adapter_model.safetensors` holds it: peft's parameter names (and some writers' files) carry
+ * the adapter's name, "default" (`….lora_A.default.weight`, `…trainable_tokens_delta.default`), which is dropped.
+ */
+export function savedTensorName(name: string): string {
+  return name.replace(/\.default(\.weight)?$/, "$1");
+}
+
 /** The modules `spec` adapts in a model of `config`, block by block. */
 export function loraModules(config: GPT2Config, spec: Pick<LoraSpec, "targets">): LoraModule[] {
   const C = config.nEmbd, inner = config.nInner ?? 4 * C;

@@ -1,9 +1,41 @@
 /**
- * New embedding rows as `resize_token_embeddings` draws them (its default mean resizing).
+ * New embedding rows as `resize_token_embeddings` draws them (its default mean resizing), and the resize of a
+ * model's host tensors (before they go to a device).
  * @module
  */
 
+import type { GPT2Config } from "./config.ts";
+import type { HostTensor } from "./gpt2.ts";
 import { normalRng } from "./rng.ts";
+
+/**
+ * Host tensors by HF name (as `loadModelDir` returns them) with the token embedding resized to `newVocab` rows,
+ * as `GPT2.resizeTokenEmbeddings` resizes it on a device: the first rows kept, new ones from
+ * {@link sampleLikeRows} with `seed` (the same values). `tensors` is not changed; the other tensors are shared.
+ */
+export function resizeHostEmbeddings(
+  config: GPT2Config,
+  tensors: ReadonlyMap<string, HostTensor>,
+  newVocab: number,
+  seed = 0,
+): { config: GPT2Config; tensors: Map<string, HostTensor> } {
+  const name = "transformer.wte.weight";
+  const V = config.vocabSize, C = config.nEmbd;
+  const wte = tensors.get(name);
+  if (!wte || wte.shape.join(",") !== `${V},${C}`) {
+    throw new Error(
+      `Cannot resize the embeddings: ${name} is ${wte ? `[${wte.shape}]` : "missing"}, expected [${V},${C}]`,
+    );
+  }
+  if (newVocab === V) return { config, tensors: new Map(tensors) };
+  const data = new Float32Array(newVocab * C);
+  data.set(wte.data.subarray(0, Math.min(V, newVocab) * C));
+  if (newVocab > V) data.set(sampleLikeRows(wte.data, V, C, newVocab - V, seed), V * C);
+  return {
+    config: { ...config, vocabSize: newVocab },
+    tensors: new Map(tensors).set(name, { shape: [newVocab, C], data }),
+  };
+}
 
 /**
  * `n` new rows like the `V` rows of `src` [V,C]: mean + L·z with L the Cholesky factor of 1e-5·cov
