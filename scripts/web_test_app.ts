@@ -64,6 +64,12 @@ async function tinyBase(dir: string): Promise<void> {
   }
 }
 
+/** Click `selector`, scrolled into view first (a click that had to scroll the long page itself was seen to miss). */
+async function press(page: Page, selector: string): Promise<void> {
+  await page.locator(selector).scrollIntoViewIfNeeded();
+  await page.click(selector);
+}
+
 /** Wait until the section's step is done or failed; on a timeout, say what the section shows. */
 async function finished(page: Page, sectionId: string, timeout: number): Promise<void> {
   try {
@@ -78,7 +84,7 @@ async function finished(page: Page, sectionId: string, timeout: number): Promise
 
 /** Click `button` and wait for its section to finish; returns the section's state and error text. */
 async function act(page: Page, button: string, sectionId: string, timeout: number): Promise<string> {
-  await page.click(button);
+  await press(page, button);
   await finished(page, sectionId, timeout);
   const state = await page.getAttribute(`#${sectionId}`, "data-state");
   if (state === "done") return "";
@@ -204,11 +210,11 @@ export async function testInteractivePage(
     // Stop: a longer run is interrupted, the loop finishes its step and saves a checkpoint; Resume continues it
     await page.fill("#max-steps", "160");
     await page.fill("#epochs", "3");
-    await page.click("#train-start");
+    await press(page, "#train-start");
     await page.waitForFunction(() => /^step [1-9]\d* of/.test(document.getElementById("progress")?.textContent ?? ""), {
       timeout: 60_000,
     });
-    await page.click("#train-stop");
+    await press(page, "#train-stop");
     err = await settled(page, "train", 60_000);
     let log = (await page.textContent("#train-log")) ?? "";
     const stoppedAt = /Stopped at step (\d+); checkpoint saved/.exec(log)?.[1];
